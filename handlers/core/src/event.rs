@@ -1,0 +1,246 @@
+//! The `UnifiedEvent` contract: what every cloud's alert becomes.
+//!
+//! Field names and enum spellings here are the wire format described in
+//! `schemas/unified-event.schema.json`; a test regenerates that schema from these types and
+//! fails when the two drift.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Version of the `UnifiedEvent` contract; bumped only on a breaking change.
+pub const SCHEMA_VERSION: &str = "1";
+
+/// One alert, finding or notification, in the same shape whatever cloud produced it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "UnifiedEvent", extend("$id" = "https://escher.dev/schemas/unified-event.schema.json"))]
+pub struct UnifiedEvent {
+    /// Deterministic id: derived from the source's own id, so a redelivery of the same
+    /// payload gets the same `event_id` (this is what makes handling idempotent).
+    pub event_id: String,
+    pub event_type: EventType,
+    pub severity: Severity,
+    pub cloud_provider: CloudProvider,
+    /// AWS account id, Azure subscription id or GCP project id.
+    pub account_id: String,
+    /// Cloud region, or `global` when the event has none.
+    pub region: String,
+    pub resource: Resource,
+    pub context: EventContext,
+    /// When the source says the event happened (UTC).
+    pub timestamp: DateTime<Utc>,
+    /// The producing service.
+    pub source: EventSource,
+    /// The original payload, decoded (a Pub/Sub message's base64 `data` is decoded).
+    pub raw_event: serde_json::Value,
+    /// Always `"1"` for this version of the contract.
+    #[schemars(extend("const" = "1"))]
+    pub schema_version: String,
+}
+
+/// The resource an event is about.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Resource {
+    /// Cloud-specific snake_case kind, e.g. `s3_bucket`, `azure_vm`, `gce_firewall`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The cloud's full identifier (ARN, Azure resource id, GCP resource name).
+    pub id: String,
+    /// The short, human name.
+    pub name: String,
+    pub tags: BTreeMap<String, String>,
+    /// Source-specific details a remediation or a reader may need (always a JSON object).
+    #[schemars(schema_with = "json_object_schema")]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+fn json_object_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": "object" })
+}
+
+/// Business context, from the resource's tags/labels or the source itself.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventContext {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<Environment>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_classification: Option<DataClassification>,
+    /// Estimated cost impact in USD per month.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_impact: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affected_users: Option<u64>,
+}
+
+/// How urgently a person must look. Ordered: `Info < Medium < High < Critical`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Severity {
+    Info,
+    Medium,
+    High,
+    Critical,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CloudProvider {
+    Aws,
+    Azure,
+    Gcp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    Production,
+    Staging,
+    Dev,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum DataClassification {
+    #[serde(rename = "PII")]
+    Pii,
+    #[serde(rename = "confidential")]
+    Confidential,
+    #[serde(rename = "public")]
+    Public,
+}
+
+/// Cloud-neutral kind of event. Adding a value needs a README entry (the contract table).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum EventType {
+    /// A bucket / Blob container readable by anyone.
+    BucketPublic,
+    /// A security group / NSG / firewall rule open to 0.0.0.0/0 or ::/0.
+    FirewallOpen,
+    VolumeUnencrypted,
+    InstanceIdle,
+    InstanceStateChanged,
+    ResourceCreated,
+    ResourceChanged,
+    ResourceDeleted,
+    /// A metric alert firing.
+    MetricAlarm,
+    AlarmResolved,
+    /// Storage, CPU or memory near a limit.
+    CapacityHigh,
+    BudgetExceeded,
+    CostSpike,
+    ComplianceViolation,
+    ThreatDetected,
+    ServiceHealth,
+    DeploymentFailed,
+    ScheduledScan,
+}
+
+/// The service that produced the event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum EventSource {
+    #[serde(rename = "aws.cloudwatch")]
+    AwsCloudWatch,
+    #[serde(rename = "aws.cloudtrail")]
+    AwsCloudTrail,
+    #[serde(rename = "aws.config")]
+    AwsConfig,
+    #[serde(rename = "aws.guardduty")]
+    AwsGuardDuty,
+    #[serde(rename = "aws.securityhub")]
+    AwsSecurityHub,
+    #[serde(rename = "aws.health")]
+    AwsHealth,
+    #[serde(rename = "aws.ec2")]
+    AwsEc2,
+    #[serde(rename = "aws.events")]
+    AwsEvents,
+    #[serde(rename = "azure.monitor")]
+    AzureMonitor,
+    #[serde(rename = "azure.resources")]
+    AzureResources,
+    #[serde(rename = "azure.policy")]
+    AzurePolicy,
+    #[serde(rename = "azure.storage")]
+    AzureStorage,
+    #[serde(rename = "azure.health")]
+    AzureHealth,
+    #[serde(rename = "gcp.monitoring")]
+    GcpMonitoring,
+    #[serde(rename = "gcp.audit")]
+    GcpAudit,
+    #[serde(rename = "gcp.scc")]
+    GcpScc,
+    #[serde(rename = "gcp.billing")]
+    GcpBilling,
+    #[serde(rename = "gcp.scheduler")]
+    GcpScheduler,
+}
+
+impl EventSource {
+    pub fn cloud(self) -> CloudProvider {
+        use EventSource::*;
+        match self {
+            AwsCloudWatch | AwsCloudTrail | AwsConfig | AwsGuardDuty | AwsSecurityHub
+            | AwsHealth | AwsEc2 | AwsEvents => CloudProvider::Aws,
+            AzureMonitor | AzureResources | AzurePolicy | AzureStorage | AzureHealth => {
+                CloudProvider::Azure
+            }
+            GcpMonitoring | GcpAudit | GcpScc | GcpBilling | GcpScheduler => CloudProvider::Gcp,
+        }
+    }
+}
+
+/// Display uses the wire spelling, so tables and messages match the JSON.
+macro_rules! display_as_serde {
+    ($($t:ty),*) => {$(
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match serde_json::to_value(self) {
+                    Ok(serde_json::Value::String(s)) => f.write_str(&s),
+                    _ => write!(f, "{self:?}"),
+                }
+            }
+        }
+    )*};
+}
+display_as_serde!(
+    Severity,
+    CloudProvider,
+    Environment,
+    DataClassification,
+    EventType,
+    EventSource
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn severity_orders_from_info_to_critical() {
+        assert!(Severity::Info < Severity::Medium);
+        assert!(Severity::Medium < Severity::High);
+        assert!(Severity::High < Severity::Critical);
+    }
+
+    #[test]
+    fn enums_use_the_contract_spelling() {
+        assert_eq!(Severity::Critical.to_string(), "CRITICAL");
+        assert_eq!(EventType::BucketPublic.to_string(), "bucket_public");
+        assert_eq!(EventSource::AwsSecurityHub.to_string(), "aws.securityhub");
+        assert_eq!(DataClassification::Pii.to_string(), "PII");
+        assert_eq!(CloudProvider::Gcp.to_string(), "gcp");
+        assert_eq!(EventSource::GcpScc.cloud(), CloudProvider::Gcp);
+    }
+}

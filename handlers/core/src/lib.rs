@@ -1,0 +1,20 @@
+//! `escher-core`: the cloud-neutral heart of Escher Extend.
+//!
+//! Every alert that reaches one of our functions, from any cloud, is turned into one
+//! [`UnifiedEvent`] by [`normalize`]. Later stages (approvals, remediation, audit, notify)
+//! only ever see that type. This crate does no I/O and links no cloud SDK, so the same code
+//! runs inside a Lambda, an Azure Function, a Cloud Run service and the laptop CLI.
+
+pub mod cloudevent;
+pub mod context;
+pub mod event;
+pub mod normalize;
+pub mod severity;
+pub(crate) mod time;
+
+pub use event::{
+    CloudProvider, DataClassification, Environment, EventContext, EventSource, EventType, Resource,
+    Severity, UnifiedEvent, SCHEMA_VERSION,
+};
+pub use normalize::{normalize, Handshake, NormalizeError, Normalized, Normalizer};
+pub use severity::{SeverityPolicy, SeverityPolicyError};

@@ -1,0 +1,479 @@
+//! Normalizers: raw alert bytes from any cloud in, `UnifiedEvent`s out.
+//!
+//! The payload's kind is detected from its shape alone (never from a file name or a flag):
+//! each cloud module looks at the parsed JSON and either claims it (`Some`) or passes
+//! (`None`). A module that recognises an envelope but not its body answers with an
+//! [`NormalizeError::Unrecognized`] naming that envelope, so the operator learns what arrived.
+//!
+//! Everything here is pure: no I/O, no clock except as a last resort for a source that sent
+//! no usable time, so the same bytes always give the same events and ids.
+
+mod aws;
+mod azure;
+mod gcp;
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::context;
+use crate::event::{
+    CloudProvider, EventContext, EventSource, EventType, Resource, Severity, UnifiedEvent,
+    SCHEMA_VERSION,
+};
+use crate::severity::SeverityPolicy;
+
+/// What a payload turned out to be.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Normalized {
+    /// Alerts, findings or notifications: one `UnifiedEvent` each (possibly none, e.g. a
+    /// CloudTrail call that did not open anything to the world is still a valid, empty result).
+    Events(Vec<UnifiedEvent>),
+    /// A subscription handshake the endpoint must answer; it is not an alert.
+    Handshake(Handshake),
+}
+
+/// A delivery-channel handshake, e.g. Event Grid's `SubscriptionValidationEvent`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Handshake {
+    pub cloud_provider: CloudProvider,
+    /// What kind of handshake, e.g. `eventgrid_subscription_validation`.
+    pub kind: String,
+    /// The code to echo back (`{"validationResponse": code}` for Event Grid).
+    pub validation_code: String,
+    /// The URL that validates the subscription with a GET, when the source offers one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation_url: Option<String>,
+}
+
+/// Why a payload could not be normalized. Never a panic, whatever the bytes.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NormalizeError {
+    #[error("payload is not valid JSON at byte {offset} (line {line}, column {column}): {message}; check that the whole payload was captured and is UTF-8 JSON")]
+    Malformed {
+        offset: usize,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{}", unrecognized_message(.envelope.as_deref(), .detail))]
+    Unrecognized {
+        /// The envelope that was recognised around the unknown body, if any.
+        envelope: Option<String>,
+        detail: String,
+    },
+    #[error("{envelope}: field `{field}` {problem}")]
+    InvalidField {
+        envelope: String,
+        /// JSON path of the offending field, e.g. `message.data` or `detail.findings[0].Id`.
+        field: String,
+        problem: String,
+    },
+}
+
+fn unrecognized_message(envelope: Option<&str>, detail: &str) -> String {
+    match envelope {
+        Some(envelope) => format!(
+            "unrecognized event: a {envelope} was seen, but {detail}; \
+             see 'Adding an event source' in README.md"
+        ),
+        None => format!(
+            "unrecognized event: {detail}; no known envelope (EventBridge, SNS, Event Grid, \
+             Azure Monitor, Pub/Sub push, ...) was found; the supported payloads are listed in README.md"
+        ),
+    }
+}
+
+impl NormalizeError {
+    pub(crate) fn field(
+        envelope: impl Into<String>,
+        field: impl Into<String>,
+        problem: impl Into<String>,
+    ) -> Self {
+        NormalizeError::InvalidField {
+            envelope: envelope.into(),
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+
+    pub(crate) fn unrecognized(envelope: impl Into<String>, detail: impl Into<String>) -> Self {
+        NormalizeError::Unrecognized {
+            envelope: Some(envelope.into()),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Normalizes with the built-in severity policy.
+pub fn normalize(bytes: &[u8]) -> Result<Normalized, NormalizeError> {
+    Normalizer::default().normalize(bytes)
+}
+
+/// Normalizer bound to a severity policy (the user's edited `policies/severity.yaml`).
+#[derive(Debug, Clone, Copy)]
+pub struct Normalizer<'p> {
+    policy: &'p SeverityPolicy,
+}
+
+impl Default for Normalizer<'static> {
+    fn default() -> Self {
+        Normalizer {
+            policy: SeverityPolicy::built_in(),
+        }
+    }
+}
+
+/// A cloud module's entry point: `None` when the shape is not that cloud's.
+type CloudNormalizer = fn(&Value, &Cx) -> Option<Result<Normalized, NormalizeError>>;
+
+const CLOUDS: &[CloudNormalizer] = &[gcp::normalize, azure::normalize, aws::normalize];
+
+impl<'p> Normalizer<'p> {
+    pub fn new(policy: &'p SeverityPolicy) -> Self {
+        Normalizer { policy }
+    }
+
+    pub fn normalize(&self, bytes: &[u8]) -> Result<Normalized, NormalizeError> {
+        let value = parse_json(bytes)?;
+        self.normalize_value(&value)
+    }
+
+    /// For callers that already hold the parsed payload (e.g. a Lambda runtime).
+    pub fn normalize_value(&self, value: &Value) -> Result<Normalized, NormalizeError> {
+        let cx = Cx {
+            policy: self.policy,
+        };
+        for cloud in CLOUDS {
+            if let Some(result) = cloud(value, &cx) {
+                return result;
+            }
+        }
+        Err(NormalizeError::Unrecognized {
+            envelope: None,
+            detail: describe_shape(value),
+        })
+    }
+}
+
+fn describe_shape(value: &Value) -> String {
+    match value {
+        Value::Object(map) if map.is_empty() => "the payload is an empty JSON object".into(),
+        Value::Object(map) => {
+            let keys: Vec<&str> = map.keys().take(8).map(String::as_str).collect();
+            format!("a JSON object with keys [{}]", keys.join(", "))
+        }
+        Value::Array(items) => format!("a JSON array of {} item(s)", items.len()),
+        Value::String(_) => "the payload is a JSON string, not an object".into(),
+        Value::Number(_) => "the payload is a JSON number, not an object".into(),
+        Value::Bool(_) => "the payload is a JSON boolean, not an object".into(),
+        Value::Null => "the payload is JSON null".into(),
+    }
+}
+
+/// Parses JSON, turning serde's line/column into the byte offset an operator can seek to.
+pub(crate) fn parse_json(bytes: &[u8]) -> Result<Value, NormalizeError> {
+    let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    serde_json::from_slice(body).map_err(|e| {
+        let bom = bytes.len() - body.len();
+        NormalizeError::Malformed {
+            offset: bom + byte_offset(body, e.line(), e.column()),
+            line: e.line(),
+            column: e.column(),
+            message: e.to_string(),
+        }
+    })
+}
+
+/// serde_json reports 1-based lines and 1-based byte columns (0 at a line's very start).
+fn byte_offset(bytes: &[u8], line: usize, column: usize) -> usize {
+    let line_start = if line <= 1 {
+        0
+    } else {
+        bytes
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .nth(line - 2)
+            .map_or(bytes.len(), |(i, _)| i + 1)
+    };
+    (line_start + column.saturating_sub(1)).min(bytes.len())
+}
+
+/// Shared state for the cloud modules while they build events.
+pub(crate) struct Cx<'p> {
+    policy: &'p SeverityPolicy,
+}
+
+/// What a cloud module knows about one event before the shared finishing steps.
+#[derive(Debug, Clone)]
+pub(crate) struct EventDraft {
+    pub source: EventSource,
+    pub event_type: EventType,
+    pub account_id: String,
+    /// `None` becomes `global`.
+    pub region: Option<String>,
+    pub resource: Resource,
+    /// Fields the source states itself; tags fill the rest.
+    pub context: EventContext,
+    /// The source's own severity, when it has one.
+    pub source_severity: Option<Severity>,
+    /// The source's timestamp text, parsed leniently.
+    pub time: Option<String>,
+    /// The source's own ids, outermost first (delivery id, then finding id, ...): they make
+    /// `event_id` stable across redeliveries and distinct between items of one payload.
+    pub id_parts: Vec<String>,
+    pub raw_event: Value,
+}
+
+impl EventDraft {
+    pub fn new(source: EventSource, event_type: EventType, raw_event: Value) -> Self {
+        EventDraft {
+            source,
+            event_type,
+            account_id: String::new(),
+            region: None,
+            resource: Resource::default(),
+            context: EventContext::default(),
+            source_severity: None,
+            time: None,
+            id_parts: Vec::new(),
+            raw_event,
+        }
+    }
+}
+
+impl Cx<'_> {
+    /// Fills context from tags, resolves severity, derives the id and the timestamp.
+    pub(crate) fn finish(&self, draft: EventDraft) -> UnifiedEvent {
+        let EventDraft {
+            source,
+            event_type,
+            account_id,
+            region,
+            mut resource,
+            mut context,
+            source_severity,
+            time,
+            id_parts,
+            raw_event,
+        } = draft;
+        context::fill_from_tags(&mut context, &resource.tags);
+        let severity = self.policy.resolve(event_type, source_severity, &context);
+        let timestamp = match time.as_deref().and_then(crate::time::parse_timestamp) {
+            Some(t) => t,
+            None => {
+                // Keep the event (an alert with a garbled time must still be handled), use
+                // the receive time, and keep what the source said so nothing is lost.
+                tracing::warn!(?source, source_time = ?time, "event has no usable timestamp; using the time it was received");
+                resource.metadata.insert(
+                    "source_time".into(),
+                    time.map_or(Value::Null, Value::String),
+                );
+                Utc::now()
+            }
+        };
+        let event_id = derive_event_id(source, &id_parts, &raw_event);
+        UnifiedEvent {
+            event_id,
+            event_type,
+            severity,
+            cloud_provider: source.cloud(),
+            account_id,
+            region: region
+                .filter(|r| !r.trim().is_empty())
+                .unwrap_or_else(|| "global".into()),
+            resource,
+            context,
+            timestamp,
+            source,
+            raw_event,
+            schema_version: SCHEMA_VERSION.into(),
+        }
+    }
+}
+
+/// `<cloud>-<32 hex>`: a SHA-256 over the source and its own ids (or, when the source gave
+/// none, over the canonical payload), so it is stable, fixed-length and safe as an object key.
+fn derive_event_id(source: EventSource, id_parts: &[String], raw_event: &Value) -> String {
+    let mut hash = Sha256::new();
+    hash.update(source.to_string().as_bytes());
+    if id_parts.iter().all(|p| p.is_empty()) {
+        hash.update(b"\0payload\0");
+        hash.update(raw_event.to_string().as_bytes());
+    } else {
+        for part in id_parts {
+            hash.update(b"\0");
+            hash.update(part.as_bytes());
+        }
+    }
+    let digest = hash.finalize();
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{hex}", source.cloud())
+}
+
+// ---- small JSON helpers shared by the cloud modules ----
+
+/// The string at a JSON pointer (`/detail/state/value`), if present and a string.
+pub(crate) fn str_at<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {
+    value.pointer(pointer).and_then(Value::as_str)
+}
+
+/// The string at a JSON pointer, or an error naming the field (pointer shown as a dotted path).
+pub(crate) fn required_str<'a>(
+    value: &'a Value,
+    pointer: &str,
+    envelope: &str,
+) -> Result<&'a str, NormalizeError> {
+    match value.pointer(pointer) {
+        Some(Value::String(s)) => Ok(s),
+        Some(other) => Err(NormalizeError::field(
+            envelope,
+            dotted(pointer),
+            format!("must be a string, found {}", json_kind(other)),
+        )),
+        None => Err(NormalizeError::field(
+            envelope,
+            dotted(pointer),
+            "is missing",
+        )),
+    }
+}
+
+/// `/detail/findings/0/Id` → `detail.findings[0].Id`, the way operators read paths.
+pub(crate) fn dotted(pointer: &str) -> String {
+    let mut out = String::new();
+    for part in pointer.split('/').filter(|p| !p.is_empty()) {
+        if part.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str(&format!("[{part}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(&part.replace("~1", "/").replace("~0", "~"));
+        }
+    }
+    out
+}
+
+pub(crate) fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Tags from AWS-style `[{"Key": k, "Value": v}]` lists (any key case) or from a plain
+/// `{k: v}` object (Azure tags, GCP labels). Non-string values are rendered as JSON text.
+pub(crate) fn tags_from(value: Option<&Value>) -> BTreeMap<String, String> {
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    match value {
+        Some(Value::Object(map)) => map.iter().map(|(k, v)| (k.clone(), text(v))).collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|item| {
+                let obj = item.as_object()?;
+                let field = |name: &str| {
+                    obj.iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                        .map(|(_, v)| v)
+                };
+                let key = field("key")?.as_str()?.to_string();
+                Some((key, field("value").map(text).unwrap_or_default()))
+            })
+            .collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_json_names_the_byte_offset() {
+        let bytes = b"{\n  \"a\": 1,\n  \"b\": @\n}";
+        match normalize(bytes) {
+            Err(NormalizeError::Malformed { offset, line, .. }) => {
+                assert_eq!(line, 3);
+                assert_eq!(
+                    bytes[offset], b'@',
+                    "offset {offset} should point at the bad byte"
+                );
+            }
+            other => panic!("expected Malformed, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn offset_of_an_error_on_the_first_line() {
+        match normalize(b"[1, 2,, 3]") {
+            Err(NormalizeError::Malformed { offset, .. }) => assert_eq!(offset, 6),
+            other => panic!("expected Malformed, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_shapes_are_unrecognized_with_a_description() {
+        let err = normalize(br#"{"hello": "world"}"#).unwrap_err();
+        assert!(
+            matches!(&err, NormalizeError::Unrecognized { envelope: None, .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("hello"), "{err}");
+        assert!(normalize(b"42").is_err());
+        assert!(normalize(b"").is_err());
+    }
+
+    #[test]
+    fn event_ids_are_stable_and_distinct_per_part() {
+        let raw = serde_json::json!({"a": 1});
+        let a = derive_event_id(
+            EventSource::AwsSecurityHub,
+            &["env-1".into(), "f-1".into()],
+            &raw,
+        );
+        let b = derive_event_id(
+            EventSource::AwsSecurityHub,
+            &["env-1".into(), "f-1".into()],
+            &raw,
+        );
+        let c = derive_event_id(
+            EventSource::AwsSecurityHub,
+            &["env-1".into(), "f-2".into()],
+            &raw,
+        );
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert!(a.starts_with("aws-") && a.len() == 4 + 32, "{a}");
+    }
+
+    #[test]
+    fn tags_from_lists_and_objects() {
+        let list =
+            serde_json::json!([{"Key": "env", "Value": "prod"}, {"key": "team", "value": "x"}]);
+        let tags = tags_from(Some(&list));
+        assert_eq!(tags.get("env").map(String::as_str), Some("prod"));
+        assert_eq!(tags.get("team").map(String::as_str), Some("x"));
+        let obj = serde_json::json!({"env": "dev", "n": 3});
+        let tags = tags_from(Some(&obj));
+        assert_eq!(tags.get("n").map(String::as_str), Some("3"));
+    }
+
+    #[test]
+    fn dotted_paths_read_naturally() {
+        assert_eq!(dotted("/detail/findings/0/Id"), "detail.findings[0].Id");
+        assert_eq!(dotted("/message/data"), "message.data");
+    }
+}

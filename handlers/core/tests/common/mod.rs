@@ -1,0 +1,53 @@
+//! Helpers shared by the integration tests: paths, the schema validator, result rendering.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use escher_core::{NormalizeError, Normalized};
+use serde_json::{json, Value};
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn schema_path() -> PathBuf {
+    workspace_root().join("schemas/unified-event.schema.json")
+}
+
+/// Validator for the committed `schemas/unified-event.schema.json`.
+pub fn validator() -> jsonschema::Validator {
+    let text = std::fs::read_to_string(schema_path()).expect("read unified-event.schema.json");
+    let schema: Value = serde_json::from_str(&text).expect("schema is JSON");
+    jsonschema::draft202012::new(&schema).expect("schema compiles")
+}
+
+/// Validates one event's JSON, returning every violation as text.
+pub fn schema_errors(validator: &jsonschema::Validator, event: &Value) -> Vec<String> {
+    validator
+        .iter_errors(event)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect()
+}
+
+/// The stable JSON form of a normalization result, as stored in `*.expected.json`.
+pub fn result_json(result: &Result<Normalized, NormalizeError>) -> Value {
+    match result {
+        Ok(Normalized::Events(events)) => json!({ "events": events }),
+        Ok(Normalized::Handshake(h)) => json!({ "handshake": h }),
+        Err(e) => json!({ "error": e.to_string() }),
+    }
+}
+
+/// All `*.json` inputs under `dir` (not the `*.expected.json` beside them), sorted.
+pub fn inputs(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            name.ends_with(".json") && !name.ends_with(".expected.json")
+        })
+        .collect();
+    files.sort();
+    files
+}

@@ -1,0 +1,54 @@
+//! Golden tests: every project fixture under `tests/fixtures/<cloud>/` normalizes to exactly
+//! the `<name>.expected.json` beside it. `UPDATE_EXPECTED=1 cargo test --test golden`
+//! rewrites the expected files; review the diff before committing it.
+
+mod common;
+
+use common::{inputs, result_json, schema_errors, validator, workspace_root};
+
+#[test]
+fn project_fixtures_match_their_expected_output() {
+    let update = std::env::var_os("UPDATE_EXPECTED").is_some();
+    let validator = validator();
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for cloud in ["aws", "azure", "gcp"] {
+        let dir = workspace_root().join("tests/fixtures").join(cloud);
+        for input in inputs(&dir) {
+            let bytes = std::fs::read(&input).expect("read fixture");
+            let actual = result_json(&escher_core::normalize(&bytes));
+            for event in actual["events"].as_array().into_iter().flatten() {
+                for err in schema_errors(&validator, event) {
+                    failures.push(format!("{}: schema: {err}", input.display()));
+                }
+            }
+            let expected_path = input.with_extension("expected.json");
+            if update {
+                let text = serde_json::to_string_pretty(&actual).expect("serialize") + "\n";
+                std::fs::write(&expected_path, text).expect("write expected");
+            }
+            let expected: serde_json::Value = match std::fs::read(&expected_path) {
+                Ok(text) => serde_json::from_slice(&text).expect("expected file is JSON"),
+                Err(_) => {
+                    failures.push(format!(
+                        "{}: no {} (run with UPDATE_EXPECTED=1 and review it)",
+                        input.display(),
+                        expected_path.display()
+                    ));
+                    continue;
+                }
+            };
+            if actual != expected {
+                failures.push(format!(
+                    "{}: differs from expected\n--- expected\n{}\n--- actual\n{}",
+                    input.display(),
+                    serde_json::to_string_pretty(&expected).unwrap_or_default(),
+                    serde_json::to_string_pretty(&actual).unwrap_or_default()
+                ));
+            }
+            checked += 1;
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    assert!(checked > 0, "no fixtures found under tests/fixtures");
+}

@@ -1,1 +1,52 @@
-fn main() {}
+//! `escher-provision`: the laptop-side CLI of Escher Extend.
+//!
+//! Today it normalizes cloud alert payloads into `UnifiedEvent`s (`events normalize`), the
+//! same code path our functions run in the cloud, so an operator can see exactly what a
+//! handler would make of an alert. Provisioning (`extend`, `status`, `destroy`, `approvals`)
+//! lands in later issues.
+
+mod events;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Escher Extend: handle your cloud alerts 24/7 from inside your own cloud account.
+#[derive(Debug, Parser)]
+#[command(name = "escher-provision", version, about, long_about = None)]
+struct Cli {
+    /// Show debug logs on stderr (also: RUST_LOG=escher_core=debug).
+    #[arg(long, short, global = true)]
+    verbose: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Work with cloud alert payloads: turn them into UnifiedEvents.
+    #[command(subcommand)]
+    Events(events::EventsCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match cli.command {
+        Command::Events(cmd) => events::run(cmd),
+    }
+}
+
+/// Human-readable logs on stderr, so stdout stays clean JSON for pipes.
+fn init_logging(verbose: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if verbose { "debug" } else { "warn" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+}

@@ -179,11 +179,16 @@ pub(crate) fn parse_json(bytes: &[u8]) -> Result<Value, NormalizeError> {
     let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     serde_json::from_slice(body).map_err(|e| {
         let bom = bytes.len() - body.len();
+        // serde's text repeats the position, which the error already reports.
+        let mut message = e.to_string();
+        if let Some(at) = message.rfind(" at line ") {
+            message.truncate(at);
+        }
         NormalizeError::Malformed {
             offset: bom + byte_offset(body, e.line(), e.column()),
             line: e.line(),
             column: e.column(),
-            message: e.to_string(),
+            message,
         }
     })
 }

@@ -1,0 +1,40 @@
+# Escher Extend: the two commands a newcomer needs are `make demo` and `make test`.
+CARGO ?= cargo
+FIXTURES := tests/fixtures
+BIN := target/debug/escher-provision
+
+.PHONY: test fmt-check clippy unit demo bench fuzz schema expected help
+
+help:
+	@echo "make demo    normalize the bundled sample alerts and print the table"
+	@echo "make test    format check, clippy (warnings are errors), all tests"
+	@echo "make bench   normalizer throughput vs. a plain JSON parse"
+	@echo "make fuzz    run the normalizer fuzz target (needs nightly + cargo-fuzz; by hand)"
+	@echo "make schema  regenerate schemas/unified-event.schema.json from the Rust type"
+
+test: fmt-check clippy unit
+
+fmt-check:
+	$(CARGO) fmt --all --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit:
+	$(CARGO) test --workspace
+
+demo:
+	$(CARGO) build -q -p escher-provision
+	$(BIN) events normalize --dir $(FIXTURES)
+
+bench:
+	$(CARGO) bench -p escher-core --bench normalize
+
+fuzz:
+	cd handlers/core/fuzz && $(CARGO) +nightly fuzz run normalize -- -max_total_time=300
+
+schema:
+	UPDATE_SCHEMA=1 $(CARGO) test -p escher-core --test schema
+
+expected:
+	UPDATE_EXPECTED=1 $(CARGO) test -p escher-core --test golden

@@ -1,0 +1,155 @@
+//! Whatever the bytes, the normalizer answers with events, a handshake or an error: never a
+//! panic. Feeds arbitrary bytes, byte-mutated fixtures, and structurally mutated fixtures
+//! (a field removed or replaced by a value of another type), which reach far deeper into the
+//! per-source code than random bytes do.
+
+mod common;
+
+use std::path::PathBuf;
+
+use proptest::prelude::*;
+use serde_json::Value;
+
+/// Project fixtures, plus the shared real samples when present.
+fn corpus() -> Vec<Vec<u8>> {
+    let root = common::workspace_root();
+    let mut dirs: Vec<PathBuf> = ["aws", "azure", "gcp"]
+        .iter()
+        .map(|c| root.join("tests/fixtures").join(c))
+        .collect();
+    let shared = root.join("../shared/fixtures");
+    if shared.is_dir() {
+        dirs.extend(["aws", "azure", "gcp"].iter().map(|c| shared.join(c)));
+    } else {
+        eprintln!("NOTICE: ../shared/fixtures not found; mutating the project's own fixtures only");
+    }
+    let files: Vec<Vec<u8>> = dirs
+        .iter()
+        .filter(|d| d.is_dir())
+        .flat_map(|d| common::inputs(d))
+        .filter_map(|p| std::fs::read(p).ok())
+        .collect();
+    if files.is_empty() {
+        vec![br#"{"detail-type":"x","source":"aws.ec2","detail":{}}"#.to_vec()]
+    } else {
+        files
+    }
+}
+
+/// Every JSON pointer inside `value`, so a mutation can target any field at any depth.
+fn pointers(value: &Value, prefix: String, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let p = format!("{prefix}/{}", k.replace('~', "~0").replace('/', "~1"));
+                out.push(p.clone());
+                pointers(v, p, out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                let p = format!("{prefix}/{i}");
+                out.push(p.clone());
+                pointers(v, p, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn replacement(kind: u8) -> Option<Value> {
+    match kind % 7 {
+        0 => None, // remove the field
+        1 => Some(Value::Null),
+        2 => Some(Value::from(-1)),
+        3 => Some(Value::from("")),
+        4 => Some(Value::from("not-base64-!!")),
+        5 => Some(Value::Array(vec![])),
+        _ => Some(serde_json::json!({})),
+    }
+}
+
+fn mutate(value: &mut Value, pointer: &str, with: Option<Value>) {
+    let (parent, last) = match pointer.rsplit_once('/') {
+        Some(split) => split,
+        None => return,
+    };
+    let last = last.replace("~1", "/").replace("~0", "~");
+    match (value.pointer_mut(parent), with) {
+        (Some(Value::Object(map)), None) => {
+            map.remove(&last);
+        }
+        (Some(Value::Array(items)), None) => {
+            if let Ok(i) = last.parse::<usize>() {
+                if i < items.len() {
+                    items.remove(i);
+                }
+            }
+        }
+        (Some(_), Some(new)) => {
+            if let Some(slot) = value.pointer_mut(pointer) {
+                *slot = new;
+            }
+        }
+        _ => {}
+    }
+}
+
+fn assert_no_panic(bytes: &[u8]) {
+    // A panic fails the test by itself; the error text must also be usable.
+    if let Err(e) = escher_core::normalize(bytes) {
+        assert!(!e.to_string().trim().is_empty(), "empty error message");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        assert_no_panic(&bytes);
+    }
+
+    #[test]
+    fn byte_mutated_fixtures_never_panic(
+        pick in any::<prop::sample::Index>(),
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..8),
+        cut in any::<prop::sample::Index>(),
+        truncate in any::<bool>(),
+    ) {
+        let corpus = corpus();
+        let mut bytes = corpus[pick.index(corpus.len())].clone();
+        for (at, byte, op) in edits {
+            if bytes.is_empty() { break; }
+            let i = at.index(bytes.len());
+            match op {
+                0 => bytes[i] = byte,
+                1 => bytes.insert(i, byte),
+                _ => { bytes.remove(i); }
+            }
+        }
+        if truncate && !bytes.is_empty() {
+            bytes.truncate(cut.index(bytes.len()));
+        }
+        assert_no_panic(&bytes);
+    }
+
+    #[test]
+    fn structurally_mutated_fixtures_never_panic(
+        pick in any::<prop::sample::Index>(),
+        mutations in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+    ) {
+        let corpus = corpus();
+        let bytes = &corpus[pick.index(corpus.len())];
+        let Ok(mut value) = serde_json::from_slice::<Value>(bytes) else { return Ok(()); };
+        for (at, kind) in mutations {
+            let mut all = Vec::new();
+            pointers(&value, String::new(), &mut all);
+            if all.is_empty() { break; }
+            let pointer = all[at.index(all.len())].clone();
+            mutate(&mut value, &pointer, replacement(kind));
+        }
+        let bytes = serde_json::to_vec(&value).expect("serialize mutated value");
+        assert_no_panic(&bytes);
+    }
+}

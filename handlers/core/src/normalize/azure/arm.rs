@@ -1,0 +1,278 @@
+//! Azure Resource Manager ids: `/subscriptions/{id}/resourceGroups/{rg}/providers/{ns}/{type}/{name}/…`.
+//!
+//! ARM treats ids case-insensitively and Azure's own payloads mix spellings
+//! (`Microsoft.Compute/virtualMachines` beside `microsoft.compute/virtualmachines`), so
+//! every comparison here ignores ASCII case. Parsing is lenient: published samples carry
+//! placeholders such as `{subscription-id}` or `<ResourceType>`, which are kept as text.
+
+/// The parts of an ARM id this crate needs; borrowed from the id text.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct ArmId<'a> {
+    pub subscription: Option<&'a str>,
+    pub resource_group: Option<&'a str>,
+    /// Namespace after the last `providers` segment (extension resources nest providers).
+    pub namespace: Option<&'a str>,
+    /// Type segments after the namespace, e.g. `["storageAccounts", "blobServices"]`.
+    pub types: Vec<&'a str>,
+    /// The last segment of the id: the resource's own name.
+    pub name: Option<&'a str>,
+    /// The value after a `locations` type segment (Defender alerts live under one).
+    pub location: Option<&'a str>,
+}
+
+impl<'a> ArmId<'a> {
+    pub fn parse(id: &'a str) -> ArmId<'a> {
+        let segments: Vec<&str> = id.split('/').filter(|s| !s.is_empty()).collect();
+        let after = |i: usize| segments.get(i + 1).copied();
+        let mut parsed = ArmId {
+            name: segments.last().copied(),
+            ..ArmId::default()
+        };
+        let mut last_providers = None;
+        for (i, segment) in segments.iter().enumerate() {
+            if segment.eq_ignore_ascii_case("subscriptions") && parsed.subscription.is_none() {
+                parsed.subscription = after(i);
+            } else if segment.eq_ignore_ascii_case("resourceGroups")
+                && parsed.resource_group.is_none()
+            {
+                parsed.resource_group = after(i);
+            } else if segment.eq_ignore_ascii_case("providers") && after(i).is_some() {
+                last_providers = Some(i);
+            }
+        }
+        if let Some(p) = last_providers {
+            parsed.namespace = after(p);
+            let rest = segments.get(p + 2..).unwrap_or_default();
+            for pair in rest.chunks(2) {
+                if let Some(kind) = pair.first() {
+                    parsed.types.push(kind);
+                    if kind.eq_ignore_ascii_case("locations") {
+                        parsed.location = pair.get(1).copied();
+                    }
+                }
+            }
+        }
+        parsed
+    }
+
+    /// `Namespace/type/subtype` as spelled in the id (its capitals mark word breaks).
+    pub fn type_path(&self) -> Option<String> {
+        let mut path = self.namespace?.to_string();
+        for kind in &self.types {
+            path.push('/');
+            path.push_str(kind);
+        }
+        Some(path)
+    }
+
+    /// The snake_case `resource.type` for this id (see [`resource_kind`]).
+    pub fn kind(&self) -> String {
+        match self.type_path() {
+            Some(path) if !self.types.is_empty() => resource_kind(&path),
+            _ if self.resource_group.is_some() => "azure_resource_group".into(),
+            _ if self.subscription.is_some() => "azure_subscription".into(),
+            _ => "azure_resource".into(),
+        }
+    }
+}
+
+/// Well-known ARM types with the short names operators use; anything else becomes
+/// `azure_` + the singular snake_case of its last type segment.
+const KNOWN_KINDS: &[(&str, &str)] = &[
+    ("microsoft.compute/virtualmachines", "azure_vm"),
+    ("microsoft.compute/virtualmachinescalesets", "azure_vmss"),
+    ("microsoft.compute/disks", "azure_disk"),
+    ("microsoft.storage/storageaccounts", "azure_storage_account"),
+    (
+        "microsoft.storage/storageaccounts/blobservices/containers",
+        "azure_blob_container",
+    ),
+    ("microsoft.network/networksecuritygroups", "azure_nsg"),
+    (
+        "microsoft.network/networksecuritygroups/securityrules",
+        "azure_nsg_rule",
+    ),
+    ("microsoft.network/publicipaddresses", "azure_public_ip"),
+    ("microsoft.network/virtualnetworks", "azure_vnet"),
+    ("microsoft.network/networkinterfaces", "azure_nic"),
+    ("microsoft.network/loadbalancers", "azure_load_balancer"),
+    ("microsoft.sql/servers", "azure_sql_server"),
+    ("microsoft.sql/servers/databases", "azure_sql_database"),
+    ("microsoft.keyvault/vaults", "azure_key_vault"),
+    ("microsoft.web/sites", "azure_app_service"),
+    (
+        "microsoft.containerservice/managedclusters",
+        "azure_aks_cluster",
+    ),
+    (
+        "microsoft.documentdb/databaseaccounts",
+        "azure_cosmosdb_account",
+    ),
+    (
+        "microsoft.operationalinsights/workspaces",
+        "azure_log_analytics_workspace",
+    ),
+    ("microsoft.eventhub/namespaces", "azure_event_hub_namespace"),
+    (
+        "microsoft.resourcehealth/events",
+        "azure_service_health_event",
+    ),
+    (
+        "microsoft.security/locations/alerts",
+        "azure_security_alert",
+    ),
+];
+
+/// `resource.type` for an ARM type path `Namespace/type[/subtype…]`, spelled any way
+/// (`Microsoft.Compute/virtualMachines`, `microsoft.compute/virtualmachines`).
+pub(super) fn resource_kind(type_path: &str) -> String {
+    let lower = type_path.trim_matches('/').to_ascii_lowercase();
+    if let Some((_, kind)) = KNOWN_KINDS.iter().find(|(path, _)| *path == lower) {
+        return (*kind).to_string();
+    }
+    // Take the last segment from the original spelling: its capitals mark word breaks.
+    let last = type_path
+        .trim_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default();
+    let words = singular(&snake_case(last));
+    if words.is_empty() {
+        "azure_resource".into()
+    } else {
+        format!("azure_{words}")
+    }
+}
+
+/// `virtualMachineScaleSets` → `virtual_machine_scale_sets`, `publicIPAddresses` →
+/// `public_ip_addresses`, `<ResourceType>` → `resource_type`.
+pub(super) fn snake_case(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::new();
+    for (i, c) in chars.iter().enumerate() {
+        if !c.is_ascii_alphanumeric() {
+            if !out.ends_with('_') && !out.is_empty() {
+                out.push('_');
+            }
+            continue;
+        }
+        if c.is_ascii_uppercase() && i > 0 {
+            let prev = chars.get(i - 1).copied().unwrap_or('_');
+            let next = chars.get(i + 1).copied().unwrap_or('_');
+            let word_starts = prev.is_ascii_lowercase()
+                || prev.is_ascii_digit()
+                || (prev.is_ascii_uppercase() && next.is_ascii_lowercase());
+            if word_starts && !out.ends_with('_') && !out.is_empty() {
+                out.push('_');
+            }
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out.trim_end_matches('_').to_string()
+}
+
+/// English plural of the last word → singular, for ARM's plural collection names
+/// (`workspaces`, `policies`, `addresses`); resource kinds are singular like `s3_bucket`.
+fn singular(words: &str) -> String {
+    let (head, last) = match words.rsplit_once('_') {
+        Some((head, last)) => (Some(head), last),
+        None => (None, words),
+    };
+    let last = if let Some(stem) = last.strip_suffix("ies") {
+        format!("{stem}y")
+    } else if let Some(stem) = last.strip_suffix("sses") {
+        format!("{stem}ss")
+    } else if let Some(stem) = last.strip_suffix("uses") {
+        format!("{stem}us")
+    } else if last.ends_with("ss") || last.ends_with("us") || last.len() <= 3 {
+        last.to_string()
+    } else if let Some(stem) = last.strip_suffix('s') {
+        stem.to_string()
+    } else {
+        last.to_string()
+    };
+    match head {
+        Some(head) => format!("{head}_{last}"),
+        None => last,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_nested_id_case_insensitively() {
+        let id = ArmId::parse(
+            "/subscriptions/s-1/resourcegroups/rg/providers/microsoft.compute/virtualmachines/vm1",
+        );
+        assert_eq!(id.subscription, Some("s-1"));
+        assert_eq!(id.resource_group, Some("rg"));
+        assert_eq!(id.name, Some("vm1"));
+        assert_eq!(id.kind(), "azure_vm");
+        let upper = ArmId::parse(
+            "/SUBSCRIPTIONS/s-1/RESOURCEGROUPS/rg/PROVIDERS/Microsoft.Compute/virtualMachines/vm1",
+        );
+        assert_eq!(upper.kind(), "azure_vm");
+        assert_eq!(upper.subscription, Some("s-1"));
+    }
+
+    #[test]
+    fn kinds_for_scopes_and_unknown_types() {
+        assert_eq!(
+            ArmId::parse("/subscriptions/s").kind(),
+            "azure_subscription"
+        );
+        assert_eq!(
+            ArmId::parse("/subscriptions/s/resourceGroups/rg").kind(),
+            "azure_resource_group"
+        );
+        assert_eq!(
+            ArmId::parse("/subscriptions/s/providers/Microsoft.Consumption/budgets/b").kind(),
+            "azure_budget"
+        );
+        assert_eq!(
+            resource_kind("Microsoft.EventHub/namespaces/AuthorizationRules"),
+            "azure_authorization_rule"
+        );
+        assert_eq!(
+            resource_kind("Microsoft.Authorization/policies"),
+            "azure_policy"
+        );
+        assert_eq!(
+            resource_kind("Microsoft.Network/applicationGatewayWebApplicationFirewallPolicies"),
+            "azure_application_gateway_web_application_firewall_policy"
+        );
+        assert_eq!(
+            resource_kind("Microsoft.Network/ipAddresses"),
+            "azure_ip_address"
+        );
+        assert_eq!(
+            resource_kind("<ProviderNamespace>/<ResourceType>"),
+            "azure_resource_type"
+        );
+        assert_eq!(resource_kind(""), "azure_resource");
+        assert_eq!(ArmId::parse("").kind(), "azure_resource");
+    }
+
+    #[test]
+    fn extension_resources_use_the_last_provider_and_find_locations() {
+        let id = ArmId::parse("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm/providers/Microsoft.ResourceHealth/availabilityStatuses/current");
+        assert_eq!(id.namespace, Some("Microsoft.ResourceHealth"));
+        assert_eq!(id.kind(), "azure_availability_status");
+        let alert = ArmId::parse("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Security/locations/centralus/alerts/a1");
+        assert_eq!(alert.location, Some("centralus"));
+        assert_eq!(alert.kind(), "azure_security_alert");
+    }
+
+    #[test]
+    fn snake_case_handles_acronyms_and_placeholders() {
+        assert_eq!(snake_case("publicIPAddresses"), "public_ip_addresses");
+        assert_eq!(
+            snake_case("virtualMachineScaleSets"),
+            "virtual_machine_scale_sets"
+        );
+        assert_eq!(snake_case("<ResourceType>"), "resource_type");
+        assert_eq!(snake_case("{name}"), "name");
+    }
+}

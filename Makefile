@@ -9,7 +9,7 @@ help:
 	@echo "make demo    normalize the bundled sample alerts and print the table"
 	@echo "make test    format check, clippy (warnings are errors), all tests"
 	@echo "make bench   normalizer throughput vs. a plain JSON parse"
-	@echo "make fuzz    run the normalizer fuzz target (needs nightly + cargo-fuzz; by hand)"
+	@echo "make fuzz    run the normalizer fuzz target (by hand; needs 'cargo install cargo-fuzz')"
 	@echo "make schema  regenerate schemas/unified-event.schema.json from the Rust type"
 
 test: fmt-check clippy unit
@@ -31,7 +31,7 @@ bench:
 	$(CARGO) bench -p escher-core --bench normalize
 
 fuzz:
-	cd handlers/core/fuzz && $(CARGO) +nightly fuzz run normalize -- -max_total_time=300
+	cd handlers/core && $(CARGO) fuzz run normalize --sanitizer none -- -max_total_time=300
 
 schema:
 	UPDATE_SCHEMA=1 $(CARGO) test -p escher-core --test schema

@@ -14,6 +14,9 @@ fn project_fixtures_match_their_expected_output() {
     let mut failures = Vec::new();
     for cloud in ["aws", "azure", "gcp"] {
         let dir = workspace_root().join("tests/fixtures").join(cloud);
+        if !dir.is_dir() {
+            continue;
+        }
         for input in inputs(&dir) {
             let bytes = std::fs::read(&input).expect("read fixture");
             let actual = result_json(&escher_core::normalize(&bytes));

@@ -77,7 +77,7 @@ pub enum NormalizeError {
 fn unrecognized_message(envelope: Option<&str>, detail: &str) -> String {
     match envelope {
         Some(envelope) => format!(
-            "unrecognized event: a {envelope} was seen, but {detail}; \
+            "unrecognized event: the envelope is {envelope}, but {detail}; \
              see 'Adding an event source' in README.md"
         ),
         None => format!(

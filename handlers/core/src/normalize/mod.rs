@@ -184,8 +184,14 @@ pub(crate) fn parse_json(bytes: &[u8]) -> Result<Value, NormalizeError> {
         if let Some(at) = message.rfind(" at line ") {
             message.truncate(at);
         }
+        // A truncated payload is reported at its end, where the missing bytes belong.
+        let offset = if e.is_eof() {
+            body.len()
+        } else {
+            byte_offset(body, e.line(), e.column())
+        };
         NormalizeError::Malformed {
-            offset: bom + byte_offset(body, e.line(), e.column()),
+            offset: bom + offset,
             line: e.line(),
             column: e.column(),
             message,

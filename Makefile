@@ -25,7 +25,7 @@ unit:
 
 demo:
 	$(CARGO) build -q -p escher-provision
-	$(BIN) events normalize --dir $(FIXTURES)
+	$(BIN) events normalize --dir $(FIXTURES)/aws --dir $(FIXTURES)/azure --dir $(FIXTURES)/gcp
 
 bench:
 	$(CARGO) bench -p escher-core --bench normalize

@@ -21,8 +21,8 @@ pub enum EventsCommand {
     /// Exit status: 0 when the input normalized (or is a subscription handshake), 2 when it
     /// did not; the reason is printed on stderr.
     ///
-    /// With --dir, every *.json file below DIR (except *.expected.json) is normalized and a
-    /// summary table is printed; exit status 2 if any file failed.
+    /// With --dir (repeatable), every *.json file below each DIR (except *.expected.json) is
+    /// normalized and a summary table is printed; exit status 2 if any file failed.
     Normalize(NormalizeArgs),
 }
 
@@ -32,9 +32,10 @@ pub struct NormalizeArgs {
     #[arg(value_name = "FILE|-", conflicts_with = "dir")]
     file: Option<PathBuf>,
 
-    /// Normalize every *.json file below this directory and print a summary table.
+    /// Normalize every *.json file below this directory and print a summary table; may be
+    /// given several times.
     #[arg(long, value_name = "DIR")]
-    dir: Option<PathBuf>,
+    dir: Vec<PathBuf>,
 
     /// Indent the JSON output (one event per block instead of one per line).
     #[arg(long)]
@@ -71,9 +72,10 @@ fn normalize_command(args: &NormalizeArgs) -> anyhow::Result<ExitCode> {
         None => SeverityPolicy::built_in().clone(),
     };
     let normalizer = Normalizer::new(&policy);
-    match &args.dir {
-        Some(dir) => normalize_dir(&normalizer, dir, args.json),
-        None => normalize_one(&normalizer, args.file.as_deref(), args.pretty),
+    if args.dir.is_empty() {
+        normalize_one(&normalizer, args.file.as_deref(), args.pretty)
+    } else {
+        normalize_dirs(&normalizer, &args.dir, args.json)
     }
 }
 
@@ -147,25 +149,35 @@ struct Row {
     error: Option<String>,
 }
 
-fn normalize_dir(normalizer: &Normalizer, dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
+fn normalize_dirs(
+    normalizer: &Normalizer,
+    dirs: &[PathBuf],
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    // (path shown in the table, path on disk): shown relative to the directory's parent, so
+    // `--dir tests/fixtures/aws` lists `aws/…`.
     let mut files = Vec::new();
-    for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
-        let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
-        let name = entry.file_name().to_string_lossy();
-        if entry.file_type().is_file()
-            && name.ends_with(".json")
-            && !name.ends_with(".expected.json")
-        {
-            files.push(entry.into_path());
+    for dir in dirs {
+        let base = dir.parent().unwrap_or(dir);
+        let before = files.len();
+        for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
+            let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
+            let name = entry.file_name().to_string_lossy();
+            if entry.file_type().is_file()
+                && name.ends_with(".json")
+                && !name.ends_with(".expected.json")
+            {
+                let shown = entry.path().strip_prefix(base).unwrap_or(entry.path());
+                files.push((shown.display().to_string(), entry.path().to_path_buf()));
+            }
         }
-    }
-    if files.is_empty() {
-        anyhow::bail!("no *.json files found below {}", dir.display());
+        if files.len() == before {
+            anyhow::bail!("no *.json files found below {}", dir.display());
+        }
     }
     let mut rows = Vec::new();
     let (mut failed, mut events_total) = (0usize, 0usize);
-    for path in &files {
-        let file = path.strip_prefix(dir).unwrap_or(path).display().to_string();
+    for (file, path) in &files {
         let row = |source: Option<String>,
                    event_type: Option<String>,
                    severity: Option<String>,
@@ -224,20 +236,40 @@ fn normalize_dir(normalizer: &Normalizer, dir: &Path, json: bool) -> anyhow::Res
     })
 }
 
+/// `$COLUMNS` when the shell exports it, else a width that suits a laptop terminal.
+fn terminal_width() -> u16 {
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .filter(|w| *w >= 60)
+        .unwrap_or(160)
+}
+
 fn table(rows: &[Row]) -> comfy_table::Table {
+    // The ERROR column only earns its width when something failed.
+    let with_errors = rows.iter().any(|r| r.error.is_some());
+    let mut header = vec!["FILE", "SOURCE", "EVENT TYPE", "SEVERITY"];
+    if with_errors {
+        header.push("ERROR");
+    }
     let mut table = comfy_table::Table::new();
     table
-        .load_preset(comfy_table::presets::UTF8_HORIZONTAL_ONLY)
-        .set_header(["FILE", "SOURCE", "EVENT TYPE", "SEVERITY", "ERROR"]);
+        .load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
+        .set_width(terminal_width())
+        .set_header(header);
     let cell = |v: &Option<String>| v.clone().unwrap_or_default();
     for r in rows {
-        table.add_row([
+        let mut row = vec![
             r.file.clone(),
             cell(&r.source),
             cell(&r.event_type),
             cell(&r.severity),
-            cell(&r.error),
-        ]);
+        ];
+        if with_errors {
+            row.push(cell(&r.error));
+        }
+        table.add_row(row);
     }
     table
 }

@@ -1,5 +1,6 @@
 //! Golden tests: every project fixture under `tests/fixtures/<cloud>/` normalizes to exactly
-//! the `<name>.expected.json` beside it. `UPDATE_EXPECTED=1 cargo test --test golden`
+//! the `<name>.expected.json` beside it; those under `tests/fixtures/invalid/<cloud>/` are
+//! deliberately broken and must fail with the error recorded beside them. `UPDATE_EXPECTED=1 cargo test --test golden`
 //! rewrites the expected files; review the diff before committing it.
 
 mod common;
@@ -12,14 +13,30 @@ fn project_fixtures_match_their_expected_output() {
     let validator = validator();
     let mut checked = 0;
     let mut failures = Vec::new();
-    for cloud in ["aws", "azure", "gcp"] {
-        let dir = workspace_root().join("tests/fixtures").join(cloud);
+    for (folder, must_fail) in [
+        ("aws", false),
+        ("azure", false),
+        ("gcp", false),
+        ("invalid/aws", true),
+        ("invalid/azure", true),
+        ("invalid/gcp", true),
+    ] {
+        let dir = workspace_root().join("tests/fixtures").join(folder);
         if !dir.is_dir() {
             continue;
         }
         for input in inputs(&dir) {
             let bytes = std::fs::read(&input).expect("read fixture");
-            let actual = result_json(&escher_core::normalize(&bytes));
+            let result = escher_core::normalize(&bytes);
+            if result.is_err() != must_fail {
+                failures.push(format!(
+                    "{}: expected {}, got {:?}",
+                    input.display(),
+                    if must_fail { "an error" } else { "success" },
+                    result.as_ref().err()
+                ));
+            }
+            let actual = result_json(&result);
             for event in actual["events"].as_array().into_iter().flatten() {
                 for err in schema_errors(&validator, event) {
                     failures.push(format!("{}: schema: {err}", input.display()));

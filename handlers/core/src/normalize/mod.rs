@@ -138,26 +138,76 @@ impl<'p> Normalizer<'p> {
     }
 
     pub fn normalize(&self, bytes: &[u8]) -> Result<Normalized, NormalizeError> {
-        let value = parse_json(bytes)?;
-        self.normalize_value(&value)
+        self.normalize_owned(parse_json(bytes)?)
     }
 
-    /// For callers that already hold the parsed payload (e.g. a Lambda runtime).
-    pub fn normalize_value(&self, value: &Value) -> Result<Normalized, NormalizeError> {
-        let cx = Cx {
-            policy: self.policy,
-        };
+    /// For callers that already hold the parsed payload (e.g. a Lambda runtime); the payload
+    /// moves into the event's `raw_event` instead of being copied.
+    pub fn normalize_owned(&self, payload: Value) -> Result<Normalized, NormalizeError> {
+        let mut result = self.detect_and_build(&payload);
+        if let Ok(Normalized::Events(events)) = &mut result {
+            fill_payload(events, payload);
+        }
+        result
+    }
+
+    /// Like [`Normalizer::normalize_owned`] for a borrowed payload (copied where needed).
+    pub fn normalize_value(&self, payload: &Value) -> Result<Normalized, NormalizeError> {
+        self.normalize_owned(payload.clone())
+    }
+
+    fn detect_and_build(&self, payload: &Value) -> Result<Normalized, NormalizeError> {
+        let cx = Cx::new(self.policy, payload);
         for cloud in CLOUDS {
-            if let Some(result) = cloud(value, &cx) {
+            if let Some(result) = cloud(payload, &cx) {
                 return result;
             }
         }
         Err(NormalizeError::Unrecognized {
             envelope: None,
-            detail: describe_shape(value),
+            detail: describe_shape(payload),
         })
     }
 }
+
+/// Gives the events whose draft said "the whole payload" their `raw_event`: the last one
+/// takes the parsed payload itself, the others a copy. Copying a large payload per event
+/// cost more than parsing it (see `make bench`), so it is done only where unavoidable.
+fn fill_payload(events: &mut [UnifiedEvent], payload: Value) {
+    let mut waiting = events
+        .iter_mut()
+        .filter(|e| e.raw_event == PAYLOAD_PLACEHOLDER)
+        .peekable();
+    while let Some(event) = waiting.next() {
+        if waiting.peek().is_some() {
+            event.raw_event = payload.clone();
+        } else {
+            event.raw_event = payload;
+            return;
+        }
+    }
+}
+
+/// For a module that normalized a payload found inside another: drafts that said "the whole
+/// payload" get `inner` (the last one by move, the others a copy).
+pub(crate) fn resolve_inner_payload(drafts: &mut [EventDraft], inner: Value) {
+    let mut waiting = drafts
+        .iter_mut()
+        .filter(|d| d.raw_event.is_none())
+        .peekable();
+    while let Some(draft) = waiting.next() {
+        if waiting.peek().is_some() {
+            draft.raw_event = Some(inner.clone());
+        } else {
+            draft.raw_event = Some(inner);
+            return;
+        }
+    }
+}
+
+/// Stands in a finished event's `raw_event` until [`fill_payload`] puts the payload there.
+/// No recognised payload is JSON `null`, so it cannot be mistaken for a real raw event.
+const PAYLOAD_PLACEHOLDER: Value = Value::Null;
 
 fn describe_shape(value: &Value) -> String {
     match value {
@@ -217,6 +267,8 @@ fn byte_offset(bytes: &[u8], line: usize, column: usize) -> usize {
 /// Shared state for the cloud modules while they build events.
 pub(crate) struct Cx<'p> {
     policy: &'p SeverityPolicy,
+    /// The payload being normalized, for ids of events whose source gave none.
+    payload: &'p Value,
 }
 
 /// What a cloud module knows about one event before the shared finishing steps.
@@ -237,11 +289,23 @@ pub(crate) struct EventDraft {
     /// The source's own ids, outermost first (delivery id, then finding id, ...): they make
     /// `event_id` stable across redeliveries and distinct between items of one payload.
     pub id_parts: Vec<String>,
-    pub raw_event: Value,
+    /// `None`: the whole payload the module was given. A module that normalizes a payload
+    /// found inside another (a Pub/Sub `data`, an SNS `Message`) resolves `None` itself;
+    /// at the top level the normalizer moves the parsed payload in, saving a copy.
+    pub raw_event: Option<Value>,
 }
 
 impl EventDraft {
+    /// A draft whose `raw_event` is `raw_event` (an item of the payload, or a decoded copy).
     pub fn new(source: EventSource, event_type: EventType, raw_event: Value) -> Self {
+        EventDraft {
+            raw_event: Some(raw_event),
+            ..EventDraft::for_payload(source, event_type)
+        }
+    }
+
+    /// A draft whose `raw_event` is the whole payload the module was given.
+    pub fn for_payload(source: EventSource, event_type: EventType) -> Self {
         EventDraft {
             source,
             event_type,
@@ -252,12 +316,16 @@ impl EventDraft {
             source_severity: None,
             time: None,
             id_parts: Vec::new(),
-            raw_event,
+            raw_event: None,
         }
     }
 }
 
-impl Cx<'_> {
+impl<'p> Cx<'p> {
+    pub(crate) fn new(policy: &'p SeverityPolicy, payload: &'p Value) -> Self {
+        Cx { policy, payload }
+    }
+
     /// Fills context from tags, resolves severity, derives the id and the timestamp.
     pub(crate) fn finish(&self, draft: EventDraft) -> UnifiedEvent {
         let EventDraft {
@@ -287,7 +355,11 @@ impl Cx<'_> {
                 Utc::now()
             }
         };
-        let event_id = derive_event_id(source, &id_parts, &raw_event);
+        let event_id = derive_event_id(
+            source,
+            &id_parts,
+            raw_event.as_ref().unwrap_or(self.payload),
+        );
         UnifiedEvent {
             event_id,
             event_type,
@@ -301,7 +373,7 @@ impl Cx<'_> {
             context,
             timestamp,
             source,
-            raw_event,
+            raw_event: raw_event.unwrap_or(PAYLOAD_PLACEHOLDER),
             schema_version: SCHEMA_VERSION.into(),
         }
     }
@@ -321,16 +393,46 @@ fn derive_event_id(source: EventSource, id_parts: &[String], raw_event: &Value) 
             hash.update(part.as_bytes());
         }
     }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = hash.finalize();
-    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}-{hex}", source.cloud())
+    let mut id = format!("{}-", source.cloud());
+    for byte in &digest[..16] {
+        id.push(char::from(HEX[usize::from(byte >> 4)]));
+        id.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    id
 }
 
 // ---- small JSON helpers shared by the cloud modules ----
 
+/// JSON pointer lookup without the allocations of `Value::pointer` (which unescapes every
+/// segment into a new `String`); the normalizers do dozens of lookups per payload.
+pub(crate) trait JsonAt {
+    fn at(&self, pointer: &str) -> Option<&Value>;
+}
+
+impl JsonAt for Value {
+    fn at(&self, pointer: &str) -> Option<&Value> {
+        if pointer.contains('~') {
+            return self.pointer(pointer);
+        }
+        if pointer.is_empty() {
+            return Some(self);
+        }
+        pointer
+            .strip_prefix('/')?
+            .split('/')
+            .try_fold(self, |node, segment| match node {
+                Value::Object(map) => map.get(segment),
+                Value::Array(items) => segment.parse::<usize>().ok().and_then(|i| items.get(i)),
+                _ => None,
+            })
+    }
+}
+
 /// The string at a JSON pointer (`/detail/state/value`), if present and a string.
 pub(crate) fn str_at<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {
-    value.pointer(pointer).and_then(Value::as_str)
+    value.at(pointer).and_then(Value::as_str)
 }
 
 /// The string at a JSON pointer, or an error naming the field (pointer shown as a dotted path).
@@ -339,7 +441,7 @@ pub(crate) fn required_str<'a>(
     pointer: &str,
     envelope: &str,
 ) -> Result<&'a str, NormalizeError> {
-    match value.pointer(pointer) {
+    match value.at(pointer) {
         Some(Value::String(s)) => Ok(s),
         Some(other) => Err(NormalizeError::field(
             envelope,

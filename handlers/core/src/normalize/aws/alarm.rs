@@ -18,13 +18,14 @@
 //! The resource is the one obvious resource in the metrics' dimensions (a single
 //! `InstanceId`, `VolumeId`, ...), else the alarm itself (`cloudwatch_alarm`).
 
+use crate::normalize::JsonAt;
 use aws_lambda_events::event::cloudwatch_alarms::CloudWatchAlarm;
 use aws_lambda_events::event::sns::CloudWatchAlarmPayload;
 use serde_json::{json, Map, Value};
 
 use super::{
     arn_field, embedded_json, field, items, need, number, pick_account, pick_region, put, resource,
-    text, typed, Origin,
+    text, typed, Origin, Raw, Skipped,
 };
 use crate::event::{EventSource, EventType, Severity};
 use crate::normalize::{EventDraft, NormalizeError};
@@ -312,10 +313,8 @@ fn dimensions_json(dimensions: &[(String, String)]) -> Value {
 fn alarm_from_data(data: &Value, base: &str, envelope: &str) -> Result<Alarm, NormalizeError> {
     let name = need(data, "/alarmName", base, envelope)?.to_string();
     let state = need(data, "/state/value", base, envelope)?.to_string();
-    let reason_data = data.pointer("/state/reasonData").and_then(embedded_json);
-    let previous_data = data
-        .pointer("/previousState/reasonData")
-        .and_then(embedded_json);
+    let reason_data = data.at("/state/reasonData").and_then(embedded_json);
+    let previous_data = data.at("/previousState/reasonData").and_then(embedded_json);
     let config = data.get("configuration").unwrap_or(&Value::Null);
     let mut metrics = Vec::new();
     let mut expression = None;
@@ -456,7 +455,7 @@ fn alarm_from_classic(
                 name: text(stat, "/Metric/MetricName")
                     .unwrap_or_default()
                     .to_string(),
-                dimensions: classic_dimensions(stat.pointer("/Metric/Dimensions")),
+                dimensions: classic_dimensions(stat.at("/Metric/Dimensions")),
                 stat: text(stat, "/Stat").map(str::to_string),
                 period: number(stat, "/Period"),
             }),
@@ -488,13 +487,13 @@ fn alarm_from_classic(
 fn alarm_draft(
     alarm: &Alarm,
     state_pointer: &str,
-    raw: &Value,
+    raw: Raw<'_>,
     origin: &Origin,
     account: String,
     region: Option<String>,
 ) -> Result<EventDraft, NormalizeError> {
     let (event_type, severity) = alarm.event_type(state_pointer, &origin.envelope)?;
-    let mut draft = EventDraft::new(EventSource::AwsCloudWatch, event_type, raw.clone());
+    let mut draft = raw.draft(EventSource::AwsCloudWatch, event_type);
     draft.source_severity = severity;
     draft.resource = match alarm.dimension_resource() {
         Some((kind, id)) => resource(kind, id, region.as_deref(), &account),
@@ -526,11 +525,11 @@ fn alarm_draft(
 pub(super) fn normalize_state_change(
     detail: &Value,
     base: &str,
-    raw: &Value,
+    raw: Raw<'_>,
     origin: &Origin,
 ) -> Result<Vec<EventDraft>, NormalizeError> {
     let mut alarm = alarm_from_data(detail, base, &origin.envelope)?;
-    alarm.arn = super::text(raw, "/resources/0").map(str::to_string);
+    alarm.arn = super::text(raw.value(), "/resources/0").map(str::to_string);
     let account = pick_account([origin.account.as_deref()]);
     let region = pick_region([origin.region.as_deref()]);
     let draft = alarm_draft(
@@ -549,7 +548,7 @@ pub(super) fn normalize_state_change(
 pub(super) fn normalize_config_change(
     detail: &Value,
     base: &str,
-    raw: &Value,
+    raw: Raw<'_>,
     origin: &Origin,
 ) -> Result<Vec<EventDraft>, NormalizeError> {
     let name = need(detail, "/alarmName", base, &origin.envelope)?;
@@ -561,8 +560,8 @@ pub(super) fn normalize_config_change(
     };
     let account = pick_account([origin.account.as_deref()]);
     let region = pick_region([origin.region.as_deref()]);
-    let mut draft = EventDraft::new(EventSource::AwsCloudWatch, event_type, raw.clone());
-    let arn = text(raw, "/resources/0").unwrap_or(name);
+    let mut draft = raw.draft(EventSource::AwsCloudWatch, event_type);
+    let arn = text(raw.value(), "/resources/0").unwrap_or(name);
     draft.resource = resource("cloudwatch_alarm", arn, region.as_deref(), &account);
     draft.resource.name = name.to_string();
     let config = detail
@@ -605,7 +604,7 @@ pub(super) fn normalize_lambda_action(value: &Value) -> Result<Vec<EventDraft>, 
     let envelope = "CloudWatch alarm Lambda action";
     // The crate's type rejects the published sample (spaces inside its timestamps), so its
     // fields are read from the JSON when it does not parse.
-    let (account, arn, region, time) = match typed::<CloudWatchAlarm<Value, Value>>(value) {
+    let (account, arn, region, time) = match typed::<CloudWatchAlarm<Skipped, Skipped>>(value) {
         Some(a) => (
             a.account_id,
             a.alarm_arn,
@@ -635,7 +634,7 @@ pub(super) fn normalize_lambda_action(value: &Value) -> Result<Vec<EventDraft>, 
     let draft = alarm_draft(
         &alarm,
         "/alarmData/state/value",
-        value,
+        Raw::payload(value),
         &origin,
         account,
         region,
@@ -648,7 +647,7 @@ pub(super) fn normalize_lambda_action(value: &Value) -> Result<Vec<EventDraft>, 
 pub(super) fn normalize_classic(
     message: &Value,
     base: &str,
-    raw: &Value,
+    raw: Raw<'_>,
     origin: &Origin,
 ) -> Result<Vec<EventDraft>, NormalizeError> {
     let alarm = alarm_from_classic(message, base, &origin.envelope)?;

@@ -19,13 +19,14 @@
 //! The event id comes from CloudTrail's `eventID`, so the same call seen through
 //! EventBridge and in a log file is recognised as one.
 
+use crate::normalize::JsonAt;
 use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
 use super::{
     embedded_json, field, is_cloudtrail_record, items, need, pick_account, pick_region, put,
-    resource, resource_kind, text, world_open_permissions, Origin,
+    resource, resource_kind, text, world_open_permissions, Origin, Raw,
 };
 use crate::event::{EventSource, EventType, Resource};
 use crate::normalize::{tags_from, EventDraft, NormalizeError};
@@ -40,7 +41,7 @@ pub(super) fn normalize_log(value: &Value) -> Result<Vec<EventDraft>, NormalizeE
             need(record, "/eventName", &base, &origin.envelope)?;
             need(record, "/eventSource", &base, &origin.envelope)?;
         }
-        drafts.extend(normalize_record(record, &base, record, &origin)?);
+        drafts.extend(normalize_record(record, &base, Raw::item(record), &origin)?);
     }
     Ok(drafts)
 }
@@ -50,7 +51,7 @@ pub(super) fn normalize_log(value: &Value) -> Result<Vec<EventDraft>, NormalizeE
 pub(super) fn normalize_record(
     record: &Value,
     base: &str,
-    raw: &Value,
+    raw: Raw<'_>,
     origin: &Origin,
 ) -> Result<Vec<EventDraft>, NormalizeError> {
     let envelope = &origin.envelope;
@@ -109,7 +110,7 @@ pub(super) fn normalize_record(
             "user_agent",
             text(record, "/userAgent").unwrap_or_default(),
         );
-        let mut draft = EventDraft::new(EventSource::AwsCloudTrail, event_type, raw.clone());
+        let mut draft = raw.draft(EventSource::AwsCloudTrail, event_type);
         draft.id_parts = call_id.iter().cloned().collect();
         if many {
             draft.id_parts.push(res.id.clone());
@@ -330,7 +331,7 @@ fn bucket_acl(call: &Call) -> (EventType, Resource) {
     let mut public_grants = Vec::new();
     let grants = call
         .params
-        .pointer("/AccessControlPolicy/AccessControlList/Grant");
+        .at("/AccessControlPolicy/AccessControlList/Grant");
     for grant in items(grants) {
         let uri = field(grant, &["Grantee"])
             .and_then(|g| field(g, &["URI", "uri"]))

@@ -12,14 +12,15 @@
 //! - A periodic rule invocation (snapshot delivered / scheduled) → `scheduled_scan`.
 //! - Delivery notices (snapshot or history delivered to S3) describe nothing to act on: no event.
 
+use crate::normalize::JsonAt;
 use serde_json::Value;
 
 use super::{
     arn_field, embedded_json, looks_like_region, need, pick_account, pick_region, put, resource,
-    resource_kind, scalar_text, text, world_open_permissions, Origin,
+    resource_kind, scalar_text, text, world_open_permissions, Origin, Raw,
 };
 use crate::event::{EventSource, EventType, Resource, Severity};
-use crate::normalize::{tags_from, EventDraft, NormalizeError};
+use crate::normalize::{resolve_inner_payload, tags_from, EventDraft, NormalizeError};
 
 const MESSAGE_TYPES: &[&str] = &[
     "ComplianceChangeNotification",
@@ -43,7 +44,7 @@ pub(super) fn is_config_message(value: &Value) -> bool {
 pub(super) fn normalize_message(
     message: &Value,
     base: &str,
-    raw: &Value,
+    raw: Raw<'_>,
     origin: &Origin,
 ) -> Result<Vec<EventDraft>, NormalizeError> {
     let message_type = text(message, "/messageType").unwrap_or_default();
@@ -91,7 +92,7 @@ pub(super) fn normalize_message(
 fn compliance_change(
     message: &Value,
     base: &str,
-    raw: &Value,
+    raw: Raw<'_>,
     origin: &Origin,
 ) -> Result<EventDraft, NormalizeError> {
     let envelope = &origin.envelope;
@@ -130,7 +131,7 @@ fn compliance_change(
         text(message, "/configRuleARN").and_then(|a| arn_field(a, 3)),
         origin.region.as_deref(),
     ]);
-    let mut draft = EventDraft::new(EventSource::AwsConfig, event_type, raw.clone());
+    let mut draft = raw.draft(EventSource::AwsConfig, event_type);
     draft.source_severity = severity;
     draft.resource = resource(
         &resource_kind(resource_type),
@@ -182,7 +183,7 @@ fn configuration_item(
     item: &Value,
     base: &str,
     diff: Option<&Value>,
-    raw: &Value,
+    raw: Raw<'_>,
     origin: &Origin,
 ) -> Result<EventDraft, NormalizeError> {
     let envelope = &origin.envelope;
@@ -228,7 +229,7 @@ fn configuration_item(
     res.tags = tags_from(item.get("tags"));
     let deleted = status.starts_with("ResourceDeleted") || change_type == "DELETE";
     let open = if kind == "security_group" && !deleted {
-        world_open_permissions(item.pointer("/configuration/ipPermissions"))
+        world_open_permissions(item.at("/configuration/ipPermissions"))
     } else {
         Vec::new()
     };
@@ -262,7 +263,7 @@ fn configuration_item(
         put(meta, "group_id", resource_id);
         put(meta, "open_permissions", open);
     }
-    let mut draft = EventDraft::new(EventSource::AwsConfig, event_type, raw.clone());
+    let mut draft = raw.draft(EventSource::AwsConfig, event_type);
     draft.resource = res;
     draft.time = text(item, "/configurationItemCaptureTime")
         .map(str::to_string)
@@ -297,14 +298,6 @@ pub(super) fn normalize_rule_invocation(value: &Value) -> Result<Vec<EventDraft>
         };
         return Err(NormalizeError::field(envelope, "invokingEvent", problem));
     };
-    // Decoded in place, so the kept event reads as one document.
-    let mut raw = value.clone();
-    if let Some(obj) = raw.as_object_mut() {
-        obj.insert("invokingEvent".into(), event.clone());
-        if let Some(params) = value.get("ruleParameters").and_then(embedded_json) {
-            obj.insert("ruleParameters".into(), params);
-        }
-    }
     let origin = Origin {
         envelope,
         delivery_id: Some(rule_arn.unwrap_or(rule_name).to_string()),
@@ -317,12 +310,17 @@ pub(super) fn normalize_rule_invocation(value: &Value) -> Result<Vec<EventDraft>
         "ScheduledNotification"
         | "ConfigurationSnapshotDeliveryCompleted"
         | "ConfigurationSnapshotDeliveryStarted" => {
-            vec![periodic_trigger(value, &event, &raw, &origin)]
+            vec![periodic_trigger(
+                value,
+                &event,
+                Raw::payload(&event),
+                &origin,
+            )]
         }
         _ if event.get("configurationItem").is_some()
             || event.get("configurationItemSummary").is_some() =>
         {
-            normalize_message(&event, "/invokingEvent", &raw, &origin)?
+            normalize_message(&event, "/invokingEvent", Raw::payload(&event), &origin)?
         }
         _ => {
             return Err(NormalizeError::unrecognized(
@@ -331,6 +329,16 @@ pub(super) fn normalize_rule_invocation(value: &Value) -> Result<Vec<EventDraft>
             ))
         }
     };
+    // The kept event is the invocation with its JSON strings decoded in place, so it reads
+    // as one document; built once and moved into the drafts.
+    let mut raw = value.clone();
+    if let Some(obj) = raw.as_object_mut() {
+        obj.insert("invokingEvent".into(), event);
+        if let Some(params) = value.get("ruleParameters").and_then(embedded_json) {
+            obj.insert("ruleParameters".into(), params);
+        }
+    }
+    resolve_inner_payload(&mut drafts, raw);
     for draft in &mut drafts {
         let meta = &mut draft.resource.metadata;
         put(meta, "config_rule_name", rule_name);
@@ -343,12 +351,13 @@ pub(super) fn normalize_rule_invocation(value: &Value) -> Result<Vec<EventDraft>
 }
 
 /// A periodic rule run: the trigger for a compliance scan of the account.
-fn periodic_trigger(invocation: &Value, event: &Value, raw: &Value, origin: &Origin) -> EventDraft {
-    let mut draft = EventDraft::new(
-        EventSource::AwsConfig,
-        EventType::ScheduledScan,
-        raw.clone(),
-    );
+fn periodic_trigger(
+    invocation: &Value,
+    event: &Value,
+    raw: Raw<'_>,
+    origin: &Origin,
+) -> EventDraft {
+    let mut draft = raw.draft(EventSource::AwsConfig, EventType::ScheduledScan);
     let account = pick_account([origin.account.as_deref()]);
     let region = pick_region([origin.region.as_deref()]);
     let rule_id = text(invocation, "/configRuleArn")

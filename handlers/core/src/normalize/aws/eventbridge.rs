@@ -6,15 +6,17 @@ use aws_lambda_events::event::cloudwatch_events::{
 };
 use serde_json::Value;
 
+use super::Skipped;
 use super::{
     alarm, arn_field, cloudtrail, config, findings, items, need, pick_account, pick_region, put,
-    resource, text, typed, Origin,
+    resource, text, typed, Origin, Raw,
 };
 use crate::event::{EventSource, EventType, Severity};
 use crate::normalize::{json_kind, str_at, tags_from, EventDraft, NormalizeError};
 
 /// One EventBridge event (also when it arrived inside an SNS message).
-pub(super) fn normalize(event: &Value) -> Result<Vec<EventDraft>, NormalizeError> {
+pub(super) fn normalize(raw: Raw<'_>) -> Result<Vec<EventDraft>, NormalizeError> {
+    let event = raw.value();
     let source = str_at(event, "/source").unwrap_or_default();
     let detail_type = str_at(event, "/detail-type").unwrap_or_default();
     let origin = origin(event, source, detail_type);
@@ -28,26 +30,26 @@ pub(super) fn normalize(event: &Value) -> Result<Vec<EventDraft>, NormalizeError
     }
     match detail_type {
         "CloudWatch Alarm State Change" => {
-            alarm::normalize_state_change(detail, "/detail", event, &origin)
+            alarm::normalize_state_change(detail, "/detail", raw, &origin)
         }
         "CloudWatch Alarm Configuration Change" => {
-            alarm::normalize_config_change(detail, "/detail", event, &origin)
+            alarm::normalize_config_change(detail, "/detail", raw, &origin)
         }
         // The envelope's `source` is the called service (`aws.s3`), not CloudTrail.
         "AWS API Call via CloudTrail" => {
-            cloudtrail::normalize_record(detail, "/detail", event, &origin)
+            cloudtrail::normalize_record(detail, "/detail", raw, &origin)
         }
-        "EC2 Instance State-change Notification" => instance_state(detail, event, &origin),
-        "EBS Volume Notification" => ebs_volume(detail, event, &origin),
+        "EC2 Instance State-change Notification" => instance_state(detail, raw, &origin),
+        "EBS Volume Notification" => ebs_volume(detail, raw, &origin),
         "Config Rules Compliance Change" | "Config Configuration Item Change" => {
-            config::normalize_message(detail, "/detail", event, &origin)
+            config::normalize_message(detail, "/detail", raw, &origin)
         }
-        "GuardDuty Finding" => findings::normalize_guardduty(detail, event, &origin),
+        "GuardDuty Finding" => findings::normalize_guardduty(detail, raw, &origin),
         "Security Hub Findings - Imported" | "Security Hub Findings - Custom Action" => {
             findings::normalize_securityhub_event(event, &origin)
         }
-        "AWS Health Event" | "AWS Health Abuse Event" => health_event(detail, event, &origin),
-        "Scheduled Event" => scheduled(event, &origin),
+        "AWS Health Event" | "AWS Health Abuse Event" => health_event(detail, raw, &origin),
+        "Scheduled Event" => scheduled(raw, &origin),
         _ => Err(NormalizeError::unrecognized(
             origin.envelope,
             "this source and detail-type are not normalized",
@@ -59,7 +61,7 @@ fn origin(event: &Value, source: &str, detail_type: &str) -> Origin {
     let envelope = format!("EventBridge event (source {source}, detail-type {detail_type})");
     // The crate's envelope type rejects the placeholder `time` of the published EBS samples;
     // the same fields are then read from the JSON.
-    let (id, account, region, time) = match typed::<CloudWatchEvent>(event) {
+    let (id, account, region, time) = match typed::<CloudWatchEvent<Skipped>>(event) {
         Some(ev) => (ev.id, ev.account_id, ev.region, Some(ev.time.to_rfc3339())),
         None => (
             text(event, "/id").map(str::to_string),
@@ -89,10 +91,10 @@ fn envelope_resources(event: &Value) -> Vec<&str> {
 fn base_draft(
     source: EventSource,
     event_type: EventType,
-    raw: &Value,
+    raw: Raw<'_>,
     origin: &Origin,
 ) -> EventDraft {
-    let mut draft = EventDraft::new(source, event_type, raw.clone());
+    let mut draft = raw.draft(source, event_type);
     draft.account_id = pick_account([origin.account.as_deref()]);
     draft.region = pick_region([origin.region.as_deref()]);
     draft.time = origin.time.clone();
@@ -102,7 +104,7 @@ fn base_draft(
 
 fn instance_state(
     detail: &Value,
-    raw: &Value,
+    raw: Raw<'_>,
     origin: &Origin,
 ) -> Result<Vec<EventDraft>, NormalizeError> {
     // Documented spelling first; an archive-replay sample spells the key `instance_id`.
@@ -125,7 +127,7 @@ fn instance_state(
         raw,
         origin,
     );
-    let arn = envelope_resources(raw)
+    let arn = envelope_resources(raw.value())
         .into_iter()
         .find(|arn| arn.ends_with(&format!("instance/{instance_id}")));
     draft.resource = resource(
@@ -140,8 +142,8 @@ fn instance_state(
 }
 
 /// An archive replay re-sends old events; a reader should know the alert is not live.
-fn copy_replay(draft: &mut EventDraft, raw: &Value) {
-    if let Some(name) = text(raw, "/replay-name") {
+fn copy_replay(draft: &mut EventDraft, raw: Raw<'_>) {
+    if let Some(name) = text(raw.value(), "/replay-name") {
         put(&mut draft.resource.metadata, "replay_name", name);
     }
 }
@@ -152,7 +154,7 @@ fn copy_replay(draft: &mut EventDraft, raw: &Value) {
 /// pending deletion, which leaves data unreachable, so it is raised to MEDIUM.
 fn ebs_volume(
     detail: &Value,
-    raw: &Value,
+    raw: Raw<'_>,
     origin: &Origin,
 ) -> Result<Vec<EventDraft>, NormalizeError> {
     let operation = need(detail, "/event", "/detail", &origin.envelope)?;
@@ -166,7 +168,7 @@ fn ebs_volume(
     if result == "failed" {
         draft.source_severity = Some(Severity::Medium);
     }
-    let arns = envelope_resources(raw);
+    let arns = envelope_resources(raw.value());
     let volume = arns.iter().find(|a| a.contains(":volume/")).copied();
     draft.resource = resource(
         "ebs_volume",
@@ -195,7 +197,7 @@ fn ebs_volume(
 /// and closed events INFO, scheduled changes keep the policy default.
 fn health_event(
     detail: &Value,
-    raw: &Value,
+    raw: Raw<'_>,
     origin: &Origin,
 ) -> Result<Vec<EventDraft>, NormalizeError> {
     let (type_code, category, service, description) = match typed::<health::Event>(detail) {
@@ -303,14 +305,17 @@ fn entity_kind(entity: &str) -> String {
 }
 
 /// A schedule rule fired: the trigger for a periodic scan.
-fn scheduled(raw: &Value, origin: &Origin) -> Result<Vec<EventDraft>, NormalizeError> {
+fn scheduled(raw: Raw<'_>, origin: &Origin) -> Result<Vec<EventDraft>, NormalizeError> {
     let mut draft = base_draft(
         EventSource::AwsEvents,
         EventType::ScheduledScan,
         raw,
         origin,
     );
-    let rule = envelope_resources(raw).first().copied().unwrap_or_default();
+    let rule = envelope_resources(raw.value())
+        .first()
+        .copied()
+        .unwrap_or_default();
     draft.resource = resource("events_rule", rule, None, "");
     put(&mut draft.resource.metadata, "rule_arn", rule);
     Ok(vec![draft])

@@ -12,11 +12,12 @@
 //!    `firewall_open` or `volume_unencrypted`;
 //! 4. anything else (failed or not-evaluable controls, other products) → `compliance_violation`.
 
+use crate::normalize::JsonAt;
 use serde_json::{json, Value};
 
 use super::{
     arn_field, field, items, need, number, pick_account, pick_region, put, resource, resource_kind,
-    short_name, text, world_open_permissions, Origin,
+    short_name, text, world_open_permissions, Origin, Raw,
 };
 use crate::event::{EventSource, EventType, Resource, Severity};
 use crate::normalize::{json_kind, tags_from, EventDraft, NormalizeError};
@@ -58,7 +59,7 @@ fn asff_normalized_severity(score: f64) -> Severity {
 /// EventBridge "GuardDuty Finding".
 pub(super) fn normalize_guardduty(
     detail: &Value,
-    raw: &Value,
+    raw: Raw<'_>,
     origin: &Origin,
 ) -> Result<Vec<EventDraft>, NormalizeError> {
     let envelope = &origin.envelope;
@@ -66,11 +67,7 @@ pub(super) fn normalize_guardduty(
     let finding_type = need(detail, "/type", "/detail", envelope)?;
     let account = pick_account([text(detail, "/accountId"), origin.account.as_deref()]);
     let region = pick_region([text(detail, "/region"), origin.region.as_deref()]);
-    let mut draft = EventDraft::new(
-        EventSource::AwsGuardDuty,
-        EventType::ThreatDetected,
-        raw.clone(),
-    );
+    let mut draft = raw.draft(EventSource::AwsGuardDuty, EventType::ThreatDetected);
     let score = number(detail, "/severity");
     draft.source_severity = score.map(guardduty_severity);
     let finding_arn = text(detail, "/arn").unwrap_or(finding_id);
@@ -88,7 +85,7 @@ pub(super) fn normalize_guardduty(
     if let Some(score) = score {
         put(meta, "severity_score", score);
     }
-    let action = detail.pointer("/service/action").unwrap_or(&Value::Null);
+    let action = detail.at("/service/action").unwrap_or(&Value::Null);
     put(
         meta,
         "action_type",
@@ -124,7 +121,7 @@ pub(super) fn normalize_guardduty(
 }
 
 fn copy_bool(meta: &mut serde_json::Map<String, Value>, key: &str, from: &Value, pointer: &str) {
-    if let Some(b) = from.pointer(pointer).and_then(Value::as_bool) {
+    if let Some(b) = from.at(pointer).and_then(Value::as_bool) {
         put(meta, key, b);
     }
 }
@@ -139,20 +136,20 @@ fn guardduty_resource(
     let r = detail.get("resource").unwrap_or(&Value::Null);
     let kind_id = match text(r, "/resourceType").unwrap_or_default() {
         "Instance" => text(r, "/instanceDetails/instanceId")
-            .map(|id| ("ec2_instance", id, r.pointer("/instanceDetails/tags"))),
+            .map(|id| ("ec2_instance", id, r.at("/instanceDetails/tags"))),
         "AccessKey" => {
             text(r, "/accessKeyDetails/accessKeyId").map(|id| ("iam_access_key", id, None))
         }
         "S3Bucket" => text(r, "/s3BucketDetails/0/name")
-            .map(|id| ("s3_bucket", id, r.pointer("/s3BucketDetails/0/tags"))),
+            .map(|id| ("s3_bucket", id, r.at("/s3BucketDetails/0/tags"))),
         "EKSCluster" => text(r, "/eksClusterDetails/arn")
             .or_else(|| text(r, "/eksClusterDetails/name"))
-            .map(|id| ("eks_cluster", id, r.pointer("/eksClusterDetails/tags"))),
+            .map(|id| ("eks_cluster", id, r.at("/eksClusterDetails/tags"))),
         "RDSDBInstance" => text(r, "/rdsDbInstanceDetails/dbInstanceIdentifier")
-            .map(|id| ("rds_instance", id, r.pointer("/rdsDbInstanceDetails/tags"))),
+            .map(|id| ("rds_instance", id, r.at("/rdsDbInstanceDetails/tags"))),
         "Lambda" => text(r, "/lambdaDetails/functionArn")
             .or_else(|| text(r, "/lambdaDetails/functionName"))
-            .map(|id| ("lambda_function", id, r.pointer("/lambdaDetails/tags"))),
+            .map(|id| ("lambda_function", id, r.at("/lambdaDetails/tags"))),
         _ => None,
     };
     match kind_id {
@@ -177,7 +174,7 @@ pub(super) fn normalize_securityhub_event(
     event: &Value,
     origin: &Origin,
 ) -> Result<Vec<EventDraft>, NormalizeError> {
-    let findings = match event.pointer("/detail/findings") {
+    let findings = match event.at("/detail/findings") {
         Some(Value::Array(list)) => list,
         Some(other) => {
             return Err(NormalizeError::field(
@@ -195,9 +192,14 @@ pub(super) fn normalize_securityhub_event(
         }
     };
     let action_name = text(event, "/detail/actionName");
+    // The envelope without its findings, copied once; each event gets it with its own one.
+    let mut envelope_only = event.clone();
+    if let Some(list) = envelope_only.pointer_mut("/detail/findings") {
+        *list = Value::Array(Vec::new());
+    }
     let mut drafts = Vec::new();
     for (index, finding) in findings.iter().enumerate() {
-        let mut raw = event.clone();
+        let mut raw = envelope_only.clone();
         if let Some(list) = raw.pointer_mut("/detail/findings") {
             *list = Value::Array(vec![finding.clone()]);
         }
@@ -236,7 +238,7 @@ fn asff_finding(
     let envelope = &origin.envelope;
     let finding_id = need(finding, "/Id", base, envelope)?;
     let product_arn = text(finding, "/ProductArn").unwrap_or_default();
-    let first_resource = finding.pointer("/Resources/0").unwrap_or(&Value::Null);
+    let first_resource = finding.at("/Resources/0").unwrap_or(&Value::Null);
     let account = pick_account([text(finding, "/AwsAccountId"), origin.account.as_deref()]);
     let region = pick_region([
         text(finding, "/Region"),
@@ -306,9 +308,8 @@ fn asff_finding(
         related_config_rule(finding).unwrap_or_default(),
     );
     if event_type == EventType::FirewallOpen {
-        let open = world_open_permissions(
-            first_resource.pointer("/Details/AwsEc2SecurityGroup/IpPermissions"),
-        );
+        let open =
+            world_open_permissions(first_resource.at("/Details/AwsEc2SecurityGroup/IpPermissions"));
         put(
             meta,
             "group_id",

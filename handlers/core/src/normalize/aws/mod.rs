@@ -14,13 +14,14 @@ mod eventbridge;
 mod findings;
 mod sns;
 
+use crate::normalize::JsonAt;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::{dotted, json_kind, str_at, Cx, EventDraft, Handshake, NormalizeError, Normalized};
-use crate::event::{Resource, UnifiedEvent};
+use crate::event::{EventSource, EventType, Resource, UnifiedEvent};
 
 /// The AWS shapes we know, found by their keys alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,7 +137,7 @@ pub(super) fn is_cloudtrail_record(value: &Value) -> bool {
 
 fn normalize_shape(shape: Shape, value: &Value) -> Result<Outcome, NormalizeError> {
     match shape {
-        Shape::EventBridge => eventbridge::normalize(value).map(Outcome::from),
+        Shape::EventBridge => eventbridge::normalize(Raw::payload(value)).map(Outcome::from),
         Shape::SnsRecords => sns::normalize_records(value).map(Outcome::from),
         Shape::SnsNotification => sns::normalize_notification(value),
         Shape::CloudTrailLog => cloudtrail::normalize_log(value).map(Outcome::from),
@@ -154,15 +155,15 @@ fn normalize_shape(shape: Shape, value: &Value) -> Result<Outcome, NormalizeErro
         Shape::ConfigRuleInvocation => config::normalize_rule_invocation(value).map(Outcome::from),
         Shape::CloudTrailRecord => {
             let origin = Origin::named("CloudTrail record");
-            cloudtrail::normalize_record(value, "", value, &origin).map(Outcome::from)
+            cloudtrail::normalize_record(value, "", Raw::payload(value), &origin).map(Outcome::from)
         }
         Shape::ClassicAlarm => {
             let origin = Origin::named("CloudWatch alarm message");
-            alarm::normalize_classic(value, "", value, &origin).map(Outcome::from)
+            alarm::normalize_classic(value, "", Raw::payload(value), &origin).map(Outcome::from)
         }
         Shape::ConfigNotification => {
             let origin = Origin::named("AWS Config notification");
-            config::normalize_message(value, "", value, &origin).map(Outcome::from)
+            config::normalize_message(value, "", Raw::payload(value), &origin).map(Outcome::from)
         }
     }
 }
@@ -204,6 +205,63 @@ impl Origin {
 
 // ---- small helpers shared by the AWS submodules ----
 
+/// The raw form of the item being normalized, and whether it is the whole payload as
+/// received: then the event's `raw_event` is the parsed payload itself, moved rather than
+/// copied (copies of large payloads cost more than parsing them).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Raw<'a> {
+    value: &'a Value,
+    whole_payload: bool,
+}
+
+impl<'a> Raw<'a> {
+    /// The payload as the caller owns it: events get `raw_event` from whoever owns it (the
+    /// normalizer for the top level, `resolve_inner_payload` for a decoded inner message).
+    pub fn payload(value: &'a Value) -> Self {
+        Raw {
+            value,
+            whole_payload: true,
+        }
+    }
+
+    /// One item of the payload, or a decoded copy of it.
+    pub fn item(value: &'a Value) -> Self {
+        Raw {
+            value,
+            whole_payload: false,
+        }
+    }
+
+    pub fn value(self) -> &'a Value {
+        self.value
+    }
+
+    pub fn draft(self, source: EventSource, event_type: EventType) -> EventDraft {
+        if self.whole_payload {
+            EventDraft::for_payload(source, event_type)
+        } else {
+            EventDraft::new(source, event_type, self.value.clone())
+        }
+    }
+}
+
+/// Accepts any JSON and keeps none of it: lets the crate's envelope types be read for their
+/// small fields (id, account, time) without copying the large body (`detail`, `alarmData`).
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Skipped;
+
+impl<'de> serde::Deserialize<'de> for Skipped {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(deserializer).map(|_| Skipped)
+    }
+}
+
+impl serde::Serialize for Skipped {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_unit()
+    }
+}
+
 /// A typed view when the payload matches the `aws_lambda_events` model. Real published
 /// payloads deviate (placeholder or space-broken timestamps, an SNS `Message` that is an
 /// object, ...), so every caller has a `Value` fallback and `None` is never an error.
@@ -218,7 +276,7 @@ pub(super) fn text<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {
 
 /// A string or number at a JSON pointer, as text (AWS sends ports, ids and severities both ways).
 pub(super) fn scalar_text(value: &Value, pointer: &str) -> Option<String> {
-    match value.pointer(pointer)? {
+    match value.at(pointer)? {
         Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
         Value::Bool(b) => Some(b.to_string()),
@@ -228,7 +286,7 @@ pub(super) fn scalar_text(value: &Value, pointer: &str) -> Option<String> {
 
 /// A number at a JSON pointer, also when sent as a numeric string.
 pub(super) fn number(value: &Value, pointer: &str) -> Option<f64> {
-    match value.pointer(pointer)? {
+    match value.at(pointer)? {
         Value::Number(n) => n.as_f64(),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
@@ -475,7 +533,7 @@ pub(super) fn need<'a>(
     base: &str,
     envelope: &str,
 ) -> Result<&'a str, NormalizeError> {
-    let problem = match item.pointer(pointer) {
+    let problem = match item.at(pointer) {
         Some(Value::String(s)) if !s.trim().is_empty() => return Ok(s),
         Some(Value::String(_)) => "is empty".to_string(),
         Some(other) => format!("must be a string, found {}", json_kind(other)),

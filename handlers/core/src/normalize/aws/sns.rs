@@ -6,11 +6,15 @@
 use aws_lambda_events::event::sns::SnsMessageObj;
 use serde_json::Value;
 
+use super::Skipped;
 use super::{
-    alarm, arn_field, config, embedded_json, eventbridge, items, need, text, typed, Origin, Outcome,
+    alarm, arn_field, config, embedded_json, eventbridge, items, need, text, typed, Origin,
+    Outcome, Raw,
 };
 use crate::event::CloudProvider;
-use crate::normalize::{required_str, EventDraft, Handshake, NormalizeError};
+use crate::normalize::{
+    required_str, resolve_inner_payload, EventDraft, Handshake, NormalizeError,
+};
 
 /// Lambda's SNS event: every record in order.
 pub(super) fn normalize_records(value: &Value) -> Result<Vec<EventDraft>, NormalizeError> {
@@ -24,12 +28,12 @@ pub(super) fn normalize_records(value: &Value) -> Result<Vec<EventDraft>, Normal
                 "is missing",
             ));
         };
-        let mut raw = record.clone();
         drafts.extend(notification(sns, &base, |message| {
+            let mut raw = record.clone();
             if let Some(slot) = raw.pointer_mut("/Sns/Message") {
-                *slot = message.clone();
+                *slot = message;
             }
-            raw.clone()
+            raw
         })?);
     }
     Ok(drafts)
@@ -52,12 +56,12 @@ pub(super) fn normalize_notification(value: &Value) -> Result<Outcome, Normalize
         // The endpoint was unsubscribed: nothing to act on and nothing to answer.
         "UnsubscribeConfirmation" => Ok(Outcome::Drafts(Vec::new())),
         _ => {
-            let mut raw = value.clone();
             let drafts = notification(value, "", |message| {
+                let mut raw = value.clone();
                 if let Some(slot) = raw.pointer_mut("/Message") {
-                    *slot = message.clone();
+                    *slot = message;
                 }
-                raw.clone()
+                raw
             })?;
             Ok(Outcome::Drafts(drafts))
         }
@@ -65,15 +69,15 @@ pub(super) fn normalize_notification(value: &Value) -> Result<Outcome, Normalize
 }
 
 /// One SNS message. `with_message` returns the event's raw form with the decoded message in
-/// place of the string.
+/// place of the string; it is built once, after the drafts, and moved into them.
 fn notification(
     sns: &Value,
     base: &str,
-    with_message: impl FnOnce(&Value) -> Value,
+    with_message: impl FnOnce(Value) -> Value,
 ) -> Result<Vec<EventDraft>, NormalizeError> {
     // The crate's type accepts both a string and an object `Message` as a `Value`; it rejects
     // records without the signature fields (test invocations), which are then read as JSON.
-    let (message_id, topic, timestamp) = match typed::<SnsMessageObj<Value>>(sns) {
+    let (message_id, topic, timestamp) = match typed::<SnsMessageObj<Skipped>>(sns) {
         Some(m) => (
             Some(m.message_id),
             m.topic_arn,
@@ -105,12 +109,16 @@ fn notification(
     };
     let message_base = format!("{base}/Message");
     if text(&message, "/AlarmName").is_some() && message.get("NewStateValue").is_some() {
-        let raw = with_message(&message);
-        return alarm::normalize_classic(&message, &message_base, &raw, &origin);
+        let mut drafts =
+            alarm::normalize_classic(&message, &message_base, Raw::payload(&message), &origin)?;
+        resolve_inner_payload(&mut drafts, with_message(message));
+        return Ok(drafts);
     }
     if config::is_config_message(&message) {
-        let raw = with_message(&message);
-        return config::normalize_message(&message, &message_base, &raw, &origin);
+        let mut drafts =
+            config::normalize_message(&message, &message_base, Raw::payload(&message), &origin)?;
+        resolve_inner_payload(&mut drafts, with_message(message));
+        return Ok(drafts);
     }
     // EventBridge → SNS: the inner event has its own id and is kept as it is, so it gets the
     // same event id as when EventBridge delivers it directly.
@@ -118,7 +126,9 @@ fn notification(
         && text(&message, "/source").is_some()
         && message.get("detail").is_some()
     {
-        return eventbridge::normalize(&message);
+        let mut drafts = eventbridge::normalize(Raw::payload(&message))?;
+        resolve_inner_payload(&mut drafts, message);
+        return Ok(drafts);
     }
     Err(NormalizeError::unrecognized(
         origin.envelope,

@@ -1,6 +1,7 @@
 //! Event Grid deliveries: the envelope of both schemas (Event Grid and CloudEvents 1.0),
 //! the subscription-validation handshake, and one event per array element.
 
+use crate::normalize::JsonAt;
 use std::collections::HashSet;
 
 use serde_json::Value;
@@ -118,7 +119,7 @@ impl<'a> GridEvent<'a> {
 
     /// The non-blank string at `pointer` (inside this event), or an error naming it.
     pub fn required(&self, pointer: &str) -> Result<&'a str, NormalizeError> {
-        match self.raw.pointer(pointer) {
+        match self.raw.at(pointer) {
             Some(Value::String(s)) if !s.trim().is_empty() => Ok(s),
             Some(Value::String(_)) => Err(self.field_error(pointer, "is empty")),
             None | Some(Value::Null) => Err(self.field_error(pointer, "is missing")),

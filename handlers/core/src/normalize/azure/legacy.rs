@@ -3,6 +3,7 @@
 //! alert payload (`schemaId: Microsoft.Insights/activityLogs`, `data.context.activityLog`).
 //! Mapped like their common-schema counterparts (see `monitor` and `activity_log`).
 
+use crate::normalize::JsonAt;
 use serde_json::Value;
 
 use super::activity_log::{self, Category};
@@ -22,7 +23,7 @@ fn required_object<'a>(
     pointer: &str,
     envelope: &str,
 ) -> Result<&'a Value, NormalizeError> {
-    match value.pointer(pointer) {
+    match value.at(pointer) {
         Some(v @ Value::Object(_)) => Ok(v),
         None | Some(Value::Null) => Err(NormalizeError::field(
             envelope,
@@ -52,9 +53,7 @@ pub(super) fn metric_alert(value: &Value, cx: &Cx) -> Result<Normalized, Normali
             ))
         }
     };
-    let criteria = context
-        .pointer("/condition/allOf")
-        .and_then(Value::as_array);
+    let criteria = context.at("/condition/allOf").and_then(Value::as_array);
     let capacity = criteria.into_iter().flatten().any(|c| {
         c.get("metricName")
             .and_then(Value::as_str)
@@ -65,7 +64,7 @@ pub(super) fn metric_alert(value: &Value, cx: &Cx) -> Result<Normalized, Normali
         (false, true) => EventType::CapacityHigh,
         (false, false) => EventType::MetricAlarm,
     };
-    let mut draft = EventDraft::new(EventSource::AzureMonitor, event_type, value.clone());
+    let mut draft = EventDraft::for_payload(EventSource::AzureMonitor, event_type);
     draft.resource = resource_from_id(resource_id);
     if let Some(kind) = text(context, "/resourceType") {
         draft.resource.kind = resource_kind(kind);
@@ -86,7 +85,7 @@ pub(super) fn metric_alert(value: &Value, cx: &Cx) -> Result<Normalized, Normali
         .flatten()
         .map(|s| s.to_string())
         .collect();
-    let custom = value.pointer("/data/properties");
+    let custom = value.at("/data/properties");
     draft.context = context_from_properties(&[custom]);
     let meta = &mut draft.resource.metadata;
     put_str(meta, "alert_rule", text(context, "/name"));
@@ -103,7 +102,7 @@ pub(super) fn metric_alert(value: &Value, cx: &Cx) -> Result<Normalized, Normali
         put(meta, "threshold", first.get("threshold"));
         put(meta, "metric_value", first.get("metricValue"));
     }
-    put(meta, "criteria", context.pointer("/condition/allOf"));
+    put(meta, "criteria", context.at("/condition/allOf"));
     put_str(
         meta,
         "rule_subscription_id",
@@ -141,11 +140,7 @@ pub(super) fn activity_log_alert(value: &Value, cx: &Cx) -> Result<Normalized, N
             text(record, "/authorization/scope"),
         ],
     );
-    let mut draft = EventDraft::new(
-        category.source(),
-        category.event_type(record),
-        value.clone(),
-    );
+    let mut draft = EventDraft::for_payload(category.source(), category.event_type(record));
     draft.account_id = account_id.clone();
     if let Some(resource) = activity_log::resource(category, record, None, &account_id) {
         draft.resource = resource;
@@ -166,7 +161,7 @@ pub(super) fn activity_log_alert(value: &Value, cx: &Cx) -> Result<Normalized, N
         // Without the record's own id, the payload itself identifies the event.
         draft.id_parts.clear();
     }
-    let custom = value.pointer("/data/properties");
+    let custom = value.at("/data/properties");
     draft.context = context_from_properties(&[custom]);
     let meta = &mut draft.resource.metadata;
     put_str(meta, "alert_status", status);

@@ -11,6 +11,7 @@
 //! keeps the policy default (INFO): the Sev describes the problem, not its end; the Sev is
 //! kept in metadata.
 
+use crate::normalize::JsonAt;
 use serde_json::{Map, Value};
 
 use super::activity_log::Category;
@@ -31,7 +32,7 @@ enum AlertKind {
 }
 
 pub(super) fn normalize(value: &Value, cx: &Cx) -> Result<Normalized, NormalizeError> {
-    let essentials = match value.pointer("/data/essentials") {
+    let essentials = match value.at("/data/essentials") {
         Some(e @ Value::Object(_)) => e,
         None | Some(Value::Null) => {
             return Err(NormalizeError::field(
@@ -48,7 +49,7 @@ pub(super) fn normalize(value: &Value, cx: &Cx) -> Result<Normalized, NormalizeE
             ))
         }
     };
-    let alert_context = value.pointer("/data/alertContext").unwrap_or(&Value::Null);
+    let alert_context = value.at("/data/alertContext").unwrap_or(&Value::Null);
     let condition = required_str(value, "/data/essentials/monitorCondition", ENVELOPE)?;
     let resolved = if condition.eq_ignore_ascii_case("Resolved") {
         true
@@ -76,12 +77,12 @@ pub(super) fn normalize(value: &Value, cx: &Cx) -> Result<Normalized, NormalizeE
         text(essentials, "/firedDateTime")
     };
     let account_id = subscription_of(&[], &[first_target, alert_id]);
-    let custom_properties = value.pointer("/data/customProperties");
+    let custom_properties = value.at("/data/customProperties");
 
     let mut draft = match &kind {
         AlertKind::Metric | AlertKind::Log => {
             let criteria = alert_context
-                .pointer("/condition/allOf")
+                .at("/condition/allOf")
                 .and_then(Value::as_array);
             let event_type = if resolved {
                 EventType::AlarmResolved
@@ -90,7 +91,7 @@ pub(super) fn normalize(value: &Value, cx: &Cx) -> Result<Normalized, NormalizeE
             } else {
                 EventType::MetricAlarm
             };
-            let mut draft = EventDraft::new(EventSource::AzureMonitor, event_type, value.clone());
+            let mut draft = EventDraft::for_payload(EventSource::AzureMonitor, event_type);
             if let Some(target) = first_target {
                 draft.resource = resource_from_id(target);
             }
@@ -103,11 +104,8 @@ pub(super) fn normalize(value: &Value, cx: &Cx) -> Result<Normalized, NormalizeE
         }
         AlertKind::ActivityLog(category) => {
             let category = *category;
-            let mut draft = EventDraft::new(
-                category.source(),
-                category.event_type(alert_context),
-                value.clone(),
-            );
+            let mut draft =
+                EventDraft::for_payload(category.source(), category.event_type(alert_context));
             if let Some(resource) =
                 activity_log::resource(category, alert_context, first_target, &account_id)
             {
@@ -122,7 +120,7 @@ pub(super) fn normalize(value: &Value, cx: &Cx) -> Result<Normalized, NormalizeE
             }
             draft
         }
-        AlertKind::Cost => cost_alert(value, alert_context, resolved)?,
+        AlertKind::Cost => cost_alert(alert_context, resolved)?,
     };
     if draft.account_id.is_empty() {
         draft.account_id = account_id;
@@ -268,7 +266,7 @@ fn describe_condition(alert_context: &Value, meta: &mut Map<String, Value>) {
         "window_size",
         text(alert_context, "/condition/windowSize"),
     );
-    let criteria = alert_context.pointer("/condition/allOf");
+    let criteria = alert_context.at("/condition/allOf");
     if let Some(first) = criteria.and_then(|c| c.get(0)) {
         put_str(meta, "metric_name", text(first, "/metricName"));
         put_str(meta, "metric_namespace", text(first, "/metricNamespace"));
@@ -297,11 +295,7 @@ fn describe_condition(alert_context: &Value, meta: &mut Map<String, Value>) {
 /// Cost Management alerts: budgets (and anomalies). `AlertData` amounts are text such as
 /// `$11,111.00`; `context.cost_impact` is the overspend (spent − budget) when both amounts
 /// read and the unit is USD.
-fn cost_alert(
-    value: &Value,
-    alert_context: &Value,
-    resolved: bool,
-) -> Result<EventDraft, NormalizeError> {
+fn cost_alert(alert_context: &Value, resolved: bool) -> Result<EventDraft, NormalizeError> {
     let category = text(alert_context, "/AlertCategory").unwrap_or("budgets");
     let data = alert_context.get("AlertData").unwrap_or(&Value::Null);
     let lower = category.to_ascii_lowercase();
@@ -328,7 +322,7 @@ fn cost_alert(
     } else {
         EventType::CostSpike
     };
-    let mut draft = EventDraft::new(EventSource::AzureMonitor, event_type, value.clone());
+    let mut draft = EventDraft::for_payload(EventSource::AzureMonitor, event_type);
     let budget_id = text(data, "/BudgetId");
     let scope = text(data, "/Scope");
     if let Some(id) = budget_id {

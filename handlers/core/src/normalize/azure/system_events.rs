@@ -1,6 +1,7 @@
 //! Azure system events delivered by Event Grid: Resource Manager operations, Policy
 //! states, Blob storage, and Resource Notifications (health and resource changes).
 
+use crate::normalize::JsonAt;
 use serde_json::{Map, Value};
 
 use super::arm::{resource_kind, ArmId};
@@ -239,9 +240,7 @@ fn health_resource(event: &GridEvent, health: &str) -> Result<Option<EventDraft>
         return Err(unsupported(event));
     }
     let data = event.data;
-    let props = data
-        .pointer("/resourceInfo/properties")
-        .unwrap_or(&Value::Null);
+    let props = data.at("/resourceInfo/properties").unwrap_or(&Value::Null);
     let Some(target) = text(props, "/targetResourceId").or(event.subject) else {
         return Err(event.field_error(
             "/data/resourceInfo/properties/targetResourceId",

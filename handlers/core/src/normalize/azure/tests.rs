@@ -10,9 +10,7 @@ use crate::normalize::{Normalized, Normalizer};
 use crate::severity::SeverityPolicy;
 
 fn run(value: &Value) -> Option<Result<Normalized, NormalizeError>> {
-    let cx = Cx {
-        policy: SeverityPolicy::built_in(),
-    };
+    let cx = Cx::new(SeverityPolicy::built_in(), value);
     normalize(value, &cx)
 }
 

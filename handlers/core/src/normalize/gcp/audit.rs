@@ -18,6 +18,7 @@
 //! (get/list/… in Data Access logs) and the closing entry of a long-running operation
 //! (`operation.last` without `first`; its opening entry was already reported).
 
+use crate::normalize::JsonAt;
 use serde_json::{Map, Value};
 
 use super::{first_str, non_empty, resource};
@@ -51,11 +52,11 @@ pub(super) fn is_log_entry(object: &Map<String, Value>) -> bool {
 }
 
 pub(super) fn drafts(value: &Value) -> Result<Vec<EventDraft>, NormalizeError> {
-    let is_audit = match value.pointer("/protoPayload/@type") {
+    let is_audit = match value.at("/protoPayload/@type") {
         Some(Value::String(t)) => t == AUDIT_LOG_TYPE,
         Some(_) => false,
         // Some exporters drop `@type`; an audit entry still has a method name.
-        None => value.pointer("/protoPayload/methodName").is_some(),
+        None => value.at("/protoPayload/methodName").is_some(),
     };
     if !is_audit {
         let log = str_at(value, "/logName").unwrap_or("unnamed log");
@@ -73,20 +74,20 @@ pub(super) fn drafts(value: &Value) -> Result<Vec<EventDraft>, NormalizeError> {
         .to_ascii_lowercase();
 
     let failed = value
-        .pointer("/protoPayload/status/code")
+        .at("/protoPayload/status/code")
         .and_then(Value::as_i64)
         .is_some_and(|code| code != 0);
     let is_read = READ_VERBS.iter().any(|v| verb.starts_with(v));
-    let is_operation_end = value.pointer("/operation/last").and_then(Value::as_bool) == Some(true)
-        && value.pointer("/operation/first").and_then(Value::as_bool) != Some(true);
+    let is_operation_end = value.at("/operation/last").and_then(Value::as_bool) == Some(true)
+        && value.at("/operation/first").and_then(Value::as_bool) != Some(true);
     if failed || is_read || is_operation_end {
         return Ok(Vec::new());
     }
 
     let service = str_at(value, "/protoPayload/serviceName").unwrap_or("");
     let monitored_type = str_at(value, "/resource/type").unwrap_or("");
-    let resource_name = non_empty(value.pointer("/protoPayload/resourceName"));
-    let request = value.pointer("/protoPayload/request");
+    let resource_name = non_empty(value.at("/protoPayload/resourceName"));
+    let request = value.at("/protoPayload/request");
 
     let public_grants = public_grants(value);
     let is_storage = service == "storage.googleapis.com" || monitored_type == "gcs_bucket";
@@ -110,8 +111,8 @@ pub(super) fn drafts(value: &Value) -> Result<Vec<EventDraft>, NormalizeError> {
         EventType::ResourceChanged
     };
 
-    let mut draft = EventDraft::new(EventSource::GcpAudit, event_type, value.clone());
-    let label = |name: &str| non_empty(value.pointer("/resource/labels").and_then(|l| l.get(name)));
+    let mut draft = EventDraft::for_payload(EventSource::GcpAudit, event_type);
+    let label = |name: &str| non_empty(value.at("/resource/labels").and_then(|l| l.get(name)));
     draft.account_id = label("project_id")
         .or_else(|| str_at(value, "/logName").and_then(resource::project_from_name))
         .or_else(|| resource_name.and_then(resource::project_from_name))
@@ -150,7 +151,7 @@ pub(super) fn drafts(value: &Value) -> Result<Vec<EventDraft>, NormalizeError> {
         "/protoPayload/response/labels",
     ]
     .iter()
-    .find_map(|p| value.pointer(p).filter(|v| v.is_object()))
+    .find_map(|p| value.at(p).filter(|v| v.is_object()))
     .map(|labels| tags_from(Some(labels)))
     .unwrap_or_default();
 
@@ -167,7 +168,7 @@ pub(super) fn drafts(value: &Value) -> Result<Vec<EventDraft>, NormalizeError> {
         ("insert_id", "/insertId"),
         ("operation_id", "/operation/id"),
     ] {
-        if let Some(text) = non_empty(value.pointer(pointer)) {
+        if let Some(text) = non_empty(value.at(pointer)) {
             metadata.insert(key.into(), Value::from(text));
         }
     }
@@ -218,7 +219,7 @@ pub(super) fn drafts(value: &Value) -> Result<Vec<EventDraft>, NormalizeError> {
 }
 
 fn region(value: &Value, resource_name: Option<&str>) -> Option<String> {
-    let labels = value.pointer("/resource/labels");
+    let labels = value.at("/resource/labels");
     if let Some(region) = ["zone", "region", "location"]
         .iter()
         .find_map(|l| non_empty(labels.and_then(|v| v.get(*l))))
@@ -226,7 +227,7 @@ fn region(value: &Value, resource_name: Option<&str>) -> Option<String> {
         return resource::region_from_location(region);
     }
     if let Some([only]) = value
-        .pointer("/protoPayload/resourceLocation/currentLocations")
+        .at("/protoPayload/resourceLocation/currentLocations")
         .and_then(Value::as_array)
         .map(Vec::as_slice)
     {
@@ -240,8 +241,8 @@ fn region(value: &Value, resource_name: Option<&str>) -> Option<String> {
 fn public_grants(value: &Value) -> Vec<Value> {
     let grant = |role: Option<&Value>, member: &str| serde_json::json!({ "role": role.cloned().unwrap_or(Value::Null), "member": member });
     if let Some(deltas) = value
-        .pointer("/protoPayload/serviceData/policyDelta/bindingDeltas")
-        .or_else(|| value.pointer("/protoPayload/metadata/policyDelta/bindingDeltas"))
+        .at("/protoPayload/serviceData/policyDelta/bindingDeltas")
+        .or_else(|| value.at("/protoPayload/metadata/policyDelta/bindingDeltas"))
         .and_then(Value::as_array)
     {
         return deltas
@@ -256,7 +257,7 @@ fn public_grants(value: &Value) -> Vec<Value> {
             .collect();
     }
     value
-        .pointer("/protoPayload/request/policy/bindings")
+        .at("/protoPayload/request/policy/bindings")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()

@@ -85,7 +85,7 @@ pub(super) fn drafts(
     } else {
         EventType::CostSpike
     };
-    let mut draft = EventDraft::new(EventSource::GcpBilling, event_type, value.clone());
+    let mut draft = EventDraft::for_payload(EventSource::GcpBilling, event_type);
     if !exceeded {
         draft.source_severity = Some(cost_spike_severity(threshold, forecast));
     }

@@ -15,6 +15,7 @@ mod resource;
 mod scc;
 mod scheduler;
 
+use crate::normalize::JsonAt;
 use serde_json::Value;
 
 use super::{Cx, EventDraft, NormalizeError, Normalized};
@@ -101,7 +102,7 @@ fn non_empty(value: Option<&Value>) -> Option<&str> {
 
 /// The first non-empty string among several JSON pointers.
 fn first_str<'a>(value: &'a Value, pointers: &[&str]) -> Option<&'a str> {
-    pointers.iter().find_map(|p| non_empty(value.pointer(p)))
+    pointers.iter().find_map(|p| non_empty(value.at(p)))
 }
 
 #[cfg(test)]
@@ -113,9 +114,7 @@ mod tests {
     use std::path::{Path, PathBuf};
 
     fn claim(value: &Value) -> Option<Result<Normalized, NormalizeError>> {
-        let cx = Cx {
-            policy: SeverityPolicy::built_in(),
-        };
+        let cx = Cx::new(SeverityPolicy::built_in(), value);
         normalize(value, &cx)
     }
 
@@ -207,7 +206,7 @@ mod tests {
             let mut variants = vec![value.clone()];
             // The decoded body of an envelope is mutated too, as if it had arrived bare.
             if let Some(inner) = value
-                .pointer("/message/data")
+                .at("/message/data")
                 .and_then(Value::as_str)
                 .and_then(|d| pubsub::decode_base64(d).ok())
                 .and_then(|b| serde_json::from_slice::<Value>(&b).ok())

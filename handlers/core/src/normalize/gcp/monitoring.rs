@@ -9,6 +9,7 @@
 //! Ids are the incident id AND its state, so an incident's opening and closing are two
 //! events.
 
+use crate::normalize::JsonAt;
 use chrono::{DateTime, SecondsFormat};
 use serde_json::{Map, Value};
 
@@ -67,7 +68,7 @@ pub(super) fn drafts(value: &Value) -> Result<Vec<EventDraft>, NormalizeError> {
             ))
         }
     };
-    let metric_type = non_empty(value.pointer("/incident/metric/type")).unwrap_or("");
+    let metric_type = non_empty(value.at("/incident/metric/type")).unwrap_or("");
     let event_type = if !open {
         EventType::AlarmResolved
     } else if is_capacity_metric(metric_type) {
@@ -76,20 +77,19 @@ pub(super) fn drafts(value: &Value) -> Result<Vec<EventDraft>, NormalizeError> {
         EventType::MetricAlarm
     };
 
-    let mut draft = EventDraft::new(EventSource::GcpMonitoring, event_type, value.clone());
-    let severity_text = non_empty(value.pointer("/incident/severity"));
+    let mut draft = EventDraft::for_payload(EventSource::GcpMonitoring, event_type);
+    let severity_text = non_empty(value.at("/incident/severity"));
     if open {
         draft.source_severity = severity_text.and_then(severity_of);
     }
 
-    let monitored_type = non_empty(value.pointer("/incident/resource/type")).unwrap_or("");
-    let labels = value.pointer("/incident/resource/labels");
+    let monitored_type = non_empty(value.at("/incident/resource/type")).unwrap_or("");
+    let labels = value.at("/incident/resource/labels");
     let label = |name: &str| non_empty(labels.and_then(|l| l.get(name)));
     let project = label("project_id")
-        .or_else(|| non_empty(value.pointer("/incident/scoping_project_id")))
+        .or_else(|| non_empty(value.at("/incident/scoping_project_id")))
         .or_else(|| {
-            non_empty(value.pointer("/incident/condition/name"))
-                .and_then(resource::project_from_name)
+            non_empty(value.at("/incident/condition/name")).and_then(resource::project_from_name)
         })
         .unwrap_or("");
     draft.account_id = project.to_string();
@@ -113,7 +113,7 @@ pub(super) fn drafts(value: &Value) -> Result<Vec<EventDraft>, NormalizeError> {
     draft.resource.name = display_name
         .map(str::to_string)
         .unwrap_or_else(|| resource::last_segment(&draft.resource.id).to_string());
-    draft.resource.tags = tags_from(value.pointer("/incident/metadata/user_labels"));
+    draft.resource.tags = tags_from(value.at("/incident/metadata/user_labels"));
 
     let metadata = &mut draft.resource.metadata;
     metadata.insert("incident_id".into(), Value::from(incident_id));
@@ -130,7 +130,7 @@ pub(super) fn drafts(value: &Value) -> Result<Vec<EventDraft>, NormalizeError> {
         ("summary", "/incident/summary"),
         ("url", "/incident/url"),
     ] {
-        if let Some(text) = non_empty(value.pointer(pointer)) {
+        if let Some(text) = non_empty(value.at(pointer)) {
             metadata.insert(key.into(), Value::from(text));
         }
     }
@@ -139,7 +139,7 @@ pub(super) fn drafts(value: &Value) -> Result<Vec<EventDraft>, NormalizeError> {
         ("monitored_resource", "/incident/resource"),
         ("policy_user_labels", "/incident/policy_user_labels"),
     ] {
-        if let Some(v) = value.pointer(pointer).filter(|v| !v.is_null()) {
+        if let Some(v) = value.at(pointer).filter(|v| !v.is_null()) {
             metadata.insert(key.into(), v.clone());
         }
     }
@@ -152,7 +152,7 @@ pub(super) fn drafts(value: &Value) -> Result<Vec<EventDraft>, NormalizeError> {
     };
     draft.time = time_fields
         .iter()
-        .find_map(|p| value.pointer(p).and_then(epoch_seconds_text));
+        .find_map(|p| value.at(p).and_then(epoch_seconds_text));
     draft.id_parts = vec![incident_id.to_string(), state.trim().to_ascii_lowercase()];
     Ok(vec![draft])
 }
@@ -165,12 +165,12 @@ fn resource_id<'a>(
     project: &str,
     label: &dyn Fn(&str) -> Option<&'a str>,
 ) -> Option<String> {
-    if let Some(id) = non_empty(value.pointer("/incident/resource_id")) {
+    if let Some(id) = non_empty(value.at("/incident/resource_id")) {
         return Some(id.to_string());
     }
     let built = match monitored_type {
         "gce_instance" => {
-            let instance = non_empty(value.pointer("/incident/metric/labels/instance_name"))
+            let instance = non_empty(value.at("/incident/metric/labels/instance_name"))
                 .or_else(|| label("instance_id"));
             match (label("zone"), instance) {
                 (Some(zone), Some(instance)) if !project.is_empty() => Some(format!(
@@ -203,7 +203,7 @@ fn resource_id<'a>(
             .map(|s| format!("projects/{project}/subscriptions/{s}")),
         _ => None,
     };
-    built.or_else(|| non_empty(value.pointer("/incident/resource_name")).map(str::to_string))
+    built.or_else(|| non_empty(value.at("/incident/resource_name")).map(str::to_string))
 }
 
 /// Incidents carry Unix seconds (a number, or occasionally a numeric string).

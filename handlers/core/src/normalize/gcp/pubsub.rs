@@ -10,6 +10,7 @@
 //! normalized; when it is not JSON at all (text or bytes) it is a Cloud Scheduler message,
 //! because Scheduler jobs publish arbitrary bodies and nothing else we route here does.
 
+use crate::normalize::JsonAt;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
@@ -171,13 +172,16 @@ pub(super) fn drafts(value: &Value) -> Result<Vec<EventDraft>, NormalizeError> {
                     ),
                 )
             })?;
-            kind.drafts(&inner, Some(&delivery))
-                .map_err(|e| nest_error(e, &delivery))?
+            let mut drafts = kind
+                .drafts(&inner, Some(&delivery))
+                .map_err(|e| nest_error(e, &delivery))?;
+            super::super::resolve_inner_payload(&mut drafts, inner);
+            drafts
         }
         None => {
             let mut draft =
                 scheduler::message_draft(&bytes, &data, delivery.subscription.as_deref());
-            draft.raw_event = body_as_json(&bytes, &data);
+            draft.raw_event = Some(body_as_json(&bytes, &data));
             vec![draft]
         }
     };
@@ -222,9 +226,9 @@ fn apply_delivery(mut draft: EventDraft, delivery: &Delivery, envelope: &Value) 
     );
     let mut raw_event = envelope.clone();
     if let Some(slot) = raw_event.pointer_mut("/message/data") {
-        *slot = std::mem::take(&mut draft.raw_event);
+        *slot = draft.raw_event.take().unwrap_or_default();
     }
-    draft.raw_event = raw_event;
+    draft.raw_event = Some(raw_event);
     draft
 }
 
@@ -273,13 +277,13 @@ fn mistyped_field(value: &Value) -> (String, &'static str) {
         "/message/publish_time",
     ];
     for pointer in strings {
-        if let Some(v) = value.pointer(pointer) {
+        if let Some(v) = value.at(pointer) {
             if !v.is_string() && !v.is_null() {
                 return (crate::normalize::dotted(pointer), "a string");
             }
         }
     }
-    match value.pointer("/message/attributes") {
+    match value.at("/message/attributes") {
         Some(v) if !v.is_object() && !v.is_null() => ("message.attributes".into(), "an object"),
         _ => ("message".into(), "a Pub/Sub message object"),
     }

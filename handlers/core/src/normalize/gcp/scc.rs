@@ -12,6 +12,7 @@
 //! `account_id` is the project (display id when given, else the number in the resource
 //! name), or the organization number when the finding names no project.
 
+use crate::normalize::JsonAt;
 use serde_json::{Map, Value};
 
 use super::{first_str, non_empty, resource};
@@ -79,9 +80,7 @@ fn severity_of(text: &str) -> Option<Severity> {
 fn is_threat(finding: &Value, category: &str) -> bool {
     let lower = category.trim().to_ascii_lowercase();
     str_at(finding, "/findingClass").is_some_and(|c| c.eq_ignore_ascii_case("THREAT"))
-        || finding
-            .pointer("/sourceProperties/detectionCategory")
-            .is_some()
+        || finding.at("/sourceProperties/detectionCategory").is_some()
         || str_at(finding, "/sourceDisplayName").is_some_and(|s| s.contains("Threat Detection"))
         || lower
             .split_once(':')
@@ -111,7 +110,7 @@ pub(super) fn drafts(value: &Value) -> Result<Vec<EventDraft>, NormalizeError> {
     let state = str_at(finding, "/state").unwrap_or("");
     let event_type = classify(finding, category, state);
 
-    let mut draft = EventDraft::new(EventSource::GcpScc, event_type, value.clone());
+    let mut draft = EventDraft::for_payload(EventSource::GcpScc, event_type);
     if event_type != EventType::AlarmResolved {
         draft.source_severity =
             first_str(finding, &["/severity", "/sourceProperties/SeverityLevel"])
@@ -127,13 +126,13 @@ pub(super) fn drafts(value: &Value) -> Result<Vec<EventDraft>, NormalizeError> {
             format!("/resource/{snake}"),
             format!("/resource/{camel}"),
         ];
-        pointers.iter().find_map(|p| non_empty(value.pointer(p)))
+        pointers.iter().find_map(|p| non_empty(value.at(p)))
     };
     let resource_name =
         non_empty(finding.get("resourceName")).or_else(|| described("name", "name"));
 
     draft.account_id = described("project_display_name", "projectDisplayName")
-        .or_else(|| non_empty(finding.pointer("/sourceProperties/ProjectId")))
+        .or_else(|| non_empty(finding.at("/sourceProperties/ProjectId")))
         .or_else(|| resource_name.and_then(resource::project_from_name))
         .or_else(|| described("project_name", "projectName").and_then(resource::project_from_name))
         .or_else(|| resource::parent_id(finding_name, "projects"))
@@ -178,7 +177,7 @@ pub(super) fn drafts(value: &Value) -> Result<Vec<EventDraft>, NormalizeError> {
             "/finding/sourceProperties/ExposedService",
         ),
     ] {
-        if let Some(text) = non_empty(value.pointer(pointer)) {
+        if let Some(text) = non_empty(value.at(pointer)) {
             metadata.insert(key.into(), Value::from(text));
         }
     }
@@ -190,7 +189,7 @@ pub(super) fn drafts(value: &Value) -> Result<Vec<EventDraft>, NormalizeError> {
         ),
         ("security_marks", "/finding/securityMarks/marks"),
     ] {
-        if let Some(v) = value.pointer(pointer).filter(|v| !v.is_null()) {
+        if let Some(v) = value.at(pointer).filter(|v| !v.is_null()) {
             metadata.insert(key.into(), v.clone());
         }
     }

@@ -55,7 +55,7 @@ pub(super) fn job_data_drafts(
             .metadata
             .insert("custom_data".into(), decoded.clone());
     }
-    draft.raw_event = raw_event;
+    draft.raw_event = Some(raw_event);
     Ok(vec![draft])
 }
 

@@ -456,6 +456,38 @@ pub(crate) fn required_str<'a>(
     }
 }
 
+/// A non-blank string at a JSON pointer (clouds send `""` for "not set").
+pub(crate) fn text<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {
+    str_at(value, pointer).filter(|s| !s.trim().is_empty())
+}
+
+/// `virtualMachineScaleSets` → `virtual_machine_scale_sets`, `publicIPAddresses` →
+/// `public_ip_addresses`, `<ResourceType>` → `resource_type`.
+pub(crate) fn snake_case(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::new();
+    for (i, c) in chars.iter().enumerate() {
+        if !c.is_ascii_alphanumeric() {
+            if !out.ends_with('_') && !out.is_empty() {
+                out.push('_');
+            }
+            continue;
+        }
+        if c.is_ascii_uppercase() && i > 0 {
+            let prev = chars.get(i - 1).copied().unwrap_or('_');
+            let next = chars.get(i + 1).copied().unwrap_or('_');
+            let word_starts = prev.is_ascii_lowercase()
+                || prev.is_ascii_digit()
+                || (prev.is_ascii_uppercase() && next.is_ascii_lowercase());
+            if word_starts && !out.ends_with('_') && !out.is_empty() {
+                out.push('_');
+            }
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out.trim_end_matches('_').to_string()
+}
+
 /// `/detail/findings/0/Id` → `detail.findings[0].Id`, the way operators read paths.
 pub(crate) fn dotted(pointer: &str) -> String {
     let mut out = String::new();

@@ -21,6 +21,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::{dotted, json_kind, str_at, Cx, EventDraft, Handshake, NormalizeError, Normalized};
+pub(super) use super::{snake_case, text};
 use crate::event::{EventSource, EventType, Resource, UnifiedEvent};
 
 /// The AWS shapes we know, found by their keys alone.
@@ -269,11 +270,6 @@ pub(super) fn typed<T: DeserializeOwned>(value: &Value) -> Option<T> {
     T::deserialize(value).ok()
 }
 
-/// A non-blank string at a JSON pointer.
-pub(super) fn text<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {
-    str_at(value, pointer).filter(|s| !s.trim().is_empty())
-}
-
 /// A string or number at a JSON pointer, as text (AWS sends ports, ids and severities both ways).
 pub(super) fn scalar_text(value: &Value, pointer: &str) -> Option<String> {
     match value.at(pointer)? {
@@ -488,26 +484,6 @@ pub(super) fn resource_kind(type_name: &str) -> String {
             }
         }
     }
-}
-
-/// `FileSystem` → `file_system`, `DBInstance` → `db_instance`, `VOLUME` → `volume`.
-pub(super) fn snake_case(text: &str) -> String {
-    let chars: Vec<char> = text.chars().filter(char::is_ascii_alphanumeric).collect();
-    let mut out = String::new();
-    for (i, c) in chars.iter().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            let prev = chars.get(i - 1).copied().unwrap_or(' ');
-            let next = chars.get(i + 1).copied().unwrap_or(' ');
-            if prev.is_ascii_lowercase()
-                || prev.is_ascii_digit()
-                || (prev.is_ascii_uppercase() && next.is_ascii_lowercase())
-            {
-                out.push('_');
-            }
-        }
-        out.push(c.to_ascii_lowercase());
-    }
-    out
 }
 
 /// Inserts a metadata entry unless it carries nothing (null, blank text, empty list/object).

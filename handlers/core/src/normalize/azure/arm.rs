@@ -5,6 +5,8 @@
 //! every comparison here ignores ASCII case. Parsing is lenient: published samples carry
 //! placeholders such as `{subscription-id}` or `<ResourceType>`, which are kept as text.
 
+use crate::normalize::snake_case;
+
 /// The parts of an ARM id this crate needs; borrowed from the id text.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(super) struct ArmId<'a> {
@@ -142,33 +144,6 @@ pub(super) fn resource_kind(type_path: &str) -> String {
     } else {
         format!("azure_{words}")
     }
-}
-
-/// `virtualMachineScaleSets` → `virtual_machine_scale_sets`, `publicIPAddresses` →
-/// `public_ip_addresses`, `<ResourceType>` → `resource_type`.
-pub(super) fn snake_case(text: &str) -> String {
-    let chars: Vec<char> = text.chars().collect();
-    let mut out = String::new();
-    for (i, c) in chars.iter().enumerate() {
-        if !c.is_ascii_alphanumeric() {
-            if !out.ends_with('_') && !out.is_empty() {
-                out.push('_');
-            }
-            continue;
-        }
-        if c.is_ascii_uppercase() && i > 0 {
-            let prev = chars.get(i - 1).copied().unwrap_or('_');
-            let next = chars.get(i + 1).copied().unwrap_or('_');
-            let word_starts = prev.is_ascii_lowercase()
-                || prev.is_ascii_digit()
-                || (prev.is_ascii_uppercase() && next.is_ascii_lowercase());
-            if word_starts && !out.ends_with('_') && !out.is_empty() {
-                out.push('_');
-            }
-        }
-        out.push(c.to_ascii_lowercase());
-    }
-    out.trim_end_matches('_').to_string()
 }
 
 /// English plural of the last word → singular, for ARM's plural collection names

@@ -24,7 +24,7 @@ mod system_events;
 
 use serde_json::{Map, Value};
 
-use super::{str_at, tags_from, Cx, NormalizeError, Normalized};
+use super::{tags_from, text, Cx, NormalizeError, Normalized};
 use crate::context;
 use crate::event::{EventContext, Resource, Severity};
 
@@ -53,11 +53,6 @@ pub(crate) fn normalize(value: &Value, cx: &Cx) -> Option<Result<Normalized, Nor
 }
 
 // ---- small helpers shared by the Azure submodules ----
-
-/// A non-blank string at a JSON pointer.
-fn text<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {
-    str_at(value, pointer).filter(|s| !s.trim().is_empty())
-}
 
 /// Inserts a metadata value unless it is absent or null (readers should not see noise).
 fn put(meta: &mut Map<String, Value>, key: &str, value: Option<&Value>) {

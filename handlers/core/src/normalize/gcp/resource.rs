@@ -7,6 +7,8 @@
 //! (`//compute.googleapis.com/projects/p/...`, Security Command Center). All three map to
 //! the same snake_case kinds so a rule written for `gce_firewall` sees every source.
 
+use crate::normalize::snake_case;
+
 /// Kind for a Cloud Monitoring / Cloud Logging monitored-resource type.
 pub(super) fn kind_from_monitored_type(monitored: &str) -> Option<&'static str> {
     Some(match monitored {
@@ -121,23 +123,6 @@ pub(super) fn kind_from_unknown_monitored_type(monitored: &str) -> String {
     } else {
         format!("gcp_{}", snake_case(monitored))
     }
-}
-
-fn snake_case(text: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in text.chars().enumerate() {
-        if c.is_ascii_uppercase() {
-            if i > 0 && !out.ends_with('_') {
-                out.push('_');
-            }
-            out.push(c.to_ascii_lowercase());
-        } else if c.is_ascii_alphanumeric() {
-            out.push(c);
-        } else if !out.ends_with('_') {
-            out.push('_');
-        }
-    }
-    out
 }
 
 /// The project in a resource name (`projects/{p}/...`, relative or full); `_` and `-` are

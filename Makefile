@@ -30,8 +30,12 @@ demo:
 bench:
 	$(CARGO) bench -p escher-core --bench normalize
 
+# Seeded with the bundled fixtures so the fuzzer starts inside every payload kind.
+FUZZ_SECONDS ?= 300
 fuzz:
-	cd handlers/core && $(CARGO) fuzz run normalize --sanitizer none -- -max_total_time=300
+	mkdir -p handlers/core/fuzz/corpus/normalize
+	cp $(FIXTURES)/aws/*.json $(FIXTURES)/azure/*.json $(FIXTURES)/gcp/*.json handlers/core/fuzz/corpus/normalize/
+	cd handlers/core && $(CARGO) fuzz run normalize --sanitizer none -- -max_total_time=$(FUZZ_SECONDS)
 
 schema:
 	UPDATE_SCHEMA=1 $(CARGO) test -p escher-core --test schema

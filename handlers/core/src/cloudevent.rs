@@ -46,7 +46,7 @@ mod tests {
             context: EventContext::default(),
             timestamp: chrono::Utc.with_ymd_and_hms(2026, 11, 2, 3, 4, 5).unwrap(),
             source: EventSource::AwsCloudTrail,
-            raw_event: serde_json::json!({}),
+            raw_event: std::sync::Arc::new(serde_json::json!({})),
             schema_version: SCHEMA_VERSION.into(),
         };
         let ce = event.to_cloudevent();

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -36,7 +37,8 @@ pub struct UnifiedEvent {
     /// The producing service.
     pub source: EventSource,
     /// The original payload, decoded (a Pub/Sub message's base64 `data` is decoded).
-    pub raw_event: serde_json::Value,
+    // Shared, not copied, by the events of one payload (a call launching ten instances).
+    pub raw_event: Arc<serde_json::Value>,
     /// Always `"1"` for this version of the contract.
     #[schemars(extend("const" = "1"))]
     pub schema_version: String,

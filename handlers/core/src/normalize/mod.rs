@@ -13,6 +13,7 @@ mod azure;
 mod gcp;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::Utc;
 use serde::Serialize;
@@ -170,21 +171,17 @@ impl<'p> Normalizer<'p> {
     }
 }
 
-/// Gives the events whose draft said "the whole payload" their `raw_event`: the last one
-/// takes the parsed payload itself, the others a copy. Copying a large payload per event
-/// cost more than parsing it (see `make bench`), so it is done only where unavoidable.
+/// Gives the events whose draft said "the whole payload" their `raw_event`: the parsed
+/// payload itself, shared between them. Copying a large payload per event cost more than
+/// parsing it (see `make bench`).
 fn fill_payload(events: &mut [UnifiedEvent], payload: Value) {
-    let mut waiting = events
+    let placeholder = payload_placeholder();
+    let shared = Arc::new(payload);
+    for event in events
         .iter_mut()
-        .filter(|e| e.raw_event == PAYLOAD_PLACEHOLDER)
-        .peekable();
-    while let Some(event) = waiting.next() {
-        if waiting.peek().is_some() {
-            event.raw_event = payload.clone();
-        } else {
-            event.raw_event = payload;
-            return;
-        }
+        .filter(|e| Arc::ptr_eq(&e.raw_event, placeholder))
+    {
+        event.raw_event = Arc::clone(&shared);
     }
 }
 
@@ -205,9 +202,12 @@ pub(crate) fn resolve_inner_payload(drafts: &mut [EventDraft], inner: Value) {
     }
 }
 
-/// Stands in a finished event's `raw_event` until [`fill_payload`] puts the payload there.
-/// No recognised payload is JSON `null`, so it cannot be mistaken for a real raw event.
-const PAYLOAD_PLACEHOLDER: Value = Value::Null;
+/// Stands in a finished event's `raw_event` until [`fill_payload`] puts the payload there;
+/// recognised by identity, so no real raw event can be mistaken for it.
+fn payload_placeholder() -> &'static Arc<Value> {
+    static PLACEHOLDER: std::sync::OnceLock<Arc<Value>> = std::sync::OnceLock::new();
+    PLACEHOLDER.get_or_init(|| Arc::new(Value::Null))
+}
 
 fn describe_shape(value: &Value) -> String {
     match value {
@@ -373,7 +373,7 @@ impl<'p> Cx<'p> {
             context,
             timestamp,
             source,
-            raw_event: raw_event.unwrap_or(PAYLOAD_PLACEHOLDER),
+            raw_event: raw_event.map_or_else(|| Arc::clone(payload_placeholder()), Arc::new),
             schema_version: SCHEMA_VERSION.into(),
         }
     }
@@ -454,6 +454,51 @@ pub(crate) fn required_str<'a>(
             "is missing",
         )),
     }
+}
+
+/// A copy of `value` with the node at `pointer` replaced, made without copying that node
+/// (a base64 body, an encoded JSON string, a list of findings): the raw event keeps the
+/// decoded form in place of the encoded one. `pointer` segments are plain keys or indices.
+/// When the pointer does not resolve, the copy is unchanged.
+pub(crate) fn with_replaced(value: &Value, pointer: &str, replacement: Value) -> Value {
+    fn copy(node: &Value, path: &[&str], replacement: &mut Option<Value>) -> Value {
+        let Some((head, rest)) = path.split_first() else {
+            return replacement.take().unwrap_or_else(|| node.clone());
+        };
+        match node {
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| {
+                        let v = if k == head {
+                            copy(v, rest, replacement)
+                        } else {
+                            v.clone()
+                        };
+                        (k.clone(), v)
+                    })
+                    .collect(),
+            ),
+            Value::Array(items) => {
+                let index = head.parse::<usize>().ok();
+                Value::Array(
+                    items
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| {
+                            if Some(i) == index {
+                                copy(v, rest, replacement)
+                            } else {
+                                v.clone()
+                            }
+                        })
+                        .collect(),
+                )
+            }
+            other => other.clone(),
+        }
+    }
+    let path: Vec<&str> = pointer.split('/').skip(1).collect();
+    copy(value, &path, &mut Some(replacement))
 }
 
 /// A non-blank string at a JSON pointer (clouds send `""` for "not set").
@@ -614,6 +659,22 @@ mod tests {
         let obj = serde_json::json!({"env": "dev", "n": 3});
         let tags = tags_from(Some(&obj));
         assert_eq!(tags.get("n").map(String::as_str), Some("3"));
+    }
+
+    #[test]
+    fn with_replaced_swaps_one_node_and_keeps_the_rest() {
+        let value = serde_json::json!({"a": {"b": "encoded", "c": [1, {"d": 2}]}, "e": true});
+        let out = with_replaced(&value, "/a/b", serde_json::json!({"decoded": 1}));
+        assert_eq!(
+            out,
+            serde_json::json!({"a": {"b": {"decoded": 1}, "c": [1, {"d": 2}]}, "e": true})
+        );
+        let out = with_replaced(&value, "/a/c/1/d", serde_json::json!(3));
+        assert_eq!(out["a"]["c"][1]["d"], 3);
+        assert_eq!(
+            with_replaced(&value, "/a/missing/x", serde_json::json!(0)),
+            value
+        );
     }
 
     #[test]

@@ -20,7 +20,9 @@ use super::{
     resource_kind, scalar_text, text, world_open_permissions, Origin, Raw,
 };
 use crate::event::{EventSource, EventType, Resource, Severity};
-use crate::normalize::{resolve_inner_payload, tags_from, EventDraft, NormalizeError};
+use crate::normalize::{
+    resolve_inner_payload, tags_from, with_replaced, EventDraft, NormalizeError,
+};
 
 const MESSAGE_TYPES: &[&str] = &[
     "ComplianceChangeNotification",
@@ -331,10 +333,9 @@ pub(super) fn normalize_rule_invocation(value: &Value) -> Result<Vec<EventDraft>
     };
     // The kept event is the invocation with its JSON strings decoded in place, so it reads
     // as one document; built once and moved into the drafts.
-    let mut raw = value.clone();
-    if let Some(obj) = raw.as_object_mut() {
-        obj.insert("invokingEvent".into(), event);
-        if let Some(params) = value.get("ruleParameters").and_then(embedded_json) {
+    let mut raw = with_replaced(value, "/invokingEvent", event);
+    if let Some(params) = value.get("ruleParameters").and_then(embedded_json) {
+        if let Some(obj) = raw.as_object_mut() {
             obj.insert("ruleParameters".into(), params);
         }
     }

@@ -46,7 +46,7 @@ pub(super) fn normalize(raw: Raw<'_>) -> Result<Vec<EventDraft>, NormalizeError>
         }
         "GuardDuty Finding" => findings::normalize_guardduty(detail, raw, &origin),
         "Security Hub Findings - Imported" | "Security Hub Findings - Custom Action" => {
-            findings::normalize_securityhub_event(event, &origin)
+            findings::normalize_securityhub_event(raw, &origin)
         }
         "AWS Health Event" | "AWS Health Abuse Event" => health_event(detail, raw, &origin),
         "Scheduled Event" => scheduled(raw, &origin),

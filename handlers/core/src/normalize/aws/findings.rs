@@ -20,7 +20,7 @@ use super::{
     short_name, text, world_open_permissions, Origin, Raw,
 };
 use crate::event::{EventSource, EventType, Resource, Severity};
-use crate::normalize::{json_kind, tags_from, EventDraft, NormalizeError};
+use crate::normalize::{json_kind, tags_from, with_replaced, EventDraft, NormalizeError};
 
 /// GuardDuty's 0–10 score to our severity.
 pub(super) fn guardduty_severity(score: f64) -> Severity {
@@ -171,9 +171,10 @@ fn guardduty_resource(
 /// EventBridge "Security Hub Findings - Imported / - Custom Action": one event per finding,
 /// each keeping the envelope with `detail.findings` narrowed to its own finding.
 pub(super) fn normalize_securityhub_event(
-    event: &Value,
+    raw: Raw<'_>,
     origin: &Origin,
 ) -> Result<Vec<EventDraft>, NormalizeError> {
+    let event = raw.value();
     let findings = match event.at("/detail/findings") {
         Some(Value::Array(list)) => list,
         Some(other) => {
@@ -192,19 +193,25 @@ pub(super) fn normalize_securityhub_event(
         }
     };
     let action_name = text(event, "/detail/actionName");
-    // The envelope without its findings, copied once; each event gets it with its own one.
-    let mut envelope_only = event.clone();
-    if let Some(list) = envelope_only.pointer_mut("/detail/findings") {
-        *list = Value::Array(Vec::new());
-    }
     let mut drafts = Vec::new();
     for (index, finding) in findings.iter().enumerate() {
-        let mut raw = envelope_only.clone();
-        if let Some(list) = raw.pointer_mut("/detail/findings") {
-            *list = Value::Array(vec![finding.clone()]);
-        }
+        // A lone finding keeps the envelope as it came; several each get the envelope
+        // narrowed to their own finding.
+        let draft = if findings.len() == 1 {
+            raw.draft(EventSource::AwsSecurityHub, EventType::ComplianceViolation)
+        } else {
+            EventDraft::new(
+                EventSource::AwsSecurityHub,
+                EventType::ComplianceViolation,
+                with_replaced(
+                    event,
+                    "/detail/findings",
+                    Value::Array(vec![finding.clone()]),
+                ),
+            )
+        };
         let base = format!("/detail/findings/{index}");
-        let mut draft = asff_finding(finding, &base, raw, origin)?;
+        let mut draft = asff_finding(finding, &base, draft, origin)?;
         draft.id_parts = origin.delivery_id.iter().cloned().collect();
         draft
             .id_parts
@@ -221,7 +228,9 @@ pub(super) fn normalize_securityhub_event(
 /// time identify it (the same finding updated later is a new event).
 pub(super) fn normalize_bare_finding(value: &Value) -> Result<Vec<EventDraft>, NormalizeError> {
     let origin = Origin::named("Security Hub finding (ASFF)");
-    let mut draft = asff_finding(value, "", value.clone(), &origin)?;
+    let draft =
+        EventDraft::for_payload(EventSource::AwsSecurityHub, EventType::ComplianceViolation);
+    let mut draft = asff_finding(value, "", draft, &origin)?;
     draft.id_parts = vec![
         need(value, "/Id", "", &origin.envelope)?.to_string(),
         text(value, "/UpdatedAt").unwrap_or_default().to_string(),
@@ -229,10 +238,11 @@ pub(super) fn normalize_bare_finding(value: &Value) -> Result<Vec<EventDraft>, N
     Ok(vec![draft])
 }
 
+/// Fills `draft` (whose raw event the caller chose) from one finding, type included.
 fn asff_finding(
     finding: &Value,
     base: &str,
-    raw: Value,
+    mut draft: EventDraft,
     origin: &Origin,
 ) -> Result<EventDraft, NormalizeError> {
     let envelope = &origin.envelope;
@@ -255,7 +265,7 @@ fn asff_finding(
     let compliance = text(finding, "/Compliance/Status").unwrap_or_default();
     let control = control_id(finding);
     let event_type = asff_event_type(finding, product_arn, compliance, control.as_deref());
-    let mut draft = EventDraft::new(EventSource::AwsSecurityHub, event_type, raw);
+    draft.event_type = event_type;
     draft.source_severity = severity;
     draft.resource = asff_resource(first_resource, finding_id, region.as_deref(), &account);
     let meta = &mut draft.resource.metadata;

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::event::CloudProvider;
 use crate::normalize::{
-    required_str, resolve_inner_payload, EventDraft, Handshake, NormalizeError,
+    required_str, resolve_inner_payload, with_replaced, EventDraft, Handshake, NormalizeError,
 };
 
 /// Lambda's SNS event: every record in order.
@@ -29,11 +29,7 @@ pub(super) fn normalize_records(value: &Value) -> Result<Vec<EventDraft>, Normal
             ));
         };
         drafts.extend(notification(sns, &base, |message| {
-            let mut raw = record.clone();
-            if let Some(slot) = raw.pointer_mut("/Sns/Message") {
-                *slot = message;
-            }
-            raw
+            with_replaced(record, "/Sns/Message", message)
         })?);
     }
     Ok(drafts)
@@ -57,11 +53,7 @@ pub(super) fn normalize_notification(value: &Value) -> Result<Outcome, Normalize
         "UnsubscribeConfirmation" => Ok(Outcome::Drafts(Vec::new())),
         _ => {
             let drafts = notification(value, "", |message| {
-                let mut raw = value.clone();
-                if let Some(slot) = raw.pointer_mut("/Message") {
-                    *slot = message;
-                }
-                raw
+                with_replaced(value, "/Message", message)
             })?;
             Ok(Outcome::Drafts(drafts))
         }

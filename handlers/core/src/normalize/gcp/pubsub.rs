@@ -175,7 +175,7 @@ pub(super) fn drafts(value: &Value) -> Result<Vec<EventDraft>, NormalizeError> {
             let mut drafts = kind
                 .drafts(&inner, Some(&delivery))
                 .map_err(|e| nest_error(e, &delivery))?;
-            super::super::resolve_inner_payload(&mut drafts, inner);
+            crate::normalize::resolve_inner_payload(&mut drafts, inner);
             drafts
         }
         None => {
@@ -224,11 +224,12 @@ fn apply_delivery(mut draft: EventDraft, delivery: &Delivery, envelope: &Value) 
         "pubsub_attributes".into(),
         Value::Object(delivery.attributes.clone()),
     );
-    let mut raw_event = envelope.clone();
-    if let Some(slot) = raw_event.pointer_mut("/message/data") {
-        *slot = draft.raw_event.take().unwrap_or_default();
-    }
-    draft.raw_event = Some(raw_event);
+    let data = draft.raw_event.take().unwrap_or_default();
+    draft.raw_event = Some(crate::normalize::with_replaced(
+        envelope,
+        "/message/data",
+        data,
+    ));
     draft
 }
 

@@ -152,7 +152,7 @@ impl<'p> Normalizer<'p> {
         result
     }
 
-    /// Like [`Normalizer::normalize_owned`] for a borrowed payload (copied where needed).
+    /// Like [`Normalizer::normalize_owned`] for a borrowed payload, which is copied once.
     pub fn normalize_value(&self, payload: &Value) -> Result<Normalized, NormalizeError> {
         self.normalize_owned(payload.clone())
     }

@@ -10,19 +10,23 @@ use std::path::PathBuf;
 use proptest::prelude::*;
 use serde_json::Value;
 
-/// Project fixtures, plus the shared real samples when present.
-fn corpus() -> Vec<Vec<u8>> {
+/// Project fixtures, plus the shared real samples when present; read once.
+fn corpus() -> &'static [Vec<u8>] {
+    static CORPUS: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
+    CORPUS.get_or_init(read_corpus)
+}
+
+fn read_corpus() -> Vec<Vec<u8>> {
     let root = common::workspace_root();
     let mut dirs: Vec<PathBuf> = ["aws", "azure", "gcp"]
         .iter()
         .map(|c| root.join("tests/fixtures").join(c))
         .collect();
-    let shared = root.join("../shared/fixtures");
-    if shared.is_dir() {
-        dirs.extend(["aws", "azure", "gcp"].iter().map(|c| shared.join(c)));
-    } else {
-        eprintln!("NOTICE: ../shared/fixtures not found; mutating the project's own fixtures only");
-    }
+    dirs.extend(
+        ["aws", "azure", "gcp"]
+            .iter()
+            .filter_map(|c| common::shared_fixtures(c)),
+    );
     let files: Vec<Vec<u8>> = dirs
         .iter()
         .filter(|d| d.is_dir())

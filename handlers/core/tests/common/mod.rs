@@ -7,7 +7,30 @@ use escher_core::{NormalizeError, Normalized};
 use serde_json::{json, Value};
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    std::fs::canonicalize(&root).unwrap_or(root)
+}
+
+/// `../shared/fixtures/<cloud>` beside the project root, or `None` after a notice. The notice
+/// goes straight to the process's stderr: `eprintln!` inside a test is captured and shown
+/// only on failure, and a skip must be visible in a passing run.
+pub fn shared_fixtures(cloud: &str) -> Option<PathBuf> {
+    let root = workspace_root();
+    let dir = root
+        .parent()
+        .unwrap_or(&root)
+        .join("shared/fixtures")
+        .join(cloud);
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    use std::io::Write as _;
+    let _ = writeln!(
+        std::io::stderr(),
+        "NOTICE: skipping the shared {cloud} samples: {} not found (it sits beside the project's own checkout only)",
+        dir.display()
+    );
+    None
 }
 
 pub fn schema_path() -> PathBuf {

@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 
 use escher_core::Normalized;
 
-use common::{inputs, schema_errors, validator, workspace_root};
+use common::{inputs, schema_errors, validator};
 
 /// What a shared sample must become.
 pub enum Expect {
@@ -25,14 +25,9 @@ pub enum Expect {
 }
 
 fn check_cloud(cloud: &str, table: &[(&str, Expect)]) {
-    let dir = workspace_root().join("../shared/fixtures").join(cloud);
-    if !dir.is_dir() {
-        eprintln!(
-            "NOTICE: skipping shared {cloud} fixtures: {} not found (only present beside the project's own checkout)",
-            dir.display()
-        );
+    let Some(dir) = common::shared_fixtures(cloud) else {
         return;
-    }
+    };
     let validator = validator();
     let mut failures = Vec::new();
     let files = inputs(&dir);

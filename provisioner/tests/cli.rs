@@ -193,3 +193,44 @@ fn event_grid_handshake_is_printed_as_such_and_exits_zero() {
     );
     assert!(text(&out.stderr).contains("handshake"));
 }
+
+#[test]
+fn policy_flag_replaces_the_built_in_severities() {
+    let dir = std::env::temp_dir().join(format!("escher-cli-policy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    // Every default INFO except scheduled scans, which this operator wants to hear about.
+    let built_in = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/severity.yaml"),
+    )
+    .expect("read built-in policy");
+    let custom = built_in.replace("scheduled_scan: INFO", "scheduled_scan: HIGH");
+    assert_ne!(custom, built_in, "the built-in policy names scheduled_scan");
+    let policy = dir.join("severity.yaml");
+    std::fs::write(&policy, custom).expect("write policy");
+    let scan = br#"{"version": "0", "id": "89d1a02d-5ec7-412e-82f5-13505f849b41",
+        "detail-type": "Scheduled Event", "source": "aws.events", "account": "123456789012",
+        "time": "2026-11-02T02:00:00Z", "region": "eu-west-1",
+        "resources": ["arn:aws:events:eu-west-1:123456789012:rule/escher-nightly-scan"],
+        "detail": {}}"#;
+    let default = run_with_stdin(&["events", "normalize"], scan);
+    let policy_arg = policy.display().to_string();
+    let raised = run_with_stdin(&["events", "normalize", "--policy", &policy_arg], scan);
+    let broken_path = dir.join("broken.yaml");
+    std::fs::write(&broken_path, "defaults: {}\nrasie: []\n").expect("write");
+    let broken_arg = broken_path.display().to_string();
+    let broken = run_with_stdin(&["events", "normalize", "--policy", &broken_arg], scan);
+    std::fs::remove_dir_all(&dir).ok();
+
+    let severity = |out: &Output| -> serde_json::Value {
+        let event: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        event["severity"].clone()
+    };
+    assert_eq!(severity(&default), "INFO");
+    assert_eq!(severity(&raised), "HIGH", "{}", text(&raised.stderr));
+    assert_eq!(broken.status.code(), Some(2));
+    assert!(
+        text(&broken.stderr).contains("rasie"),
+        "{}",
+        text(&broken.stderr)
+    );
+}

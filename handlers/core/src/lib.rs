@@ -5,6 +5,7 @@
 //! only ever see that type. This crate does no I/O and links no cloud SDK, so the same code
 //! runs inside a Lambda, an Azure Function, a Cloud Run service and the laptop CLI.
 
+pub mod approvals;
 pub mod cloudevent;
 pub mod context;
 pub mod event;

@@ -1,14 +1,15 @@
-//! The committed JSON Schema and the Rust type must not drift. `UPDATE_SCHEMA=1 cargo test
-//! --test schema` regenerates `schemas/unified-event.schema.json` from the type.
+//! The committed JSON Schemas and the Rust types must not drift. `UPDATE_SCHEMA=1 cargo test
+//! --test schema` (`make schema`) regenerates `schemas/*.schema.json` from the types.
 
 mod common;
 
+use escher_core::approvals::{Approval, WizardDefaults};
 use escher_core::UnifiedEvent;
 
-#[test]
-fn committed_schema_matches_the_rust_type() {
-    let generated = serde_json::to_value(schemars::schema_for!(UnifiedEvent)).expect("schema");
-    let path = common::schema_path();
+/// Compares (or, with `UPDATE_SCHEMA`, rewrites) one committed schema.
+fn check_committed(file: &str, generated: schemars::Schema) -> serde_json::Value {
+    let generated = serde_json::to_value(generated).expect("schema");
+    let path = common::workspace_root().join("schemas").join(file);
     if std::env::var_os("UPDATE_SCHEMA").is_some() {
         let text = serde_json::to_string_pretty(&generated).expect("serialize") + "\n";
         std::fs::write(&path, text).expect("write schema");
@@ -17,12 +18,48 @@ fn committed_schema_matches_the_rust_type() {
         serde_json::from_slice(&std::fs::read(&path).expect("read schema")).expect("schema JSON");
     assert_eq!(
         committed, generated,
-        "schemas/unified-event.schema.json differs from the UnifiedEvent type: \
-         run `UPDATE_SCHEMA=1 cargo test -p escher-core --test schema` and review the diff"
+        "schemas/{file} differs from its Rust type: run `make schema` and review the diff"
     );
     assert_eq!(
         committed["$schema"], "https://json-schema.org/draft/2020-12/schema",
-        "the contract is JSON Schema 2020-12"
+        "the contracts are JSON Schema 2020-12"
+    );
+    committed
+}
+
+#[test]
+fn committed_schema_matches_the_rust_type() {
+    check_committed(
+        "unified-event.schema.json",
+        schemars::schema_for!(UnifiedEvent),
+    );
+}
+
+#[test]
+fn approval_schema_matches_and_accepts_the_wizard_defaults() {
+    let schema = check_committed("approval.schema.json", schemars::schema_for!(Approval));
+    let validator = jsonschema::draft202012::new(&schema).expect("schema compiles");
+    let now = chrono::DateTime::parse_from_rfc3339("2026-11-02T08:00:00Z")
+        .expect("time")
+        .with_timezone(&chrono::Utc);
+    for choice in &WizardDefaults::built_in().choices {
+        let approval = serde_json::to_value(choice.to_approval("ana", now)).expect("serialize");
+        let errors = common::schema_errors(&validator, &approval);
+        assert!(errors.is_empty(), "{}: {errors:?}", choice.id);
+    }
+    let mut typo =
+        serde_json::to_value(WizardDefaults::built_in().choices[0].to_approval("ana", now))
+            .expect("serialize");
+    typo["scope"] = serde_json::json!({"enviroments": ["dev"]});
+    assert!(
+        !validator.is_valid(&typo),
+        "unknown scope fields are rejected"
+    );
+    typo["scope"] = serde_json::json!({"tags": ["environment=dev"], "environments": ["dev"]});
+    assert!(
+        validator.is_valid(&typo),
+        "{:?}",
+        common::schema_errors(&validator, &typo)
     );
 }
 

@@ -1,0 +1,13 @@
+//! Pre-approvals: a handler may fix something automatically only when the user approved
+//! that kind of fix in advance. This module holds the model, the policy files and the
+//! decision; the store (a tantivy index on object storage) builds on it.
+
+pub mod decide;
+pub mod model;
+pub mod policy;
+
+pub use decide::{
+    decide, BlastRadiusUsage, Candidate, Decision, Explanation, Mismatch, NothingUsedYet, Outcome,
+};
+pub use model::{Action, Approval, Conditions, Scope, TagSelector, DEFAULT_MIN_IDLE_HOURS};
+pub use policy::{PolicyError, RemediationPolicy, WizardChoice, WizardDefaults};

@@ -1,0 +1,253 @@
+//! What an approval is: an action the user allowed in advance, the scope it covers, the
+//! conditions under which it holds, and who approved (or revoked) it when.
+//!
+//! Approvals are the user's own input, so unknown fields are rejected: a typo such as
+//! `enviroments` must fail loudly rather than silently widen an approval to everything.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::event::{CloudProvider, Environment, Severity};
+
+/// A fix a handler may apply automatically when an approval covers it.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    MakeBucketPrivate,
+    RevokeOpenIngress,
+    StopIdleInstance,
+    EncryptVolume,
+    ScaleUpCapacity,
+    RestartService,
+    RollbackDeployment,
+}
+
+impl Action {
+    pub const ALL: [Action; 7] = [
+        Action::MakeBucketPrivate,
+        Action::RevokeOpenIngress,
+        Action::StopIdleInstance,
+        Action::EncryptVolume,
+        Action::ScaleUpCapacity,
+        Action::RestartService,
+        Action::RollbackDeployment,
+    ];
+
+    /// The wire spelling (`make_bucket_private`), as used in files and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::MakeBucketPrivate => "make_bucket_private",
+            Action::RevokeOpenIngress => "revoke_open_ingress",
+            Action::StopIdleInstance => "stop_idle_instance",
+            Action::EncryptVolume => "encrypt_volume",
+            Action::ScaleUpCapacity => "scale_up_capacity",
+            Action::RestartService => "restart_service",
+            Action::RollbackDeployment => "rollback_deployment",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Action {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Action::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| {
+                let known: Vec<&str> = Action::ALL.iter().map(|a| a.as_str()).collect();
+                format!("unknown action `{s}`; known actions: {}", known.join(", "))
+            })
+    }
+}
+
+/// One pre-approval. Serialized as JSON (`schemas/approval.schema.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "Approval", extend("$id" = "https://escher.dev/schemas/approval.schema.json"))]
+pub struct Approval {
+    /// Stable id, unique in the store.
+    pub id: String,
+    pub action: Action,
+    /// What the approval covers; an empty list means "any".
+    #[serde(default)]
+    pub scope: Scope,
+    #[serde(default)]
+    pub conditions: Conditions,
+    pub approved_by: String,
+    pub approved_at: DateTime<Utc>,
+    /// After this instant the approval no longer matches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Why the user approved it (shown in every explanation and audit record).
+    pub reason: String,
+    /// Set when revoked; a revoked approval stays in the store so its history is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoke_reason: Option<String>,
+}
+
+/// Which events an approval covers. Every non-empty list must match; an empty list matches
+/// anything, so the wizard's defaults can be account-wide and a user can narrow them.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Scope {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clouds: Vec<CloudProvider>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub account_ids: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<String>,
+    /// `UnifiedEvent.resource.type` values, e.g. `s3_bucket`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resource_types: Vec<String>,
+    /// Globs (`*`, `?`) matched against the resource's id and its name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<String>,
+    /// Tag selectors, all of which must hold: `environment=dev` (key and value compared
+    /// case-insensitively), or `team` (the tag is present).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<TagSelector>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub environments: Vec<Environment>,
+}
+
+/// Limits on when an approval holds.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Conditions {
+    /// For `stop_idle_instance`: how long the instance must have been idle (default 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_idle_hours: Option<f64>,
+    /// Blast radius: at most this many resources acted on per UTC day under this approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_resources_per_day: Option<u32>,
+    /// The event must be at least this severe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_severity: Option<Severity>,
+}
+
+/// Default idle time before `stop_idle_instance` may act, when the approval names none.
+pub const DEFAULT_MIN_IDLE_HOURS: f64 = 2.0;
+
+impl Conditions {
+    pub fn min_idle_hours(&self) -> f64 {
+        self.min_idle_hours.unwrap_or(DEFAULT_MIN_IDLE_HOURS)
+    }
+}
+
+/// `key=value` or a bare `key`, kept as the user wrote it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(try_from = "String", into = "String")]
+#[schemars(with = "String")]
+pub struct TagSelector {
+    pub key: String,
+    /// `None`: the tag only has to be present.
+    pub value: Option<String>,
+}
+
+impl TagSelector {
+    pub fn matches(&self, tags: &std::collections::BTreeMap<String, String>) -> bool {
+        tags.iter().any(|(k, v)| {
+            k.trim().eq_ignore_ascii_case(&self.key)
+                && self
+                    .value
+                    .as_deref()
+                    .is_none_or(|want| v.trim().eq_ignore_ascii_case(want))
+        })
+    }
+}
+
+impl TryFrom<String> for TagSelector {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse()
+    }
+}
+
+impl FromStr for TagSelector {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (key, value) = match text.split_once('=') {
+            Some((k, v)) => (k.trim(), Some(v.trim().to_string())),
+            None => (text.trim(), None),
+        };
+        if key.is_empty() {
+            return Err(format!(
+                "tag selector `{text}` has no key; write `key=value` or `key`"
+            ));
+        }
+        Ok(TagSelector {
+            key: key.to_string(),
+            value,
+        })
+    }
+}
+
+impl From<TagSelector> for String {
+    fn from(selector: TagSelector) -> String {
+        selector.to_string()
+    }
+}
+
+impl fmt::Display for TagSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.value {
+            Some(v) => write!(f, "{}={v}", self.key),
+            None => f.write_str(&self.key),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_round_trip_through_their_wire_spelling() {
+        for action in Action::ALL {
+            let json = serde_json::to_value(action).expect("serialize");
+            assert_eq!(json, action.as_str());
+            assert_eq!(action.as_str().parse::<Action>(), Ok(action));
+        }
+        let err = "make_bucket_public".parse::<Action>().unwrap_err();
+        assert!(err.contains("make_bucket_private"), "{err}");
+    }
+
+    #[test]
+    fn tag_selectors_parse_and_match_case_insensitively() {
+        let sel: TagSelector = "Environment = Dev".parse().expect("parse");
+        assert_eq!(sel.to_string(), "Environment=Dev");
+        let tags = [("environment".to_string(), "dev".to_string())].into();
+        assert!(sel.matches(&tags));
+        let present: TagSelector = "team".parse().expect("parse");
+        assert!(!present.matches(&tags));
+        assert!("=x".parse::<TagSelector>().is_err());
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let text = r#"{"id": "a", "action": "encrypt_volume", "approved_by": "me",
+            "approved_at": "2026-11-01T00:00:00Z", "reason": "r",
+            "scope": {"enviroments": ["dev"]}}"#;
+        let err = serde_json::from_str::<Approval>(text).unwrap_err();
+        assert!(err.to_string().contains("enviroments"), "{err}");
+    }
+}

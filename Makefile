@@ -3,7 +3,7 @@ CARGO ?= cargo
 FIXTURES := tests/fixtures
 BIN := target/debug/escher-provision
 
-.PHONY: test fmt-check clippy unit demo bench fuzz schema expected help
+.PHONY: test fmt-check clippy unit demo bench fuzz schema expected help emulators-start emulators-stop
 
 help:
 	@echo "make demo    normalize the bundled sample alerts and print the table"
@@ -20,12 +20,22 @@ fmt-check:
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# The store conformance suite runs against moto, azurite and fake-gcs-server on 127.0.0.1;
+# they are installed on first use, started here and always stopped afterwards.
 unit:
-	$(CARGO) test --workspace
+	bash tests/emulators.sh start
+	set -a && . ./.emulators/env && set +a && $(CARGO) test --workspace; \
+	  status=$$?; bash tests/emulators.sh stop; exit $$status
 
 demo:
 	$(CARGO) build -q -p escher-provision
 	$(BIN) events normalize --dir $(FIXTURES)/aws --dir $(FIXTURES)/azure --dir $(FIXTURES)/gcp
+
+emulators-start:
+	bash tests/emulators.sh start
+
+emulators-stop:
+	bash tests/emulators.sh stop
 
 bench:
 	$(CARGO) bench -p escher-core --bench normalize

@@ -11,6 +11,7 @@ pub mod context;
 pub mod event;
 pub mod normalize;
 pub mod severity;
+pub mod store;
 pub(crate) mod time;
 
 pub use event::{

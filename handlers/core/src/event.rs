@@ -203,27 +203,94 @@ impl EventSource {
     }
 }
 
-/// Display uses the wire spelling, so tables and messages match the JSON.
-macro_rules! display_as_serde {
-    ($($t:ty),*) => {$(
+/// Display uses the wire spelling, so tables and messages match the JSON. The spellings are
+/// spelled out here rather than asked of serde: the normalizer writes a source and a cloud
+/// into every event id, and serializing an enum to a `Value` allocates each time. A test
+/// checks every arm against serde, and the `match` makes sure there is an arm per variant.
+macro_rules! wire_names {
+    ($($t:ident { $($variant:ident => $name:literal),* $(,)? })*) => {$(
+        impl $t {
+            /// The wire spelling, as serde writes it.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($t::$variant => $name),*
+                }
+            }
+
+            #[cfg(test)]
+            const WIRE_NAMES: &'static [($t, &'static str)] = &[$(($t::$variant, $name)),*];
+        }
+
         impl fmt::Display for $t {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                match serde_json::to_value(self) {
-                    Ok(serde_json::Value::String(s)) => f.write_str(&s),
-                    _ => write!(f, "{self:?}"),
-                }
+                f.write_str(self.as_str())
             }
         }
     )*};
 }
-display_as_serde!(
-    Severity,
-    CloudProvider,
-    Environment,
-    DataClassification,
-    EventType,
-    EventSource
-);
+wire_names! {
+    Severity {
+        Info => "INFO",
+        Medium => "MEDIUM",
+        High => "HIGH",
+        Critical => "CRITICAL",
+    }
+    CloudProvider {
+        Aws => "aws",
+        Azure => "azure",
+        Gcp => "gcp",
+    }
+    Environment {
+        Production => "production",
+        Staging => "staging",
+        Dev => "dev",
+    }
+    DataClassification {
+        Pii => "PII",
+        Confidential => "confidential",
+        Public => "public",
+    }
+    EventType {
+        BucketPublic => "bucket_public",
+        FirewallOpen => "firewall_open",
+        VolumeUnencrypted => "volume_unencrypted",
+        InstanceIdle => "instance_idle",
+        InstanceStateChanged => "instance_state_changed",
+        ResourceCreated => "resource_created",
+        ResourceChanged => "resource_changed",
+        ResourceDeleted => "resource_deleted",
+        MetricAlarm => "metric_alarm",
+        AlarmResolved => "alarm_resolved",
+        CapacityHigh => "capacity_high",
+        BudgetExceeded => "budget_exceeded",
+        CostSpike => "cost_spike",
+        ComplianceViolation => "compliance_violation",
+        ThreatDetected => "threat_detected",
+        ServiceHealth => "service_health",
+        DeploymentFailed => "deployment_failed",
+        ScheduledScan => "scheduled_scan",
+    }
+    EventSource {
+        AwsCloudWatch => "aws.cloudwatch",
+        AwsCloudTrail => "aws.cloudtrail",
+        AwsConfig => "aws.config",
+        AwsGuardDuty => "aws.guardduty",
+        AwsSecurityHub => "aws.securityhub",
+        AwsHealth => "aws.health",
+        AwsEc2 => "aws.ec2",
+        AwsEvents => "aws.events",
+        AzureMonitor => "azure.monitor",
+        AzureResources => "azure.resources",
+        AzurePolicy => "azure.policy",
+        AzureStorage => "azure.storage",
+        AzureHealth => "azure.health",
+        GcpMonitoring => "gcp.monitoring",
+        GcpAudit => "gcp.audit",
+        GcpScc => "gcp.scc",
+        GcpBilling => "gcp.billing",
+        GcpScheduler => "gcp.scheduler",
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -234,6 +301,27 @@ mod tests {
         assert!(Severity::Info < Severity::Medium);
         assert!(Severity::Medium < Severity::High);
         assert!(Severity::High < Severity::Critical);
+    }
+
+    /// The spellings written out in `wire_names!` are serde's, for every variant.
+    #[test]
+    fn display_spells_every_variant_as_serde_does() {
+        fn check<T: Serialize + fmt::Display + fmt::Debug>(names: &[(T, &str)]) {
+            for (variant, name) in names {
+                assert_eq!(
+                    serde_json::to_value(variant).ok(),
+                    Some(serde_json::Value::String((*name).to_string())),
+                    "{variant:?}"
+                );
+                assert_eq!(variant.to_string(), *name);
+            }
+        }
+        check(Severity::WIRE_NAMES);
+        check(CloudProvider::WIRE_NAMES);
+        check(Environment::WIRE_NAMES);
+        check(DataClassification::WIRE_NAMES);
+        check(EventType::WIRE_NAMES);
+        check(EventSource::WIRE_NAMES);
     }
 
     #[test]

@@ -383,7 +383,7 @@ impl<'p> Cx<'p> {
 /// none, over the canonical payload), so it is stable, fixed-length and safe as an object key.
 fn derive_event_id(source: EventSource, id_parts: &[String], raw_event: &Value) -> String {
     let mut hash = Sha256::new();
-    hash.update(source.to_string().as_bytes());
+    hash.update(source.as_str().as_bytes());
     if id_parts.iter().all(|p| p.is_empty()) {
         hash.update(b"\0payload\0");
         hash.update(raw_event.to_string().as_bytes());
@@ -395,7 +395,10 @@ fn derive_event_id(source: EventSource, id_parts: &[String], raw_event: &Value) 
     }
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = hash.finalize();
-    let mut id = format!("{}-", source.cloud());
+    let cloud = source.cloud().as_str();
+    let mut id = String::with_capacity(cloud.len() + 1 + 32);
+    id.push_str(cloud);
+    id.push('-');
     for byte in &digest[..16] {
         id.push(char::from(HEX[usize::from(byte >> 4)]));
         id.push(char::from(HEX[usize::from(byte & 0x0f)]));

@@ -314,7 +314,6 @@ fn alarm_from_data(data: &Value, base: &str, envelope: &str) -> Result<Alarm, No
     let name = need(data, "/alarmName", base, envelope)?.to_string();
     let state = need(data, "/state/value", base, envelope)?.to_string();
     let reason_data = data.at("/state/reasonData").and_then(embedded_json);
-    let previous_data = data.at("/previousState/reasonData").and_then(embedded_json);
     let config = data.get("configuration").unwrap_or(&Value::Null);
     let mut metrics = Vec::new();
     let mut expression = None;
@@ -341,10 +340,17 @@ fn alarm_from_data(data: &Value, base: &str, envelope: &str) -> Result<Alarm, No
             expression = expression.or_else(|| text(entry, "/expression").map(str::to_string));
         }
     }
-    let threshold = [&reason_data, &previous_data]
-        .into_iter()
-        .flatten()
-        .find_map(|r| number(r, "/threshold"));
+    // The previous state's `reasonData` is another JSON document to parse, needed only
+    // when the current one states no threshold.
+    let threshold = reason_data
+        .as_ref()
+        .and_then(|r| number(r, "/threshold"))
+        .or_else(|| {
+            let previous = data
+                .at("/previousState/reasonData")
+                .and_then(embedded_json)?;
+            number(&previous, "/threshold")
+        });
     Ok(Alarm {
         name,
         arn: None,

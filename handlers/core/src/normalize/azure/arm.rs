@@ -24,33 +24,32 @@ pub(super) struct ArmId<'a> {
 
 impl<'a> ArmId<'a> {
     pub fn parse(id: &'a str) -> ArmId<'a> {
-        let segments: Vec<&str> = id.split('/').filter(|s| !s.is_empty()).collect();
-        let after = |i: usize| segments.get(i + 1).copied();
-        let mut parsed = ArmId {
-            name: segments.last().copied(),
-            ..ArmId::default()
-        };
-        let mut last_providers = None;
-        for (i, segment) in segments.iter().enumerate() {
+        // One pass over the segments, without collecting them: ids are parsed several
+        // times per event. Every segment is tested, values included, as before.
+        let mut segments = id.split('/').filter(|s| !s.is_empty()).peekable();
+        let mut parsed = ArmId::default();
+        let mut after_providers = None;
+        while let Some(segment) = segments.next() {
+            let next = segments.peek().copied();
+            parsed.name = Some(segment);
             if segment.eq_ignore_ascii_case("subscriptions") && parsed.subscription.is_none() {
-                parsed.subscription = after(i);
+                parsed.subscription = next;
             } else if segment.eq_ignore_ascii_case("resourceGroups")
                 && parsed.resource_group.is_none()
             {
-                parsed.resource_group = after(i);
-            } else if segment.eq_ignore_ascii_case("providers") && after(i).is_some() {
-                last_providers = Some(i);
+                parsed.resource_group = next;
+            } else if segment.eq_ignore_ascii_case("providers") && next.is_some() {
+                after_providers = Some(segments.clone());
             }
         }
-        if let Some(p) = last_providers {
-            parsed.namespace = after(p);
-            let rest = segments.get(p + 2..).unwrap_or_default();
-            for pair in rest.chunks(2) {
-                if let Some(kind) = pair.first() {
-                    parsed.types.push(kind);
-                    if kind.eq_ignore_ascii_case("locations") {
-                        parsed.location = pair.get(1).copied();
-                    }
+        if let Some(mut rest) = after_providers {
+            parsed.namespace = rest.next();
+            // `type/name` pairs; the last may lack its name.
+            while let Some(kind) = rest.next() {
+                parsed.types.push(kind);
+                let value = rest.next();
+                if kind.eq_ignore_ascii_case("locations") {
+                    parsed.location = value;
                 }
             }
         }

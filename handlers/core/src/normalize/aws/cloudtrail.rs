@@ -60,9 +60,11 @@ pub(super) fn normalize_record(
     if text(record, "/errorCode").is_some() || is_read_only(record, name) {
         return Ok(Vec::new());
     }
+    // Read `userIdentity` once; several fields below come from it.
+    let identity = record.get("userIdentity").unwrap_or(&Value::Null);
     let account = pick_account([
         text(record, "/recipientAccountId"),
-        text(record, "/userIdentity/accountId"),
+        text(identity, "/accountId"),
         origin.account.as_deref(),
     ]);
     let region = pick_region([text(record, "/awsRegion"), origin.region.as_deref()]);
@@ -80,36 +82,25 @@ pub(super) fn normalize_record(
     let call_id = text(record, "/eventID")
         .map(str::to_string)
         .or_else(|| origin.delivery_id.clone());
+    // The same for every target of the call: read once, outside the loop.
+    let principal_arn = text(identity, "/arn").unwrap_or_default();
+    let principal_type = text(identity, "/type").unwrap_or_default();
+    let invoked_by = text(identity, "/invokedBy").unwrap_or_default();
+    let source_ip = text(record, "/sourceIPAddress").unwrap_or_default();
+    let user_agent = text(record, "/userAgent").unwrap_or_default();
+    let time = text(record, "/eventTime")
+        .map(str::to_string)
+        .or_else(|| origin.time.clone());
     let mut drafts = Vec::new();
     for (event_type, mut res) in targets {
         let meta = &mut res.metadata;
         put(meta, "event_name", name);
         put(meta, "event_source", event_source);
-        put(
-            meta,
-            "principal_arn",
-            text(record, "/userIdentity/arn").unwrap_or_default(),
-        );
-        put(
-            meta,
-            "principal_type",
-            text(record, "/userIdentity/type").unwrap_or_default(),
-        );
-        put(
-            meta,
-            "invoked_by",
-            text(record, "/userIdentity/invokedBy").unwrap_or_default(),
-        );
-        put(
-            meta,
-            "source_ip",
-            text(record, "/sourceIPAddress").unwrap_or_default(),
-        );
-        put(
-            meta,
-            "user_agent",
-            text(record, "/userAgent").unwrap_or_default(),
-        );
+        put(meta, "principal_arn", principal_arn);
+        put(meta, "principal_type", principal_type);
+        put(meta, "invoked_by", invoked_by);
+        put(meta, "source_ip", source_ip);
+        put(meta, "user_agent", user_agent);
         let mut draft = raw.draft(EventSource::AwsCloudTrail, event_type);
         draft.id_parts = call_id.iter().cloned().collect();
         if many {
@@ -118,9 +109,7 @@ pub(super) fn normalize_record(
         draft.resource = res;
         draft.account_id = account.clone();
         draft.region = region.clone();
-        draft.time = text(record, "/eventTime")
-            .map(str::to_string)
-            .or_else(|| origin.time.clone());
+        draft.time = time.clone();
         drafts.push(draft);
     }
     Ok(drafts)

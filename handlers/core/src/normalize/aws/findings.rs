@@ -257,14 +257,21 @@ fn asff_finding(
         origin.region.as_deref(),
     ]);
     let label = text(finding, "/Severity/Label")
-        .or_else(|| text(finding, "/ProductFields/aws~1securityhub~1SeverityLabel"))
+        .or_else(|| product_field(finding, "aws/securityhub/SeverityLabel"))
         .or_else(|| text(finding, "/FindingProviderFields/Severity/Label"));
     let severity = label
         .and_then(asff_severity)
         .or_else(|| number(finding, "/Severity/Normalized").map(asff_normalized_severity));
     let compliance = text(finding, "/Compliance/Status").unwrap_or_default();
     let control = control_id(finding);
-    let event_type = asff_event_type(finding, product_arn, compliance, control.as_deref());
+    let config_rule = related_config_rule(finding);
+    let event_type = asff_event_type(
+        finding,
+        product_arn,
+        compliance,
+        control.as_deref(),
+        config_rule.as_deref(),
+    );
     draft.event_type = event_type;
     draft.source_severity = severity;
     draft.resource = asff_resource(first_resource, finding_id, region.as_deref(), &account);
@@ -280,7 +287,7 @@ fn asff_finding(
         meta,
         "product_name",
         text(finding, "/ProductName")
-            .or_else(|| text(finding, "/ProductFields/aws~1securityhub~1ProductName"))
+            .or_else(|| product_field(finding, "aws/securityhub/ProductName"))
             .unwrap_or_default(),
     );
     put(meta, "product_arn", product_arn);
@@ -312,11 +319,7 @@ fn asff_finding(
         "remediation_url",
         text(finding, "/Remediation/Recommendation/Url").unwrap_or_default(),
     );
-    put(
-        meta,
-        "config_rule",
-        related_config_rule(finding).unwrap_or_default(),
-    );
+    put(meta, "config_rule", config_rule.unwrap_or_default());
     if event_type == EventType::FirewallOpen {
         let open =
             world_open_permissions(first_resource.at("/Details/AwsEc2SecurityGroup/IpPermissions"));
@@ -342,6 +345,7 @@ fn asff_event_type(
     product_arn: &str,
     compliance: &str,
     control: Option<&str>,
+    config_rule: Option<&str>,
 ) -> EventType {
     let workflow = text(finding, "/Workflow/Status")
         .or_else(|| text(finding, "/WorkflowState"))
@@ -354,7 +358,7 @@ fn asff_event_type(
     }
     let from_guardduty = product_arn.ends_with("/guardduty")
         || text(finding, "/ProductName") == Some("GuardDuty")
-        || text(finding, "/ProductFields/aws~1securityhub~1ProductName") == Some("GuardDuty");
+        || product_field(finding, "aws/securityhub/ProductName") == Some("GuardDuty");
     let is_ttp = items(finding.get("Types"))
         .into_iter()
         .filter_map(Value::as_str)
@@ -365,12 +369,23 @@ fn asff_event_type(
     if compliance == "FAILED" {
         let standard = text(finding, "/GeneratorId").unwrap_or_default();
         let by_control = control.and_then(|c| control_event_type(standard, c));
-        let by_rule = related_config_rule(finding).and_then(|r| config_rule_event_type(&r));
+        let by_rule = config_rule.and_then(config_rule_event_type);
         if let Some(event_type) = by_control.or(by_rule) {
             return event_type;
         }
     }
     EventType::ComplianceViolation
+}
+
+/// A non-blank `ProductFields` entry. Its keys contain `/`, which a JSON pointer must escape
+/// as `~1`, and escaped pointers take `Value::pointer`'s allocating path; a direct lookup
+/// avoids that.
+fn product_field<'a>(finding: &'a Value, key: &str) -> Option<&'a str> {
+    finding
+        .get("ProductFields")?
+        .get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty())
 }
 
 /// The control a finding reports on: the consolidated id (`S3.8`), else the standard's own.
@@ -413,7 +428,7 @@ fn control_event_type(generator: &str, control: &str) -> Option<EventType> {
 /// The AWS Config managed rule behind a control (`securityhub-restricted-ssh-9412a869` →
 /// `restricted-ssh`), named by Security Hub in `ProductFields`.
 fn related_config_rule(finding: &Value) -> Option<String> {
-    let name = text(finding, "/ProductFields/RelatedAWSResources:0~1name")?;
+    let name = product_field(finding, "RelatedAWSResources:0/name")?;
     let name = name.strip_prefix("securityhub-").unwrap_or(name);
     let trimmed = match name.rsplit_once('-') {
         Some((head, tail)) if tail.len() == 8 && tail.bytes().all(|b| b.is_ascii_hexdigit()) => {

@@ -32,7 +32,9 @@ enum AlertKind {
 }
 
 pub(super) fn normalize(value: &Value, cx: &Cx) -> Result<Normalized, NormalizeError> {
-    let essentials = match value.at("/data/essentials") {
+    // The common alert schema keeps everything under `data`: look it up once.
+    let data = value.get("data").unwrap_or(&Value::Null);
+    let essentials = match data.get("essentials") {
         Some(e @ Value::Object(_)) => e,
         None | Some(Value::Null) => {
             return Err(NormalizeError::field(
@@ -49,7 +51,7 @@ pub(super) fn normalize(value: &Value, cx: &Cx) -> Result<Normalized, NormalizeE
             ))
         }
     };
-    let alert_context = value.at("/data/alertContext").unwrap_or(&Value::Null);
+    let alert_context = data.get("alertContext").unwrap_or(&Value::Null);
     let condition = required_str(value, "/data/essentials/monitorCondition", ENVELOPE)?;
     let resolved = if condition.eq_ignore_ascii_case("Resolved") {
         true
@@ -71,13 +73,15 @@ pub(super) fn normalize(value: &Value, cx: &Cx) -> Result<Normalized, NormalizeE
         .unwrap_or_default();
     let first_target = targets.first().copied();
     let alert_id = text(essentials, "/alertId");
+    let fired_time = text(essentials, "/firedDateTime");
+    let resolved_time = text(essentials, "/resolvedDateTime");
     let time_text = if resolved {
-        text(essentials, "/resolvedDateTime").or(text(essentials, "/firedDateTime"))
+        resolved_time.or(fired_time)
     } else {
-        text(essentials, "/firedDateTime")
+        fired_time
     };
     let account_id = subscription_of(&[], &[first_target, alert_id]);
-    let custom_properties = value.at("/data/customProperties");
+    let custom_properties = data.get("customProperties");
 
     let mut draft = match &kind {
         AlertKind::Metric | AlertKind::Log => {
@@ -156,8 +160,8 @@ pub(super) fn normalize(value: &Value, cx: &Cx) -> Result<Normalized, NormalizeE
     put_str(meta, "signal_type", text(essentials, "/signalType"));
     put_str(meta, "alert_description", text(essentials, "/description"));
     put_str(meta, "origin_alert_id", text(essentials, "/originAlertId"));
-    put_str(meta, "fired_time", text(essentials, "/firedDateTime"));
-    put_str(meta, "resolved_time", text(essentials, "/resolvedDateTime"));
+    put_str(meta, "fired_time", fired_time);
+    put_str(meta, "resolved_time", resolved_time);
     if !targets.is_empty() {
         meta.insert("target_resource_ids".into(), targets.clone().into());
     }

@@ -53,7 +53,8 @@ fn resource_operation(
     operation: &str,
 ) -> Result<Option<EventDraft>, NormalizeError> {
     let data = event.data;
-    let operation_name = text(data, "/operationName").or(text(data, "/authorization/action"));
+    let operation_name =
+        text(data, "/operationName").or_else(|| text(data, "/authorization/action"));
     let event_type = match operation {
         "writesuccess" if operation_says_create(operation_name) => EventType::ResourceCreated,
         // A write is create-or-update and Event Grid cannot tell which.
@@ -85,23 +86,14 @@ fn resource_operation(
     put_str(meta, "operation_name", operation_name);
     put_str(meta, "status", text(data, "/status"));
     put_str(meta, "caller", caller(data));
-    put_str(
-        meta,
-        "principal_id",
-        text(data, "/authorization/evidence/principalId"),
-    );
-    put_str(
-        meta,
-        "principal_type",
-        text(data, "/authorization/evidence/principalType"),
-    );
-    put_str(meta, "role", text(data, "/authorization/evidence/role"));
-    put_str(
-        meta,
-        "client_ip",
-        text(data, "/httpRequest/clientIpAddress"),
-    );
-    put_str(meta, "http_method", text(data, "/httpRequest/method"));
+    // Look the shared parent objects up once and read their fields relative to them.
+    let evidence = data.at("/authorization/evidence").unwrap_or(&Value::Null);
+    put_str(meta, "principal_id", text(evidence, "/principalId"));
+    put_str(meta, "principal_type", text(evidence, "/principalType"));
+    put_str(meta, "role", text(evidence, "/role"));
+    let http = data.get("httpRequest").unwrap_or(&Value::Null);
+    put_str(meta, "client_ip", text(http, "/clientIpAddress"));
+    put_str(meta, "http_method", text(http, "/method"));
     put_str(meta, "correlation_id", text(data, "/correlationId"));
     put_str(meta, "tenant_id", text(data, "/tenantId"));
     put_str(meta, "topic", event.topic);

@@ -21,7 +21,7 @@
 use crate::normalize::JsonAt;
 use serde_json::{Map, Value};
 
-use super::{first_str, non_empty, resource};
+use super::{non_empty, resource};
 use crate::event::{EventSource, EventType};
 use crate::normalize::{required_str, str_at, tags_from, EventDraft, NormalizeError};
 
@@ -52,11 +52,14 @@ pub(super) fn is_log_entry(object: &Map<String, Value>) -> bool {
 }
 
 pub(super) fn drafts(value: &Value) -> Result<Vec<EventDraft>, NormalizeError> {
-    let is_audit = match value.at("/protoPayload/@type") {
+    // Most fields live under `protoPayload`: look it up once and read them relative to it
+    // (`Null` when absent, so every field below reads as missing).
+    let proto = value.get("protoPayload").unwrap_or(&Value::Null);
+    let is_audit = match proto.get("@type") {
         Some(Value::String(t)) => t == AUDIT_LOG_TYPE,
         Some(_) => false,
         // Some exporters drop `@type`; an audit entry still has a method name.
-        None => value.at("/protoPayload/methodName").is_some(),
+        None => proto.get("methodName").is_some(),
     };
     if !is_audit {
         let log = str_at(value, "/logName").unwrap_or("unnamed log");
@@ -73,23 +76,27 @@ pub(super) fn drafts(value: &Value) -> Result<Vec<EventDraft>, NormalizeError> {
         .unwrap_or(method)
         .to_ascii_lowercase();
 
-    let failed = value
-        .at("/protoPayload/status/code")
+    let failed = proto
+        .at("/status/code")
         .and_then(Value::as_i64)
         .is_some_and(|code| code != 0);
     let is_read = READ_VERBS.iter().any(|v| verb.starts_with(v));
-    let is_operation_end = value.at("/operation/last").and_then(Value::as_bool) == Some(true)
-        && value.at("/operation/first").and_then(Value::as_bool) != Some(true);
+    let operation = value.get("operation");
+    let operation_flag = |name: &str| operation.and_then(|o| o.get(name)).and_then(Value::as_bool);
+    let is_operation_end =
+        operation_flag("last") == Some(true) && operation_flag("first") != Some(true);
     if failed || is_read || is_operation_end {
         return Ok(Vec::new());
     }
 
-    let service = str_at(value, "/protoPayload/serviceName").unwrap_or("");
+    let service = str_at(proto, "/serviceName").unwrap_or("");
     let monitored_type = str_at(value, "/resource/type").unwrap_or("");
-    let resource_name = non_empty(value.at("/protoPayload/resourceName"));
-    let request = value.at("/protoPayload/request");
+    let resource_name = non_empty(proto.get("resourceName"));
+    let request = proto.get("request");
+    let labels = value.at("/resource/labels");
+    let log_name = str_at(value, "/logName");
 
-    let public_grants = public_grants(value);
+    let public_grants = public_grants(proto);
     let is_storage = service == "storage.googleapis.com" || monitored_type == "gcs_bucket";
     let is_firewall_write = method.contains("compute.firewalls.")
         && ["insert", "update", "patch"].contains(&verb.as_str());
@@ -112,19 +119,19 @@ pub(super) fn drafts(value: &Value) -> Result<Vec<EventDraft>, NormalizeError> {
     };
 
     let mut draft = EventDraft::for_payload(EventSource::GcpAudit, event_type);
-    let label = |name: &str| non_empty(value.at("/resource/labels").and_then(|l| l.get(name)));
+    let label = |name: &str| non_empty(labels.and_then(|l| l.get(name)));
     draft.account_id = label("project_id")
-        .or_else(|| str_at(value, "/logName").and_then(resource::project_from_name))
+        .or_else(|| log_name.and_then(resource::project_from_name))
         .or_else(|| resource_name.and_then(resource::project_from_name))
         .or_else(|| {
-            let log = str_at(value, "/logName")?;
+            let log = log_name?;
             ["organizations", "folders", "billingAccounts"]
                 .iter()
                 .find_map(|c| resource::parent_id(log, c))
         })
         .unwrap_or("")
         .to_string();
-    draft.region = region(value, resource_name);
+    draft.region = region(proto, labels, resource_name);
 
     draft.resource.kind = resource::kind_from_monitored_type(monitored_type)
         .map(str::to_string)
@@ -145,30 +152,36 @@ pub(super) fn drafts(value: &Value) -> Result<Vec<EventDraft>, NormalizeError> {
         .to_string();
     // Labels of the resource as written by this call; an audit entry has no other source.
     draft.resource.tags = [
-        "/protoPayload/request/labels",
-        "/protoPayload/request/properties/labels",
-        "/protoPayload/request/resource/labels",
-        "/protoPayload/response/labels",
+        "/request/labels",
+        "/request/properties/labels",
+        "/request/resource/labels",
+        "/response/labels",
     ]
     .iter()
-    .find_map(|p| value.at(p).filter(|v| v.is_object()))
+    .find_map(|p| proto.at(p).filter(|v| v.is_object()))
     .map(|labels| tags_from(Some(labels)))
     .unwrap_or_default();
 
     let metadata = &mut draft.resource.metadata;
     metadata.insert("method_name".into(), Value::from(method));
-    for (key, pointer) in [
-        ("service_name", "/protoPayload/serviceName"),
+    for (key, text) in [
+        ("service_name", non_empty(proto.get("serviceName"))),
         (
             "principal_email",
-            "/protoPayload/authenticationInfo/principalEmail",
+            non_empty(proto.at("/authenticationInfo/principalEmail")),
         ),
-        ("caller_ip", "/protoPayload/requestMetadata/callerIp"),
-        ("log_name", "/logName"),
-        ("insert_id", "/insertId"),
-        ("operation_id", "/operation/id"),
+        (
+            "caller_ip",
+            non_empty(proto.at("/requestMetadata/callerIp")),
+        ),
+        ("log_name", log_name.filter(|s| !s.trim().is_empty())),
+        ("insert_id", non_empty(value.get("insertId"))),
+        (
+            "operation_id",
+            non_empty(operation.and_then(|o| o.get("id"))),
+        ),
     ] {
-        if let Some(text) = non_empty(value.at(pointer)) {
+        if let Some(text) = text {
             metadata.insert(key.into(), Value::from(text));
         }
     }
@@ -208,26 +221,29 @@ pub(super) fn drafts(value: &Value) -> Result<Vec<EventDraft>, NormalizeError> {
         }
     }
 
-    draft.time = first_str(value, &["/timestamp", "/receiveTimestamp"]).map(str::to_string);
+    let timestamp = value.get("timestamp");
+    draft.time = non_empty(timestamp)
+        .or_else(|| non_empty(value.get("receiveTimestamp")))
+        .map(str::to_string);
     if let Some(insert_id) = non_empty(value.get("insertId")) {
         draft.id_parts = vec![
             insert_id.to_string(),
-            str_at(value, "/timestamp").unwrap_or("").to_string(),
+            timestamp.and_then(Value::as_str).unwrap_or("").to_string(),
         ];
     }
     Ok(vec![draft])
 }
 
-fn region(value: &Value, resource_name: Option<&str>) -> Option<String> {
-    let labels = value.at("/resource/labels");
+/// `proto` is the entry's `protoPayload`, `labels` its `resource.labels`.
+fn region(proto: &Value, labels: Option<&Value>, resource_name: Option<&str>) -> Option<String> {
     if let Some(region) = ["zone", "region", "location"]
         .iter()
         .find_map(|l| non_empty(labels.and_then(|v| v.get(*l))))
     {
         return resource::region_from_location(region);
     }
-    if let Some([only]) = value
-        .at("/protoPayload/resourceLocation/currentLocations")
+    if let Some([only]) = proto
+        .at("/resourceLocation/currentLocations")
         .and_then(Value::as_array)
         .map(Vec::as_slice)
     {
@@ -237,12 +253,13 @@ fn region(value: &Value, resource_name: Option<&str>) -> Option<String> {
 }
 
 /// `{role, member}` for every public member the call ADDs: from the policy delta when the
-/// service logs one, else from the bindings of a `SetIamPolicy` request.
-fn public_grants(value: &Value) -> Vec<Value> {
+/// service logs one, else from the bindings of a `SetIamPolicy` request. `proto` is the
+/// entry's `protoPayload`.
+fn public_grants(proto: &Value) -> Vec<Value> {
     let grant = |role: Option<&Value>, member: &str| serde_json::json!({ "role": role.cloned().unwrap_or(Value::Null), "member": member });
-    if let Some(deltas) = value
-        .at("/protoPayload/serviceData/policyDelta/bindingDeltas")
-        .or_else(|| value.at("/protoPayload/metadata/policyDelta/bindingDeltas"))
+    if let Some(deltas) = proto
+        .at("/serviceData/policyDelta/bindingDeltas")
+        .or_else(|| proto.at("/metadata/policyDelta/bindingDeltas"))
         .and_then(Value::as_array)
     {
         return deltas
@@ -256,8 +273,8 @@ fn public_grants(value: &Value) -> Vec<Value> {
             })
             .collect();
     }
-    value
-        .at("/protoPayload/request/policy/bindings")
+    proto
+        .at("/request/policy/bindings")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()

@@ -57,6 +57,8 @@ fn severity_of(text: &str) -> Option<Severity> {
 pub(super) fn drafts(value: &Value) -> Result<Vec<EventDraft>, NormalizeError> {
     let incident_id = required_str(value, "/incident/incident_id", ENVELOPE)?;
     let state = required_str(value, "/incident/state", ENVELOPE)?;
+    // Every other field is under `incident`: look it up once and read relative to it.
+    let incident = value.get("incident").unwrap_or(&Value::Null);
     let open = match state.trim().to_ascii_lowercase().as_str() {
         "open" => true,
         "closed" => false,
@@ -68,7 +70,7 @@ pub(super) fn drafts(value: &Value) -> Result<Vec<EventDraft>, NormalizeError> {
             ))
         }
     };
-    let metric_type = non_empty(value.at("/incident/metric/type")).unwrap_or("");
+    let metric_type = non_empty(incident.at("/metric/type")).unwrap_or("");
     let event_type = if !open {
         EventType::AlarmResolved
     } else if is_capacity_metric(metric_type) {
@@ -78,19 +80,17 @@ pub(super) fn drafts(value: &Value) -> Result<Vec<EventDraft>, NormalizeError> {
     };
 
     let mut draft = EventDraft::for_payload(EventSource::GcpMonitoring, event_type);
-    let severity_text = non_empty(value.at("/incident/severity"));
+    let severity_text = non_empty(incident.at("/severity"));
     if open {
         draft.source_severity = severity_text.and_then(severity_of);
     }
 
-    let monitored_type = non_empty(value.at("/incident/resource/type")).unwrap_or("");
-    let labels = value.at("/incident/resource/labels");
+    let monitored_type = non_empty(incident.at("/resource/type")).unwrap_or("");
+    let labels = incident.at("/resource/labels");
     let label = |name: &str| non_empty(labels.and_then(|l| l.get(name)));
     let project = label("project_id")
-        .or_else(|| non_empty(value.at("/incident/scoping_project_id")))
-        .or_else(|| {
-            non_empty(value.at("/incident/condition/name")).and_then(resource::project_from_name)
-        })
+        .or_else(|| non_empty(incident.at("/scoping_project_id")))
+        .or_else(|| non_empty(incident.at("/condition/name")).and_then(resource::project_from_name))
         .unwrap_or("");
     draft.account_id = project.to_string();
     draft.region = ["zone", "region", "location"]
@@ -99,78 +99,75 @@ pub(super) fn drafts(value: &Value) -> Result<Vec<EventDraft>, NormalizeError> {
         .and_then(resource::region_from_location);
 
     let display_name = first_str(
-        value,
-        &[
-            "/incident/resource_display_name",
-            "/incident/metric/labels/instance_name",
-        ],
+        incident,
+        &["/resource_display_name", "/metric/labels/instance_name"],
     );
     draft.resource.kind = resource::kind_from_monitored_type(monitored_type)
         .map(str::to_string)
         .unwrap_or_else(|| resource::kind_from_unknown_monitored_type(monitored_type));
-    draft.resource.id = resource_id(value, monitored_type, project, &label)
+    draft.resource.id = resource_id(incident, monitored_type, project, &label)
         .unwrap_or_else(|| monitored_type.to_string());
     draft.resource.name = display_name
         .map(str::to_string)
         .unwrap_or_else(|| resource::last_segment(&draft.resource.id).to_string());
-    draft.resource.tags = tags_from(value.at("/incident/metadata/user_labels"));
+    draft.resource.tags = tags_from(incident.at("/metadata/user_labels"));
 
     let metadata = &mut draft.resource.metadata;
     metadata.insert("incident_id".into(), Value::from(incident_id));
     metadata.insert("state".into(), Value::from(state));
     for (key, pointer) in [
-        ("policy_name", "/incident/policy_name"),
-        ("condition_name", "/incident/condition_name"),
-        ("condition", "/incident/condition/name"),
-        ("metric_type", "/incident/metric/type"),
-        ("metric_display_name", "/incident/metric/displayName"),
-        ("threshold_value", "/incident/threshold_value"),
-        ("observed_value", "/incident/observed_value"),
-        ("severity", "/incident/severity"),
-        ("summary", "/incident/summary"),
-        ("url", "/incident/url"),
+        ("policy_name", "/policy_name"),
+        ("condition_name", "/condition_name"),
+        ("condition", "/condition/name"),
+        ("metric_type", "/metric/type"),
+        ("metric_display_name", "/metric/displayName"),
+        ("threshold_value", "/threshold_value"),
+        ("observed_value", "/observed_value"),
+        ("severity", "/severity"),
+        ("summary", "/summary"),
+        ("url", "/url"),
     ] {
-        if let Some(text) = non_empty(value.at(pointer)) {
+        if let Some(text) = non_empty(incident.at(pointer)) {
             metadata.insert(key.into(), Value::from(text));
         }
     }
     for (key, pointer) in [
-        ("metric_labels", "/incident/metric/labels"),
-        ("monitored_resource", "/incident/resource"),
-        ("policy_user_labels", "/incident/policy_user_labels"),
+        ("metric_labels", "/metric/labels"),
+        ("monitored_resource", "/resource"),
+        ("policy_user_labels", "/policy_user_labels"),
     ] {
-        if let Some(v) = value.at(pointer).filter(|v| !v.is_null()) {
+        if let Some(v) = incident.at(pointer).filter(|v| !v.is_null()) {
             metadata.insert(key.into(), v.clone());
         }
     }
 
     // An open incident happened when it started; a closed one when it ended.
     let time_fields: &[&str] = if open {
-        &["/incident/started_at"]
+        &["/started_at"]
     } else {
-        &["/incident/ended_at", "/incident/started_at"]
+        &["/ended_at", "/started_at"]
     };
     draft.time = time_fields
         .iter()
-        .find_map(|p| value.at(p).and_then(epoch_seconds_text));
+        .find_map(|p| incident.at(p).and_then(epoch_seconds_text));
     draft.id_parts = vec![incident_id.to_string(), state.trim().to_ascii_lowercase()];
     Ok(vec![draft])
 }
 
 /// The resource's GCP name where the labels allow building one; else the incident's own
-/// `resource_id`/`resource_name` text.
+/// `resource_id`/`resource_name` text. `incident` is the payload's `incident` object.
 fn resource_id<'a>(
-    value: &'a Value,
+    incident: &'a Value,
     monitored_type: &str,
     project: &str,
     label: &dyn Fn(&str) -> Option<&'a str>,
 ) -> Option<String> {
-    if let Some(id) = non_empty(value.at("/incident/resource_id")) {
+    if let Some(id) = non_empty(incident.at("/resource_id")) {
         return Some(id.to_string());
     }
     let built = match monitored_type {
         "gce_instance" => {
-            let instance = non_empty(value.at("/incident/metric/labels/instance_name"))
+            let instance = non_empty(incident.at("/metric/labels/instance_name"))
                 .or_else(|| label("instance_id"));
             match (label("zone"), instance) {
                 (Some(zone), Some(instance)) if !project.is_empty() => Some(format!(
@@ -203,7 +200,7 @@ fn resource_id<'a>(
             .map(|s| format!("projects/{project}/subscriptions/{s}")),
         _ => None,
     };
-    built.or_else(|| non_empty(value.at("/incident/resource_name")).map(str::to_string))
+    built.or_else(|| non_empty(incident.at("/resource_name")).map(str::to_string))
 }
 
 /// Incidents carry Unix seconds (a number, or occasionally a numeric string).

@@ -119,20 +119,21 @@ pub(super) fn drafts(value: &Value) -> Result<Vec<EventDraft>, NormalizeError> {
 
     // The newer shape describes the resource inside the finding, the notification's
     // top-level `resource` does in between; fields are snake_case or camelCase.
+    // Both resource objects are looked up once, not per field and spelling.
+    let resources = [finding.get("resource"), value.get("resource")];
     let described = |snake: &str, camel: &str| {
-        let pointers = [
-            format!("/finding/resource/{snake}"),
-            format!("/finding/resource/{camel}"),
-            format!("/resource/{snake}"),
-            format!("/resource/{camel}"),
-        ];
-        pointers.iter().find_map(|p| non_empty(value.at(p)))
+        resources
+            .iter()
+            .flatten()
+            .find_map(|r| non_empty(r.get(snake)).or_else(|| non_empty(r.get(camel))))
     };
+    let properties = finding.get("sourceProperties");
+    let property = |name: &str| properties.and_then(|p| p.get(name));
     let resource_name =
         non_empty(finding.get("resourceName")).or_else(|| described("name", "name"));
 
     draft.account_id = described("project_display_name", "projectDisplayName")
-        .or_else(|| non_empty(finding.at("/sourceProperties/ProjectId")))
+        .or_else(|| non_empty(property("ProjectId")))
         .or_else(|| resource_name.and_then(resource::project_from_name))
         .or_else(|| described("project_name", "projectName").and_then(resource::project_from_name))
         .or_else(|| resource::parent_id(finding_name, "projects"))
@@ -161,35 +162,29 @@ pub(super) fn drafts(value: &Value) -> Result<Vec<EventDraft>, NormalizeError> {
     let metadata = &mut draft.resource.metadata;
     metadata.insert("finding_name".into(), Value::from(finding_name));
     metadata.insert("category".into(), Value::from(category));
-    for (key, pointer) in [
-        ("state", "/finding/state"),
-        ("finding_class", "/finding/findingClass"),
-        ("severity", "/finding/severity"),
-        ("source_display_name", "/finding/sourceDisplayName"),
-        ("external_uri", "/finding/externalUri"),
-        ("mute", "/finding/mute"),
-        ("notification_config", "/notificationConfigName"),
-        ("scanner_name", "/finding/sourceProperties/ScannerName"),
-        ("explanation", "/finding/sourceProperties/Explanation"),
-        ("recommendation", "/finding/sourceProperties/Recommendation"),
-        (
-            "exposed_service",
-            "/finding/sourceProperties/ExposedService",
-        ),
+    for (key, field) in [
+        ("state", finding.get("state")),
+        ("finding_class", finding.get("findingClass")),
+        ("severity", finding.get("severity")),
+        ("source_display_name", finding.get("sourceDisplayName")),
+        ("external_uri", finding.get("externalUri")),
+        ("mute", finding.get("mute")),
+        ("notification_config", value.get("notificationConfigName")),
+        ("scanner_name", property("ScannerName")),
+        ("explanation", property("Explanation")),
+        ("recommendation", property("Recommendation")),
+        ("exposed_service", property("ExposedService")),
     ] {
-        if let Some(text) = non_empty(value.at(pointer)) {
+        if let Some(text) = non_empty(field) {
             metadata.insert(key.into(), Value::from(text));
         }
     }
-    for (key, pointer) in [
-        ("open_ports", "/finding/sourceProperties/OpenPorts"),
-        (
-            "detection_category",
-            "/finding/sourceProperties/detectionCategory",
-        ),
-        ("security_marks", "/finding/securityMarks/marks"),
+    for (key, field) in [
+        ("open_ports", property("OpenPorts")),
+        ("detection_category", property("detectionCategory")),
+        ("security_marks", finding.at("/securityMarks/marks")),
     ] {
-        if let Some(v) = value.at(pointer).filter(|v| !v.is_null()) {
+        if let Some(v) = field.filter(|v| !v.is_null()) {
             metadata.insert(key.into(), v.clone());
         }
     }

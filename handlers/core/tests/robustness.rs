@@ -1,12 +1,14 @@
 //! Whatever the bytes, the normalizer answers with events, a handshake or an error: never a
 //! panic. Feeds arbitrary bytes, byte-mutated fixtures, and structurally mutated fixtures
 //! (a field removed or replaced by a value of another type), which reach far deeper into the
-//! per-source code than random bytes do.
+//! per-source code than random bytes do: randomly combined below, and exhaustively (every
+//! field of every fixture, and of the body encoded inside it) in one deterministic test.
 
 mod common;
 
 use std::path::PathBuf;
 
+use base64::Engine as _;
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -155,5 +157,64 @@ proptest! {
         }
         let bytes = serde_json::to_vec(&value).expect("serialize mutated value");
         assert_no_panic(&bytes);
+    }
+}
+
+/// The body an envelope carries encoded (Pub/Sub base64 `data`, an SNS `Message` or Config
+/// `invokingEvent` JSON string), so that it too is mutated as if it had arrived bare.
+fn encoded_bodies(value: &Value) -> Vec<Value> {
+    let mut bodies = Vec::new();
+    if let Some(data) = value.pointer("/message/data").and_then(Value::as_str) {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(data));
+        if let Some(body) = decoded.ok().and_then(|b| serde_json::from_slice(&b).ok()) {
+            bodies.push(body);
+        }
+    }
+    let strings = ["/Records/0/Sns/Message", "/Message", "/invokingEvent"];
+    for pointer in strings {
+        if let Some(body) = value
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .and_then(|s| serde_json::from_str(s).ok())
+        {
+            bodies.push(body);
+        }
+    }
+    bodies
+}
+
+#[test]
+fn every_field_of_every_fixture_removed_or_retyped_never_panics() {
+    let kinds = [
+        Value::Null,
+        Value::from(42),
+        Value::from(-1.5),
+        Value::from("x"),
+        Value::Array(vec![]),
+        serde_json::json!({}),
+        Value::Bool(true),
+    ];
+    for bytes in corpus() {
+        let Ok(value) = serde_json::from_slice::<Value>(bytes) else {
+            continue;
+        };
+        let mut bases = encoded_bodies(&value);
+        bases.push(value);
+        for base in &bases {
+            let mut all = Vec::new();
+            pointers(base, String::new(), &mut all);
+            for pointer in &all {
+                for kind in &kinds {
+                    let mut mutated = base.clone();
+                    mutate(&mut mutated, pointer, Some(kind.clone()));
+                    assert_no_panic(&serde_json::to_vec(&mutated).expect("serialize"));
+                }
+                let mut removed = base.clone();
+                mutate(&mut removed, pointer, None);
+                assert_no_panic(&serde_json::to_vec(&removed).expect("serialize"));
+            }
+        }
     }
 }

@@ -66,6 +66,13 @@ fn check_cloud(cloud: &str, table: &[(&str, Expect)]) {
                     failures.push(format!("{name}: event ids are not distinct"));
                 }
                 for event in &events {
+                    // No cloud's normalizer may claim another cloud's payload.
+                    if event.cloud_provider.as_str() != cloud {
+                        failures.push(format!(
+                            "{name}: normalized as {} ({}), but it is a {cloud} sample",
+                            event.cloud_provider, event.source
+                        ));
+                    }
                     let json = serde_json::to_value(event).expect("serialize");
                     for err in schema_errors(&validator, &json) {
                         failures.push(format!("{name}: schema: {err}"));

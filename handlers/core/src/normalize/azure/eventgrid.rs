@@ -178,6 +178,10 @@ pub(super) fn normalize(value: &Value, cx: &Cx) -> Result<Normalized, NormalizeE
         let Some(mut draft) = system_events::draft(event)? else {
             continue;
         };
+        draft.resource.metadata.insert(
+            "event_grid_event_type".into(),
+            Value::String(event.event_type.to_string()),
+        );
         // Event ids are unique by contract; if a sender repeats one inside a batch, the
         // position keeps the two events apart (and is stable for the same batch).
         if let Some(id) = event.id {

@@ -82,7 +82,6 @@ fn resource_operation(
     );
     draft.resource = resource_from_id(resource_id);
     let meta = &mut draft.resource.metadata;
-    meta.insert("event_grid_event_type".into(), event.event_type.into());
     put_str(meta, "operation_name", operation_name);
     put_str(meta, "status", text(data, "/status"));
     put_str(meta, "caller", caller(data));
@@ -142,7 +141,6 @@ fn policy_state(event: &GridEvent, state: &str) -> Result<EventDraft, NormalizeE
     );
     draft.resource = resource_from_id(resource_id);
     let meta = &mut draft.resource.metadata;
-    meta.insert("event_grid_event_type".into(), event.event_type.into());
     put_str(meta, "compliance_state", compliance);
     put_str(
         meta,
@@ -209,7 +207,6 @@ fn storage(event: &GridEvent, storage_event: &str) -> Result<Option<EventDraft>,
     draft.resource.id = format!("{}{}", account_id.trim_end_matches('/'), subject);
     draft.resource.name = blob.or(container).unwrap_or(subject).to_string();
     let meta = &mut draft.resource.metadata;
-    meta.insert("event_grid_event_type".into(), event.event_type.into());
     put_str(meta, "storage_account", account.name);
     put_str(meta, "storage_account_id", Some(account_id));
     put_str(meta, "container", container);
@@ -251,7 +248,6 @@ fn health_resource(event: &GridEvent, health: &str) -> Result<Option<EventDraft>
         draft.source_severity = Some(Severity::Info);
     }
     let meta = &mut draft.resource.metadata;
-    meta.insert("event_grid_event_type".into(), event.event_type.into());
     put_str(meta, "availability_state", availability);
     put_str(
         meta,
@@ -302,7 +298,6 @@ fn resource_notification(
     draft.resource.tags = tags_from(info.get("tags"));
     draft.region = text(info, "/location").and_then(region_name);
     let meta: &mut Map<String, Value> = &mut draft.resource.metadata;
-    meta.insert("event_grid_event_type".into(), event.event_type.into());
     put_str(
         meta,
         "resource_event_time",

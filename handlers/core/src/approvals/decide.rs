@@ -71,6 +71,14 @@ pub struct Explanation {
     pub resource_id: String,
     pub decided_at: DateTime<Utc>,
     pub candidates: Vec<Candidate>,
+    /// Approvals for this action not listed because their cloud, account, region or
+    /// resource type cannot cover the event.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub not_listed: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -212,8 +220,21 @@ pub fn decide(
     now: DateTime<Utc>,
     usage: &dyn BlastRadiusUsage,
 ) -> Decision {
+    decide_among(event, action, approvals, 0, now, usage)
+}
+
+/// [`decide`] over the approvals an index selected; `not_listed` counts the approvals for
+/// `action` the index left out because their scope cannot cover the event.
+pub fn decide_among<'a>(
+    event: &UnifiedEvent,
+    action: Action,
+    approvals: impl IntoIterator<Item = &'a Approval>,
+    not_listed: usize,
+    now: DateTime<Utc>,
+    usage: &dyn BlastRadiusUsage,
+) -> Decision {
     let mut candidates: Vec<(&Approval, Candidate)> = approvals
-        .iter()
+        .into_iter()
         .filter(|a| a.action == action)
         .map(|a| {
             let outcome = match first_mismatch(a, event, now, usage) {
@@ -250,6 +271,7 @@ pub fn decide(
         resource_id: event.resource.id.clone(),
         decided_at: now,
         candidates: candidates.into_iter().map(|(_, c)| c).collect(),
+        not_listed,
     };
     match chosen {
         Some(approval_id) => Decision::Approved {
@@ -373,7 +395,7 @@ fn any_equal(allowed: &[String], value: &str) -> bool {
 
 impl fmt::Display for Explanation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.candidates.is_empty() {
+        if self.candidates.is_empty() && self.not_listed == 0 {
             return write!(
                 f,
                 "no approval exists for {}: add one with `escher-provision approvals add --action {}`",
@@ -390,6 +412,13 @@ impl fmt::Display for Explanation {
                 f,
                 "- {} (by {}: {}): {verdict}",
                 c.approval_id, c.approved_by, c.reason
+            )?;
+        }
+        if self.not_listed > 0 {
+            writeln!(
+                f,
+                "- {} more approval(s) for {} cover other clouds, accounts, regions or resource types",
+                self.not_listed, self.action
             )?;
         }
         Ok(())

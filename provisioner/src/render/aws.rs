@@ -1,0 +1,799 @@
+//! The AWS stack: `templates/aws/*.hbs` rendered into a CloudFormation template and the
+//! parameters file that goes with it.
+//!
+//! Everything the template decides from data is computed here, where it can be tested: the
+//! functions' IAM statements (from the remediations' [`RequiredPermission`]s and the stores
+//! each function touches), the EventBridge rules, the schedule and the subscriptions.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use escher_core::remediate::RequiredPermission;
+use serde::Serialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::{registry, RenderError, RenderedFile};
+use crate::config::{EscherConfig, TimeZoneName};
+
+const STACK_TEMPLATE: &str = include_str!("../../../templates/aws/stack.yaml.hbs");
+const PARTIALS: [(&str, &str); 4] = [
+    (
+        "bucket_baseline",
+        include_str!("../../../templates/aws/partials/bucket_baseline.yaml.hbs"),
+    ),
+    (
+        "tls_only_statement",
+        include_str!("../../../templates/aws/partials/tls_only_statement.yaml.hbs"),
+    ),
+    (
+        "function",
+        include_str!("../../../templates/aws/partials/function.yaml.hbs"),
+    ),
+    (
+        "alert_rule",
+        include_str!("../../../templates/aws/partials/alert_rule.yaml.hbs"),
+    ),
+];
+
+/// File names inside the output folder.
+pub const TEMPLATE_FILE: &str = "escher-aws.yaml";
+pub const PARAMETERS_FILE: &str = "escher-aws.parameters.json";
+
+/// Everything the AWS template is rendered from. Decisions that need the machine or the
+/// account (the time zone, whether a trail exists) are made by the caller.
+#[derive(Debug, Clone, Copy)]
+pub struct AwsRenderInputs<'a> {
+    pub config: &'a EscherConfig,
+    /// Time zone of the nightly scan.
+    pub timezone: TimeZoneName,
+    /// Whether the stack creates its own CloudTrail trail (`create_trail` resolved).
+    pub create_trail: bool,
+    /// What the remediations need (`escher_aws::all_required_permissions()`).
+    pub permissions: &'a [RequiredPermission],
+}
+
+/// The rendered stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsRendering {
+    /// `escher-aws.yaml` and `escher-aws.parameters.json`.
+    pub files: Vec<RenderedFile>,
+    /// Template parameters with no value yet (the artifacts, before packaging): `extend`
+    /// fills them; a hand deploy must pass them.
+    pub missing_parameters: Vec<&'static str>,
+}
+
+/// Renders the CloudFormation template and its parameters (CLI `--parameters file://` form).
+pub fn render(inputs: &AwsRenderInputs<'_>) -> Result<AwsRendering, RenderError> {
+    let context = StackContext::new(inputs)?;
+    let template = render_context(&context)?;
+    let (parameters, missing_parameters) = parameters(inputs.config);
+    Ok(AwsRendering {
+        files: vec![
+            RenderedFile {
+                name: TEMPLATE_FILE,
+                contents: template,
+            },
+            RenderedFile {
+                name: PARAMETERS_FILE,
+                contents: parameters,
+            },
+        ],
+        missing_parameters,
+    })
+}
+
+fn render_context(context: &impl Serialize) -> Result<String, RenderError> {
+    let mut hb = registry();
+    for (name, text) in PARTIALS {
+        hb.register_partial(name, text)
+            .map_err(|e| RenderError::Template {
+                name,
+                source: Box::new(e),
+            })?;
+    }
+    hb.register_template_string("stack", STACK_TEMPLATE)
+        .map_err(|e| RenderError::Template {
+            name: "stack.yaml.hbs",
+            source: Box::new(e),
+        })?;
+    hb.render("stack", context)
+        .map_err(|e| RenderError::Render {
+            name: "stack.yaml.hbs",
+            source: Box::new(e),
+        })
+}
+
+fn parameters(config: &EscherConfig) -> (String, Vec<&'static str>) {
+    let artifacts = &config.artifacts;
+    let known = [
+        (
+            "ArtifactsBucket",
+            artifacts.bucket.as_ref().map(|b| b.as_str()),
+        ),
+        (
+            "AlertFunctionCodeKey",
+            artifacts.alert_zip_key.as_ref().map(|k| k.as_str()),
+        ),
+        (
+            "ScanFunctionCodeKey",
+            artifacts.scan_zip_key.as_ref().map(|k| k.as_str()),
+        ),
+    ];
+    let mut values = Vec::new();
+    let mut missing = Vec::new();
+    for (key, value) in known {
+        match value {
+            Some(v) => values.push(json!({"ParameterKey": key, "ParameterValue": v})),
+            None => missing.push(key),
+        }
+    }
+    let mut text = serde_json::to_string_pretty(&values).unwrap_or_default();
+    text.push('\n');
+    (text, missing)
+}
+
+/// What `stack.yaml.hbs` reads.
+#[derive(Debug, Serialize)]
+struct StackContext {
+    description: String,
+    stack_name: String,
+    ssm_prefix: String,
+    timezone: String,
+    scan_time: String,
+    scan_cron: String,
+    /// The scheduler target's input (a `Fn::Sub` string).
+    scan_input: String,
+    audit_retention_days: u32,
+    log_retention_days: u32,
+    dlq_retention_seconds: u32,
+    architecture: &'static str,
+    create_trail: bool,
+    buckets: BucketNames,
+    lifecycle: Lifecycle,
+    functions: Vec<FunctionContext>,
+    alert_rules: Vec<AlertRule>,
+    subscriptions: Vec<SubscriptionContext>,
+}
+
+#[derive(Debug, Serialize)]
+struct BucketNames {
+    state: Option<String>,
+    audit: Option<String>,
+    trail: Option<String>,
+    access_logs: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Lifecycle {
+    inbox_days: u32,
+    markers_days: u32,
+    noncurrent_days: u32,
+}
+
+#[derive(Debug, Serialize)]
+struct FunctionContext {
+    logical_id: &'static str,
+    name: String,
+    description: &'static str,
+    role_description: String,
+    code_key_parameter: &'static str,
+    memory_mb: u32,
+    timeout_seconds: u32,
+    /// Absent: no reservation.
+    reserved_concurrency: Option<u32>,
+    statements: Vec<IamStatement>,
+}
+
+/// One `Allow` statement of a function's role.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IamStatement {
+    pub sid: String,
+    /// Why the function needs it (YAML comments above the statement).
+    pub why: Vec<String>,
+    pub actions: Vec<String>,
+    pub resources: Vec<IamResource>,
+    pub condition: Option<Value>,
+}
+
+/// A resource pattern, written with `!Sub` when it holds `${…}`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct IamResource {
+    pub value: String,
+    pub sub: bool,
+}
+
+impl IamResource {
+    fn new(value: impl Into<String>) -> Self {
+        let value = value.into();
+        IamResource {
+            sub: value.contains("${"),
+            value,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct AlertRule {
+    logical_id: &'static str,
+    description: &'static str,
+    pattern: Value,
+}
+
+#[derive(Debug, Serialize)]
+struct SubscriptionContext {
+    logical_id: String,
+    topic: &'static str,
+    protocol: &'static str,
+    endpoint: String,
+}
+
+/// Where each store lives in the stack's buckets (the prefixes the roles are scoped to).
+const STATE_PREFIX: &str = "state";
+const APPROVALS_PREFIX: &str = "approvals";
+const AUDIT_PREFIX: &str = "audit";
+
+impl StackContext {
+    fn new(inputs: &AwsRenderInputs<'_>) -> Result<Self, RenderError> {
+        let config = inputs.config;
+        let stack = config.stack.name.as_str().to_string();
+        let ssm_prefix = format!("/escher/{stack}/");
+        let remediation = remediation_statements(inputs.permissions)?;
+        let functions = [FunctionKind::Alert, FunctionKind::Scan]
+            .into_iter()
+            .map(|kind| {
+                let sizing = match kind {
+                    FunctionKind::Alert => config.functions.alert_sizing(),
+                    FunctionKind::Scan => config.functions.scan_sizing(),
+                };
+                let mut statements = baseline_statements(kind, &stack);
+                statements.extend(remediation.iter().cloned());
+                FunctionContext {
+                    logical_id: kind.logical_id(),
+                    name: format!("{stack}-{}", kind.suffix()),
+                    description: kind.description(),
+                    role_description: format!(
+                        "Escher {} function of stack {stack}: its stores, secrets, topics and the remediations' permissions.",
+                        kind.suffix()
+                    ),
+                    code_key_parameter: kind.code_key_parameter(),
+                    memory_mb: sizing.memory_mb,
+                    timeout_seconds: sizing.timeout_seconds,
+                    reserved_concurrency: Some(sizing.reserved_concurrency).filter(|n| *n > 0),
+                    statements,
+                }
+            })
+            .collect();
+        let scan_time = config.schedule.scan_time;
+        Ok(StackContext {
+            // No CLI version here: upgrading the CLI alone must not produce a stack update.
+            description: format!(
+                "Escher Extend ({stack}): alert and scan functions, their stores, notifications and triggers."
+            ),
+            ssm_prefix,
+            timezone: inputs.timezone.to_string(),
+            scan_time: scan_time.to_string(),
+            scan_cron: format!("cron({} {} * * ? *)", scan_time.minute, scan_time.hour),
+            scan_input: scan_input(),
+            audit_retention_days: config.audit.retention_days.0,
+            log_retention_days: config.functions.log_retention_days.0,
+            dlq_retention_seconds: config.functions.dlq_retention_days.0 * 86_400,
+            architecture: config.functions.architecture.as_lambda(),
+            create_trail: inputs.create_trail,
+            buckets: BucketNames {
+                state: config.buckets.state.as_ref().map(|b| b.to_string()),
+                audit: config.buckets.audit.as_ref().map(|b| b.to_string()),
+                trail: config.buckets.trail.as_ref().map(|b| b.to_string()),
+                access_logs: config.buckets.access_logs.as_ref().map(|b| b.to_string()),
+            },
+            lifecycle: Lifecycle {
+                inbox_days: 7,
+                // Longer than the 14 days a dead-letter queue can keep an event.
+                markers_days: 30,
+                noncurrent_days: 30,
+            },
+            functions,
+            alert_rules: alert_rules(),
+            subscriptions: subscriptions(config),
+            stack_name: stack,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FunctionKind {
+    Alert,
+    Scan,
+}
+
+impl FunctionKind {
+    fn logical_id(self) -> &'static str {
+        match self {
+            FunctionKind::Alert => "AlertFunction",
+            FunctionKind::Scan => "ScanFunction",
+        }
+    }
+    fn suffix(self) -> &'static str {
+        match self {
+            FunctionKind::Alert => "alert",
+            FunctionKind::Scan => "scan",
+        }
+    }
+    fn description(self) -> &'static str {
+        match self {
+            FunctionKind::Alert => "Escher alert handler: normalize, check approvals, remediate, verify, audit, notify.",
+            FunctionKind::Scan => "Escher nightly scan: find what alerts missed and handle it like an alert.",
+        }
+    }
+    fn code_key_parameter(self) -> &'static str {
+        match self {
+            FunctionKind::Alert => "AlertFunctionCodeKey",
+            FunctionKind::Scan => "ScanFunctionCodeKey",
+        }
+    }
+}
+
+/// What every function needs besides the remediations: its logs, its dead-letter queue, its
+/// stores (only the stack's buckets and prefixes), its secrets path, the key and the topics.
+fn baseline_statements(kind: FunctionKind, stack: &str) -> Vec<IamStatement> {
+    let id = kind.logical_id();
+    let statement = |sid: &str, why: &str, actions: &[&str], resources: &[String]| IamStatement {
+        sid: sid.to_string(),
+        why: vec![why.to_string()],
+        actions: actions.iter().map(|a| a.to_string()).collect(),
+        resources: resources.iter().map(IamResource::new).collect(),
+        condition: None,
+    };
+    let ssm_path = format!(
+        "arn:${{AWS::Partition}}:ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter/escher/{stack}"
+    );
+    vec![
+        statement(
+            "WriteOwnLogs",
+            "The function's own log group.",
+            &["logs:CreateLogStream", "logs:PutLogEvents"],
+            &[format!("${{{id}LogGroup.Arn}}")],
+        ),
+        statement(
+            "ParkFailedEvents",
+            "A failed invocation goes to the function's dead-letter queue.",
+            &["sqs:SendMessage"],
+            &[format!("${{{id}DeadLetterQueue.Arn}}")],
+        ),
+        statement(
+            "TraceWithXRay",
+            "X-Ray tracing; these actions have no resource-level permissions.",
+            &["xray:PutTelemetryRecords", "xray:PutTraceSegments"],
+            &["*".to_string()],
+        ),
+        IamStatement {
+            condition: Some(json!({
+                "StringLike": {"s3:prefix": [
+                    format!("{STATE_PREFIX}/*"),
+                    format!("{APPROVALS_PREFIX}/*"),
+                ]}
+            })),
+            ..statement(
+                "ListStateAndApprovals",
+                "Listing is limited to the state and approvals stores' prefixes.",
+                &["s3:ListBucket"],
+                &["${StateBucket.Arn}".to_string()],
+            )
+        },
+        statement(
+            "ReadWriteStateStore",
+            "The state store: event inbox, idempotency markers, usage counters.",
+            &["s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
+            &[format!("${{StateBucket.Arn}}/{STATE_PREFIX}/*")],
+        ),
+        statement(
+            "ReadApprovals",
+            "Approvals are written from the CLI; the functions only read them.",
+            &["s3:GetObject"],
+            &[format!("${{StateBucket.Arn}}/{APPROVALS_PREFIX}/*")],
+        ),
+        statement(
+            "AppendAuditRecords",
+            "Audit records are created and read back, never deleted (Object Lock forbids it anyway).",
+            &["s3:GetObject", "s3:PutObject"],
+            &[format!("${{AuditBucket.Arn}}/{AUDIT_PREFIX}/*")],
+        ),
+        statement(
+            "ReadWebhookSecrets",
+            "Webhook secrets: only the stack's SSM path.",
+            &["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"],
+            &[ssm_path.clone(), format!("{ssm_path}/*")],
+        ),
+        statement(
+            "UseEncryptionKey",
+            "SecureStrings, encrypted buckets and topics use the stack's key.",
+            &["kms:Decrypt", "kms:GenerateDataKey"],
+            &["${EncryptionKey.Arn}".to_string()],
+        ),
+        statement(
+            "PublishNotifications",
+            "The critical and high topics.",
+            &["sns:Publish"],
+            &["${CriticalTopic}".to_string(), "${HighTopic}".to_string()],
+        ),
+    ]
+}
+
+/// One statement per resource pattern, holding every action needed on it, with the reasons
+/// as comments. Rejects wildcard actions: a remediation must name what it calls.
+pub fn remediation_statements(
+    permissions: &[RequiredPermission],
+) -> Result<Vec<IamStatement>, RenderError> {
+    let mut by_resource: BTreeMap<&str, (BTreeSet<&str>, BTreeSet<&str>)> = BTreeMap::new();
+    for p in permissions {
+        check_action(p)?;
+        if p.resource.trim().is_empty() {
+            return Err(RenderError::Permission {
+                action: p.action.into(),
+                resource: p.resource.into(),
+                problem: "the resource pattern is empty".into(),
+            });
+        }
+        let entry = by_resource.entry(p.resource).or_default();
+        entry.0.insert(p.action);
+        entry.1.insert(p.why);
+    }
+    Ok(by_resource
+        .into_iter()
+        .enumerate()
+        .map(|(i, (resource, (actions, whys)))| IamStatement {
+            sid: format!("Remediation{}", i + 1),
+            why: whys.into_iter().map(one_line).collect(),
+            actions: actions.into_iter().map(str::to_string).collect(),
+            resources: vec![IamResource::new(resource)],
+            condition: None,
+        })
+        .collect())
+}
+
+/// Reasons become YAML comments: a line break would end the comment and inject YAML.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+fn check_action(p: &RequiredPermission) -> Result<(), RenderError> {
+    let problem = match p.action.split_once(':') {
+        _ if p.action.contains('*') || p.action.contains('?') => {
+            Some("wildcard actions are never granted; list each action")
+        }
+        Some((service, name))
+            if !service.is_empty()
+                && !name.is_empty()
+                && service
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && name.chars().all(|c| c.is_ascii_alphanumeric()) =>
+        {
+            None
+        }
+        _ => Some("an action is `service:Operation`, e.g. `s3:PutBucketPublicAccessBlock`"),
+    };
+    match problem {
+        None => Ok(()),
+        Some(problem) => Err(RenderError::Permission {
+            action: p.action.into(),
+            resource: p.resource.into(),
+            problem: problem.into(),
+        }),
+    }
+}
+
+/// The EventBridge rules feeding the alert function: the payloads the AWS normalizers
+/// understand (README, "Event sources").
+fn alert_rules() -> Vec<AlertRule> {
+    let detail_type =
+        |source: &str, detail_type: &str| json!({"source": [source], "detail-type": [detail_type]});
+    let api_calls = |source: &str, event_source: &str, names: &[&str]| {
+        json!({
+            "source": [source],
+            "detail-type": ["AWS API Call via CloudTrail"],
+            "detail": {"eventSource": [event_source], "eventName": names},
+        })
+    };
+    vec![
+        AlertRule {
+            logical_id: "AlarmStateChange",
+            description: "CloudWatch alarms changing state.",
+            pattern: detail_type("aws.cloudwatch", "CloudWatch Alarm State Change"),
+        },
+        AlertRule {
+            logical_id: "S3ApiCalls",
+            description: "S3 calls that can make a bucket public (recorded by CloudTrail).",
+            pattern: api_calls(
+                "aws.s3",
+                "s3.amazonaws.com",
+                &[
+                    "PutBucketAcl",
+                    "PutBucketPolicy",
+                    "DeleteBucketPublicAccessBlock",
+                    "PutBucketPublicAccessBlock",
+                    "CreateBucket",
+                ],
+            ),
+        },
+        AlertRule {
+            logical_id: "Ec2ApiCalls",
+            description:
+                "EC2 calls that open a security group or start instances (recorded by CloudTrail).",
+            pattern: api_calls(
+                "aws.ec2",
+                "ec2.amazonaws.com",
+                &["AuthorizeSecurityGroupIngress", "RunInstances"],
+            ),
+        },
+        AlertRule {
+            logical_id: "ConfigComplianceChange",
+            description: "AWS Config rules changing compliance.",
+            pattern: detail_type("aws.config", "Config Rules Compliance Change"),
+        },
+        AlertRule {
+            logical_id: "GuardDutyFinding",
+            description: "GuardDuty findings.",
+            pattern: detail_type("aws.guardduty", "GuardDuty Finding"),
+        },
+        AlertRule {
+            logical_id: "SecurityHubFindings",
+            description: "Security Hub findings imported.",
+            pattern: detail_type("aws.securityhub", "Security Hub Findings - Imported"),
+        },
+        AlertRule {
+            logical_id: "HealthEvent",
+            description: "AWS Health events for this account.",
+            pattern: detail_type("aws.health", "AWS Health Event"),
+        },
+        AlertRule {
+            logical_id: "Ec2StateChange",
+            description: "EC2 instances changing state.",
+            pattern: detail_type("aws.ec2", "EC2 Instance State-change Notification"),
+        },
+    ]
+}
+
+/// Logical ids come from the endpoint, not its position, so adding or removing one
+/// subscription changes only that subscription (no re-confirmation of the others).
+fn subscriptions(config: &EscherConfig) -> Vec<SubscriptionContext> {
+    let mut out = Vec::new();
+    let topics = [
+        ("Critical", "CriticalTopic", &config.notifications.critical),
+        ("High", "HighTopic", &config.notifications.high),
+    ];
+    for (prefix, topic, subs) in topics {
+        let endpoints = subs
+            .emails
+            .iter()
+            .map(|e| ("email", "Email", e.as_str()))
+            .chain(subs.sms.iter().map(|n| ("sms", "Sms", n.as_str())));
+        let mut seen = BTreeSet::new();
+        for (protocol, kind, endpoint) in endpoints {
+            if !seen.insert((protocol, endpoint)) {
+                continue;
+            }
+            let digest = Sha256::digest(endpoint.as_bytes());
+            let short: String = digest[..5].iter().map(|b| format!("{b:02x}")).collect();
+            out.push(SubscriptionContext {
+                logical_id: format!("{prefix}{kind}Subscription{short}"),
+                topic,
+                protocol,
+                endpoint: endpoint.to_string(),
+            });
+        }
+    }
+    out
+}
+
+/// The scheduler's input, shaped like an EventBridge `Scheduled Event` (the scheduler fills
+/// the `<aws.scheduler.*>` placeholders at run time).
+fn scan_input() -> String {
+    json!({
+        "version": "0",
+        "id": "<aws.scheduler.execution-id>",
+        "detail-type": "Scheduled Event",
+        "source": "aws.scheduler",
+        "account": "${AWS::AccountId}",
+        "time": "<aws.scheduler.scheduled-time>",
+        "region": "${AWS::Region}",
+        "resources": ["<aws.scheduler.schedule-arn>"],
+        "detail": {},
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PERMISSIONS: [RequiredPermission; 4] = [
+        RequiredPermission {
+            action: "s3:PutBucketPublicAccessBlock",
+            resource: "arn:${AWS::Partition}:s3:::*",
+            why: "block public access",
+        },
+        RequiredPermission {
+            action: "s3:GetBucketPolicyStatus",
+            resource: "arn:${AWS::Partition}:s3:::*",
+            why: "verify the bucket is private",
+        },
+        RequiredPermission {
+            action: "ec2:DescribeSecurityGroups",
+            resource: "*",
+            why: "read the rule",
+        },
+        RequiredPermission {
+            action: "s3:PutBucketPublicAccessBlock",
+            resource: "arn:${AWS::Partition}:s3:::*",
+            why: "block public access",
+        },
+    ];
+
+    fn inputs<'a>(
+        config: &'a EscherConfig,
+        permissions: &'a [RequiredPermission],
+    ) -> AwsRenderInputs<'a> {
+        AwsRenderInputs {
+            config,
+            timezone: "Europe/Berlin".parse().expect("tz"),
+            create_trail: true,
+            permissions,
+        }
+    }
+
+    #[test]
+    fn remediation_statements_group_actions_by_resource() {
+        let statements = remediation_statements(&PERMISSIONS).expect("statements");
+        assert_eq!(statements.len(), 2, "{statements:#?}");
+        let s3 = statements
+            .iter()
+            .find(|s| s.resources[0].value == "arn:${AWS::Partition}:s3:::*")
+            .expect("s3 statement");
+        assert_eq!(
+            s3.actions,
+            ["s3:GetBucketPolicyStatus", "s3:PutBucketPublicAccessBlock"]
+        );
+        assert!(s3.resources[0].sub);
+        assert_eq!(s3.why.len(), 2, "duplicate reasons are merged");
+        let ec2 = statements
+            .iter()
+            .find(|s| s.resources[0].value == "*")
+            .expect("describe statement");
+        assert!(!ec2.resources[0].sub, "no !Sub without a variable");
+        let sids: BTreeSet<&str> = statements.iter().map(|s| s.sid.as_str()).collect();
+        assert_eq!(sids.len(), statements.len(), "Sids are unique");
+    }
+
+    #[test]
+    fn wildcard_and_malformed_actions_are_refused() {
+        for action in [
+            "*",
+            "s3:*",
+            "s3:Put*",
+            "ec2:Describe?",
+            "PutBucketAcl",
+            "s3:",
+        ] {
+            let p = RequiredPermission {
+                action,
+                resource: "*",
+                why: "test",
+            };
+            let err = remediation_statements(&[p]).expect_err(action);
+            assert!(err.to_string().contains(action), "{err}");
+        }
+    }
+
+    #[test]
+    fn no_role_statement_has_a_wildcard_action() {
+        let config = EscherConfig::default();
+        let context = StackContext::new(&inputs(&config, &PERMISSIONS)).expect("context");
+        for function in &context.functions {
+            assert!(function.statements.len() > 10);
+            for s in &function.statements {
+                for action in &s.actions {
+                    assert!(!action.contains('*'), "{}: {action}", function.name);
+                }
+                for r in &s.resources {
+                    // `*` only where AWS has no resource-level permission.
+                    if r.value == "*" {
+                        assert!(
+                            s.actions
+                                .iter()
+                                .all(|a| a.starts_with("xray:") || a.contains(":Describe")),
+                            "{}: {:?} on *",
+                            function.name,
+                            s.actions
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn store_access_is_scoped_to_the_stacks_buckets_and_prefixes() {
+        let statements = baseline_statements(FunctionKind::Alert, "escher-extend");
+        let s3: Vec<&IamStatement> = statements
+            .iter()
+            .filter(|s| s.actions.iter().any(|a| a.starts_with("s3:")))
+            .collect();
+        assert!(!s3.is_empty());
+        for s in s3 {
+            for r in &s.resources {
+                let scoped = r.value.starts_with("${StateBucket.Arn}")
+                    || r.value.starts_with("${AuditBucket.Arn}/audit/");
+                assert!(scoped, "{}: {}", s.sid, r.value);
+            }
+        }
+        let ssm = statements
+            .iter()
+            .find(|s| s.sid == "ReadWebhookSecrets")
+            .expect("ssm");
+        assert!(ssm
+            .resources
+            .iter()
+            .all(|r| r.value.contains(":parameter/escher/escher-extend")));
+    }
+
+    #[test]
+    fn subscription_ids_depend_on_the_endpoint_not_its_position() {
+        let mut config: EscherConfig = toml::from_str(
+            "[notifications.critical]\nemails = [\"a@example.com\", \"b@example.com\"]\nsms = [\"+4915112345678\"]\n",
+        )
+        .expect("config");
+        let before = subscriptions(&config);
+        assert_eq!(before.len(), 3);
+        config.notifications.critical.emails.remove(0);
+        let after = subscriptions(&config);
+        assert_eq!(after.len(), 2);
+        for sub in &after {
+            assert!(before
+                .iter()
+                .any(|b| b.logical_id == sub.logical_id && b.endpoint == sub.endpoint));
+        }
+    }
+
+    #[test]
+    fn schedule_uses_the_scan_time_and_the_timezone() {
+        let config: EscherConfig =
+            toml::from_str("[schedule]\nscan_time = \"23:05\"\n").expect("config");
+        let rendering = render(&inputs(&config, &PERMISSIONS)).expect("render");
+        let template = &rendering.files[0].contents;
+        assert!(
+            template.contains("ScheduleExpression: \"cron(5 23 * * ? *)\""),
+            "{template}"
+        );
+        assert!(template.contains("ScheduleExpressionTimezone: \"Europe/Berlin\""));
+    }
+
+    #[test]
+    fn trail_resources_follow_create_trail() {
+        let config = EscherConfig::default();
+        let mut with = inputs(&config, &PERMISSIONS);
+        let rendered = render(&with).expect("render").files[0].contents.clone();
+        assert!(rendered.contains("Type: AWS::CloudTrail::Trail"));
+        with.create_trail = false;
+        let rendered = render(&with).expect("render").files[0].contents.clone();
+        assert!(!rendered.contains("AWS::CloudTrail::Trail"));
+        assert!(!rendered.contains("TrailBucket"));
+    }
+
+    #[test]
+    fn parameters_list_only_known_values() {
+        let config = EscherConfig::default();
+        let rendering = render(&inputs(&config, &PERMISSIONS)).expect("render");
+        assert_eq!(
+            rendering.missing_parameters,
+            [
+                "ArtifactsBucket",
+                "AlertFunctionCodeKey",
+                "ScanFunctionCodeKey"
+            ]
+        );
+        let params: Value = serde_json::from_str(&rendering.files[1].contents).expect("json");
+        assert_eq!(params, json!([]));
+    }
+}

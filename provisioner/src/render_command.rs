@@ -1,0 +1,300 @@
+//! `escher-provision render`: write the deployment template for a cloud, to read, review or
+//! deploy by hand. `extend` renders the same way before it deploys.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+use escher_core::remediate::RequiredPermission;
+use serde::Serialize;
+
+use crate::config::{resolve_timezone, CreateTrail, EscherConfig, TimeZoneName, TimeZoneSource};
+use crate::render::{self, aws};
+
+/// Exit code for a failure the user can fix (bad config, unsupported cloud).
+const EXIT_FAILED: u8 = 2;
+const DEFAULT_CONFIG: &str = "escher.toml";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Cloud {
+    Aws,
+    Azure,
+    Gcp,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// The cloud to render for. Only `aws` is supported so far.
+    #[arg(long, value_enum)]
+    cloud: Cloud,
+
+    /// Folder to write the template and its parameters into (created if needed).
+    #[arg(long, value_name = "DIR", default_value = "escher-rendered")]
+    out: PathBuf,
+
+    /// Configuration file. Without this option ./escher.toml is used when it exists, and the
+    /// defaults otherwise.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// IANA time zone of the nightly scan (e.g. Europe/Berlin); overrides escher.toml.
+    /// Default: the machine's time zone, else UTC.
+    #[arg(long, value_name = "TZ")]
+    timezone: Option<TimeZoneName>,
+
+    /// Print where the files went (and what was decided) as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What `render` reports (`--json`), so scripts and `extend` can find the files.
+#[derive(Debug, Serialize)]
+struct RenderSummary {
+    cloud: Cloud,
+    stack: String,
+    region: Option<String>,
+    config: Option<PathBuf>,
+    template: PathBuf,
+    parameters: PathBuf,
+    timezone: String,
+    timezone_source: TimeZoneSource,
+    scan_time: String,
+    create_trail: bool,
+    /// Template parameters without a value yet (filled by `extend` after packaging).
+    missing_parameters: Vec<&'static str>,
+    remediation_permissions: usize,
+}
+
+pub fn run(args: RenderArgs) -> ExitCode {
+    match render_command(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+fn render_command(args: &RenderArgs) -> anyhow::Result<()> {
+    if args.cloud != Cloud::Aws {
+        anyhow::bail!(
+            "rendering for --cloud {} is not yet supported; only --cloud aws is available in this version",
+            match args.cloud {
+                Cloud::Azure => "azure",
+                Cloud::Gcp => "gcp",
+                Cloud::Aws => "aws",
+            }
+        );
+    }
+    let (config_path, must_exist) = match &args.config {
+        Some(path) => (path.clone(), true),
+        None => (PathBuf::from(DEFAULT_CONFIG), false),
+    };
+    let config = EscherConfig::load(&config_path, must_exist)?;
+    let config_used = config_path.exists().then(|| absolute(&config_path));
+    let (timezone, timezone_source) = resolve_timezone(args.timezone, &config.schedule);
+    if timezone_source == TimeZoneSource::UtcFallback {
+        eprintln!(
+            "notice: the machine's time zone is unknown; the nightly scan runs at {} UTC (set --timezone or [schedule] timezone)",
+            config.schedule.scan_time
+        );
+    }
+    let create_trail = match config.cloudtrail.create_trail {
+        CreateTrail::Always => true,
+        CreateTrail::Never => false,
+        CreateTrail::Auto => {
+            eprintln!(
+                "notice: create_trail = \"auto\": the template includes a CloudTrail trail; `extend` leaves it out when the account already has one"
+            );
+            true
+        }
+    };
+    let permissions = remediation_permissions();
+    let rendering = aws::render(&aws::AwsRenderInputs {
+        config: &config,
+        timezone,
+        create_trail,
+        permissions: &permissions,
+    })?;
+    let written = render::write_files(&args.out, &rendering.files).with_context(|| {
+        format!(
+            "cannot write the rendered files into {}",
+            args.out.display()
+        )
+    })?;
+    let path_of = |name: &str| {
+        written
+            .iter()
+            .find(|p| p.file_name().is_some_and(|n| n == name))
+            .map(|p| absolute(p))
+            .unwrap_or_default()
+    };
+    let summary = RenderSummary {
+        cloud: args.cloud,
+        stack: config.stack.name.to_string(),
+        region: config.stack.region.as_ref().map(|r| r.to_string()),
+        config: config_used,
+        template: path_of(aws::TEMPLATE_FILE),
+        parameters: path_of(aws::PARAMETERS_FILE),
+        timezone: timezone.to_string(),
+        timezone_source,
+        scan_time: config.schedule.scan_time.to_string(),
+        create_trail,
+        missing_parameters: rendering.missing_parameters,
+        remediation_permissions: permissions.len(),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print_summary(&summary);
+    }
+    Ok(())
+}
+
+fn print_summary(s: &RenderSummary) {
+    println!("Rendered stack `{}` for AWS:", s.stack);
+    println!("  template    {}", s.template.display());
+    println!("  parameters  {}", s.parameters.display());
+    println!(
+        "  nightly scan at {} {} ({})",
+        s.scan_time,
+        s.timezone,
+        match s.timezone_source {
+            TimeZoneSource::Flag => "--timezone",
+            TimeZoneSource::Config => "escher.toml",
+            TimeZoneSource::Machine => "this machine's time zone",
+            TimeZoneSource::UtcFallback => "fallback",
+        }
+    );
+    println!(
+        "  CloudTrail trail: {}",
+        if s.create_trail {
+            "created"
+        } else {
+            "not created"
+        }
+    );
+    if !s.missing_parameters.is_empty() {
+        println!(
+            "  parameters without a value yet: {} (`extend` fills them after packaging; set [artifacts] in escher.toml to pin them)",
+            s.missing_parameters.join(", ")
+        );
+    }
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// The permissions the AWS remediations need.
+///
+/// TODO(wire escher-aws): replace with `escher_aws::all_required_permissions()` when the
+/// `escher-aws` crate lands; this list mirrors what its fixes call so that the rendered role
+/// is realistic until then.
+fn remediation_permissions() -> Vec<RequiredPermission> {
+    const BUCKETS: &str = "arn:${AWS::Partition}:s3:::*";
+    const SECURITY_GROUPS: &str =
+        "arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:security-group/*";
+    const INSTANCES: &str = "arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:instance/*";
+    const VOLUMES: &str = "arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:volume/*";
+    const SNAPSHOTS: &str = "arn:${AWS::Partition}:ec2:${AWS::Region}::snapshot/*";
+    let p = |action, resource, why| RequiredPermission {
+        action,
+        resource,
+        why,
+    };
+    vec![
+        p(
+            "s3:GetBucketAcl",
+            BUCKETS,
+            "make_bucket_private: read the bucket's grants",
+        ),
+        p(
+            "s3:PutBucketAcl",
+            BUCKETS,
+            "make_bucket_private: remove public grants",
+        ),
+        p(
+            "s3:GetBucketPolicyStatus",
+            BUCKETS,
+            "make_bucket_private: verify the bucket is no longer public",
+        ),
+        p(
+            "s3:GetBucketPublicAccessBlock",
+            BUCKETS,
+            "make_bucket_private: read the public access block (for undo)",
+        ),
+        p(
+            "s3:PutBucketPublicAccessBlock",
+            BUCKETS,
+            "make_bucket_private: block public access",
+        ),
+        p(
+            "ec2:DescribeSecurityGroupRules",
+            "*",
+            "revoke_open_ingress: find the open rule (no resource-level permission)",
+        ),
+        p(
+            "ec2:RevokeSecurityGroupIngress",
+            SECURITY_GROUPS,
+            "revoke_open_ingress: remove the world-open rule",
+        ),
+        p(
+            "ec2:DescribeInstances",
+            "*",
+            "stop_idle_instance: read the instance state (no resource-level permission)",
+        ),
+        p(
+            "cloudwatch:GetMetricData",
+            "*",
+            "stop_idle_instance: check the instance is idle (no resource-level permission)",
+        ),
+        p(
+            "ec2:StopInstances",
+            INSTANCES,
+            "stop_idle_instance: stop the idle instance",
+        ),
+        p(
+            "ec2:DescribeVolumes",
+            "*",
+            "encrypt_volume: read the volume (no resource-level permission)",
+        ),
+        p(
+            "ec2:DescribeSnapshots",
+            "*",
+            "encrypt_volume: wait for the snapshots (no resource-level permission)",
+        ),
+        p(
+            "ec2:CreateSnapshot",
+            VOLUMES,
+            "encrypt_volume: snapshot the unencrypted volume",
+        ),
+        p(
+            "ec2:CreateSnapshot",
+            SNAPSHOTS,
+            "encrypt_volume: snapshot the unencrypted volume",
+        ),
+        p(
+            "ec2:CopySnapshot",
+            SNAPSHOTS,
+            "encrypt_volume: copy the snapshot encrypted",
+        ),
+        p(
+            "ec2:CreateVolume",
+            VOLUMES,
+            "encrypt_volume: create the encrypted volume",
+        ),
+        p(
+            "ec2:CreateTags",
+            SNAPSHOTS,
+            "encrypt_volume: tag what Escher created",
+        ),
+        p(
+            "ec2:CreateTags",
+            VOLUMES,
+            "encrypt_volume: tag what Escher created",
+        ),
+    ]
+}

@@ -1,0 +1,283 @@
+//! `escher-provision render` as a user runs it: the files it writes, what it prints, its
+//! exit codes; the golden template for a fully-configured escher.toml; and the rendered
+//! templates checked by cfn-lint and checkov (their paths arrive in `ESCHER_CFN_LINT` and
+//! `ESCHER_CHECKOV`, written by `tests/emulators.sh`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const TEMPLATE: &str = "escher-aws.yaml";
+const PARAMETERS: &str = "escher-aws.parameters.json";
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_escher-provision"))
+}
+
+fn golden_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Runs `render --cloud aws` in a fresh folder (so no ./escher.toml of the developer's is
+/// read) and returns the output and the folder.
+fn render(extra: &[&str]) -> (Output, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = bin()
+        .current_dir(dir.path())
+        .args(["render", "--cloud", "aws", "--out", "out"])
+        .args(extra)
+        .output()
+        .expect("run escher-provision");
+    (out, dir)
+}
+
+fn render_ok(extra: &[&str]) -> tempfile::TempDir {
+    let (out, dir) = render(extra);
+    assert!(
+        out.status.success(),
+        "render {extra:?} failed: {}",
+        text(&out.stderr)
+    );
+    dir
+}
+
+#[test]
+fn render_writes_the_template_and_parameters_into_out() {
+    let dir = render_ok(&["--timezone", "Asia/Tokyo"]);
+    let template =
+        std::fs::read_to_string(dir.path().join("out").join(TEMPLATE)).expect("template");
+    assert!(template.starts_with("AWSTemplateFormatVersion"));
+    assert!(template.contains("ScheduleExpressionTimezone: \"Asia/Tokyo\""));
+    assert!(template.contains("FunctionName: \"escher-extend-alert\""));
+    let params: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("out").join(PARAMETERS)).expect("parameters"),
+    )
+    .expect("parameters are JSON");
+    assert!(params.is_array());
+}
+
+#[test]
+fn json_says_where_the_files_went_and_what_was_decided() {
+    let (out, dir) = render(&["--json", "--timezone", "America/New_York"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    let out_dir = std::fs::canonicalize(dir.path().join("out")).expect("out dir");
+    for (key, name) in [("template", TEMPLATE), ("parameters", PARAMETERS)] {
+        let path = PathBuf::from(summary[key].as_str().expect(key));
+        assert!(path.is_absolute(), "{key}: {}", path.display());
+        assert_eq!(std::fs::canonicalize(&path).expect(key), out_dir.join(name));
+    }
+    assert_eq!(summary["cloud"], "aws");
+    assert_eq!(summary["stack"], "escher-extend");
+    assert_eq!(summary["timezone"], "America/New_York");
+    assert_eq!(summary["timezone_source"], "flag");
+    assert_eq!(summary["scan_time"], "02:00");
+    assert_eq!(summary["create_trail"], true);
+    assert_eq!(summary["config"], serde_json::Value::Null);
+    assert_eq!(
+        summary["missing_parameters"],
+        serde_json::json!([
+            "ArtifactsBucket",
+            "AlertFunctionCodeKey",
+            "ScanFunctionCodeKey"
+        ])
+    );
+}
+
+#[test]
+fn other_clouds_are_not_yet_supported() {
+    for cloud in ["azure", "gcp"] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let out = bin()
+            .current_dir(dir.path())
+            .args(["render", "--cloud", cloud, "--out", "out"])
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(2), "{cloud}");
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains("not yet supported"), "{cloud}: {stderr}");
+        assert!(stderr.contains(cloud), "{cloud}: {stderr}");
+        assert!(
+            !dir.path().join("out").exists(),
+            "{cloud}: nothing is written"
+        );
+    }
+}
+
+#[test]
+fn an_invalid_config_names_the_file_and_the_problem() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("escher.toml"),
+        "[schedule]\nscan_time = \"25:00\"\n",
+    )
+    .expect("write config");
+    let out = bin()
+        .current_dir(dir.path())
+        .args(["render", "--cloud", "aws"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("escher.toml"), "{stderr}");
+    assert!(stderr.contains("scan_time"), "{stderr}");
+    assert!(stderr.contains("HH:MM"), "{stderr}");
+
+    let out = bin()
+        .current_dir(dir.path())
+        .args(["render", "--cloud", "aws", "--config", "missing.toml"])
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an explicitly named config must exist"
+    );
+    assert!(
+        text(&out.stderr).contains("missing.toml"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_bad_timezone_flag_is_rejected() {
+    let (out, _dir) = render(&["--timezone", "Berlin"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("IANA"), "{}", text(&out.stderr));
+}
+
+/// `UPDATE_GOLDEN=1` rewrites the expected files; read the diff before committing it.
+#[test]
+fn golden_template_for_a_fully_configured_escher_toml() {
+    let config = golden_dir().join("escher.toml");
+    let config = config.to_str().expect("utf-8 path");
+    let dir = render_ok(&["--config", config]);
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    for name in [TEMPLATE, PARAMETERS] {
+        let rendered = std::fs::read_to_string(dir.path().join("out").join(name)).expect(name);
+        let golden = golden_dir().join(name);
+        if update {
+            std::fs::write(&golden, &rendered).expect("update golden");
+            continue;
+        }
+        let expected = std::fs::read_to_string(&golden)
+            .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", golden.display()));
+        if rendered != expected {
+            let first = rendered
+                .lines()
+                .zip(expected.lines())
+                .position(|(a, b)| a != b)
+                .unwrap_or(rendered.lines().count().min(expected.lines().count()));
+            panic!(
+                "{name} differs from {} from line {}:\n  rendered: {:?}\n  expected: {:?}\n(UPDATE_GOLDEN=1 to accept)",
+                golden.display(),
+                first + 1,
+                rendered.lines().nth(first),
+                expected.lines().nth(first),
+            );
+        }
+    }
+}
+
+/// A template-checking tool from `.emulators/env`, or `None` (with a notice) when absent
+/// and not required.
+fn tool(var: &str) -> Option<PathBuf> {
+    match std::env::var_os(var) {
+        Some(path) => Some(PathBuf::from(path)),
+        None if std::env::var("ESCHER_REQUIRE_EMULATORS").as_deref() == Ok("1") => {
+            panic!(
+                "{var} is not set but ESCHER_REQUIRE_EMULATORS=1; run `tests/emulators.sh start`"
+            )
+        }
+        None => {
+            eprintln!("NOTICE: {var} not set; template check skipped (run `make test`, or set -a; . .emulators/env)");
+            None
+        }
+    }
+}
+
+/// The default config (no escher.toml) and the fully-configured one.
+fn rendered_templates() -> Vec<(&'static str, tempfile::TempDir)> {
+    let config = golden_dir().join("escher.toml");
+    let config = config.to_str().expect("utf-8 path").to_string();
+    vec![
+        ("default escher.toml", render_ok(&["--timezone", "UTC"])),
+        (
+            "fully-configured escher.toml",
+            render_ok(&["--config", &config]),
+        ),
+    ]
+}
+
+fn assert_tool_passes(what: &str, label: &str, out: &Output) {
+    assert!(
+        out.status.code() == Some(0),
+        "{what} failed on the template for the {label} (exit {:?}):\n{}\n{}",
+        out.status.code(),
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn rendered_templates_pass_cfn_lint_without_errors_or_warnings() {
+    let Some(cfn_lint) = tool("ESCHER_CFN_LINT") else {
+        return;
+    };
+    for (label, dir) in rendered_templates() {
+        let out = Command::new(&cfn_lint)
+            .arg(dir.path().join("out").join(TEMPLATE))
+            .output()
+            .expect("run cfn-lint");
+        // Exit code bits: 2 errors, 4 warnings, 8 informational; all must be clear.
+        assert_tool_passes("cfn-lint", label, &out);
+    }
+}
+
+#[test]
+fn rendered_templates_pass_checkov_with_at_most_three_justified_skips() {
+    let Some(checkov) = tool("ESCHER_CHECKOV") else {
+        return;
+    };
+    for (label, dir) in rendered_templates() {
+        let template = dir.path().join("out").join(TEMPLATE);
+        let out = Command::new(&checkov)
+            .args([
+                "--framework",
+                "cloudformation",
+                "--compact",
+                "--quiet",
+                "--skip-download",
+            ])
+            .arg("-f")
+            .arg(&template)
+            .env("BC_SKIP_MAPPING", "TRUE")
+            .env("CKV_SKIP_PACKAGE_UPDATE_CHECK", "true")
+            .output()
+            .expect("run checkov");
+        assert_tool_passes("checkov", label, &out);
+        let stdout = text(&out.stdout);
+        assert!(stdout.contains("Failed checks: 0"), "{label}: {stdout}");
+
+        // Every skip carries a reason, and there are at most three.
+        let yaml = std::fs::read_to_string(&template).expect("template");
+        let skips: Vec<&str> = yaml
+            .lines()
+            .filter(|l| l.trim_start().starts_with("- id: CKV_"))
+            .collect();
+        assert!(
+            skips.len() <= 3,
+            "{label}: {} checkov skips: {skips:?}",
+            skips.len()
+        );
+        let comments = yaml
+            .lines()
+            .filter(|l| l.trim_start().starts_with("comment: "))
+            .count();
+        assert_eq!(comments, skips.len(), "{label}: every skip needs a comment");
+    }
+}

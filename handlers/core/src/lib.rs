@@ -10,6 +10,7 @@ pub mod cloudevent;
 pub mod context;
 pub mod event;
 pub mod normalize;
+pub mod pipeline;
 pub mod remediate;
 pub mod severity;
 pub mod store;

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use wildmatch::WildMatch;
 
 use super::model::{Action, Approval, TagSelector};
@@ -17,7 +17,7 @@ use crate::event::{CloudProvider, Environment, Severity, UnifiedEvent};
 
 /// How many resources each approval has already acted on during a UTC day, as recorded by
 /// the handlers (the blast-radius counter).
-pub trait BlastRadiusUsage {
+pub trait BlastRadiusUsage: Sync {
     fn used(&self, approval_id: &str, day: NaiveDate) -> u32;
 }
 
@@ -37,7 +37,7 @@ impl BlastRadiusUsage for HashMap<String, u32> {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "decision", rename_all = "snake_case")]
 pub enum Decision {
     Approved {
@@ -64,7 +64,7 @@ impl Decision {
 }
 
 /// Why: the action asked about and what each candidate approval made of the event.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Explanation {
     pub action: Action,
     pub event_id: String,
@@ -73,7 +73,7 @@ pub struct Explanation {
     pub candidates: Vec<Candidate>,
     /// Approvals for this action not listed because their cloud, account, region or
     /// resource type cannot cover the event.
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub not_listed: usize,
 }
 
@@ -81,7 +81,7 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Candidate {
     pub approval_id: String,
     pub approved_by: String,
@@ -92,7 +92,7 @@ pub struct Candidate {
     pub outcome: Outcome,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
     /// Matched and chosen.
@@ -104,7 +104,7 @@ pub enum Outcome {
 }
 
 /// The first thing about the event an approval did not accept.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "check", rename_all = "snake_case")]
 pub enum Mismatch {
     Revoked {

@@ -1,0 +1,435 @@
+//! The audit trail: one immutable JSON record per event and outcome, written once
+//! (create-only) under `audit/YYYY/MM/DD/` in the audit store, holding its own SHA-256.
+//!
+//! Beside each record, a listing entry (`listing/YYYY/MM/DD/<record>`, holding the hash) is
+//! written first, so [`AuditLog::verify`] can tell an altered record (hash mismatch) from a
+//! missing one (listed, gone) and from one that was never listed.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use opendal::{ErrorKind, Operator};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::notify::NotificationResult;
+use crate::approvals::{Action, Decision};
+use crate::remediate::{Mode, RemediationReport};
+use crate::UnifiedEvent;
+
+const RECORDS: &str = "audit/";
+const LISTING: &str = "listing/";
+
+/// What happened to one event (or one unreadable payload).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Fixed and verified.
+    Remediated,
+    /// Fixed, but the verification did not pass: a person must look.
+    VerificationFailed,
+    /// The resource already was in the wanted state.
+    AlreadyCompliant,
+    /// Approved, but a precondition did not hold (e.g. the instance is busy).
+    Skipped,
+    /// Dry run: what would have been done is in the remediation steps.
+    WouldRemediate,
+    /// A fix exists but nobody pre-approved it for this resource.
+    ApprovalRequired,
+    /// No fix is mapped to this event type: the event is only notified.
+    NotifyOnly,
+    /// The action is not implemented for this resource type.
+    NotSupported,
+    /// Another delivery of the same event was (or is being) handled.
+    Duplicate,
+    /// The remediation failed and will not succeed on retry.
+    Failed,
+    /// The payload was not a recognised alert; acknowledged so it is not retried forever.
+    Unrecognized,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Remediated => "remediated",
+            Outcome::VerificationFailed => "verification_failed",
+            Outcome::AlreadyCompliant => "already_compliant",
+            Outcome::Skipped => "skipped",
+            Outcome::WouldRemediate => "would_remediate",
+            Outcome::ApprovalRequired => "approval_required",
+            Outcome::NotifyOnly => "notify_only",
+            Outcome::NotSupported => "not_supported",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Failed => "failed",
+            Outcome::Unrecognized => "unrecognized",
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One audit record. `sha256` covers the canonical JSON of every other field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub record_id: String,
+    pub handled_at: DateTime<Utc>,
+    pub mode: Mode,
+    pub outcome: Outcome,
+    /// One sentence: what happened and why.
+    pub summary: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<UnifiedEvent>,
+    /// SHA-256 of the payload as received (also for unrecognised payloads).
+    pub payload_sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
+    /// What the fix did: API calls, verification, created resources, undo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remediation: Option<RemediationReport>,
+    pub notifications: Vec<NotificationResult>,
+    /// Milliseconds per stage (`normalize`, `enrich`, `decide`, `remediate`, `notify`, `total`).
+    pub timings_ms: BTreeMap<String, u64>,
+    /// Notes on the way (enrichment skipped, a channel not configured, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub sha256: String,
+}
+
+impl AuditRecord {
+    /// The hash of the record's canonical content (sorted keys, no whitespace, `sha256`
+    /// left empty).
+    pub fn content_hash(&self) -> Result<String, serde_json::Error> {
+        let mut value = serde_json::to_value(self)?;
+        if let Some(object) = value.as_object_mut() {
+            object.insert("sha256".into(), serde_json::Value::String(String::new()));
+        }
+        // serde_json's map is ordered by key, so this rendering is canonical.
+        let canonical = serde_json::to_vec(&value)?;
+        Ok(hex(&Sha256::digest(&canonical)))
+    }
+
+    pub fn seal(mut self) -> Result<Self, serde_json::Error> {
+        self.sha256 = self.content_hash()?;
+        Ok(self)
+    }
+
+    fn day(&self) -> NaiveDate {
+        self.handled_at.date_naive()
+    }
+
+    /// `audit/2026/11/22/081502123-<event>-<outcome>-<record id>.json`
+    pub fn path(&self) -> String {
+        format!("{RECORDS}{}/{}", day_folder(self.day()), self.file_name())
+    }
+
+    fn file_name(&self) -> String {
+        format!(
+            "{}-{}-{}-{}.json",
+            self.handled_at.format("%H%M%S%3f"),
+            self.event_id.as_deref().unwrap_or("payload"),
+            self.outcome,
+            self.record_id
+        )
+    }
+}
+
+fn day_folder(day: NaiveDate) -> String {
+    day.format("%Y/%m/%d").to_string()
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("audit store {store}: cannot {operation} {path}: {source}; the event will be retried")]
+    Storage {
+        store: String,
+        operation: &'static str,
+        path: String,
+        #[source]
+        source: Box<opendal::Error>,
+    },
+    #[error("audit record {path} already exists; record ids must be unique")]
+    Exists { path: String },
+    #[error("cannot serialize the audit record: {0}")]
+    Serialize(#[from] serde_json::Error),
+}
+
+/// The audit store.
+#[derive(Debug, Clone)]
+pub struct AuditLog {
+    operator: Operator,
+    location: String,
+}
+
+/// What `verify` found for one day.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct VerifyReport {
+    pub checked: usize,
+    /// Records whose content no longer matches their hash (or the listing's).
+    pub altered: Vec<String>,
+    /// Listed records that are gone.
+    pub missing: Vec<String>,
+    /// Records with no listing entry (a writer stopped between the two writes, or the
+    /// record was added by hand).
+    pub unlisted: Vec<String>,
+    /// Files that are not audit records at all.
+    pub unreadable: Vec<String>,
+}
+
+impl VerifyReport {
+    pub fn is_clean(&self) -> bool {
+        self.altered.is_empty()
+            && self.missing.is_empty()
+            && self.unlisted.is_empty()
+            && self.unreadable.is_empty()
+    }
+}
+
+impl AuditLog {
+    pub fn new(operator: Operator, location: String) -> Self {
+        AuditLog { operator, location }
+    }
+
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    fn storage(&self, operation: &'static str, path: &str, source: opendal::Error) -> AuditError {
+        AuditError::Storage {
+            store: self.location.clone(),
+            operation,
+            path: path.to_string(),
+            source: Box::new(source),
+        }
+    }
+
+    async fn create(&self, path: &str, body: Vec<u8>) -> Result<(), AuditError> {
+        match self
+            .operator
+            .write_with(path, body)
+            .if_not_exists(true)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::ConditionNotMatch => Err(AuditError::Exists {
+                path: path.to_string(),
+            }),
+            Err(e) => Err(self.storage("write", path, e)),
+        }
+    }
+
+    /// Seals and writes the record once; returns its path.
+    pub async fn write(&self, record: AuditRecord) -> Result<(AuditRecord, String), AuditError> {
+        let record = record.seal()?;
+        let path = record.path();
+        let listing = format!(
+            "{LISTING}{}/{}",
+            day_folder(record.day()),
+            record.file_name()
+        );
+        self.create(&listing, record.sha256.clone().into_bytes())
+            .await?;
+        self.create(&path, serde_json::to_vec_pretty(&record)?)
+            .await?;
+        Ok((record, path))
+    }
+
+    /// Reads every record of `day`.
+    pub async fn records(&self, day: NaiveDate) -> Result<Vec<AuditRecord>, AuditError> {
+        let folder = format!("{RECORDS}{}/", day_folder(day));
+        let mut records = Vec::new();
+        for path in self.list(&folder).await? {
+            let bytes = self
+                .operator
+                .read(&path)
+                .await
+                .map_err(|e| self.storage("read", &path, e))?;
+            if let Ok(record) = serde_json::from_slice::<AuditRecord>(&bytes.to_vec()) {
+                records.push(record);
+            }
+        }
+        records.sort_by_key(|r| r.handled_at);
+        Ok(records)
+    }
+
+    async fn list(&self, folder: &str) -> Result<Vec<String>, AuditError> {
+        match self.operator.list(folder).await {
+            Ok(entries) => Ok(entries
+                .into_iter()
+                .map(|e| e.path().to_string())
+                .filter(|p| !p.ends_with('/'))
+                .collect()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(self.storage("list", folder, e)),
+        }
+    }
+
+    /// The days that have records or listing entries, oldest first.
+    pub async fn days(&self) -> Result<Vec<NaiveDate>, AuditError> {
+        let mut days = std::collections::BTreeSet::new();
+        for root in [RECORDS, LISTING] {
+            let entries = match self.operator.list_with(root).recursive(true).await {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(self.storage("list", root, e)),
+            };
+            for entry in entries {
+                let parts: Vec<&str> = entry.path().trim_start_matches(root).split('/').collect();
+                if let [y, m, d, _file] = parts.as_slice() {
+                    if let Ok(day) = NaiveDate::parse_from_str(&format!("{y}-{m}-{d}"), "%Y-%m-%d")
+                    {
+                        days.insert(day);
+                    }
+                }
+            }
+        }
+        Ok(days.into_iter().collect())
+    }
+
+    /// Re-hashes every record of `day` and compares it with the listing.
+    pub async fn verify_day(&self, day: NaiveDate) -> Result<VerifyReport, AuditError> {
+        let records_folder = format!("{RECORDS}{}/", day_folder(day));
+        let listing_folder = format!("{LISTING}{}/", day_folder(day));
+        let mut listed: BTreeMap<String, String> = BTreeMap::new();
+        for path in self.list(&listing_folder).await? {
+            let hash = self
+                .operator
+                .read(&path)
+                .await
+                .map_err(|e| self.storage("read", &path, e))?;
+            let name = path.trim_start_matches(&listing_folder).to_string();
+            listed.insert(
+                name,
+                String::from_utf8_lossy(&hash.to_vec()).trim().to_string(),
+            );
+        }
+        let mut report = VerifyReport::default();
+        for path in self.list(&records_folder).await? {
+            report.checked += 1;
+            let name = path.trim_start_matches(&records_folder).to_string();
+            let bytes = self
+                .operator
+                .read(&path)
+                .await
+                .map_err(|e| self.storage("read", &path, e))?;
+            let Ok(record) = serde_json::from_slice::<AuditRecord>(&bytes.to_vec()) else {
+                report.unreadable.push(path);
+                continue;
+            };
+            let actual = record.content_hash()?;
+            let listed_hash = listed.remove(&name);
+            if actual != record.sha256 || listed_hash.as_deref().is_some_and(|h| h != actual) {
+                report.altered.push(path);
+            } else if listed_hash.is_none() {
+                report.unlisted.push(path);
+            }
+        }
+        report.missing.extend(
+            listed
+                .into_keys()
+                .map(|name| format!("{records_folder}{name}")),
+        );
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(outcome: Outcome) -> AuditRecord {
+        AuditRecord {
+            record_id: "r1".into(),
+            handled_at: "2026-11-22T08:15:02.123Z".parse().expect("time"),
+            mode: Mode::Apply,
+            outcome,
+            summary: "made bucket x private".into(),
+            event_id: Some("aws-0123".into()),
+            event: None,
+            payload_sha256: "00".into(),
+            action: Some(Action::MakeBucketPrivate),
+            decision: None,
+            remediation: None,
+            notifications: vec![],
+            timings_ms: BTreeMap::from([("total".into(), 12)]),
+            notes: vec![],
+            error: None,
+            sha256: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_hash_covers_the_content_and_not_itself() {
+        let sealed = record(Outcome::Remediated).seal().expect("seal");
+        assert_eq!(sealed.content_hash().expect("hash"), sealed.sha256);
+        let mut altered = sealed.clone();
+        altered.outcome = Outcome::ApprovalRequired;
+        assert_ne!(altered.content_hash().expect("hash"), sealed.sha256);
+    }
+
+    #[test]
+    fn records_are_filed_by_day_time_event_and_outcome() {
+        assert_eq!(
+            record(Outcome::Duplicate).path(),
+            "audit/2026/11/22/081502123-aws-0123-duplicate-r1.json"
+        );
+    }
+
+    #[tokio::test]
+    async fn verify_finds_altered_missing_and_unlisted_records() {
+        let op = crate::store::open("memory://").expect("memory");
+        let log = AuditLog::new(op.clone(), "memory://".into());
+        let mut paths = Vec::new();
+        for id in ["a", "b", "c", "d"] {
+            let mut r = record(Outcome::Remediated);
+            r.record_id = id.into();
+            paths.push(log.write(r).await.expect("write").1);
+        }
+        let day = NaiveDate::from_ymd_opt(2026, 11, 22).expect("day");
+        assert!(log.verify_day(day).await.expect("verify").is_clean());
+
+        // a: altered after the fact; b: deleted; d's listing entry removed.
+        let text =
+            String::from_utf8(op.read(&paths[0]).await.expect("read").to_vec()).expect("utf8");
+        op.write(&paths[0], text.replace("remediated", "approval_required"))
+            .await
+            .expect("alter");
+        op.delete(&paths[1]).await.expect("delete");
+        op.delete(&paths[3].replacen("audit/", "listing/", 1))
+            .await
+            .expect("unlist");
+        let report = log.verify_day(day).await.expect("verify");
+        assert_eq!(report.altered, [paths[0].clone()]);
+        assert_eq!(report.missing, [paths[1].clone()]);
+        assert_eq!(report.unlisted, [paths[3].clone()]);
+        assert_eq!(log.days().await.expect("days"), [day]);
+    }
+
+    #[tokio::test]
+    async fn a_record_is_written_only_once() {
+        let log = AuditLog::new(
+            crate::store::open("memory://").expect("memory"),
+            "memory://".into(),
+        );
+        log.write(record(Outcome::Remediated)).await.expect("first");
+        let again = log
+            .write(record(Outcome::Remediated))
+            .await
+            .expect_err("second");
+        assert!(matches!(again, AuditError::Exists { .. }), "{again}");
+    }
+}

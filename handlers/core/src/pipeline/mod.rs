@@ -1,0 +1,769 @@
+//! The alert pipeline every handler runs: normalize → enrich → plan → decide → remediate →
+//! verify → audit → notify.
+//!
+//! Cloud specifics come in through small traits: [`CloudOperations`] (the cloud's fixes and
+//! how to read a resource's tags), [`notify::TopicPublisher`] and [`notify::SecretSource`].
+//! Everything else is here, once, for every cloud and for the laptop CLI (`events handle`).
+//!
+//! Idempotency: before acting, a marker `markers/<event_id>.json` is created with a
+//! create-only write in the state store; a duplicate or concurrent delivery finds it, does
+//! not act again, and is audited as `duplicate`. A transient failure (storage, approvals
+//! unreachable, cloud throttling) removes the marker and returns [`PipelineError::Retry`] so
+//! the platform redelivers the event.
+
+pub mod audit;
+pub mod notify;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use opendal::{ErrorKind, Operator};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::approvals::{
+    Action, ApprovalsReader, Conditions, Decision, NothingUsedYet, RemediationPolicy,
+};
+use crate::remediate::{
+    Mode, Remediation, RemediationError, RemediationReport, RemediationRequest, RemediationStatus,
+};
+use crate::{Normalized, Normalizer, SeverityPolicy, UnifiedEvent};
+use audit::{hex, AuditLog, AuditRecord, Outcome};
+use notify::{Notification, NotificationResult, Notifier};
+
+/// What a cloud brings to the pipeline.
+#[async_trait]
+pub trait CloudOperations: Send + Sync {
+    /// The fix for `action` on this resource type; `None` when there is none yet.
+    fn remediation(&self, action: Action, resource_type: &str) -> Option<&dyn Remediation>;
+
+    /// The resource's tags/labels, read from the cloud (enrichment); `None` when this cloud
+    /// cannot read tags for this resource type.
+    async fn resource_tags(
+        &self,
+        event: &UnifiedEvent,
+    ) -> Result<Option<BTreeMap<String, String>>, RemediationError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// Nothing was changed (or the change is recorded); handling must be retried.
+    #[error("event {event}: {reason}; it will be retried")]
+    Retry { event: String, reason: String },
+}
+
+/// What the pipeline did with one event (or one unreadable payload).
+#[derive(Debug, Clone, Serialize)]
+pub struct EventResult {
+    pub event_id: Option<String>,
+    pub outcome: Outcome,
+    pub summary: String,
+    /// Step by step, for people (the CLI prints these).
+    pub steps: Vec<String>,
+    pub audit_path: String,
+    pub record: AuditRecord,
+}
+
+/// The result of one payload.
+#[derive(Debug, Clone, Serialize)]
+pub struct Handled {
+    pub results: Vec<EventResult>,
+    /// Set when the payload was a subscription handshake, not an alert.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handshake: Option<crate::Handshake>,
+}
+
+impl Handled {
+    /// Whether the payload was not an alert we could read (the CLI exits 2).
+    pub fn unrecognized(&self) -> bool {
+        self.results
+            .iter()
+            .any(|r| r.outcome == Outcome::Unrecognized)
+    }
+}
+
+/// The idempotency marker for one event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Marker {
+    status: MarkerStatus,
+    at: chrono::DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    outcome: Option<Outcome>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    audit_path: Option<String>,
+    /// The record, when writing it to the audit store failed: the next delivery writes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    audit_pending: Option<AuditRecord>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum MarkerStatus {
+    InProgress,
+    Done,
+}
+
+/// One handler's pipeline: built once per cold start, used for every event.
+pub struct Pipeline {
+    pub normalizer: Normalizer<'static>,
+    pub severity: &'static SeverityPolicy,
+    pub remediations: &'static RemediationPolicy,
+    pub approvals: Arc<ApprovalsReader>,
+    /// The state store: markers, blast-radius counters, inbox, report queue.
+    pub state: Operator,
+    pub audit: AuditLog,
+    pub cloud: Arc<dyn CloudOperations>,
+    pub notifier: Notifier,
+    pub mode: Mode,
+}
+
+/// Per-event working state.
+struct Run {
+    started: Instant,
+    timings: BTreeMap<String, u64>,
+    steps: Vec<String>,
+    notes: Vec<String>,
+}
+
+impl Run {
+    fn new() -> Self {
+        Run {
+            started: Instant::now(),
+            timings: BTreeMap::new(),
+            steps: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    fn time(&mut self, stage: &str, since: Instant) {
+        self.timings
+            .insert(stage.to_string(), since.elapsed().as_millis() as u64);
+    }
+}
+
+fn retry(event: &str, reason: impl std::fmt::Display) -> PipelineError {
+    PipelineError::Retry {
+        event: event.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+fn record_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let seed = format!(
+        "{:?} {} {}",
+        Utc::now().timestamp_nanos_opt(),
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    hex(&Sha256::digest(seed.as_bytes())[..6])
+}
+
+impl Pipeline {
+    /// Handles one payload as delivered by the trigger.
+    pub async fn handle(&self, payload: &[u8]) -> Result<Handled, PipelineError> {
+        let started = Instant::now();
+        let payload_sha256 = hex(&Sha256::digest(payload));
+        let events = match self.normalizer.normalize(payload) {
+            Ok(Normalized::Events(events)) => events,
+            Ok(Normalized::Handshake(handshake)) => {
+                return Ok(Handled {
+                    results: Vec::new(),
+                    handshake: Some(handshake),
+                })
+            }
+            Err(e) => {
+                // Audited and acknowledged: redelivering an unreadable payload cannot help.
+                let record = AuditRecord {
+                    record_id: record_id(),
+                    handled_at: Utc::now(),
+                    mode: self.mode,
+                    outcome: Outcome::Unrecognized,
+                    summary: format!("payload not handled: {e}"),
+                    event_id: None,
+                    event: None,
+                    payload_sha256,
+                    action: None,
+                    decision: None,
+                    remediation: None,
+                    notifications: Vec::new(),
+                    timings_ms: BTreeMap::from([(
+                        "total".into(),
+                        started.elapsed().as_millis() as u64,
+                    )]),
+                    notes: Vec::new(),
+                    error: Some(e.to_string()),
+                    sha256: String::new(),
+                };
+                let summary = record.summary.clone();
+                let (record, path) = self
+                    .audit
+                    .write(record)
+                    .await
+                    .map_err(|e| retry("payload", e))?;
+                return Ok(Handled {
+                    results: vec![EventResult {
+                        event_id: None,
+                        outcome: Outcome::Unrecognized,
+                        summary: summary.clone(),
+                        steps: vec![summary, format!("audited: {path}")],
+                        audit_path: path,
+                        record,
+                    }],
+                    handshake: None,
+                });
+            }
+        };
+        let normalize_ms = started.elapsed().as_millis() as u64;
+        let mut results = Vec::with_capacity(events.len());
+        for event in events {
+            results.push(
+                self.handle_event(event, &payload_sha256, normalize_ms)
+                    .await?,
+            );
+        }
+        Ok(Handled {
+            results,
+            handshake: None,
+        })
+    }
+
+    fn marker_path(event: &UnifiedEvent) -> String {
+        format!("markers/{}.json", event.event_id)
+    }
+
+    /// Creates the marker; `Some(existing)` when another delivery got there first.
+    async fn claim(&self, event: &UnifiedEvent) -> Result<Option<Marker>, PipelineError> {
+        let path = Self::marker_path(event);
+        let marker = Marker {
+            status: MarkerStatus::InProgress,
+            at: Utc::now(),
+            outcome: None,
+            audit_path: None,
+            audit_pending: None,
+        };
+        let body = serde_json::to_vec(&marker).map_err(|e| retry(&event.event_id, e))?;
+        match self.state.write_with(&path, body).if_not_exists(true).await {
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == ErrorKind::ConditionNotMatch => {
+                let existing = self.state.read(&path).await.map_err(|e| {
+                    retry(&event.event_id, format!("cannot read marker {path}: {e}"))
+                })?;
+                let marker = serde_json::from_slice(&existing.to_vec()).unwrap_or(Marker {
+                    status: MarkerStatus::InProgress,
+                    at: Utc::now(),
+                    outcome: None,
+                    audit_path: None,
+                    audit_pending: None,
+                });
+                Ok(Some(marker))
+            }
+            Err(e) => Err(retry(
+                &event.event_id,
+                format!("state store unavailable ({path}): {e}"),
+            )),
+        }
+    }
+
+    /// Gives the event back so a retry can act (after a transient failure).
+    async fn release(&self, event: &UnifiedEvent) {
+        if let Err(e) = self.state.delete(&Self::marker_path(event)).await {
+            tracing::error!(event_id = %event.event_id, error = %e, "cannot remove the idempotency marker; the retry will be recorded as a duplicate");
+        }
+    }
+
+    async fn finish_marker(&self, event: &UnifiedEvent, marker: &Marker) {
+        let path = Self::marker_path(event);
+        match serde_json::to_vec(marker) {
+            Ok(body) => {
+                if let Err(e) = self.state.write(&path, body).await {
+                    tracing::warn!(event_id = %event.event_id, error = %e, "cannot update the idempotency marker");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot serialize the idempotency marker"),
+        }
+    }
+
+    /// Fills tags (and so context and severity) from the resource when the event has none.
+    async fn enrich(
+        &self,
+        event: &mut UnifiedEvent,
+        run: &mut Run,
+    ) -> Result<(), RemediationError> {
+        if !event.resource.tags.is_empty() {
+            return Ok(());
+        }
+        match self.cloud.resource_tags(event).await {
+            Ok(Some(tags)) if !tags.is_empty() => {
+                let before = event.severity;
+                event.resource.tags = tags;
+                crate::context::fill_from_tags(&mut event.context, &event.resource.tags);
+                event.severity =
+                    self.severity
+                        .resolve(event.event_type, Some(event.severity), &event.context);
+                let tags: Vec<String> = event
+                    .resource
+                    .tags
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                run.steps.push(format!(
+                    "enriched: tags read from the resource ({}); severity {before} → {}",
+                    tags.join(", "),
+                    event.severity
+                ));
+                Ok(())
+            }
+            Ok(_) => {
+                run.steps.push("enriched: the resource has no tags".into());
+                Ok(())
+            }
+            Err(e) if e.is_transient() => Err(e),
+            Err(e) => {
+                run.notes.push(format!("tags could not be read: {e}"));
+                run.steps.push(format!("enriched: skipped ({e})"));
+                Ok(())
+            }
+        }
+    }
+
+    /// How many resources an approval has acted on today (its blast radius so far).
+    async fn usage_today(&self, approval_id: &str) -> Result<u32, opendal::Error> {
+        let folder = format!("usage/{approval_id}/{}/", Utc::now().format("%Y-%m-%d"));
+        match self.state.list(&folder).await {
+            Ok(entries) => Ok(entries.iter().filter(|e| !e.path().ends_with('/')).count() as u32),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn decide(
+        &self,
+        event: &UnifiedEvent,
+        action: Action,
+    ) -> Result<Decision, PipelineError> {
+        let now = Utc::now();
+        let decision = self
+            .approvals
+            .decide(event, action, now, &NothingUsedYet)
+            .await
+            .map_err(|e| retry(&event.event_id, e))?;
+        // Blast radius: count only for approvals that both match and limit it.
+        let index = self
+            .approvals
+            .index()
+            .await
+            .map_err(|e| retry(&event.event_id, e))?;
+        let mut usage: HashMap<String, u32> = HashMap::new();
+        for candidate in &decision.explanation().candidates {
+            let limited = index
+                .get(&candidate.approval_id)
+                .is_some_and(|a| a.conditions.max_resources_per_day.is_some());
+            if limited && !matches!(candidate.outcome, crate::approvals::Outcome::Failed { .. }) {
+                let used = self
+                    .usage_today(&candidate.approval_id)
+                    .await
+                    .map_err(|e| retry(&event.event_id, format!("state store unavailable: {e}")))?;
+                usage.insert(candidate.approval_id.clone(), used);
+            }
+        }
+        if usage.is_empty() {
+            return Ok(decision);
+        }
+        index
+            .decide(event, action, now, &usage)
+            .map_err(|e| retry(&event.event_id, e))
+    }
+
+    async fn handle_event(
+        &self,
+        mut event: UnifiedEvent,
+        payload_sha256: &str,
+        normalize_ms: u64,
+    ) -> Result<EventResult, PipelineError> {
+        let mut run = Run::new();
+        run.timings.insert("normalize".into(), normalize_ms);
+        run.steps.push(format!(
+            "normalized: {} {} on {} {} ({} {} {})",
+            event.event_type,
+            event.severity,
+            event.resource.kind,
+            event.resource.name,
+            event.cloud_provider,
+            event.account_id,
+            event.region
+        ));
+        let apply = self.mode == Mode::Apply;
+        if apply {
+            if let Some(marker) = self.claim(&event).await? {
+                return self.duplicate(event, marker, payload_sha256, run).await;
+            }
+        }
+        match self.act(&mut event, &mut run).await {
+            Ok((outcome, action, decision, report, summary)) => {
+                self.conclude(
+                    event,
+                    payload_sha256,
+                    run,
+                    outcome,
+                    action,
+                    decision,
+                    report,
+                    summary,
+                )
+                .await
+            }
+            Err(e) => {
+                if apply {
+                    self.release(&event).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// enrich → plan → decide → remediate (+ verify, inside the remediation).
+    async fn act(
+        &self,
+        event: &mut UnifiedEvent,
+        run: &mut Run,
+    ) -> Result<
+        (
+            Outcome,
+            Option<Action>,
+            Option<Decision>,
+            Option<RemediationReport>,
+            String,
+        ),
+        PipelineError,
+    > {
+        let t = Instant::now();
+        self.enrich(event, run)
+            .await
+            .map_err(|e| retry(&event.event_id, e))?;
+        run.time("enrich", t);
+
+        let actions = self.remediations.actions_for(event.event_type);
+        let Some(&action) = actions.first() else {
+            run.steps.push(format!(
+                "planned: no fix is mapped to {} (notify only)",
+                event.event_type
+            ));
+            return Ok((
+                Outcome::NotifyOnly,
+                None,
+                None,
+                None,
+                format!("{} is notified only", event.event_type),
+            ));
+        };
+        if actions.len() > 1 {
+            run.notes.push(format!(
+                "policy lists {} actions; the first, {action}, is applied",
+                actions.len()
+            ));
+        }
+        run.steps.push(format!("planned: {action}"));
+
+        let t = Instant::now();
+        let decision = self.decide(event, action).await?;
+        run.time("decide", t);
+        let Decision::Approved { approval_id, .. } = &decision else {
+            run.steps
+                .push(format!("decided: {action} is NOT pre-approved"));
+            for line in decision.explanation().to_string().lines() {
+                run.steps.push(format!("  {line}"));
+            }
+            let summary = format!("{action} on {} needs an approval", event.resource.name);
+            return Ok((
+                Outcome::ApprovalRequired,
+                Some(action),
+                Some(decision),
+                None,
+                summary,
+            ));
+        };
+        let approval_id = approval_id.clone();
+        run.steps
+            .push(format!("decided: approved by {approval_id}"));
+        let index = self
+            .approvals
+            .index()
+            .await
+            .map_err(|e| retry(&event.event_id, e))?;
+        let conditions: Conditions = index
+            .get(&approval_id)
+            .map(|a| a.conditions.clone())
+            .unwrap_or_default();
+
+        let Some(remediation) = self.cloud.remediation(action, &event.resource.kind) else {
+            let summary = format!("{action} is not supported yet for {}", event.resource.kind);
+            run.steps.push(format!("remediated: no ({summary})"));
+            return Ok((
+                Outcome::NotSupported,
+                Some(action),
+                Some(decision),
+                None,
+                summary,
+            ));
+        };
+        let t = Instant::now();
+        let request = RemediationRequest {
+            event,
+            action,
+            conditions: &conditions,
+            mode: self.mode,
+        };
+        let report = match remediation.remediate(&request).await {
+            Ok(report) => report,
+            Err(e) if e.is_transient() => return Err(retry(&event.event_id, e)),
+            Err(e) => {
+                run.time("remediate", t);
+                run.steps.push(format!("remediated: FAILED ({e})"));
+                run.notes.push(e.to_string());
+                return Ok((
+                    Outcome::Failed,
+                    Some(action),
+                    Some(decision),
+                    None,
+                    e.to_string(),
+                ));
+            }
+        };
+        run.time("remediate", t);
+        for step in &report.steps {
+            run.steps.push(format!("  {step}"));
+        }
+        let outcome = match report.status {
+            RemediationStatus::Remediated
+                if report.verification.as_ref().is_some_and(|v| v.passed) =>
+            {
+                Outcome::Remediated
+            }
+            RemediationStatus::Remediated => Outcome::VerificationFailed,
+            RemediationStatus::AlreadyCompliant => Outcome::AlreadyCompliant,
+            RemediationStatus::Skipped => Outcome::Skipped,
+            RemediationStatus::WouldRemediate => Outcome::WouldRemediate,
+            RemediationStatus::NotSupported => Outcome::NotSupported,
+        };
+        run.steps
+            .push(format!("remediated: {outcome}: {}", report.summary));
+        if let Some(v) = &report.verification {
+            let passed = v.checks.iter().filter(|c| c.passed).count();
+            run.steps.push(format!(
+                "verified: {} ({passed} of {} checks passed)",
+                if v.passed { "passed" } else { "FAILED" },
+                v.checks.len()
+            ));
+        }
+        if matches!(outcome, Outcome::Remediated | Outcome::VerificationFailed)
+            && self.mode == Mode::Apply
+        {
+            // Counts against the approval's blast radius for today.
+            let path = format!(
+                "usage/{approval_id}/{}/{}",
+                Utc::now().format("%Y-%m-%d"),
+                event.event_id
+            );
+            if let Err(e) = self
+                .state
+                .write_with(&path, Vec::<u8>::new())
+                .if_not_exists(true)
+                .await
+            {
+                if e.kind() != ErrorKind::ConditionNotMatch {
+                    run.notes
+                        .push(format!("blast-radius counter not written ({path}): {e}"));
+                }
+            }
+        }
+        let summary = report.summary.clone();
+        Ok((outcome, Some(action), Some(decision), Some(report), summary))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn conclude(
+        &self,
+        event: UnifiedEvent,
+        payload_sha256: &str,
+        mut run: Run,
+        outcome: Outcome,
+        action: Option<Action>,
+        decision: Option<Decision>,
+        report: Option<RemediationReport>,
+        summary: String,
+    ) -> Result<EventResult, PipelineError> {
+        let t = Instant::now();
+        let notification =
+            Notification::compose(&event, outcome, action, decision.as_ref(), report.as_ref());
+        let notifications = self.notifier.send(&notification, self.mode).await;
+        run.time("notify", t);
+        run.steps
+            .push(format!("notified: {}", describe(&notifications)));
+        run.timings.insert(
+            "total".into(),
+            run.started.elapsed().as_millis() as u64
+                + run.timings.get("normalize").copied().unwrap_or(0),
+        );
+        let record = AuditRecord {
+            record_id: record_id(),
+            handled_at: Utc::now(),
+            mode: self.mode,
+            outcome,
+            summary: summary.clone(),
+            event_id: Some(event.event_id.clone()),
+            event: Some(event.clone()),
+            payload_sha256: payload_sha256.to_string(),
+            action,
+            decision,
+            remediation: report,
+            notifications,
+            timings_ms: run.timings.clone(),
+            notes: run.notes.clone(),
+            error: None,
+            sha256: String::new(),
+        };
+        match self.audit.write(record.clone()).await {
+            Ok((record, path)) => {
+                run.steps.push(format!("audited: {path}"));
+                if self.mode == Mode::Apply {
+                    self.finish_marker(
+                        &event,
+                        &Marker {
+                            status: MarkerStatus::Done,
+                            at: Utc::now(),
+                            outcome: Some(outcome),
+                            audit_path: Some(path.clone()),
+                            audit_pending: None,
+                        },
+                    )
+                    .await;
+                }
+                Ok(EventResult {
+                    event_id: Some(event.event_id),
+                    outcome,
+                    summary,
+                    steps: run.steps,
+                    audit_path: path,
+                    record,
+                })
+            }
+            Err(e) => {
+                // The change is made; keep its record with the marker so the retry writes it.
+                if self.mode == Mode::Apply {
+                    self.finish_marker(
+                        &event,
+                        &Marker {
+                            status: MarkerStatus::Done,
+                            at: Utc::now(),
+                            outcome: Some(outcome),
+                            audit_path: None,
+                            audit_pending: Some(record),
+                        },
+                    )
+                    .await;
+                }
+                Err(retry(&event.event_id, e))
+            }
+        }
+    }
+
+    async fn duplicate(
+        &self,
+        event: UnifiedEvent,
+        marker: Marker,
+        payload_sha256: &str,
+        mut run: Run,
+    ) -> Result<EventResult, PipelineError> {
+        let mut notes = Vec::new();
+        if let Some(pending) = marker.audit_pending.clone() {
+            let (_, path) = self
+                .audit
+                .write(pending)
+                .await
+                .map_err(|e| retry(&event.event_id, e))?;
+            notes.push(format!(
+                "wrote the first delivery's audit record, which had failed: {path}"
+            ));
+            self.finish_marker(
+                &event,
+                &Marker {
+                    audit_path: Some(path),
+                    audit_pending: None,
+                    ..marker.clone()
+                },
+            )
+            .await;
+        }
+        let summary = match (marker.status, marker.outcome) {
+            (MarkerStatus::Done, Some(outcome)) => format!(
+                "already handled at {} ({outcome}); not acted on again",
+                marker.at.to_rfc3339()
+            ),
+            _ => format!(
+                "another delivery is handling this event since {}; not acted on again",
+                marker.at.to_rfc3339()
+            ),
+        };
+        run.steps.push(format!("duplicate: {summary}"));
+        run.timings
+            .insert("total".into(), run.started.elapsed().as_millis() as u64);
+        let record = AuditRecord {
+            record_id: record_id(),
+            handled_at: Utc::now(),
+            mode: self.mode,
+            outcome: Outcome::Duplicate,
+            summary: summary.clone(),
+            event_id: Some(event.event_id.clone()),
+            event: Some(event.clone()),
+            payload_sha256: payload_sha256.to_string(),
+            action: None,
+            decision: None,
+            remediation: None,
+            notifications: Vec::new(),
+            timings_ms: run.timings.clone(),
+            notes,
+            error: None,
+            sha256: String::new(),
+        };
+        let (record, path) = self
+            .audit
+            .write(record)
+            .await
+            .map_err(|e| retry(&event.event_id, e))?;
+        run.steps.push(format!("audited: {path}"));
+        Ok(EventResult {
+            event_id: Some(event.event_id),
+            outcome: Outcome::Duplicate,
+            summary,
+            steps: run.steps,
+            audit_path: path,
+            record,
+        })
+    }
+}
+
+fn describe(results: &[NotificationResult]) -> String {
+    if results.is_empty() {
+        return "nobody (no channel for this severity)".into();
+    }
+    results
+        .iter()
+        .map(|r| {
+            let channel = serde_json::to_value(r.channel)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default();
+            let status = serde_json::to_value(r.status)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default();
+            format!("{channel} {status}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}

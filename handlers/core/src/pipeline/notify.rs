@@ -1,0 +1,476 @@
+//! Telling the right people, by severity (`policies/notifications.yaml`).
+//!
+//! CRITICAL and HIGH go to the cloud's topics (SNS, via [`TopicPublisher`]) and to Slack and
+//! PagerDuty (HTTP, in their published formats); MEDIUM becomes an in-app notice under
+//! `inbox/` in the state store (the laptop app reads it); INFO is kept under
+//! `report-queue/` for the morning report. Webhook URLs and keys come from a
+//! [`SecretSource`] (SSM SecureStrings on AWS), never from the environment or logs. A channel
+//! that fails is recorded, and the notice is also put in the inbox so it is not lost.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use opendal::Operator;
+use serde::{Deserialize, Serialize};
+
+use super::audit::Outcome;
+use crate::approvals::{Action, Decision};
+use crate::remediate::{Mode, RemediationReport};
+use crate::{Severity, UnifiedEvent};
+
+const BUILT_IN: &str = include_str!("../../../../policies/notifications.yaml");
+/// PagerDuty Events API v2.
+pub const PAGERDUTY_EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    /// The `critical` topic (e-mail and SMS subscribers).
+    SnsCritical,
+    /// The `high` topic.
+    SnsHigh,
+    Slack,
+    Pagerduty,
+    /// An in-app notice under `inbox/` in the state store.
+    Inbox,
+    /// Kept for the morning report under `report-queue/`.
+    Report,
+}
+
+/// Which channels each severity goes to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationRouting {
+    routes: BTreeMap<Severity, Vec<Channel>>,
+}
+
+impl NotificationRouting {
+    pub fn built_in() -> &'static NotificationRouting {
+        static ROUTING: std::sync::OnceLock<NotificationRouting> = std::sync::OnceLock::new();
+        ROUTING.get_or_init(|| {
+            // The file ships inside the binary and is checked by a unit test.
+            serde_norway::from_str(BUILT_IN).unwrap_or(NotificationRouting {
+                routes: BTreeMap::new(),
+            })
+        })
+    }
+
+    pub fn from_yaml(text: &str) -> Result<Self, serde_norway::Error> {
+        serde_norway::from_str(text)
+    }
+
+    pub fn channels(&self, severity: Severity) -> &[Channel] {
+        self.routes
+            .get(&severity)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+}
+
+/// Publishes to a notification topic (SNS on AWS).
+#[async_trait]
+pub trait TopicPublisher: Send + Sync {
+    /// Returns the message id.
+    async fn publish(&self, topic: &str, subject: &str, message: &str) -> Result<String, String>;
+}
+
+/// Reads a secret (an SSM SecureString on AWS); `None` when it is not configured.
+#[async_trait]
+pub trait SecretSource: Send + Sync {
+    async fn secret(&self, name: &str) -> Result<Option<String>, String>;
+}
+
+/// Where the channels deliver.
+#[derive(Debug, Clone, Default)]
+pub struct NotifyConfig {
+    pub critical_topic: Option<String>,
+    pub high_topic: Option<String>,
+    /// Secret name of the Slack incoming-webhook URL.
+    pub slack_webhook_secret: Option<String>,
+    /// Secret name of the PagerDuty Events v2 routing key.
+    pub pagerduty_key_secret: Option<String>,
+    /// The PagerDuty endpoint ([`PAGERDUTY_EVENTS_URL`] unless testing).
+    pub pagerduty_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    Sent,
+    /// Dry run: would have been sent.
+    WouldSend,
+    /// The channel is not configured (no topic, no secret).
+    NotConfigured,
+    Failed,
+}
+
+/// One channel's result, for the audit record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotificationResult {
+    pub channel: Channel,
+    pub status: DeliveryStatus,
+    /// Message id, object path, or the error (never a secret).
+    pub detail: String,
+}
+
+/// The message, composed once and rendered per channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    pub event_id: String,
+    pub severity: Severity,
+    pub outcome: Outcome,
+    pub title: String,
+    /// What happened.
+    pub happened: String,
+    /// What was done, or why nothing was.
+    pub done: String,
+    /// How to approve the fix, or how to undo it.
+    pub next: Vec<String>,
+    pub resource_id: String,
+    pub account_id: String,
+    pub region: String,
+    pub timestamp: chrono::DateTime<chrono::Utc>,
+}
+
+/// The `approvals add` command that would pre-approve `action` for exactly this resource.
+pub fn approve_command(event: &UnifiedEvent, action: Action) -> String {
+    format!(
+        "escher-provision approvals add --action {action} --cloud {} --account {} --resource-type {} --resource '{}' --reason '...'",
+        event.cloud_provider, event.account_id, event.resource.kind, event.resource.name
+    )
+}
+
+impl Notification {
+    pub fn compose(
+        event: &UnifiedEvent,
+        outcome: Outcome,
+        action: Option<Action>,
+        decision: Option<&Decision>,
+        report: Option<&RemediationReport>,
+    ) -> Notification {
+        let resource = &event.resource;
+        let happened = format!(
+            "{} on {} {} ({}) in {} {} {}, reported by {} at {}.",
+            event.event_type,
+            resource.kind,
+            resource.name,
+            resource.id,
+            event.cloud_provider,
+            event.account_id,
+            event.region,
+            event.source,
+            event.timestamp.to_rfc3339()
+        );
+        let mut next = Vec::new();
+        let done = match (outcome, action) {
+            (Outcome::ApprovalRequired, Some(action)) => {
+                next.push(format!(
+                    "To fix this kind of alert automatically: {}",
+                    approve_command(event, action)
+                ));
+                let why = decision
+                    .map(|d| d.explanation().to_string())
+                    .unwrap_or_default();
+                format!("Not fixed: {action} is not pre-approved for this resource.\n{why}")
+                    .trim_end()
+                    .to_string()
+            }
+            (Outcome::NotifyOnly, _) => {
+                "No automatic fix exists for this kind of event; please review it.".into()
+            }
+            _ => match report {
+                Some(report) => {
+                    if let Some(undo) = &report.undo {
+                        next.push(format!("To undo: {undo}"));
+                    }
+                    next.extend(report.next_steps.iter().cloned());
+                    let verification = match &report.verification {
+                        Some(v) if v.passed => " Verified.".to_string(),
+                        Some(v) => {
+                            let failed: Vec<&str> = v
+                                .checks
+                                .iter()
+                                .filter(|c| !c.passed)
+                                .map(|c| c.name.as_str())
+                                .collect();
+                            format!(" Verification FAILED: {}.", failed.join(", "))
+                        }
+                        None => String::new(),
+                    };
+                    format!("{}{verification}", report.summary)
+                }
+                None => format!("Outcome: {outcome}."),
+            },
+        };
+        Notification {
+            event_id: event.event_id.clone(),
+            severity: event.severity,
+            outcome,
+            title: format!(
+                "[{}] {} {}: {}",
+                event.severity, event.event_type, outcome, resource.name
+            ),
+            happened,
+            done,
+            next,
+            resource_id: resource.id.clone(),
+            account_id: event.account_id.clone(),
+            region: event.region.clone(),
+            timestamp: event.timestamp,
+        }
+    }
+
+    /// Plain text for e-mail/SMS topics.
+    pub fn text(&self) -> String {
+        let mut text = format!("{}\n\n{}\n\n{}", self.title, self.happened, self.done);
+        for line in &self.next {
+            text.push_str("\n\n");
+            text.push_str(line);
+        }
+        text.push_str(&format!("\n\nEvent id: {}", self.event_id));
+        text
+    }
+
+    /// A Slack incoming-webhook message (`text` fallback plus Block Kit blocks).
+    pub fn slack(&self) -> serde_json::Value {
+        let mut blocks = vec![
+            serde_json::json!({"type": "header", "text": {"type": "plain_text", "text": truncate(&self.title, 150)}}),
+            serde_json::json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&self.happened, 3000)}}),
+            serde_json::json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&self.done, 3000)}}),
+        ];
+        for line in &self.next {
+            blocks.push(serde_json::json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(line, 3000)}}));
+        }
+        blocks.push(serde_json::json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!("event `{}`", self.event_id)}]}));
+        serde_json::json!({"text": self.title, "blocks": blocks})
+    }
+
+    /// A PagerDuty Events API v2 trigger; the event id is the dedup key, so a redelivery
+    /// does not open a second incident.
+    pub fn pagerduty(&self, routing_key: &str) -> serde_json::Value {
+        let severity = match self.severity {
+            Severity::Critical => "critical",
+            Severity::High => "error",
+            Severity::Medium => "warning",
+            Severity::Info => "info",
+        };
+        serde_json::json!({
+            "routing_key": routing_key,
+            "event_action": "trigger",
+            "dedup_key": self.event_id,
+            "payload": {
+                "summary": truncate(&self.title, 1024),
+                "source": self.resource_id,
+                "severity": severity,
+                "timestamp": self.timestamp.to_rfc3339(),
+                "group": self.account_id,
+                "class": self.outcome.as_str(),
+                "custom_details": {
+                    "happened": self.happened,
+                    "done": self.done,
+                    "next": self.next,
+                    "region": self.region,
+                }
+            }
+        })
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// Sends a notification to the channels its severity routes to.
+#[derive(Clone)]
+pub struct Notifier {
+    pub routing: NotificationRouting,
+    pub config: NotifyConfig,
+    pub topics: Option<Arc<dyn TopicPublisher>>,
+    pub secrets: Option<Arc<dyn SecretSource>>,
+    pub state: Operator,
+    pub http: reqwest::Client,
+}
+
+impl Notifier {
+    pub fn new(state: Operator, config: NotifyConfig) -> Self {
+        Notifier {
+            routing: NotificationRouting::built_in().clone(),
+            config,
+            topics: None,
+            secrets: None,
+            state,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn send(&self, notification: &Notification, mode: Mode) -> Vec<NotificationResult> {
+        let mut results = Vec::new();
+        for &channel in self.routing.channels(notification.severity) {
+            let result = if mode == Mode::DryRun {
+                NotificationResult {
+                    channel,
+                    status: DeliveryStatus::WouldSend,
+                    detail: "dry run".into(),
+                }
+            } else {
+                self.deliver(channel, notification).await
+            };
+            results.push(result);
+        }
+        let failed = results.iter().any(|r| r.status == DeliveryStatus::Failed);
+        let in_inbox = results.iter().any(|r| r.channel == Channel::Inbox);
+        if failed && !in_inbox {
+            // A notice that could not go out must still reach someone.
+            results.push(self.deliver(Channel::Inbox, notification).await);
+        }
+        results
+    }
+
+    async fn deliver(&self, channel: Channel, n: &Notification) -> NotificationResult {
+        let outcome = match channel {
+            Channel::SnsCritical => self.topic(self.config.critical_topic.as_deref(), n).await,
+            Channel::SnsHigh => self.topic(self.config.high_topic.as_deref(), n).await,
+            Channel::Slack => self.slack(n).await,
+            Channel::Pagerduty => self.pagerduty(n).await,
+            Channel::Inbox => self.store("inbox", n).await,
+            Channel::Report => self.store("report-queue", n).await,
+        };
+        let (status, detail) = match outcome {
+            Ok(Some(detail)) => (DeliveryStatus::Sent, detail),
+            Ok(None) => (DeliveryStatus::NotConfigured, "not configured".to_string()),
+            Err(e) => {
+                tracing::warn!(?channel, error = %e, "notification failed");
+                (DeliveryStatus::Failed, e)
+            }
+        };
+        NotificationResult {
+            channel,
+            status,
+            detail,
+        }
+    }
+
+    async fn topic(&self, topic: Option<&str>, n: &Notification) -> Result<Option<String>, String> {
+        let (Some(topic), Some(topics)) = (topic, &self.topics) else {
+            return Ok(None);
+        };
+        // SNS subjects: ASCII, at most 100 characters.
+        let subject: String = truncate(&n.title, 100)
+            .chars()
+            .map(|c| {
+                if c.is_ascii() && !c.is_control() {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        topics.publish(topic, &subject, &n.text()).await.map(Some)
+    }
+
+    async fn secret(&self, name: Option<&str>) -> Result<Option<String>, String> {
+        match (name, &self.secrets) {
+            (Some(name), Some(secrets)) => secrets.secret(name).await,
+            _ => Ok(None),
+        }
+    }
+
+    async fn post(
+        &self,
+        url: &str,
+        body: &serde_json::Value,
+    ) -> Result<reqwest::StatusCode, String> {
+        let response = self
+            .http
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string())
+            .timeout(std::time::Duration::from_secs(10))
+            .send()
+            .await
+            // The URL may hold a secret (Slack webhooks do): never print it.
+            .map_err(|e| format!("request failed: {}", e.without_url()))?;
+        let status = response.status();
+        if status.is_success() {
+            Ok(status)
+        } else {
+            Err(format!("answered HTTP {status}"))
+        }
+    }
+
+    async fn slack(&self, n: &Notification) -> Result<Option<String>, String> {
+        let Some(url) = self
+            .secret(self.config.slack_webhook_secret.as_deref())
+            .await?
+        else {
+            return Ok(None);
+        };
+        self.post(&url, &n.slack())
+            .await
+            .map(|s| Some(format!("webhook answered {s}")))
+    }
+
+    async fn pagerduty(&self, n: &Notification) -> Result<Option<String>, String> {
+        let Some(key) = self
+            .secret(self.config.pagerduty_key_secret.as_deref())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let url = self
+            .config
+            .pagerduty_url
+            .as_deref()
+            .unwrap_or(PAGERDUTY_EVENTS_URL);
+        self.post(url, &n.pagerduty(&key))
+            .await
+            .map(|s| Some(format!("Events API answered {s}, dedup_key {}", n.event_id)))
+    }
+
+    async fn store(&self, folder: &str, n: &Notification) -> Result<Option<String>, String> {
+        let path = format!(
+            "{folder}/{}/{}.json",
+            n.timestamp.format("%Y-%m-%d"),
+            n.event_id
+        );
+        let body = serde_json::to_vec_pretty(n).map_err(|e| e.to_string())?;
+        self.state
+            .write(&path, body)
+            .await
+            .map_err(|e| format!("cannot write {path}: {e}"))?;
+        Ok(Some(path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_routing_follows_the_severity_ladder() {
+        let routing =
+            NotificationRouting::from_yaml(BUILT_IN).expect("policies/notifications.yaml");
+        assert_eq!(
+            routing.channels(Severity::Critical),
+            [Channel::SnsCritical, Channel::Slack, Channel::Pagerduty]
+        );
+        assert_eq!(
+            routing.channels(Severity::High),
+            [Channel::SnsHigh, Channel::Slack]
+        );
+        assert_eq!(routing.channels(Severity::Medium), [Channel::Inbox]);
+        assert_eq!(routing.channels(Severity::Info), [Channel::Report]);
+    }
+
+    #[test]
+    fn long_text_is_cut_on_a_character_boundary() {
+        assert_eq!(truncate("ééééé", 3), "éé…");
+        assert_eq!(truncate("short", 10), "short");
+    }
+}

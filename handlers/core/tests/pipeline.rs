@@ -1,0 +1,439 @@
+//! The cloud-neutral pipeline with stores in memory and a recording remediation standing in
+//! for a cloud's fix (the cloud fixes themselves are tested against emulators in their own
+//! crates). What every handler relies on: approved events are fixed once, however often they
+//! are delivered; unapproved ones are not touched and say how to approve; transient trouble
+//! is retried with nothing half-done; every event leaves one audit record.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use escher_core::approvals::{
+    Action, Approval, ApprovalStore, ApprovalsReader, Change, Conditions, RemediationPolicy, Scope,
+};
+use escher_core::pipeline::audit::{AuditLog, Outcome};
+use escher_core::pipeline::notify::{Notifier, NotifyConfig};
+use escher_core::pipeline::{CloudOperations, Pipeline, PipelineError};
+use escher_core::remediate::{
+    Mode, Remediation, RemediationError, RemediationReport, RemediationRequest, RemediationStatus,
+    RequiredPermission, Verification, VerificationCheck,
+};
+use escher_core::{Normalizer, Severity, SeverityPolicy, UnifiedEvent};
+
+const PUBLIC_BUCKET: &str =
+    include_str!("../../../tests/fixtures/aws/cloudtrail-eventbridge-putbucketacl-allusers.json");
+
+/// Records every call; fails transiently the first `fail_first` times.
+#[derive(Default)]
+struct RecordingFix {
+    calls: AtomicUsize,
+    modes: Mutex<Vec<Mode>>,
+    fail_first: AtomicUsize,
+}
+
+#[async_trait]
+impl Remediation for RecordingFix {
+    fn action(&self) -> Action {
+        Action::MakeBucketPrivate
+    }
+    fn resource_types(&self) -> &'static [&'static str] {
+        &["s3_bucket"]
+    }
+    fn required_permissions(&self) -> &'static [RequiredPermission] {
+        &[]
+    }
+    async fn remediate(
+        &self,
+        request: &RemediationRequest<'_>,
+    ) -> Result<RemediationReport, RemediationError> {
+        if self.fail_first.load(Ordering::SeqCst) > 0 {
+            self.fail_first.fetch_sub(1, Ordering::SeqCst);
+            return Err(RemediationError::Transient {
+                operation: "PutPublicAccessBlock".into(),
+                resource: request.event.resource.name.clone(),
+                message: "SlowDown".into(),
+            });
+        }
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.modes.lock().expect("lock").push(request.mode);
+        // Long enough for concurrent deliveries to overlap.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let applied = request.mode == Mode::Apply;
+        Ok(RemediationReport {
+            action: request.action,
+            resource_id: request.event.resource.id.clone(),
+            status: if applied {
+                RemediationStatus::Remediated
+            } else {
+                RemediationStatus::WouldRemediate
+            },
+            summary: format!("blocked public access on {}", request.event.resource.name),
+            steps: vec!["turned on BlockPublicAcls".into()],
+            api_calls: vec![],
+            verification: applied.then(|| {
+                Verification::from_checks(vec![VerificationCheck {
+                    name: "block_public_acls".into(),
+                    expected: "true".into(),
+                    observed: "true".into(),
+                    passed: true,
+                }])
+            }),
+            created: vec![],
+            next_steps: vec![],
+            undo: Some("restore the previous ACL".into()),
+        })
+    }
+}
+
+struct TestCloud {
+    fix: Arc<RecordingFix>,
+    tags: BTreeMap<String, String>,
+}
+
+#[async_trait]
+impl CloudOperations for TestCloud {
+    fn remediation(&self, action: Action, resource_type: &str) -> Option<&dyn Remediation> {
+        (action == Action::MakeBucketPrivate && resource_type == "s3_bucket")
+            .then_some(self.fix.as_ref() as &dyn Remediation)
+    }
+    async fn resource_tags(
+        &self,
+        _event: &UnifiedEvent,
+    ) -> Result<Option<BTreeMap<String, String>>, RemediationError> {
+        Ok(Some(self.tags.clone()))
+    }
+}
+
+struct Setup {
+    pipeline: Arc<Pipeline>,
+    fix: Arc<RecordingFix>,
+    state: opendal::Operator,
+    audit: opendal::Operator,
+}
+
+fn approval(id: &str, max_per_day: Option<u32>) -> Approval {
+    Approval {
+        id: id.into(),
+        action: Action::MakeBucketPrivate,
+        scope: Scope::default(),
+        conditions: Conditions {
+            max_resources_per_day: max_per_day,
+            ..Conditions::default()
+        },
+        approved_by: "ana".into(),
+        approved_at: chrono::Utc::now() - chrono::Duration::minutes(5),
+        expires_at: None,
+        reason: "public buckets are never intended".into(),
+        revoked_at: None,
+        revoked_by: None,
+        revoke_reason: None,
+    }
+}
+
+async fn setup(approvals: Vec<Approval>, mode: Mode, tags: &[(&str, &str)]) -> Setup {
+    let approvals_op = escher_core::store::open("memory://").expect("memory");
+    let store = ApprovalStore::with_operator(approvals_op, "memory://approvals".into());
+    store
+        .apply(&Change::Init { approvals }, "ana")
+        .await
+        .expect("init");
+    setup_with_store(store, mode, tags)
+}
+
+fn setup_with_store(store: ApprovalStore, mode: Mode, tags: &[(&str, &str)]) -> Setup {
+    let state = escher_core::store::open("memory://").expect("memory");
+    let audit = escher_core::store::open("memory://").expect("memory");
+    let fix = Arc::new(RecordingFix::default());
+    let cloud = TestCloud {
+        fix: fix.clone(),
+        tags: tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
+    let pipeline = Pipeline {
+        normalizer: Normalizer::default(),
+        severity: SeverityPolicy::built_in(),
+        remediations: RemediationPolicy::built_in(),
+        approvals: Arc::new(ApprovalsReader::new(store, Duration::from_secs(60))),
+        state: state.clone(),
+        audit: AuditLog::new(audit.clone(), "memory://audit".into()),
+        cloud: Arc::new(cloud),
+        notifier: Notifier::new(state.clone(), NotifyConfig::default()),
+        mode,
+    };
+    Setup {
+        pipeline: Arc::new(pipeline),
+        fix,
+        state,
+        audit,
+    }
+}
+
+async fn audit_outcomes(audit: &opendal::Operator) -> Vec<Outcome> {
+    let log = AuditLog::new(audit.clone(), "memory://audit".into());
+    let mut outcomes = Vec::new();
+    for day in log.days().await.expect("days") {
+        for record in log.records(day).await.expect("records") {
+            outcomes.push(record.outcome);
+        }
+    }
+    outcomes.sort_by_key(|o| o.as_str());
+    outcomes
+}
+
+#[tokio::test]
+async fn an_approved_event_is_fixed_verified_audited_and_notified() {
+    let s = setup(vec![approval("apr-1", None)], Mode::Apply, &[]).await;
+    let handled = s
+        .pipeline
+        .handle(PUBLIC_BUCKET.as_bytes())
+        .await
+        .expect("handled");
+    let result = &handled.results[0];
+    assert_eq!(result.outcome, Outcome::Remediated, "{:#?}", result.steps);
+    assert_eq!(s.fix.calls.load(Ordering::SeqCst), 1);
+    let record = &result.record;
+    assert_eq!(record.sha256, record.content_hash().expect("hash"));
+    assert!(record
+        .remediation
+        .as_ref()
+        .and_then(|r| r.verification.as_ref())
+        .is_some_and(|v| v.passed));
+    assert!(record.decision.as_ref().is_some_and(|d| d.is_approved()));
+    assert!(result
+        .steps
+        .iter()
+        .any(|s| s.starts_with("verified: passed")));
+    // HIGH goes to the high topic and Slack; neither is configured here, and says so.
+    assert!(
+        record
+            .notifications
+            .iter()
+            .all(|n| n.detail == "not configured"),
+        "{:?}",
+        record.notifications
+    );
+    assert_eq!(audit_outcomes(&s.audit).await, [Outcome::Remediated]);
+}
+
+#[tokio::test]
+async fn an_unapproved_event_is_left_alone_and_says_how_to_approve() {
+    let s = setup(vec![], Mode::Apply, &[]).await;
+    let handled = s
+        .pipeline
+        .handle(PUBLIC_BUCKET.as_bytes())
+        .await
+        .expect("handled");
+    let result = &handled.results[0];
+    assert_eq!(result.outcome, Outcome::ApprovalRequired);
+    assert_eq!(s.fix.calls.load(Ordering::SeqCst), 0, "nothing changed");
+    let event = result.record.event.as_ref().expect("event");
+    let notice = escher_core::pipeline::notify::Notification::compose(
+        event,
+        result.outcome,
+        result.record.action,
+        result.record.decision.as_ref(),
+        None,
+    );
+    assert!(
+        notice
+            .next
+            .iter()
+            .any(|l| l.contains("escher-provision approvals add --action make_bucket_private")),
+        "{notice:?}"
+    );
+}
+
+#[tokio::test]
+async fn five_deliveries_one_after_another_fix_once() {
+    let s = setup(vec![approval("apr-1", None)], Mode::Apply, &[]).await;
+    for _ in 0..5 {
+        s.pipeline
+            .handle(PUBLIC_BUCKET.as_bytes())
+            .await
+            .expect("handled");
+    }
+    assert_eq!(s.fix.calls.load(Ordering::SeqCst), 1);
+    let mut expected = vec![Outcome::Duplicate; 4];
+    expected.push(Outcome::Remediated);
+    expected.sort_by_key(|o| o.as_str());
+    assert_eq!(audit_outcomes(&s.audit).await, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn five_concurrent_deliveries_fix_once() {
+    let s = setup(vec![approval("apr-1", None)], Mode::Apply, &[]).await;
+    let tasks: Vec<_> = (0..5)
+        .map(|_| {
+            let pipeline = s.pipeline.clone();
+            tokio::spawn(async move { pipeline.handle(PUBLIC_BUCKET.as_bytes()).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task").expect("handled");
+    }
+    assert_eq!(
+        s.fix.calls.load(Ordering::SeqCst),
+        1,
+        "exactly one remediation"
+    );
+    let outcomes = audit_outcomes(&s.audit).await;
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| **o == Outcome::Duplicate)
+            .count(),
+        4
+    );
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| **o == Outcome::Remediated)
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_transient_failure_is_retried_and_the_retry_fixes_it() {
+    let s = setup(vec![approval("apr-1", None)], Mode::Apply, &[]).await;
+    s.fix.fail_first.store(1, Ordering::SeqCst);
+    let error = s
+        .pipeline
+        .handle(PUBLIC_BUCKET.as_bytes())
+        .await
+        .expect_err("retry");
+    let PipelineError::Retry { reason, .. } = &error;
+    assert!(reason.contains("SlowDown"), "{error}");
+    // The marker was given back: the redelivery acts instead of being a duplicate.
+    let handled = s
+        .pipeline
+        .handle(PUBLIC_BUCKET.as_bytes())
+        .await
+        .expect("handled");
+    assert_eq!(handled.results[0].outcome, Outcome::Remediated);
+    assert_eq!(s.fix.calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn unreachable_approvals_mean_retry_and_no_change() {
+    let store =
+        ApprovalStore::open("s3://escher/approvals?region=us-east-1&endpoint=http://127.0.0.1:9")
+            .expect("open");
+    let s = setup_with_store(store, Mode::Apply, &[]);
+    let error = s
+        .pipeline
+        .handle(PUBLIC_BUCKET.as_bytes())
+        .await
+        .expect_err("retry");
+    assert!(error.to_string().contains("unavailable"), "{error}");
+    assert_eq!(s.fix.calls.load(Ordering::SeqCst), 0);
+    assert!(
+        audit_outcomes(&s.audit).await.is_empty(),
+        "nothing to audit yet: it will be retried"
+    );
+    let markers = s.state.list("markers/").await.unwrap_or_default();
+    assert!(
+        markers.iter().all(|e| e.path().ends_with('/')),
+        "the marker was released"
+    );
+}
+
+#[tokio::test]
+async fn a_dry_run_describes_the_fix_and_changes_nothing() {
+    let s = setup(vec![approval("apr-1", None)], Mode::DryRun, &[]).await;
+    let handled = s
+        .pipeline
+        .handle(PUBLIC_BUCKET.as_bytes())
+        .await
+        .expect("handled");
+    assert_eq!(handled.results[0].outcome, Outcome::WouldRemediate);
+    assert_eq!(*s.fix.modes.lock().expect("lock"), [Mode::DryRun]);
+    let markers = s.state.list("markers/").await.unwrap_or_default();
+    assert!(
+        markers.iter().all(|e| e.path().ends_with('/')),
+        "a dry run leaves no marker"
+    );
+    // A real delivery afterwards still acts.
+    let real = setup(vec![approval("apr-1", None)], Mode::Apply, &[]).await;
+    assert_eq!(
+        real.pipeline
+            .handle(PUBLIC_BUCKET.as_bytes())
+            .await
+            .expect("handled")
+            .results[0]
+            .outcome,
+        Outcome::Remediated
+    );
+}
+
+#[tokio::test]
+async fn the_blast_radius_stops_an_approval_for_the_day() {
+    let s = setup(vec![approval("apr-1", Some(1))], Mode::Apply, &[]).await;
+    let first = s
+        .pipeline
+        .handle(PUBLIC_BUCKET.as_bytes())
+        .await
+        .expect("handled");
+    assert_eq!(first.results[0].outcome, Outcome::Remediated);
+    // Another bucket, same approval: its one resource for today is used up.
+    let other = PUBLIC_BUCKET
+        .replace("marketing-assets", "other-bucket")
+        .replace("e0c1b2a3-", "f0c1b2a3-")
+        .replace("5d4c3b2a-1f0e", "6d4c3b2a-1f0e");
+    let second = s.pipeline.handle(other.as_bytes()).await.expect("handled");
+    assert_ne!(first.results[0].event_id, second.results[0].event_id);
+    assert_eq!(
+        second.results[0].outcome,
+        Outcome::ApprovalRequired,
+        "{:#?}",
+        second.results[0].steps
+    );
+    let why = second.results[0]
+        .record
+        .decision
+        .as_ref()
+        .expect("decision")
+        .explanation()
+        .to_string();
+    assert!(why.contains("blast radius used up: 1 of 1"), "{why}");
+}
+
+#[tokio::test]
+async fn tags_read_from_the_resource_raise_the_severity() {
+    let s = setup(vec![], Mode::Apply, &[("environment", "production")]).await;
+    let handled = s
+        .pipeline
+        .handle(PUBLIC_BUCKET.as_bytes())
+        .await
+        .expect("handled");
+    let event = handled.results[0].record.event.as_ref().expect("event");
+    assert_eq!(
+        event.severity,
+        Severity::Critical,
+        "a public production bucket is critical"
+    );
+    assert!(
+        handled.results[0]
+            .steps
+            .iter()
+            .any(|s| s.contains("severity HIGH → CRITICAL")),
+        "{:#?}",
+        handled.results[0].steps
+    );
+}
+
+#[tokio::test]
+async fn an_unrecognised_payload_is_audited_and_acknowledged() {
+    let s = setup(vec![], Mode::Apply, &[]).await;
+    let handled = s
+        .pipeline
+        .handle(br#"{"hello": "world"}"#)
+        .await
+        .expect("acknowledged");
+    assert!(handled.unrecognized());
+    assert_eq!(audit_outcomes(&s.audit).await, [Outcome::Unrecognized]);
+}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Starts (or stops) the local cloud storage emulators the store conformance suite runs
-# against, on 127.0.0.1 only: moto (S3), azurite (Azure Blob), fake-gcs-server (GCS); and
-# installs the template checkers (cfn-lint, checkov) the render tests run.
+# Starts (or stops) the local cloud emulators the tests run against, on 127.0.0.1 only:
+# moto (S3, EC2, CloudWatch, SNS, SQS, SSM, CloudFormation), azurite (Azure Blob),
+# fake-gcs-server (GCS); and installs the template checkers (cfn-lint, checkov).
 # Installs them on first use into .venv/ and .emulators/ (both git-ignored), writes the
 # variables the tests read to .emulators/env, and keeps PIDs and logs in .emulators/.
 #   tests/emulators.sh start | stop
@@ -86,6 +86,7 @@ AWS_ACCESS_KEY_ID='escher-test'
 AWS_SECRET_ACCESS_KEY='escher-test'
 AWS_REGION='us-east-1'
 ESCHER_TEST_S3_URI='s3://$BUCKET/conformance?region=us-east-1&endpoint=http://127.0.0.1:$MOTO_PORT'
+ESCHER_TEST_AWS_ENDPOINT='http://127.0.0.1:$MOTO_PORT'
 AZURE_STORAGE_KEY='$AZ_KEY'
 ESCHER_TEST_AZBLOB_URI='azblob://$BUCKET/conformance?account=$AZ_ACCOUNT&endpoint=http://127.0.0.1:$AZURITE_PORT/$AZ_ACCOUNT'
 ESCHER_TEST_GCS_URI='gcs://$BUCKET/conformance?endpoint=http://127.0.0.1:$GCS_PORT&anonymous=true'

@@ -162,6 +162,9 @@ struct AddArgs {
     /// Only events at least this severe: INFO, MEDIUM, HIGH, CRITICAL.
     #[arg(long, value_parser = wire::<Severity>)]
     min_severity: Option<Severity>,
+    /// encrypt_volume: also turn on the account's default EBS encryption in the region.
+    #[arg(long)]
+    enable_default_encryption: bool,
     /// When the approval stops matching (RFC 3339, e.g. 2026-12-31T23:59:59Z).
     #[arg(long, conflicts_with = "expires_in")]
     expires_at: Option<DateTime<Utc>>,
@@ -339,6 +342,9 @@ fn approval_from(add: &AddArgs, by: &str) -> anyhow::Result<Approval> {
     let (Some(action), Some(reason)) = (add.action, add.reason.clone()) else {
         bail!("--action and --reason are required without --file");
     };
+    if add.enable_default_encryption && action != Action::EncryptVolume {
+        bail!("--enable-default-encryption only applies to encrypt_volume");
+    }
     if add.min_idle_hours.is_some() && action != Action::StopIdleInstance {
         bail!("--min-idle-hours only applies to stop_idle_instance");
     }
@@ -372,6 +378,7 @@ fn approval_from(add: &AddArgs, by: &str) -> anyhow::Result<Approval> {
             min_idle_hours: add.min_idle_hours,
             max_resources_per_day: add.max_resources_per_day,
             min_severity: add.min_severity,
+            enable_default_encryption: add.enable_default_encryption.then_some(true),
         },
         approved_by: by.to_string(),
         approved_at: now,

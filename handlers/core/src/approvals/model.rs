@@ -140,6 +140,11 @@ pub struct Conditions {
     /// The event must be at least this severe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_severity: Option<Severity>,
+    /// For `encrypt_volume`: also turn on the region's account-wide default EBS encryption,
+    /// so new volumes are encrypted from now on (default off: it changes every later
+    /// `CreateVolume` in the account and region, which the user must choose knowingly).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable_default_encryption: Option<bool>,
 }
 
 /// Default idle time before `stop_idle_instance` may act, when the approval names none.
@@ -148,6 +153,11 @@ pub const DEFAULT_MIN_IDLE_HOURS: f64 = 2.0;
 impl Conditions {
     pub fn min_idle_hours(&self) -> f64 {
         self.min_idle_hours.unwrap_or(DEFAULT_MIN_IDLE_HOURS)
+    }
+
+    /// Whether `encrypt_volume` may turn on default EBS encryption (off unless approved).
+    pub fn enable_default_encryption(&self) -> bool {
+        self.enable_default_encryption.unwrap_or(false)
     }
 }
 

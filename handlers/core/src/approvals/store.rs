@@ -551,7 +551,13 @@ impl ApprovalStore {
                     .await
             }
             (Publication::Lock, _, _) => {
-                return self.replace_under_lock(body).await.map_err(Into::into)
+                // The lock serialises writers; checking the base again costs one read and
+                // keeps a writer whose lock was broken as stale from overwriting a newer one.
+                let now_current = self.current().await?.map(|c| c.manifest.sequence);
+                if now_current != current.map(|c| c.manifest.sequence) {
+                    return Err(AttemptError::Conflict);
+                }
+                return self.replace_under_lock(body).await.map_err(Into::into);
             }
         };
         match result {
@@ -611,11 +617,24 @@ impl ApprovalStore {
             return Ok(());
         };
         let text = String::from_utf8_lossy(&bytes);
-        let taken_at = text
+        // The holder writes its token right after creating the lock, so an empty or partial
+        // lock is a fresh one being written: judge it by the object's age instead.
+        let taken_at = match text
             .rsplit(' ')
             .next()
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok());
-        let stale = taken_at.is_none_or(|t| {
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        {
+            Some(t) => Some(t.with_timezone(&Utc)),
+            None => match self.operator.stat(LOCK).await {
+                Ok(meta) => meta
+                    .last_modified()
+                    .and_then(|t| DateTime::parse_from_rfc3339(&t.to_string()).ok())
+                    .map(|t| t.with_timezone(&Utc)),
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(self.unavailable("stat", LOCK, e)),
+            },
+        };
+        let stale = taken_at.is_some_and(|t| {
             Utc::now()
                 .signed_duration_since(t)
                 .to_std()

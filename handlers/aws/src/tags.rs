@@ -1,0 +1,105 @@
+//! Reading a resource's tags for the pipeline's enrich step, when the event itself carried
+//! none (CloudTrail, alarms): the tags say the environment and the data classification,
+//! which decide severity and which approvals apply.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ec2::types::Filter;
+use escher_core::remediate::{RemediationError, RequiredPermission};
+
+use crate::calls::{Access, CallLog};
+use crate::clients::AwsClients;
+
+pub(crate) const PERMISSIONS: &[RequiredPermission] = &[
+    RequiredPermission {
+        action: "s3:GetBucketTagging",
+        resource: "arn:${AWS::Partition}:s3:::*",
+        why: "the enrich step reads a bucket's tags (environment, data classification)",
+    },
+    RequiredPermission {
+        action: "ec2:DescribeTags",
+        resource: "*",
+        why: "the enrich step reads instance, volume and security group tags (Describe calls have no resource-level permissions)",
+    },
+];
+
+/// Reads tags of S3 buckets, EC2 instances, EBS volumes and security groups.
+#[derive(Debug, Clone)]
+pub struct AwsResourceTags {
+    clients: AwsClients,
+}
+
+impl AwsResourceTags {
+    pub fn new(clients: AwsClients) -> Self {
+        AwsResourceTags { clients }
+    }
+
+    /// The tags of the resource `id` (a bucket name or ARN, an `i-`, `vol-` or `sg-` id or
+    /// its ARN) of `resource_type` in `region`. A resource type without tags here (or
+    /// unknown) gives an empty map: enrichment is best effort, the event is handled anyway.
+    pub async fn tags(
+        &self,
+        resource_type: &str,
+        id: &str,
+        region: &str,
+    ) -> Result<BTreeMap<String, String>, RemediationError> {
+        let clients = self.clients.in_region(region);
+        let short = id.rsplit(['/', ':']).next().unwrap_or(id);
+        let mut log = CallLog::default();
+        match resource_type {
+            "s3_bucket" => {
+                let result = log
+                    .run(
+                        "s3",
+                        "GetBucketTagging",
+                        short,
+                        Access::Read,
+                        clients.s3.get_bucket_tagging().bucket(short).send(),
+                    )
+                    .await;
+                match result {
+                    Ok(out) => Ok(out
+                        .tag_set()
+                        .iter()
+                        .map(|t| (t.key().to_string(), t.value().to_string()))
+                        .collect()),
+                    Err(e) if e.code() == Some("NoSuchTagSet") => Ok(BTreeMap::new()),
+                    Err(e) => Err(log.fail(e)),
+                }
+            }
+            "ec2_instance" | "ebs_volume" | "security_group" => {
+                let mut tags = BTreeMap::new();
+                let mut next: Option<String> = None;
+                loop {
+                    let out = log
+                        .must(
+                            "ec2",
+                            "DescribeTags",
+                            short,
+                            Access::Read,
+                            clients
+                                .ec2
+                                .describe_tags()
+                                .filters(
+                                    Filter::builder().name("resource-id").values(short).build(),
+                                )
+                                .set_next_token(next.take())
+                                .send(),
+                        )
+                        .await?;
+                    for t in out.tags() {
+                        if let (Some(k), Some(v)) = (t.key(), t.value()) {
+                            tags.insert(k.to_string(), v.to_string());
+                        }
+                    }
+                    match out.next_token() {
+                        Some(token) if !token.is_empty() => next = Some(token.to_string()),
+                        _ => break,
+                    }
+                }
+                Ok(tags)
+            }
+            _ => Ok(BTreeMap::new()),
+        }
+    }
+}

@@ -12,6 +12,7 @@ mod aws;
 mod azure;
 mod gcp;
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -145,9 +146,10 @@ impl<'p> Normalizer<'p> {
     /// For callers that already hold the parsed payload (e.g. a Lambda runtime); the payload
     /// moves into the event's `raw_event` instead of being copied.
     pub fn normalize_owned(&self, payload: Value) -> Result<Normalized, NormalizeError> {
-        let mut result = self.detect_and_build(&payload);
+        let parts = RefCell::new(Vec::new());
+        let mut result = self.detect_and_build(&payload, &parts);
         if let Ok(Normalized::Events(events)) = &mut result {
-            fill_payload(events, payload);
+            fill_payload(events, payload, parts.into_inner());
         }
         result
     }
@@ -157,8 +159,16 @@ impl<'p> Normalizer<'p> {
         self.normalize_owned(payload.clone())
     }
 
-    fn detect_and_build(&self, payload: &Value) -> Result<Normalized, NormalizeError> {
-        let cx = Cx::new(self.policy, payload);
+    fn detect_and_build(
+        &self,
+        payload: &Value,
+        parts: &RefCell<Vec<PendingPart>>,
+    ) -> Result<Normalized, NormalizeError> {
+        let cx = Cx {
+            policy: self.policy,
+            payload,
+            parts: Some(parts),
+        };
         for cloud in CLOUDS {
             if let Some(result) = cloud(payload, &cx) {
                 return result;
@@ -173,21 +183,62 @@ impl<'p> Normalizer<'p> {
 
 /// Gives the events whose draft said "the whole payload" their `raw_event`: the parsed
 /// payload itself, shared between them. Copying a large payload per event cost more than
-/// parsing it (see `make bench`).
-fn fill_payload(events: &mut [UnifiedEvent], payload: Value) {
+/// parsing it (see `make bench`). Events whose draft named a part of the payload (one
+/// element of a batch) get that part, moved out when no event keeps the whole payload.
+fn fill_payload(events: &mut [UnifiedEvent], mut payload: Value, parts: Vec<PendingPart>) {
     let placeholder = payload_placeholder();
-    let shared = Arc::new(payload);
-    for event in events
-        .iter_mut()
-        .filter(|e| Arc::ptr_eq(&e.raw_event, placeholder))
-    {
-        event.raw_event = Arc::clone(&shared);
+    let whole_kept = events
+        .iter()
+        .any(|e| Arc::ptr_eq(&e.raw_event, placeholder));
+    // Several events of one element (a call launching instances) share its one copy.
+    let mut resolved: Vec<(String, Arc<Value>)> = Vec::new();
+    for part in parts {
+        let value = match resolved.iter().find(|(p, _)| *p == part.pointer) {
+            Some((_, value)) => Arc::clone(value),
+            None => {
+                let value = Arc::new(match payload.pointer_mut(&part.pointer) {
+                    Some(slot) if !whole_kept => std::mem::take(slot),
+                    Some(slot) => slot.clone(),
+                    None => Value::Null,
+                });
+                resolved.push((part.pointer, Arc::clone(&value)));
+                value
+            }
+        };
+        for event in events
+            .iter_mut()
+            .filter(|e| Arc::ptr_eq(&e.raw_event, &part.placeholder))
+        {
+            event.raw_event = Arc::clone(&value);
+        }
+    }
+    if whole_kept {
+        let shared = Arc::new(payload);
+        for event in events
+            .iter_mut()
+            .filter(|e| Arc::ptr_eq(&e.raw_event, placeholder))
+        {
+            event.raw_event = Arc::clone(&shared);
+        }
     }
 }
 
+/// A finished event whose `raw_event` is a part of the payload, resolved by [`fill_payload`]
+/// once the payload is owned again; `placeholder` identifies the event(s) until then.
+struct PendingPart {
+    placeholder: Arc<Value>,
+    pointer: String,
+}
+
 /// For a module that normalized a payload found inside another: drafts that said "the whole
-/// payload" get `inner` (the last one by move, the others a copy).
+/// payload" get `inner` (the last one by move, the others a copy), drafts that named a part
+/// of it a copy of that part.
 pub(crate) fn resolve_inner_payload(drafts: &mut [EventDraft], inner: Value) {
+    for draft in drafts.iter_mut().filter(|d| d.raw_event.is_none()) {
+        if let Some(pointer) = draft.raw_part.take() {
+            draft.raw_event = Some(inner.at(&pointer).cloned().unwrap_or_default());
+        }
+    }
     let mut waiting = drafts
         .iter_mut()
         .filter(|d| d.raw_event.is_none())
@@ -269,6 +320,9 @@ pub(crate) struct Cx<'p> {
     policy: &'p SeverityPolicy,
     /// The payload being normalized, for ids of events whose source gave none.
     payload: &'p Value,
+    /// Where events whose raw event is a part of the payload are noted, when the caller
+    /// will own the payload (see [`fill_payload`]); without it the part is copied.
+    parts: Option<&'p RefCell<Vec<PendingPart>>>,
 }
 
 /// What a cloud module knows about one event before the shared finishing steps.
@@ -289,10 +343,14 @@ pub(crate) struct EventDraft {
     /// The source's own ids, outermost first (delivery id, then finding id, ...): they make
     /// `event_id` stable across redeliveries and distinct between items of one payload.
     pub id_parts: Vec<String>,
-    /// `None`: the whole payload the module was given. A module that normalizes a payload
-    /// found inside another (a Pub/Sub `data`, an SNS `Message`) resolves `None` itself;
-    /// at the top level the normalizer moves the parsed payload in, saving a copy.
+    /// `None`: the whole payload the module was given, or the part of it at `raw_part`.
+    /// A module that normalizes a payload found inside another (a Pub/Sub `data`, an SNS
+    /// `Message`) resolves `None` itself; at the top level the normalizer moves the parsed
+    /// payload (or the part) in, saving a copy.
     pub raw_event: Option<Value>,
+    /// JSON pointer of the part of the payload that is this event's raw event (one element
+    /// of a batch), when `raw_event` is `None`; `None` for the whole payload.
+    pub raw_part: Option<String>,
 }
 
 impl EventDraft {
@@ -300,6 +358,15 @@ impl EventDraft {
     pub fn new(source: EventSource, event_type: EventType, raw_event: Value) -> Self {
         EventDraft {
             raw_event: Some(raw_event),
+            ..EventDraft::for_payload(source, event_type)
+        }
+    }
+
+    /// A draft whose `raw_event` is the part of the payload at `pointer` (one element of a
+    /// batch): moved out of the payload at the end instead of copied now.
+    pub fn for_part(source: EventSource, event_type: EventType, pointer: String) -> Self {
+        EventDraft {
+            raw_part: Some(pointer),
             ..EventDraft::for_payload(source, event_type)
         }
     }
@@ -317,13 +384,20 @@ impl EventDraft {
             time: None,
             id_parts: Vec::new(),
             raw_event: None,
+            raw_part: None,
         }
     }
 }
 
 impl<'p> Cx<'p> {
+    /// For tests that call a cloud module directly: parts of the payload are copied.
+    #[cfg(test)]
     pub(crate) fn new(policy: &'p SeverityPolicy, payload: &'p Value) -> Self {
-        Cx { policy, payload }
+        Cx {
+            policy,
+            payload,
+            parts: None,
+        }
     }
 
     /// Fills context from tags, resolves severity, derives the id and the timestamp.
@@ -339,6 +413,7 @@ impl<'p> Cx<'p> {
             time,
             id_parts,
             raw_event,
+            raw_part,
         } = draft;
         context::fill_from_tags(&mut context, &resource.tags);
         let severity = self.policy.resolve(event_type, source_severity, &context);
@@ -355,11 +430,30 @@ impl<'p> Cx<'p> {
                 Utc::now()
             }
         };
+        let part = || {
+            let pointer = raw_part.as_deref()?;
+            self.payload.at(pointer)
+        };
         let event_id = derive_event_id(
             source,
             &id_parts,
-            raw_event.as_ref().unwrap_or(self.payload),
+            raw_event.as_ref().or_else(part).unwrap_or(self.payload),
         );
+        let raw_event = match (raw_event, raw_part) {
+            (Some(value), _) => Arc::new(value),
+            (None, None) => Arc::clone(payload_placeholder()),
+            (None, Some(pointer)) => match self.parts {
+                Some(parts) => {
+                    let placeholder = Arc::new(Value::Null);
+                    parts.borrow_mut().push(PendingPart {
+                        placeholder: Arc::clone(&placeholder),
+                        pointer,
+                    });
+                    placeholder
+                }
+                None => Arc::new(self.payload.at(&pointer).cloned().unwrap_or_default()),
+            },
+        };
         UnifiedEvent {
             event_id,
             event_type,
@@ -373,7 +467,7 @@ impl<'p> Cx<'p> {
             context,
             timestamp,
             source,
-            raw_event: raw_event.map_or_else(|| Arc::clone(payload_placeholder()), Arc::new),
+            raw_event,
             schema_version: SCHEMA_VERSION.into(),
         }
     }

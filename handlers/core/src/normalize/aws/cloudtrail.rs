@@ -41,7 +41,12 @@ pub(super) fn normalize_log(value: &Value) -> Result<Vec<EventDraft>, NormalizeE
             need(record, "/eventName", &base, &origin.envelope)?;
             need(record, "/eventSource", &base, &origin.envelope)?;
         }
-        drafts.extend(normalize_record(record, &base, Raw::item(record), &origin)?);
+        drafts.extend(normalize_record(
+            record,
+            &base,
+            Raw::part(record, &base),
+            &origin,
+        )?);
     }
     Ok(drafts)
 }

@@ -206,31 +206,26 @@ impl Origin {
 
 // ---- small helpers shared by the AWS submodules ----
 
-/// The raw form of the item being normalized, and whether it is the whole payload as
-/// received: then the event's `raw_event` is the parsed payload itself, moved rather than
-/// copied (copies of large payloads cost more than parsing them).
+/// The raw form of the item being normalized, and where it sits in the payload as
+/// received: the event's `raw_event` is then the parsed payload itself, or its part at that
+/// pointer, moved rather than copied (copies of large payloads cost more than parsing them).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Raw<'a> {
     value: &'a Value,
-    whole_payload: bool,
+    /// JSON pointer of `value` in the payload; empty for the whole payload.
+    pointer: &'a str,
 }
 
 impl<'a> Raw<'a> {
     /// The payload as the caller owns it: events get `raw_event` from whoever owns it (the
     /// normalizer for the top level, `resolve_inner_payload` for a decoded inner message).
     pub fn payload(value: &'a Value) -> Self {
-        Raw {
-            value,
-            whole_payload: true,
-        }
+        Raw { value, pointer: "" }
     }
 
-    /// One item of the payload, or a decoded copy of it.
-    pub fn item(value: &'a Value) -> Self {
-        Raw {
-            value,
-            whole_payload: false,
-        }
+    /// The part of the payload at `pointer` (one record of a log file).
+    pub fn part(value: &'a Value, pointer: &'a str) -> Self {
+        Raw { value, pointer }
     }
 
     pub fn value(self) -> &'a Value {
@@ -238,10 +233,10 @@ impl<'a> Raw<'a> {
     }
 
     pub fn draft(self, source: EventSource, event_type: EventType) -> EventDraft {
-        if self.whole_payload {
+        if self.pointer.is_empty() {
             EventDraft::for_payload(source, event_type)
         } else {
-            EventDraft::new(source, event_type, self.value.clone())
+            EventDraft::for_part(source, event_type, self.pointer.to_string())
         }
     }
 }

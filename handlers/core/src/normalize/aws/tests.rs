@@ -586,3 +586,28 @@ fn wrong_types_anywhere_never_panic() {
         );
     }
 }
+
+/// Each record of a log file is its events' raw event, whole, also when one call yields
+/// several events (the records are moved out of the payload, not copied, see `fill_payload`).
+#[test]
+fn log_file_events_keep_their_own_record() {
+    let envelope: Value = serde_json::from_str(include_str!(
+        "../../../../../tests/fixtures/aws/cloudtrail-eventbridge-runinstances-tagged.json"
+    ))
+    .unwrap_or_default();
+    let launch = envelope["detail"].clone();
+    let mut other = launch.clone();
+    other["eventID"] = json!("another-call");
+    let mut second = other["responseElements"]["instancesSet"]["items"][0].clone();
+    second["instanceId"] = json!("i-0second");
+    if let Some(items) = other["responseElements"]["instancesSet"]["items"].as_array_mut() {
+        items.push(second);
+    }
+    let log = json!({"Records": [launch, other]});
+    let events = events(&log);
+    assert_eq!(events.len(), 3, "one event per launched instance");
+    for event in &events {
+        let record = &log["Records"][usize::from(event.raw_event["eventID"] == "another-call")];
+        assert_eq!(*event.raw_event, *record);
+    }
+}

@@ -133,7 +133,13 @@ impl<'a> GridEvent<'a> {
     /// A draft with the envelope's raw event, time and id filled in (the caller sets the
     /// resource, so metadata starts there).
     pub fn draft(&self, source: EventSource, event_type: EventType) -> EventDraft {
-        let mut draft = EventDraft::new(source, event_type, self.raw.clone());
+        // The event is the payload itself, or one element of the batch: either is moved
+        // into the raw event when the events are finished, not copied here.
+        let mut draft = if self.pointer.is_empty() {
+            EventDraft::for_payload(source, event_type)
+        } else {
+            EventDraft::for_part(source, event_type, self.pointer.clone())
+        };
         draft.time = self.time.map(str::to_string);
         draft.id_parts = self.id.map(str::to_string).into_iter().collect();
         draft

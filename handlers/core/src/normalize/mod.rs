@@ -275,9 +275,22 @@ fn describe_shape(value: &Value) -> String {
     }
 }
 
+/// Parses JSON found inside a payload (an SNS `Message` string, base64-decoded Pub/Sub
+/// data); `None` when it is not JSON. Same parser as [`parse_json`].
+pub(crate) fn parse_embedded(bytes: &[u8]) -> Option<Value> {
+    let mut scratch = bytes.to_vec();
+    simd_json::serde::from_slice::<Value>(&mut scratch).ok()
+}
+
 /// Parses JSON, turning serde's line/column into the byte offset an operator can seek to.
 pub(crate) fn parse_json(bytes: &[u8]) -> Result<Value, NormalizeError> {
     let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    // simd-json tokenizes in place (hence the copy) and is faster than serde_json; when it
+    // refuses the input, serde_json parses it again for its precise error position.
+    let mut scratch = body.to_vec();
+    if let Ok(value) = simd_json::serde::from_slice::<Value>(&mut scratch) {
+        return Ok(value);
+    }
     serde_json::from_slice(body).map_err(|e| {
         let bom = bytes.len() - body.len();
         // serde's text repeats the position, which the error already reports.

@@ -305,10 +305,8 @@ pub(super) fn items(value: Option<&Value>) -> Vec<&Value> {
 /// an object or array passes through unchanged.
 pub(super) fn embedded_json(value: &Value) -> Option<Value> {
     match value {
-        Value::String(s) => match serde_json::from_str::<Value>(s.trim()) {
-            Ok(parsed @ (Value::Object(_) | Value::Array(_))) => Some(parsed),
-            _ => None,
-        },
+        Value::String(s) => crate::normalize::parse_embedded(s.trim().as_bytes())
+            .filter(|parsed| parsed.is_object() || parsed.is_array()),
         Value::Object(_) | Value::Array(_) => Some(value.clone()),
         _ => None,
     }

@@ -121,9 +121,7 @@ pub(super) fn as_text(bytes: &[u8]) -> Option<&str> {
 /// structured payloads (a Scheduler body `42` or `"ping"` is just a body).
 pub(super) fn structured_json(bytes: &[u8]) -> Option<Value> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    serde_json::from_slice::<Value>(bytes)
-        .ok()
-        .filter(|v| v.is_object() || v.is_array())
+    crate::normalize::parse_embedded(bytes).filter(|v| v.is_object() || v.is_array())
 }
 
 pub(super) fn drafts(value: &Value) -> Result<Vec<EventDraft>, NormalizeError> {

@@ -472,7 +472,7 @@ mod tests {
             "{err}"
         );
         assert!(
-            !err.contains("alert.zip"),
+            !err.contains("alert function:"),
             "only the missing one is named: {err}"
         );
         std::fs::write(dir.path().join("scan.zip"), b"not a zip").expect("write");

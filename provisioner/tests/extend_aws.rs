@@ -778,3 +778,59 @@ async fn missing_zips_say_how_to_build_them() {
         "the default is cargo lambda's output: {err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_are_secure_strings_never_printed_back() {
+    let Some(d) = Deployment::new("creds") else {
+        return;
+    };
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_escher-provision"))
+            .current_dir(d.dir.path())
+            .env("HOME", d.home.path())
+            .env("AWS_ACCESS_KEY_ID", "escher-test")
+            .env("AWS_SECRET_ACCESS_KEY", "escher-test")
+            .env("AWS_REGION", REGION)
+            .env("AZURE_CLIENT_SECRET", "very-secret-value")
+            .args(["credentials", "--endpoint-url", &d.endpoint])
+            .args(args)
+            .output()
+            .expect("run")
+    };
+    let set = run(&[
+        "set",
+        "--cloud",
+        "azure",
+        "--tenant-id",
+        "t",
+        "--client-id",
+        "c",
+    ]);
+    assert!(set.status.success(), "{}", text(&set.stderr));
+    let name = format!("/escher/{}/credentials/azure", d.stack);
+    let ssm = aws_sdk_ssm::Client::new(&d.sdk().await);
+    let stored = ssm
+        .get_parameter()
+        .name(&name)
+        .with_decryption(true)
+        .send()
+        .await
+        .expect("parameter");
+    let p = stored.parameter().expect("parameter");
+    assert_eq!(
+        p.r#type(),
+        Some(&aws_sdk_ssm::types::ParameterType::SecureString)
+    );
+    let value: Value = serde_json::from_str(p.value().expect("value")).expect("json");
+    assert_eq!(value["client_secret"], "very-secret-value");
+
+    let list = run(&["list", "--json"]);
+    assert!(list.status.success());
+    assert!(!text(&list.stdout).contains("very-secret-value"));
+    let listed: Value = serde_json::from_slice(&list.stdout).expect("json");
+    assert_eq!(listed[0]["parameter"], name.as_str());
+    assert!(!text(&set.stdout).contains("very-secret-value"));
+
+    assert!(run(&["remove", "--cloud", "azure"]).status.success());
+    assert!(ssm.get_parameter().name(&name).send().await.is_err());
+}

@@ -3,7 +3,7 @@ CARGO ?= cargo
 FIXTURES := tests/fixtures
 BIN := target/debug/escher-provision
 
-.PHONY: test fmt-check clippy unit demo bench fuzz schema expected help emulators-start emulators-stop
+.PHONY: test fmt-check clippy unit demo bench fuzz schema expected help emulators-start emulators-stop package
 
 help:
 	@echo "make demo    normalize the bundled sample alerts and print the table"
@@ -11,6 +11,7 @@ help:
 	@echo "make bench   normalizer throughput vs. a plain JSON parse; approvals decide and cold load"
 	@echo "make fuzz    run the normalizer fuzz target (by hand; needs 'cargo install cargo-fuzz')"
 	@echo "make schema  regenerate schemas/unified-event.schema.json from the Rust type"
+	@echo "make package build the functions' zips for extend (cargo lambda, release; not part of make test)"
 
 test: fmt-check clippy unit
 
@@ -56,3 +57,16 @@ schema:
 
 expected:
 	UPDATE_EXPECTED=1 $(CARGO) test -p escher-core --test golden
+
+# The functions' zips `escher-provision extend` deploys: target/lambda/<binary>/bootstrap.zip.
+# cargo-lambda (PyPI, brings zig) links against an old enough glibc for provided.al2023.
+# LAMBDA_ARCH must match `[functions] architecture` in escher.toml (arm64 by default).
+LAMBDA_ARCH ?= arm64
+LAMBDA_BINS ?= escher-alert
+package:
+	@[ -x .venv/bin/cargo-lambda ] || { python3 -m venv .venv && .venv/bin/pip install --quiet --disable-pip-version-check cargo-lambda; }
+	@if [ "$(LAMBDA_ARCH)" = arm64 ]; then rustup target add aarch64-unknown-linux-gnu; fi
+	for bin in $(LAMBDA_BINS); do \
+	  PATH="$$PWD/.venv/bin:$$PATH" $(CARGO) lambda build --release --output-format zip \
+	    $(if $(filter arm64,$(LAMBDA_ARCH)),--arm64,--x86-64) --bin $$bin || exit $$?; \
+	done

@@ -8,6 +8,7 @@
 
 mod approvals;
 mod config;
+mod deploy;
 mod events;
 mod output;
 mod render;
@@ -43,6 +44,25 @@ enum Command {
     /// Exit status: 0 when the files were written, 2 when the configuration is invalid or the
     /// cloud is not supported yet (the reason is printed on stderr).
     Render(render_command::RenderArgs),
+
+    /// Deploy Escher Extend into your account: upload the functions, show the change set,
+    /// ask, apply it with progress, print and save the outputs.
+    ///
+    /// Exit status: 0 deployed, no changes, or dry run; 1 declined (nothing changed);
+    /// 2 failed (the failing resource and the reason are printed on stderr).
+    Extend(deploy::ExtendArgs),
+    /// The deployed stack: status, last update, outputs, the functions' code, drift.
+    ///
+    /// Exit status: 0 reported (also when there is no stack), 2 failed.
+    Status(deploy::StatusArgs),
+    /// Delete the stack. The object-locked audit bucket is always kept; the state bucket
+    /// too, unless --delete-data.
+    ///
+    /// Exit status: 0 deleted (or no stack), 1 declined, 2 failed.
+    Destroy(deploy::DestroyArgs),
+    /// Store the credentials the functions use for Azure and GCP as SSM SecureStrings under
+    /// the stack's path; list them (names and dates only) or remove them.
+    Credentials(deploy::CredentialsArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +72,10 @@ fn main() -> ExitCode {
         Command::Events(cmd) => events::run(cmd),
         Command::Approvals(args) => approvals::run(args),
         Command::Render(args) => render_command::run(args),
+        Command::Extend(args) => deploy::run_command(deploy::aws::extend(args)),
+        Command::Status(args) => deploy::run_command(deploy::aws::status(args)),
+        Command::Destroy(args) => deploy::run_command(deploy::aws::destroy(args)),
+        Command::Credentials(args) => deploy::run_command(deploy::aws::credentials(args)),
     }
 }
 

@@ -298,3 +298,28 @@ fn remediation_permissions() -> Vec<RequiredPermission> {
         ),
     ]
 }
+
+/// The AWS template for `config`, rendered in memory: what `extend` deploys. The time zone
+/// and trail are decided as `render` decides them.
+pub(crate) fn render_aws_template(
+    config: &EscherConfig,
+    timezone_flag: Option<TimeZoneName>,
+) -> anyhow::Result<String> {
+    let (timezone, _) = resolve_timezone(timezone_flag, &config.schedule);
+    // TODO(issue 5): `auto` should check the account's trails (CloudTrail DescribeTrails);
+    // until then it creates the stack's own trail, as `render` does.
+    let create_trail = config.cloudtrail.create_trail != CreateTrail::Never;
+    let permissions = remediation_permissions();
+    let rendering = aws::render(&aws::AwsRenderInputs {
+        config,
+        timezone,
+        create_trail,
+        permissions: &permissions,
+    })?;
+    rendering
+        .files
+        .into_iter()
+        .find(|f| f.name == aws::TEMPLATE_FILE)
+        .map(|f| f.contents)
+        .context("the AWS rendering holds no template (a bug; please report it)")
+}

@@ -1,0 +1,492 @@
+//! `extend`, `status`, `destroy` and `credentials`: deploying the rendered stack into the
+//! user's own account, reporting on it and taking it down again.
+//!
+//! The cloud-neutral parts live here (the command line, packaging, the change table,
+//! confirmation, the saved outputs); [`aws`] talks to CloudFormation, S3, Lambda and SSM.
+//! Every step that changes the account is shown first and asked for, unless `--yes`.
+
+pub mod aws;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Subcommand, ValueEnum};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::{AwsRegion, TimeZoneName};
+use crate::output::table;
+use crate::render_command::Cloud;
+
+/// Exit status: the user declined (nothing was changed).
+pub const EXIT_DECLINED: u8 = 1;
+/// Exit status: something failed; the reason is on stderr.
+pub const EXIT_FAILED: u8 = 2;
+
+/// The cloud to deploy into, and how to reach it.
+#[derive(Debug, Clone, Args)]
+pub struct TargetArgs {
+    /// The cloud. Only `aws` is supported so far.
+    #[arg(long, value_enum)]
+    pub cloud: Cloud,
+    #[command(flatten)]
+    pub access: AccessArgs,
+}
+
+/// Where and as whom: the standard AWS configuration chain, overridable.
+#[derive(Debug, Clone, Args)]
+pub struct AccessArgs {
+    /// AWS region (default: escher.toml `[stack] region`, else AWS_REGION / the profile).
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<AwsRegion>,
+    /// Named profile from ~/.aws/config (default: AWS_PROFILE, else `default`).
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Send every AWS call to this endpoint (an emulator such as moto, or a VPC endpoint).
+    /// AWS_ENDPOINT_URL does the same.
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// Configuration file. Without this option ./escher.toml is used when it exists, and
+    /// the defaults otherwise.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExtendArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Deploy without asking (required when standard input is not a terminal). Also agrees
+    /// to delete and recreate a stack whose first creation failed (ROLLBACK_COMPLETE).
+    #[arg(long, short)]
+    pub yes: bool,
+    /// Stop after printing the change set; nothing is changed (the artifacts bucket and
+    /// the zips are still uploaded, since the change set refers to them).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the result (change set, outputs) as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Folder holding the functions' zips as `alert.zip` and `scan.zip`. Default: cargo
+    /// lambda's output, `target/lambda/<binary>/bootstrap.zip` (`make package`).
+    #[arg(long, value_name = "DIR")]
+    pub artifacts: Option<PathBuf>,
+    /// IANA time zone of the nightly scan (e.g. Europe/Berlin); overrides escher.toml.
+    #[arg(long, value_name = "TZ")]
+    pub timezone: Option<TimeZoneName>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Print the status as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Also empty (every version) and delete the state bucket: approvals and handler state
+    /// are lost. The audit bucket is always kept.
+    #[arg(long)]
+    pub delete_data: bool,
+    /// Delete without asking (required when standard input is not a terminal).
+    #[arg(long, short)]
+    pub yes: bool,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CredentialsArgs {
+    #[command(flatten)]
+    pub access: AccessArgs,
+    #[command(subcommand)]
+    pub command: CredentialsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CredentialsCommand {
+    /// Store the credentials the functions use for another cloud, as an SSM SecureString
+    /// under `/escher/<stack>/credentials/<cloud>` (encrypted with the stack's key).
+    Set(CredentialsSetArgs),
+    /// List the stored credentials: names and when they changed, never the values.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete the stored credentials for a cloud.
+    Remove {
+        /// The cloud whose credentials to delete.
+        #[arg(long, value_enum)]
+        cloud: OtherCloud,
+    },
+}
+
+/// The clouds whose credentials the functions may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OtherCloud {
+    Azure,
+    Gcp,
+}
+
+impl OtherCloud {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OtherCloud::Azure => "azure",
+            OtherCloud::Gcp => "gcp",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CredentialsSetArgs {
+    /// The cloud these credentials are for.
+    #[arg(long, value_enum)]
+    pub cloud: OtherCloud,
+    /// Azure: the service principal's tenant id.
+    #[arg(long, required_if_eq("cloud", "azure"))]
+    pub tenant_id: Option<String>,
+    /// Azure: the service principal's client (application) id.
+    #[arg(long, required_if_eq("cloud", "azure"))]
+    pub client_id: Option<String>,
+    /// Azure: environment variable holding the client secret (never pass a secret as an
+    /// argument: it would land in the shell history and the process list).
+    #[arg(long, value_name = "VAR", default_value = "AZURE_CLIENT_SECRET")]
+    pub client_secret_env: String,
+    /// GCP: the service account's JSON key file.
+    #[arg(long, value_name = "FILE", required_if_eq("cloud", "gcp"))]
+    pub key_file: Option<PathBuf>,
+}
+
+/// Runs an async command body on a runtime of its own and turns its result into an exit
+/// status; errors are printed with their causes.
+pub fn run_command<F>(body: F) -> ExitCode
+where
+    F: std::future::Future<Output = anyhow::Result<ExitCode>>,
+{
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    match runtime.block_on(body) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+pub fn require_aws(cloud: Cloud) -> anyhow::Result<()> {
+    match cloud {
+        Cloud::Aws => Ok(()),
+        Cloud::Azure | Cloud::Gcp => bail!(
+            "--cloud {} is not supported yet; only --cloud aws can be deployed in this version",
+            if cloud == Cloud::Azure {
+                "azure"
+            } else {
+                "gcp"
+            }
+        ),
+    }
+}
+
+/// The functions Escher deploys, each built from one binary of the workspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Function {
+    Alert,
+    Scan,
+}
+
+impl Function {
+    pub const ALL: [Function; 2] = [Function::Alert, Function::Scan];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Function::Alert => "alert",
+            Function::Scan => "scan",
+        }
+    }
+    /// The cargo binary whose `bootstrap` the zip holds.
+    pub fn binary(self) -> &'static str {
+        match self {
+            Function::Alert => "escher-alert",
+            Function::Scan => "escher-scan",
+        }
+    }
+    /// The template parameter naming the zip's key.
+    pub fn code_key_parameter(self) -> &'static str {
+        match self {
+            Function::Alert => "AlertFunctionCodeKey",
+            Function::Scan => "ScanFunctionCodeKey",
+        }
+    }
+    /// The function's logical id in the template.
+    pub fn logical_id(self) -> &'static str {
+        match self {
+            Function::Alert => "AlertFunction",
+            Function::Scan => "ScanFunction",
+        }
+    }
+}
+
+/// One function's zip, read and hashed: the key it is stored under is its SHA-256, so
+/// unchanged code is never uploaded twice and never updates the function.
+#[derive(Debug, Clone)]
+pub struct FunctionPackage {
+    pub function: Function,
+    pub path: PathBuf,
+    pub bytes: Vec<u8>,
+    /// `<sha256 hex>.zip`
+    pub key: String,
+}
+
+impl FunctionPackage {
+    pub fn from_bytes(function: Function, path: PathBuf, bytes: Vec<u8>) -> Self {
+        let digest = Sha256::digest(&bytes);
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        FunctionPackage {
+            function,
+            path,
+            bytes,
+            key: format!("{hex}.zip"),
+        }
+    }
+}
+
+/// Packaging: finds each function's zip (`DIR/<function>.zip`, or cargo lambda's output)
+/// and reads it. A missing zip is an error that says how to build it.
+pub fn locate_packages(
+    artifacts_dir: Option<&Path>,
+    functions: &[Function],
+) -> anyhow::Result<Vec<FunctionPackage>> {
+    let mut packages = Vec::new();
+    let mut missing = Vec::new();
+    for &function in functions {
+        let path = match artifacts_dir {
+            Some(dir) => dir.join(format!("{}.zip", function.name())),
+            None => Path::new("target/lambda")
+                .join(function.binary())
+                .join("bootstrap.zip"),
+        };
+        match std::fs::read(&path) {
+            Ok(bytes) if is_zip(&bytes) => {
+                packages.push(FunctionPackage::from_bytes(function, path, bytes))
+            }
+            Ok(_) => bail!(
+                "{} is not a zip file; the {} function needs a zip holding its `bootstrap` binary (`make package` builds it)",
+                path.display(),
+                function.name()
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                missing.push((function, path))
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot read {}", path.display()))
+            }
+        }
+    }
+    if !missing.is_empty() {
+        let list: Vec<String> = missing
+            .iter()
+            .map(|(f, p)| {
+                format!(
+                    "{} function: {} (binary {})",
+                    f.name(),
+                    p.display(),
+                    f.binary()
+                )
+            })
+            .collect();
+        bail!(
+            "the functions' zips are missing:\n  {}\nbuild them with `make package` (cargo lambda; `target/lambda/<binary>/bootstrap.zip`), or pass --artifacts DIR holding `alert.zip` and `scan.zip`",
+            list.join("\n  ")
+        );
+    }
+    Ok(packages)
+}
+
+fn is_zip(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06")
+}
+
+/// What a change set does to one resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    Add,
+    Modify,
+    Remove,
+    /// Import, Dynamic and kinds this CLI does not know yet.
+    Other,
+}
+
+/// Whether a modification replaces the resource (a new physical resource, the old one
+/// deleted: data in it is lost, its name may change).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Replacement {
+    Yes,
+    No,
+    Conditional,
+}
+
+/// One row of the change table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResourceChange {
+    pub action: ChangeKind,
+    pub logical_id: String,
+    pub resource_type: String,
+    pub replacement: Replacement,
+}
+
+pub fn print_changes(changes: &[ResourceChange]) {
+    let mut t = table(vec!["action", "logical id", "type", "replacement"]);
+    for c in changes {
+        t.add_row(vec![
+            match c.action {
+                ChangeKind::Add => "add",
+                ChangeKind::Modify => "modify",
+                ChangeKind::Remove => "remove",
+                ChangeKind::Other => "other",
+            }
+            .to_string(),
+            c.logical_id.clone(),
+            c.resource_type.clone(),
+            match c.replacement {
+                Replacement::Yes => "yes",
+                Replacement::No => "no",
+                Replacement::Conditional => "conditional",
+            }
+            .to_string(),
+        ]);
+    }
+    println!("{t}");
+}
+
+/// Asks `question` on the terminal; `--yes` answers for the user. Without a terminal
+/// (a pipe, CI) and without `--yes` nothing is changed: a deploy nobody saw must not run.
+pub fn confirm(question: &str, yes: bool, refuse_hint: &str) -> anyhow::Result<bool> {
+    if yes {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("standard input is not a terminal, so nobody can confirm: {refuse_hint}");
+    }
+    let mut err = std::io::stderr();
+    write!(err, "{question} [y/N] ")?;
+    err.flush()?;
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .context("cannot read the answer from standard input")?;
+    Ok(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
+}
+
+/// Where `extend` saves the stack's outputs: `$HOME/.escher/extend/aws-<account>-<region>.json`.
+pub fn outputs_path(account: &str, region: &str) -> anyhow::Result<PathBuf> {
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .context("HOME is not set, so the outputs cannot be saved under ~/.escher/extend")?;
+    Ok(PathBuf::from(home)
+        .join(".escher")
+        .join("extend")
+        .join(format!("aws-{account}-{region}.json")))
+}
+
+/// The saved outputs file.
+#[derive(Debug, Clone, Serialize)]
+pub struct SavedOutputs<'a> {
+    pub stack: &'a str,
+    pub account: &'a str,
+    pub region: &'a str,
+    pub stack_status: &'a str,
+    pub outputs: &'a BTreeMap<String, String>,
+}
+
+pub fn save_outputs(path: &Path, saved: &SavedOutputs<'_>) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut text = serde_json::to_string_pretty(saved)?;
+    text.push('\n');
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+pub fn print_outputs(outputs: &BTreeMap<String, String>) {
+    let mut t = table(vec!["output", "value"]);
+    for (k, v) in outputs {
+        t.add_row(vec![k.clone(), v.clone()]);
+    }
+    println!("{t}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zip_keys_are_the_sha256_of_the_content() {
+        let a = FunctionPackage::from_bytes(Function::Alert, "a".into(), b"PK\x03\x04one".to_vec());
+        let b = FunctionPackage::from_bytes(Function::Alert, "b".into(), b"PK\x03\x04one".to_vec());
+        let c = FunctionPackage::from_bytes(Function::Alert, "c".into(), b"PK\x03\x04two".to_vec());
+        assert_eq!(a.key, b.key, "same bytes, same key, wherever the file is");
+        assert_ne!(a.key, c.key);
+        assert!(
+            crate::config::ZipKey::try_from(a.key.clone()).is_ok(),
+            "{}",
+            a.key
+        );
+    }
+
+    #[test]
+    fn missing_zips_say_how_to_build_them() {
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join("alert.zip"), b"PK\x03\x04x").expect("write");
+        let err = locate_packages(Some(dir.path()), &Function::ALL)
+            .expect_err("scan.zip is missing")
+            .to_string();
+        assert!(
+            err.contains("scan.zip") && err.contains("make package"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("alert function:"),
+            "only the missing one is named: {err}"
+        );
+        std::fs::write(dir.path().join("scan.zip"), b"not a zip").expect("write");
+        let err = locate_packages(Some(dir.path()), &Function::ALL)
+            .expect_err("not a zip")
+            .to_string();
+        assert!(err.contains("not a zip"), "{err}");
+    }
+
+    #[test]
+    fn outputs_are_saved_under_home() {
+        let path = outputs_path("123456789012", "eu-west-1");
+        if let Ok(path) = path {
+            assert!(path.ends_with(".escher/extend/aws-123456789012-eu-west-1.json"));
+        }
+    }
+}

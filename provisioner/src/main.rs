@@ -7,8 +7,10 @@
 //! issues.
 
 mod approvals;
+mod audit_command;
 mod config;
 mod events;
+mod handle;
 mod output;
 mod render;
 mod render_command;
@@ -43,6 +45,10 @@ enum Command {
     /// Exit status: 0 when the files were written, 2 when the configuration is invalid or the
     /// cloud is not supported yet (the reason is printed on stderr).
     Render(render_command::RenderArgs),
+
+    /// Check the audit trail: every record re-hashed against the day's listing.
+    #[command(subcommand)]
+    Audit(audit_command::AuditCommand),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +58,7 @@ fn main() -> ExitCode {
         Command::Events(cmd) => events::run(cmd),
         Command::Approvals(args) => approvals::run(args),
         Command::Render(args) => render_command::run(args),
+        Command::Audit(cmd) => audit_command::run(cmd),
     }
 }
 

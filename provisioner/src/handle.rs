@@ -83,7 +83,9 @@ async fn execute(args: HandleArgs) -> anyhow::Result<u8> {
     let (label, payload) = read_input(Some(&args.file))?;
     let state = args.state.map_or_else(|| default_store("state"), Ok)?;
     let audit = args.audit.map_or_else(|| default_store("audit"), Ok)?;
-    let approvals = args.approvals.map_or_else(|| default_store("approvals"), Ok)?;
+    let approvals = args
+        .approvals
+        .map_or_else(|| default_store("approvals"), Ok)?;
     let dry_run = args.dry_run;
     // Topics, SSM prefix and the rest come from the same environment the function gets.
     let config = HandlerConfig::from_lookup(|name| match name {
@@ -128,7 +130,10 @@ fn tell(out: &mut impl Write, label: &str, handled: &Handled) -> anyhow::Result<
         writeln!(
             out,
             "event {}",
-            result.event_id.as_deref().unwrap_or("(unrecognized payload)")
+            result
+                .event_id
+                .as_deref()
+                .unwrap_or("(unrecognized payload)")
         )?;
         for step in &result.steps {
             writeln!(out, "  - {step}")?;

@@ -166,7 +166,10 @@ async fn approve(stores: &Stores, approvals: Vec<Approval>) {
 }
 
 async fn audit_records(uri: &str) -> Vec<AuditRecord> {
-    let log = AuditLog::new(escher_core::store::open(uri).expect("audit store"), uri.into());
+    let log = AuditLog::new(
+        escher_core::store::open(uri).expect("audit store"),
+        uri.into(),
+    );
     let mut records = Vec::new();
     for day in log.days().await.expect("days") {
         records.extend(log.records(day).await.expect("records"));
@@ -302,8 +305,7 @@ async fn topic_with_queue(moto: &Moto, name: &str) -> (String, String) {
 }
 
 async fn notify(moto: &Moto) -> Notify {
-    let (critical_topic, critical_queue) =
-        topic_with_queue(moto, &unique("escher-critical")).await;
+    let (critical_topic, critical_queue) = topic_with_queue(moto, &unique("escher-critical")).await;
     let (high_topic, high_queue) = topic_with_queue(moto, &unique("escher-high")).await;
     let ssm_prefix = format!("/escher/{}/", unique("stack"));
     let (receiver_base, received) = receiver().await;
@@ -551,7 +553,9 @@ async fn approved_public_bucket_via_the_cli_is_made_private_verified_audited_and
     // Slack: an incoming-webhook message with `text` and Block Kit `blocks`.
     let slack = notify.received.at("/slack");
     assert_eq!(slack.len(), 1, "{slack:?}");
-    assert!(slack[0]["text"].as_str().is_some_and(|t| t.contains(&bucket)));
+    assert!(slack[0]["text"]
+        .as_str()
+        .is_some_and(|t| t.contains(&bucket)));
     assert!(slack[0]["blocks"].as_array().is_some_and(|b| !b.is_empty()));
     // PagerDuty Events API v2.
     let pd = notify.received.at("/pagerduty");
@@ -583,7 +587,12 @@ async fn unapproved_public_bucket_is_left_alone_and_the_notice_says_how_to_appro
     let bucket = public_read_bucket(&moto, &[]).await;
     let pipeline = pipeline(&moto, &stores, Some(&notify)).await;
     let result = handle_one(&pipeline, &put_bucket_acl_payload(&bucket)).await;
-    assert_eq!(result.outcome, Outcome::ApprovalRequired, "{:#?}", result.steps);
+    assert_eq!(
+        result.outcome,
+        Outcome::ApprovalRequired,
+        "{:#?}",
+        result.steps
+    );
 
     assert!(!public_grants(&moto, &bucket).await.is_empty(), "unchanged");
     assert!(!blocks_public_access(&moto, &bucket).await);
@@ -599,8 +608,15 @@ async fn unapproved_public_bucket_is_left_alone_and_the_notice_says_how_to_appro
     assert!(queued(&moto, &notify.critical_queue).await.is_empty());
     let slack = notify.received.at("/slack");
     assert_eq!(slack.len(), 1);
-    assert!(slack[0].to_string().contains(approve_command), "{}", slack[0]);
-    assert!(notify.received.at("/pagerduty").is_empty(), "HIGH is not paged");
+    assert!(
+        slack[0].to_string().contains(approve_command),
+        "{}",
+        slack[0]
+    );
+    assert!(
+        notify.received.at("/pagerduty").is_empty(),
+        "HIGH is not paged"
+    );
 }
 
 #[tokio::test]
@@ -1002,7 +1018,9 @@ async fn unreachable_approvals_store_is_retried_and_nothing_is_done_or_lost() {
     let down = Stores {
         state: good.state.clone(),
         audit: good.audit.clone(),
-        approvals: format!("s3://escher-down/approvals?region={REGION}&endpoint=http://127.0.0.1:{closed}"),
+        approvals: format!(
+            "s3://escher-down/approvals?region={REGION}&endpoint=http://127.0.0.1:{closed}"
+        ),
         _dir: None,
     };
     let bucket = public_read_bucket(&moto, &[]).await;
@@ -1050,7 +1068,9 @@ async fn audit_verify_catches_a_record_altered_after_the_fact() {
     let root = stores.audit.trim_start_matches("fs://").to_string();
     let record_path = walk(std::path::Path::new(&root))
         .into_iter()
-        .find(|p| p.to_string_lossy().contains("/audit/") && p.extension().is_some_and(|e| e == "json"))
+        .find(|p| {
+            p.to_string_lossy().contains("/audit/") && p.extension().is_some_and(|e| e == "json")
+        })
         .expect("a record file");
     let mut record: Value =
         serde_json::from_slice(&std::fs::read(&record_path).expect("read")).expect("json");
@@ -1066,7 +1086,10 @@ async fn audit_verify_catches_a_record_altered_after_the_fact() {
         .to_string_lossy()
         .to_string();
     assert!(
-        report.to_string().contains(&name) && report[0]["altered"].as_array().is_some_and(|a| a.len() == 1),
+        report.to_string().contains(&name)
+            && report[0]["altered"]
+                .as_array()
+                .is_some_and(|a| a.len() == 1),
         "{report}"
     );
 }

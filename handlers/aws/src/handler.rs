@@ -202,10 +202,10 @@ pub enum HandlerError {
     Store {
         which: &'static str,
         #[source]
-        source: StoreError,
+        source: Box<StoreError>,
     },
     #[error("cannot open the approvals store: {0}")]
-    Approvals(#[from] ApprovalStoreError),
+    Approvals(#[source] Box<ApprovalStoreError>),
 }
 
 fn set(value: Option<String>) -> Option<String> {
@@ -220,9 +220,8 @@ impl HandlerConfig {
 
     /// Reads the settings through `lookup` (the environment, or a test's map).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, HandlerError> {
-        let required = |name: &'static str| {
-            set(lookup(name)).ok_or(HandlerError::MissingSetting { name })
-        };
+        let required =
+            |name: &'static str| set(lookup(name)).ok_or(HandlerError::MissingSetting { name });
         let dry_run = match set(lookup("ESCHER_DRY_RUN")) {
             None => false,
             Some(v) => parse_bool(&v).ok_or(HandlerError::InvalidSetting {
@@ -233,13 +232,13 @@ impl HandlerConfig {
         };
         let approvals_refresh = match set(lookup("ESCHER_APPROVALS_REFRESH_SECS")) {
             None => DEFAULT_APPROVALS_REFRESH,
-            Some(v) => Duration::from_secs(v.trim().parse().map_err(|_| {
-                HandlerError::InvalidSetting {
+            Some(v) => {
+                Duration::from_secs(v.trim().parse().map_err(|_| HandlerError::InvalidSetting {
                     name: "ESCHER_APPROVALS_REFRESH_SECS",
                     value: v.clone(),
                     expected: "a whole number of seconds",
-                }
-            })?),
+                })?)
+            }
         };
         Ok(HandlerConfig {
             state_uri: required("ESCHER_STATE_URI")?,
@@ -282,11 +281,15 @@ fn parse_bool(value: &str) -> Option<bool> {
 /// every SDK client. Nothing is fetched yet; approvals load on the first event.
 pub fn build_pipeline(config: &HandlerConfig, sdk: &SdkConfig) -> Result<Pipeline, HandlerError> {
     let open = |which: &'static str, uri: &str| {
-        escher_core::store::open(uri).map_err(|source| HandlerError::Store { which, source })
+        escher_core::store::open(uri).map_err(|source| HandlerError::Store {
+            which,
+            source: Box::new(source),
+        })
     };
     let state = open("state", &config.state_uri)?;
     let audit = open("audit", &config.audit_uri)?;
-    let approvals = ApprovalStore::open(&config.approvals_uri)?;
+    let approvals = ApprovalStore::open(&config.approvals_uri)
+        .map_err(|e| HandlerError::Approvals(Box::new(e)))?;
     let clients = AwsClients::new(sdk);
     let mut notifier = Notifier::new(
         state.clone(),
@@ -361,6 +364,9 @@ mod tests {
         let mut env = STORES.to_vec();
         env.push(("ESCHER_DRY_RUN", "maybe"));
         let err = HandlerConfig::from_lookup(lookup(&env)).expect_err("bad bool");
-        assert!(err.to_string().contains("ESCHER_DRY_RUN=\"maybe\""), "{err}");
+        assert!(
+            err.to_string().contains("ESCHER_DRY_RUN=\"maybe\""),
+            "{err}"
+        );
     }
 }

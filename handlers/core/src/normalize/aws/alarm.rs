@@ -148,7 +148,8 @@ impl Alarm {
         let reason = self.reason.as_deref().unwrap_or_default();
         // "1 datapoint [...] was less than", "3 out of the last 3 datapoints [...] were less than".
         let says = |side: &str| {
-            reason.contains(&format!("was {side} than")) || reason.contains(&format!("were {side} than"))
+            reason.contains(&format!("was {side} than"))
+                || reason.contains(&format!("were {side} than"))
         };
         match (says("greater"), says("less")) {
             (true, false) => Side::Above,

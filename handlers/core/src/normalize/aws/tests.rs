@@ -633,7 +633,11 @@ fn ec2_cpu_below_a_fixed_threshold_is_an_idle_instance() {
     );
     // CPU of something that is not one instance (an RDS database) is not idle.
     assert_eq!(
-        types(&classic_alarm("CPUUtilization", "LessThanThreshold", "ALARM")),
+        types(&classic_alarm(
+            "CPUUtilization",
+            "LessThanThreshold",
+            "ALARM"
+        )),
         [EventType::MetricAlarm]
     );
 }

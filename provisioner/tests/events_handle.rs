@@ -1107,3 +1107,57 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     files.sort();
     files
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_handle_exits_2_on_an_unrecognized_payload_and_1_when_it_would_be_retried() {
+    let Some(moto) = moto().await else {
+        return;
+    };
+    let stores = fs_stores();
+    approve(&stores, vec![]).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let env = |approvals: &str| {
+        vec![
+            ("AWS_ENDPOINT_URL", moto.endpoint.clone()),
+            ("AWS_REGION", REGION.to_string()),
+            ("ESCHER_STATE_URI", stores.state.clone()),
+            ("ESCHER_AUDIT_URI", stores.audit.clone()),
+            ("ESCHER_APPROVALS_URI", approvals.to_string()),
+        ]
+    };
+    let unknown = dir.path().join("unknown.json");
+    std::fs::write(&unknown, r#"{"hello": "world"}"#).expect("write");
+    let file = unknown.display().to_string();
+    let env_ok = env(&stores.approvals);
+    let output =
+        tokio::task::spawn_blocking(move || run_cli(&["events", "handle", &file], &env_ok))
+            .await
+            .expect("cli");
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(text(&output).contains("unrecognized"), "{}", text(&output));
+    // Audited all the same.
+    let records = audit_records(&stores.audit).await;
+    assert_eq!(
+        records.iter().map(|r| r.outcome).collect::<Vec<_>>(),
+        [Outcome::Unrecognized]
+    );
+
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    let bucket = public_read_bucket(&moto, &[]).await;
+    let event = dir.path().join("event.json");
+    std::fs::write(&event, put_bucket_acl_payload(&bucket).to_string()).expect("write");
+    let file = event.display().to_string();
+    let env_down = env(&format!(
+        "s3://escher-down/approvals?region={REGION}&endpoint=http://127.0.0.1:{closed}"
+    ));
+    let output =
+        tokio::task::spawn_blocking(move || run_cli(&["events", "handle", &file], &env_down))
+            .await
+            .expect("cli");
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(text(&output).contains("retried"), "{}", text(&output));
+    assert!(!public_grants(&moto, &bucket).await.is_empty(), "untouched");
+}

@@ -26,6 +26,14 @@ pub enum EventsCommand {
     /// With --dir (repeatable), every *.json file below each DIR (except *.expected.json) is
     /// normalized and a summary table is printed; exit status 2 if any file failed.
     Normalize(NormalizeArgs),
+
+    /// Handle an alert as the AWS function does: normalize, enrich, check the approvals,
+    /// remediate, verify, audit, notify; prints each step and the outcome.
+    ///
+    /// Exit status: 0 when the event was handled (remediated, not approved, notify only,
+    /// duplicate, …), 1 on a failure the function would retry (storage or approvals
+    /// unreachable, throttling), 2 on bad input (not a recognised alert, invalid settings).
+    Handle(crate::handle::HandleArgs),
 }
 
 #[derive(Debug, Args)]
@@ -53,7 +61,10 @@ pub struct NormalizeArgs {
 }
 
 pub fn run(cmd: EventsCommand) -> ExitCode {
-    let EventsCommand::Normalize(args) = cmd;
+    let args = match cmd {
+        EventsCommand::Normalize(args) => args,
+        EventsCommand::Handle(args) => return crate::handle::run(args),
+    };
     match normalize_command(&args) {
         Ok(code) => code,
         Err(e) => {

@@ -7,9 +7,11 @@
 //! issues.
 
 mod approvals;
+mod audit_command;
 mod config;
 mod deploy;
 mod events;
+mod handle;
 mod output;
 mod render;
 mod render_command;
@@ -63,6 +65,9 @@ enum Command {
     /// Store the credentials the functions use for Azure and GCP as SSM SecureStrings under
     /// the stack's path; list them (names and dates only) or remove them.
     Credentials(deploy::CredentialsArgs),
+    /// Check the audit trail: every record re-hashed against the day's listing.
+    #[command(subcommand)]
+    Audit(audit_command::AuditCommand),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +81,7 @@ fn main() -> ExitCode {
         Command::Status(args) => deploy::run_command(deploy::aws::status(args)),
         Command::Destroy(args) => deploy::run_command(deploy::aws::destroy(args)),
         Command::Credentials(args) => deploy::run_command(deploy::aws::credentials(args)),
+        Command::Audit(cmd) => audit_command::run(cmd),
     }
 }
 

@@ -109,10 +109,16 @@ pub(crate) const PERMISSIONS: &[RequiredPermission] = &[
         resource: KMS_KEY,
         why: "encrypt_volume's encrypted copy: EC2 decrypts the data key to create the volume",
     },
+    // Named one by one: the role never holds a wildcard action (`render` rejects them).
     RequiredPermission {
-        action: "kms:ReEncrypt*",
+        action: "kms:ReEncryptFrom",
         resource: KMS_KEY,
-        why: "encrypt_volume's encrypted copy: EC2 re-encrypts the data key (ReEncryptFrom/To) when copying",
+        why: "encrypt_volume's encrypted copy: EC2 re-encrypts the data key when copying",
+    },
+    RequiredPermission {
+        action: "kms:ReEncryptTo",
+        resource: KMS_KEY,
+        why: "encrypt_volume's encrypted copy: EC2 re-encrypts the data key when copying",
     },
 ];
 

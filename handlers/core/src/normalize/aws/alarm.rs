@@ -146,10 +146,12 @@ impl Alarm {
             }
         }
         let reason = self.reason.as_deref().unwrap_or_default();
-        match (
-            reason.contains("was greater than"),
-            reason.contains("was less than"),
-        ) {
+        // "1 datapoint [...] was less than", "3 out of the last 3 datapoints [...] were less than".
+        let says = |side: &str| {
+            reason.contains(&format!("was {side} than"))
+                || reason.contains(&format!("were {side} than"))
+        };
+        match (says("greater"), says("less")) {
             (true, false) => Side::Above,
             (false, true) => Side::Below,
             _ => Side::Unknown,
@@ -180,12 +182,28 @@ impl Alarm {
         matches!(self.breach_side(), Side::Unknown) || self.breach_side() == wanted
     }
 
+    /// One EC2 instance's CPU below a fixed threshold: the instance does nothing while it
+    /// costs money (what `stop_idle_instance` fixes, once the CPU history confirms it). An
+    /// anomaly band's lower edge means unusual, not idle, and stays `metric_alarm`.
+    fn is_idle_instance(&self) -> bool {
+        match self.metrics.as_slice() {
+            [only] if self.kind() == "metric" => {
+                only.name == "CPUUtilization"
+                    && only.namespace.as_deref().is_none_or(|n| n == "AWS/EC2")
+                    && only.dimensions.iter().any(|(k, _)| k == "InstanceId")
+                    && self.breach_side() == Side::Below
+            }
+            _ => false,
+        }
+    }
+
     fn event_type(
         &self,
         state_pointer: &str,
         envelope: &str,
     ) -> Result<(EventType, Option<Severity>), NormalizeError> {
         Ok(match self.state.as_str() {
+            "ALARM" if self.is_idle_instance() => (EventType::InstanceIdle, None),
             "ALARM" if self.is_capacity() => (EventType::CapacityHigh, None),
             "ALARM" => (EventType::MetricAlarm, None),
             "OK" => (EventType::AlarmResolved, None),

@@ -611,3 +611,33 @@ fn log_file_events_keep_their_own_record() {
         assert_eq!(*event.raw_event, *record);
     }
 }
+
+#[test]
+fn ec2_cpu_below_a_fixed_threshold_is_an_idle_instance() {
+    let cpu = |operator: &str, state: &str| {
+        let mut alarm = classic_alarm("CPUUtilization", operator, state);
+        alarm["Trigger"]["Namespace"] = json!("AWS/EC2");
+        alarm["Trigger"]["Dimensions"] = json!([{"name": "InstanceId", "value": "i-0abc"}]);
+        alarm
+    };
+    let idle = events(&cpu("LessThanThreshold", "ALARM"));
+    assert_eq!(idle[0].event_type, EventType::InstanceIdle);
+    assert_eq!(idle[0].resource.kind, "ec2_instance");
+    assert_eq!(
+        types(&cpu("GreaterThanThreshold", "ALARM")),
+        [EventType::CapacityHigh]
+    );
+    assert_eq!(
+        types(&cpu("LessThanThreshold", "OK")),
+        [EventType::AlarmResolved]
+    );
+    // CPU of something that is not one instance (an RDS database) is not idle.
+    assert_eq!(
+        types(&classic_alarm(
+            "CPUUtilization",
+            "LessThanThreshold",
+            "ALARM"
+        )),
+        [EventType::MetricAlarm]
+    );
+}

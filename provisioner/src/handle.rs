@@ -1,0 +1,145 @@
+//! `escher-provision events handle`: runs one alert through the AWS handler's pipeline on
+//! the laptop, built by `escher_aws::build_pipeline` exactly as the Lambda function builds
+//! it, and tells what happened step by step.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Args;
+use escher_aws::{build_pipeline, load_sdk_config, HandlerConfig};
+use escher_core::pipeline::{Handled, PipelineError};
+
+use crate::output::{read_input, write_json};
+
+/// The event was handled (remediated, not approved, notify only, duplicate, …).
+const EXIT_HANDLED: u8 = 0;
+/// A failure the function would retry (storage or approvals unreachable, throttling).
+const EXIT_RETRY: u8 = 1;
+/// Bad input: not a recognised alert, unreadable file, invalid settings.
+const EXIT_BAD_INPUT: u8 = 2;
+
+#[derive(Debug, Args)]
+pub struct HandleArgs {
+    /// The alert payload (EventBridge, SNS, CloudWatch alarm, …); `-` reads standard input.
+    #[arg(value_name = "FILE|-")]
+    file: PathBuf,
+
+    /// Run everything but the change, and say exactly what would have been done (also:
+    /// ESCHER_DRY_RUN=true).
+    #[arg(long)]
+    dry_run: bool,
+
+    /// The state store (markers, counters, inbox). Default: fs://$HOME/.escher/state.
+    #[arg(long, env = "ESCHER_STATE_URI", value_name = "URI")]
+    state: Option<String>,
+
+    /// The audit store. Default: fs://$HOME/.escher/audit.
+    #[arg(long, env = "ESCHER_AUDIT_URI", value_name = "URI")]
+    audit: Option<String>,
+
+    /// The approvals store. Default: fs://$HOME/.escher/approvals.
+    #[arg(long, env = "ESCHER_APPROVALS_URI", value_name = "URI")]
+    approvals: Option<String>,
+
+    /// Print the results (with their audit records) as JSON instead of the story.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `fs://$HOME/.escher/<name>`, the laptop's default stores.
+pub fn default_store(name: &str) -> anyhow::Result<String> {
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .with_context(|| format!("HOME is not set; pass the {name} store URI"))?;
+    Ok(format!(
+        "fs://{}",
+        PathBuf::from(home).join(".escher").join(name).display()
+    ))
+}
+
+pub fn run(args: HandleArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    match runtime.block_on(execute(args)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
+}
+
+async fn execute(args: HandleArgs) -> anyhow::Result<u8> {
+    let (label, payload) = read_input(Some(&args.file))?;
+    let state = args.state.map_or_else(|| default_store("state"), Ok)?;
+    let audit = args.audit.map_or_else(|| default_store("audit"), Ok)?;
+    let approvals = args
+        .approvals
+        .map_or_else(|| default_store("approvals"), Ok)?;
+    let dry_run = args.dry_run;
+    // Topics, SSM prefix and the rest come from the same environment the function gets.
+    let config = HandlerConfig::from_lookup(|name| match name {
+        "ESCHER_STATE_URI" => Some(state.clone()),
+        "ESCHER_AUDIT_URI" => Some(audit.clone()),
+        "ESCHER_APPROVALS_URI" => Some(approvals.clone()),
+        "ESCHER_DRY_RUN" if dry_run => Some("true".into()),
+        _ => std::env::var(name).ok(),
+    })?;
+    let sdk = load_sdk_config(None, None).await;
+    let pipeline = build_pipeline(&config, &sdk)?;
+    let mut out = std::io::stdout().lock();
+    match pipeline.handle(&payload).await {
+        Ok(handled) => {
+            if args.json {
+                write_json(&mut out, &handled, false)?;
+            } else {
+                tell(&mut out, &label, &handled)?;
+            }
+            if handled.unrecognized() {
+                Ok(EXIT_BAD_INPUT)
+            } else {
+                Ok(EXIT_HANDLED)
+            }
+        }
+        Err(e @ PipelineError::Retry { .. }) => {
+            eprintln!("error: {e} (the function would return an error so Lambda retries it)");
+            Ok(EXIT_RETRY)
+        }
+    }
+}
+
+fn tell(out: &mut impl Write, label: &str, handled: &Handled) -> anyhow::Result<()> {
+    if let Some(handshake) = &handled.handshake {
+        writeln!(
+            out,
+            "{label}: a subscription handshake, not an alert: {}",
+            serde_json::to_string(handshake)?
+        )?;
+    }
+    for result in &handled.results {
+        writeln!(
+            out,
+            "event {}",
+            result
+                .event_id
+                .as_deref()
+                .unwrap_or("(unrecognized payload)")
+        )?;
+        for step in &result.steps {
+            writeln!(out, "  - {step}")?;
+        }
+        writeln!(out, "  outcome: {} — {}", result.outcome, result.summary)?;
+        writeln!(out, "  audit: {}", result.audit_path)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,1163 @@
+//! The AWS alert handler end to end against moto server: the pipeline `escher_aws::
+//! build_pipeline` assembles (the one the Lambda function and `events handle` run), real
+//! AWS SDK calls for the fixes and the notifications, stores on moto S3 or a local folder,
+//! SNS topics with subscribed SQS queues, Slack and PagerDuty secrets as SSM SecureStrings
+//! pointing at a local HTTP receiver. The user-facing path (`escher-provision events handle`,
+//! `audit verify`) runs as a process.
+//!
+//! Each test creates its own resources (unique names) and never resets moto.
+//! `tests/emulators.sh start` writes `ESCHER_TEST_AWS_ENDPOINT`; without it the tests print a
+//! notice and return, unless `ESCHER_REQUIRE_EMULATORS=1`, when they fail.
+
+use std::collections::BTreeMap;
+use std::process::Output;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use aws_config::SdkConfig;
+use aws_sdk_cloudwatch::primitives::DateTime as AwsDateTime;
+use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
+use aws_sdk_ec2::types::{Filter, InstanceStateName, InstanceType, IpPermission, IpRange};
+use aws_sdk_s3::types::{BucketCannedAcl, Tag, Tagging};
+use aws_sdk_sqs::types::QueueAttributeName;
+use aws_sdk_ssm::types::ParameterType;
+use chrono::{Duration, Utc};
+use escher_aws::{build_pipeline, load_sdk_config, s3_client, HandlerConfig};
+use escher_core::approvals::{Action, Approval, ApprovalStore, Change, Conditions, Scope};
+use escher_core::pipeline::audit::{AuditLog, AuditRecord, Outcome};
+use escher_core::pipeline::{Pipeline, PipelineError};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const REGION: &str = "us-east-1";
+const MOTO_ACCOUNT: &str = "123456789012";
+/// An image moto ships in every region.
+const AMI: &str = "ami-12c6146b";
+const PAGERDUTY_KEY: &str = "R0UTINGKEY0123456789abcdef012345";
+
+struct Moto {
+    endpoint: String,
+    config: SdkConfig,
+    s3: aws_sdk_s3::Client,
+    ec2: aws_sdk_ec2::Client,
+    cloudwatch: aws_sdk_cloudwatch::Client,
+    sns: aws_sdk_sns::Client,
+    sqs: aws_sdk_sqs::Client,
+    ssm: aws_sdk_ssm::Client,
+}
+
+async fn moto() -> Option<Moto> {
+    let endpoint = match std::env::var("ESCHER_TEST_AWS_ENDPOINT") {
+        Ok(endpoint) => endpoint,
+        Err(_) if std::env::var_os("ESCHER_REQUIRE_EMULATORS").is_some() => {
+            panic!("ESCHER_TEST_AWS_ENDPOINT is not set although the emulators were started (see tests/emulators.sh)")
+        }
+        Err(_) => {
+            eprintln!("NOTICE: ESCHER_TEST_AWS_ENDPOINT not set; the handler end-to-end tests run under `make test`, which starts moto");
+            return None;
+        }
+    };
+    let config = load_sdk_config(Some(REGION), Some(&endpoint)).await;
+    Some(Moto {
+        s3: s3_client(&config),
+        ec2: aws_sdk_ec2::Client::new(&config),
+        cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
+        sns: aws_sdk_sns::Client::new(&config),
+        sqs: aws_sdk_sqs::Client::new(&config),
+        ssm: aws_sdk_ssm::Client::new(&config),
+        endpoint,
+        config,
+    })
+}
+
+fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}-{}",
+        std::process::id(),
+        Utc::now().timestamp_micros() % 1_000_000_000,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn fixture(name: &str) -> Value {
+    let path = format!(
+        "{}/../tests/fixtures/aws/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let text = text
+        .replace("210987654321", MOTO_ACCOUNT)
+        .replace("eu-west-1", REGION);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn set(payload: &mut Value, pointer: &str, value: Value) {
+    *payload
+        .pointer_mut(pointer)
+        .unwrap_or_else(|| panic!("fixture has no {pointer}")) = value;
+}
+
+// ---------------------------------------------------------------- stores and approvals
+
+struct Stores {
+    state: String,
+    audit: String,
+    approvals: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// The three stores as prefixes of one new moto S3 bucket.
+async fn s3_stores(moto: &Moto) -> Stores {
+    let bucket = unique("escher-stores");
+    moto.s3
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("create store bucket");
+    let uri = |prefix: &str| {
+        format!(
+            "s3://{bucket}/{prefix}?region={REGION}&endpoint={}",
+            moto.endpoint
+        )
+    };
+    Stores {
+        state: uri("state"),
+        audit: uri("audit"),
+        approvals: uri("approvals"),
+        _dir: None,
+    }
+}
+
+fn fs_stores() -> Stores {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let uri = |name: &str| format!("fs://{}", dir.path().join(name).display());
+    Stores {
+        state: uri("state"),
+        audit: uri("audit"),
+        approvals: uri("approvals"),
+        _dir: Some(dir),
+    }
+}
+
+fn approval(action: Action, conditions: Conditions) -> Approval {
+    Approval {
+        id: unique("apr"),
+        action,
+        scope: Scope::default(),
+        conditions,
+        approved_by: "ana".into(),
+        approved_at: Utc::now() - Duration::minutes(5),
+        expires_at: None,
+        reason: "end-to-end test".into(),
+        revoked_at: None,
+        revoked_by: None,
+        revoke_reason: None,
+    }
+}
+
+async fn approve(stores: &Stores, approvals: Vec<Approval>) {
+    ApprovalStore::open(&stores.approvals)
+        .expect("approvals store")
+        .apply(&Change::Init { approvals }, "ana")
+        .await
+        .expect("init approvals");
+}
+
+async fn audit_records(uri: &str) -> Vec<AuditRecord> {
+    let log = AuditLog::new(
+        escher_core::store::open(uri).expect("audit store"),
+        uri.into(),
+    );
+    let mut records = Vec::new();
+    for day in log.days().await.expect("days") {
+        records.extend(log.records(day).await.expect("records"));
+    }
+    records
+}
+
+// ---------------------------------------------------------------- notifications
+
+/// What a local HTTP receiver got: (path, JSON body).
+#[derive(Clone, Default)]
+struct Received(Arc<Mutex<Vec<(String, Value)>>>);
+
+impl Received {
+    fn at(&self, path: &str) -> Vec<Value> {
+        self.0
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+}
+
+/// A one-request-per-connection HTTP/1.1 receiver on 127.0.0.1 standing in for Slack's and
+/// PagerDuty's endpoints; answers 202 like PagerDuty does.
+async fn receiver() -> (String, Received) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind receiver");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let received = Received::default();
+    let sink = received.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let (head_end, length) = loop {
+                    let n = socket.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                        let length = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        break (end + 4, length);
+                    }
+                };
+                while buf.len() < head_end + length {
+                    let n = socket.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                let path = head
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_string();
+                let body = serde_json::from_slice(&buf[head_end..]).unwrap_or(Value::Null);
+                sink.0.lock().expect("lock").push((path, body));
+                let _ = socket
+                    .write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
+                    .await;
+            });
+        }
+    });
+    (base, received)
+}
+
+/// Topics with subscribed queues, secrets in SSM, a receiver for Slack and PagerDuty.
+struct Notify {
+    critical_topic: String,
+    high_topic: String,
+    critical_queue: String,
+    high_queue: String,
+    ssm_prefix: String,
+    receiver_base: String,
+    received: Received,
+}
+
+async fn topic_with_queue(moto: &Moto, name: &str) -> (String, String) {
+    let topic = moto
+        .sns
+        .create_topic()
+        .name(name)
+        .send()
+        .await
+        .expect("create topic")
+        .topic_arn()
+        .expect("topic arn")
+        .to_string();
+    let queue = moto
+        .sqs
+        .create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .expect("create queue")
+        .queue_url()
+        .expect("queue url")
+        .to_string();
+    let queue_arn = moto
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("queue attributes")
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .expect("queue arn");
+    moto.sns
+        .subscribe()
+        .topic_arn(&topic)
+        .protocol("sqs")
+        .endpoint(queue_arn)
+        .send()
+        .await
+        .expect("subscribe queue");
+    (topic, queue)
+}
+
+async fn notify(moto: &Moto) -> Notify {
+    let (critical_topic, critical_queue) = topic_with_queue(moto, &unique("escher-critical")).await;
+    let (high_topic, high_queue) = topic_with_queue(moto, &unique("escher-high")).await;
+    let ssm_prefix = format!("/escher/{}/", unique("stack"));
+    let (receiver_base, received) = receiver().await;
+    for (name, value) in [
+        ("slack-webhook-url", format!("{receiver_base}/slack")),
+        ("pagerduty-routing-key", PAGERDUTY_KEY.to_string()),
+    ] {
+        moto.ssm
+            .put_parameter()
+            .name(format!("{ssm_prefix}{name}"))
+            .value(value)
+            .r#type(ParameterType::SecureString)
+            .send()
+            .await
+            .expect("put secret");
+    }
+    Notify {
+        critical_topic,
+        high_topic,
+        critical_queue,
+        high_queue,
+        ssm_prefix,
+        receiver_base,
+        received,
+    }
+}
+
+/// The SNS messages (their `Message` text) delivered to a queue.
+async fn queued(moto: &Moto, queue: &str) -> Vec<String> {
+    let out = moto
+        .sqs
+        .receive_message()
+        .queue_url(queue)
+        .max_number_of_messages(10)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .expect("receive");
+    out.messages()
+        .iter()
+        .filter_map(|m| m.body())
+        .map(|body| {
+            serde_json::from_str::<Value>(body)
+                .ok()
+                .and_then(|v| v["Message"].as_str().map(str::to_string))
+                .unwrap_or_else(|| body.to_string())
+        })
+        .collect()
+}
+
+fn config(stores: &Stores, notify: Option<&Notify>) -> HandlerConfig {
+    HandlerConfig {
+        state_uri: stores.state.clone(),
+        approvals_uri: stores.approvals.clone(),
+        audit_uri: stores.audit.clone(),
+        ssm_prefix: notify.map(|n| n.ssm_prefix.clone()),
+        critical_topic_arn: notify.map(|n| n.critical_topic.clone()),
+        high_topic_arn: notify.map(|n| n.high_topic.clone()),
+        dry_run: false,
+        pagerduty_url: notify.map(|n| format!("{}/pagerduty", n.receiver_base)),
+        approvals_refresh: std::time::Duration::from_secs(60),
+    }
+}
+
+async fn pipeline(moto: &Moto, stores: &Stores, notify: Option<&Notify>) -> Pipeline {
+    build_pipeline(&config(stores, notify), &moto.config).expect("pipeline")
+}
+
+/// Handles one payload; expects exactly one event.
+async fn handle_one(pipeline: &Pipeline, payload: &Value) -> escher_core::pipeline::EventResult {
+    let mut handled = pipeline
+        .handle(payload.to_string().as_bytes())
+        .await
+        .unwrap_or_else(|e| panic!("handled: {e}"));
+    assert_eq!(handled.results.len(), 1, "{:?}", handled.results);
+    handled.results.remove(0)
+}
+
+// ---------------------------------------------------------------- buckets
+
+async fn public_read_bucket(moto: &Moto, tags: &[(&str, &str)]) -> String {
+    let bucket = unique("escher-public");
+    moto.s3
+        .create_bucket()
+        .bucket(&bucket)
+        .acl(BucketCannedAcl::PublicRead)
+        .send()
+        .await
+        .expect("create bucket");
+    if !tags.is_empty() {
+        let tag_set = tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(*k).value(*v).build().expect("tag"))
+            .collect();
+        moto.s3
+            .put_bucket_tagging()
+            .bucket(&bucket)
+            .tagging(
+                Tagging::builder()
+                    .set_tag_set(Some(tag_set))
+                    .build()
+                    .expect("tagging"),
+            )
+            .send()
+            .await
+            .expect("tag bucket");
+    }
+    bucket
+}
+
+/// The EventBridge CloudTrail PutBucketAcl event (fixture shape) for `bucket`.
+fn put_bucket_acl_payload(bucket: &str) -> Value {
+    let mut payload = fixture("cloudtrail-eventbridge-putbucketacl-allusers.json");
+    set(&mut payload, "/id", json!(unique("eb")));
+    set(&mut payload, "/detail/eventID", json!(unique("ct")));
+    set(
+        &mut payload,
+        "/detail/requestParameters/bucketName",
+        json!(bucket),
+    );
+    set(
+        &mut payload,
+        "/detail/requestParameters/host",
+        json!([format!("{bucket}.s3.{REGION}.amazonaws.com")]),
+    );
+    payload
+}
+
+async fn public_grants(moto: &Moto, bucket: &str) -> Vec<String> {
+    let acl = moto
+        .s3
+        .get_bucket_acl()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("acl");
+    acl.grants()
+        .iter()
+        .filter_map(|g| g.grantee()?.uri().map(str::to_string))
+        .filter(|uri| uri.contains("AllUsers") || uri.contains("AuthenticatedUsers"))
+        .collect()
+}
+
+async fn blocks_public_access(moto: &Moto, bucket: &str) -> bool {
+    match moto
+        .s3
+        .get_public_access_block()
+        .bucket(bucket)
+        .send()
+        .await
+    {
+        Ok(out) => out.public_access_block_configuration().is_some_and(|c| {
+            c.block_public_acls() == Some(true)
+                && c.ignore_public_acls() == Some(true)
+                && c.block_public_policy() == Some(true)
+                && c.restrict_public_buckets() == Some(true)
+        }),
+        Err(_) => false,
+    }
+}
+
+fn run_cli(args: &[&str], env: &[(&str, String)]) -> Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_escher-provision"));
+    command.args(args);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().expect("run escher-provision")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approved_public_bucket_via_the_cli_is_made_private_verified_audited_and_notified() {
+    let Some(moto) = moto().await else {
+        return;
+    };
+    let stores = s3_stores(&moto).await;
+    approve(
+        &stores,
+        vec![approval(Action::MakeBucketPrivate, Conditions::default())],
+    )
+    .await;
+    let notify = notify(&moto).await;
+    // Production → the enrich step reads the tag → CRITICAL: critical topic, Slack, PagerDuty.
+    let bucket = public_read_bucket(&moto, &[("environment", "production")]).await;
+    assert!(!public_grants(&moto, &bucket).await.is_empty());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let event_file = dir.path().join("event.json");
+    std::fs::write(&event_file, put_bucket_acl_payload(&bucket).to_string()).expect("write");
+
+    let env = vec![
+        ("AWS_ENDPOINT_URL", moto.endpoint.clone()),
+        ("AWS_REGION", REGION.to_string()),
+        ("ESCHER_STATE_URI", stores.state.clone()),
+        ("ESCHER_AUDIT_URI", stores.audit.clone()),
+        ("ESCHER_APPROVALS_URI", stores.approvals.clone()),
+        ("ESCHER_SSM_PREFIX", notify.ssm_prefix.clone()),
+        ("ESCHER_CRITICAL_TOPIC_ARN", notify.critical_topic.clone()),
+        ("ESCHER_HIGH_TOPIC_ARN", notify.high_topic.clone()),
+        (
+            "ESCHER_PAGERDUTY_URL",
+            format!("{}/pagerduty", notify.receiver_base),
+        ),
+    ];
+    let file = event_file.display().to_string();
+    let output = tokio::task::spawn_blocking(move || run_cli(&["events", "handle", &file], &env))
+        .await
+        .expect("cli");
+    let story = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{story}");
+    assert!(story.contains("outcome: remediated"), "{story}");
+    assert!(story.contains("verified: passed"), "{story}");
+
+    // The bucket itself.
+    assert!(blocks_public_access(&moto, &bucket).await, "{story}");
+    assert_eq!(public_grants(&moto, &bucket).await, Vec::<String>::new());
+
+    // The audit record.
+    let records = audit_records(&stores.audit).await;
+    assert_eq!(records.len(), 1, "{records:#?}");
+    let record = &records[0];
+    assert_eq!(record.outcome, Outcome::Remediated);
+    assert_eq!(record.sha256, record.content_hash().expect("hash"));
+    assert!(record
+        .remediation
+        .as_ref()
+        .and_then(|r| r.verification.as_ref())
+        .is_some_and(|v| v.passed));
+    assert!(record.decision.as_ref().is_some_and(|d| d.is_approved()));
+
+    // The critical topic's subscriber got it; the high topic's did not.
+    let critical = queued(&moto, &notify.critical_queue).await;
+    assert_eq!(critical.len(), 1, "{critical:?}");
+    assert!(critical[0].contains(&bucket), "{}", critical[0]);
+    assert!(queued(&moto, &notify.high_queue).await.is_empty());
+
+    // Slack: an incoming-webhook message with `text` and Block Kit `blocks`.
+    let slack = notify.received.at("/slack");
+    assert_eq!(slack.len(), 1, "{slack:?}");
+    assert!(slack[0]["text"]
+        .as_str()
+        .is_some_and(|t| t.contains(&bucket)));
+    assert!(slack[0]["blocks"].as_array().is_some_and(|b| !b.is_empty()));
+    // PagerDuty Events API v2.
+    let pd = notify.received.at("/pagerduty");
+    assert_eq!(pd.len(), 1, "{pd:?}");
+    assert_eq!(pd[0]["routing_key"], PAGERDUTY_KEY);
+    assert_eq!(pd[0]["event_action"], "trigger");
+    assert!(pd[0]["dedup_key"].as_str().is_some_and(|k| !k.is_empty()));
+    assert!(pd[0]["payload"]["summary"]
+        .as_str()
+        .is_some_and(|s| s.contains(&bucket)));
+    assert_eq!(pd[0]["payload"]["severity"], "critical");
+    assert!(pd[0]["payload"]["source"]
+        .as_str()
+        .is_some_and(|s| !s.is_empty()));
+    // The secrets went only where they belong.
+    assert!(!story.contains(PAGERDUTY_KEY));
+    assert!(!story.contains(&notify.receiver_base));
+}
+
+#[tokio::test]
+async fn unapproved_public_bucket_is_left_alone_and_the_notice_says_how_to_approve() {
+    let Some(moto) = moto().await else {
+        return;
+    };
+    let stores = fs_stores();
+    approve(&stores, vec![]).await;
+    let notify = notify(&moto).await;
+    // Untagged: HIGH → the high topic and Slack.
+    let bucket = public_read_bucket(&moto, &[]).await;
+    let pipeline = pipeline(&moto, &stores, Some(&notify)).await;
+    let result = handle_one(&pipeline, &put_bucket_acl_payload(&bucket)).await;
+    assert_eq!(
+        result.outcome,
+        Outcome::ApprovalRequired,
+        "{:#?}",
+        result.steps
+    );
+
+    assert!(!public_grants(&moto, &bucket).await.is_empty(), "unchanged");
+    assert!(!blocks_public_access(&moto, &bucket).await);
+    let records = audit_records(&stores.audit).await;
+    assert_eq!(
+        records.iter().map(|r| r.outcome).collect::<Vec<_>>(),
+        [Outcome::ApprovalRequired]
+    );
+    let approve_command = "escher-provision approvals add --action make_bucket_private";
+    let high = queued(&moto, &notify.high_queue).await;
+    assert_eq!(high.len(), 1, "{high:?}");
+    assert!(high[0].contains(approve_command), "{}", high[0]);
+    assert!(queued(&moto, &notify.critical_queue).await.is_empty());
+    let slack = notify.received.at("/slack");
+    assert_eq!(slack.len(), 1);
+    assert!(
+        slack[0].to_string().contains(approve_command),
+        "{}",
+        slack[0]
+    );
+    assert!(
+        notify.received.at("/pagerduty").is_empty(),
+        "HIGH is not paged"
+    );
+}
+
+#[tokio::test]
+async fn security_group_open_on_22_is_revoked() {
+    let Some(moto) = moto().await else {
+        return;
+    };
+    let stores = fs_stores();
+    approve(
+        &stores,
+        vec![approval(Action::RevokeOpenIngress, Conditions::default())],
+    )
+    .await;
+    let group = moto
+        .ec2
+        .create_security_group()
+        .group_name(unique("escher-sg"))
+        .description("bastion")
+        .send()
+        .await
+        .expect("create group")
+        .group_id()
+        .expect("group id")
+        .to_string();
+    moto.ec2
+        .authorize_security_group_ingress()
+        .group_id(&group)
+        .ip_permissions(
+            IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(22)
+                .to_port(22)
+                .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+                .build(),
+        )
+        .send()
+        .await
+        .expect("authorize");
+    let mut payload = fixture("cloudtrail-record-authorizesecuritygroupingress-rdp-world.json");
+    set(&mut payload, "/eventID", json!(unique("ct")));
+    set(&mut payload, "/requestParameters/groupId", json!(group));
+    set(
+        &mut payload,
+        "/requestParameters/ipPermissions/items/0/fromPort",
+        json!(22),
+    );
+    set(
+        &mut payload,
+        "/requestParameters/ipPermissions/items/0/toPort",
+        json!(22),
+    );
+    let pipeline = pipeline(&moto, &stores, None).await;
+    let result = handle_one(&pipeline, &payload).await;
+    assert_eq!(result.outcome, Outcome::Remediated, "{:#?}", result.steps);
+
+    let described = moto
+        .ec2
+        .describe_security_groups()
+        .group_ids(&group)
+        .send()
+        .await
+        .expect("describe");
+    let open_22 = described.security_groups()[0]
+        .ip_permissions()
+        .iter()
+        .any(|p| {
+            p.from_port() == Some(22)
+                && p.ip_ranges()
+                    .iter()
+                    .any(|r| r.cidr_ip() == Some("0.0.0.0/0"))
+        });
+    assert!(!open_22, "{described:?}");
+}
+
+// ---------------------------------------------------------------- instances
+
+async fn running_instance(moto: &Moto) -> String {
+    let out = moto
+        .ec2
+        .run_instances()
+        .image_id(AMI)
+        .instance_type(InstanceType::T3Micro)
+        .min_count(1)
+        .max_count(1)
+        .send()
+        .await
+        .expect("run instance");
+    out.instances()[0]
+        .instance_id()
+        .expect("instance id")
+        .to_string()
+}
+
+/// One `AWS/EC2` `CPUUtilization` datapoint every 5 minutes over the last `hours`.
+async fn put_cpu(moto: &Moto, instance: &str, hours: i64, value: f64) {
+    let now = Utc::now();
+    let data: Vec<MetricDatum> = (1..=hours * 12)
+        .map(|i| {
+            let at = now - Duration::minutes(5 * i) + Duration::seconds(30);
+            MetricDatum::builder()
+                .metric_name("CPUUtilization")
+                .dimensions(
+                    Dimension::builder()
+                        .name("InstanceId")
+                        .value(instance)
+                        .build(),
+                )
+                .timestamp(AwsDateTime::from_secs(at.timestamp()))
+                .value(value)
+                .unit(StandardUnit::Percent)
+                .build()
+        })
+        .collect();
+    for chunk in data.chunks(20) {
+        moto.cloudwatch
+            .put_metric_data()
+            .namespace("AWS/EC2")
+            .set_metric_data(Some(chunk.to_vec()))
+            .send()
+            .await
+            .expect("put metric data");
+    }
+}
+
+/// The EventBridge state change of a "CPU below `threshold` %" alarm on `instance`.
+fn low_cpu_alarm_payload(instance: &str, threshold: f64) -> Value {
+    let mut payload = fixture("cloudwatch-alarm-state-change-memory-capacity.json");
+    let name = format!("{instance} idle");
+    set(&mut payload, "/id", json!(unique("eb")));
+    set(
+        &mut payload,
+        "/resources",
+        json!([format!(
+            "arn:aws:cloudwatch:{REGION}:{MOTO_ACCOUNT}:alarm:{name}"
+        )]),
+    );
+    set(&mut payload, "/detail/alarmName", json!(name));
+    set(
+        &mut payload,
+        "/detail/state/reason",
+        json!(format!("Threshold Crossed: 24 out of the last 24 datapoints were less than the threshold ({threshold:.1}) (minimum 24 datapoints for OK -> ALARM transition).")),
+    );
+    set(
+        &mut payload,
+        "/detail/state/reasonData",
+        json!(json!({"version": "1.0", "statistic": "Average", "period": 300, "recentDatapoints": [1.0], "threshold": threshold}).to_string()),
+    );
+    set(
+        &mut payload,
+        "/detail/configuration/metrics/0/metricStat/metric",
+        json!({"namespace": "AWS/EC2", "name": "CPUUtilization", "dimensions": {"InstanceId": instance}}),
+    );
+    payload
+}
+
+async fn instance_state(moto: &Moto, instance: &str) -> InstanceStateName {
+    let out = moto
+        .ec2
+        .describe_instances()
+        .instance_ids(instance)
+        .send()
+        .await
+        .expect("describe instance");
+    out.reservations()[0].instances()[0]
+        .state()
+        .and_then(|s| s.name())
+        .cloned()
+        .expect("state")
+}
+
+async fn idle_setup(moto: &Moto, cpu: f64) -> (Stores, String, Value) {
+    let stores = fs_stores();
+    approve(
+        &stores,
+        vec![approval(
+            Action::StopIdleInstance,
+            Conditions {
+                min_idle_hours: Some(2.0),
+                ..Conditions::default()
+            },
+        )],
+    )
+    .await;
+    let instance = running_instance(moto).await;
+    put_cpu(moto, &instance, 2, cpu).await;
+    let payload = low_cpu_alarm_payload(&instance, 10.0);
+    (stores, instance, payload)
+}
+
+#[tokio::test]
+async fn idle_instance_is_stopped() {
+    let Some(moto) = moto().await else {
+        return;
+    };
+    let (stores, instance, payload) = idle_setup(&moto, 3.0).await;
+    let pipeline = pipeline(&moto, &stores, None).await;
+    let result = handle_one(&pipeline, &payload).await;
+    assert_eq!(result.outcome, Outcome::Remediated, "{:#?}", result.steps);
+    assert!(matches!(
+        instance_state(&moto, &instance).await,
+        InstanceStateName::Stopping | InstanceStateName::Stopped
+    ));
+}
+
+#[tokio::test]
+async fn busy_instance_is_not_stopped_and_the_reason_is_given() {
+    let Some(moto) = moto().await else {
+        return;
+    };
+    let (stores, instance, payload) = idle_setup(&moto, 60.0).await;
+    let pipeline = pipeline(&moto, &stores, None).await;
+    let result = handle_one(&pipeline, &payload).await;
+    assert_eq!(result.outcome, Outcome::Skipped, "{:#?}", result.steps);
+    assert!(
+        result.summary.contains("CPU") && result.summary.contains("60"),
+        "{}",
+        result.summary
+    );
+    assert_eq!(
+        instance_state(&moto, &instance).await,
+        InstanceStateName::Running
+    );
+}
+
+// ---------------------------------------------------------------- volumes
+
+#[tokio::test]
+async fn unencrypted_volume_gets_an_encrypted_copy() {
+    let Some(moto) = moto().await else {
+        return;
+    };
+    let stores = fs_stores();
+    approve(
+        &stores,
+        vec![approval(Action::EncryptVolume, Conditions::default())],
+    )
+    .await;
+    let zone = format!("{REGION}a");
+    let volume = moto
+        .ec2
+        .create_volume()
+        .availability_zone(&zone)
+        .size(8)
+        .encrypted(false)
+        .send()
+        .await
+        .expect("create volume")
+        .volume_id()
+        .expect("volume id")
+        .to_string();
+    let now = Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let payload = json!({
+        "version": "0", "id": unique("eb"), "detail-type": "AWS API Call via CloudTrail",
+        "source": "aws.ec2", "account": MOTO_ACCOUNT, "time": now, "region": REGION,
+        "resources": [],
+        "detail": {
+            "eventVersion": "1.09",
+            "userIdentity": {"type": "AssumedRole", "accountId": MOTO_ACCOUNT,
+                "arn": format!("arn:aws:sts::{MOTO_ACCOUNT}:assumed-role/DeployRole/deploy-bot")},
+            "eventTime": now, "eventSource": "ec2.amazonaws.com", "eventName": "CreateVolume",
+            "awsRegion": REGION, "sourceIPAddress": "203.0.113.24", "userAgent": "aws-cli/2.15.30",
+            "requestParameters": {"size": 8, "zone": zone, "volumeType": "gp3", "encrypted": false},
+            "responseElements": {"requestId": unique("req"), "volumeId": volume, "size": "8",
+                "zone": zone, "status": "creating", "volumeType": "gp3", "encrypted": false},
+            "requestID": unique("req"), "eventID": unique("ct"), "readOnly": false,
+            "eventType": "AwsApiCall", "managementEvent": true, "recipientAccountId": MOTO_ACCOUNT
+        }
+    });
+    let pipeline = pipeline(&moto, &stores, None).await;
+    let result = handle_one(&pipeline, &payload).await;
+    assert_eq!(result.outcome, Outcome::Remediated, "{:#?}", result.steps);
+
+    let copies = moto
+        .ec2
+        .describe_volumes()
+        .filters(
+            Filter::builder()
+                .name("tag:escher:source-volume")
+                .values(&volume)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("describe volumes");
+    let copies: Vec<_> = copies
+        .volumes()
+        .iter()
+        .filter(|v| v.volume_id() != Some(volume.as_str()))
+        .collect();
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert_eq!(copies[0].encrypted(), Some(true));
+    assert_eq!(copies[0].availability_zone(), Some(zone.as_str()));
+    // The original stays as it was.
+    let original = moto
+        .ec2
+        .describe_volumes()
+        .volume_ids(&volume)
+        .send()
+        .await
+        .expect("describe original");
+    assert_eq!(original.volumes()[0].encrypted(), Some(false));
+}
+
+// ---------------------------------------------------------------- idempotency
+
+fn outcome_counts(records: &[AuditRecord]) -> BTreeMap<&'static str, usize> {
+    let mut counts = BTreeMap::new();
+    for r in records {
+        *counts.entry(r.outcome.as_str()).or_default() += 1;
+    }
+    counts
+}
+
+/// Exactly one record made mutating calls.
+fn mutating_records(records: &[AuditRecord]) -> usize {
+    records
+        .iter()
+        .filter(|r| {
+            r.remediation
+                .as_ref()
+                .is_some_and(|rep| rep.api_calls.iter().any(|c| c.mutating))
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_event_five_times_in_a_row_and_five_times_at_once_is_fixed_once() {
+    let Some(moto) = moto().await else {
+        return;
+    };
+    let stores = s3_stores(&moto).await;
+    approve(
+        &stores,
+        vec![approval(Action::MakeBucketPrivate, Conditions::default())],
+    )
+    .await;
+    let pipeline = Arc::new(pipeline(&moto, &stores, None).await);
+
+    // In a row.
+    let bucket = public_read_bucket(&moto, &[]).await;
+    let payload = put_bucket_acl_payload(&bucket);
+    for _ in 0..5 {
+        handle_one(&pipeline, &payload).await;
+    }
+    let records = audit_records(&stores.audit).await;
+    assert_eq!(
+        outcome_counts(&records),
+        BTreeMap::from([("duplicate", 4), ("remediated", 1)])
+    );
+    assert_eq!(mutating_records(&records), 1);
+    assert!(public_grants(&moto, &bucket).await.is_empty());
+
+    // At once, into a fresh audit store so the counts are this round's.
+    let stores = Stores {
+        audit: stores.audit.replace("/audit?", "/audit-concurrent?"),
+        ..stores
+    };
+    let pipeline = Arc::new(self::pipeline(&moto, &stores, None).await);
+    let bucket = public_read_bucket(&moto, &[]).await;
+    let bytes = put_bucket_acl_payload(&bucket).to_string();
+    let tasks: Vec<_> = (0..5)
+        .map(|_| {
+            let pipeline = pipeline.clone();
+            let bytes = bytes.clone();
+            tokio::spawn(async move { pipeline.handle(bytes.as_bytes()).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task").expect("handled");
+    }
+    let records = audit_records(&stores.audit).await;
+    assert_eq!(
+        outcome_counts(&records),
+        BTreeMap::from([("duplicate", 4), ("remediated", 1)]),
+        "{records:#?}"
+    );
+    assert_eq!(mutating_records(&records), 1);
+    assert!(blocks_public_access(&moto, &bucket).await);
+}
+
+// ---------------------------------------------------------------- outages
+
+#[tokio::test]
+async fn unreachable_approvals_store_is_retried_and_nothing_is_done_or_lost() {
+    let Some(moto) = moto().await else {
+        return;
+    };
+    let good = fs_stores();
+    approve(
+        &good,
+        vec![approval(Action::MakeBucketPrivate, Conditions::default())],
+    )
+    .await;
+    // A port nothing listens on.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    let down = Stores {
+        state: good.state.clone(),
+        audit: good.audit.clone(),
+        approvals: format!(
+            "s3://escher-down/approvals?region={REGION}&endpoint=http://127.0.0.1:{closed}"
+        ),
+        _dir: None,
+    };
+    let bucket = public_read_bucket(&moto, &[]).await;
+    let payload = put_bucket_acl_payload(&bucket);
+    let failing = pipeline(&moto, &down, None).await;
+    match failing.handle(payload.to_string().as_bytes()).await {
+        Err(PipelineError::Retry { reason, .. }) => {
+            assert!(reason.contains("approvals"), "{reason}")
+        }
+        Ok(handled) => panic!("expected a retry, got {:#?}", handled.results),
+    }
+    assert!(!public_grants(&moto, &bucket).await.is_empty(), "untouched");
+    assert!(!blocks_public_access(&moto, &bucket).await);
+
+    // The redelivery, once storage is back, is handled in full: no marker was left behind.
+    let working = pipeline(&moto, &good, None).await;
+    let result = handle_one(&working, &payload).await;
+    assert_eq!(result.outcome, Outcome::Remediated, "{:#?}", result.steps);
+    assert!(public_grants(&moto, &bucket).await.is_empty());
+}
+
+// ---------------------------------------------------------------- audit verify
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_verify_catches_a_record_altered_after_the_fact() {
+    let Some(moto) = moto().await else {
+        return;
+    };
+    let stores = fs_stores();
+    approve(&stores, vec![]).await;
+    let pipeline = pipeline(&moto, &stores, None).await;
+    for _ in 0..2 {
+        let bucket = public_read_bucket(&moto, &[]).await;
+        handle_one(&pipeline, &put_bucket_acl_payload(&bucket)).await;
+    }
+    let verify = |store: String| {
+        tokio::task::spawn_blocking(move || {
+            run_cli(&["audit", "verify", "--store", &store, "--json"], &[])
+        })
+    };
+    let clean = verify(stores.audit.clone()).await.expect("cli");
+    assert_eq!(clean.status.code(), Some(0), "{}", text(&clean));
+
+    // Someone edits a record to hide what happened.
+    let root = stores.audit.trim_start_matches("fs://").to_string();
+    let record_path = walk(std::path::Path::new(&root))
+        .into_iter()
+        .find(|p| {
+            p.to_string_lossy().contains("/audit/") && p.extension().is_some_and(|e| e == "json")
+        })
+        .expect("a record file");
+    let mut record: Value =
+        serde_json::from_slice(&std::fs::read(&record_path).expect("read")).expect("json");
+    record["summary"] = json!("nothing happened");
+    std::fs::write(&record_path, record.to_string()).expect("alter");
+
+    let altered = verify(stores.audit.clone()).await.expect("cli");
+    assert_eq!(altered.status.code(), Some(1), "{}", text(&altered));
+    let report: Value = serde_json::from_slice(&altered.stdout).expect("json report");
+    let name = record_path
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .to_string();
+    assert!(
+        report.to_string().contains(&name)
+            && report[0]["altered"]
+                .as_array()
+                .is_some_and(|a| a.len() == 1),
+        "{report}"
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files.sort();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_handle_exits_2_on_an_unrecognized_payload_and_1_when_it_would_be_retried() {
+    let Some(moto) = moto().await else {
+        return;
+    };
+    let stores = fs_stores();
+    approve(&stores, vec![]).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let env = |approvals: &str| {
+        vec![
+            ("AWS_ENDPOINT_URL", moto.endpoint.clone()),
+            ("AWS_REGION", REGION.to_string()),
+            ("ESCHER_STATE_URI", stores.state.clone()),
+            ("ESCHER_AUDIT_URI", stores.audit.clone()),
+            ("ESCHER_APPROVALS_URI", approvals.to_string()),
+        ]
+    };
+    let unknown = dir.path().join("unknown.json");
+    std::fs::write(&unknown, r#"{"hello": "world"}"#).expect("write");
+    let file = unknown.display().to_string();
+    let env_ok = env(&stores.approvals);
+    let output =
+        tokio::task::spawn_blocking(move || run_cli(&["events", "handle", &file], &env_ok))
+            .await
+            .expect("cli");
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(text(&output).contains("unrecognized"), "{}", text(&output));
+    // Audited all the same.
+    let records = audit_records(&stores.audit).await;
+    assert_eq!(
+        records.iter().map(|r| r.outcome).collect::<Vec<_>>(),
+        [Outcome::Unrecognized]
+    );
+
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    let bucket = public_read_bucket(&moto, &[]).await;
+    let event = dir.path().join("event.json");
+    std::fs::write(&event, put_bucket_acl_payload(&bucket).to_string()).expect("write");
+    let file = event.display().to_string();
+    let env_down = env(&format!(
+        "s3://escher-down/approvals?region={REGION}&endpoint=http://127.0.0.1:{closed}"
+    ));
+    let output =
+        tokio::task::spawn_blocking(move || run_cli(&["events", "handle", &file], &env_down))
+            .await
+            .expect("cli");
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(text(&output).contains("retried"), "{}", text(&output));
+    assert!(!public_grants(&moto, &bucket).await.is_empty(), "untouched");
+}

@@ -20,10 +20,9 @@ use escher_core::{CloudProvider, Environment, Normalized, Normalizer, Severity, 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::output::{read_input, table, write_json};
+use crate::output::{default_store, read_input, run_async, table, write_json};
 
 const EXIT_NOT_APPROVED: u8 = 1;
-const EXIT_ERROR: u8 = 2;
 
 #[derive(Debug, Args)]
 pub struct ApprovalsArgs {
@@ -200,39 +199,13 @@ fn parse_duration(text: &str) -> Result<chrono::Duration, String> {
 }
 
 pub fn run(args: ApprovalsArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_ERROR);
-        }
-    };
-    match runtime.block_on(execute(args)) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(EXIT_ERROR)
-        }
-    }
-}
-
-fn default_store() -> anyhow::Result<String> {
-    let home = std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .context("HOME is not set; pass --store URI")?;
-    Ok(format!(
-        "fs://{}",
-        PathBuf::from(home).join(".escher/approvals").display()
-    ))
+    run_async(execute(args))
 }
 
 async fn execute(args: ApprovalsArgs) -> anyhow::Result<ExitCode> {
     let uri = match args.store {
         Some(uri) => uri,
-        None => default_store()?,
+        None => default_store("approvals")?,
     };
     let store = ApprovalStore::open(&uri)?;
     let json = args.json;
@@ -392,16 +365,11 @@ fn approval_from(add: &AddArgs, by: &str) -> anyhow::Result<Approval> {
 
 /// `apr-20261122-1a2b3c4d`: sortable by day, unique per call.
 fn new_id(now: DateTime<Utc>) -> String {
-    use sha2::Digest;
-    let seed = format!(
-        "{:?} {} {:?}",
-        now.timestamp_nanos_opt(),
-        std::process::id(),
-        std::time::Instant::now()
-    );
-    let digest = sha2::Sha256::digest(seed.as_bytes());
-    let suffix: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
-    format!("apr-{}-{suffix}", now.format("%Y%m%d"))
+    format!(
+        "apr-{}-{}",
+        now.format("%Y%m%d"),
+        escher_core::ids::unique_token(4)
+    )
 }
 
 async fn publish(

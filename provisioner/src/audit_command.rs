@@ -8,12 +8,10 @@ use clap::{Args, Subcommand};
 use escher_core::pipeline::audit::{AuditLog, VerifyReport};
 use serde::Serialize;
 
-use crate::handle::default_store;
-use crate::output::write_json;
+use crate::output::{default_store, run_async, write_json};
 
 const EXIT_CLEAN: u8 = 0;
 const EXIT_PROBLEMS: u8 = 1;
-const EXIT_ERROR: u8 = 2;
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
@@ -49,23 +47,7 @@ struct DayReport {
 
 pub fn run(cmd: AuditCommand) -> ExitCode {
     let AuditCommand::Verify(args) = cmd;
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_ERROR);
-        }
-    };
-    match runtime.block_on(verify(args)) {
-        Ok(code) => ExitCode::from(code),
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(EXIT_ERROR)
-        }
-    }
+    run_async(async { verify(args).await.map(ExitCode::from) })
 }
 
 async fn verify(args: VerifyArgs) -> anyhow::Result<u8> {

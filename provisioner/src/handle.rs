@@ -6,12 +6,11 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use clap::Args;
 use escher_aws::{build_pipeline, load_sdk_config, HandlerConfig};
 use escher_core::pipeline::{Handled, PipelineError};
 
-use crate::output::{read_input, write_json};
+use crate::output::{default_store, read_input, run_async, write_json};
 
 /// The event was handled (remediated, not approved, notify only, duplicate, …).
 const EXIT_HANDLED: u8 = 0;
@@ -48,35 +47,8 @@ pub struct HandleArgs {
     json: bool,
 }
 
-/// `fs://$HOME/.escher/<name>`, the laptop's default stores.
-pub fn default_store(name: &str) -> anyhow::Result<String> {
-    let home = std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .with_context(|| format!("HOME is not set; pass the {name} store URI"))?;
-    Ok(format!(
-        "fs://{}",
-        PathBuf::from(home).join(".escher").join(name).display()
-    ))
-}
-
 pub fn run(args: HandleArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_BAD_INPUT);
-        }
-    };
-    match runtime.block_on(execute(args)) {
-        Ok(code) => ExitCode::from(code),
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(EXIT_BAD_INPUT)
-        }
-    }
+    run_async(async { execute(args).await.map(ExitCode::from) })
 }
 
 async fn execute(args: HandleArgs) -> anyhow::Result<u8> {

@@ -77,10 +77,10 @@ fn main() -> ExitCode {
         Command::Events(cmd) => events::run(cmd),
         Command::Approvals(args) => approvals::run(args),
         Command::Render(args) => render_command::run(args),
-        Command::Extend(args) => deploy::run_command(deploy::aws::extend(args)),
-        Command::Status(args) => deploy::run_command(deploy::aws::status(args)),
-        Command::Destroy(args) => deploy::run_command(deploy::aws::destroy(args)),
-        Command::Credentials(args) => deploy::run_command(deploy::aws::credentials(args)),
+        Command::Extend(args) => output::run_async(deploy::aws::extend(args)),
+        Command::Status(args) => output::run_async(deploy::aws::status(args)),
+        Command::Destroy(args) => output::run_async(deploy::aws::destroy(args)),
+        Command::Credentials(args) => output::run_async(deploy::aws::credentials(args)),
         Command::Audit(cmd) => audit_command::run(cmd),
     }
 }

@@ -2,7 +2,8 @@
 //! JSON on stdout, and tables sized to the terminal.
 
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use anyhow::Context as _;
 use serde::Serialize;
@@ -55,4 +56,39 @@ pub fn table(header: Vec<&str>) -> comfy_table::Table {
         .set_width(terminal_width())
         .set_header(header);
     table
+}
+
+/// Exit status of a command that could not run (bad input, unreachable service, …).
+pub const EXIT_ERROR: u8 = 2;
+
+/// Runs an async command to its exit status; an error is printed on stderr and exits 2.
+pub fn run_async(body: impl std::future::Future<Output = anyhow::Result<ExitCode>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    match runtime.block_on(body) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+/// `fs://$HOME/.escher/<name>`, the laptop's default stores.
+pub fn default_store(name: &str) -> anyhow::Result<String> {
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .with_context(|| format!("HOME is not set; pass the {name} store URI"))?;
+    Ok(format!(
+        "fs://{}",
+        PathBuf::from(home).join(".escher").join(name).display()
+    ))
 }

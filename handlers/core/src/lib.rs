@@ -9,6 +9,7 @@ pub mod approvals;
 pub mod cloudevent;
 pub mod context;
 pub mod event;
+pub mod ids;
 pub mod normalize;
 pub mod pipeline;
 pub mod remediate;

@@ -10,12 +10,10 @@ pub mod aws;
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::config::{AwsRegion, TimeZoneName};
 use crate::output::table;
@@ -23,8 +21,6 @@ use crate::render_command::Cloud;
 
 /// Exit status: the user declined (nothing was changed).
 pub const EXIT_DECLINED: u8 = 1;
-/// Exit status: something failed; the reason is on stderr.
-pub const EXIT_FAILED: u8 = 2;
 
 /// The cloud to deploy into, and how to reach it.
 #[derive(Debug, Clone, Args)]
@@ -168,31 +164,6 @@ pub struct CredentialsSetArgs {
     pub key_file: Option<PathBuf>,
 }
 
-/// Runs an async command body on a runtime of its own and turns its result into an exit
-/// status; errors are printed with their causes.
-pub fn run_command<F>(body: F) -> ExitCode
-where
-    F: std::future::Future<Output = anyhow::Result<ExitCode>>,
-{
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_FAILED);
-        }
-    };
-    match runtime.block_on(body) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(EXIT_FAILED)
-        }
-    }
-}
-
 pub fn require_aws(cloud: Cloud) -> anyhow::Result<()> {
     match cloud {
         Cloud::Aws => Ok(()),
@@ -260,8 +231,7 @@ pub struct FunctionPackage {
 
 impl FunctionPackage {
     pub fn from_bytes(function: Function, path: PathBuf, bytes: Vec<u8>) -> Self {
-        let digest = Sha256::digest(&bytes);
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = escher_core::ids::sha256_hex(&bytes);
         FunctionPackage {
             function,
             path,

@@ -10,7 +10,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use escher_core::remediate::RequiredPermission;
 use serde::Serialize;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use super::{registry, RenderError, RenderedFile};
 use crate::config::{EscherConfig, TimeZoneName};
@@ -574,8 +573,7 @@ fn subscriptions(config: &EscherConfig) -> Vec<SubscriptionContext> {
             if !seen.insert((protocol, endpoint)) {
                 continue;
             }
-            let digest = Sha256::digest(endpoint.as_bytes());
-            let short: String = digest[..5].iter().map(|b| format!("{b:02x}")).collect();
+            let short = escher_core::ids::sha256_hex(endpoint.as_bytes())[..10].to_string();
             out.push(SubscriptionContext {
                 logical_id: format!("{prefix}{kind}Subscription{short}"),
                 topic,

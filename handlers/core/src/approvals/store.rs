@@ -32,6 +32,7 @@ use super::decide::{BlastRadiusUsage, Decision};
 use super::index::{ApprovalIndex, IndexError};
 use super::model::{Action, Approval};
 use crate::event::UnifiedEvent;
+use crate::ids::{sha256_hex, unique_token};
 use crate::store::{StoreError, StoreLocation};
 
 pub const MANIFEST: &str = "manifest.json";
@@ -393,7 +394,7 @@ impl ApprovalStore {
         let Some(pack) = self.get(&manifest.generation).await? else {
             return Ok(None);
         };
-        let digest = hex(&Sha256::digest(&pack));
+        let digest = sha256_hex(&pack);
         if digest != manifest.sha256 {
             return Err(self.damaged(format!(
                 "generation {} has SHA-256 {digest}, the manifest says {}; it was altered or truncated",
@@ -469,7 +470,7 @@ impl ApprovalStore {
         let index = ApprovalIndex::build(approvals).map_err(|e| self.index_error(e))?;
         let pack = index.pack().map_err(|e| self.index_error(e))?;
         let sequence = current.as_ref().map_or(1, |c| c.manifest.sequence + 1);
-        let generation = format!("{GENERATIONS}{sequence:020}-{}.tar", nonce());
+        let generation = format!("{GENERATIONS}{sequence:020}-{}.tar", unique_token(8));
         let now = Utc::now();
         let mut history = Vec::new();
         if let Some(c) = &current {
@@ -485,7 +486,7 @@ impl ApprovalStore {
             format: MANIFEST_FORMAT,
             sequence,
             generation: generation.clone(),
-            sha256: hex(&Sha256::digest(&pack)),
+            sha256: sha256_hex(&pack),
             size: pack.len() as u64,
             approvals: count,
             published_at: now,
@@ -571,7 +572,7 @@ impl ApprovalStore {
     /// so it is written beside and renamed over where the store can rename.
     async fn replace_under_lock(&self, body: Vec<u8>) -> Result<(), ApprovalStoreError> {
         if self.operator.info().capability().rename {
-            let temporary = format!("{MANIFEST}.{}.tmp", nonce());
+            let temporary = format!("{MANIFEST}.{}.tmp", unique_token(8));
             self.operator
                 .write(&temporary, body)
                 .await
@@ -590,7 +591,7 @@ impl ApprovalStore {
     }
 
     async fn acquire_lock(&self, by: &str) -> Result<String, ApprovalStoreError> {
-        let token = format!("{} {} {}", nonce(), by, Utc::now().to_rfc3339());
+        let token = format!("{} {} {}", unique_token(8), by, Utc::now().to_rfc3339());
         for attempt in 1..=MAX_ATTEMPTS * 10 {
             match self
                 .operator
@@ -773,28 +774,11 @@ fn backoff(attempt: u32) -> Duration {
     // Jittered, so that two writers that collided do not collide again in lockstep.
     let base = 10u64 << attempt.min(5);
     let jitter = u64::from_le_bytes(
-        Sha256::digest(nonce().as_bytes())[..8]
+        Sha256::digest(unique_token(8).as_bytes())[..8]
             .try_into()
             .unwrap_or([0; 8]),
     ) % base;
     Duration::from_millis(base + jitter)
-}
-
-/// Unique enough to name an object no other writer names: time, process, counter.
-fn nonce() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let seed = format!(
-        "{:?} {} {} {:?}",
-        Utc::now().timestamp_nanos_opt(),
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        std::thread::current().id()
-    );
-    hex(&Sha256::digest(seed.as_bytes())[..8])
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 struct Loaded {

@@ -500,16 +500,12 @@ fn derive_event_id(source: EventSource, id_parts: &[String], raw_event: &Value) 
             hash.update(part.as_bytes());
         }
     }
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = hash.finalize();
     let cloud = source.cloud().as_str();
     let mut id = String::with_capacity(cloud.len() + 1 + 32);
     id.push_str(cloud);
     id.push('-');
-    for byte in &digest[..16] {
-        id.push(char::from(HEX[usize::from(byte >> 4)]));
-        id.push(char::from(HEX[usize::from(byte & 0x0f)]));
-    }
+    crate::ids::push_hex(&mut id, &digest[..16]);
     id
 }
 

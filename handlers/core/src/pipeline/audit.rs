@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, NaiveDate, Utc};
 use opendal::{ErrorKind, Operator};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::notify::NotificationResult;
 use crate::approvals::{Action, Decision};
@@ -116,7 +115,7 @@ impl AuditRecord {
         }
         // serde_json's map is ordered by key, so this rendering is canonical.
         let canonical = serde_json::to_vec(&value)?;
-        Ok(hex(&Sha256::digest(&canonical)))
+        Ok(crate::ids::sha256_hex(&canonical))
     }
 
     pub fn seal(mut self) -> Result<Self, serde_json::Error> {
@@ -146,10 +145,6 @@ impl AuditRecord {
 
 fn day_folder(day: NaiveDate) -> String {
     day.format("%Y/%m/%d").to_string()
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -22,16 +22,16 @@ use async_trait::async_trait;
 use chrono::Utc;
 use opendal::{ErrorKind, Operator};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::approvals::{
     Action, ApprovalsReader, Conditions, Decision, NothingUsedYet, RemediationPolicy,
 };
+use crate::ids::{sha256_hex, unique_token};
 use crate::remediate::{
     Mode, Remediation, RemediationError, RemediationReport, RemediationRequest, RemediationStatus,
 };
 use crate::{Normalized, Normalizer, SeverityPolicy, UnifiedEvent};
-use audit::{hex, AuditLog, AuditRecord, Outcome};
+use audit::{AuditLog, AuditRecord, Outcome};
 use notify::{Notification, NotificationResult, Notifier};
 
 /// What a cloud brings to the pipeline.
@@ -151,23 +151,11 @@ fn retry(event: &str, reason: impl std::fmt::Display) -> PipelineError {
     }
 }
 
-fn record_id() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let seed = format!(
-        "{:?} {} {}",
-        Utc::now().timestamp_nanos_opt(),
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    );
-    hex(&Sha256::digest(seed.as_bytes())[..6])
-}
-
 impl Pipeline {
     /// Handles one payload as delivered by the trigger.
     pub async fn handle(&self, payload: &[u8]) -> Result<Handled, PipelineError> {
         let started = Instant::now();
-        let payload_sha256 = hex(&Sha256::digest(payload));
+        let payload_sha256 = sha256_hex(payload);
         let events = match self.normalizer.normalize(payload) {
             Ok(Normalized::Events(events)) => events,
             Ok(Normalized::Handshake(handshake)) => {
@@ -179,7 +167,7 @@ impl Pipeline {
             Err(e) => {
                 // Audited and acknowledged: redelivering an unreadable payload cannot help.
                 let record = AuditRecord {
-                    record_id: record_id(),
+                    record_id: unique_token(6),
                     handled_at: Utc::now(),
                     mode: self.mode,
                     outcome: Outcome::Unrecognized,
@@ -341,23 +329,23 @@ impl Pipeline {
         }
     }
 
+    /// The decision and the conditions of the approval it chose, both from one snapshot of
+    /// the approvals, so a refresh in between cannot pair a decision with another generation.
     async fn decide(
         &self,
         event: &UnifiedEvent,
         action: Action,
-    ) -> Result<Decision, PipelineError> {
+    ) -> Result<(Decision, Conditions), PipelineError> {
         let now = Utc::now();
-        let decision = self
-            .approvals
-            .decide(event, action, now, &NothingUsedYet)
-            .await
-            .map_err(|e| retry(&event.event_id, e))?;
-        // Blast radius: count only for approvals that both match and limit it.
         let index = self
             .approvals
             .index()
             .await
             .map_err(|e| retry(&event.event_id, e))?;
+        let mut decision = index
+            .decide(event, action, now, &NothingUsedYet)
+            .map_err(|e| retry(&event.event_id, e))?;
+        // Blast radius: count only for approvals that both match and limit it.
         let mut usage: HashMap<String, u32> = HashMap::new();
         for candidate in &decision.explanation().candidates {
             let limited = index
@@ -371,12 +359,19 @@ impl Pipeline {
                 usage.insert(candidate.approval_id.clone(), used);
             }
         }
-        if usage.is_empty() {
-            return Ok(decision);
+        if !usage.is_empty() {
+            decision = index
+                .decide(event, action, now, &usage)
+                .map_err(|e| retry(&event.event_id, e))?;
         }
-        index
-            .decide(event, action, now, &usage)
-            .map_err(|e| retry(&event.event_id, e))
+        let conditions = match &decision {
+            Decision::Approved { approval_id, .. } => index
+                .get(approval_id)
+                .map(|a| a.conditions.clone())
+                .unwrap_or_default(),
+            Decision::NotApproved { .. } => Conditions::default(),
+        };
+        Ok((decision, conditions))
     }
 
     async fn handle_event(
@@ -470,7 +465,7 @@ impl Pipeline {
         run.steps.push(format!("planned: {action}"));
 
         let t = Instant::now();
-        let decision = self.decide(event, action).await?;
+        let (decision, conditions) = self.decide(event, action).await?;
         run.time("decide", t);
         let Decision::Approved { approval_id, .. } = &decision else {
             run.steps
@@ -490,16 +485,6 @@ impl Pipeline {
         let approval_id = approval_id.clone();
         run.steps
             .push(format!("decided: approved by {approval_id}"));
-        let index = self
-            .approvals
-            .index()
-            .await
-            .map_err(|e| retry(&event.event_id, e))?;
-        let conditions: Conditions = index
-            .get(&approval_id)
-            .map(|a| a.conditions.clone())
-            .unwrap_or_default();
-
         let Some(remediation) = self.cloud.remediation(action, &event.resource.kind) else {
             let summary = format!("{action} is not supported yet for {}", event.resource.kind);
             run.steps.push(format!("remediated: no ({summary})"));
@@ -610,7 +595,7 @@ impl Pipeline {
                 + run.timings.get("normalize").copied().unwrap_or(0),
         );
         let record = AuditRecord {
-            record_id: record_id(),
+            record_id: unique_token(6),
             handled_at: Utc::now(),
             mode: self.mode,
             outcome,
@@ -713,7 +698,7 @@ impl Pipeline {
         run.timings
             .insert("total".into(), run.started.elapsed().as_millis() as u64);
         let record = AuditRecord {
-            record_id: record_id(),
+            record_id: unique_token(6),
             handled_at: Utc::now(),
             mode: self.mode,
             outcome: Outcome::Duplicate,
@@ -753,17 +738,7 @@ fn describe(results: &[NotificationResult]) -> String {
     }
     results
         .iter()
-        .map(|r| {
-            let channel = serde_json::to_value(r.channel)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default();
-            let status = serde_json::to_value(r.status)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default();
-            format!("{channel} {status}")
-        })
+        .map(|r| format!("{} {}", r.channel.as_str(), r.status.as_str()))
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -38,6 +38,20 @@ pub enum Channel {
     Report,
 }
 
+impl Channel {
+    /// The spelling used in `policies/notifications.yaml` and audit records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::SnsCritical => "sns_critical",
+            Channel::SnsHigh => "sns_high",
+            Channel::Slack => "slack",
+            Channel::Pagerduty => "pagerduty",
+            Channel::Inbox => "inbox",
+            Channel::Report => "report",
+        }
+    }
+}
+
 /// Which channels each severity goes to.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -103,6 +117,17 @@ pub enum DeliveryStatus {
     /// The channel is not configured (no topic, no secret).
     NotConfigured,
     Failed,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Sent => "sent",
+            DeliveryStatus::WouldSend => "would_send",
+            DeliveryStatus::NotConfigured => "not_configured",
+            DeliveryStatus::Failed => "failed",
+        }
+    }
 }
 
 /// One channel's result, for the audit record.
@@ -466,6 +491,31 @@ mod tests {
         );
         assert_eq!(routing.channels(Severity::Medium), [Channel::Inbox]);
         assert_eq!(routing.channels(Severity::Info), [Channel::Report]);
+    }
+
+    #[test]
+    fn names_are_the_serde_spellings() {
+        for channel in [
+            Channel::SnsCritical,
+            Channel::SnsHigh,
+            Channel::Slack,
+            Channel::Pagerduty,
+            Channel::Inbox,
+            Channel::Report,
+        ] {
+            assert_eq!(
+                serde_json::to_value(channel).expect("json"),
+                channel.as_str()
+            );
+        }
+        for status in [
+            DeliveryStatus::Sent,
+            DeliveryStatus::WouldSend,
+            DeliveryStatus::NotConfigured,
+            DeliveryStatus::Failed,
+        ] {
+            assert_eq!(serde_json::to_value(status).expect("json"), status.as_str());
+        }
     }
 
     #[test]

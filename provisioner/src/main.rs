@@ -1,10 +1,9 @@
 //! `escher-provision`: the laptop-side CLI of Escher Extend.
 //!
-//! Today it normalizes cloud alert payloads into `UnifiedEvent`s (`events normalize`), the
-//! same code path our functions run in the cloud, so an operator can see exactly what a
-//! handler would make of an alert. `render` writes the deployment template for a cloud from
-//! `escher.toml`; deploying it (`extend`, `status`, `destroy`, `approvals`) lands in later
-//! issues.
+//! It renders and deploys Escher into the user's account (`render`, `extend`, `status`,
+//! `destroy`, `credentials`), manages the pre-approvals (`approvals`), and runs the same code
+//! paths the functions run in the cloud (`events normalize`, `events handle`, `audit
+//! verify`), so an operator can see exactly what a handler would do with an alert.
 
 mod approvals;
 mod audit_command;
@@ -19,6 +18,10 @@ mod render_command;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+// Same allocator as every Escher binary (see the workspace Cargo.toml).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Escher Extend: handle your cloud alerts 24/7 from inside your own cloud account.
 #[derive(Debug, Parser)]

@@ -23,6 +23,10 @@ use escher_core::approvals::{
 };
 use escher_core::{CloudProvider, UnifiedEvent};
 
+// Same allocator as every Escher binary (see the workspace Cargo.toml).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const REGIONS: [&str; 8] = [
     "us-east-1",
     "us-west-2",

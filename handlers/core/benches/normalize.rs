@@ -2,16 +2,24 @@
 //! of the same bytes (the floor any normalizer pays). Prints events/s, MB/s and the ratio;
 //! the target is normalize ≥ 0.5× the raw parse throughput.
 //!
+//! Both run with mimalloc, the allocator every Escher binary ships with (glibc's malloc, with
+//! its consolidation passes on free, cost the normalizer ~30 % of its time and the plain
+//! parse less, so the ratio also depends on it).
+//!
 //! Reported twice: over the whole corpus, and over the payloads whose body is not encoded
 //! inside the envelope. An encoded body (Pub/Sub base64, an SNS `Message` string) is parsed a
 //! second time after decoding, work the plain parse of the outer bytes never does, so those
 //! payloads cannot reach the ratio however lean the normalizer is.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
 use escher_core::Normalized;
+
+// Same allocator as every Escher binary (see the workspace Cargo.toml).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn corpus() -> Vec<Vec<u8>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -120,6 +128,37 @@ fn bench_group(c: &mut Criterion, group: &str, payloads: &[Vec<u8>]) {
     g.finish();
 }
 
+/// One pass over `payloads` with `f`, in seconds.
+fn pass(payloads: &[Vec<u8>], f: impl Fn(&[u8])) -> f64 {
+    let start = Instant::now();
+    for payload in payloads {
+        f(std::hint::black_box(payload));
+    }
+    start.elapsed().as_secs_f64()
+}
+
+/// The two passes alternated, the fastest of each kept: on a shared machine (CI, a laptop
+/// building something) load comes and goes, and criterion measures the two one after the
+/// other, so a burst during one of them skews its ratio. The fastest pass is the one least
+/// disturbed, for both alike.
+fn fastest_passes(payloads: &[Vec<u8>]) -> (f64, f64) {
+    let normalize = |p: &[u8]| {
+        let _ = std::hint::black_box(escher_core::normalize(p));
+    };
+    let parse = |p: &[u8]| {
+        let _ = std::hint::black_box(serde_json::from_slice::<serde_json::Value>(p));
+    };
+    let (mut best_norm, mut best_parse) = (f64::MAX, f64::MAX);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut rounds = 0;
+    while rounds < 20 || (Instant::now() < deadline && rounds < 2000) {
+        best_norm = best_norm.min(pass(payloads, normalize));
+        best_parse = best_parse.min(pass(payloads, parse));
+        rounds += 1;
+    }
+    (best_norm, best_parse)
+}
+
 fn report(target: Option<&Path>, group: &str, title: &str, payloads: &[Vec<u8>]) {
     let (Some(norm), Some(parse)) = (
         target.and_then(|t| mean_seconds(t, group, "normalize")),
@@ -147,9 +186,19 @@ fn report(target: Option<&Path>, group: &str, title: &str, payloads: &[Vec<u8>])
         payloads.len() as f64 / parse,
         mb / parse
     );
+    let (fast_norm, fast_parse) = fastest_passes(payloads);
     println!(
-        "  ratio normalize/parse throughput: {:.2} (target >= 0.50)",
-        parse / norm
+        "  fastest of alternated passes: normalize {:.2} ms ({:.1} MB/s), parse {:.2} ms ({:.1} MB/s)",
+        fast_norm * 1e3,
+        mb / fast_norm,
+        fast_parse * 1e3,
+        mb / fast_parse
+    );
+    println!(
+        "  ratio normalize/parse throughput: {:.2} from criterion's means, {:.2} from the fastest \
+         passes (target >= 0.50; allocator: mimalloc)",
+        parse / norm,
+        fast_parse / fast_norm
     );
 }
 

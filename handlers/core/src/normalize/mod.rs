@@ -278,17 +278,53 @@ fn describe_shape(value: &Value) -> String {
 /// Parses JSON found inside a payload (an SNS `Message` string, base64-decoded Pub/Sub
 /// data); `None` when it is not JSON. Same parser as [`parse_json`].
 pub(crate) fn parse_embedded(bytes: &[u8]) -> Option<Value> {
-    let mut scratch = bytes.to_vec();
-    simd_json::serde::from_slice::<Value>(&mut scratch).ok()
+    simd_parse(bytes).ok()
+}
+
+/// simd-json into a `serde_json::Value`, reusing this thread's scratch buffers: a function
+/// parses payload after payload, and allocating the tokenizer's buffers anew for each one
+/// cost as much as the tokenizing of a small payload. simd-json tokenizes in place, hence the
+/// scratch copy of the input.
+fn simd_parse(bytes: &[u8]) -> Result<Value, simd_json::Error> {
+    const RETAINED_SCRATCH_BYTES: usize = 1 << 20;
+    struct Scratch {
+        buffers: simd_json::Buffers,
+        input: Vec<u8>,
+    }
+    thread_local! {
+        static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch {
+            buffers: simd_json::Buffers::default(),
+            input: Vec::new(),
+        });
+    }
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut scratch) => {
+            let Scratch { buffers, input } = &mut *scratch;
+            input.clear();
+            input.extend_from_slice(bytes);
+            let parsed = simd_json::serde::from_slice_with_buffers::<Value>(input, buffers);
+            // One huge payload (a CloudTrail log file) must not pin its buffers for the
+            // life of the function.
+            if input.capacity() > RETAINED_SCRATCH_BYTES {
+                *scratch = Scratch {
+                    buffers: simd_json::Buffers::default(),
+                    input: Vec::new(),
+                };
+            }
+            parsed
+        }
+        // Re-entered on this thread (cannot happen today: nothing here calls back out):
+        // fresh buffers rather than a panic.
+        Err(_) => simd_json::serde::from_slice::<Value>(&mut bytes.to_vec()),
+    })
 }
 
 /// Parses JSON, turning serde's line/column into the byte offset an operator can seek to.
 pub(crate) fn parse_json(bytes: &[u8]) -> Result<Value, NormalizeError> {
     let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    // simd-json tokenizes in place (hence the copy) and is faster than serde_json; when it
-    // refuses the input, serde_json parses it again for its precise error position.
-    let mut scratch = body.to_vec();
-    if let Ok(value) = simd_json::serde::from_slice::<Value>(&mut scratch) {
+    // simd-json is faster than serde_json; when it refuses the input, serde_json parses it
+    // again for its precise error position.
+    if let Ok(value) = simd_parse(body) {
         return Ok(value);
     }
     serde_json::from_slice(body).map_err(|e| {

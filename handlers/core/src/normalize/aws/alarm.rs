@@ -147,11 +147,11 @@ impl Alarm {
         }
         let reason = self.reason.as_deref().unwrap_or_default();
         // "1 datapoint [...] was less than", "3 out of the last 3 datapoints [...] were less than".
-        let says = |side: &str| {
-            reason.contains(&format!("was {side} than"))
-                || reason.contains(&format!("were {side} than"))
-        };
-        match (says("greater"), says("less")) {
+        let says = |was: &str, were: &str| reason.contains(was) || reason.contains(were);
+        match (
+            says("was greater than", "were greater than"),
+            says("was less than", "were less than"),
+        ) {
             (true, false) => Side::Above,
             (false, true) => Side::Below,
             _ => Side::Unknown,
@@ -179,7 +179,8 @@ impl Alarm {
             return false;
         }
         // Without a stated direction (e.g. a test alarm's free-text reason) the metric alone decides.
-        matches!(self.breach_side(), Side::Unknown) || self.breach_side() == wanted
+        let side = self.breach_side();
+        side == Side::Unknown || side == wanted
     }
 
     /// One EC2 instance's CPU below a fixed threshold: the instance does nothing while it

@@ -425,6 +425,7 @@ pub async fn extend(args: ExtendArgs) -> anyhow::Result<ExitCode> {
         args.artifacts.as_deref(),
         &to_package,
         session.config.functions.architecture,
+        !args.no_build,
     )?;
     for function in Function::ALL {
         let key = match pinned(function) {
@@ -1985,6 +1986,20 @@ mod tests {
             assert!(retained.contains(id), "{id} must be retained: {retained:?}");
         }
         assert!(!retained.contains("AlertFunction"));
+    }
+
+    #[test]
+    fn create_trail_auto_keeps_the_stacks_trail_and_adds_none_beside_another() {
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let keep = TrailDecision::auto(true, names(&["org-trail"]));
+        assert_eq!(keep, TrailDecision::KeepStackTrail);
+        assert!(keep.creates_trail(), "the stack's trail is not taken away");
+        let none = TrailDecision::auto(false, vec![]);
+        assert!(none.creates_trail());
+        let other = TrailDecision::auto(false, names(&["org-trail"]));
+        assert!(!other.creates_trail());
+        assert!(other.explain().contains("org-trail"), "{}", other.explain());
+        assert!(TrailDecision::Always.creates_trail() && !TrailDecision::Never.creates_trail());
     }
 
     #[test]

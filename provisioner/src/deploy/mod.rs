@@ -75,6 +75,10 @@ pub struct ExtendArgs {
     /// need no glibc newer than 2.34 (Amazon Linux 2023).
     #[arg(long, value_name = "DIR")]
     pub artifacts: Option<PathBuf>,
+    /// Never build: deploy cargo lambda's zips as they are (a stale one with a warning) and
+    /// stop when one is missing.
+    #[arg(long, conflicts_with = "artifacts")]
+    pub no_build: bool,
     /// IANA time zone of the nightly scan (e.g. Europe/Berlin); overrides escher.toml.
     #[arg(long, value_name = "TZ")]
     pub timezone: Option<TimeZoneName>,
@@ -254,6 +258,7 @@ pub fn locate_packages(
     artifacts_dir: Option<&Path>,
     functions: &[Function],
     arch: Architecture,
+    build: bool,
 ) -> anyhow::Result<Vec<FunctionPackage>> {
     let workspace = package::Workspace::of_this_build();
     let path_of = |function: Function| match (artifacts_dir, &workspace) {
@@ -278,7 +283,7 @@ pub fn locate_packages(
                 }
                 package::ZipFreshness::Stale { newer } => {
                     eprintln!(
-                        "the {} function's zip {} is older than {}: building it again",
+                        "the {} function's zip {} is older than {}",
                         function.name(),
                         path_of(function).display(),
                         newer.display()
@@ -287,8 +292,10 @@ pub fn locate_packages(
                 }
             }
         }
-        if !to_build.is_empty() {
+        if !to_build.is_empty() && build {
             package::build_functions(ws, arch, &to_build)?;
+        } else if !to_build.is_empty() {
+            eprintln!("--no-build: not building");
         }
     }
     let mut packages = Vec::new();
@@ -475,7 +482,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let bootstrap = package::tests::zip_of("bootstrap", b"#!/bin/sh\n");
         std::fs::write(dir.path().join("alert.zip"), bootstrap).expect("write");
-        let err = locate_packages(Some(dir.path()), &Function::ALL, Architecture::Arm64)
+        let err = locate_packages(Some(dir.path()), &Function::ALL, Architecture::Arm64, true)
             .expect_err("scan.zip is missing")
             .to_string();
         assert!(
@@ -487,7 +494,7 @@ mod tests {
             "only the missing one is named: {err}"
         );
         std::fs::write(dir.path().join("scan.zip"), b"not a zip").expect("write");
-        let err = locate_packages(Some(dir.path()), &Function::ALL, Architecture::Arm64)
+        let err = locate_packages(Some(dir.path()), &Function::ALL, Architecture::Arm64, true)
             .expect_err("not a zip")
             .to_string();
         assert!(err.contains("not a zip"), "{err}");

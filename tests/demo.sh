@@ -36,14 +36,16 @@ artifacts=()
 [ -n "${DEMO_ARTIFACTS:-}" ] && artifacts=(--artifacts "$DEMO_ARTIFACTS")
 "$BIN" extend --cloud aws --yes --endpoint-url "$MOTO" --config "$demo/escher.toml" \
   --timezone UTC "${artifacts[@]}"
-outputs=$(ls "$HOME"/.escher/extend/aws-*-us-east-1.json)
 
 step "the alert function's environment, as deployed (Lambda GetFunctionConfiguration)"
-"$PY" - "$outputs" "$MOTO" >"$demo/function.env" <<'PY'
-import json, sys, shlex, boto3
-outputs = json.load(open(sys.argv[1]))["outputs"]
+"$PY" - escher-demo "$MOTO" >"$demo/function.env" <<'PY'
+import sys, shlex, boto3
+cfn = boto3.client("cloudformation", endpoint_url=sys.argv[2], region_name="us-east-1")
+# The stack's resource list names the function (moto leaves a change-set stack's Outputs empty).
+function = next(r["PhysicalResourceId"] for r in cfn.list_stack_resources(StackName=sys.argv[1])["StackResourceSummaries"]
+                if r["LogicalResourceId"] == "AlertFunction")
 lam = boto3.client("lambda", endpoint_url=sys.argv[2], region_name="us-east-1")
-env = lam.get_function_configuration(FunctionName=outputs["AlertFunctionArn"])["Environment"]["Variables"]
+env = lam.get_function_configuration(FunctionName=function)["Environment"]["Variables"]
 for key, value in sorted(env.items()):
     # The stores are reached through moto here; on Lambda the same URIs reach S3.
     if key.endswith("_URI") and value.startswith("s3://"):
@@ -68,7 +70,7 @@ PY
 echo "$queue_url"
 
 step "approvals add: public buckets named demo-public-* may be made private"
-"$BIN" approvals add --action make_bucket_private --id demo-public-buckets \
+"$BIN" approvals add --by "${USER:-make-demo}" --action make_bucket_private --id demo-public-buckets \
   --resource 'demo-public-*' --reason "make demo: public demo buckets are a mistake"
 
 step "someone makes a production bucket public"
@@ -115,7 +117,7 @@ import json, sys, urllib.parse, boto3
 uri = urllib.parse.urlparse(sys.argv[2])
 s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1")
 keys = [o["Key"] for o in s3.list_objects_v2(Bucket=uri.netloc, Prefix=uri.path.lstrip("/")).get("Contents", [])]
-records = [k for k in keys if k.endswith(".json")]
+records = [k for k in keys if k.endswith(".json") and "/listing/" not in k]
 if records:
     body = s3.get_object(Bucket=uri.netloc, Key=records[-1])["Body"].read()
     print(f"s3://{uri.netloc}/{records[-1]}:")

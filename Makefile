@@ -3,10 +3,11 @@ CARGO ?= cargo
 FIXTURES := tests/fixtures
 BIN := target/debug/escher-provision
 
-.PHONY: test fmt-check clippy unit demo bench fuzz schema expected help emulators-start emulators-stop package
+.PHONY: test fmt-check clippy unit demo demo-normalize bench fuzz schema expected help emulators-start emulators-stop package
 
 help:
-	@echo "make demo    normalize the bundled sample alerts and print the table"
+	@echo "make demo    no AWS account needed: deploy into moto, handle a public-bucket alert, print the story, destroy"
+	@echo "make demo-normalize  normalize the bundled sample alerts and print the table"
 	@echo "make test    format check, clippy (warnings are errors), all tests"
 	@echo "make bench   normalizer throughput vs. a plain JSON parse; approvals decide and cold load"
 	@echo "make fuzz    run the normalizer fuzz target (by hand; needs 'cargo install cargo-fuzz')"
@@ -28,7 +29,12 @@ unit:
 	set -a && . ./.emulators/env && set +a && $(CARGO) test --workspace; \
 	  status=$$?; bash tests/emulators.sh stop; exit $$status
 
-demo:
+# The functions' zips come from DEMO_ARTIFACTS=DIR (alert.zip, scan.zip) when set, else
+# extend builds them as `make package` does (when missing or stale).
+demo: demo-normalize
+	bash tests/demo.sh
+
+demo-normalize:
 	$(CARGO) build -q -p escher-provision
 	$(BIN) events normalize --dir $(FIXTURES)/aws --dir $(FIXTURES)/azure --dir $(FIXTURES)/gcp
 
@@ -59,14 +65,13 @@ expected:
 	UPDATE_EXPECTED=1 $(CARGO) test -p escher-core --test golden
 
 # The functions' zips `escher-provision extend` deploys: target/lambda/<binary>/bootstrap.zip.
-# cargo-lambda (PyPI, brings zig) links against an old enough glibc for provided.al2023.
-# LAMBDA_ARCH must match `[functions] architecture` in escher.toml (arm64 by default).
-LAMBDA_ARCH ?= arm64
+# `escher-provision package` holds the cargo lambda command (extend runs the same when a zip
+# is missing or stale): cargo-lambda from PyPI (brings zig, installed into .venv on first
+# use) links against an old enough glibc, and each bootstrap is checked against
+# provided.al2023's glibc 2.34. LAMBDA_ARCH (arm64 | x86_64) defaults to escher.toml
+# `[functions] architecture`, else arm64.
+LAMBDA_ARCH ?=
 LAMBDA_BINS ?= escher-alert
 package:
-	@[ -x .venv/bin/cargo-lambda ] || { python3 -m venv .venv && .venv/bin/pip install --quiet --disable-pip-version-check cargo-lambda; }
-	@if [ "$(LAMBDA_ARCH)" = arm64 ]; then rustup target add aarch64-unknown-linux-gnu; fi
-	for bin in $(LAMBDA_BINS); do \
-	  PATH="$$PWD/.venv/bin:$$PATH" $(CARGO) lambda build --release --output-format zip \
-	    $(if $(filter arm64,$(LAMBDA_ARCH)),--arm64,--x86-64) --bin $$bin || exit $$?; \
-	done
+	$(CARGO) build -q -p escher-provision
+	$(BIN) package $(if $(LAMBDA_ARCH),--arch $(LAMBDA_ARCH)) $(foreach bin,$(LAMBDA_BINS),--bin $(bin))

@@ -65,6 +65,13 @@ enum Command {
     ///
     /// Exit status: 0 deleted (or no stack), 1 declined, 2 failed.
     Destroy(deploy::DestroyArgs),
+    /// Build the functions' zips (`target/lambda/<binary>/bootstrap.zip`) with cargo lambda,
+    /// release, linked for Amazon Linux 2023, and check each `bootstrap` needs no glibc newer
+    /// than 2.34. What `make package` runs; `extend` does it too when a zip is missing or stale.
+    ///
+    /// Exit status: 0 built, 2 failed (a build error, or a binary that would not start on
+    /// provided.al2023).
+    Package(deploy::package::PackageArgs),
     /// Store the credentials the functions use for Azure and GCP as SSM SecureStrings under
     /// the stack's path; list them (names and dates only) or remove them.
     Credentials(deploy::CredentialsArgs),
@@ -83,6 +90,7 @@ fn main() -> ExitCode {
         Command::Extend(args) => output::run_async(deploy::aws::extend(args)),
         Command::Status(args) => output::run_async(deploy::aws::status(args)),
         Command::Destroy(args) => output::run_async(deploy::aws::destroy(args)),
+        Command::Package(args) => output::run_command(deploy::package::package_command(args)),
         Command::Credentials(args) => output::run_async(deploy::aws::credentials(args)),
         Command::Audit(cmd) => audit_command::run(cmd),
     }

@@ -73,7 +73,12 @@ pub fn run_async(body: impl std::future::Future<Output = anyhow::Result<ExitCode
             return ExitCode::from(EXIT_ERROR);
         }
     };
-    match runtime.block_on(body) {
+    run_command(runtime.block_on(body))
+}
+
+/// A command's result as its exit status; an error is printed on stderr and exits 2.
+pub fn run_command(result: anyhow::Result<ExitCode>) -> ExitCode {
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -196,14 +196,14 @@ fn remediation_permissions() -> Vec<RequiredPermission> {
 
 /// The AWS template for `config`, rendered in memory: what `extend` deploys. The time zone
 /// and trail are decided as `render` decides them.
+/// The template `extend` deploys; `create_trail` is `[cloudtrail] create_trail` resolved
+/// against the account (`auto` looks at its trails).
 pub(crate) fn render_aws_template(
     config: &EscherConfig,
     timezone_flag: Option<TimeZoneName>,
+    create_trail: bool,
 ) -> anyhow::Result<String> {
     let (timezone, _) = resolve_timezone(timezone_flag, &config.schedule);
-    // TODO(issue 5): `auto` should check the account's trails (CloudTrail DescribeTrails);
-    // until then it creates the stack's own trail, as `render` does.
-    let create_trail = config.cloudtrail.create_trail != CreateTrail::Never;
     let permissions = remediation_permissions();
     let rendering = aws::render(&aws::AwsRenderInputs {
         config,

@@ -39,15 +39,26 @@ struct Deployment {
     stack: String,
     dir: tempfile::TempDir,
     home: tempfile::TempDir,
+    /// Access key, secret and session token the CLI runs with.
+    credentials: (String, String, Option<String>),
+    account: String,
+    /// `[cloudtrail] create_trail`. The tests sharing moto's default account create their
+    /// trails with "always": with "auto" each would depend on whether another test's trail
+    /// exists at that moment. "auto" is tested in accounts of its own.
+    create_trail: &'static str,
 }
 
-/// A valid, empty zip archive whose comment makes its content (and so its SHA-256) unique.
+/// A function zip whose `bootstrap` is a script (Lambda custom runtimes may be one; the
+/// glibc check applies to binaries); the comment in it makes its SHA-256 unique.
 fn zip_with_comment(comment: &str) -> Vec<u8> {
-    let mut zip = b"PK\x05\x06".to_vec();
-    zip.extend_from_slice(&[0u8; 16]);
-    zip.extend_from_slice(&(comment.len() as u16).to_le_bytes());
-    zip.extend_from_slice(comment.as_bytes());
-    zip
+    use std::io::Write as _;
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut zip = zip::ZipWriter::new(&mut out);
+    zip.start_file("bootstrap", zip::write::SimpleFileOptions::default())
+        .expect("zip entry");
+    write!(zip, "#!/bin/sh\n# {comment}\n").expect("zip write");
+    zip.finish().expect("zip");
+    out.into_inner()
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -63,6 +74,9 @@ impl Deployment {
             stack,
             dir: tempfile::tempdir().expect("dir"),
             home: tempfile::tempdir().expect("home"),
+            credentials: ("escher-test".into(), "escher-test".into(), None),
+            account: ACCOUNT.into(),
+            create_trail: "always",
         };
         std::fs::create_dir_all(d.artifacts()).expect("artifacts dir");
         d.write_zip("alert", "alert v1");
@@ -85,7 +99,10 @@ impl Deployment {
     fn write_config(&self, extra: &str) {
         std::fs::write(
             self.dir.path().join("escher.toml"),
-            format!("[stack]\nname = \"{}\"\n{extra}", self.stack),
+            format!(
+                "[stack]\nname = \"{}\"\n[cloudtrail]\ncreate_trail = \"{}\"\n{extra}",
+                self.stack, self.create_trail
+            ),
         )
         .expect("escher.toml");
     }
@@ -94,8 +111,12 @@ impl Deployment {
         Command::new(env!("CARGO_BIN_EXE_escher-provision"))
             .current_dir(self.dir.path())
             .env("HOME", self.home.path())
-            .env("AWS_ACCESS_KEY_ID", "escher-test")
-            .env("AWS_SECRET_ACCESS_KEY", "escher-test")
+            .env("AWS_ACCESS_KEY_ID", &self.credentials.0)
+            .env("AWS_SECRET_ACCESS_KEY", &self.credentials.1)
+            .env(
+                "AWS_SESSION_TOKEN",
+                self.credentials.2.as_deref().unwrap_or(""),
+            )
             .env("AWS_REGION", REGION)
             .env_remove("AWS_PROFILE")
             .env_remove("AWS_ENDPOINT_URL")
@@ -120,6 +141,11 @@ impl Deployment {
     }
 
     fn extend(&self, extra: &[&str]) -> Value {
+        self.extend_capturing(extra).0
+    }
+
+    /// `extend --json` with the zips in `artifacts()`: the report and the progress on stderr.
+    fn extend_capturing(&self, extra: &[&str]) -> (Value, String) {
         let artifacts = self.artifacts();
         let mut args = vec![
             "extend",
@@ -130,16 +156,52 @@ impl Deployment {
             artifacts.to_str().expect("utf-8 path"),
         ];
         args.extend_from_slice(extra);
-        self.json(&args)
+        let out = self.run(&args);
+        assert!(
+            out.status.success(),
+            "{args:?} failed ({}):\n{}",
+            out.status,
+            text(&out.stderr)
+        );
+        let report = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {}", text(&out.stdout)));
+        (report, text(&out.stderr))
     }
 
     async fn sdk(&self) -> aws_config::SdkConfig {
+        let (key, secret, token) = self.credentials.clone();
         aws_config::defaults(BehaviorVersion::latest())
             .endpoint_url(&self.endpoint)
             .region(Region::new(REGION))
-            .credentials_provider(aws_sdk_s3::config::Credentials::for_tests())
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                key, secret, token, None, "tests",
+            ))
             .load()
             .await
+    }
+
+    /// A deployment into an account nobody else uses (moto hands out an assumed role's
+    /// credentials in the role's account), with `create_trail = "auto"`.
+    async fn in_own_account(test: &str, account: &str) -> Option<Self> {
+        let mut d = Deployment::new(test)?;
+        let sts = aws_sdk_sts::Client::new(&d.sdk().await);
+        let assumed = sts
+            .assume_role()
+            .role_arn(format!("arn:aws:iam::{account}:role/escher-deployer"))
+            .role_session_name("escher-test")
+            .send()
+            .await
+            .expect("assume a role in a fresh account");
+        let creds = assumed.credentials().expect("credentials");
+        d.credentials = (
+            creds.access_key_id().to_string(),
+            creds.secret_access_key().to_string(),
+            Some(creds.session_token().to_string()),
+        );
+        d.account = account.to_string();
+        d.create_trail = "auto";
+        d.write_config("");
+        Some(d)
     }
 
     /// Logical id → physical id, as CloudFormation lists them.
@@ -771,10 +833,12 @@ async fn missing_zips_say_how_to_build_them() {
         err.contains("scan.zip") && err.contains("make package"),
         "{err}"
     );
-    let out = d.run(&["extend", "--yes"]);
+    // Without --artifacts extend builds what is missing; --no-build only looks.
+    let out = d.run(&["extend", "--yes", "--no-build"]);
+    assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     assert!(
-        err.contains("target/lambda/escher-alert/bootstrap.zip"),
+        err.contains("target/lambda/escher-scan/bootstrap.zip") && err.contains("missing"),
         "the default is cargo lambda's output: {err}"
     );
 }
@@ -833,4 +897,91 @@ async fn credentials_are_secure_strings_never_printed_back() {
 
     assert!(run(&["remove", "--cloud", "azure"]).status.success());
     assert!(ssm.get_parameter().name(&name).send().await.is_err());
+}
+
+/// An account number of its own for this test run.
+fn fresh_account(test_no: u32) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!(
+        "{:06}{:04}{:02}",
+        std::process::id() % 1_000_000,
+        (nanos % 10_000) as u32,
+        test_no
+    )
+}
+
+fn adds(report: &Value, logical_id: &str) -> bool {
+    changes(report)
+        .iter()
+        .any(|(action, id)| action == "add" && id == logical_id)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_trail_auto_adds_a_trail_to_an_account_without_one_and_keeps_it() {
+    let Some(d) = Deployment::in_own_account("trailnone", &fresh_account(1)).await else {
+        return;
+    };
+    let (report, stderr) = d.extend_capturing(&["--yes"]);
+    assert_eq!(report["result"], "deployed", "{report:#}");
+    assert_eq!(report["account"], d.account.as_str());
+    assert!(stderr.contains("the account has no trail"), "{stderr}");
+    assert!(
+        adds(&report, "Trail") && adds(&report, "TrailBucket"),
+        "{report:#}"
+    );
+    // moto accepts AWS::CloudTrail::Trail in a template but neither creates nor lists it
+    // (../shared/emulators.md), so the stack's own trail is invisible here: the unit test
+    // of `TrailDecision::auto` covers keeping it. The re-run must still be a no-op.
+    let (again, stderr) = d.extend_capturing(&["--yes"]);
+    assert_eq!(again["result"], "no_changes", "{again:#}\n{stderr}");
+    assert!(
+        stderr.contains("the stack's own trail is kept")
+            || stderr.contains("the account has no trail"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_trail_auto_leaves_the_trail_out_when_the_account_has_one() {
+    let Some(d) = Deployment::in_own_account("trailexists", &fresh_account(2)).await else {
+        return;
+    };
+    let sdk = d.sdk().await;
+    let bucket = format!("org-trail-{}", d.account);
+    s3(&sdk)
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("trail bucket");
+    aws_sdk_cloudtrail::Client::new(&sdk)
+        .create_trail()
+        .name("organization-trail")
+        .s3_bucket_name(&bucket)
+        .is_multi_region_trail(true)
+        .send()
+        .await
+        .expect("the account's own trail");
+    let (report, stderr) = d.extend_capturing(&["--dry-run"]);
+    assert_eq!(report["result"], "dry_run", "{report:#}");
+    assert!(
+        stderr.contains("already has a trail (organization-trail)"),
+        "{stderr}"
+    );
+    let ids: Vec<String> = changes(&report).into_iter().map(|(_, id)| id).collect();
+    assert!(ids.contains(&"AlertFunction".to_string()), "{ids:?}");
+    assert!(
+        !ids.iter().any(|id| id.starts_with("Trail")),
+        "no trail resources: {ids:?}"
+    );
+
+    // `always` creates one regardless.
+    let mut always = d;
+    always.create_trail = "always";
+    always.write_config("");
+    let (report, stderr) = always.extend_capturing(&["--dry-run"]);
+    assert!(adds(&report, "Trail"), "{report:#}\n{stderr}");
 }

@@ -27,7 +27,7 @@ use super::{
     DestroyArgs, ExtendArgs, Function, FunctionPackage, OtherCloud, Replacement, ResourceChange,
     SavedOutputs, StatusArgs, EXIT_DECLINED,
 };
-use crate::config::EscherConfig;
+use crate::config::{CreateTrail, EscherConfig};
 
 const DEFAULT_CONFIG: &str = "escher.toml";
 /// CloudFormation's limit for an inline template body; larger ones go through S3.
@@ -50,9 +50,10 @@ pub struct AwsSession {
     pub s3: aws_sdk_s3::Client,
     pub lambda: aws_sdk_lambda::Client,
     pub ssm: aws_sdk_ssm::Client,
+    pub cloudtrail: aws_sdk_cloudtrail::Client,
 }
 
-fn load_config(path: Option<&PathBuf>) -> anyhow::Result<EscherConfig> {
+pub(crate) fn load_config(path: Option<&PathBuf>) -> anyhow::Result<EscherConfig> {
     let (path, must_exist) = match path {
         Some(p) => (p.clone(), true),
         None => (PathBuf::from(DEFAULT_CONFIG), false),
@@ -111,6 +112,7 @@ pub async fn connect(access: &AccessArgs) -> anyhow::Result<AwsSession> {
         s3: escher_aws::s3_client(&sdk),
         lambda: aws_sdk_lambda::Client::new(&sdk),
         ssm: aws_sdk_ssm::Client::new(&sdk),
+        cloudtrail: aws_sdk_cloudtrail::Client::new(&sdk),
         account,
         region,
         config,
@@ -365,7 +367,6 @@ pub async fn extend(args: ExtendArgs) -> anyhow::Result<ExitCode> {
     require_aws(args.target.cloud)?;
     let session = connect(&args.target.access).await?;
     let progress = |msg: &str| eprintln!("{msg}");
-    let template = crate::render_command::render_aws_template(&session.config, args.timezone)?;
 
     // A stack whose first creation failed cannot be updated, only replaced.
     let mut existing = session.describe_stack().await?;
@@ -400,6 +401,13 @@ pub async fn extend(args: ExtendArgs) -> anyhow::Result<ExitCode> {
         Some(info) if info.status != StackStatus::ReviewInProgress => ChangeSetType::Update,
         _ => ChangeSetType::Create,
     };
+    let trail = trail_decision(&session, existing.is_some()).await?;
+    progress(&trail.explain());
+    let template = crate::render_command::render_aws_template(
+        &session.config,
+        args.timezone,
+        trail.creates_trail(),
+    )?;
 
     // Packaging and artifacts.
     let bucket = artifacts_bucket(&session).await?;
@@ -413,7 +421,12 @@ pub async fn extend(args: ExtendArgs) -> anyhow::Result<ExitCode> {
         .into_iter()
         .filter(|f| pinned(*f).is_none())
         .collect();
-    let packages = locate_packages(args.artifacts.as_deref(), &to_package)?;
+    let packages = locate_packages(
+        args.artifacts.as_deref(),
+        &to_package,
+        session.config.functions.architecture,
+        !args.no_build,
+    )?;
     for function in Function::ALL {
         let key = match pinned(function) {
             Some(key) => {
@@ -654,6 +667,94 @@ pub async fn extend(args: ExtendArgs) -> anyhow::Result<ExitCode> {
     }
     finish(&report, args.json)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether the stack brings its own CloudTrail trail, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrailDecision {
+    /// `create_trail = "always"`.
+    Always,
+    /// `create_trail = "never"`.
+    Never,
+    /// `auto`, and the account records API calls with none of its trails but the stack's.
+    NoTrailInAccount,
+    /// `auto`, and the stack already has its trail: it stays (taking it away would stop the
+    /// API-call alerts that the user got it for).
+    KeepStackTrail,
+    /// `auto`, and these trails (names or ARNs) already record the account's API calls.
+    AccountHasTrails(Vec<String>),
+}
+
+impl TrailDecision {
+    /// The decision for `auto`, from whether the stack has its trail already and the
+    /// trails CloudTrail lists in the region (other regions' multi-region trails included).
+    pub fn auto(stack_has_trail: bool, account_trails: Vec<String>) -> TrailDecision {
+        if stack_has_trail {
+            TrailDecision::KeepStackTrail
+        } else if account_trails.is_empty() {
+            TrailDecision::NoTrailInAccount
+        } else {
+            TrailDecision::AccountHasTrails(account_trails)
+        }
+    }
+
+    pub fn creates_trail(&self) -> bool {
+        match self {
+            TrailDecision::Always
+            | TrailDecision::NoTrailInAccount
+            | TrailDecision::KeepStackTrail => true,
+            TrailDecision::Never | TrailDecision::AccountHasTrails(_) => false,
+        }
+    }
+
+    pub fn explain(&self) -> String {
+        match self {
+            TrailDecision::Always => "CloudTrail: the stack creates its own trail (create_trail = \"always\")".into(),
+            TrailDecision::Never => "CloudTrail: no trail in the stack (create_trail = \"never\"); API-call alerts arrive only if another trail records them".into(),
+            TrailDecision::NoTrailInAccount => "CloudTrail: the account has no trail, so the stack creates one (API-call alerts need it); create_trail = \"never\" leaves it out".into(),
+            TrailDecision::KeepStackTrail => "CloudTrail: the stack's own trail is kept".into(),
+            TrailDecision::AccountHasTrails(names) => format!(
+                "CloudTrail: the account already has a trail ({}), so the stack creates none; create_trail = \"always\" adds one anyway",
+                names.join(", ")
+            ),
+        }
+    }
+}
+
+/// `[cloudtrail] create_trail` resolved against the account.
+async fn trail_decision(session: &AwsSession, stack_exists: bool) -> anyhow::Result<TrailDecision> {
+    match session.config.cloudtrail.create_trail {
+        CreateTrail::Always => return Ok(TrailDecision::Always),
+        CreateTrail::Never => return Ok(TrailDecision::Never),
+        CreateTrail::Auto => {}
+    }
+    let stack_has_trail = stack_exists
+        && stack_resources(session)
+            .await?
+            .iter()
+            .any(|r| r.resource_type == "AWS::CloudTrail::Trail");
+    if stack_has_trail {
+        return Ok(TrailDecision::KeepStackTrail);
+    }
+    let out = session.call(
+        session
+            .cloudtrail
+            .describe_trails()
+            .include_shadow_trails(true)
+            .send()
+            .await,
+        "cloudtrail:DescribeTrails",
+        &format!(
+            "the trails of account {} in {}",
+            session.account, session.region
+        ),
+    )?;
+    let trails = out
+        .trail_list()
+        .iter()
+        .filter_map(|t| t.name().or(t.trail_arn()).map(str::to_string))
+        .collect();
+    Ok(TrailDecision::auto(false, trails))
 }
 
 fn finish(report: &ExtendReport, json: bool) -> anyhow::Result<()> {
@@ -1874,14 +1975,31 @@ mod tests {
     #[test]
     fn the_rendered_template_retains_the_audit_and_state_buckets() {
         let config = EscherConfig::default();
-        let template =
-            crate::render_command::render_aws_template(&config, Some("UTC".parse().expect("tz")))
-                .expect("render");
+        let template = crate::render_command::render_aws_template(
+            &config,
+            Some("UTC".parse().expect("tz")),
+            true,
+        )
+        .expect("render");
         let retained = retained_in_template(&template);
         for id in ["AuditBucket", "StateBucket", "EncryptionKey"] {
             assert!(retained.contains(id), "{id} must be retained: {retained:?}");
         }
         assert!(!retained.contains("AlertFunction"));
+    }
+
+    #[test]
+    fn create_trail_auto_keeps_the_stacks_trail_and_adds_none_beside_another() {
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let keep = TrailDecision::auto(true, names(&["org-trail"]));
+        assert_eq!(keep, TrailDecision::KeepStackTrail);
+        assert!(keep.creates_trail(), "the stack's trail is not taken away");
+        let none = TrailDecision::auto(false, vec![]);
+        assert!(none.creates_trail());
+        let other = TrailDecision::auto(false, names(&["org-trail"]));
+        assert!(!other.creates_trail());
+        assert!(other.explain().contains("org-trail"), "{}", other.explain());
+        assert!(TrailDecision::Always.creates_trail() && !TrailDecision::Never.creates_trail());
     }
 
     #[test]

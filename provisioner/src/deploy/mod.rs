@@ -6,6 +6,7 @@
 //! Every step that changes the account is shown first and asked for, unless `--yes`.
 
 pub mod aws;
+pub mod package;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
@@ -15,7 +16,7 @@ use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 
-use crate::config::{AwsRegion, TimeZoneName};
+use crate::config::{Architecture, AwsRegion, TimeZoneName};
 use crate::output::table;
 use crate::render_command::Cloud;
 
@@ -66,10 +67,18 @@ pub struct ExtendArgs {
     /// Print the result (change set, outputs) as JSON on stdout.
     #[arg(long)]
     pub json: bool,
-    /// Folder holding the functions' zips as `alert.zip` and `scan.zip`. Default: cargo
-    /// lambda's output, `target/lambda/<binary>/bootstrap.zip` (`make package`).
+    /// Folder holding the functions' zips as `alert.zip` and `scan.zip`, deployed as they
+    /// are (never rebuilt). Default: cargo lambda's output in the workspace this CLI was
+    /// built from, `target/lambda/<binary>/bootstrap.zip`, built first (as `make package`
+    /// does) when missing or stale: older than any file under `handlers/` or `policies/`
+    /// (embedded at build time), `Cargo.toml` or `Cargo.lock`. Every zip's `bootstrap` must
+    /// need no glibc newer than 2.34 (Amazon Linux 2023).
     #[arg(long, value_name = "DIR")]
     pub artifacts: Option<PathBuf>,
+    /// Never build: deploy cargo lambda's zips as they are (a stale one with a warning) and
+    /// stop when one is missing.
+    #[arg(long, conflicts_with = "artifacts")]
+    pub no_build: bool,
     /// IANA time zone of the nightly scan (e.g. Europe/Berlin); overrides escher.toml.
     #[arg(long, value_name = "TZ")]
     pub timezone: Option<TimeZoneName>,
@@ -241,23 +250,61 @@ impl FunctionPackage {
     }
 }
 
-/// Packaging: finds each function's zip (`DIR/<function>.zip`, or cargo lambda's output)
-/// and reads it. A missing zip is an error that says how to build it.
+/// Packaging: finds each function's zip and checks the `bootstrap` in it starts on
+/// provided.al2023. From `--artifacts DIR` (`DIR/<function>.zip`, used as given, never
+/// rebuilt), else cargo lambda's output in the workspace this CLI was built from, built
+/// first when missing or older than the functions' sources ([`package::FUNCTION_SOURCES`]).
 pub fn locate_packages(
     artifacts_dir: Option<&Path>,
     functions: &[Function],
+    arch: Architecture,
+    build: bool,
 ) -> anyhow::Result<Vec<FunctionPackage>> {
+    let workspace = package::Workspace::of_this_build();
+    let path_of = |function: Function| match (artifacts_dir, &workspace) {
+        (Some(dir), _) => dir.join(format!("{}.zip", function.name())),
+        (None, Some(ws)) => ws.lambda_zip(function),
+        (None, None) => Path::new("target/lambda")
+            .join(function.binary())
+            .join("bootstrap.zip"),
+    };
+    if let (None, Some(ws)) = (artifacts_dir, &workspace) {
+        let mut to_build = Vec::new();
+        for &function in functions {
+            match ws.zip_freshness(function)? {
+                package::ZipFreshness::Fresh => {}
+                package::ZipFreshness::Missing => {
+                    eprintln!(
+                        "the {} function's zip {} is missing: building it",
+                        function.name(),
+                        path_of(function).display()
+                    );
+                    to_build.push(function);
+                }
+                package::ZipFreshness::Stale { newer } => {
+                    eprintln!(
+                        "the {} function's zip {} is older than {}",
+                        function.name(),
+                        path_of(function).display(),
+                        newer.display()
+                    );
+                    to_build.push(function);
+                }
+            }
+        }
+        if !to_build.is_empty() && build {
+            package::build_functions(ws, arch, &to_build)?;
+        } else if !to_build.is_empty() {
+            eprintln!("--no-build: not building");
+        }
+    }
     let mut packages = Vec::new();
     let mut missing = Vec::new();
     for &function in functions {
-        let path = match artifacts_dir {
-            Some(dir) => dir.join(format!("{}.zip", function.name())),
-            None => Path::new("target/lambda")
-                .join(function.binary())
-                .join("bootstrap.zip"),
-        };
+        let path = path_of(function);
         match std::fs::read(&path) {
             Ok(bytes) if is_zip(&bytes) => {
+                package::check_zip(&bytes, &path.display().to_string())?;
                 packages.push(FunctionPackage::from_bytes(function, path, bytes))
             }
             Ok(_) => bail!(
@@ -433,8 +480,9 @@ mod tests {
     #[test]
     fn missing_zips_say_how_to_build_them() {
         let dir = tempfile::tempdir().expect("dir");
-        std::fs::write(dir.path().join("alert.zip"), b"PK\x03\x04x").expect("write");
-        let err = locate_packages(Some(dir.path()), &Function::ALL)
+        let bootstrap = package::tests::zip_of("bootstrap", b"#!/bin/sh\n");
+        std::fs::write(dir.path().join("alert.zip"), bootstrap).expect("write");
+        let err = locate_packages(Some(dir.path()), &Function::ALL, Architecture::Arm64, true)
             .expect_err("scan.zip is missing")
             .to_string();
         assert!(
@@ -446,7 +494,7 @@ mod tests {
             "only the missing one is named: {err}"
         );
         std::fs::write(dir.path().join("scan.zip"), b"not a zip").expect("write");
-        let err = locate_packages(Some(dir.path()), &Function::ALL)
+        let err = locate_packages(Some(dir.path()), &Function::ALL, Architecture::Arm64, true)
             .expect_err("not a zip")
             .to_string();
         assert!(err.contains("not a zip"), "{err}");

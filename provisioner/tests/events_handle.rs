@@ -157,6 +157,13 @@ fn approval(action: Action, conditions: Conditions) -> Approval {
     }
 }
 
+/// Stores in a local folder with one approval of `action`, unconditional and everywhere.
+async fn fs_stores_approving(action: Action) -> Stores {
+    let stores = fs_stores();
+    approve(&stores, vec![approval(action, Conditions::default())]).await;
+    stores
+}
+
 async fn approve(stores: &Stores, approvals: Vec<Approval>) {
     ApprovalStore::open(&stores.approvals)
         .expect("approvals store")
@@ -580,12 +587,7 @@ async fn dry_run_via_the_cli_leaves_the_bucket_public_and_says_exactly_what_it_w
     let Some(moto) = moto().await else {
         return;
     };
-    let stores = fs_stores();
-    approve(
-        &stores,
-        vec![approval(Action::MakeBucketPrivate, Conditions::default())],
-    )
-    .await;
+    let stores = fs_stores_approving(Action::MakeBucketPrivate).await;
     let bucket = public_read_bucket(&moto, &[]).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let event_file = dir.path().join("event.json");
@@ -702,12 +704,7 @@ async fn security_group_open_on_22_is_revoked() {
     let Some(moto) = moto().await else {
         return;
     };
-    let stores = fs_stores();
-    approve(
-        &stores,
-        vec![approval(Action::RevokeOpenIngress, Conditions::default())],
-    )
-    .await;
+    let stores = fs_stores_approving(Action::RevokeOpenIngress).await;
     let group = moto
         .ec2
         .create_security_group()
@@ -926,12 +923,7 @@ async fn unencrypted_volume_gets_an_encrypted_copy() {
     let Some(moto) = moto().await else {
         return;
     };
-    let stores = fs_stores();
-    approve(
-        &stores,
-        vec![approval(Action::EncryptVolume, Conditions::default())],
-    )
-    .await;
+    let stores = fs_stores_approving(Action::EncryptVolume).await;
     let zone = format!("{REGION}a");
     let volume = moto
         .ec2
@@ -1080,12 +1072,7 @@ async fn an_event_for_a_bucket_that_no_longer_exists_is_handled_not_retried() {
     let Some(moto) = moto().await else {
         return;
     };
-    let stores = fs_stores();
-    approve(
-        &stores,
-        vec![approval(Action::MakeBucketPrivate, Conditions::default())],
-    )
-    .await;
+    let stores = fs_stores_approving(Action::MakeBucketPrivate).await;
     // Made public, then deleted before the alert arrives.
     let bucket = public_read_bucket(&moto, &[]).await;
     moto.s3

@@ -9,7 +9,8 @@ help:
 	@echo "make demo    no AWS account needed: deploy into moto, handle a public-bucket alert, print the story, destroy"
 	@echo "make demo-normalize  normalize the bundled sample alerts and print the table"
 	@echo "make test    format check, clippy (warnings are errors), all tests"
-	@echo "make bench   normalizer throughput vs. a plain JSON parse; approvals decide and cold load"
+	@echo "make bench   normalizer throughput vs. a plain JSON parse; approvals decide and cold load;"
+	@echo "             the alert handler's cold start and CPU per event (release build, against moto)"
 	@echo "make fuzz    run the normalizer fuzz target (by hand; needs 'cargo install cargo-fuzz')"
 	@echo "make schema  regenerate schemas/unified-event.schema.json from the Rust type"
 	@echo "make package build the functions' zips for extend (cargo lambda, release; not part of make test)"
@@ -44,11 +45,13 @@ emulators-start:
 emulators-stop:
 	bash tests/emulators.sh stop
 
-# The approvals benchmark loads from moto S3, so the emulators run for its duration.
+# The approvals and handler benchmarks run against moto, so the emulators run for their
+# duration. The handler bench spawns the release-built escher-alert (the bench profile).
 bench:
 	$(CARGO) bench -p escher-core --bench normalize
 	bash tests/emulators.sh start
-	set -a && . ./.emulators/env && set +a && $(CARGO) bench -p escher-core --bench approvals; \
+	set -a && . ./.emulators/env && set +a && $(CARGO) bench -p escher-core --bench approvals \
+	  && $(CARGO) bench -p escher-aws --bench handler; \
 	  status=$$?; bash tests/emulators.sh stop; exit $$status
 
 # Seeded with the bundled fixtures so the fuzzer starts inside every payload kind.

@@ -157,6 +157,13 @@ fn approval(action: Action, conditions: Conditions) -> Approval {
     }
 }
 
+/// Stores in a local folder with one approval of `action`, unconditional and everywhere.
+async fn fs_stores_approving(action: Action) -> Stores {
+    let stores = fs_stores();
+    approve(&stores, vec![approval(action, Conditions::default())]).await;
+    stores
+}
+
 async fn approve(stores: &Stores, approvals: Vec<Approval>) {
     ApprovalStore::open(&stores.approvals)
         .expect("approvals store")
@@ -575,6 +582,79 @@ async fn approved_public_bucket_via_the_cli_is_made_private_verified_audited_and
     assert!(!story.contains(&notify.receiver_base));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_via_the_cli_leaves_the_bucket_public_and_says_exactly_what_it_would_do() {
+    let Some(moto) = moto().await else {
+        return;
+    };
+    let stores = fs_stores_approving(Action::MakeBucketPrivate).await;
+    let bucket = public_read_bucket(&moto, &[]).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let event_file = dir.path().join("event.json");
+    std::fs::write(&event_file, put_bucket_acl_payload(&bucket).to_string()).expect("write");
+    let file = event_file.display().to_string();
+    let env = vec![
+        ("AWS_ENDPOINT_URL", moto.endpoint.clone()),
+        ("AWS_REGION", REGION.to_string()),
+        ("ESCHER_STATE_URI", stores.state.clone()),
+        ("ESCHER_AUDIT_URI", stores.audit.clone()),
+        ("ESCHER_APPROVALS_URI", stores.approvals.clone()),
+    ];
+    let mut env_dry_run = env.clone();
+    env_dry_run.push(("ESCHER_DRY_RUN", "true".to_string()));
+    // The flag, then the function's variable: both must give the same dry run.
+    let runs = [
+        (vec!["events", "handle", "--dry-run", file.as_str()], env),
+        (vec!["events", "handle", file.as_str()], env_dry_run),
+    ];
+    for (i, (args, env)) in runs.into_iter().enumerate() {
+        let args: Vec<String> = args.into_iter().map(str::to_string).collect();
+        let output = tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run_cli(&args, &env)
+        })
+        .await
+        .expect("cli");
+        let story = text(&output);
+        assert_eq!(output.status.code(), Some(0), "{story}");
+        assert!(story.contains("outcome: would_remediate"), "{story}");
+        assert!(
+            story.contains(&format!(
+                "would turn on BlockPublicAcls, IgnorePublicAcls, BlockPublicPolicy and RestrictPublicBuckets on bucket {bucket}"
+            )),
+            "the four public access block settings: {story}"
+        );
+        assert!(
+            story.contains(&format!(
+                "would remove grant READ to AllUsers from bucket {bucket}'s ACL"
+            )),
+            "the ACL grant removal: {story}"
+        );
+        assert!(
+            !story.contains("outcome: remediated") && !story.contains("verified: passed"),
+            "{story}"
+        );
+
+        // The bucket is still public.
+        assert!(!public_grants(&moto, &bucket).await.is_empty(), "{story}");
+        assert!(!blocks_public_access(&moto, &bucket).await, "{story}");
+
+        let records = audit_records(&stores.audit).await;
+        assert_eq!(records.len(), i + 1, "{records:#?}");
+        assert!(
+            records.iter().all(|r| r.outcome == Outcome::WouldRemediate
+                && r.mode == escher_core::remediate::Mode::DryRun),
+            "{records:#?}"
+        );
+        let calls: Vec<&escher_core::remediate::ApiCall> = records
+            .iter()
+            .flat_map(|r| r.remediation.iter().flat_map(|rem| rem.api_calls.iter()))
+            .collect();
+        assert!(!calls.is_empty(), "the dry run reads the bucket");
+        assert!(calls.iter().all(|c| !c.mutating), "{calls:#?}");
+    }
+}
+
 #[tokio::test]
 async fn unapproved_public_bucket_is_left_alone_and_the_notice_says_how_to_approve() {
     let Some(moto) = moto().await else {
@@ -624,12 +704,7 @@ async fn security_group_open_on_22_is_revoked() {
     let Some(moto) = moto().await else {
         return;
     };
-    let stores = fs_stores();
-    approve(
-        &stores,
-        vec![approval(Action::RevokeOpenIngress, Conditions::default())],
-    )
-    .await;
+    let stores = fs_stores_approving(Action::RevokeOpenIngress).await;
     let group = moto
         .ec2
         .create_security_group()
@@ -848,12 +923,7 @@ async fn unencrypted_volume_gets_an_encrypted_copy() {
     let Some(moto) = moto().await else {
         return;
     };
-    let stores = fs_stores();
-    approve(
-        &stores,
-        vec![approval(Action::EncryptVolume, Conditions::default())],
-    )
-    .await;
+    let stores = fs_stores_approving(Action::EncryptVolume).await;
     let zone = format!("{REGION}a");
     let volume = moto
         .ec2
@@ -995,6 +1065,48 @@ async fn the_same_event_five_times_in_a_row_and_five_times_at_once_is_fixed_once
     );
     assert_eq!(mutating_records(&records), 1);
     assert!(blocks_public_access(&moto, &bucket).await);
+}
+
+#[tokio::test]
+async fn an_event_for_a_bucket_that_no_longer_exists_is_handled_not_retried() {
+    let Some(moto) = moto().await else {
+        return;
+    };
+    let stores = fs_stores_approving(Action::MakeBucketPrivate).await;
+    // Made public, then deleted before the alert arrives.
+    let bucket = public_read_bucket(&moto, &[]).await;
+    moto.s3
+        .delete_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("delete bucket");
+    let payload = put_bucket_acl_payload(&bucket);
+    let pipeline = pipeline(&moto, &stores, None).await;
+    let result = handle_one(&pipeline, &payload).await;
+    // Final (as for a deleted volume): audited and notified, never retried into the DLQ.
+    assert_eq!(result.outcome, Outcome::Failed, "{:#?}", result.steps);
+    assert!(
+        result.summary.contains(&bucket) && result.summary.contains("no longer exists"),
+        "{}",
+        result.summary
+    );
+    assert!(
+        result
+            .steps
+            .iter()
+            .any(|s| s.starts_with("enriched: skipped")),
+        "{:#?}",
+        result.steps
+    );
+    let records = audit_records(&stores.audit).await;
+    assert_eq!(
+        records.iter().map(|r| r.outcome).collect::<Vec<_>>(),
+        [Outcome::Failed]
+    );
+    // A redelivery does not act again: the first one was final.
+    let again = handle_one(&pipeline, &payload).await;
+    assert_eq!(again.outcome, Outcome::Duplicate, "{:#?}", again.steps);
 }
 
 // ---------------------------------------------------------------- outages

@@ -197,6 +197,17 @@ async fn read_state(
             ]
         }),
         Err(e) if e.code() == Some("NoSuchPublicAccessBlockConfiguration") => None,
+        // Final, like any client error, but said plainly: the alert outlived its bucket.
+        Err(e) if e.code() == Some("NoSuchBucket") => {
+            return Err(RemediationError::Failed {
+                operation: e.operation.to_string(),
+                resource: bucket.to_string(),
+                message: format!(
+                    "bucket {bucket} no longer exists (deleted since the event?); nothing to make private"
+                ),
+                api_calls: log.calls().to_vec(),
+            })
+        }
         Err(e) => return Err(log.fail(e)),
     };
     let acl = log

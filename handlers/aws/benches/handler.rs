@@ -1,0 +1,484 @@
+//! What the AWS alert handler costs, against moto (`ESCHER_TEST_AWS_ENDPOINT`, set by
+//! `make bench`, which starts the emulators):
+//!
+//! - Cold start: the real `escher-alert` binary (built by this bench's profile, i.e.
+//!   release, as Lambda runs it) spawned against a local Runtime API stand-in with stores on
+//!   moto S3 and topics on moto SNS; wall time from spawn to the stand-in receiving the
+//!   response to the first invocation, an approved public bucket. Split into spawn → first
+//!   poll (initialisation, all ours) and the first event (which includes moto's answers).
+//!   Target: p50 ≤ 25 ms.
+//! - CPU per event: the same pipeline in this process on a current-thread runtime, over
+//!   every payload in `tests/fixtures/aws/`, measuring the thread's CPU time
+//!   (`CLOCK_THREAD_CPUTIME_ID`): time spent waiting for moto is not ours and is not counted.
+//!   Target: p99 ≤ 1 ms.
+//!
+//! Without moto the bench prints a notice and measures nothing.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::types::{BucketCannedAcl, BucketLocationConstraint, CreateBucketConfiguration};
+use chrono::Utc;
+use escher_aws::{build_pipeline, load_sdk_config, s3_client, HandlerConfig};
+use escher_core::approvals::{Action, Approval, ApprovalStore, Change, Conditions, Scope};
+use serde_json::{json, Value};
+
+#[path = "../tests/support/runtime_api.rs"]
+mod runtime_api;
+
+use runtime_api::RuntimeApi;
+
+/// The region of every fixture, and so the handler's: the common case of a function
+/// handling its own region's events.
+const REGION: &str = "eu-west-1";
+const COLD_STARTS: usize = 30;
+const CPU_PASSES: usize = 20;
+const START_TARGET: Duration = Duration::from_millis(25);
+const CPU_TARGET: Duration = Duration::from_millis(1);
+
+fn fixtures_dir() -> String {
+    format!("{}/../../tests/fixtures/aws", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+fn verdict(measured: Duration, target: Duration) -> &'static str {
+    if measured <= target {
+        "PASS"
+    } else {
+        "MISS"
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        Utc::now().timestamp_nanos_opt().unwrap_or_default() % 1_000_000_000_000
+    )
+}
+
+/// Stores on one moto S3 bucket, approvals for every action, SNS topics.
+struct Setup {
+    endpoint: String,
+    s3: aws_sdk_s3::Client,
+    store_bucket: String,
+    approvals: String,
+    critical_topic: String,
+    high_topic: String,
+}
+
+impl Setup {
+    async fn new(endpoint: String) -> Result<Setup, String> {
+        let sdk = load_sdk_config(Some(REGION), Some(&endpoint)).await;
+        let s3 = s3_client(&sdk);
+        let store_bucket = unique("escher-bench-stores");
+        create_bucket(&s3, &store_bucket, None).await?;
+        let sns = aws_sdk_sns::Client::new(&sdk);
+        let mut topics = Vec::new();
+        for name in ["critical", "high"] {
+            let arn = sns
+                .create_topic()
+                .name(unique(&format!("escher-bench-{name}")))
+                .send()
+                .await
+                .map_err(|e| {
+                    format!(
+                        "create topic: {}",
+                        aws_sdk_sns::error::DisplayErrorContext(&e)
+                    )
+                })?
+                .topic_arn()
+                .unwrap_or_default()
+                .to_string();
+            topics.push(arn);
+        }
+        let mut setup = Setup {
+            approvals: String::new(),
+            critical_topic: topics[0].clone(),
+            high_topic: topics[1].clone(),
+            endpoint,
+            s3,
+            store_bucket,
+        };
+        setup.approvals = setup.uri("approvals");
+        let approvals = Action::ALL
+            .iter()
+            .map(|&action| Approval {
+                id: format!("apr-bench-{action}"),
+                action,
+                scope: Scope::default(),
+                conditions: Conditions::default(),
+                approved_by: "bench".into(),
+                approved_at: Utc::now() - chrono::Duration::minutes(5),
+                expires_at: None,
+                reason: "every fix approved, so every event runs its fix".into(),
+                revoked_at: None,
+                revoked_by: None,
+                revoke_reason: None,
+            })
+            .collect();
+        ApprovalStore::open(&setup.approvals)
+            .map_err(|e| e.to_string())?
+            .apply(&Change::Init { approvals }, "bench")
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(setup)
+    }
+
+    fn uri(&self, prefix: &str) -> String {
+        format!(
+            "s3://{}/{prefix}?region={REGION}&endpoint={}",
+            self.store_bucket, self.endpoint
+        )
+    }
+
+    /// The function's environment; `state` is a fresh prefix per run, so no event is a
+    /// duplicate of an earlier run's.
+    fn env(&self, state: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_REGION", REGION.to_string()),
+            ("ESCHER_STATE_URI", self.uri(state)),
+            ("ESCHER_AUDIT_URI", self.uri("audit")),
+            ("ESCHER_APPROVALS_URI", self.approvals.clone()),
+            ("ESCHER_CRITICAL_TOPIC_ARN", self.critical_topic.clone()),
+            ("ESCHER_HIGH_TOPIC_ARN", self.high_topic.clone()),
+        ]
+    }
+
+    fn config(&self, state: &str) -> Result<HandlerConfig, String> {
+        let env: BTreeMap<&str, String> = self.env(state).into_iter().collect();
+        HandlerConfig::from_lookup(|name| env.get(name).cloned()).map_err(|e| e.to_string())
+    }
+}
+
+async fn create_bucket(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    acl: Option<BucketCannedAcl>,
+) -> Result<(), String> {
+    let location = CreateBucketConfiguration::builder()
+        .location_constraint(BucketLocationConstraint::from(REGION))
+        .build();
+    match s3
+        .create_bucket()
+        .bucket(bucket)
+        .create_bucket_configuration(location)
+        .set_acl(acl)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_bucket_already_owned_by_you()) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(format!(
+            "create bucket {bucket}: {}",
+            aws_sdk_s3::error::DisplayErrorContext(&e)
+        )),
+    }
+}
+
+/// Makes `bucket` public again (as the fixtures say it is), so every pass runs the full fix.
+async fn make_public(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(), String> {
+    create_bucket(s3, bucket, Some(BucketCannedAcl::PublicRead)).await?;
+    // Not having a block is the point; an absent one is fine.
+    let _ = s3.delete_public_access_block().bucket(bucket).send().await;
+    s3.put_bucket_acl()
+        .bucket(bucket)
+        .acl(BucketCannedAcl::PublicRead)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "make {bucket} public: {}",
+                aws_sdk_s3::error::DisplayErrorContext(&e)
+            )
+        })?;
+    Ok(())
+}
+
+/// The approved-public-bucket event (the PutBucketAcl fixture) for `bucket`, with ids of
+/// its own.
+fn public_bucket_event(bucket: &str) -> Result<Value, String> {
+    let path = format!(
+        "{}/cloudtrail-eventbridge-putbucketacl-allusers.json",
+        fixtures_dir()
+    );
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+    let mut payload: Value = serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
+    for (pointer, value) in [
+        ("/id", json!(unique("eb"))),
+        ("/detail/eventID", json!(unique("ct"))),
+        ("/detail/requestParameters/bucketName", json!(bucket)),
+        (
+            "/detail/requestParameters/host",
+            json!([format!("{bucket}.s3.{REGION}.amazonaws.com")]),
+        ),
+    ] {
+        *payload
+            .pointer_mut(pointer)
+            .ok_or_else(|| format!("{path} has no {pointer}"))? = value;
+    }
+    Ok(payload)
+}
+
+struct ColdStart {
+    ready: Duration,
+    answered: Duration,
+}
+
+async fn one_cold_start(setup: &Setup, run: usize) -> Result<ColdStart, String> {
+    let bucket = unique(&format!("escher-bench-cold-{run}"));
+    make_public(&setup.s3, &bucket).await?;
+    let api = RuntimeApi::start(vec![public_bucket_event(&bucket)?]).await;
+    let mut function = api.function(Path::new(env!("CARGO_BIN_EXE_escher-alert")));
+    function.envs(setup.env(&format!("state-cold-{run}")));
+    let spawned = Instant::now();
+    let mut child = function
+        .spawn()
+        .map_err(|e| format!("start escher-alert: {e}"))?;
+    let answers = api.wait_for_answers(1, Duration::from_secs(30)).await;
+    let _ = child.kill().await;
+    let answer = answers
+        .first()
+        .ok_or("no answer from escher-alert within 30 s")?;
+    let outcome = &answer.body["events"][0]["outcome"];
+    if !answer.path.ends_with("/response") || outcome != "remediated" {
+        return Err(format!(
+            "the first event was not remediated: {} {}",
+            answer.path, answer.body
+        ));
+    }
+    let ready = api.first_poll().ok_or("no poll recorded")? - spawned;
+    Ok(ColdStart {
+        ready,
+        answered: answer.at - spawned,
+    })
+}
+
+fn cold_start(runtime: &tokio::runtime::Runtime, setup: &Setup) -> Vec<String> {
+    let mut ready = Vec::with_capacity(COLD_STARTS);
+    let mut answered = Vec::with_capacity(COLD_STARTS);
+    let mut first_event = Vec::with_capacity(COLD_STARTS);
+    for run in 0..COLD_STARTS {
+        match runtime.block_on(one_cold_start(setup, run)) {
+            Ok(c) => {
+                ready.push(c.ready);
+                answered.push(c.answered);
+                first_event.push(c.answered.saturating_sub(c.ready));
+            }
+            Err(e) => return vec![format!("cold start, run {run}: failed: {e}")],
+        }
+    }
+    for list in [&mut ready, &mut answered, &mut first_event] {
+        list.sort();
+    }
+    let p50 = percentile(&answered, 0.50);
+    vec![
+        format!(
+            "cold start, {COLD_STARTS} runs: spawn → response to the first invocation p50 {}, p99 {} (target p50 ≤ {}): {}",
+            ms(p50),
+            ms(percentile(&answered, 0.99)),
+            ms(START_TARGET),
+            verdict(p50, START_TARGET),
+        ),
+        format!(
+            "  spawn → first poll for an invocation (process start, settings, SDK clients, stores; no remote call): p50 {}, p99 {}",
+            ms(percentile(&ready, 0.50)),
+            ms(percentile(&ready, 0.99)),
+        ),
+        format!(
+            "  the first event (an approved public bucket made private and verified; includes waiting for moto: approvals cold load, marker, tags, the fix's S3 calls, audit, SNS): p50 {}, p99 {}",
+            ms(percentile(&first_event, 0.50)),
+            ms(percentile(&first_event, 0.99)),
+        ),
+    ]
+}
+
+/// Every payload in the fixture corpus (not the `.expected.json` files), by file name.
+fn corpus() -> Result<Vec<(String, Vec<u8>)>, String> {
+    let dir = fixtures_dir();
+    let mut payloads = Vec::new();
+    for entry in std::fs::read_dir(&dir).map_err(|e| format!("{dir}: {e}"))? {
+        let path = entry.map_err(|e| format!("{dir}: {e}"))?.path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        if name.ends_with(".json") && !name.ends_with(".expected.json") {
+            let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            payloads.push((name, bytes));
+        }
+    }
+    payloads.sort();
+    Ok(payloads)
+}
+
+/// The buckets the corpus names, so its bucket events find a public bucket on moto.
+fn corpus_buckets(corpus: &[(String, Vec<u8>)]) -> Vec<String> {
+    let normalizer = escher_core::Normalizer::default();
+    let mut buckets: Vec<String> = corpus
+        .iter()
+        .filter_map(|(_, bytes)| match normalizer.normalize(bytes) {
+            Ok(escher_core::Normalized::Events(events)) => Some(events),
+            _ => None,
+        })
+        .flatten()
+        .filter(|e| e.resource.kind == "s3_bucket")
+        .map(|e| e.resource.name.clone())
+        .collect();
+    buckets.sort();
+    buckets.dedup();
+    buckets
+}
+
+fn cpu_per_event(setup: &Setup) -> Vec<String> {
+    // One thread runs every task of the pipeline, so its CPU time is the handler's own;
+    // while it waits for moto it is parked and accrues none.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return vec![format!("cannot start a runtime: {e}")],
+    };
+    let corpus = match corpus() {
+        Ok(c) => c,
+        Err(e) => return vec![format!("CPU per event: {e}")],
+    };
+    let buckets = corpus_buckets(&corpus);
+    // Clients, stores and HTTP connections of this runtime's own, so the work of every
+    // connection runs on this thread too; built once, like a warm function.
+    let built = runtime.block_on(async {
+        let sdk = load_sdk_config(Some(REGION), Some(&setup.endpoint)).await;
+        let config = setup.config("state-cpu")?;
+        let pipeline = build_pipeline(&config, &sdk).map_err(|e| e.to_string())?;
+        Ok::<_, String>((s3_client(&sdk), pipeline))
+    });
+    let (s3, pipeline) = match built {
+        Ok(b) => b,
+        Err(e) => return vec![format!("CPU per event: {e}")],
+    };
+    let mut samples: Vec<Duration> = Vec::new();
+    let mut wall: Vec<Duration> = Vec::new();
+    let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
+    let mut first_pass_max = Duration::ZERO;
+    let mut events_per_pass = 0usize;
+    for pass in 0..CPU_PASSES {
+        // Every pass finds the buckets public and no event already handled.
+        let reset = runtime.block_on(async {
+            for bucket in &buckets {
+                make_public(&s3, bucket).await?;
+            }
+            pipeline
+                .state
+                .delete_with("markers/")
+                .recursive(true)
+                .await
+                .map_err(|e| format!("remove the markers: {e}"))
+        });
+        if let Err(e) = reset {
+            return vec![format!("CPU per event, pass {pass}: {e}")];
+        }
+        events_per_pass = 0;
+        for (name, payload) in &corpus {
+            let started = Instant::now();
+            let cpu = cpu_time::ThreadTime::now();
+            let handled = runtime.block_on(pipeline.handle(payload));
+            let cpu = cpu.elapsed();
+            let elapsed = started.elapsed();
+            let outcome_names: Vec<String> = match &handled {
+                Ok(h) if h.handshake.is_some() => vec!["handshake".into()],
+                Ok(h) => h.results.iter().map(|r| r.outcome.to_string()).collect(),
+                Err(e) => return vec![format!("CPU per event: {name} was not handled: {e}")],
+            };
+            // A payload with several events: its cost is shared out among them.
+            let events = outcome_names.len().max(1);
+            events_per_pass += events;
+            let per_event = cpu / events as u32;
+            if pass == 0 {
+                first_pass_max = first_pass_max.max(per_event);
+                continue;
+            }
+            for outcome in outcome_names {
+                *outcomes.entry(outcome).or_default() += 1;
+            }
+            samples.extend(std::iter::repeat_n(per_event, events));
+            wall.extend(std::iter::repeat_n(elapsed / events as u32, events));
+        }
+    }
+    samples.sort();
+    wall.sort();
+    let p99 = percentile(&samples, 0.99);
+    let outcomes: Vec<String> = outcomes
+        .iter()
+        .map(|(o, n)| format!("{o} {}", n / (CPU_PASSES - 1)))
+        .collect();
+    vec![
+        format!(
+            "CPU per event, {} payloads ({events_per_pass} events) × {} passes: p50 {:.0} µs, p99 {:.0} µs (target p99 ≤ {}): {}",
+            corpus.len(),
+            CPU_PASSES - 1,
+            percentile(&samples, 0.50).as_secs_f64() * 1e6,
+            p99.as_secs_f64() * 1e6,
+            ms(CPU_TARGET),
+            verdict(p99, CPU_TARGET),
+        ),
+        "  counted: normalize, enrich, plan, decide, the fixes' logic, audit record (JSON, SHA-256), notifications, and in-process work for every remote call (request building, SigV4 signing, HTTP, parsing the answer)".into(),
+        "  not counted: waiting for moto, DNS lookups (blocking threads); no log subscriber is installed (the function logs one JSON line per event)".into(),
+        format!(
+            "  the first pass (approvals cold load, first connections; excluded): up to {:.0} µs per event",
+            first_pass_max.as_secs_f64() * 1e6
+        ),
+        format!(
+            "  wall time per event against moto: p50 {}, p99 {}",
+            ms(percentile(&wall, 0.50)),
+            ms(percentile(&wall, 0.99)),
+        ),
+        format!("  outcomes per pass: {}", outcomes.join(", ")),
+    ]
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a filter argument selects nothing here.
+    let Ok(endpoint) = std::env::var("ESCHER_TEST_AWS_ENDPOINT") else {
+        println!("NOTICE: ESCHER_TEST_AWS_ENDPOINT not set; the handler benchmark runs against moto under `make bench`");
+        return;
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            println!("cannot start a runtime: {e}");
+            return;
+        }
+    };
+    let setup = match runtime.block_on(Setup::new(endpoint)) {
+        Ok(s) => s,
+        Err(e) => {
+            println!("handler benchmark: setup on moto failed: {e}");
+            std::process::exit(1);
+        }
+    };
+    let mut report = cold_start(&runtime, &setup);
+    report.extend(cpu_per_event(&setup));
+    println!("\nAlert handler (escher-alert, release build, against moto):");
+    for line in report {
+        println!("  {line}");
+    }
+}

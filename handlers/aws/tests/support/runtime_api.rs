@@ -1,0 +1,165 @@
+//! A local stand-in for the Lambda Runtime API (`AWS_LAMBDA_RUNTIME_API`), shared by the
+//! `lambda_function` test and the `handler` bench: it hands the `escher-alert` binary one
+//! invocation per `GET …/invocation/next` and records every response or error it posts,
+//! with the moment it arrived, so a caller can check the answers or time a cold start.
+//!
+//! It speaks just enough HTTP/1.1 for `lambda_runtime` (one request per connection).
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One POST the function made: `…/invocation/<id>/response` or `…/invocation/<id>/error`.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub path: String,
+    pub body: Value,
+    pub at: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Seen {
+    answers: Vec<Answer>,
+    /// When the function first asked for an invocation: its initialisation was done.
+    first_poll: Option<Instant>,
+}
+
+/// A running stand-in; dropped with the runtime that serves it.
+pub struct RuntimeApi {
+    /// `host:port`, the value of `AWS_LAMBDA_RUNTIME_API`.
+    pub addr: String,
+    seen: Arc<Mutex<Seen>>,
+}
+
+impl RuntimeApi {
+    /// Serves `events` one per `GET …/invocation/next`; later polls are held open (as Lambda
+    /// does between invocations).
+    pub async fn start(events: Vec<Value>) -> RuntimeApi {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the Runtime API stand-in");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let queue = Arc::new(Mutex::new(VecDeque::from(events)));
+        let seen: Arc<Mutex<Seen>> = Arc::default();
+        let sink = seen.clone();
+        tokio::spawn(async move {
+            let mut next_id = 0;
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let (head, body) = read_request(&mut socket).await;
+                let mut parts = head.split_whitespace();
+                let (method, path) = (
+                    parts.next().unwrap_or_default().to_string(),
+                    parts.next().unwrap_or_default().to_string(),
+                );
+                if method == "GET" && path.ends_with("/invocation/next") {
+                    sink.lock()
+                        .expect("lock")
+                        .first_poll
+                        .get_or_insert_with(Instant::now);
+                    let Some(event) = queue.lock().expect("lock").pop_front() else {
+                        tokio::spawn(async move {
+                            tokio::time::sleep(Duration::from_secs(600)).await;
+                            drop(socket);
+                        });
+                        continue;
+                    };
+                    next_id += 1;
+                    let body = event.to_string();
+                    let deadline = chrono::Utc::now().timestamp_millis() + 60_000;
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nlambda-runtime-aws-request-id: req-{next_id}\r\nlambda-runtime-deadline-ms: {deadline}\r\nlambda-runtime-invoked-function-arn: arn:aws:lambda:us-east-1:123456789012:function:escher-alert\r\nlambda-runtime-trace-id: Root=1-0-0\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = socket.write_all(response.as_bytes()).await;
+                } else {
+                    let at = Instant::now();
+                    let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    sink.lock()
+                        .expect("lock")
+                        .answers
+                        .push(Answer { path, body, at });
+                    let _ = socket
+                        .write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
+                        .await;
+                }
+            }
+        });
+        RuntimeApi { addr, seen }
+    }
+
+    /// The answers so far, in arrival order.
+    pub fn answers(&self) -> Vec<Answer> {
+        self.seen.lock().expect("lock").answers.clone()
+    }
+
+    /// When the function first polled for an invocation, if it has.
+    pub fn first_poll(&self) -> Option<Instant> {
+        self.seen.lock().expect("lock").first_poll
+    }
+
+    /// Waits until `count` answers arrived or `timeout` passed; returns what arrived.
+    pub async fn wait_for_answers(&self, count: usize, timeout: Duration) -> Vec<Answer> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let answers = self.answers();
+            if answers.len() >= count || tokio::time::Instant::now() >= deadline {
+                return answers;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// The function `binary` as Lambda starts it against this stand-in: the runtime's
+    /// variables set, output discarded, killed when dropped. The caller adds the function's
+    /// own environment.
+    pub fn function(&self, binary: &Path) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(binary);
+        command
+            .env("AWS_LAMBDA_RUNTIME_API", &self.addr)
+            .env("AWS_LAMBDA_FUNCTION_NAME", "escher-alert")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true);
+        command
+    }
+}
+
+async fn read_request(socket: &mut tokio::net::TcpStream) -> (String, Vec<u8>) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = socket.read(&mut chunk).await.unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_string();
+            let length = head
+                .to_ascii_lowercase()
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("content-length:")
+                        .map(str::trim)
+                        .map(str::to_string)
+                })
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
+            while buf.len() < end + 4 + length {
+                let n = socket.read(&mut chunk).await.unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            return (head, buf[end + 4..].to_vec());
+        }
+    }
+    (String::from_utf8_lossy(&buf).to_string(), Vec::new())
+}

@@ -14,6 +14,25 @@ use crate::{EventType, Severity};
 /// Version of the report document; bumped only on a breaking change.
 pub const REPORT_SCHEMA_VERSION: &str = "1";
 
+/// The JSON Schema of [`MorningReport`] (`schemas/morning-report.schema.json`). The
+/// `UnifiedEvent` inside each finding keeps its own `$id` when generated, which would make
+/// its `$ref`s resolve against the event schema's URI instead of this document; it is
+/// dropped here so the report schema stands alone.
+pub fn morning_report_schema() -> schemars::Schema {
+    schemars::generate::SchemaSettings::draft2020_12()
+        .with_transform(|schema: &mut schemars::Schema| {
+            let nested = schema
+                .get_mut("$defs")
+                .and_then(|defs| defs.get_mut("UnifiedEvent"))
+                .and_then(|event| event.as_object_mut());
+            if let Some(event) = nested {
+                event.remove("$id");
+            }
+        })
+        .into_generator()
+        .into_root_schema_for::<MorningReport>()
+}
+
 /// Where a finding appears in the report.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,

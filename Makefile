@@ -62,7 +62,7 @@ expected:
 # cargo-lambda (PyPI, brings zig) links against an old enough glibc for provided.al2023.
 # LAMBDA_ARCH must match `[functions] architecture` in escher.toml (arm64 by default).
 LAMBDA_ARCH ?= arm64
-LAMBDA_BINS ?= escher-alert
+LAMBDA_BINS ?= escher-alert escher-scan
 package:
 	@[ -x .venv/bin/cargo-lambda ] || { python3 -m venv .venv && .venv/bin/pip install --quiet --disable-pip-version-check cargo-lambda; }
 	@if [ "$(LAMBDA_ARCH)" = arm64 ]; then rustup target add aarch64-unknown-linux-gnu; fi

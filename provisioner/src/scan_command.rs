@@ -8,10 +8,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 use chrono::NaiveDate;
 use clap::{Args, Subcommand, ValueEnum};
-use escher_aws::{build_pipeline, load_sdk_config, AwsClients, AwsScan, HandlerConfig};
+use escher_aws::{build_pipeline, load_sdk_config, AwsClients, AwsScan};
 use escher_core::scan::ReportSettings;
 use escher_scan::{ReportStore, ScanRun};
 
+use crate::handle::handler_config;
 use crate::output::{default_store, run_async, write_json};
 
 #[derive(Debug, Subcommand)]
@@ -115,20 +116,8 @@ async fn scan(args: ScanRunArgs) -> anyhow::Result<u8> {
         }
         None => ReportSettings::built_in().clone(),
     };
-    let state = args.state.map_or_else(|| default_store("state"), Ok)?;
-    let audit = args.audit.map_or_else(|| default_store("audit"), Ok)?;
-    let approvals = args
-        .approvals
-        .map_or_else(|| default_store("approvals"), Ok)?;
-    let dry_run = args.dry_run;
-    // Topics, SSM prefix and the rest come from the same environment the function gets.
-    let config = HandlerConfig::from_lookup(|name| match name {
-        "ESCHER_STATE_URI" => Some(state.clone()),
-        "ESCHER_AUDIT_URI" => Some(audit.clone()),
-        "ESCHER_APPROVALS_URI" => Some(approvals.clone()),
-        "ESCHER_DRY_RUN" if dry_run => Some("true".into()),
-        _ => std::env::var(name).ok(),
-    })?;
+    let config = handler_config(args.state, args.audit, args.approvals, args.dry_run)?;
+    let state = config.state_uri.clone();
     let sdk = load_sdk_config(None, None).await;
     let regions = if !args.regions.is_empty() {
         args.regions

@@ -102,11 +102,12 @@ impl AwsRemediations {
 pub fn all_required_permissions() -> Vec<RequiredPermission> {
     let lists: [&'static [RequiredPermission]; 6] = [
         s3_public::PERMISSIONS,
-        scan::PERMISSIONS,
         open_ingress::PERMISSIONS,
         idle_instance::PERMISSIONS,
         volume_encryption::PERMISSIONS,
         tags::PERMISSIONS,
+        // Last: where a remediation already needs a permission, its reason is the one kept.
+        scan::PERMISSIONS,
     ];
     let mut seen = BTreeSet::new();
     let mut all: Vec<RequiredPermission> = lists

@@ -74,7 +74,7 @@ expected:
 # provided.al2023's glibc 2.34. LAMBDA_ARCH (arm64 | x86_64) defaults to escher.toml
 # `[functions] architecture`, else arm64.
 LAMBDA_ARCH ?=
-LAMBDA_BINS ?= escher-alert
+LAMBDA_BINS ?= escher-alert escher-scan
 package:
 	$(CARGO) build -q -p escher-provision
 	$(BIN) package $(if $(LAMBDA_ARCH),--arch $(LAMBDA_ARCH)) $(foreach bin,$(LAMBDA_BINS),--bin $(bin))

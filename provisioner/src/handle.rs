@@ -53,20 +53,7 @@ pub fn run(args: HandleArgs) -> ExitCode {
 
 async fn execute(args: HandleArgs) -> anyhow::Result<u8> {
     let (label, payload) = read_input(Some(&args.file))?;
-    let state = args.state.map_or_else(|| default_store("state"), Ok)?;
-    let audit = args.audit.map_or_else(|| default_store("audit"), Ok)?;
-    let approvals = args
-        .approvals
-        .map_or_else(|| default_store("approvals"), Ok)?;
-    let dry_run = args.dry_run;
-    // Topics, SSM prefix and the rest come from the same environment the function gets.
-    let config = HandlerConfig::from_lookup(|name| match name {
-        "ESCHER_STATE_URI" => Some(state.clone()),
-        "ESCHER_AUDIT_URI" => Some(audit.clone()),
-        "ESCHER_APPROVALS_URI" => Some(approvals.clone()),
-        "ESCHER_DRY_RUN" if dry_run => Some("true".into()),
-        _ => std::env::var(name).ok(),
-    })?;
+    let config = handler_config(args.state, args.audit, args.approvals, args.dry_run)?;
     let sdk = load_sdk_config(None, None).await;
     let pipeline = build_pipeline(&config, &sdk)?;
     let mut out = std::io::stdout().lock();
@@ -88,6 +75,27 @@ async fn execute(args: HandleArgs) -> anyhow::Result<u8> {
             Ok(EXIT_RETRY)
         }
     }
+}
+
+/// The handler's settings on the laptop: the stores from the flags (or the defaults under
+/// `$HOME/.escher`), topics, SSM prefix and the rest from the same environment the
+/// function gets.
+pub(crate) fn handler_config(
+    state: Option<String>,
+    audit: Option<String>,
+    approvals: Option<String>,
+    dry_run: bool,
+) -> anyhow::Result<HandlerConfig> {
+    let state = state.map_or_else(|| default_store("state"), Ok)?;
+    let audit = audit.map_or_else(|| default_store("audit"), Ok)?;
+    let approvals = approvals.map_or_else(|| default_store("approvals"), Ok)?;
+    Ok(HandlerConfig::from_lookup(|name| match name {
+        "ESCHER_STATE_URI" => Some(state.clone()),
+        "ESCHER_AUDIT_URI" => Some(audit.clone()),
+        "ESCHER_APPROVALS_URI" => Some(approvals.clone()),
+        "ESCHER_DRY_RUN" if dry_run => Some("true".into()),
+        _ => std::env::var(name).ok(),
+    })?)
 }
 
 fn tell(out: &mut impl Write, label: &str, handled: &Handled) -> anyhow::Result<()> {

@@ -14,6 +14,7 @@ mod handle;
 mod output;
 mod render;
 mod render_command;
+mod scan_command;
 
 use std::process::ExitCode;
 
@@ -78,6 +79,12 @@ enum Command {
     /// Check the audit trail: every record re-hashed against the day's listing.
     #[command(subcommand)]
     Audit(audit_command::AuditCommand),
+    /// The nightly scan, run now from the laptop.
+    #[command(subcommand)]
+    Scan(scan_command::ScanCommand),
+    /// The morning reports the scan stored.
+    #[command(subcommand)]
+    Report(scan_command::ReportCommand),
 }
 
 fn main() -> ExitCode {
@@ -93,6 +100,8 @@ fn main() -> ExitCode {
         Command::Package(args) => output::run_command(deploy::package::package_command(args)),
         Command::Credentials(args) => output::run_async(deploy::aws::credentials(args)),
         Command::Audit(cmd) => audit_command::run(cmd),
+        Command::Scan(cmd) => scan_command::run_scan(cmd),
+        Command::Report(cmd) => scan_command::run_report(cmd),
     }
 }
 

@@ -84,13 +84,13 @@ fn threshold_of(event: &UnifiedEvent) -> (f64, &'static str) {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct CpuSample {
+pub(crate) struct CpuSample {
     at: DateTime<Utc>,
     average: f64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-enum Idleness {
+pub(crate) enum Idleness {
     Idle {
         average: f64,
         peak: f64,
@@ -99,7 +99,7 @@ enum Idleness {
     NotIdle(String),
 }
 
-fn period_for(window: Duration) -> i64 {
+pub(crate) fn period_for(window: Duration) -> i64 {
     let seconds = window.num_seconds().max(0) as u64;
     let needed = seconds.div_ceil(MAX_DATAPOINTS as u64);
     // CloudWatch periods are multiples of 60 s.
@@ -107,7 +107,12 @@ fn period_for(window: Duration) -> i64 {
 }
 
 /// Decides from the per-period averages; `window_hours` only words the reasons.
-fn judge(samples: &[CpuSample], threshold: f64, window_hours: f64, period: i64) -> Idleness {
+pub(crate) fn judge(
+    samples: &[CpuSample],
+    threshold: f64,
+    window_hours: f64,
+    period: i64,
+) -> Idleness {
     let span = hours(window_hours);
     if samples.is_empty() {
         return Idleness::NotIdle(format!(
@@ -177,7 +182,7 @@ async fn instance_state(
         .cloned())
 }
 
-async fn cpu_samples(
+pub(crate) async fn cpu_samples(
     clients: &AwsClients,
     instance: &str,
     window: Duration,

@@ -19,6 +19,7 @@ mod idle_instance;
 mod open_ingress;
 mod report;
 mod s3_public;
+mod scan;
 mod tags;
 mod target;
 mod unsupported;
@@ -38,6 +39,7 @@ pub use handler::{
 pub use idle_instance::{IdleInstanceRemediation, DEFAULT_IDLE_CPU_PERCENT};
 pub use open_ingress::OpenIngressRemediation;
 pub use s3_public::S3PublicAccessRemediation;
+pub use scan::AwsScan;
 pub use tags::AwsResourceTags;
 pub use unsupported::UnsupportedRemediation;
 pub use volume_encryption::VolumeEncryptionRemediation;
@@ -98,12 +100,14 @@ impl AwsRemediations {
 /// The IAM permissions of every AWS remediation, deduplicated and sorted by action then
 /// resource: what the handler's role needs, and nothing more.
 pub fn all_required_permissions() -> Vec<RequiredPermission> {
-    let lists: [&'static [RequiredPermission]; 5] = [
+    let lists: [&'static [RequiredPermission]; 6] = [
         s3_public::PERMISSIONS,
         open_ingress::PERMISSIONS,
         idle_instance::PERMISSIONS,
         volume_encryption::PERMISSIONS,
         tags::PERMISSIONS,
+        // Last: where a remediation already needs a permission, its reason is the one kept.
+        scan::PERMISSIONS,
     ];
     let mut seen = BTreeSet::new();
     let mut all: Vec<RequiredPermission> = lists

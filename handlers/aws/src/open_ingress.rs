@@ -47,17 +47,17 @@ impl OpenIngressRemediation {
 
 /// One ingress rule for one CIDR, as EC2 stores it.
 #[derive(Debug, Clone, PartialEq)]
-struct Rule {
+pub(crate) struct Rule {
     /// `tcp`, `udp`, `icmp`, `icmpv6`, `-1` (all traffic) or a protocol number.
-    protocol: String,
-    from_port: Option<i32>,
-    to_port: Option<i32>,
-    cidr: String,
-    description: Option<String>,
+    pub protocol: String,
+    pub from_port: Option<i32>,
+    pub to_port: Option<i32>,
+    pub cidr: String,
+    pub description: Option<String>,
 }
 
 impl Rule {
-    fn is_world_open(&self) -> bool {
+    pub(crate) fn is_world_open(&self) -> bool {
         WORLD.contains(&self.cidr.as_str())
     }
 
@@ -72,7 +72,7 @@ impl Rule {
             && self.cidr == other.cidr
     }
 
-    fn words(&self) -> String {
+    pub(crate) fn words(&self) -> String {
         let ports = match (self.protocol.as_str(), self.from_port, self.to_port) {
             ("-1", _, _) => return format!("all traffic from {}", self.cidr),
             (_, Some(from), Some(to)) if from == to => format!(" port {from}"),
@@ -139,7 +139,7 @@ fn protocol_name(p: &str) -> String {
     }
 }
 
-fn rules_of(permissions: &[IpPermission]) -> Vec<Rule> {
+pub(crate) fn rules_of(permissions: &[IpPermission]) -> Vec<Rule> {
     let mut rules = Vec::new();
     for p in permissions {
         let protocol = protocol_name(p.ip_protocol().unwrap_or("-1"));

@@ -71,7 +71,7 @@ impl S3PublicAccessRemediation {
 
 /// What the bucket looked like at one moment.
 #[derive(Debug, Clone)]
-struct BucketState {
+pub(crate) struct BucketState {
     /// `None`: the bucket has no public access block configuration at all.
     block: Option<[bool; 4]>,
     owner: Option<Owner>,
@@ -92,6 +92,25 @@ impl BucketState {
             .filter(|(_, on)| !on)
             .map(|(name, _)| *name)
             .collect()
+    }
+
+    /// Why anyone on the internet can read the bucket now, one reason a line; empty when
+    /// nobody can: a public ACL grant counts unless `IgnorePublicAcls` is on, a public
+    /// policy unless `RestrictPublicBuckets` is on (how S3 itself evaluates access).
+    pub(crate) fn public_reasons(&self) -> Vec<String> {
+        let [_, ignore_acls, _, restrict] = self.settings();
+        let mut reasons = Vec::new();
+        if !ignore_acls {
+            reasons.extend(
+                self.public_grants()
+                    .into_iter()
+                    .map(|g| format!("ACL grants {}", describe_grant(g))),
+            );
+        }
+        if self.policy_public == Some(true) && !restrict {
+            reasons.push("the bucket policy is public".to_string());
+        }
+        reasons
     }
 
     fn public_grants(&self) -> Vec<&Grant> {
@@ -172,7 +191,7 @@ fn acl_arguments(grants: &[Grant]) -> String {
         .join(" ")
 }
 
-async fn read_state(
+pub(crate) async fn read_state(
     clients: &AwsClients,
     bucket: &str,
     log: &mut CallLog,

@@ -146,6 +146,9 @@ pub enum EventType {
     ServiceHealth,
     DeploymentFailed,
     ScheduledScan,
+    /// A resource that costs money and nothing uses (an unattached volume, a snapshot of a
+    /// deleted volume).
+    ResourceUnused,
 }
 
 /// The service that produced the event.
@@ -187,18 +190,26 @@ pub enum EventSource {
     GcpBilling,
     #[serde(rename = "gcp.scheduler")]
     GcpScheduler,
+    /// Escher's own nightly scan, on any cloud: the event's `cloud_provider` says which.
+    #[serde(rename = "escher.scan")]
+    EscherScan,
 }
 
 impl EventSource {
-    pub fn cloud(self) -> CloudProvider {
+    /// The cloud a source belongs to; `None` for [`EventSource::EscherScan`], which runs on
+    /// every cloud (its findings carry the cloud of the check that produced them).
+    pub fn cloud(self) -> Option<CloudProvider> {
         use EventSource::*;
         match self {
             AwsCloudWatch | AwsCloudTrail | AwsConfig | AwsGuardDuty | AwsSecurityHub
-            | AwsHealth | AwsEc2 | AwsEvents => CloudProvider::Aws,
+            | AwsHealth | AwsEc2 | AwsEvents => Some(CloudProvider::Aws),
             AzureMonitor | AzureResources | AzurePolicy | AzureStorage | AzureHealth => {
-                CloudProvider::Azure
+                Some(CloudProvider::Azure)
             }
-            GcpMonitoring | GcpAudit | GcpScc | GcpBilling | GcpScheduler => CloudProvider::Gcp,
+            GcpMonitoring | GcpAudit | GcpScc | GcpBilling | GcpScheduler => {
+                Some(CloudProvider::Gcp)
+            }
+            EscherScan => None,
         }
     }
 }
@@ -269,6 +280,7 @@ wire_names! {
         ServiceHealth => "service_health",
         DeploymentFailed => "deployment_failed",
         ScheduledScan => "scheduled_scan",
+        ResourceUnused => "resource_unused",
     }
     EventSource {
         AwsCloudWatch => "aws.cloudwatch",
@@ -289,6 +301,7 @@ wire_names! {
         GcpScc => "gcp.scc",
         GcpBilling => "gcp.billing",
         GcpScheduler => "gcp.scheduler",
+        EscherScan => "escher.scan",
     }
 }
 
@@ -331,6 +344,8 @@ mod tests {
         assert_eq!(EventSource::AwsSecurityHub.to_string(), "aws.securityhub");
         assert_eq!(DataClassification::Pii.to_string(), "PII");
         assert_eq!(CloudProvider::Gcp.to_string(), "gcp");
-        assert_eq!(EventSource::GcpScc.cloud(), CloudProvider::Gcp);
+        assert_eq!(EventSource::GcpScc.cloud(), Some(CloudProvider::Gcp));
+        assert_eq!(EventSource::EscherScan.cloud(), None);
+        assert_eq!(EventSource::EscherScan.to_string(), "escher.scan");
     }
 }

@@ -13,6 +13,7 @@ pub mod ids;
 pub mod normalize;
 pub mod pipeline;
 pub mod remediate;
+pub mod scan;
 pub mod severity;
 pub mod store;
 pub(crate) mod time;

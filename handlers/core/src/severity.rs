@@ -77,6 +77,7 @@ const ALL_EVENT_TYPES: &[EventType] = &[
     EventType::ServiceHealth,
     EventType::DeploymentFailed,
     EventType::ScheduledScan,
+    EventType::ResourceUnused,
 ];
 
 impl SeverityPolicy {

@@ -36,6 +36,14 @@ fn committed_schema_matches_the_rust_type() {
 }
 
 #[test]
+fn morning_report_schema_matches_the_rust_type() {
+    check_committed(
+        "morning-report.schema.json",
+        escher_core::scan::report::morning_report_schema(),
+    );
+}
+
+#[test]
 fn approval_schema_matches_and_accepts_the_wizard_defaults() {
     let schema = check_committed("approval.schema.json", schemars::schema_for!(Approval));
     let validator = jsonschema::draft202012::new(&schema).expect("schema compiles");

@@ -507,7 +507,7 @@ impl<'p> Cx<'p> {
             event_id,
             event_type,
             severity,
-            cloud_provider: source.cloud(),
+            cloud_provider: normalized_cloud(source),
             account_id,
             region: region
                 .filter(|r| !r.trim().is_empty())
@@ -520,6 +520,13 @@ impl<'p> Cx<'p> {
             schema_version: SCHEMA_VERSION.into(),
         }
     }
+}
+
+/// The cloud of a source a normalizer produces. Every normalizer source belongs to one
+/// cloud; only `escher.scan` has none, and scan findings are built by `crate::scan`, never
+/// here.
+fn normalized_cloud(source: EventSource) -> crate::CloudProvider {
+    source.cloud().unwrap_or(crate::CloudProvider::Aws)
 }
 
 /// `<cloud>-<32 hex>`: a SHA-256 over the source and its own ids (or, when the source gave
@@ -537,7 +544,7 @@ fn derive_event_id(source: EventSource, id_parts: &[String], raw_event: &Value) 
         }
     }
     let digest = hash.finalize();
-    let cloud = source.cloud().as_str();
+    let cloud = normalized_cloud(source).as_str();
     let mut id = String::with_capacity(cloud.len() + 1 + 32);
     id.push_str(cloud);
     id.push('-');

@@ -220,6 +220,14 @@ impl Pipeline {
         })
     }
 
+    /// Handles an event that did not come as a payload: a finding of the nightly scan. It
+    /// goes through every step after normalize, exactly as an alert does; the audit
+    /// record's payload hash is over the event's JSON.
+    pub async fn handle_finding(&self, event: UnifiedEvent) -> Result<EventResult, PipelineError> {
+        let payload = serde_json::to_vec(&event).map_err(|e| retry(&event.event_id, e))?;
+        self.handle_event(event, &sha256_hex(&payload), 0).await
+    }
+
     fn marker_path(event: &UnifiedEvent) -> String {
         format!("markers/{}.json", event.event_id)
     }

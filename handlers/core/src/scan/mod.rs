@@ -1,0 +1,420 @@
+//! The nightly scan, cloud-neutral: what a check is, what a finding is, and how the checks
+//! are run over the regions.
+//!
+//! A cloud brings [`ScanCheck`]s (one check, one region, returns findings); [`run_scan`]
+//! runs every check in every region with bounded concurrency, so one region that fails
+//! (denied, throttled, unreachable) is reported in [`ScanOutcome::failures`] and the others
+//! still count. Findings are [`UnifiedEvent`]s with source `escher.scan`, so a pre-approved
+//! one can go through the same pipeline as an alert; [`Finding`] adds what the report needs
+//! (a stable key for deltas, the one-click command, suggested questions).
+//!
+//! [`settings`] reads `policies/report.yaml`; [`report`] is the morning report and its
+//! deltas against the previous one.
+
+pub mod report;
+pub mod settings;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::approvals::Action;
+use crate::pipeline::notify::approve_command;
+use crate::{
+    CloudProvider, EventContext, EventSource, EventType, Resource, SeverityPolicy, UnifiedEvent,
+    SCHEMA_VERSION,
+};
+pub use report::{Deltas, MorningReport, ResolvedFinding};
+pub use settings::{ReportFormat, ReportSettings, ScanThresholds, SettingsError};
+
+/// Why one check could not finish in one region.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize, JsonSchema)]
+#[error("{operation} on {resource} failed: {message}")]
+pub struct ScanError {
+    /// The cloud API operation (e.g. `DescribeVolumes`).
+    pub operation: String,
+    /// What it was called on (a region, a bucket, a volume id).
+    pub resource: String,
+    /// The cloud's error code and message, and what the user can do about it.
+    pub message: String,
+    /// Throttling, timeouts, 5xx: tomorrow's run (or a rerun) may well succeed.
+    pub transient: bool,
+}
+
+/// One check in one region: everything a cloud needs to implement to be scanned.
+#[async_trait]
+pub trait ScanCheck: Send + Sync {
+    /// Stable id, part of every finding's key (`public_bucket`, `open_admin_port`, …).
+    fn id(&self) -> &'static str;
+
+    /// The cloud this check looks at; its findings carry it as `cloud_provider`.
+    fn cloud(&self) -> CloudProvider;
+
+    /// The findings in `region` (`global` resources such as buckets are attributed to the
+    /// region they live in, so every region reports its own).
+    async fn run(&self, region: &str, scan: &ScanContext) -> Result<Vec<Finding>, ScanError>;
+}
+
+/// What every check of one run shares.
+#[derive(Debug, Clone)]
+pub struct ScanContext {
+    pub thresholds: ScanThresholds,
+    pub severity: &'static SeverityPolicy,
+    /// When this run started; findings carry it as their timestamp.
+    pub started_at: DateTime<Utc>,
+}
+
+impl ScanContext {
+    pub fn new(thresholds: ScanThresholds) -> Self {
+        ScanContext {
+            thresholds,
+            severity: SeverityPolicy::built_in(),
+            started_at: Utc::now(),
+        }
+    }
+
+    /// The day the run's report is for.
+    pub fn report_date(&self) -> NaiveDate {
+        self.started_at.date_naive()
+    }
+}
+
+/// One thing the scan found, with what the report needs around the event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Finding {
+    /// `<check>:<resource id>`: the same resource failing the same check gets the same key
+    /// every night, which is what deltas compare.
+    pub key: String,
+    pub check: String,
+    /// One line for people.
+    pub title: String,
+    /// The fix, when Escher has one for this finding (it may be pre-approved).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// The one-click command: `escher-provision approvals add …` for a fix Escher applies,
+    /// else the cloud CLI command that performs it.
+    pub command: String,
+    /// Estimated saving in USD per month when the finding is acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monthly_saving_usd: Option<f64>,
+    /// What the reader may want to ask before acting.
+    pub questions: Vec<String>,
+    pub event: UnifiedEvent,
+}
+
+/// What a check knows about one finding; [`FindingDraft::finish`] makes the [`Finding`].
+#[derive(Debug, Clone)]
+pub struct FindingDraft {
+    pub check: &'static str,
+    pub cloud: CloudProvider,
+    pub account_id: String,
+    pub region: String,
+    pub event_type: EventType,
+    pub resource: Resource,
+    pub title: String,
+    pub action: Option<Action>,
+    /// The command when `action` is `None` (nothing for Escher to approve).
+    pub manual_command: Option<String>,
+    pub monthly_saving_usd: Option<f64>,
+    pub questions: Vec<String>,
+}
+
+impl FindingDraft {
+    /// The finding, with context and severity from the resource's tags as for an alert, and
+    /// an event id that is new each night (so the pipeline handles each night's finding) and
+    /// the same within one night (so a rerun is a duplicate, not a second fix).
+    pub fn finish(self, scan: &ScanContext) -> Finding {
+        let key = format!("{}:{}", self.check, self.resource.id);
+        let mut context = EventContext::default();
+        crate::context::fill_from_tags(&mut context, &self.resource.tags);
+        context.cost_impact = self.monthly_saving_usd;
+        let severity = scan.severity.resolve(self.event_type, None, &context);
+        let mut hash = Sha256::new();
+        for part in [
+            EventSource::EscherScan.as_str(),
+            &key,
+            &scan.report_date().to_string(),
+        ] {
+            hash.update(part.as_bytes());
+            hash.update(b"\0");
+        }
+        let mut event_id = format!("{}-", self.cloud);
+        crate::ids::push_hex(&mut event_id, &hash.finalize()[..16]);
+        let raw_event = serde_json::json!({
+            "check": self.check,
+            "title": self.title,
+            "metadata": self.resource.metadata,
+        });
+        let event = UnifiedEvent {
+            event_id,
+            event_type: self.event_type,
+            severity,
+            cloud_provider: self.cloud,
+            account_id: self.account_id,
+            region: self.region,
+            resource: self.resource,
+            context,
+            timestamp: scan.started_at,
+            source: EventSource::EscherScan,
+            raw_event: Arc::new(raw_event),
+            schema_version: SCHEMA_VERSION.into(),
+        };
+        let command = match (self.action, self.manual_command) {
+            (Some(action), _) => approve_command(&event, action),
+            (None, Some(command)) => command,
+            (None, None) => String::new(),
+        };
+        Finding {
+            key,
+            check: self.check.to_string(),
+            title: self.title,
+            action: self.action,
+            command,
+            monthly_saving_usd: self.monthly_saving_usd,
+            questions: self.questions,
+            event,
+        }
+    }
+}
+
+/// A check that failed in one region; the rest of the scan went on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegionFailure {
+    pub cloud: CloudProvider,
+    pub region: String,
+    pub check: String,
+    pub error: ScanError,
+}
+
+/// Everything one scan produced.
+#[derive(Debug, Clone, Default)]
+pub struct ScanOutcome {
+    /// Sorted by key, one per key.
+    pub findings: Vec<Finding>,
+    pub failures: Vec<RegionFailure>,
+    pub regions: Vec<String>,
+}
+
+/// Runs every check in every region, at most `concurrency` (check, region) pairs at once.
+/// A failing pair is recorded and never stops the others; a panicking check is recorded
+/// the same way.
+pub async fn run_scan(
+    checks: &[Arc<dyn ScanCheck>],
+    regions: &[String],
+    concurrency: usize,
+    scan: &ScanContext,
+) -> ScanOutcome {
+    let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut pending = BTreeMap::new();
+    for region in regions {
+        for check in checks {
+            let (check, region, scan, permits) = (
+                Arc::clone(check),
+                region.clone(),
+                scan.clone(),
+                Arc::clone(&permits),
+            );
+            let labels = (check.cloud(), region.clone(), check.id());
+            let handle = tasks.spawn(async move {
+                // The semaphore is never closed, so acquiring only waits.
+                let _permit = permits.acquire_owned().await;
+                let started = std::time::Instant::now();
+                let result = check.run(&region, &scan).await;
+                tracing::info!(
+                    check = check.id(),
+                    region = %region,
+                    ms = started.elapsed().as_millis() as u64,
+                    findings = result.as_ref().map_or(0, Vec::len),
+                    ok = result.is_ok(),
+                    "scan check"
+                );
+                result
+            });
+            pending.insert(handle.id(), labels);
+        }
+    }
+    let mut outcome = ScanOutcome {
+        regions: regions.to_vec(),
+        ..ScanOutcome::default()
+    };
+    let mut by_key = BTreeMap::new();
+    while let Some(joined) = tasks.join_next_with_id().await {
+        let (id, result) = match joined {
+            Ok((id, result)) => (id, result),
+            Err(e) => {
+                let id = e.id();
+                (
+                    id,
+                    Err(ScanError {
+                        operation: "check".into(),
+                        resource: "the scan".into(),
+                        message: format!("the check stopped unexpectedly: {e}"),
+                        transient: false,
+                    }),
+                )
+            }
+        };
+        let Some((cloud, region, check)) = pending.remove(&id) else {
+            continue;
+        };
+        match result {
+            Ok(findings) => {
+                for finding in findings {
+                    by_key.entry(finding.key.clone()).or_insert(finding);
+                }
+            }
+            Err(error) => {
+                tracing::warn!(check, region = %region, error = %error, "scan check failed in one region; the rest of the scan goes on");
+                outcome.failures.push(RegionFailure {
+                    cloud,
+                    region,
+                    check: check.to_string(),
+                    error,
+                });
+            }
+        }
+    }
+    outcome
+        .failures
+        .sort_by(|a, b| (&a.region, &a.check).cmp(&(&b.region, &b.check)));
+    outcome.findings = by_key.into_values().collect();
+    outcome
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A check over plain data: a fixed list of resources per region, or a failure.
+    pub(crate) struct ListedCheck {
+        pub per_region: BTreeMap<String, Result<Vec<&'static str>, ScanError>>,
+    }
+
+    pub(crate) fn draft(name: &str, region: &str) -> FindingDraft {
+        FindingDraft {
+            check: "public_bucket",
+            cloud: CloudProvider::Aws,
+            account_id: "123456789012".into(),
+            region: region.into(),
+            event_type: EventType::BucketPublic,
+            resource: Resource {
+                kind: "s3_bucket".into(),
+                id: format!("arn:aws:s3:::{name}"),
+                name: name.into(),
+                ..Resource::default()
+            },
+            title: format!("bucket {name} is public"),
+            action: Some(Action::MakeBucketPrivate),
+            manual_command: None,
+            monthly_saving_usd: None,
+            questions: vec![],
+        }
+    }
+
+    #[async_trait]
+    impl ScanCheck for ListedCheck {
+        fn id(&self) -> &'static str {
+            "public_bucket"
+        }
+        fn cloud(&self) -> CloudProvider {
+            CloudProvider::Aws
+        }
+        async fn run(&self, region: &str, scan: &ScanContext) -> Result<Vec<Finding>, ScanError> {
+            match self.per_region.get(region) {
+                Some(Ok(names)) => Ok(names
+                    .iter()
+                    .map(|n| draft(n, region).finish(scan))
+                    .collect()),
+                Some(Err(e)) => Err(e.clone()),
+                None => Ok(vec![]),
+            }
+        }
+    }
+
+    fn denied() -> ScanError {
+        ScanError {
+            operation: "ListBuckets".into(),
+            resource: "eu-west-1".into(),
+            message: "AccessDenied: not allowed".into(),
+            transient: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_region_is_reported_and_the_others_still_count() {
+        let check = ListedCheck {
+            per_region: BTreeMap::from([
+                ("us-east-1".to_string(), Ok(vec!["a", "b"])),
+                ("eu-west-1".to_string(), Err(denied())),
+                ("ap-south-1".to_string(), Ok(vec!["c"])),
+            ]),
+        };
+        let checks: Vec<Arc<dyn ScanCheck>> = vec![Arc::new(check)];
+        let regions: Vec<String> = ["us-east-1", "eu-west-1", "ap-south-1"]
+            .map(String::from)
+            .to_vec();
+        let scan = ScanContext::new(ScanThresholds::default());
+        let outcome = run_scan(&checks, &regions, 1, &scan).await;
+        let names: Vec<&str> = outcome
+            .findings
+            .iter()
+            .map(|f| f.event.resource.name.as_str())
+            .collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert_eq!(outcome.failures.len(), 1);
+        assert_eq!(outcome.failures[0].region, "eu-west-1");
+        assert_eq!(outcome.failures[0].check, "public_bucket");
+        assert!(outcome.failures[0]
+            .error
+            .to_string()
+            .contains("AccessDenied"));
+    }
+
+    #[test]
+    fn findings_are_scan_events_with_the_checks_cloud_and_the_approve_command() {
+        let scan = ScanContext::new(ScanThresholds::default());
+        let mut tagged = draft("pii-data", "us-east-1");
+        tagged
+            .resource
+            .tags
+            .insert("data-classification".into(), "pii".into());
+        let finding = tagged.finish(&scan);
+        assert_eq!(finding.event.source, EventSource::EscherScan);
+        assert_eq!(finding.event.cloud_provider, CloudProvider::Aws);
+        assert!(finding.event.event_id.starts_with("aws-"));
+        assert_eq!(finding.key, "public_bucket:arn:aws:s3:::pii-data");
+        // The same raise rules as for alerts: a public PII bucket is CRITICAL.
+        assert_eq!(finding.event.severity, crate::Severity::Critical);
+        assert!(
+            finding.command.starts_with(
+                "escher-provision approvals add --action make_bucket_private --cloud aws --account 123456789012 --resource-type s3_bucket --resource 'pii-data'"
+            ),
+            "{}",
+            finding.command
+        );
+        let plain = draft("plain", "us-east-1").finish(&scan);
+        assert_eq!(plain.event.severity, crate::Severity::High);
+        assert_ne!(plain.event.event_id, finding.event.event_id);
+    }
+
+    #[test]
+    fn the_event_id_is_stable_within_a_night_and_new_the_next() {
+        let tonight = ScanContext::new(ScanThresholds::default());
+        let mut tomorrow = tonight.clone();
+        tomorrow.started_at += chrono::Duration::days(1);
+        let a = draft("b", "us-east-1").finish(&tonight);
+        let again = draft("b", "us-east-1").finish(&tonight);
+        let next = draft("b", "us-east-1").finish(&tomorrow);
+        assert_eq!(a.event.event_id, again.event.event_id);
+        assert_ne!(a.event.event_id, next.event.event_id);
+        assert_eq!(a.key, next.key);
+    }
+}

@@ -1,0 +1,211 @@
+//! The report settings, `policies/report.yaml`: user-edited, so unknown keys are rejected
+//! (a misspelt section would otherwise be silently ignored) and every value is checked.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+const BUILT_IN: &str = include_str!("../../../../policies/report.yaml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("report settings {origin}: {source}; compare with policies/report.yaml as shipped")]
+    Parse {
+        origin: String,
+        #[source]
+        source: serde_norway::Error,
+    },
+    #[error("report settings {origin}: {field} = {value} is not valid: {expected}")]
+    Invalid {
+        origin: String,
+        field: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+}
+
+/// How long the report is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportFormat {
+    /// About 50 lines: every finding.
+    Detailed,
+    /// About 20 lines.
+    Compact,
+    /// About 15 lines: the top 3 findings.
+    Executive,
+}
+
+impl ReportFormat {
+    /// How many findings the rendering lists (the JSON always has them all).
+    pub fn finding_limit(self) -> Option<usize> {
+        match self {
+            ReportFormat::Detailed => None,
+            ReportFormat::Compact => Some(10),
+            ReportFormat::Executive => Some(3),
+        }
+    }
+}
+
+/// What comes first in the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportFocus {
+    Balanced,
+    Cost,
+    Security,
+    Operational,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Sections {
+    /// Public buckets, open admin ports, unencrypted volumes.
+    pub security: bool,
+    /// Idle instances, unattached volumes, old snapshots.
+    pub optimisation: bool,
+    /// New and resolved findings since the previous report.
+    pub changes: bool,
+    /// Regions or checks that could not be scanned.
+    pub failures: bool,
+}
+
+/// The numbers the checks compare with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScanThresholds {
+    pub idle_cpu_percent: f64,
+    pub idle_days: u32,
+    pub snapshot_age_days: u32,
+    pub admin_ports: Vec<u16>,
+}
+
+impl Default for ScanThresholds {
+    fn default() -> Self {
+        ReportSettings::built_in().thresholds.clone()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScanSettings {
+    /// Empty: the region the scan runs in.
+    pub regions: Vec<String>,
+    pub concurrency: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSettings {
+    pub format: ReportFormat,
+    pub focus: ReportFocus,
+    pub sections: Sections,
+    pub thresholds: ScanThresholds,
+    pub scan: ScanSettings,
+}
+
+impl ReportSettings {
+    /// The settings shipped in `policies/report.yaml` (checked by a unit test).
+    pub fn built_in() -> &'static ReportSettings {
+        static SETTINGS: std::sync::OnceLock<ReportSettings> = std::sync::OnceLock::new();
+        SETTINGS.get_or_init(|| {
+            ReportSettings::from_yaml(BUILT_IN, "built in").unwrap_or(ReportSettings {
+                format: ReportFormat::Detailed,
+                focus: ReportFocus::Balanced,
+                sections: Sections {
+                    security: true,
+                    optimisation: true,
+                    changes: true,
+                    failures: true,
+                },
+                thresholds: ScanThresholds {
+                    idle_cpu_percent: 5.0,
+                    idle_days: 7,
+                    snapshot_age_days: 90,
+                    admin_ports: vec![22, 3389],
+                },
+                scan: ScanSettings {
+                    regions: Vec::new(),
+                    concurrency: 4,
+                },
+            })
+        })
+    }
+
+    /// Parses and checks the settings; `origin` (a file name) goes into every error.
+    pub fn from_yaml(text: &str, origin: &str) -> Result<ReportSettings, SettingsError> {
+        let settings: ReportSettings =
+            serde_norway::from_str(text).map_err(|source| SettingsError::Parse {
+                origin: origin.to_string(),
+                source,
+            })?;
+        let invalid = |field, value: String, expected| SettingsError::Invalid {
+            origin: origin.to_string(),
+            field,
+            value,
+            expected,
+        };
+        let t = &settings.thresholds;
+        if !(t.idle_cpu_percent > 0.0 && t.idle_cpu_percent <= 100.0) {
+            return Err(invalid(
+                "thresholds.idle_cpu_percent",
+                t.idle_cpu_percent.to_string(),
+                "a percentage above 0 and at most 100",
+            ));
+        }
+        if t.idle_days == 0 || t.idle_days > 14 {
+            return Err(invalid(
+                "thresholds.idle_days",
+                t.idle_days.to_string(),
+                "1 to 14 days (CloudWatch keeps 5-minute CPU averages for 15 days)",
+            ));
+        }
+        if settings.scan.concurrency == 0 {
+            return Err(invalid(
+                "scan.concurrency",
+                "0".into(),
+                "at least 1 check running at a time",
+            ));
+        }
+        Ok(settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_settings_parse() {
+        let settings = ReportSettings::from_yaml(BUILT_IN, "policies/report.yaml")
+            .expect("the shipped settings are valid");
+        assert_eq!(settings.format, ReportFormat::Detailed);
+        assert_eq!(settings.thresholds.snapshot_age_days, 90);
+        assert!(settings.thresholds.admin_ports.contains(&22));
+        assert!(settings.thresholds.admin_ports.contains(&3389));
+        assert_eq!(&settings, ReportSettings::built_in());
+    }
+
+    #[test]
+    fn a_misspelt_key_is_an_error_naming_the_file() {
+        let text = BUILT_IN.replace("optimisation: true", "optimization: true");
+        let err = ReportSettings::from_yaml(&text, "my-report.yaml").unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("my-report.yaml"), "{message}");
+        assert!(message.contains("optimization"), "{message}");
+    }
+
+    #[test]
+    fn values_out_of_range_are_rejected_with_what_is_allowed() {
+        let text = BUILT_IN.replace("idle_days: 7", "idle_days: 30");
+        let message = ReportSettings::from_yaml(&text, "r.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("thresholds.idle_days = 30"), "{message}");
+        assert!(message.contains("1 to 14 days"), "{message}");
+        let text = BUILT_IN.replace("format: detailed", "format: short");
+        assert!(ReportSettings::from_yaml(&text, "r.yaml").is_err());
+        let text = BUILT_IN.replace("format: detailed", "format: executive");
+        let settings = ReportSettings::from_yaml(&text, "r.yaml").expect("valid");
+        assert_eq!(settings.format.finding_limit(), Some(3));
+    }
+}

@@ -1,0 +1,166 @@
+//! The report's Markdown and HTML, from the handlebars templates in `templates/reports/`
+//! (embedded: the function has no repository beside it). Strict mode, so a template that
+//! names a value the view does not have fails instead of printing an empty line.
+
+use escher_core::scan::report::SectionKind;
+use escher_core::scan::{Finding, MorningReport};
+use handlebars::Handlebars;
+use serde::Serialize;
+
+const MARKDOWN: &str = include_str!("../../../templates/reports/report.md.hbs");
+const HTML: &str = include_str!("../../../templates/reports/report.html.hbs");
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("bundled report template {name} is broken (please report this): {source}")]
+    Template {
+        name: &'static str,
+        #[source]
+        source: Box<handlebars::TemplateError>,
+    },
+    #[error("rendering the {name} report failed: {source}")]
+    Render {
+        name: &'static str,
+        #[source]
+        source: Box<handlebars::RenderError>,
+    },
+}
+
+/// What the templates see: the report, shaped for reading.
+#[derive(Debug, Serialize)]
+struct View<'a> {
+    report_date: String,
+    summary: &'a escher_core::scan::report::ReportSummary,
+    saving: String,
+    sections: Vec<SectionView<'a>>,
+    handled: &'a [escher_core::scan::report::HandledFinding],
+    changes: Option<ChangesView<'a>>,
+    failures: Vec<FailureView>,
+}
+
+#[derive(Debug, Serialize)]
+struct SectionView<'a> {
+    title: &'static str,
+    findings: Vec<FindingView<'a>>,
+    /// How many of the section's findings the format left out.
+    hidden: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct FindingView<'a> {
+    severity: &'static str,
+    title: &'a str,
+    region: &'a str,
+    command: &'a str,
+    questions: &'a [String],
+}
+
+#[derive(Debug, Serialize)]
+struct ChangesView<'a> {
+    previous: String,
+    new: usize,
+    resolved_count: usize,
+    resolved: &'a [escher_core::scan::ResolvedFinding],
+    unchanged: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct FailureView {
+    region: String,
+    check: String,
+    error: String,
+}
+
+fn title(section: SectionKind) -> &'static str {
+    match section {
+        SectionKind::Security => "Security and compliance",
+        SectionKind::Optimisation => "Optimisation opportunities",
+        SectionKind::Operational => "Operational health",
+    }
+}
+
+fn finding_view(f: &Finding) -> FindingView<'_> {
+    FindingView {
+        severity: f.event.severity.as_str(),
+        title: &f.title,
+        region: &f.event.region,
+        command: &f.command,
+        questions: &f.questions,
+    }
+}
+
+fn view(report: &MorningReport) -> View<'_> {
+    let sections = report
+        .sections
+        .iter()
+        .map(|&section| {
+            let shown = report.shown(section);
+            let total = report
+                .findings
+                .iter()
+                .filter(|f| SectionKind::of(f.event.event_type) == section)
+                .count();
+            SectionView {
+                title: title(section),
+                hidden: total - shown.len(),
+                findings: shown.into_iter().map(finding_view).collect(),
+            }
+        })
+        .collect();
+    let changes = report.deltas.previous_report.map(|previous| ChangesView {
+        previous: previous.to_string(),
+        new: report.deltas.new.len(),
+        resolved_count: report.deltas.resolved.len(),
+        resolved: &report.deltas.resolved,
+        unchanged: report.deltas.unchanged.len(),
+    });
+    View {
+        report_date: report.report_date.to_string(),
+        summary: &report.summary,
+        saving: format!("{:.2}", report.summary.monthly_saving_usd),
+        sections,
+        handled: &report.handled,
+        changes,
+        failures: report
+            .failures
+            .iter()
+            .map(|f| FailureView {
+                region: f.region.clone(),
+                check: f.check.clone(),
+                error: f.error.to_string(),
+            })
+            .collect(),
+    }
+}
+
+fn render(
+    report: &MorningReport,
+    name: &'static str,
+    template: &str,
+) -> Result<String, RenderError> {
+    let mut hb = Handlebars::new();
+    hb.set_strict_mode(true);
+    if name == "markdown" {
+        // Markdown is plain text: HTML entities would show as `&amp;` in a terminal.
+        hb.register_escape_fn(handlebars::no_escape);
+    }
+    hb.register_template_string(name, template)
+        .map_err(|source| RenderError::Template {
+            name,
+            source: Box::new(source),
+        })?;
+    hb.render(name, &view(report))
+        .map_err(|source| RenderError::Render {
+            name,
+            source: Box::new(source),
+        })
+}
+
+pub fn render_markdown(report: &MorningReport) -> Result<String, RenderError> {
+    render(report, "markdown", MARKDOWN)
+}
+
+/// HTML with every value escaped (titles and commands come from resource names and tags).
+pub fn render_html(report: &MorningReport) -> Result<String, RenderError> {
+    render(report, "html", HTML)
+}

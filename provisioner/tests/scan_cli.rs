@@ -1,0 +1,114 @@
+//! `escher-provision scan run` and `report show` as a user runs them, against moto.
+//!
+//! Scans a region of its own (sa-east-1) with a public bucket in it; stores in a temporary
+//! folder. `tests/emulators.sh start` writes `ESCHER_TEST_AWS_ENDPOINT`; without it the test
+//! prints a notice and returns, unless `ESCHER_REQUIRE_EMULATORS=1`, when it fails.
+
+use std::process::{Command, Output};
+
+const REGION: &str = "sa-east-1";
+
+fn cli(endpoint: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_escher-provision"))
+        .args(args)
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_REGION", REGION)
+        .env_remove("ESCHER_STATE_URI")
+        .env_remove("ESCHER_AUDIT_URI")
+        .env_remove("ESCHER_APPROVALS_URI")
+        .output()
+        .expect("run escher-provision")
+}
+
+#[tokio::test]
+async fn scan_run_stores_the_report_and_report_show_prints_it() {
+    let endpoint = match std::env::var("ESCHER_TEST_AWS_ENDPOINT") {
+        Ok(endpoint) => endpoint,
+        Err(_) if std::env::var_os("ESCHER_REQUIRE_EMULATORS").is_some() => {
+            panic!("ESCHER_TEST_AWS_ENDPOINT is not set although the emulators were started")
+        }
+        Err(_) => {
+            eprintln!("NOTICE: ESCHER_TEST_AWS_ENDPOINT not set; the scan CLI test runs under `make test`, which starts moto");
+            return;
+        }
+    };
+    let sdk = escher_aws::load_sdk_config(Some(REGION), Some(&endpoint)).await;
+    let bucket = format!("escher-cli-scan-{}", std::process::id());
+    escher_aws::s3_client(&sdk)
+        .create_bucket()
+        .bucket(&bucket)
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(REGION))
+                .build(),
+        )
+        .acl(aws_sdk_s3::types::BucketCannedAcl::PublicRead)
+        .send()
+        .await
+        .expect("create bucket");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let uri = |name: &str| format!("fs://{}", dir.path().join(name).display());
+    let (state, audit, approvals) = (uri("state"), uri("audit"), uri("approvals"));
+    let stores = [
+        "--state",
+        &state,
+        "--audit",
+        &audit,
+        "--approvals",
+        &approvals,
+    ];
+
+    let mut args = vec!["scan", "run", "--region", REGION, "--json"];
+    args.extend(stores);
+    let scanned = cli(&endpoint, &args);
+    assert_eq!(
+        scanned.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&scanned.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&scanned.stdout).expect("JSON report");
+    let finding = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["event"]["resource"]["name"] == bucket.as_str())
+        .expect("the public bucket is reported");
+    assert_eq!(finding["event"]["severity"], "HIGH");
+    assert_eq!(finding["event"]["source"], "escher.scan");
+
+    let shown = cli(&endpoint, &["report", "show", "--state", &state]);
+    assert_eq!(shown.status.code(), Some(0));
+    let markdown = String::from_utf8(shown.stdout).expect("utf8");
+    assert!(
+        markdown.starts_with("# Escher morning report"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains(&format!("S3 bucket {bucket} is public")),
+        "{markdown}"
+    );
+
+    let json = cli(
+        &endpoint,
+        &["report", "show", "--format", "json", "--state", &state],
+    );
+    let stored: serde_json::Value = serde_json::from_slice(&json.stdout).expect("stored JSON");
+    assert_eq!(stored, report, "the stored report is the one printed");
+    let html = cli(
+        &endpoint,
+        &["report", "show", "--format", "html", "--state", &state],
+    );
+    assert!(String::from_utf8_lossy(&html.stdout).starts_with("<!DOCTYPE html>"));
+
+    let missing = cli(
+        &endpoint,
+        &["report", "show", "--date", "2001-01-01", "--state", &state],
+    );
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("no morning report for 2001-01-01"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+}

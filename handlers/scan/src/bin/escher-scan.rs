@@ -15,6 +15,10 @@ use escher_scan::{ReportStore, ScanRun};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::{json, Value};
 
+// Same allocator as every Escher binary (see the workspace Cargo.toml).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Function {
     clients: AwsClients,
     pipeline: Pipeline,

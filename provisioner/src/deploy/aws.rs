@@ -368,38 +368,37 @@ pub async fn extend(args: ExtendArgs) -> anyhow::Result<ExitCode> {
     let session = connect(&args.target.access).await?;
     let progress = |msg: &str| eprintln!("{msg}");
 
-    // A stack whose first creation failed cannot be updated, only replaced.
     let mut existing = session.describe_stack().await?;
-    if let Some(info) = &existing {
-        check_deployable(&session, info)?;
-        if info.status == StackStatus::RollbackComplete {
-            eprintln!(
-                "{} is in ROLLBACK_COMPLETE: its first creation failed{}; it holds no working resources and must be deleted and created again.",
-                session.stack_label(),
-                info.status_reason
-                    .as_deref()
-                    .map(|r| format!(" ({r})"))
-                    .unwrap_or_default()
-            );
-            if args.dry_run {
-                eprintln!("dry run: it would be deleted and created again; nothing was changed.");
-                return Ok(ExitCode::SUCCESS);
-            }
-            if !confirm(
-                "Delete it and create it again?",
-                args.yes,
-                "pass --yes to delete the failed stack and create it again",
-            )? {
-                eprintln!("nothing changed.");
-                return Ok(ExitCode::from(EXIT_DECLINED));
-            }
-            delete_stack_and_wait(&session).await?;
-            existing = None;
+    let mut plan = stack_plan(&session.stack_label(), existing.as_ref())?;
+    if plan == StackPlan::Recreate {
+        eprintln!(
+            "{} is in ROLLBACK_COMPLETE: its first creation failed{}; it holds no working resources and must be deleted and created again.",
+            session.stack_label(),
+            existing
+                .as_ref()
+                .and_then(|info| info.status_reason.as_deref())
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        );
+        if args.dry_run {
+            eprintln!("dry run: it would be deleted and created again; nothing was changed.");
+            return Ok(ExitCode::SUCCESS);
         }
+        if !confirm(
+            "Delete it and create it again?",
+            args.yes,
+            "pass --yes to delete the failed stack and create it again",
+        )? {
+            eprintln!("nothing changed.");
+            return Ok(ExitCode::from(EXIT_DECLINED));
+        }
+        delete_stack_and_wait(&session).await?;
+        existing = None;
+        plan = StackPlan::Create;
     }
-    let change_set_type = match &existing {
-        Some(info) if info.status != StackStatus::ReviewInProgress => ChangeSetType::Update,
-        _ => ChangeSetType::Create,
+    let change_set_type = match plan {
+        StackPlan::Update => ChangeSetType::Update,
+        StackPlan::Create | StackPlan::Recreate => ChangeSetType::Create,
     };
     let trail = trail_decision(&session, existing.is_some()).await?;
     progress(&trail.explain());
@@ -787,25 +786,39 @@ fn parameter(key: &str, value: &str) -> Parameter {
 }
 
 /// Refuses stacks that are busy or stuck, saying what to do.
-fn check_deployable(session: &AwsSession, info: &StackInfo) -> anyhow::Result<()> {
+/// What `extend` does with the stack it found, decided from its status alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StackPlan {
+    /// No stack yet (or only the empty one an unexecuted change set leaves): a CREATE change set.
+    Create,
+    /// A working stack: an UPDATE change set.
+    Update,
+    /// Its first creation failed (ROLLBACK_COMPLETE): it cannot be updated, only deleted and
+    /// created again, which needs the user's consent.
+    Recreate,
+}
+
+/// Also refuses a stack that is busy or stuck in a failed state, saying what to do.
+fn stack_plan(label: &str, info: Option<&StackInfo>) -> anyhow::Result<StackPlan> {
+    let Some(info) = info else {
+        return Ok(StackPlan::Create);
+    };
     let status = info.status.as_str();
-    if status.ends_with("_IN_PROGRESS") && info.status != StackStatus::ReviewInProgress {
-        bail!(
-            "{} is busy ({status}); wait until CloudFormation finishes, then run extend again",
-            session.stack_label()
-        );
-    }
-    if status.ends_with("_FAILED") {
-        bail!(
-            "{} is {status}{}; fix it in the CloudFormation console (for UPDATE_ROLLBACK_FAILED: `aws cloudformation continue-update-rollback`), then run extend again",
-            session.stack_label(),
+    match &info.status {
+        StackStatus::ReviewInProgress | StackStatus::DeleteComplete => Ok(StackPlan::Create),
+        StackStatus::RollbackComplete => Ok(StackPlan::Recreate),
+        _ if status.ends_with("_IN_PROGRESS") => bail!(
+            "{label} is busy ({status}); wait until CloudFormation finishes, then run extend again"
+        ),
+        _ if status.ends_with("_FAILED") => bail!(
+            "{label} is {status}{}; fix it in the CloudFormation console (for UPDATE_ROLLBACK_FAILED: `aws cloudformation continue-update-rollback`), then run extend again",
             info.status_reason
                 .as_deref()
                 .map(|r| format!(" ({r})"))
                 .unwrap_or_default()
-        );
+        ),
+        _ => Ok(StackPlan::Update),
     }
-    Ok(())
 }
 
 fn is_failure(status: &StackStatus) -> bool {
@@ -1961,6 +1974,50 @@ fn credential_value(set: &CredentialsSetArgs) -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn stack(status: &str) -> StackInfo {
+        StackInfo {
+            status: StackStatus::from(status),
+            status_reason: Some("Resource creation cancelled".into()),
+            last_updated: None,
+            outputs: BTreeMap::new(),
+            parameters: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn the_stack_status_decides_create_update_recreate_or_refusal() {
+        let plan =
+            |status: Option<&str>| stack_plan("stack escher-extend", status.map(stack).as_ref());
+        assert_eq!(plan(None).unwrap(), StackPlan::Create);
+        assert_eq!(plan(Some("REVIEW_IN_PROGRESS")).unwrap(), StackPlan::Create);
+        assert_eq!(
+            plan(Some("ROLLBACK_COMPLETE")).unwrap(),
+            StackPlan::Recreate
+        );
+        for usable in [
+            "CREATE_COMPLETE",
+            "UPDATE_COMPLETE",
+            "UPDATE_ROLLBACK_COMPLETE",
+            "IMPORT_COMPLETE",
+        ] {
+            assert_eq!(plan(Some(usable)).unwrap(), StackPlan::Update, "{usable}");
+        }
+        let busy = plan(Some("UPDATE_IN_PROGRESS")).unwrap_err().to_string();
+        assert!(
+            busy.contains("busy (UPDATE_IN_PROGRESS)") && busy.contains("wait"),
+            "{busy}"
+        );
+        let stuck = plan(Some("UPDATE_ROLLBACK_FAILED"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            stuck.contains("continue-update-rollback")
+                && stuck.contains("Resource creation cancelled"),
+            "{stuck}"
+        );
+        assert!(plan(Some("DELETE_FAILED")).is_err());
+    }
 
     #[test]
     fn retained_resources_are_read_from_the_template() {

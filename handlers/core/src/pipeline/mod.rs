@@ -495,7 +495,7 @@ impl Pipeline {
             .push(format!("decided: approved by {approval_id}"));
         let Some(remediation) = self.cloud.remediation(action, &event.resource.kind) else {
             let summary = format!("{action} is not supported yet for {}", event.resource.kind);
-            run.steps.push(format!("remediated: no ({summary})"));
+            run.steps.push(format!("fix: not made ({summary})"));
             return Ok((
                 Outcome::NotSupported,
                 Some(action),
@@ -516,7 +516,7 @@ impl Pipeline {
             Err(e) if e.is_transient() => return Err(retry(&event.event_id, e)),
             Err(e) => {
                 run.time("remediate", t);
-                run.steps.push(format!("remediated: FAILED ({e})"));
+                run.steps.push(format!("fix: FAILED ({e})"));
                 run.notes.push(e.to_string());
                 return Ok((
                     Outcome::Failed,
@@ -544,7 +544,7 @@ impl Pipeline {
             RemediationStatus::NotSupported => Outcome::NotSupported,
         };
         run.steps
-            .push(format!("remediated: {outcome}: {}", report.summary));
+            .push(format!("fix: {outcome} — {}", report.summary));
         if let Some(v) = &report.verification {
             let passed = v.checks.iter().filter(|c| c.passed).count();
             run.steps.push(format!(

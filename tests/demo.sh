@@ -9,7 +9,7 @@
 #   5. destroy takes the stack down again.
 # The functions' zips: DEMO_ARTIFACTS=DIR (alert.zip, scan.zip) deploys those as they are;
 # otherwise extend builds them with cargo lambda when missing or stale (`make package`;
-# a release build, about 10 minutes per function on 2 cores from a cold cache).
+# a release build: measured ~17 minutes for both functions on 2 cores from a cold cache).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -148,7 +148,7 @@ Code:        provisioner/src/deploy/ (extend, status, destroy), templates/aws/ (
              handlers/aws/ (the alert function), handlers/core/src/pipeline/ (decide, fix, audit, notify)
 
 Against your own account (credentials from AWS_PROFILE or the usual AWS chain):
-  make package                                  # the functions' zips (cargo lambda, ~10 min)
+  make package                                  # the functions' zips (cargo lambda, ~17 min cold)
   cargo run -q -p escher-provision -- extend --cloud aws --region eu-west-1
   cargo run -q -p escher-provision -- approvals --store s3://<StateBucketName>/approvals add \\
       --action make_bucket_private --resource 'demo-*' --reason "..."

@@ -97,6 +97,20 @@ impl AwsRemediations {
     }
 }
 
+/// JSON logs, one line per record, for a Lambda function: CloudWatch Logs adds the time, so
+/// the record does not; `RUST_LOG` filters, `info` by default.
+pub fn init_function_logs() {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_current_span(false)
+        .without_time()
+        .init();
+}
+
 /// The IAM permissions of every AWS remediation, deduplicated and sorted by action then
 /// resource: what the handler's role needs, and nothing more.
 pub fn all_required_permissions() -> Vec<RequiredPermission> {

@@ -293,6 +293,29 @@ pub fn open(uri: &str) -> Result<Operator, StoreError> {
     uri.parse::<StoreLocation>()?.operator()
 }
 
+/// What a create-only write found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    Written,
+    /// Something was already at the path; it was left as it was.
+    AlreadyExists,
+}
+
+/// Writes `body` at `path` only when nothing is there yet (an If-None-Match / create-only
+/// write): how audit records, reports, idempotency markers and usage counters stay
+/// write-once. An existing object is an answer, not an error.
+pub async fn create_once(
+    operator: &Operator,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<Created, opendal::Error> {
+    match operator.write_with(path, body).if_not_exists(true).await {
+        Ok(_) => Ok(Created::Written),
+        Err(e) if e.kind() == opendal::ErrorKind::ConditionNotMatch => Ok(Created::AlreadyExists),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use escher_core::scan::MorningReport;
+use escher_core::store::{create_once, Created};
 use opendal::{ErrorKind, Operator};
 use serde::{Deserialize, Serialize};
 
@@ -72,14 +73,9 @@ impl ReportStore {
     }
 
     async fn create(&self, path: &str, body: Vec<u8>) -> Result<(), StoreError> {
-        match self
-            .operator
-            .write_with(path, body)
-            .if_not_exists(true)
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == ErrorKind::ConditionNotMatch => Err(StoreError::Exists {
+        match create_once(&self.operator, path, body).await {
+            Ok(Created::Written) => Ok(()),
+            Ok(Created::AlreadyExists) => Err(StoreError::Exists {
                 path: path.to_string(),
             }),
             Err(e) => Err(self.storage("write", path, e)),

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use escher_aws::{build_pipeline, load_sdk_config, HandlerConfig};
+use escher_aws::{build_pipeline, init_function_logs, load_sdk_config, HandlerConfig};
 use escher_core::pipeline::{Handled, Pipeline};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::{json, Value};
@@ -19,15 +19,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_current_span(false)
-        .without_time()
-        .init();
+    init_function_logs();
     let config = HandlerConfig::from_env()?;
     let sdk = load_sdk_config(None, None).await;
     // Built once per cold start; every invocation shares the clients and the approvals cache.

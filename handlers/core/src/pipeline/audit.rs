@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::notify::NotificationResult;
 use crate::approvals::{Action, Decision};
 use crate::remediate::{Mode, RemediationReport};
+use crate::store::{create_once, Created};
 use crate::UnifiedEvent;
 
 const RECORDS: &str = "audit/";
@@ -213,14 +214,9 @@ impl AuditLog {
     }
 
     async fn create(&self, path: &str, body: Vec<u8>) -> Result<(), AuditError> {
-        match self
-            .operator
-            .write_with(path, body)
-            .if_not_exists(true)
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == ErrorKind::ConditionNotMatch => Err(AuditError::Exists {
+        match create_once(&self.operator, path, body).await {
+            Ok(Created::Written) => Ok(()),
+            Ok(Created::AlreadyExists) => Err(AuditError::Exists {
                 path: path.to_string(),
             }),
             Err(e) => Err(self.storage("write", path, e)),

@@ -30,6 +30,7 @@ use crate::ids::{sha256_hex, unique_token};
 use crate::remediate::{
     Mode, Remediation, RemediationError, RemediationReport, RemediationRequest, RemediationStatus,
 };
+use crate::store::{create_once, Created};
 use crate::{Normalized, Normalizer, SeverityPolicy, UnifiedEvent};
 use audit::{AuditLog, AuditRecord, Outcome};
 use notify::{Notification, NotificationResult, Notifier};
@@ -243,9 +244,9 @@ impl Pipeline {
             audit_pending: None,
         };
         let body = serde_json::to_vec(&marker).map_err(|e| retry(&event.event_id, e))?;
-        match self.state.write_with(&path, body).if_not_exists(true).await {
-            Ok(_) => Ok(None),
-            Err(e) if e.kind() == ErrorKind::ConditionNotMatch => {
+        match create_once(&self.state, &path, body).await {
+            Ok(Created::Written) => Ok(None),
+            Ok(Created::AlreadyExists) => {
                 let existing = self.state.read(&path).await.map_err(|e| {
                     retry(&event.event_id, format!("cannot read marker {path}: {e}"))
                 })?;
@@ -562,16 +563,10 @@ impl Pipeline {
                 Utc::now().format("%Y-%m-%d"),
                 event.event_id
             );
-            if let Err(e) = self
-                .state
-                .write_with(&path, Vec::<u8>::new())
-                .if_not_exists(true)
-                .await
-            {
-                if e.kind() != ErrorKind::ConditionNotMatch {
-                    run.notes
-                        .push(format!("blast-radius counter not written ({path}): {e}"));
-                }
+            // An existing counter means a redelivery already counted this event.
+            if let Err(e) = create_once(&self.state, &path, Vec::new()).await {
+                run.notes
+                    .push(format!("blast-radius counter not written ({path}): {e}"));
             }
         }
         let summary = report.summary.clone();

@@ -8,7 +8,9 @@
 
 use std::sync::Arc;
 
-use escher_aws::{build_pipeline, load_sdk_config, AwsClients, AwsScan, HandlerConfig};
+use escher_aws::{
+    build_pipeline, init_function_logs, load_sdk_config, AwsClients, AwsScan, HandlerConfig,
+};
 use escher_core::pipeline::Pipeline;
 use escher_core::scan::ReportSettings;
 use escher_scan::{ReportStore, ScanRun};
@@ -28,15 +30,7 @@ struct Function {
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_current_span(false)
-        .without_time()
-        .init();
+    init_function_logs();
     let config = HandlerConfig::from_env()?;
     let sdk = load_sdk_config(None, None).await;
     let regions = match std::env::var("ESCHER_SCAN_REGIONS") {

@@ -9,7 +9,7 @@
 //! bucket versioning / Object Lock through CloudFormation: /work/shared/emulators.md.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use aws_config::{BehaviorVersion, Region};
@@ -108,7 +108,13 @@ impl Deployment {
     }
 
     fn run(&self, args: &[&str]) -> Output {
+        self.run_with(args, &[])
+    }
+
+    /// `run` with extra environment variables.
+    fn run_with(&self, args: &[&str], env: &[(&str, &Path)]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_escher-provision"))
+            .envs(env.iter().copied())
             .current_dir(self.dir.path())
             .env("HOME", self.home.path())
             .env("AWS_ACCESS_KEY_ID", &self.credentials.0)
@@ -833,8 +839,14 @@ async fn missing_zips_say_how_to_build_them() {
         err.contains("scan.zip") && err.contains("make package"),
         "{err}"
     );
-    // Without --artifacts extend builds what is missing; --no-build only looks.
-    let out = d.run(&["extend", "--yes", "--no-build"]);
+    // Without --artifacts extend builds what is missing; --no-build only looks. A target
+    // folder of its own, so zips a developer packaged in the workspace do not count.
+    let build = tempfile::tempdir().expect("dir");
+    let target = build.path().join("target");
+    let out = d.run_with(
+        &["extend", "--yes", "--no-build"],
+        &[("CARGO_TARGET_DIR", target.as_path())],
+    );
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     assert!(

@@ -119,6 +119,19 @@ pub enum CostError {
     MissingDay(NaiveDate),
 }
 
+impl CostError {
+    /// The failure the report lists for the cost check that read the data with
+    /// `operation` from `resource`.
+    pub fn into_scan_error(self, operation: &str, resource: &str) -> super::ScanError {
+        super::ScanError {
+            operation: operation.to_string(),
+            resource: resource.to_string(),
+            message: format!("{self}; the cost summary is left out tonight"),
+            transient: false,
+        }
+    }
+}
+
 fn round_cents(amount: f64) -> f64 {
     (amount * 100.0).round() / 100.0
 }

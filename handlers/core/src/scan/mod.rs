@@ -452,14 +452,8 @@ pub(crate) mod tests {
                 )]),
                 ..DailyCosts::default()
             };
-            let cost = CostSummary::from_daily(&costs, window, &scan.thresholds).map_err(|e| {
-                ScanError {
-                    operation: "GetCostAndUsage".into(),
-                    resource: region.into(),
-                    message: e.to_string(),
-                    transient: false,
-                }
-            })?;
+            let cost = CostSummary::from_daily(&costs, window, &scan.thresholds)
+                .map_err(|e| e.into_scan_error("GetCostAndUsage", region))?;
             Ok(CheckOutput {
                 findings: vec![draft("account-wide", region).finish(scan)],
                 cost: Some(cost),

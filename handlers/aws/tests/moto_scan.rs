@@ -547,7 +547,7 @@ async fn every_finding_of_the_estate_appears_once_with_its_severity_and_command(
 
     // Databases in region A: an unencrypted PostgreSQL holding PII (HIGH), an unencrypted
     // plain one, an encrypted one, and an unencrypted Aurora cluster whose member instance
-    // is reported as the cluster, not twice.
+    // is reported as the cluster, not twice; then enough instances for a second page.
     let pii_db = database(&a, false, None, &[("data-classification", "pii")]).await;
     let plain_db = database(&a, false, None, &[]).await;
     let encrypted_db = database(&a, true, None, &[]).await;
@@ -583,6 +583,16 @@ async fn every_finding_of_the_estate_appears_once_with_its_severity_and_command(
         aurora.clone(),
         aurora_member,
     ]);
+    // More instances than one page holds (RDS pages are 20 to 100 records; 5 asks for 20).
+    for _ in 0..18 {
+        let id = database(&a, false, None, &[]).await;
+        want(
+            "unencrypted_database",
+            &id,
+            database_finding(Severity::Medium),
+        );
+        estate.push(id);
+    }
 
     let scan_config = config(&endpoint, REGION_A).await;
     let scanner = AwsScan::new(AwsClients::new(&scan_config), MOTO_ACCOUNT).with_page_size(5);

@@ -458,6 +458,13 @@ fn rds_page_size(size: Option<i32>) -> Option<i32> {
     size.map(|s| s.clamp(20, 100))
 }
 
+fn security_group_ids(groups: &[aws_sdk_rds::types::VpcSecurityGroupMembership]) -> Vec<String> {
+    groups
+        .iter()
+        .filter_map(|g| g.vpc_security_group_id().map(str::to_string))
+        .collect()
+}
+
 fn rds_tags(tags: &[aws_sdk_rds::types::Tag]) -> BTreeMap<String, String> {
     tags.iter()
         .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
@@ -562,11 +569,7 @@ impl ScanCheck for UnencryptedDatabases {
             };
             let class = db.db_instance_class().unwrap_or_default();
             let engine = db.engine().unwrap_or_default();
-            let groups: Vec<String> = db
-                .vpc_security_groups()
-                .iter()
-                .filter_map(|g| g.vpc_security_group_id().map(str::to_string))
-                .collect();
+            let groups = security_group_ids(db.vpc_security_groups());
             let subnet_group = db.db_subnet_group().and_then(|g| g.db_subnet_group_name());
             let resource = Resource {
                 kind: "rds_instance".into(),
@@ -621,11 +624,7 @@ impl ScanCheck for UnencryptedDatabases {
                 continue;
             };
             let engine = cluster.engine().unwrap_or_default();
-            let groups: Vec<String> = cluster
-                .vpc_security_groups()
-                .iter()
-                .filter_map(|g| g.vpc_security_group_id().map(str::to_string))
-                .collect();
+            let groups = security_group_ids(cluster.vpc_security_groups());
             let resource = Resource {
                 kind: "rds_cluster".into(),
                 id: cluster

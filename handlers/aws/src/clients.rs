@@ -6,7 +6,7 @@ use aws_config::{Region, SdkConfig};
 
 use crate::config::s3_client;
 
-/// One S3, EC2 and CloudWatch client, built once; cloning shares them (and their
+/// One S3, EC2, CloudWatch and RDS client, built once; cloning shares them (and their
 /// connection pools).
 #[derive(Debug, Clone)]
 pub struct AwsClients {
@@ -14,6 +14,11 @@ pub struct AwsClients {
     pub(crate) s3: aws_sdk_s3::Client,
     pub(crate) ec2: aws_sdk_ec2::Client,
     pub(crate) cloudwatch: aws_sdk_cloudwatch::Client,
+    /// The scan's RDS check; building a client is cheap (it shares the configuration's HTTP
+    /// client), so every region's set has one.
+    pub(crate) rds: aws_sdk_rds::Client,
+    /// The scan's cost summary (a global API: used through the us-east-1 set).
+    pub(crate) cost_explorer: aws_sdk_costexplorer::Client,
 }
 
 impl AwsClients {
@@ -23,6 +28,8 @@ impl AwsClients {
             s3: s3_client(config),
             ec2: aws_sdk_ec2::Client::new(config),
             cloudwatch: aws_sdk_cloudwatch::Client::new(config),
+            rds: aws_sdk_rds::Client::new(config),
+            cost_explorer: aws_sdk_costexplorer::Client::new(config),
         }
     }
 

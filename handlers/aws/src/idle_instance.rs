@@ -106,6 +106,30 @@ pub(crate) fn period_for(window: Duration) -> i64 {
     PERIOD_SECONDS.max((needed.div_ceil(60) * 60) as i64)
 }
 
+/// The average of the per-period averages, when the datapoints cover enough of the window
+/// to speak for it; else what is missing.
+pub(crate) fn average_over(
+    samples: &[CpuSample],
+    window_hours: f64,
+    period: i64,
+) -> Result<f64, String> {
+    let span = hours(window_hours);
+    if samples.is_empty() {
+        return Err(format!("no CPU datapoints in the last {span}"));
+    }
+    let expected = ((window_hours * 3600.0) / period as f64).floor().max(1.0) as usize;
+    // Detailed or basic monitoring both give one datapoint per period; fewer than half means
+    // the instance was not running (or not reporting) for much of the window.
+    if samples.len() * 2 < expected {
+        return Err(format!(
+            "only {} of {expected} {}-minute periods in the last {span} have CPU datapoints",
+            samples.len(),
+            period / 60
+        ));
+    }
+    Ok(samples.iter().map(|s| s.average).sum::<f64>() / samples.len() as f64)
+}
+
 /// Decides from the per-period averages; `window_hours` only words the reasons.
 pub(crate) fn judge(
     samples: &[CpuSample],
@@ -114,22 +138,10 @@ pub(crate) fn judge(
     period: i64,
 ) -> Idleness {
     let span = hours(window_hours);
-    if samples.is_empty() {
-        return Idleness::NotIdle(format!(
-            "no CPU datapoints in the last {span}: cannot confirm idleness"
-        ));
-    }
-    let expected = ((window_hours * 3600.0) / period as f64).floor().max(1.0) as usize;
-    // Detailed or basic monitoring both give one datapoint per period; fewer than half means
-    // the instance was not running (or not reporting) for much of the window.
-    if samples.len() * 2 < expected {
-        return Idleness::NotIdle(format!(
-            "only {} of {expected} {}-minute periods in the last {span} have CPU datapoints: cannot confirm idleness",
-            samples.len(),
-            period / 60
-        ));
-    }
-    let average = samples.iter().map(|s| s.average).sum::<f64>() / samples.len() as f64;
+    let average = match average_over(samples, window_hours, period) {
+        Ok(average) => average,
+        Err(gap) => return Idleness::NotIdle(format!("{gap}: cannot confirm idleness")),
+    };
     let busiest =
         samples
             .iter()

@@ -18,6 +18,7 @@ pub mod handler;
 mod idle_instance;
 mod open_ingress;
 mod report;
+mod rightsizing;
 mod s3_public;
 mod scan;
 mod tags;

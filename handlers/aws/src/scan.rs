@@ -5,6 +5,8 @@
 //! the scan and the fix never disagree about what "public", "open" or "idle" means. Every
 //! listing is paginated (`with_page_size` makes pages small in tests).
 
+mod cost;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -19,8 +21,9 @@ use serde_json::{json, Value};
 
 use crate::calls::{classify, CallError, CallLog};
 use crate::clients::AwsClients;
-use crate::idle_instance::{cpu_samples, judge, period_for, Idleness};
+use crate::idle_instance::{average_over, cpu_samples, judge, period_for, CpuSample, Idleness};
 use crate::open_ingress::rules_of;
+use crate::rightsizing::{size_down, SizeDown};
 use crate::s3_public::read_state;
 use crate::tags::AwsResourceTags;
 
@@ -45,6 +48,22 @@ pub(crate) const PERMISSIONS: &[RequiredPermission] = &[
         action: "ec2:DescribeSnapshots",
         resource: "*",
         why: "the scan finds old snapshots of deleted volumes (Describe calls have no resource-level permissions)",
+    },
+    RequiredPermission {
+        action: "ce:GetCostAndUsage",
+        resource: "*",
+        why: "the scan's cost summary reads yesterday's and this month's costs per service (Cost Explorer has no resource-level permissions)",
+    },
+    RequiredPermission {
+        action: "rds:DescribeDBInstances",
+        // Every region: the scan reads all the regions it is given, not only the stack's.
+        resource: "arn:${AWS::Partition}:rds:*:${AWS::AccountId}:db:*",
+        why: "the scan finds RDS instances whose storage is not encrypted",
+    },
+    RequiredPermission {
+        action: "rds:DescribeDBClusters",
+        resource: "arn:${AWS::Partition}:rds:*:${AWS::AccountId}:cluster:*",
+        why: "the scan finds Aurora clusters whose storage is not encrypted",
     },
 ];
 
@@ -133,7 +152,9 @@ impl AwsScan {
             Arc::new(PublicBuckets(Arc::clone(&shared))),
             Arc::new(Ebs(Arc::clone(&shared))),
             Arc::new(OpenAdminPorts(Arc::clone(&shared))),
-            Arc::new(IdleInstances(shared)),
+            Arc::new(UnencryptedDatabases(Arc::clone(&shared))),
+            Arc::new(InstanceUsage(Arc::clone(&shared))),
+            Arc::new(cost::Cost(shared)),
         ]
     }
 
@@ -427,6 +448,227 @@ impl ScanCheck for Ebs {
     }
 }
 
+/// RDS instances and Aurora clusters whose storage is not encrypted. RDS cannot encrypt a
+/// database in place, so there is no Escher fix: the finding's command is the AWS CLI
+/// sequence that makes an encrypted copy (snapshot → encrypted copy → restore).
+struct UnencryptedDatabases(Arc<AwsScan>);
+
+/// RDS accepts 20 to 100 records per page.
+fn rds_page_size(size: Option<i32>) -> Option<i32> {
+    size.map(|s| s.clamp(20, 100))
+}
+
+fn security_group_ids(groups: &[aws_sdk_rds::types::VpcSecurityGroupMembership]) -> Vec<String> {
+    groups
+        .iter()
+        .filter_map(|g| g.vpc_security_group_id().map(str::to_string))
+        .collect()
+}
+
+fn rds_tags(tags: &[aws_sdk_rds::types::Tag]) -> BTreeMap<String, String> {
+    tags.iter()
+        .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+        .collect()
+}
+
+/// What the restore needs to land the copy where the original is: its subnet group and
+/// security groups.
+fn restore_placement(subnet_group: Option<&str>, security_groups: &[String]) -> String {
+    let mut placement = String::new();
+    if let Some(group) = subnet_group.filter(|g| !g.is_empty()) {
+        placement.push_str(&format!(" --db-subnet-group-name {group}"));
+    }
+    if !security_groups.is_empty() {
+        placement.push_str(&format!(
+            " --vpc-security-group-ids {}",
+            security_groups.join(" ")
+        ));
+    }
+    placement
+}
+
+/// The encrypted copy of an RDS instance, with the AWS-managed RDS key (`alias/aws/rds`;
+/// the reader may prefer a key of their own, one of the finding's questions).
+fn encrypt_instance_command(
+    region: &str,
+    id: &str,
+    class: &str,
+    subnet_group: Option<&str>,
+    security_groups: &[String],
+) -> String {
+    let plain = format!("{id}-before-encryption");
+    let encrypted = format!("{id}-encrypted");
+    let placement = restore_placement(subnet_group, security_groups);
+    format!(
+        "aws rds create-db-snapshot --region {region} --db-instance-identifier {id} --db-snapshot-identifier {plain} \
+&& aws rds wait db-snapshot-available --region {region} --db-snapshot-identifier {plain} \
+&& aws rds copy-db-snapshot --region {region} --source-db-snapshot-identifier {plain} --target-db-snapshot-identifier {encrypted} --kms-key-id alias/aws/rds \
+&& aws rds wait db-snapshot-available --region {region} --db-snapshot-identifier {encrypted} \
+&& aws rds restore-db-instance-from-db-snapshot --region {region} --db-instance-identifier {encrypted} --db-snapshot-identifier {encrypted} --db-instance-class {class}{placement}"
+    )
+}
+
+/// The encrypted copy of an Aurora cluster; its instances are created in the restored
+/// cluster afterwards (`aws rds create-db-instance --db-cluster-identifier …`).
+fn encrypt_cluster_command(
+    region: &str,
+    id: &str,
+    engine: &str,
+    subnet_group: Option<&str>,
+    security_groups: &[String],
+) -> String {
+    let plain = format!("{id}-before-encryption");
+    let encrypted = format!("{id}-encrypted");
+    let placement = restore_placement(subnet_group, security_groups);
+    format!(
+        "aws rds create-db-cluster-snapshot --region {region} --db-cluster-identifier {id} --db-cluster-snapshot-identifier {plain} \
+&& aws rds wait db-cluster-snapshot-available --region {region} --db-cluster-snapshot-identifier {plain} \
+&& aws rds copy-db-cluster-snapshot --region {region} --source-db-cluster-snapshot-identifier {plain} --target-db-cluster-snapshot-identifier {encrypted} --kms-key-id alias/aws/rds \
+&& aws rds wait db-cluster-snapshot-available --region {region} --db-cluster-snapshot-identifier {encrypted} \
+&& aws rds restore-db-cluster-from-snapshot --region {region} --db-cluster-identifier {encrypted} --snapshot-identifier {encrypted} --engine {engine}{placement}"
+    )
+}
+
+fn database_questions() -> Vec<String> {
+    vec![
+        "Does the database hold personal or confidential data?".into(),
+        "When can the application switch to the encrypted copy (its endpoint changes; writes after the snapshot must be replayed or paused)?".into(),
+        "Should a customer-managed KMS key encrypt it instead of alias/aws/rds (needed to share snapshots with other accounts)?".into(),
+    ]
+}
+
+#[async_trait]
+impl ScanCheck for UnencryptedDatabases {
+    fn id(&self) -> &'static str {
+        "unencrypted_database"
+    }
+
+    fn cloud(&self) -> CloudProvider {
+        CloudProvider::Aws
+    }
+
+    async fn run(&self, region: &str, scan: &ScanContext) -> Result<Vec<Finding>, ScanError> {
+        let aws = &self.0;
+        let clients = aws.clients.in_region(region);
+        let mut findings = Vec::new();
+        let mut pages = clients
+            .rds
+            .describe_db_instances()
+            .set_max_records(rds_page_size(aws.page_size))
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(db) = pages.next().await {
+            let db = db.map_err(|e| scan_error(classify("DescribeDBInstances", region, &e)))?;
+            // A cluster member's storage is the cluster's: reported once, as the cluster.
+            if db.storage_encrypted() == Some(true) || db.db_cluster_identifier().is_some() {
+                continue;
+            }
+            let Some(id) = db.db_instance_identifier() else {
+                continue;
+            };
+            let class = db.db_instance_class().unwrap_or_default();
+            let engine = db.engine().unwrap_or_default();
+            let groups = security_group_ids(db.vpc_security_groups());
+            let subnet_group = db.db_subnet_group().and_then(|g| g.db_subnet_group_name());
+            let resource = Resource {
+                kind: "rds_instance".into(),
+                id: db
+                    .db_instance_arn()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("arn:aws:rds:{region}:{}:db:{id}", aws.account_id)),
+                name: id.to_string(),
+                tags: rds_tags(db.tag_list()),
+                metadata: json!({
+                    "db_instance_identifier": id,
+                    "engine": engine,
+                    "db_instance_class": class,
+                    "allocated_storage_gib": db.allocated_storage(),
+                    "multi_az": db.multi_az(),
+                })
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            };
+            let mut draft = aws.draft(
+                "unencrypted_database",
+                region,
+                EventType::VolumeUnencrypted,
+                resource,
+                format!("RDS instance {id} ({engine}, {class}) stores its data unencrypted"),
+            );
+            draft.manual_command = Some(encrypt_instance_command(
+                region,
+                id,
+                class,
+                subnet_group,
+                &groups,
+            ));
+            draft.questions = database_questions();
+            findings.push(draft.finish(scan));
+        }
+        let mut pages = clients
+            .rds
+            .describe_db_clusters()
+            .set_max_records(rds_page_size(aws.page_size))
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(cluster) = pages.next().await {
+            let cluster =
+                cluster.map_err(|e| scan_error(classify("DescribeDBClusters", region, &e)))?;
+            if cluster.storage_encrypted() == Some(true) {
+                continue;
+            }
+            let Some(id) = cluster.db_cluster_identifier() else {
+                continue;
+            };
+            let engine = cluster.engine().unwrap_or_default();
+            let groups = security_group_ids(cluster.vpc_security_groups());
+            let resource = Resource {
+                kind: "rds_cluster".into(),
+                id: cluster
+                    .db_cluster_arn()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| {
+                        format!("arn:aws:rds:{region}:{}:cluster:{id}", aws.account_id)
+                    }),
+                name: id.to_string(),
+                tags: rds_tags(cluster.tag_list()),
+                metadata: json!({
+                    "db_cluster_identifier": id,
+                    "engine": engine,
+                    "members": cluster
+                        .db_cluster_members()
+                        .iter()
+                        .filter_map(|m| m.db_instance_identifier())
+                        .collect::<Vec<_>>(),
+                })
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            };
+            let mut draft = aws.draft(
+                "unencrypted_database",
+                region,
+                EventType::VolumeUnencrypted,
+                resource,
+                format!("RDS cluster {id} ({engine}) stores its data unencrypted"),
+            );
+            draft.manual_command = Some(encrypt_cluster_command(
+                region,
+                id,
+                engine,
+                cluster.db_subnet_group(),
+                &groups,
+            ));
+            draft.questions = database_questions();
+            findings.push(draft.finish(scan));
+        }
+        Ok(findings)
+    }
+}
+
 /// Security groups with an admin or database port open to 0.0.0.0/0 or ::/0.
 struct OpenAdminPorts(Arc<AwsScan>);
 
@@ -537,13 +779,17 @@ fn covers(rule: &crate::open_ingress::Rule, port: u16) -> bool {
     }
 }
 
-/// Running instances whose every CPU period in the window is below the idle threshold.
-struct IdleInstances(Arc<AwsScan>);
+/// Running instances, judged by their CloudWatch CPU: idle (every period of `idle_days`
+/// below `idle_cpu_percent`, the `stop_idle_instance` judgement) or, when not idle,
+/// over-provisioned (average over `overprovisioned_days` below
+/// `overprovisioned_cpu_percent`, with one size down in the family). One check for both,
+/// so an idle instance is never also reported as over-provisioned.
+struct InstanceUsage(Arc<AwsScan>);
 
 #[async_trait]
-impl ScanCheck for IdleInstances {
+impl ScanCheck for InstanceUsage {
     fn id(&self) -> &'static str {
-        "idle_instance"
+        "instance_usage"
     }
 
     fn cloud(&self) -> CloudProvider {
@@ -566,25 +812,12 @@ impl ScanCheck for IdleInstances {
             .into_paginator()
             .items()
             .send();
-        let thresholds = &scan.thresholds;
-        let window = Duration::days(i64::from(thresholds.idle_days));
-        let period = period_for(window);
         let mut findings = Vec::new();
         while let Some(reservation) = pages.next().await {
             let reservation =
                 reservation.map_err(|e| scan_error(classify("DescribeInstances", region, &e)))?;
             for instance in reservation.instances() {
                 let Some(id) = instance.instance_id() else {
-                    continue;
-                };
-                let mut log = CallLog::default();
-                let samples = cpu_samples(&clients, id, window, period, &mut log)
-                    .await
-                    .map_err(|e| remediation_scan_error("GetMetricStatistics", id, e))?;
-                let window_hours = window.num_hours() as f64;
-                let Idleness::Idle { average, peak } =
-                    judge(&samples, thresholds.idle_cpu_percent, window_hours, period)
-                else {
                     continue;
                 };
                 let tags = ec2_tags(instance.tags());
@@ -597,41 +830,179 @@ impl ScanCheck for IdleInstances {
                     id: aws.arn(region, "instance", id),
                     name: name_or_id(&tags, id),
                     tags,
-                    metadata: json!({
-                        "instance_id": id,
-                        "instance_type": instance_type,
-                        "average_cpu_percent": round_cents(average),
-                        "peak_cpu_percent": round_cents(peak),
-                        // What `stop_idle_instance` reads as the alarm's threshold, so an
-                        // approved stop judges idleness by the same number.
-                        "metric_name": "CPUUtilization",
-                        "comparison_operator": "LessThanThreshold",
-                        "threshold": thresholds.idle_cpu_percent,
-                    })
-                    .as_object()
-                    .cloned()
-                    .unwrap_or_default(),
+                    metadata: serde_json::Map::new(),
                 };
-                let mut draft = aws.draft(
-                    "idle_instance",
+                let seen = SeenInstance {
+                    aws,
+                    clients: &clients,
                     region,
-                    EventType::InstanceIdle,
-                    resource,
-                    format!(
-                        "EC2 instance {id} ({instance_type}) averaged {average:.1} % CPU over {} days (peak {peak:.1} %)",
-                        thresholds.idle_days
-                    ),
-                );
-                draft.action = Some(Action::StopIdleInstance);
-                draft.questions = vec![
-                    "Is this a standby or a batch host that is idle by design?".into(),
-                    "Would a smaller instance or a schedule do?".into(),
-                ];
-                findings.push(draft.finish(scan));
+                    scan,
+                    id,
+                    instance_type: &instance_type,
+                };
+                let finding = match seen.idle_finding(resource.clone()).await? {
+                    Some(finding) => Some(finding),
+                    None => seen.oversized_finding(resource).await?,
+                };
+                findings.extend(finding);
             }
         }
         Ok(findings)
     }
+}
+
+/// One running instance being judged by its CPU.
+struct SeenInstance<'a> {
+    aws: &'a AwsScan,
+    clients: &'a AwsClients,
+    region: &'a str,
+    scan: &'a ScanContext,
+    id: &'a str,
+    instance_type: &'a str,
+}
+
+impl SeenInstance<'_> {
+    /// The CPU datapoints of the last `days`, with the window in hours and the period
+    /// they were asked at.
+    async fn cpu(&self, days: u32) -> Result<(Vec<CpuSample>, f64, i64), ScanError> {
+        let window = Duration::days(i64::from(days));
+        let period = period_for(window);
+        let mut log = CallLog::default();
+        let samples = cpu_samples(self.clients, self.id, window, period, &mut log)
+            .await
+            .map_err(|e| remediation_scan_error("GetMetricStatistics", self.id, e))?;
+        Ok((samples, window.num_hours() as f64, period))
+    }
+
+    async fn idle_finding(&self, mut resource: Resource) -> Result<Option<Finding>, ScanError> {
+        let SeenInstance {
+            aws,
+            region,
+            scan,
+            id,
+            instance_type,
+            ..
+        } = *self;
+        let thresholds = &scan.thresholds;
+        let (samples, window_hours, period) = self.cpu(thresholds.idle_days).await?;
+        let Idleness::Idle { average, peak } =
+            judge(&samples, thresholds.idle_cpu_percent, window_hours, period)
+        else {
+            return Ok(None);
+        };
+        resource.metadata = json!({
+            "instance_id": id,
+            "instance_type": instance_type,
+            "average_cpu_percent": round_cents(average),
+            "peak_cpu_percent": round_cents(peak),
+            // What `stop_idle_instance` reads as the alarm's threshold, so an approved stop
+            // judges idleness by the same number.
+            "metric_name": "CPUUtilization",
+            "comparison_operator": "LessThanThreshold",
+            "threshold": thresholds.idle_cpu_percent,
+        })
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+        let mut draft = aws.draft(
+        "idle_instance",
+        region,
+        EventType::InstanceIdle,
+        resource,
+        format!(
+            "EC2 instance {id} ({instance_type}) averaged {average:.1} % CPU over {} days (peak {peak:.1} %)",
+            thresholds.idle_days
+        ),
+    );
+        draft.action = Some(Action::StopIdleInstance);
+        draft.questions = vec![
+            "Is this a standby or a batch host that is idle by design?".into(),
+            "Would a smaller instance or a schedule do?".into(),
+        ];
+        Ok(Some(draft.finish(scan)))
+    }
+
+    async fn oversized_finding(
+        &self,
+        mut resource: Resource,
+    ) -> Result<Option<Finding>, ScanError> {
+        let SeenInstance {
+            aws,
+            region,
+            scan,
+            id,
+            instance_type,
+            ..
+        } = *self;
+        let thresholds = &scan.thresholds;
+        let (samples, window_hours, period) = self.cpu(thresholds.overprovisioned_days).await?;
+        // Too few datapoints (a new instance, one often stopped) prove nothing either way.
+        let Ok(average) = average_over(&samples, window_hours, period) else {
+            return Ok(None);
+        };
+        if average >= thresholds.overprovisioned_cpu_percent {
+            return Ok(None);
+        }
+        let days = thresholds.overprovisioned_days;
+        let (to, saving, saving_words) = match size_down(instance_type, average) {
+            SizeDown::Keep => return Ok(None),
+            SizeDown::Priced {
+                to,
+                monthly_saving_usd,
+                projected_cpu_percent,
+                price_region,
+                price_date,
+            } => {
+                let words = format!(
+                "saving ${monthly_saving_usd:.2} a month at {price_region} on-demand prices ({price_date}); about {projected_cpu_percent:.0} % CPU there"
+            );
+                (to, Some(monthly_saving_usd), words)
+            }
+            SizeDown::Unpriced { to } => {
+                let words = format!(
+                "{instance_type} is not in Escher's price table, so no saving is given (check that the family offers {to})"
+            );
+                (to, None, words)
+            }
+        };
+        resource.metadata = json!({
+            "instance_id": id,
+            "instance_type": instance_type,
+            "suggested_type": to,
+            "average_cpu_percent": round_cents(average),
+            "window_days": days,
+        })
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+        let mut draft = aws.draft(
+        "overprovisioned_instance",
+        region,
+        EventType::InstanceOverprovisioned,
+        resource,
+        format!(
+            "EC2 instance {id} ({instance_type}) averaged {average:.1} % CPU over {days} days: {to} would do, {saving_words}"
+        ),
+    );
+        draft.monthly_saving_usd = saving;
+        draft.manual_command = Some(resize_command(region, id, &to));
+        draft.questions = vec![
+        "Is its memory use below what the smaller size has (CloudWatch shows memory only with the agent)?".into(),
+        "Are there peaks this window does not show (month end, seasonal traffic)?".into(),
+        "Can it take the stop and start the change needs?".into(),
+    ];
+        Ok(Some(draft.finish(scan)))
+    }
+}
+
+/// Stop, change the type, start: EC2 changes an instance's type only while it is stopped.
+fn resize_command(region: &str, id: &str, to: &str) -> String {
+    format!(
+        "aws ec2 stop-instances --region {region} --instance-ids {id} \
+&& aws ec2 wait instance-stopped --region {region} --instance-ids {id} \
+&& aws ec2 modify-instance-attribute --region {region} --instance-id {id} --instance-type Value={to} \
+&& aws ec2 start-instances --region {region} --instance-ids {id}"
+    )
 }
 
 #[cfg(test)]

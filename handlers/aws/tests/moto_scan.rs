@@ -42,6 +42,7 @@ struct Moto {
     s3: aws_sdk_s3::Client,
     ec2: aws_sdk_ec2::Client,
     cloudwatch: aws_sdk_cloudwatch::Client,
+    rds: aws_sdk_rds::Client,
 }
 
 async fn endpoint() -> Option<String> {
@@ -66,6 +67,7 @@ fn clients(config: &SdkConfig) -> Moto {
         s3: s3_client(config),
         ec2: aws_sdk_ec2::Client::new(config),
         cloudwatch: aws_sdk_cloudwatch::Client::new(config),
+        rds: aws_sdk_rds::Client::new(config),
     }
 }
 
@@ -211,12 +213,12 @@ fn tcp(port: i32, cidr: &str) -> IpPermission {
 }
 
 /// A running instance and its root volume (moto gives every instance an unencrypted one).
-async fn instance(moto: &Moto) -> (String, String) {
+async fn instance(moto: &Moto, instance_type: &str) -> (String, String) {
     let out = moto
         .ec2
         .run_instances()
         .image_id(AMI)
-        .instance_type(InstanceType::T3Micro)
+        .instance_type(InstanceType::from(instance_type))
         .min_count(1)
         .max_count(1)
         .send()
@@ -242,12 +244,13 @@ async fn instance(moto: &Moto) -> (String, String) {
     (id, root)
 }
 
-/// One `AWS/EC2` `CPUUtilization` datapoint every 5 minutes over the last `days`.
-async fn put_cpu(moto: &Moto, instance: &str, days: i64, value: f64) {
+/// One `AWS/EC2` `CPUUtilization` datapoint every `every_minutes` over the last `days`
+/// (5 for the idle check's short periods; 30 is enough for the 30-day window's).
+async fn put_cpu(moto: &Moto, instance: &str, days: i64, value: f64, every_minutes: i64) {
     let now = Utc::now();
-    let data: Vec<MetricDatum> = (1..=days * 24 * 12)
+    let data: Vec<MetricDatum> = (1..=days * 24 * 60 / every_minutes)
         .map(|i| {
-            let at = now - Duration::minutes(5 * i) + Duration::seconds(30);
+            let at = now - Duration::minutes(every_minutes * i) + Duration::seconds(30);
             MetricDatum::builder()
                 .metric_name("CPUUtilization")
                 .dimensions(
@@ -273,6 +276,58 @@ async fn put_cpu(moto: &Moto, instance: &str, days: i64, value: f64) {
     }
 }
 
+/// A PostgreSQL instance, in `cluster` when given (as an Aurora member), with its storage
+/// encrypted or not, tagged with `tags`.
+async fn database(
+    moto: &Moto,
+    encrypted: bool,
+    cluster: Option<&str>,
+    tags: &[(&str, &str)],
+) -> String {
+    let id = unique("escher-scan-db");
+    let engine = if cluster.is_some() {
+        "aurora-postgresql"
+    } else {
+        "postgres"
+    };
+    let tags = tags
+        .iter()
+        .map(|(k, v)| aws_sdk_rds::types::Tag::builder().key(*k).value(*v).build())
+        .collect();
+    let mut create = moto
+        .rds
+        .create_db_instance()
+        .db_instance_identifier(&id)
+        .db_instance_class("db.t3.medium")
+        .engine(engine)
+        .set_tags(Some(tags))
+        .set_db_cluster_identifier(cluster.map(str::to_string));
+    if cluster.is_none() {
+        create = create
+            .allocated_storage(20)
+            .master_username("escher")
+            .master_user_password("not-a-secret-1")
+            .storage_encrypted(encrypted);
+    }
+    create.send().await.expect("create db instance");
+    id
+}
+
+async fn aurora_cluster(moto: &Moto) -> String {
+    let id = unique("escher-scan-aurora");
+    moto.rds
+        .create_db_cluster()
+        .db_cluster_identifier(&id)
+        .engine("aurora-postgresql")
+        .master_username("escher")
+        .master_user_password("not-a-secret-1")
+        .storage_encrypted(false)
+        .send()
+        .await
+        .expect("create db cluster");
+    id
+}
+
 fn thresholds(snapshot_age_days: u32) -> ScanThresholds {
     ScanThresholds {
         snapshot_age_days,
@@ -287,7 +342,7 @@ fn about<'a>(findings: &'a [Finding], ids: &[String]) -> BTreeMap<(String, Strin
         .filter_map(|f| {
             let id = ids.iter().find(|id| {
                 f.event.resource.id.ends_with(&format!("/{id}"))
-                    || f.event.resource.id.ends_with(&format!(":::{id}"))
+                    || f.event.resource.id.ends_with(&format!(":{id}"))
             })?;
             Some(((f.check.clone(), id.clone()), f))
         })
@@ -427,13 +482,45 @@ async fn every_finding_of_the_estate_appears_once_with_its_severity_and_command(
     let internal_db = group(&a, vec![tcp(5432, "10.0.0.0/8")], &[]).await;
     estate.extend([production.clone(), web, internal_db]);
 
-    // Instances in region B: idle (1 % for 7 days), busy (50 %), and one with no metrics.
+    // Instances in region B: idle (1 % for 30 days: over-provisioned too, but reported as
+    // idle only), busy (50 % for 7 days: too little history to judge its size), and one
+    // with no metrics. At 12 % for 30 days: an m5.2xlarge and a t3.large (one size down,
+    // priced), an m5zn.2xlarge (not in the price table: no saving), a t3.small (the
+    // t3.micro's 10 % baseline is too low) and an m5.large (the family's smallest).
     // Their root volumes are unencrypted (moto's default) and attached.
-    let (idle, idle_root) = instance(&b).await;
-    let (busy, busy_root) = instance(&b).await;
-    let (silent, silent_root) = instance(&b).await;
-    put_cpu(&b, &idle, 7, 1.0).await;
-    put_cpu(&b, &busy, 7, 50.0).await;
+    let (idle, idle_root) = instance(&b, "t3.micro").await;
+    let (busy, busy_root) = instance(&b, "t3.micro").await;
+    let (silent, silent_root) = instance(&b, "t3.micro").await;
+    put_cpu(&b, &idle, 7, 1.0, 5).await;
+    put_cpu(&b, &idle, 30, 1.0, 30).await;
+    put_cpu(&b, &busy, 7, 50.0, 5).await;
+    let mut roots = vec![idle_root.clone(), busy_root.clone(), silent_root.clone()];
+    let mut sized = BTreeMap::new();
+    for instance_type in [
+        "m5.2xlarge",
+        "t3.large",
+        "m5zn.2xlarge",
+        "t3.small",
+        "m5.large",
+    ] {
+        let (id, root) = instance(&b, instance_type).await;
+        put_cpu(&b, &id, 30, 12.0, 30).await;
+        roots.push(root.clone());
+        estate.extend([id.clone(), root]);
+        sized.insert(instance_type, id);
+    }
+    for instance_type in ["m5.2xlarge", "t3.large", "m5zn.2xlarge"] {
+        want(
+            "overprovisioned_instance",
+            &sized[instance_type],
+            expect(
+                "overprovisioned_instance",
+                Severity::Info,
+                EventType::InstanceOverprovisioned,
+                None,
+            ),
+        );
+    }
     want(
         "idle_instance",
         &idle,
@@ -444,7 +531,7 @@ async fn every_finding_of_the_estate_appears_once_with_its_severity_and_command(
             Some(Action::StopIdleInstance),
         ),
     );
-    for root in [&idle_root, &busy_root, &silent_root] {
+    for root in &roots {
         want(
             "unencrypted_volume",
             root,
@@ -458,11 +545,67 @@ async fn every_finding_of_the_estate_appears_once_with_its_severity_and_command(
     }
     estate.extend([idle, busy, silent, idle_root, busy_root, silent_root]);
 
+    // Databases in region A: an unencrypted PostgreSQL holding PII (HIGH), an unencrypted
+    // plain one, an encrypted one, and an unencrypted Aurora cluster whose member instance
+    // is reported as the cluster, not twice; then enough instances for a second page.
+    let pii_db = database(&a, false, None, &[("data-classification", "pii")]).await;
+    let plain_db = database(&a, false, None, &[]).await;
+    let encrypted_db = database(&a, true, None, &[]).await;
+    let aurora = aurora_cluster(&a).await;
+    let aurora_member = database(&a, false, Some(&aurora), &[]).await;
+    let database_finding = |severity| {
+        expect(
+            "unencrypted_database",
+            severity,
+            EventType::VolumeUnencrypted,
+            None,
+        )
+    };
+    want(
+        "unencrypted_database",
+        &pii_db,
+        database_finding(Severity::High),
+    );
+    want(
+        "unencrypted_database",
+        &plain_db,
+        database_finding(Severity::Medium),
+    );
+    want(
+        "unencrypted_database",
+        &aurora,
+        database_finding(Severity::Medium),
+    );
+    estate.extend([
+        pii_db.clone(),
+        plain_db,
+        encrypted_db,
+        aurora.clone(),
+        aurora_member,
+    ]);
+    // More instances than one page holds (RDS pages are 20 to 100 records; 5 asks for 20).
+    for _ in 0..18 {
+        let id = database(&a, false, None, &[]).await;
+        want(
+            "unencrypted_database",
+            &id,
+            database_finding(Severity::Medium),
+        );
+        estate.push(id);
+    }
+
     let scan_config = config(&endpoint, REGION_A).await;
     let scanner = AwsScan::new(AwsClients::new(&scan_config), MOTO_ACCOUNT).with_page_size(5);
     let regions = vec![REGION_A.to_string(), REGION_B.to_string()];
     let context = ScanContext::new(thresholds(0));
-    let outcome = run_scan(&scanner.checks(), &regions, 4, &context).await;
+    // The cost check reads the account's billing data, not the estate: it has tests of
+    // its own, in accounts of their own.
+    let checks: Vec<_> = scanner
+        .checks()
+        .into_iter()
+        .filter(|c| c.id() != "cost")
+        .collect();
+    let outcome = run_scan(&checks, &regions, 4, &context).await;
     assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
 
     let found = about(&outcome.findings, &estate);
@@ -497,7 +640,7 @@ async fn every_finding_of_the_estate_appears_once_with_its_severity_and_command(
                 "{key:?}"
             ),
             None => assert!(
-                finding.command.starts_with("aws ec2 ")
+                (finding.command.starts_with("aws ec2 ") || finding.command.starts_with("aws rds "))
                     && finding.command.contains(&key.1)
                     && finding.command.contains(&format!("--region {}", event.region)),
                 "{key:?}: {}",
@@ -522,9 +665,93 @@ async fn every_finding_of_the_estate_appears_once_with_its_severity_and_command(
     let unattached = found[&("unattached_volume".to_string(), encrypted.clone())];
     assert_eq!(unattached.monthly_saving_usd, Some(0.8), "10 GiB gp3");
 
+    // One size down, with the saving at the table's us-east-1 prices, or none when the
+    // type is not in the table.
+    let sizing = |instance_type: &str| {
+        found[&(
+            "overprovisioned_instance".to_string(),
+            sized[instance_type].clone(),
+        )]
+    };
+    let big = sizing("m5.2xlarge");
+    assert_eq!(big.monthly_saving_usd, Some(140.16), "{}", big.title);
+    assert_eq!(big.event.resource.metadata["suggested_type"], "m5.xlarge");
+    assert!(big.title.contains("m5.xlarge would do"), "{}", big.title);
+    assert!(
+        big.command.contains(&format!(
+            "aws ec2 modify-instance-attribute --region {REGION_B} --instance-id {} --instance-type Value=m5.xlarge",
+            sized["m5.2xlarge"]
+        )),
+        "{}",
+        big.command
+    );
+    assert_eq!(sizing("t3.large").monthly_saving_usd, Some(30.37));
+    assert_eq!(
+        sizing("t3.large").event.resource.metadata["suggested_type"],
+        "t3.medium"
+    );
+    let unpriced = sizing("m5zn.2xlarge");
+    assert_eq!(unpriced.monthly_saving_usd, None);
+    assert!(
+        unpriced.title.contains("not in Escher's price table"),
+        "{}",
+        unpriced.title
+    );
+    assert_eq!(
+        unpriced.event.resource.metadata["suggested_type"],
+        "m5zn.xlarge"
+    );
+
+    // RDS cannot encrypt in place: the command makes an encrypted copy of the database.
+    let pii_db_finding = found[&("unencrypted_database".to_string(), pii_db.clone())];
+    let steps: Vec<&str> = pii_db_finding
+        .command
+        .split(" && ")
+        .map(|step| step.split(" --").next().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "aws rds create-db-snapshot",
+            "aws rds wait db-snapshot-available",
+            "aws rds copy-db-snapshot",
+            "aws rds wait db-snapshot-available",
+            "aws rds restore-db-instance-from-db-snapshot"
+        ],
+        "{}",
+        pii_db_finding.command
+    );
+    assert!(pii_db_finding.command.contains(&format!(
+        "--source-db-snapshot-identifier {pii_db}-before-encryption --target-db-snapshot-identifier {pii_db}-encrypted --kms-key-id alias/aws/rds"
+    )));
+    assert!(
+        pii_db_finding.command.contains(&format!(
+            "aws rds restore-db-instance-from-db-snapshot --region {REGION_A} --db-instance-identifier {pii_db}-encrypted --db-snapshot-identifier {pii_db}-encrypted --db-instance-class db.t3.medium"
+        )),
+        "{}",
+        pii_db_finding.command
+    );
+    assert_eq!(pii_db_finding.event.resource.kind, "rds_instance");
+    assert!(!pii_db_finding.questions.is_empty());
+    let aurora_finding = found[&("unencrypted_database".to_string(), aurora.clone())];
+    assert_eq!(aurora_finding.event.resource.kind, "rds_cluster");
+    assert!(
+        aurora_finding
+            .command
+            .contains("aws rds copy-db-cluster-snapshot")
+            && aurora_finding
+                .command
+                .contains("aws rds restore-db-cluster-from-snapshot")
+            && aurora_finding
+                .command
+                .contains("--engine aurora-postgresql"),
+        "{}",
+        aurora_finding.command
+    );
+
     // At the shipped 90 days the new orphaned snapshot is not old enough to report.
     let shipped = ScanContext::new(ScanThresholds::default());
-    let outcome = run_scan(&scanner.checks(), &regions[..1], 4, &shipped).await;
+    let outcome = run_scan(&checks, &regions[..1], 4, &shipped).await;
     assert!(
         !outcome
             .findings
@@ -532,4 +759,215 @@ async fn every_finding_of_the_estate_appears_once_with_its_severity_and_command(
             .any(|f| f.event.resource.id.ends_with(&orphan)),
         "a snapshot of today is not older than 90 days"
     );
+}
+
+/// A fresh account number for this run (moto hands out an assumed role's credentials in the
+/// role's account), so Cost Explorer results queued here are answered to this test only:
+/// moto keeps the queue and its answers per account, for the server's lifetime.
+async fn in_fresh_account(endpoint: &str, test_no: u32) -> (String, SdkConfig) {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let account = format!(
+        "{:06}{:04}{:02}",
+        std::process::id() % 1_000_000,
+        (nanos % 10_000) as u32,
+        test_no
+    );
+    let base = config(endpoint, "us-east-1").await;
+    let assumed = aws_sdk_sts::Client::new(&base)
+        .assume_role()
+        .role_arn(format!("arn:aws:iam::{account}:role/escher-scan"))
+        .role_session_name("escher-scan-test")
+        .send()
+        .await
+        .expect("assume a role in a fresh account");
+    let creds = assumed.credentials().expect("credentials");
+    let credentials = aws_sdk_sts::config::Credentials::new(
+        creds.access_key_id(),
+        creds.secret_access_key(),
+        Some(creds.session_token().to_string()),
+        None,
+        "moto-assumed-role",
+    );
+    let config = base
+        .to_builder()
+        .credentials_provider(aws_sdk_sts::config::SharedCredentialsProvider::new(
+            credentials,
+        ))
+        .build();
+    (account, config)
+}
+
+/// Queues GetCostAndUsage answers in moto for `account` (moto's
+/// `/moto-api/static/ce/cost-and-usage-results`: each new request body takes the next).
+async fn queue_cost_results(endpoint: &str, account: &str, results: Vec<serde_json::Value>) {
+    let body = serde_json::json!({ "account_id": account, "results": results });
+    let response = reqwest::Client::new()
+        .post(format!(
+            "{endpoint}/moto-api/static/ce/cost-and-usage-results"
+        ))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("queue Cost Explorer results");
+    assert_eq!(response.status().as_u16(), 201);
+}
+
+fn cost_day(
+    day: chrono::NaiveDate,
+    services: &[(&str, f64)],
+    estimated: bool,
+) -> serde_json::Value {
+    let groups: Vec<serde_json::Value> = services
+        .iter()
+        .map(|(service, amount)| {
+            serde_json::json!({
+                "Keys": [service],
+                "Metrics": { "UnblendedCost": { "Amount": amount.to_string(), "Unit": "USD" } }
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "TimePeriod": { "Start": day.to_string(), "End": (day + Duration::days(1)).to_string() },
+        "Total": {},
+        "Groups": groups,
+        "Estimated": estimated
+    })
+}
+
+const EC2_COMPUTE: &str = "Amazon Elastic Compute Cloud - Compute";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cost_summary_flags_a_spike_and_the_budget_once_per_scan() {
+    let Some(endpoint) = endpoint().await else {
+        return;
+    };
+    let (account, scan_config) = in_fresh_account(&endpoint, 1).await;
+    let context = ScanContext::new(ScanThresholds {
+        monthly_budget_usd: Some(100.0),
+        ..ScanThresholds::default()
+    });
+    let window = escher_core::scan::CostWindow::for_report(context.report_date());
+    // 120 a day (EC2 100, S3 20) until yesterday, when EC2 jumped to 250; yesterday is on a
+    // second page, as Cost Explorer pages long answers.
+    let mut earlier = Vec::new();
+    let mut day = window.start;
+    while day < window.yesterday {
+        earlier.push(cost_day(
+            day,
+            &[
+                (EC2_COMPUTE, 100.0),
+                ("Amazon Simple Storage Service", 20.0),
+            ],
+            false,
+        ));
+        day += Duration::days(1);
+    }
+    let first_page = serde_json::json!({ "ResultsByTime": earlier, "NextPageToken": "page-2", "DimensionValueAttributes": [] });
+    let last = cost_day(
+        window.yesterday,
+        &[
+            (EC2_COMPUTE, 250.0),
+            ("Amazon Simple Storage Service", 20.0),
+        ],
+        true,
+    );
+    let second_page =
+        serde_json::json!({ "ResultsByTime": [last], "DimensionValueAttributes": [] });
+    queue_cost_results(&endpoint, &account, vec![first_page, second_page]).await;
+
+    let scanner = AwsScan::new(AwsClients::new(&scan_config), account.clone());
+    let cost_check: Vec<_> = scanner
+        .checks()
+        .into_iter()
+        .filter(|c| c.id() == "cost")
+        .collect();
+    assert_eq!(cost_check.len(), 1);
+    let regions = vec![REGION_A.to_string(), REGION_B.to_string()];
+    let outcome = run_scan(&cost_check, &regions, 4, &context).await;
+    assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+
+    let cost = outcome.cost.expect("a cost summary");
+    assert_eq!(cost.yesterday, window.yesterday);
+    assert_eq!(cost.yesterday_amount, 270.0);
+    assert_eq!(cost.day_before_amount, 120.0);
+    assert_eq!(cost.change_amount, 150.0);
+    assert_eq!(cost.change_percent, Some(125.0));
+    assert!(cost.yesterday_estimated);
+    let days_this_month = f64::from(chrono::Datelike::day(&window.yesterday));
+    let month_to_date = 120.0 * (days_this_month - 1.0) + 270.0;
+    assert_eq!(cost.month_to_date_amount, month_to_date);
+    assert_eq!(cost.top_services[0].service, EC2_COMPUTE);
+    assert_eq!(
+        cost.top_services[0].amount,
+        month_to_date - 20.0 * days_this_month
+    );
+    assert_eq!(cost.top_increases.len(), 1, "only EC2 grew");
+    assert!(cost.spike && cost.over_budget);
+
+    // Each flag once, account-wide, with the read-only command that shows the breakdown.
+    let kinds: Vec<(&str, EventType, Severity)> = outcome
+        .findings
+        .iter()
+        .map(|f| (f.check.as_str(), f.event.event_type, f.event.severity))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("budget_exceeded", EventType::BudgetExceeded, Severity::High),
+            ("cost_spike", EventType::CostSpike, Severity::Medium),
+        ]
+    );
+    for finding in &outcome.findings {
+        assert_eq!(finding.event.region, escher_core::scan::ACCOUNT_WIDE);
+        assert_eq!(finding.event.account_id, account);
+        assert_eq!(finding.key, format!("{}:{account}", finding.check));
+        assert!(finding.action.is_none());
+        assert!(
+            finding
+                .command
+                .starts_with("aws ce get-cost-and-usage --region us-east-1 --time-period Start=")
+                && finding
+                    .command
+                    .ends_with("--metrics UnblendedCost --group-by Type=DIMENSION,Key=SERVICE"),
+            "{}",
+            finding.command
+        );
+    }
+    let spike = &outcome.findings[1];
+    assert!(
+        spike.title.contains("up 150.00 (+125.0 %)"),
+        "{}",
+        spike.title
+    );
+    assert!(
+        spike.title.contains(&format!("{EC2_COMPUTE} +150.00")),
+        "{}",
+        spike.title
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cost_explorer_without_data_is_a_reported_failure_and_the_rest_of_the_scan_stands() {
+    let Some(endpoint) = endpoint().await else {
+        return;
+    };
+    // Nothing queued for this account: moto answers with no results at all.
+    let (account, scan_config) = in_fresh_account(&endpoint, 2).await;
+    let scanner = AwsScan::new(AwsClients::new(&scan_config), account);
+    let context = ScanContext::new(ScanThresholds::default());
+    let outcome = run_scan(&scanner.checks(), &[REGION_A.to_string()], 4, &context).await;
+    assert_eq!(outcome.cost, None);
+    let failures: Vec<(&str, &str)> = outcome
+        .failures
+        .iter()
+        .map(|f| (f.region.as_str(), f.check.as_str()))
+        .collect();
+    assert_eq!(failures, [(escher_core::scan::ACCOUNT_WIDE, "cost")]);
+    let message = outcome.failures[0].error.to_string();
+    assert!(message.contains("GetCostAndUsage"), "{message}");
+    assert!(message.contains("has no cost for"), "{message}");
 }

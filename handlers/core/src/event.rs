@@ -149,6 +149,9 @@ pub enum EventType {
     /// A resource that costs money and nothing uses (an unattached volume, a snapshot of a
     /// deleted volume).
     ResourceUnused,
+    /// A running instance using far less CPU than its size offers, over weeks (from the
+    /// scan): one size down would do.
+    InstanceOverprovisioned,
 }
 
 /// The service that produced the event.
@@ -281,6 +284,7 @@ wire_names! {
         DeploymentFailed => "deployment_failed",
         ScheduledScan => "scheduled_scan",
         ResourceUnused => "resource_unused",
+        InstanceOverprovisioned => "instance_overprovisioned",
     }
     EventSource {
         AwsCloudWatch => "aws.cloudwatch",

@@ -78,6 +78,7 @@ const ALL_EVENT_TYPES: &[EventType] = &[
     EventType::DeploymentFailed,
     EventType::ScheduledScan,
     EventType::ResourceUnused,
+    EventType::InstanceOverprovisioned,
 ];
 
 impl SeverityPolicy {

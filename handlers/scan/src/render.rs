@@ -36,6 +36,59 @@ struct View<'a> {
     handled: &'a [escher_core::scan::report::HandledFinding],
     changes: Option<ChangesView<'a>>,
     failures: Vec<FailureView>,
+    cost: Option<CostView<'a>>,
+}
+
+/// The cost summary with its amounts written for reading.
+#[derive(Debug, Serialize)]
+struct CostView<'a> {
+    currency: &'a str,
+    yesterday: String,
+    yesterday_amount: String,
+    estimated: bool,
+    day_before_amount: String,
+    /// `+12.34 (+5.6 %)`.
+    change: String,
+    month: String,
+    month_to_date: String,
+    projected: String,
+    budget: Option<String>,
+    top_services: Vec<ServiceView<'a>>,
+    flags: &'a [String],
+}
+
+#[derive(Debug, Serialize)]
+struct ServiceView<'a> {
+    service: &'a str,
+    amount: String,
+}
+
+fn cost_view(cost: &escher_core::scan::CostSummary) -> CostView<'_> {
+    let percent = cost
+        .change_percent
+        .map(|p| format!(" ({p:+.1} %)"))
+        .unwrap_or_default();
+    CostView {
+        currency: &cost.currency,
+        yesterday: cost.yesterday.to_string(),
+        yesterday_amount: format!("{:.2}", cost.yesterday_amount),
+        estimated: cost.yesterday_estimated,
+        day_before_amount: format!("{:.2}", cost.day_before_amount),
+        change: format!("{:+.2}{percent}", cost.change_amount),
+        month: cost.month_start.format("%B %Y").to_string(),
+        month_to_date: format!("{:.2}", cost.month_to_date_amount),
+        projected: format!("{:.2}", cost.projected_month_amount),
+        budget: cost.monthly_budget.map(|b| format!("{b:.2}")),
+        top_services: cost
+            .top_services
+            .iter()
+            .map(|s| ServiceView {
+                service: &s.service,
+                amount: format!("{:.2}", s.amount),
+            })
+            .collect(),
+        flags: &cost.flags,
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -130,6 +183,7 @@ fn view(report: &MorningReport) -> View<'_> {
                 error: f.error.to_string(),
             })
             .collect(),
+        cost: report.cost.as_ref().map(cost_view),
     }
 }
 

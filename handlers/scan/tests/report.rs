@@ -1,11 +1,15 @@
 //! The morning report with plain data: rendering, the write-once store with its latest
 //! pointer, the committed schema accepting what is stored, and deltas between two runs.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use escher_core::approvals::Action;
-use escher_core::scan::{Finding, FindingDraft, ReportSettings, ScanCheck, ScanContext, ScanError};
+use escher_core::scan::{
+    CheckOutput, CheckScope, CostSummary, CostWindow, DailyCosts, Finding, FindingDraft,
+    ReportSettings, ScanCheck, ScanContext, ScanError,
+};
 use escher_core::{CloudProvider, EventType, Resource};
 use escher_scan::{render_html, render_markdown, ReportStore, ScanRun, StoreError};
 
@@ -197,4 +201,129 @@ async fn renderings_carry_each_finding_its_command_and_questions() {
         !markdown.contains("## Security and compliance"),
         "{markdown}"
     );
+}
+
+/// Billing data as a cloud's cost check would return it: 40 a day, 90 yesterday.
+struct FixedCosts;
+
+#[async_trait]
+impl ScanCheck for FixedCosts {
+    fn id(&self) -> &'static str {
+        "cost"
+    }
+    fn cloud(&self) -> CloudProvider {
+        CloudProvider::Aws
+    }
+    fn scope(&self) -> CheckScope {
+        CheckScope::Account
+    }
+    async fn run(&self, region: &str, scan: &ScanContext) -> Result<Vec<Finding>, ScanError> {
+        Ok(self.output(region, scan).await?.findings)
+    }
+    async fn output(&self, _region: &str, scan: &ScanContext) -> Result<CheckOutput, ScanError> {
+        let window = CostWindow::for_report(scan.report_date());
+        let mut costs = DailyCosts {
+            currency: "USD".into(),
+            ..DailyCosts::default()
+        };
+        let mut day = window.start;
+        while day <= window.yesterday {
+            let ec2 = if day == window.yesterday { 80.0 } else { 30.0 };
+            costs.by_day.insert(
+                day,
+                BTreeMap::from([
+                    ("Amazon EC2".to_string(), ec2),
+                    ("Amazon S3".to_string(), 10.0),
+                ]),
+            );
+            day += chrono::Duration::days(1);
+        }
+        costs.estimated.insert(window.yesterday);
+        let cost = CostSummary::from_daily(&costs, window, &scan.thresholds)
+            .map_err(|e| e.into_scan_error("GetCostAndUsage", "us-east-1"))?;
+        Ok(CheckOutput {
+            findings: Vec::new(),
+            cost: Some(cost),
+        })
+    }
+}
+
+#[tokio::test]
+async fn the_cost_summary_comes_after_the_counts_and_before_security_in_both_renderings() {
+    let store = memory_store();
+    let mut settings = ReportSettings::built_in().clone();
+    settings.thresholds.monthly_budget_usd = Some(10.0);
+    let report = ScanRun {
+        checks: vec![
+            Arc::new(Buckets { public: vec!["a"] }),
+            Arc::new(FixedCosts),
+        ],
+        regions: vec!["us-east-1".into()],
+        settings: &settings,
+        store: &store,
+        pipeline: None,
+    }
+    .run()
+    .await
+    .expect("scan stored");
+    let cost = report.report.cost.as_ref().expect("cost summary");
+    assert_eq!(cost.yesterday_amount, 90.0);
+    assert!(cost.spike && cost.over_budget);
+
+    let markdown = render_markdown(&report.report).expect("markdown");
+    let at = |text: &str| {
+        markdown
+            .find(text)
+            .unwrap_or_else(|| panic!("{text:?} missing: {markdown}"))
+    };
+    assert!(at("Possible saving") < at("## Cost summary"));
+    assert!(at("## Cost summary") < at("## Security and compliance"));
+    assert!(
+        markdown.contains(&format!(
+        "- Yesterday ({}): 90.00 USD (estimated), +50.00 (+125.0 %) against the day before (40.00)",
+        cost.yesterday
+    )),
+        "{markdown}"
+    );
+    assert!(markdown.contains("against a budget of 10.00"), "{markdown}");
+    assert!(
+        markdown.contains("- Top services this month: Amazon EC2 "),
+        "{markdown}"
+    );
+    assert_eq!(markdown.matches("- **Flagged:** ").count(), 2, "{markdown}");
+
+    let html = render_html(&report.report).expect("html");
+    let cost_at = html.find("<h2>Cost summary</h2>").expect("cost section");
+    assert!(
+        cost_at
+            < html
+                .find("<h2>Security and compliance</h2>")
+                .expect("security")
+    );
+    assert!(html.contains("<strong>Flagged:</strong>"));
+
+    let stored: serde_json::Value =
+        serde_json::from_slice(&store.read(&report.files.json).await.expect("read")).expect("json");
+    assert_eq!(stored["cost"]["yesterday_amount"], 90.0);
+    let errors: Vec<String> = schema_validator()
+        .iter_errors(&stored)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+
+    // The section switched off: no summary in the report or its renderings.
+    settings.sections.cost = false;
+    let quiet = ScanRun {
+        checks: vec![Arc::new(FixedCosts)],
+        regions: vec!["us-east-1".into()],
+        settings: &settings,
+        store: &store,
+        pipeline: None,
+    }
+    .run()
+    .await
+    .expect("scan stored");
+    assert_eq!(quiet.report.cost, None);
+    let markdown = render_markdown(&quiet.report).expect("markdown");
+    assert!(!markdown.contains("Cost summary"), "{markdown}");
 }

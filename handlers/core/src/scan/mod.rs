@@ -11,6 +11,7 @@
 //! [`settings`] reads `policies/report.yaml`; [`report`] is the morning report and its
 //! deltas against the previous one.
 
+pub mod cost;
 pub mod report;
 pub mod settings;
 
@@ -29,6 +30,7 @@ use crate::{
     CloudProvider, EventContext, EventSource, EventType, Resource, SeverityPolicy, UnifiedEvent,
     SCHEMA_VERSION,
 };
+pub use cost::{CostSummary, CostWindow, DailyCosts};
 pub use report::{Deltas, MorningReport, ResolvedFinding};
 pub use settings::{ReportFormat, ReportSettings, ScanThresholds, SettingsError};
 
@@ -46,6 +48,28 @@ pub struct ScanError {
     pub transient: bool,
 }
 
+/// Where a check looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckScope {
+    /// Once in every scanned region.
+    Region,
+    /// Once per scan, whatever the regions: account-wide APIs (billing) answer the same
+    /// everywhere, and some charge per call. Its failures are reported under the region
+    /// [`ACCOUNT_WIDE`].
+    Account,
+}
+
+/// The region label of account-wide checks and their findings.
+pub const ACCOUNT_WIDE: &str = "global";
+
+/// What one run of a check produced.
+#[derive(Debug, Clone, Default)]
+pub struct CheckOutput {
+    pub findings: Vec<Finding>,
+    /// The account's cost summary, from the check that reads billing data.
+    pub cost: Option<CostSummary>,
+}
+
 /// One check in one region: everything a cloud needs to implement to be scanned.
 #[async_trait]
 pub trait ScanCheck: Send + Sync {
@@ -58,6 +82,19 @@ pub trait ScanCheck: Send + Sync {
     /// The findings in `region` (`global` resources such as buckets are attributed to the
     /// region they live in, so every region reports its own).
     async fn run(&self, region: &str, scan: &ScanContext) -> Result<Vec<Finding>, ScanError>;
+
+    fn scope(&self) -> CheckScope {
+        CheckScope::Region
+    }
+
+    /// What [`run_scan`] calls: the findings, and for a check that has one, the cost
+    /// summary.
+    async fn output(&self, region: &str, scan: &ScanContext) -> Result<CheckOutput, ScanError> {
+        Ok(CheckOutput {
+            findings: self.run(region, scan).await?,
+            cost: None,
+        })
+    }
 }
 
 /// What every check of one run shares.
@@ -200,11 +237,13 @@ pub struct ScanOutcome {
     pub findings: Vec<Finding>,
     pub failures: Vec<RegionFailure>,
     pub regions: Vec<String>,
+    /// From the account-wide cost check, when it ran and succeeded.
+    pub cost: Option<CostSummary>,
 }
 
-/// Runs every check in every region, at most `concurrency` (check, region) pairs at once.
-/// A failing pair is recorded and never stops the others; a panicking check is recorded
-/// the same way.
+/// Runs every check in every region (an account-wide check once, as [`ACCOUNT_WIDE`]), at
+/// most `concurrency` (check, region) pairs at once. A failing pair is recorded and never
+/// stops the others; a panicking check is recorded the same way.
 pub async fn run_scan(
     checks: &[Arc<dyn ScanCheck>],
     regions: &[String],
@@ -214,8 +253,13 @@ pub async fn run_scan(
     let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     let mut pending = BTreeMap::new();
-    for region in regions {
-        for check in checks {
+    let account_wide = [ACCOUNT_WIDE.to_string()];
+    for check in checks {
+        let check_regions = match check.scope() {
+            CheckScope::Region => regions,
+            CheckScope::Account => &account_wide[..],
+        };
+        for region in check_regions {
             let (check, region, scan, permits) = (
                 Arc::clone(check),
                 region.clone(),
@@ -227,12 +271,12 @@ pub async fn run_scan(
                 // The semaphore is never closed, so acquiring only waits.
                 let _permit = permits.acquire_owned().await;
                 let started = std::time::Instant::now();
-                let result = check.run(&region, &scan).await;
+                let result = check.output(&region, &scan).await;
                 tracing::info!(
                     check = check.id(),
                     region = %region,
                     ms = started.elapsed().as_millis() as u64,
-                    findings = result.as_ref().map_or(0, Vec::len),
+                    findings = result.as_ref().map_or(0, |o| o.findings.len()),
                     ok = result.is_ok(),
                     "scan check"
                 );
@@ -266,9 +310,12 @@ pub async fn run_scan(
             continue;
         };
         match result {
-            Ok(findings) => {
-                for finding in findings {
+            Ok(output) => {
+                for finding in output.findings {
                     by_key.entry(finding.key.clone()).or_insert(finding);
+                }
+                if output.cost.is_some() {
+                    outcome.cost = output.cost;
                 }
             }
             Err(error) => {
@@ -376,6 +423,57 @@ pub(crate) mod tests {
             .error
             .to_string()
             .contains("AccessDenied"));
+    }
+
+    /// An account-wide check that counts its runs and reports a cost summary.
+    struct CountingAccountCheck(std::sync::atomic::AtomicUsize);
+
+    #[async_trait]
+    impl ScanCheck for CountingAccountCheck {
+        fn id(&self) -> &'static str {
+            "cost"
+        }
+        fn cloud(&self) -> CloudProvider {
+            CloudProvider::Aws
+        }
+        fn scope(&self) -> CheckScope {
+            CheckScope::Account
+        }
+        async fn run(&self, region: &str, scan: &ScanContext) -> Result<Vec<Finding>, ScanError> {
+            Ok(self.output(region, scan).await?.findings)
+        }
+        async fn output(&self, region: &str, scan: &ScanContext) -> Result<CheckOutput, ScanError> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let window = CostWindow::for_report(scan.report_date());
+            let costs = DailyCosts {
+                by_day: BTreeMap::from([(
+                    window.yesterday,
+                    BTreeMap::from([("Amazon EC2".to_string(), 12.5)]),
+                )]),
+                ..DailyCosts::default()
+            };
+            let cost = CostSummary::from_daily(&costs, window, &scan.thresholds)
+                .map_err(|e| e.into_scan_error("GetCostAndUsage", region))?;
+            Ok(CheckOutput {
+                findings: vec![draft("account-wide", region).finish(scan)],
+                cost: Some(cost),
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn an_account_wide_check_runs_once_whatever_the_regions() {
+        let check = Arc::new(CountingAccountCheck(Default::default()));
+        let checks: Vec<Arc<dyn ScanCheck>> = vec![check.clone()];
+        let regions: Vec<String> = ["us-east-1", "eu-west-1", "ap-south-1"]
+            .map(String::from)
+            .to_vec();
+        let scan = ScanContext::new(ScanThresholds::default());
+        let outcome = run_scan(&checks, &regions, 2, &scan).await;
+        assert_eq!(check.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(outcome.findings.len(), 1);
+        assert_eq!(outcome.findings[0].event.region, ACCOUNT_WIDE);
+        assert_eq!(outcome.cost.map(|c| c.yesterday_amount), Some(12.5));
     }
 
     #[test]

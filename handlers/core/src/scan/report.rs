@@ -57,6 +57,7 @@ impl SectionKind {
             | EventType::ThreatDetected => SectionKind::Security,
             EventType::InstanceIdle
             | EventType::ResourceUnused
+            | EventType::InstanceOverprovisioned
             | EventType::CostSpike
             | EventType::BudgetExceeded => SectionKind::Optimisation,
             _ => SectionKind::Operational,
@@ -189,6 +190,11 @@ pub struct MorningReport {
     pub deltas: Deltas,
     /// Checks that could not run in a region; the rest of the report still holds.
     pub failures: Vec<RegionFailure>,
+    /// Yesterday against the day before, the month against the budget, the top services;
+    /// `None` when the cost section is off or the billing data could not be read (then
+    /// listed in `failures`). Absent in reports from before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<super::CostSummary>,
 }
 
 impl MorningReport {
@@ -251,6 +257,7 @@ impl MorningReport {
             findings,
             handled: Vec::new(),
             failures: outcome.failures,
+            cost: outcome.cost.filter(|_| settings.sections.cost),
         }
     }
 
@@ -285,6 +292,7 @@ mod tests {
                 findings,
                 failures: vec![],
                 regions: vec!["us-east-1".into()],
+                cost: None,
             },
             scan,
         )

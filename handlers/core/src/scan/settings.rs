@@ -67,6 +67,13 @@ pub struct Sections {
     pub changes: bool,
     /// Regions or checks that could not be scanned.
     pub failures: bool,
+    /// Yesterday against the day before, the month against the budget, the top services.
+    #[serde(default = "yes")]
+    pub cost: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The numbers the checks compare with.
@@ -77,6 +84,37 @@ pub struct ScanThresholds {
     pub idle_days: u32,
     pub snapshot_age_days: u32,
     pub admin_ports: Vec<u16>,
+    /// A running instance whose average CPU over `overprovisioned_days` is below this (and
+    /// that is not idle) is one size too big. Defaults keep older settings files valid.
+    #[serde(default = "default_overprovisioned_cpu_percent")]
+    pub overprovisioned_cpu_percent: f64,
+    #[serde(default = "default_overprovisioned_days")]
+    pub overprovisioned_days: u32,
+    /// Yesterday's cost is flagged when it rose by more than this amount (USD) or by more
+    /// than `cost_spike_percent` against the day before.
+    #[serde(default = "default_cost_spike_usd")]
+    pub cost_spike_usd: f64,
+    #[serde(default = "default_cost_spike_percent")]
+    pub cost_spike_percent: f64,
+    /// The month's budget in USD; none: no budget check.
+    #[serde(default)]
+    pub monthly_budget_usd: Option<f64>,
+}
+
+fn default_cost_spike_usd() -> f64 {
+    100.0
+}
+
+fn default_cost_spike_percent() -> f64 {
+    10.0
+}
+
+fn default_overprovisioned_cpu_percent() -> f64 {
+    30.0
+}
+
+fn default_overprovisioned_days() -> u32 {
+    30
 }
 
 impl Default for ScanThresholds {
@@ -116,12 +154,18 @@ impl ReportSettings {
                     optimisation: true,
                     changes: true,
                     failures: true,
+                    cost: true,
                 },
                 thresholds: ScanThresholds {
                     idle_cpu_percent: 5.0,
                     idle_days: 7,
                     snapshot_age_days: 90,
                     admin_ports: vec![22, 3389],
+                    overprovisioned_cpu_percent: default_overprovisioned_cpu_percent(),
+                    overprovisioned_days: default_overprovisioned_days(),
+                    cost_spike_usd: default_cost_spike_usd(),
+                    cost_spike_percent: default_cost_spike_percent(),
+                    monthly_budget_usd: None,
                 },
                 scan: ScanSettings {
                     regions: Vec::new(),
@@ -157,6 +201,34 @@ impl ReportSettings {
                 "thresholds.idle_days",
                 t.idle_days.to_string(),
                 "1 to 14 days (CloudWatch keeps 5-minute CPU averages for 15 days)",
+            ));
+        }
+        if !(t.overprovisioned_cpu_percent > 0.0 && t.overprovisioned_cpu_percent <= 100.0) {
+            return Err(invalid(
+                "thresholds.overprovisioned_cpu_percent",
+                t.overprovisioned_cpu_percent.to_string(),
+                "a percentage above 0 and at most 100",
+            ));
+        }
+        if t.overprovisioned_days == 0 || t.overprovisioned_days > 63 {
+            return Err(invalid(
+                "thresholds.overprovisioned_days",
+                t.overprovisioned_days.to_string(),
+                "1 to 63 days (CloudWatch keeps 5-minute CPU averages for 63 days)",
+            ));
+        }
+        if !(t.cost_spike_usd >= 0.0 && t.cost_spike_percent >= 0.0) {
+            return Err(invalid(
+                "thresholds.cost_spike_usd / cost_spike_percent",
+                format!("{} / {}", t.cost_spike_usd, t.cost_spike_percent),
+                "amounts of 0 or more",
+            ));
+        }
+        if t.monthly_budget_usd.is_some_and(|b| b.is_nan() || b <= 0.0) {
+            return Err(invalid(
+                "thresholds.monthly_budget_usd",
+                format!("{:?}", t.monthly_budget_usd),
+                "an amount above 0, or no value for no budget",
             ));
         }
         if settings.scan.concurrency == 0 {
@@ -207,5 +279,35 @@ mod tests {
         let text = BUILT_IN.replace("format: detailed", "format: executive");
         let settings = ReportSettings::from_yaml(&text, "r.yaml").expect("valid");
         assert_eq!(settings.format.finding_limit(), Some(3));
+        let text = BUILT_IN.replace("overprovisioned_days: 30", "overprovisioned_days: 90");
+        let message = ReportSettings::from_yaml(&text, "r.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("1 to 63 days"), "{message}");
+    }
+
+    #[test]
+    fn a_settings_file_from_before_the_new_thresholds_still_parses() {
+        let older: String = BUILT_IN
+            .lines()
+            .filter(|l| {
+                ![
+                    "overprovisioned_",
+                    "cost_spike_",
+                    "monthly_budget_usd",
+                    "cost:",
+                ]
+                .iter()
+                .any(|k| l.contains(k))
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let settings = ReportSettings::from_yaml(&older, "old.yaml").expect("valid");
+        assert_eq!(settings.thresholds.overprovisioned_cpu_percent, 30.0);
+        assert_eq!(settings.thresholds.overprovisioned_days, 30);
+        assert_eq!(settings.thresholds.cost_spike_usd, 100.0);
+        assert_eq!(settings.thresholds.cost_spike_percent, 10.0);
+        assert_eq!(settings.thresholds.monthly_budget_usd, None);
+        assert!(settings.sections.cost);
     }
 }

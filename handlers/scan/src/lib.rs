@@ -5,17 +5,23 @@
 
 pub mod render;
 pub mod store;
+pub mod summary;
 
 use std::sync::Arc;
 
 use chrono::Utc;
 use escher_core::approvals::{Decision, NothingUsedYet};
+use escher_core::pipeline::audit::AuditLog;
+use escher_core::pipeline::notify::NotificationResult;
 use escher_core::pipeline::Pipeline;
 use escher_core::scan::report::HandledFinding;
-use escher_core::scan::{run_scan, MorningReport, ReportSettings, ScanCheck, ScanContext};
+use escher_core::scan::{
+    run_scan, sections, MorningReport, ReportSettings, ScanCheck, ScanContext,
+};
 
 pub use render::{render_html, render_markdown, RenderError};
 pub use store::{ReportFiles, ReportStore, StoreError};
+pub use summary::summary_notification;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScanRunError {
@@ -33,6 +39,9 @@ pub struct ScanRun<'a> {
     pub store: &'a ReportStore,
     /// The alert pipeline, for findings whose fix is pre-approved; `None` only reports.
     pub pipeline: Option<&'a Pipeline>,
+    /// The audit store the alert handler writes, for the critical alerts of the last 24 h;
+    /// `None` leaves that section empty.
+    pub audit: Option<&'a AuditLog>,
 }
 
 /// What a scan produced.
@@ -40,6 +49,8 @@ pub struct ScanRun<'a> {
 pub struct ScanResult {
     pub report: MorningReport,
     pub files: ReportFiles,
+    /// Where the night's summary went (empty: nothing MEDIUM or higher, or no pipeline).
+    pub notified: Vec<NotificationResult>,
 }
 
 impl ScanRun<'_> {
@@ -53,18 +64,75 @@ impl ScanRun<'_> {
         )
         .await;
         let previous = self.store.latest().await?;
+        let generated_at = Utc::now();
         let mut report = MorningReport::build(
             outcome,
             previous.as_ref(),
             self.settings,
             context.report_date(),
-            Utc::now(),
+            generated_at,
         );
+        self.gather_sections(&mut report, previous.as_ref()).await;
         if let Some(pipeline) = self.pipeline {
             report.handled = handle_pre_approved(pipeline, &report).await;
         }
         let files = self.store.write(&report).await?;
-        Ok(ScanResult { report, files })
+        let notified = self.notify_summary(&report, &files).await;
+        Ok(ScanResult {
+            report,
+            files,
+            notified,
+        })
+    }
+}
+
+impl ScanRun<'_> {
+    /// After the report is stored: the summary, through the pipeline's notifier and routing.
+    async fn notify_summary(
+        &self,
+        report: &MorningReport,
+        files: &ReportFiles,
+    ) -> Vec<NotificationResult> {
+        let (Some(pipeline), Some(summary)) = (
+            self.pipeline,
+            summary_notification(report, files, self.store.location()),
+        ) else {
+            return Vec::new();
+        };
+        let results = pipeline.notifier.send(&summary, pipeline.mode).await;
+        for result in &results {
+            tracing::info!(channel = result.channel.as_str(), status = result.status.as_str(), detail = %result.detail, "morning report summary");
+        }
+        results
+    }
+
+    /// The sections from the day's records: critical alerts (audit store) and INFO events
+    /// queued since the previous report (state store), each when switched on.
+    async fn gather_sections(&self, report: &mut MorningReport, previous: Option<&MorningReport>) {
+        let sections_on = &self.settings.sections;
+        if let (true, Some(audit)) = (sections_on.critical_alerts, self.audit) {
+            report.critical_alerts =
+                Some(sections::critical_alerts(audit, report.generated_at).await);
+        }
+        if sections_on.info_events {
+            // The previous report's own watermark; one that did not gather the queue (the
+            // section off, or written before it existed) still showed everything up to its
+            // time in some report or none, so its time is where the queue starts.
+            let since = previous.map(|p| {
+                p.info_events
+                    .as_ref()
+                    .map_or(p.generated_at, |info| info.until)
+            });
+            report.info_events = Some(
+                sections::info_events(
+                    self.store.operator(),
+                    self.store.location(),
+                    since,
+                    report.generated_at,
+                )
+                .await,
+            );
+        }
     }
 }
 

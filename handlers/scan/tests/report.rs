@@ -78,6 +78,7 @@ async fn run(
         settings,
         store,
         pipeline: None,
+        audit: None,
     }
     .run()
     .await

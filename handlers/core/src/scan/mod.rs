@@ -12,6 +12,7 @@
 //! deltas against the previous one.
 
 pub mod report;
+pub mod sections;
 pub mod settings;
 
 use std::collections::BTreeMap;
@@ -30,6 +31,7 @@ use crate::{
     SCHEMA_VERSION,
 };
 pub use report::{Deltas, MorningReport, ResolvedFinding};
+pub use sections::{CriticalAlert, CriticalAlerts, InfoEvents, QueuedEvent};
 pub use settings::{ReportFormat, ReportSettings, ScanThresholds, SettingsError};
 
 /// Why one check could not finish in one region.

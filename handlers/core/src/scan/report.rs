@@ -7,6 +7,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::sections::{CriticalAlerts, InfoEvents};
 use super::settings::{ReportFocus, ReportFormat, ReportSettings};
 use super::{Finding, RegionFailure, ScanOutcome};
 use crate::{EventType, Severity};
@@ -189,6 +190,14 @@ pub struct MorningReport {
     pub deltas: Deltas,
     /// Checks that could not run in a region; the rest of the report still holds.
     pub failures: Vec<RegionFailure>,
+    // The day's records rather than the scan's (`sections`). `None`: the section is switched
+    // off (or, in a report from before these sections existed, absent).
+    /// CRITICAL alerts of the 24 hours before the report, from the audit records.
+    #[serde(default)]
+    pub critical_alerts: Option<CriticalAlerts>,
+    /// INFO events queued for the report since the previous one.
+    #[serde(default)]
+    pub info_events: Option<InfoEvents>,
 }
 
 impl MorningReport {
@@ -251,6 +260,8 @@ impl MorningReport {
             findings,
             handled: Vec::new(),
             failures: outcome.failures,
+            critical_alerts: None,
+            info_events: None,
         }
     }
 

@@ -67,6 +67,16 @@ pub struct Sections {
     pub changes: bool,
     /// Regions or checks that could not be scanned.
     pub failures: bool,
+    /// CRITICAL alerts of the last 24 hours, from the audit records (shown first).
+    #[serde(default = "on")]
+    pub critical_alerts: bool,
+    /// INFO events queued for the report since the previous one.
+    #[serde(default = "on")]
+    pub info_events: bool,
+}
+
+fn on() -> bool {
+    true
 }
 
 /// The numbers the checks compare with.
@@ -116,6 +126,8 @@ impl ReportSettings {
                     optimisation: true,
                     changes: true,
                     failures: true,
+                    critical_alerts: true,
+                    info_events: true,
                 },
                 thresholds: ScanThresholds {
                     idle_cpu_percent: 5.0,

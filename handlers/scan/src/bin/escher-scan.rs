@@ -80,6 +80,7 @@ impl Function {
             settings: ReportSettings::built_in(),
             store: &self.store,
             pipeline: Some(&self.pipeline),
+            audit: Some(&self.pipeline.audit),
         }
         .run()
         .await

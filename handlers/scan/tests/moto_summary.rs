@@ -182,7 +182,12 @@ async fn a_report_with_a_high_finding_sends_one_summary_and_an_all_info_report_n
         .run()
         .await
         .expect("report");
-    assert_eq!(loud.notified.len(), 2, "HIGH: topic + Slack: {:?}", loud.notified);
+    assert_eq!(
+        loud.notified.len(),
+        2,
+        "HIGH: topic + Slack: {:?}",
+        loud.notified
+    );
     let messages = delivered(&sqs, &high_queue).await;
     assert_eq!(messages.len(), 1, "one summary: {messages:?}");
     let (subject, text) = &messages[0];
@@ -193,13 +198,22 @@ async fn a_report_with_a_high_finding_sends_one_summary_and_an_all_info_report_n
         )),
         "{subject}"
     );
-    assert!(text.contains("1 findings (0 critical, 1 high, 0 medium, 0 info) in 1 regions"), "{text}");
+    assert!(
+        text.contains("1 findings (0 critical, 1 high, 0 medium, 0 info) in 1 regions"),
+        "{text}"
+    );
     assert!(
         text.contains("[HIGH] bucket summary-public needs a look: escher-provision approvals add --action make_bucket_private"),
         "the top finding with its command: {text}"
     );
-    assert!(text.contains(&loud.files.markdown), "where the report is: {text}");
-    assert!(delivered(&sqs, &critical_queue).await.is_empty(), "HIGH is not CRITICAL");
+    assert!(
+        text.contains(&loud.files.markdown),
+        "where the report is: {text}"
+    );
+    assert!(
+        delivered(&sqs, &critical_queue).await.is_empty(),
+        "HIGH is not CRITICAL"
+    );
 
     let quiet = scan(EventType::ResourceUnused, &["summary-unused"])
         .run()

@@ -95,6 +95,7 @@ impl Function {
             "summary": summary,
             "handled": result.report.handled.len(),
             "failures": result.report.failures.len(),
+            "notified": result.notified,
         }))
     }
 }

@@ -4,22 +4,28 @@
 //! the [`MorningReport`], render it ([`render`]) and store it write-once ([`store`]).
 
 pub mod render;
+pub mod runs;
 pub mod store;
 pub mod summary;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use escher_core::approvals::{Decision, NothingUsedYet};
 use escher_core::pipeline::audit::AuditLog;
 use escher_core::pipeline::notify::NotificationResult;
 use escher_core::pipeline::Pipeline;
 use escher_core::scan::report::HandledFinding;
+use escher_core::scan::split::{next_step, Budget, NextStep};
 use escher_core::scan::{
-    run_scan, sections, MorningReport, ReportSettings, ScanCheck, ScanContext,
+    run_pairs, sections, MorningReport, PairResult, ReportSettings, ScanCheck, ScanContext,
+    ScanError, ScanOutcome, ScanPair,
 };
+use escher_core::CloudProvider;
 
 pub use render::{render_html, render_markdown, RenderError};
+pub use runs::{RunManifest, RunRef, RunStore};
 pub use store::{ReportFiles, ReportStore, StoreError};
 pub use summary::summary_notification;
 
@@ -53,16 +59,143 @@ pub struct ScanResult {
     pub notified: Vec<NotificationResult>,
 }
 
+/// Where one invocation of a run got to.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    /// The report is stored (by this invocation, or, for a rerun, an earlier one).
+    Finished(Box<ScanResult>),
+    /// Time is short: a new invocation must continue `RunRef`.
+    HandOn(RunRef),
+}
+
 impl ScanRun<'_> {
+    /// The whole scan at once, with no deadline (the CLI): the same steps an invocation of
+    /// the function takes, run until the report is stored.
     pub async fn run(self) -> Result<ScanResult, ScanRunError> {
-        let context = ScanContext::new(self.settings.thresholds.clone());
-        let outcome = run_scan(
-            &self.checks,
-            &self.regions,
-            self.settings.scan.concurrency,
-            &context,
-        )
-        .await;
+        let mut run = None;
+        loop {
+            match self.step(run.take(), None).await? {
+                Progress::Finished(result) => return Ok(*result),
+                Progress::HandOn(next) => run = Some(next),
+            }
+        }
+    }
+
+    /// One invocation's share of a run: starts a new run (`run` = `None`) or continues one,
+    /// runs pending (check, region) pairs while `deadline` leaves the safety margin, keeping
+    /// each pair's result write-once, then stores the report when every pair is done or
+    /// hands the run on. A rerun of a run never repeats a finished pair, and a finished
+    /// run returns its stored report.
+    pub async fn step(
+        &self,
+        run: Option<RunRef>,
+        deadline: Option<DateTime<Utc>>,
+    ) -> Result<Progress, ScanRunError> {
+        let runs = RunStore {
+            operator: self.store.operator(),
+            location: self.store.location(),
+        };
+        let (run, manifest) = match run {
+            Some(run) => {
+                let manifest = runs.manifest(&run).await?;
+                (run, manifest)
+            }
+            None => {
+                let started_at = Utc::now();
+                let manifest = RunManifest {
+                    run: format!(
+                        "{}-{}",
+                        started_at.format("%H%M%S"),
+                        escher_core::ids::unique_token(4)
+                    ),
+                    started_at,
+                    regions: self.regions.clone(),
+                    pairs: ScanPair::all(&self.checks, &self.regions),
+                };
+                (runs.start(&manifest).await?, manifest)
+            }
+        };
+        if let Some(files) = runs.finished(&run).await? {
+            let report = self.store.report(&files).await?;
+            return Ok(Progress::Finished(Box::new(ScanResult {
+                report,
+                files,
+                notified: Vec::new(),
+            })));
+        }
+        let mut context = ScanContext::new(self.settings.thresholds.clone());
+        // Every invocation's findings carry the run's start, so their ids agree.
+        context.started_at = manifest.started_at;
+        let scan = &self.settings.scan;
+        let mut ran = 0;
+        loop {
+            let parts = runs.parts(&run).await?;
+            let done = parts.iter().map(|p| p.pair.clone()).collect();
+            let budget = Budget {
+                time_left: deadline.map(|d| (d - Utc::now()).to_std().unwrap_or_default()),
+                margin: std::time::Duration::from_secs(scan.safety_margin_secs),
+                ran,
+                invocation: run.invocation,
+                max_invocations: scan.max_invocations,
+            };
+            match next_step(&manifest.pairs, &done, budget, scan.concurrency) {
+                NextStep::Run(pairs) => {
+                    for part in run_pairs(&self.checks, &pairs, scan.concurrency, &context).await {
+                        runs.keep(&run, &part).await?;
+                    }
+                    ran += pairs.len();
+                }
+                NextStep::HandOn => {
+                    tracing::info!(run = %run.run, invocation = run.invocation, done = done.len(), pairs = manifest.pairs.len(), "deadline near: handing the scan on");
+                    return Ok(Progress::HandOn(RunRef {
+                        invocation: run.invocation + 1,
+                        ..run
+                    }));
+                }
+                NextStep::Assemble => {
+                    let result = self
+                        .assemble(&runs, &run, &manifest, parts, &context)
+                        .await?;
+                    return Ok(Progress::Finished(Box::new(result)));
+                }
+            }
+        }
+    }
+
+    async fn assemble(
+        &self,
+        runs: &RunStore<'_>,
+        run: &RunRef,
+        manifest: &RunManifest,
+        parts: Vec<PairResult>,
+        context: &ScanContext,
+    ) -> Result<ScanResult, ScanRunError> {
+        // Pairs without a result: the run ran out of invocations before them.
+        let done: BTreeSet<ScanPair> = parts.iter().map(|p| p.pair.clone()).collect();
+        let cloud = self
+            .checks
+            .first()
+            .map_or(CloudProvider::Aws, |check| check.cloud());
+        let missing: Vec<PairResult> = manifest
+            .pairs
+            .iter()
+            .filter(|pair| !done.contains(pair))
+            .map(|pair| PairResult {
+                cloud,
+                pair: pair.clone(),
+                result: Err(ScanError {
+                    operation: "check".into(),
+                    resource: pair.region.clone(),
+                    message: format!(
+                        "not scanned tonight: the run used all {} invocations (scan.max_invocations in the report settings); raise it, or the function's timeout",
+                        self.settings.scan.max_invocations
+                    ),
+                    transient: true,
+                }),
+            })
+            .collect();
+        let outcome =
+            ScanOutcome::from_results(manifest.regions.clone(), parts.into_iter().chain(missing));
         let previous = self.store.latest().await?;
         let generated_at = Utc::now();
         let mut report = MorningReport::build(
@@ -77,7 +210,13 @@ impl ScanRun<'_> {
             report.handled = handle_pre_approved(pipeline, &report).await;
         }
         let files = self.store.write(&report).await?;
-        let notified = self.notify_summary(&report, &files).await;
+        // Only the invocation that finished the run tells people about it.
+        let notified = if runs.finish(run, &files).await? {
+            self.notify_summary(&report, &files).await
+        } else {
+            tracing::warn!(run = %run.run, "another invocation finished this run too; its summary was sent, this one is not");
+            Vec::new()
+        };
         Ok(ScanResult {
             report,
             files,

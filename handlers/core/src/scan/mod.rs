@@ -14,6 +14,7 @@
 pub mod report;
 pub mod sections;
 pub mod settings;
+pub mod split;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -204,6 +205,36 @@ pub struct ScanOutcome {
     pub regions: Vec<String>,
 }
 
+/// One unit of the scan's work: one check in one region.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ScanPair {
+    pub check: String,
+    pub region: String,
+}
+
+impl ScanPair {
+    /// Every check in every region, region by region.
+    pub fn all(checks: &[Arc<dyn ScanCheck>], regions: &[String]) -> Vec<ScanPair> {
+        regions
+            .iter()
+            .flat_map(|region| {
+                checks.iter().map(move |check| ScanPair {
+                    check: check.id().to_string(),
+                    region: region.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// What one (check, region) pair produced: its findings, or why it could not finish.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairResult {
+    pub cloud: CloudProvider,
+    pub pair: ScanPair,
+    pub result: Result<Vec<Finding>, ScanError>,
+}
+
 /// Runs every check in every region, at most `concurrency` (check, region) pairs at once.
 /// A failing pair is recorded and never stops the others; a panicking check is recorded
 /// the same way.
@@ -213,82 +244,129 @@ pub async fn run_scan(
     concurrency: usize,
     scan: &ScanContext,
 ) -> ScanOutcome {
+    let results = run_pairs(checks, &ScanPair::all(checks, regions), concurrency, scan).await;
+    ScanOutcome::from_results(regions.to_vec(), results)
+}
+
+/// Runs `pairs`, at most `concurrency` at once; one result per pair, in `pairs`' order. A
+/// pair naming a check that is not in `checks` is a failure, not a panic.
+pub async fn run_pairs(
+    checks: &[Arc<dyn ScanCheck>],
+    pairs: &[ScanPair],
+    concurrency: usize,
+    scan: &ScanContext,
+) -> Vec<PairResult> {
     let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     let mut pending = BTreeMap::new();
-    for region in regions {
-        for check in checks {
-            let (check, region, scan, permits) = (
-                Arc::clone(check),
-                region.clone(),
-                scan.clone(),
-                Arc::clone(&permits),
-            );
-            let labels = (check.cloud(), region.clone(), check.id());
-            let handle = tasks.spawn(async move {
-                // The semaphore is never closed, so acquiring only waits.
-                let _permit = permits.acquire_owned().await;
-                let started = std::time::Instant::now();
-                let result = check.run(&region, &scan).await;
-                tracing::info!(
-                    check = check.id(),
-                    region = %region,
-                    ms = started.elapsed().as_millis() as u64,
-                    findings = result.as_ref().map_or(0, Vec::len),
-                    ok = result.is_ok(),
-                    "scan check"
-                );
-                result
+    let mut results: Vec<Option<PairResult>> = vec![None; pairs.len()];
+    for (index, pair) in pairs.iter().enumerate() {
+        let Some(check) = checks.iter().find(|c| c.id() == pair.check) else {
+            results[index] = Some(PairResult {
+                cloud: checks.first().map_or(CloudProvider::Aws, |c| c.cloud()),
+                pair: pair.clone(),
+                result: Err(ScanError {
+                    operation: "check".into(),
+                    resource: pair.region.clone(),
+                    message: format!(
+                        "this version has no check {:?}; the pair was left out",
+                        pair.check
+                    ),
+                    transient: false,
+                }),
             });
-            pending.insert(handle.id(), labels);
-        }
+            continue;
+        };
+        let (check, region, scan, permits) = (
+            Arc::clone(check),
+            pair.region.clone(),
+            scan.clone(),
+            Arc::clone(&permits),
+        );
+        let cloud = check.cloud();
+        let handle = tasks.spawn(async move {
+            // The semaphore is never closed, so acquiring only waits.
+            let _permit = permits.acquire_owned().await;
+            let started = std::time::Instant::now();
+            let result = check.run(&region, &scan).await;
+            tracing::info!(
+                check = check.id(),
+                region = %region,
+                ms = started.elapsed().as_millis() as u64,
+                findings = result.as_ref().map_or(0, Vec::len),
+                ok = result.is_ok(),
+                "scan check"
+            );
+            result
+        });
+        pending.insert(handle.id(), (index, cloud));
     }
-    let mut outcome = ScanOutcome {
-        regions: regions.to_vec(),
-        ..ScanOutcome::default()
-    };
-    let mut by_key = BTreeMap::new();
     while let Some(joined) = tasks.join_next_with_id().await {
         let (id, result) = match joined {
             Ok((id, result)) => (id, result),
-            Err(e) => {
-                let id = e.id();
-                (
-                    id,
-                    Err(ScanError {
-                        operation: "check".into(),
-                        resource: "the scan".into(),
-                        message: format!("the check stopped unexpectedly: {e}"),
-                        transient: false,
-                    }),
-                )
-            }
+            Err(e) => (
+                e.id(),
+                Err(ScanError {
+                    operation: "check".into(),
+                    resource: "the scan".into(),
+                    message: format!("the check stopped unexpectedly: {e}"),
+                    transient: false,
+                }),
+            ),
         };
-        let Some((cloud, region, check)) = pending.remove(&id) else {
+        let Some((index, cloud)) = pending.remove(&id) else {
             continue;
         };
-        match result {
-            Ok(findings) => {
-                for finding in findings {
-                    by_key.entry(finding.key.clone()).or_insert(finding);
+        results[index] = Some(PairResult {
+            cloud,
+            pair: pairs[index].clone(),
+            result,
+        });
+    }
+    results.into_iter().flatten().collect()
+}
+
+impl ScanOutcome {
+    /// The findings (one per key) and failures of `results`, however many invocations ran
+    /// them.
+    pub fn from_results(
+        regions: Vec<String>,
+        results: impl IntoIterator<Item = PairResult>,
+    ) -> ScanOutcome {
+        let mut outcome = ScanOutcome {
+            regions,
+            ..ScanOutcome::default()
+        };
+        let mut by_key = BTreeMap::new();
+        for PairResult {
+            cloud,
+            pair,
+            result,
+        } in results
+        {
+            match result {
+                Ok(findings) => {
+                    for finding in findings {
+                        by_key.entry(finding.key.clone()).or_insert(finding);
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(check = %pair.check, region = %pair.region, error = %error, "scan check failed in one region; the rest of the scan goes on");
+                    outcome.failures.push(RegionFailure {
+                        cloud,
+                        region: pair.region,
+                        check: pair.check,
+                        error,
+                    });
                 }
             }
-            Err(error) => {
-                tracing::warn!(check, region = %region, error = %error, "scan check failed in one region; the rest of the scan goes on");
-                outcome.failures.push(RegionFailure {
-                    cloud,
-                    region,
-                    check: check.to_string(),
-                    error,
-                });
-            }
         }
+        outcome
+            .failures
+            .sort_by(|a, b| (&a.region, &a.check).cmp(&(&b.region, &b.check)));
+        outcome.findings = by_key.into_values().collect();
+        outcome
     }
-    outcome
-        .failures
-        .sort_by(|a, b| (&a.region, &a.check).cmp(&(&b.region, &b.check)));
-    outcome.findings = by_key.into_values().collect();
-    outcome
 }
 
 #[cfg(test)]

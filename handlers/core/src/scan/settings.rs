@@ -101,6 +101,22 @@ pub struct ScanSettings {
     /// Empty: the region the scan runs in.
     pub regions: Vec<String>,
     pub concurrency: usize,
+    /// A scan invocation starts no new (check, region) pair once its deadline is this
+    /// close; it hands the rest of the run on to a new invocation.
+    #[serde(default = "default_safety_margin_secs")]
+    pub safety_margin_secs: u64,
+    /// How many invocations one night's run may take; the last one reports what is left
+    /// as not scanned.
+    #[serde(default = "default_max_invocations")]
+    pub max_invocations: u32,
+}
+
+fn default_safety_margin_secs() -> u64 {
+    120
+}
+
+fn default_max_invocations() -> u32 {
+    12
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -138,6 +154,8 @@ impl ReportSettings {
                 scan: ScanSettings {
                     regions: Vec::new(),
                     concurrency: 4,
+                    safety_margin_secs: default_safety_margin_secs(),
+                    max_invocations: default_max_invocations(),
                 },
             })
         })
@@ -169,6 +187,13 @@ impl ReportSettings {
                 "thresholds.idle_days",
                 t.idle_days.to_string(),
                 "1 to 14 days (CloudWatch keeps 5-minute CPU averages for 15 days)",
+            ));
+        }
+        if settings.scan.max_invocations == 0 {
+            return Err(invalid(
+                "scan.max_invocations",
+                "0".into(),
+                "at least 1 invocation per run",
             ));
         }
         if settings.scan.concurrency == 0 {

@@ -212,15 +212,7 @@ impl Notification {
                     next.extend(report.next_steps.iter().cloned());
                     let verification = match &report.verification {
                         Some(v) if v.passed => " Verified.".to_string(),
-                        Some(v) => {
-                            let failed: Vec<&str> = v
-                                .checks
-                                .iter()
-                                .filter(|c| !c.passed)
-                                .map(|c| c.name.as_str())
-                                .collect();
-                            format!(" Verification FAILED: {}.", failed.join(", "))
-                        }
+                        Some(v) => format!(" Verification FAILED: {}.", v.failed_checks()),
                         None => String::new(),
                     };
                     format!("{}{verification}", report.summary)

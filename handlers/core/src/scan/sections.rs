@@ -91,13 +91,7 @@ pub async fn critical_alerts(audit: &AuditLog, until: DateTime<Utc>) -> Critical
                             if v.passed {
                                 "passed".to_string()
                             } else {
-                                let failed: Vec<&str> = v
-                                    .checks
-                                    .iter()
-                                    .filter(|c| !c.passed)
-                                    .map(|c| c.name.as_str())
-                                    .collect();
-                                format!("FAILED: {}", failed.join(", "))
+                                format!("FAILED: {}", v.failed_checks())
                             }
                         });
                     section.alerts.push(CriticalAlert {

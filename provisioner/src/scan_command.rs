@@ -145,6 +145,7 @@ async fn scan(args: ScanRunArgs) -> anyhow::Result<u8> {
         settings: &settings,
         store: &store,
         pipeline: Some(&pipeline),
+        audit: Some(&pipeline.audit),
     }
     .run()
     .await?;

@@ -97,6 +97,16 @@ pub struct Verification {
 }
 
 impl Verification {
+    /// The names of the checks that did not pass, comma-separated.
+    pub fn failed_checks(&self) -> String {
+        self.checks
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     pub fn from_checks(checks: Vec<VerificationCheck>) -> Self {
         Verification {
             passed: !checks.is_empty() && checks.iter().all(|c| c.passed),

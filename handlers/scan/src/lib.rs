@@ -4,18 +4,30 @@
 //! the [`MorningReport`], render it ([`render`]) and store it write-once ([`store`]).
 
 pub mod render;
+pub mod runs;
 pub mod store;
+pub mod summary;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use escher_core::approvals::{Decision, NothingUsedYet};
+use escher_core::pipeline::audit::AuditLog;
+use escher_core::pipeline::notify::NotificationResult;
 use escher_core::pipeline::Pipeline;
 use escher_core::scan::report::HandledFinding;
-use escher_core::scan::{run_scan, MorningReport, ReportSettings, ScanCheck, ScanContext};
+use escher_core::scan::split::{next_step, Budget, NextStep};
+use escher_core::scan::{
+    run_pairs, sections, MorningReport, PairResult, ReportSettings, ScanCheck, ScanContext,
+    ScanError, ScanOutcome, ScanPair,
+};
+use escher_core::CloudProvider;
 
 pub use render::{render_html, render_markdown, RenderError};
+pub use runs::{RunManifest, RunRef, RunStore};
 pub use store::{ReportFiles, ReportStore, StoreError};
+pub use summary::summary_notification;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScanRunError {
@@ -33,6 +45,9 @@ pub struct ScanRun<'a> {
     pub store: &'a ReportStore,
     /// The alert pipeline, for findings whose fix is pre-approved; `None` only reports.
     pub pipeline: Option<&'a Pipeline>,
+    /// The audit store the alert handler writes, for the critical alerts of the last 24 h;
+    /// `None` leaves that section empty.
+    pub audit: Option<&'a AuditLog>,
 }
 
 /// What a scan produced.
@@ -40,31 +55,223 @@ pub struct ScanRun<'a> {
 pub struct ScanResult {
     pub report: MorningReport,
     pub files: ReportFiles,
+    /// Where the night's summary went (empty: nothing MEDIUM or higher, or no pipeline).
+    pub notified: Vec<NotificationResult>,
+}
+
+/// Where one invocation of a run got to.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    /// The report is stored (by this invocation, or, for a rerun, an earlier one).
+    Finished(Box<ScanResult>),
+    /// Time is short: a new invocation must continue `RunRef`.
+    HandOn(RunRef),
 }
 
 impl ScanRun<'_> {
+    /// The whole scan at once, with no deadline (the CLI): the same steps an invocation of
+    /// the function takes, run until the report is stored.
     pub async fn run(self) -> Result<ScanResult, ScanRunError> {
-        let context = ScanContext::new(self.settings.thresholds.clone());
-        let outcome = run_scan(
-            &self.checks,
-            &self.regions,
-            self.settings.scan.concurrency,
-            &context,
-        )
-        .await;
+        let mut run = None;
+        loop {
+            match self.step(run.take(), None).await? {
+                Progress::Finished(result) => return Ok(*result),
+                Progress::HandOn(next) => run = Some(next),
+            }
+        }
+    }
+
+    /// One invocation's share of a run: starts a new run (`run` = `None`) or continues one,
+    /// runs pending (check, region) pairs while `deadline` leaves the safety margin, keeping
+    /// each pair's result write-once, then stores the report when every pair is done or
+    /// hands the run on. A rerun of a run never repeats a finished pair, and a finished
+    /// run returns its stored report.
+    pub async fn step(
+        &self,
+        run: Option<RunRef>,
+        deadline: Option<DateTime<Utc>>,
+    ) -> Result<Progress, ScanRunError> {
+        let runs = RunStore {
+            operator: self.store.operator(),
+            location: self.store.location(),
+        };
+        let (run, manifest) = match run {
+            Some(run) => {
+                let manifest = runs.manifest(&run).await?;
+                (run, manifest)
+            }
+            None => {
+                let started_at = Utc::now();
+                let manifest = RunManifest {
+                    run: format!(
+                        "{}-{}",
+                        started_at.format("%H%M%S"),
+                        escher_core::ids::unique_token(4)
+                    ),
+                    started_at,
+                    regions: self.regions.clone(),
+                    pairs: ScanPair::all(&self.checks, &self.regions),
+                };
+                (runs.start(&manifest).await?, manifest)
+            }
+        };
+        if let Some(files) = runs.finished(&run).await? {
+            let report = self.store.report(&files).await?;
+            return Ok(Progress::Finished(Box::new(ScanResult {
+                report,
+                files,
+                notified: Vec::new(),
+            })));
+        }
+        let mut context = ScanContext::new(self.settings.thresholds.clone());
+        // Every invocation's findings carry the run's start, so their ids agree.
+        context.started_at = manifest.started_at;
+        let scan = &self.settings.scan;
+        let mut ran = 0;
+        loop {
+            let parts = runs.parts(&run).await?;
+            let done = parts.iter().map(|p| p.pair.clone()).collect();
+            let budget = Budget {
+                time_left: deadline.map(|d| (d - Utc::now()).to_std().unwrap_or_default()),
+                margin: std::time::Duration::from_secs(scan.safety_margin_secs),
+                ran,
+                invocation: run.invocation,
+                max_invocations: scan.max_invocations,
+            };
+            match next_step(&manifest.pairs, &done, budget, scan.concurrency) {
+                NextStep::Run(pairs) => {
+                    for part in run_pairs(&self.checks, &pairs, scan.concurrency, &context).await {
+                        runs.keep(&run, &part).await?;
+                    }
+                    ran += pairs.len();
+                }
+                NextStep::HandOn => {
+                    tracing::info!(run = %run.run, invocation = run.invocation, done = done.len(), pairs = manifest.pairs.len(), "deadline near: handing the scan on");
+                    return Ok(Progress::HandOn(RunRef {
+                        invocation: run.invocation + 1,
+                        ..run
+                    }));
+                }
+                NextStep::Assemble => {
+                    let result = self
+                        .assemble(&runs, &run, &manifest, parts, &context)
+                        .await?;
+                    return Ok(Progress::Finished(Box::new(result)));
+                }
+            }
+        }
+    }
+
+    async fn assemble(
+        &self,
+        runs: &RunStore<'_>,
+        run: &RunRef,
+        manifest: &RunManifest,
+        parts: Vec<PairResult>,
+        context: &ScanContext,
+    ) -> Result<ScanResult, ScanRunError> {
+        // Pairs without a result: the run ran out of invocations before them.
+        let done: BTreeSet<ScanPair> = parts.iter().map(|p| p.pair.clone()).collect();
+        let cloud = self
+            .checks
+            .first()
+            .map_or(CloudProvider::Aws, |check| check.cloud());
+        let missing: Vec<PairResult> = manifest
+            .pairs
+            .iter()
+            .filter(|pair| !done.contains(pair))
+            .map(|pair| PairResult {
+                cloud,
+                pair: pair.clone(),
+                result: Err(ScanError {
+                    operation: "check".into(),
+                    resource: pair.region.clone(),
+                    message: format!(
+                        "not scanned tonight: the run used all {} invocations (scan.max_invocations in the report settings); raise it, or the function's timeout",
+                        self.settings.scan.max_invocations
+                    ),
+                    transient: true,
+                }),
+            })
+            .collect();
+        let outcome =
+            ScanOutcome::from_results(manifest.regions.clone(), parts.into_iter().chain(missing));
         let previous = self.store.latest().await?;
+        let generated_at = Utc::now();
         let mut report = MorningReport::build(
             outcome,
             previous.as_ref(),
             self.settings,
             context.report_date(),
-            Utc::now(),
+            generated_at,
         );
+        self.gather_sections(&mut report, previous.as_ref()).await;
         if let Some(pipeline) = self.pipeline {
             report.handled = handle_pre_approved(pipeline, &report).await;
         }
         let files = self.store.write(&report).await?;
-        Ok(ScanResult { report, files })
+        // Only the invocation that finished the run tells people about it.
+        let notified = if runs.finish(run, &files).await? {
+            self.notify_summary(&report, &files).await
+        } else {
+            tracing::warn!(run = %run.run, "another invocation finished this run too; its summary was sent, this one is not");
+            Vec::new()
+        };
+        Ok(ScanResult {
+            report,
+            files,
+            notified,
+        })
+    }
+}
+
+impl ScanRun<'_> {
+    /// After the report is stored: the summary, through the pipeline's notifier and routing.
+    async fn notify_summary(
+        &self,
+        report: &MorningReport,
+        files: &ReportFiles,
+    ) -> Vec<NotificationResult> {
+        let (Some(pipeline), Some(summary)) = (
+            self.pipeline,
+            summary_notification(report, files, self.store.location()),
+        ) else {
+            return Vec::new();
+        };
+        let results = pipeline.notifier.send(&summary, pipeline.mode).await;
+        for result in &results {
+            tracing::info!(channel = result.channel.as_str(), status = result.status.as_str(), detail = %result.detail, "morning report summary");
+        }
+        results
+    }
+
+    /// The sections from the day's records: critical alerts (audit store) and INFO events
+    /// queued since the previous report (state store), each when switched on.
+    async fn gather_sections(&self, report: &mut MorningReport, previous: Option<&MorningReport>) {
+        let sections_on = &self.settings.sections;
+        if let (true, Some(audit)) = (sections_on.critical_alerts, self.audit) {
+            report.critical_alerts =
+                Some(sections::critical_alerts(audit, report.generated_at).await);
+        }
+        if sections_on.info_events {
+            // The previous report's own watermark; one that did not gather the queue (the
+            // section off, or written before it existed) still showed everything up to its
+            // time in some report or none, so its time is where the queue starts.
+            let since = previous.map(|p| {
+                p.info_events
+                    .as_ref()
+                    .map_or(p.generated_at, |info| info.until)
+            });
+            report.info_events = Some(
+                sections::info_events(
+                    self.store.operator(),
+                    self.store.location(),
+                    since,
+                    report.generated_at,
+                )
+                .await,
+            );
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 //! names a value the view does not have fails instead of printing an empty line.
 
 use escher_core::scan::report::SectionKind;
-use escher_core::scan::{Finding, MorningReport};
+use escher_core::scan::{CriticalAlerts, Finding, InfoEvents, MorningReport, ReportFormat};
 use handlebars::Handlebars;
 use serde::Serialize;
 
@@ -30,6 +30,9 @@ pub enum RenderError {
 #[derive(Debug, Serialize)]
 struct View<'a> {
     report_date: String,
+    /// `None` when the section is switched off.
+    critical: Option<CriticalView<'a>>,
+    info: Option<InfoView<'a>>,
     summary: &'a escher_core::scan::report::ReportSummary,
     saving: String,
     sections: Vec<SectionView<'a>>,
@@ -88,6 +91,91 @@ fn cost_view(cost: &escher_core::scan::CostSummary) -> CostView<'_> {
             })
             .collect(),
         flags: &cost.flags,
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct CriticalView<'a> {
+    since: String,
+    alerts: Vec<AlertView<'a>>,
+    failure: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct AlertView<'a> {
+    handled_at: String,
+    event_type: &'static str,
+    resource: String,
+    outcome: &'a str,
+    summary: &'a str,
+    action: Option<&'static str>,
+    verification: Option<&'a str>,
+    audit: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+struct InfoView<'a> {
+    /// `None` for the first report (everything queued so far).
+    since: Option<String>,
+    count: usize,
+    events: Vec<InfoEventView<'a>>,
+    hidden: usize,
+    failure: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct InfoEventView<'a> {
+    queued_at: String,
+    title: &'a str,
+    done: &'a str,
+}
+
+fn time(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+fn critical_view(section: &CriticalAlerts) -> CriticalView<'_> {
+    CriticalView {
+        since: time(section.since),
+        alerts: section
+            .alerts
+            .iter()
+            .map(|a| AlertView {
+                handled_at: time(a.handled_at),
+                event_type: a.event_type.as_str(),
+                resource: format!(
+                    "{} {} ({} {} {})",
+                    a.resource_type, a.resource_name, a.cloud_provider, a.account_id, a.region
+                ),
+                outcome: &a.outcome,
+                summary: &a.summary,
+                action: a.action.map(|action| action.as_str()),
+                verification: a.verification.as_deref(),
+                audit: &a.audit,
+            })
+            .collect(),
+        failure: section.failure.as_ref().map(ToString::to_string),
+    }
+}
+
+fn info_view(section: &InfoEvents, format: ReportFormat) -> InfoView<'_> {
+    let limit = format.finding_limit().unwrap_or(usize::MAX);
+    let events: Vec<InfoEventView<'_>> = section
+        .events
+        .iter()
+        .take(limit)
+        .map(|e| InfoEventView {
+            queued_at: time(e.queued_at),
+            title: &e.title,
+            done: &e.done,
+        })
+        .collect();
+    InfoView {
+        since: section.since.map(time),
+        count: section.events.len(),
+        hidden: section.events.len() - events.len(),
+        events,
+        failure: section.failure.as_ref().map(ToString::to_string),
     }
 }
 
@@ -169,6 +257,11 @@ fn view(report: &MorningReport) -> View<'_> {
     });
     View {
         report_date: report.report_date.to_string(),
+        critical: report.critical_alerts.as_ref().map(critical_view),
+        info: report
+            .info_events
+            .as_ref()
+            .map(|info| info_view(info, report.format)),
         summary: &report.summary,
         saving: format!("{:.2}", report.summary.monthly_saving_usd),
         sections,

@@ -63,6 +63,11 @@ impl ReportStore {
         &self.location
     }
 
+    /// The state store the reports are in (the report queue is beside them).
+    pub fn operator(&self) -> &Operator {
+        &self.operator
+    }
+
     fn storage(&self, operation: &'static str, path: &str, e: opendal::Error) -> StoreError {
         StoreError::Storage {
             store: self.location.clone(),

@@ -150,6 +150,7 @@ async fn the_pre_approved_finding_is_fixed_and_audited_and_the_next_report_shows
         settings: ReportSettings::built_in(),
         store: &store,
         pipeline: Some(&pipeline),
+        audit: Some(&pipeline.audit),
     };
 
     let first = run().run().await.expect("first scan");

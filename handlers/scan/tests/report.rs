@@ -82,6 +82,7 @@ async fn run(
         settings,
         store,
         pipeline: None,
+        audit: None,
     }
     .run()
     .await
@@ -262,6 +263,7 @@ async fn the_cost_summary_comes_after_the_counts_and_before_security_in_both_ren
         settings: &settings,
         store: &store,
         pipeline: None,
+        audit: None,
     }
     .run()
     .await
@@ -319,6 +321,7 @@ async fn the_cost_summary_comes_after_the_counts_and_before_security_in_both_ren
         settings: &settings,
         store: &store,
         pipeline: None,
+        audit: None,
     }
     .run()
     .await

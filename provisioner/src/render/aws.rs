@@ -345,7 +345,7 @@ fn baseline_statements(kind: FunctionKind, stack: &str) -> Vec<IamStatement> {
     let ssm_path = format!(
         "arn:${{AWS::Partition}}:ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter/escher/{stack}"
     );
-    vec![
+    let mut statements = vec![
         statement(
             "WriteOwnLogs",
             "The function's own log group.",
@@ -414,7 +414,21 @@ fn baseline_statements(kind: FunctionKind, stack: &str) -> Vec<IamStatement> {
             &["sns:Publish"],
             &["${CriticalTopic}".to_string(), "${HighTopic}".to_string()],
         ),
-    ]
+    ];
+    if kind == FunctionKind::Scan {
+        // By name: `${ScanFunction.Arn}` here would make the role depend on the function
+        // that depends on the role.
+        statements.push(statement(
+            "HandOnTheScan",
+            "A long scan hands the rest of its run to a new invocation of itself (asynchronous Invoke).",
+            &["lambda:InvokeFunction"],
+            &[format!(
+                "arn:${{AWS::Partition}}:lambda:${{AWS::Region}}:${{AWS::AccountId}}:function:{stack}-{}",
+                kind.suffix()
+            )],
+        ));
+    }
+    statements
 }
 
 /// One statement per resource pattern, holding every action needed on it, with the reasons

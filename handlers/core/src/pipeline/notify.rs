@@ -212,15 +212,7 @@ impl Notification {
                     next.extend(report.next_steps.iter().cloned());
                     let verification = match &report.verification {
                         Some(v) if v.passed => " Verified.".to_string(),
-                        Some(v) => {
-                            let failed: Vec<&str> = v
-                                .checks
-                                .iter()
-                                .filter(|c| !c.passed)
-                                .map(|c| c.name.as_str())
-                                .collect();
-                            format!(" Verification FAILED: {}.", failed.join(", "))
-                        }
+                        Some(v) => format!(" Verification FAILED: {}.", v.failed_checks()),
                         None => String::new(),
                     };
                     format!("{}{verification}", report.summary)
@@ -302,6 +294,32 @@ impl Notification {
     }
 }
 
+/// Where INFO notices wait for the morning report.
+pub const REPORT_QUEUE: &str = "report-queue/";
+
+/// `report-queue/<day queued>/<HHMMSS.mmm>Z-<event id>.json`: filed by when it was queued
+/// (not by the event's own time, which may be older), so the report reads only the days
+/// since its previous run and the file name alone says whether a notice is past that
+/// report's watermark.
+pub fn report_queue_path(queued_at: chrono::DateTime<chrono::Utc>, event_id: &str) -> String {
+    format!(
+        "{REPORT_QUEUE}{}/{}Z-{event_id}.json",
+        queued_at.format("%Y-%m-%d"),
+        queued_at.format("%H%M%S%.3f")
+    )
+}
+
+/// When the notice at `path` was queued, from its path; `None` for a path not written by
+/// [`report_queue_path`].
+pub fn report_queue_time(path: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let rest = path.strip_prefix(REPORT_QUEUE)?;
+    let (day, name) = rest.split_once('/')?;
+    let (time, _event) = name.split_once("Z-")?;
+    let at = chrono::NaiveDateTime::parse_from_str(&format!("{day} {time}"), "%Y-%m-%d %H%M%S%.3f")
+        .ok()?;
+    Some(at.and_utc())
+}
+
 fn truncate(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         return text.to_string();
@@ -363,8 +381,18 @@ impl Notifier {
             Channel::SnsHigh => self.topic(self.config.high_topic.as_deref(), n).await,
             Channel::Slack => self.slack(n).await,
             Channel::Pagerduty => self.pagerduty(n).await,
-            Channel::Inbox => self.store("inbox", n).await,
-            Channel::Report => self.store("report-queue", n).await,
+            Channel::Inbox => {
+                let path = format!(
+                    "inbox/{}/{}.json",
+                    n.timestamp.format("%Y-%m-%d"),
+                    n.event_id
+                );
+                self.store(path, n).await
+            }
+            Channel::Report => {
+                self.store(report_queue_path(chrono::Utc::now(), &n.event_id), n)
+                    .await
+            }
         };
         let (status, detail) = match outcome {
             Ok(Some(detail)) => (DeliveryStatus::Sent, detail),
@@ -458,12 +486,7 @@ impl Notifier {
             .map(|s| Some(format!("Events API answered {s}, dedup_key {}", n.event_id)))
     }
 
-    async fn store(&self, folder: &str, n: &Notification) -> Result<Option<String>, String> {
-        let path = format!(
-            "{folder}/{}/{}.json",
-            n.timestamp.format("%Y-%m-%d"),
-            n.event_id
-        );
+    async fn store(&self, path: String, n: &Notification) -> Result<Option<String>, String> {
         let body = serde_json::to_vec_pretty(n).map_err(|e| e.to_string())?;
         self.state
             .write(&path, body)
@@ -516,6 +539,22 @@ mod tests {
         ] {
             assert_eq!(serde_json::to_value(status).expect("json"), status.as_str());
         }
+    }
+
+    #[test]
+    fn a_queued_notice_is_filed_by_the_time_it_was_queued() {
+        let at: chrono::DateTime<chrono::Utc> = "2026-11-30T23:59:58.250Z".parse().expect("time");
+        let path = report_queue_path(at, "aws-00ff");
+        assert_eq!(path, "report-queue/2026-11-30/235958.250Z-aws-00ff.json");
+        assert_eq!(report_queue_time(&path), Some(at));
+        assert_eq!(
+            report_queue_time("report-queue/2026-11-30/aws-00ff.json"),
+            None
+        );
+        assert_eq!(
+            report_queue_time("inbox/2026-11-30/235958.250Z-a.json"),
+            None
+        );
     }
 
     #[test]

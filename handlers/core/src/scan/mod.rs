@@ -13,7 +13,9 @@
 
 pub mod cost;
 pub mod report;
+pub mod sections;
 pub mod settings;
+pub mod split;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -32,6 +34,7 @@ use crate::{
 };
 pub use cost::{CostSummary, CostWindow, DailyCosts};
 pub use report::{Deltas, MorningReport, ResolvedFinding};
+pub use sections::{CriticalAlert, CriticalAlerts, InfoEvents, QueuedEvent};
 pub use settings::{ReportFormat, ReportSettings, ScanThresholds, SettingsError};
 
 /// Why one check could not finish in one region.
@@ -63,7 +66,7 @@ pub enum CheckScope {
 pub const ACCOUNT_WIDE: &str = "global";
 
 /// What one run of a check produced.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CheckOutput {
     pub findings: Vec<Finding>,
     /// The account's cost summary, from the check that reads billing data.
@@ -96,6 +99,7 @@ pub trait ScanCheck: Send + Sync {
         })
     }
 }
+
 
 /// What every check of one run shares.
 #[derive(Debug, Clone)]
@@ -241,99 +245,182 @@ pub struct ScanOutcome {
     pub cost: Option<CostSummary>,
 }
 
+/// One unit of the scan's work: one check in one region.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ScanPair {
+    pub check: String,
+    pub region: String,
+}
+
+impl ScanPair {
+    /// Every check in every region, region by region, then each account-wide check once
+    /// (as [`ACCOUNT_WIDE`]).
+    pub fn all(checks: &[Arc<dyn ScanCheck>], regions: &[String]) -> Vec<ScanPair> {
+        let regional = regions.iter().flat_map(|region| {
+            checks
+                .iter()
+                .filter(|check| check.scope() == CheckScope::Region)
+                .map(move |check| ScanPair {
+                    check: check.id().to_string(),
+                    region: region.clone(),
+                })
+        });
+        let account_wide = checks
+            .iter()
+            .filter(|check| check.scope() == CheckScope::Account)
+            .map(|check| ScanPair {
+                check: check.id().to_string(),
+                region: ACCOUNT_WIDE.to_string(),
+            });
+        regional.chain(account_wide).collect()
+    }
+}
+
+/// What one (check, region) pair produced: its findings (and the cost summary, from the
+/// check that reads billing data), or why it could not finish.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairResult {
+    pub cloud: CloudProvider,
+    pub pair: ScanPair,
+    pub result: Result<CheckOutput, ScanError>,
+}
+
 /// Runs every check in every region (an account-wide check once, as [`ACCOUNT_WIDE`]), at
-/// most `concurrency` (check, region) pairs at once. A failing pair is recorded and never
-/// stops the others; a panicking check is recorded the same way.
+/// most `concurrency` (check, region) pairs at once.
+/// A failing pair is recorded and never stops the others; a panicking check is recorded
+/// the same way.
 pub async fn run_scan(
     checks: &[Arc<dyn ScanCheck>],
     regions: &[String],
     concurrency: usize,
     scan: &ScanContext,
 ) -> ScanOutcome {
+    let results = run_pairs(checks, &ScanPair::all(checks, regions), concurrency, scan).await;
+    ScanOutcome::from_results(regions.to_vec(), results)
+}
+
+/// Runs `pairs`, at most `concurrency` at once; one result per pair, in `pairs`' order. A
+/// pair naming a check that is not in `checks` is a failure, not a panic.
+pub async fn run_pairs(
+    checks: &[Arc<dyn ScanCheck>],
+    pairs: &[ScanPair],
+    concurrency: usize,
+    scan: &ScanContext,
+) -> Vec<PairResult> {
     let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     let mut pending = BTreeMap::new();
-    let account_wide = [ACCOUNT_WIDE.to_string()];
-    for check in checks {
-        let check_regions = match check.scope() {
-            CheckScope::Region => regions,
-            CheckScope::Account => &account_wide[..],
-        };
-        for region in check_regions {
-            let (check, region, scan, permits) = (
-                Arc::clone(check),
-                region.clone(),
-                scan.clone(),
-                Arc::clone(&permits),
-            );
-            let labels = (check.cloud(), region.clone(), check.id());
-            let handle = tasks.spawn(async move {
-                // The semaphore is never closed, so acquiring only waits.
-                let _permit = permits.acquire_owned().await;
-                let started = std::time::Instant::now();
-                let result = check.output(&region, &scan).await;
-                tracing::info!(
-                    check = check.id(),
-                    region = %region,
-                    ms = started.elapsed().as_millis() as u64,
-                    findings = result.as_ref().map_or(0, |o| o.findings.len()),
-                    ok = result.is_ok(),
-                    "scan check"
-                );
-                result
+    let mut results: Vec<Option<PairResult>> = vec![None; pairs.len()];
+    for (index, pair) in pairs.iter().enumerate() {
+        let Some(check) = checks.iter().find(|c| c.id() == pair.check) else {
+            results[index] = Some(PairResult {
+                cloud: checks.first().map_or(CloudProvider::Aws, |c| c.cloud()),
+                pair: pair.clone(),
+                result: Err(ScanError {
+                    operation: "check".into(),
+                    resource: pair.region.clone(),
+                    message: format!(
+                        "this version has no check {:?}; the pair was left out",
+                        pair.check
+                    ),
+                    transient: false,
+                }),
             });
-            pending.insert(handle.id(), labels);
-        }
+            continue;
+        };
+        let (check, region, scan, permits) = (
+            Arc::clone(check),
+            pair.region.clone(),
+            scan.clone(),
+            Arc::clone(&permits),
+        );
+        let cloud = check.cloud();
+        let handle = tasks.spawn(async move {
+            // The semaphore is never closed, so acquiring only waits.
+            let _permit = permits.acquire_owned().await;
+            let started = std::time::Instant::now();
+            let result = check.output(&region, &scan).await;
+            tracing::info!(
+                check = check.id(),
+                region = %region,
+                ms = started.elapsed().as_millis() as u64,
+                findings = result.as_ref().map_or(0, |o| o.findings.len()),
+                ok = result.is_ok(),
+                "scan check"
+            );
+            result
+        });
+        pending.insert(handle.id(), (index, cloud));
     }
-    let mut outcome = ScanOutcome {
-        regions: regions.to_vec(),
-        ..ScanOutcome::default()
-    };
-    let mut by_key = BTreeMap::new();
     while let Some(joined) = tasks.join_next_with_id().await {
         let (id, result) = match joined {
             Ok((id, result)) => (id, result),
-            Err(e) => {
-                let id = e.id();
-                (
-                    id,
-                    Err(ScanError {
-                        operation: "check".into(),
-                        resource: "the scan".into(),
-                        message: format!("the check stopped unexpectedly: {e}"),
-                        transient: false,
-                    }),
-                )
-            }
+            Err(e) => (
+                e.id(),
+                Err(ScanError {
+                    operation: "check".into(),
+                    resource: "the scan".into(),
+                    message: format!("the check stopped unexpectedly: {e}"),
+                    transient: false,
+                }),
+            ),
         };
-        let Some((cloud, region, check)) = pending.remove(&id) else {
+        let Some((index, cloud)) = pending.remove(&id) else {
             continue;
         };
-        match result {
-            Ok(output) => {
-                for finding in output.findings {
-                    by_key.entry(finding.key.clone()).or_insert(finding);
+        results[index] = Some(PairResult {
+            cloud,
+            pair: pairs[index].clone(),
+            result,
+        });
+    }
+    results.into_iter().flatten().collect()
+}
+
+impl ScanOutcome {
+    /// The findings (one per key) and failures of `results`, however many invocations ran
+    /// them.
+    pub fn from_results(
+        regions: Vec<String>,
+        results: impl IntoIterator<Item = PairResult>,
+    ) -> ScanOutcome {
+        let mut outcome = ScanOutcome {
+            regions,
+            ..ScanOutcome::default()
+        };
+        let mut by_key = BTreeMap::new();
+        for PairResult {
+            cloud,
+            pair,
+            result,
+        } in results
+        {
+            match result {
+                Ok(output) => {
+                    for finding in output.findings {
+                        by_key.entry(finding.key.clone()).or_insert(finding);
+                    }
+                    if output.cost.is_some() {
+                        outcome.cost = output.cost;
+                    }
                 }
-                if output.cost.is_some() {
-                    outcome.cost = output.cost;
+                Err(error) => {
+                    tracing::warn!(check = %pair.check, region = %pair.region, error = %error, "scan check failed in one region; the rest of the scan goes on");
+                    outcome.failures.push(RegionFailure {
+                        cloud,
+                        region: pair.region,
+                        check: pair.check,
+                        error,
+                    });
                 }
-            }
-            Err(error) => {
-                tracing::warn!(check, region = %region, error = %error, "scan check failed in one region; the rest of the scan goes on");
-                outcome.failures.push(RegionFailure {
-                    cloud,
-                    region,
-                    check: check.to_string(),
-                    error,
-                });
             }
         }
+        outcome
+            .failures
+            .sort_by(|a, b| (&a.region, &a.check).cmp(&(&b.region, &b.check)));
+        outcome.findings = by_key.into_values().collect();
+        outcome
     }
-    outcome
-        .failures
-        .sort_by(|a, b| (&a.region, &a.check).cmp(&(&b.region, &b.check)));
-    outcome.findings = by_key.into_values().collect();
-    outcome
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::sections::{CriticalAlerts, InfoEvents};
 use super::settings::{ReportFocus, ReportFormat, ReportSettings};
 use super::{Finding, RegionFailure, ScanOutcome};
 use crate::{EventType, Severity};
@@ -195,6 +196,14 @@ pub struct MorningReport {
     /// listed in `failures`). Absent in reports from before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<super::CostSummary>,
+    // The day's records rather than the scan's (`sections`). `None`: the section is switched
+    // off (or, in a report from before these sections existed, absent).
+    /// CRITICAL alerts of the 24 hours before the report, from the audit records.
+    #[serde(default)]
+    pub critical_alerts: Option<CriticalAlerts>,
+    /// INFO events queued for the report since the previous one.
+    #[serde(default)]
+    pub info_events: Option<InfoEvents>,
 }
 
 impl MorningReport {
@@ -258,6 +267,8 @@ impl MorningReport {
             handled: Vec::new(),
             failures: outcome.failures,
             cost: outcome.cost.filter(|_| settings.sections.cost),
+            critical_alerts: None,
+            info_events: None,
         }
     }
 

@@ -68,11 +68,17 @@ pub struct Sections {
     /// Regions or checks that could not be scanned.
     pub failures: bool,
     /// Yesterday against the day before, the month against the budget, the top services.
-    #[serde(default = "yes")]
+    #[serde(default = "on")]
     pub cost: bool,
+    /// CRITICAL alerts of the last 24 hours, from the audit records (shown first).
+    #[serde(default = "on")]
+    pub critical_alerts: bool,
+    /// INFO events queued for the report since the previous one.
+    #[serde(default = "on")]
+    pub info_events: bool,
 }
 
-fn yes() -> bool {
+fn on() -> bool {
     true
 }
 
@@ -129,6 +135,22 @@ pub struct ScanSettings {
     /// Empty: the region the scan runs in.
     pub regions: Vec<String>,
     pub concurrency: usize,
+    /// A scan invocation starts no new (check, region) pair once its deadline is this
+    /// close; it hands the rest of the run on to a new invocation.
+    #[serde(default = "default_safety_margin_secs")]
+    pub safety_margin_secs: u64,
+    /// How many invocations one night's run may take; the last one reports what is left
+    /// as not scanned.
+    #[serde(default = "default_max_invocations")]
+    pub max_invocations: u32,
+}
+
+fn default_safety_margin_secs() -> u64 {
+    120
+}
+
+fn default_max_invocations() -> u32 {
+    12
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -155,6 +177,8 @@ impl ReportSettings {
                     changes: true,
                     failures: true,
                     cost: true,
+                    critical_alerts: true,
+                    info_events: true,
                 },
                 thresholds: ScanThresholds {
                     idle_cpu_percent: 5.0,
@@ -170,6 +194,8 @@ impl ReportSettings {
                 scan: ScanSettings {
                     regions: Vec::new(),
                     concurrency: 4,
+                    safety_margin_secs: default_safety_margin_secs(),
+                    max_invocations: default_max_invocations(),
                 },
             })
         })
@@ -229,6 +255,13 @@ impl ReportSettings {
                 "thresholds.monthly_budget_usd",
                 format!("{:?}", t.monthly_budget_usd),
                 "an amount above 0, or no value for no budget",
+            ));
+        }
+        if settings.scan.max_invocations == 0 {
+            return Err(invalid(
+                "scan.max_invocations",
+                "0".into(),
+                "at least 1 invocation per run",
             ));
         }
         if settings.scan.concurrency == 0 {

@@ -5,15 +5,23 @@
 //! state, approvals and audit stores, topics, dry run) plus `ESCHER_SCAN_REGIONS`
 //! (comma-separated; default: the function's own region). The account is the one in the
 //! invoked function's ARN. The report settings are the shipped `policies/report.yaml`.
+//!
+//! A long scan is split across invocations: each runs pending (check, region) pairs while
+//! its deadline leaves `scan.safety_margin_secs`, then either stores the report or invokes
+//! this same function asynchronously with `{"escher_scan_run": <run>}`, which continues the
+//! run (the schedule's event, or any other payload, starts a new one).
 
 use std::sync::Arc;
 
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::InvocationType;
+use chrono::DateTime;
 use escher_aws::{
     build_pipeline, init_function_logs, load_sdk_config, AwsClients, AwsScan, HandlerConfig,
 };
 use escher_core::pipeline::Pipeline;
 use escher_core::scan::ReportSettings;
-use escher_scan::{ReportStore, ScanRun};
+use escher_scan::{Progress, ReportStore, RunRef, ScanRun};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::{json, Value};
 
@@ -26,7 +34,11 @@ struct Function {
     pipeline: Pipeline,
     store: ReportStore,
     regions: Vec<String>,
+    lambda: aws_sdk_lambda::Client,
 }
+
+/// The payload key that names the run an invocation continues.
+const RUN_KEY: &str = "escher_scan_run";
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -56,16 +68,18 @@ async fn main() -> Result<(), Error> {
             &config.state_uri,
         ),
         regions,
+        lambda: aws_sdk_lambda::Client::new(&sdk),
     });
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let function = function.clone();
-        async move { function.scan(&event.context.invoked_function_arn).await }
+        async move { function.scan(event).await }
     }))
     .await
 }
 
 impl Function {
-    async fn scan(&self, function_arn: &str) -> Result<Value, Error> {
+    async fn scan(&self, event: LambdaEvent<Value>) -> Result<Value, Error> {
+        let function_arn = &event.context.invoked_function_arn;
         // arn:aws:lambda:<region>:<account>:function:<name>
         let account = function_arn
             .split(':')
@@ -74,19 +88,47 @@ impl Function {
             .ok_or_else(|| {
                 format!("cannot read the account from the function ARN {function_arn:?}")
             })?;
-        let result = ScanRun {
+        let run: Option<RunRef> = match event.payload.get(RUN_KEY) {
+            Some(run) => Some(serde_json::from_value(run.clone()).map_err(|e| {
+                format!("the payload's {RUN_KEY} is not a scan run this version reads: {e}")
+            })?),
+            None => None,
+        };
+        let deadline = DateTime::from_timestamp_millis(event.context.deadline as i64);
+        let progress = ScanRun {
             checks: AwsScan::new(self.clients.clone(), account).checks(),
             regions: self.regions.clone(),
             settings: ReportSettings::built_in(),
             store: &self.store,
             pipeline: Some(&self.pipeline),
+            audit: Some(&self.pipeline.audit),
         }
-        .run()
+        .step(run, deadline)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "scan not stored; Lambda will retry it");
             e
         })?;
+        let result = match progress {
+            Progress::Finished(result) => result,
+            Progress::HandOn(next) => {
+                let payload = json!({ RUN_KEY: next });
+                self.lambda
+                    .invoke()
+                    .function_name(function_arn)
+                    .invocation_type(InvocationType::Event)
+                    .payload(Blob::new(payload.to_string()))
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        let e = aws_sdk_lambda::error::DisplayErrorContext(e);
+                        tracing::error!(error = %e, run = %next.run, "cannot hand the scan on; Lambda will retry this invocation");
+                        format!("cannot hand scan run {} on to a new invocation of {function_arn} (lambda:InvokeFunction): {e}", next.run)
+                    })?;
+                tracing::info!(run = %next.run, invocation = next.invocation, "scan handed on");
+                return Ok(json!({ "handed_on": next }));
+            }
+        };
         let summary = &result.report.summary;
         tracing::info!(findings = summary.findings, critical = summary.critical, high = summary.high, failed_regions = summary.regions_failed, report = %result.files.json, "scan done");
         Ok(json!({
@@ -94,6 +136,7 @@ impl Function {
             "summary": summary,
             "handled": result.report.handled.len(),
             "failures": result.report.failures.len(),
+            "notified": result.notified,
         }))
     }
 }

@@ -1,0 +1,226 @@
+//! The night's summary notification on moto: a report with a HIGH finding sends one summary
+//! to the `high` SNS topic (delivered to a subscribed SQS queue, as the alert tests check
+//! SNS), naming the counts, the top finding with its command and where the report is; a
+//! report where everything is INFO sends nothing.
+//!
+//! Needs moto (`ESCHER_TEST_AWS_ENDPOINT`, see `tests/emulators.sh`); without it the test
+//! prints a notice and returns, unless `ESCHER_REQUIRE_EMULATORS=1`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_sdk_sqs::types::QueueAttributeName;
+use chrono::Utc;
+use escher_aws::{build_pipeline, load_sdk_config, HandlerConfig};
+use escher_core::approvals::Action;
+use escher_core::scan::{Finding, FindingDraft, ReportSettings, ScanCheck, ScanContext, ScanError};
+use escher_core::{CloudProvider, EventType, Resource};
+use escher_scan::{ReportStore, ScanRun};
+use serde_json::Value;
+
+/// One finding per name, of one event type (`bucket_public` is HIGH, `resource_unused` INFO).
+struct Fixed {
+    event_type: EventType,
+    names: Vec<String>,
+}
+
+#[async_trait]
+impl ScanCheck for Fixed {
+    fn id(&self) -> &'static str {
+        "fixed"
+    }
+    fn cloud(&self) -> CloudProvider {
+        CloudProvider::Aws
+    }
+    async fn run(&self, region: &str, scan: &ScanContext) -> Result<Vec<Finding>, ScanError> {
+        Ok(self
+            .names
+            .iter()
+            .map(|name| {
+                FindingDraft {
+                    check: "fixed",
+                    cloud: CloudProvider::Aws,
+                    account_id: "123456789012".into(),
+                    region: region.into(),
+                    event_type: self.event_type,
+                    resource: Resource {
+                        kind: "s3_bucket".into(),
+                        id: format!("arn:aws:s3:::{name}"),
+                        name: name.clone(),
+                        ..Resource::default()
+                    },
+                    title: format!("bucket {name} needs a look"),
+                    action: (self.event_type == EventType::BucketPublic)
+                        .then_some(Action::MakeBucketPrivate),
+                    manual_command: Some(format!("aws s3 rb s3://{name}")),
+                    monthly_saving_usd: None,
+                    questions: vec![],
+                }
+                .finish(scan)
+            })
+            .collect())
+    }
+}
+
+async fn topic_with_queue(
+    sns: &aws_sdk_sns::Client,
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+) -> (String, String) {
+    let topic = sns
+        .create_topic()
+        .name(name)
+        .send()
+        .await
+        .expect("topic")
+        .topic_arn()
+        .expect("arn")
+        .to_string();
+    let queue = sqs
+        .create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .expect("queue")
+        .queue_url()
+        .expect("url")
+        .to_string();
+    let queue_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("attributes")
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .expect("queue arn");
+    sns.subscribe()
+        .topic_arn(&topic)
+        .protocol("sqs")
+        .endpoint(queue_arn)
+        .send()
+        .await
+        .expect("subscribe");
+    (topic, queue)
+}
+
+/// The SNS messages (subject, text) delivered to `queue`.
+async fn delivered(sqs: &aws_sdk_sqs::Client, queue: &str) -> Vec<(String, String)> {
+    let out = sqs
+        .receive_message()
+        .queue_url(queue)
+        .max_number_of_messages(10)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .expect("receive");
+    out.messages()
+        .iter()
+        .filter_map(|m| m.body())
+        .filter_map(|body| serde_json::from_str::<Value>(body).ok())
+        .map(|v| {
+            (
+                v["Subject"].as_str().unwrap_or_default().to_string(),
+                v["Message"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_with_a_high_finding_sends_one_summary_and_an_all_info_report_none() {
+    let endpoint = match std::env::var("ESCHER_TEST_AWS_ENDPOINT") {
+        Ok(endpoint) => endpoint,
+        Err(_) if std::env::var_os("ESCHER_REQUIRE_EMULATORS").is_some() => {
+            panic!("ESCHER_TEST_AWS_ENDPOINT is not set although the emulators were started")
+        }
+        Err(_) => {
+            eprintln!("NOTICE: ESCHER_TEST_AWS_ENDPOINT not set; the summary notification test runs under `make test`, which starts moto");
+            return;
+        }
+    };
+    let sdk = load_sdk_config(Some("us-east-1"), Some(&endpoint)).await;
+    let (sns, sqs) = (
+        aws_sdk_sns::Client::new(&sdk),
+        aws_sdk_sqs::Client::new(&sdk),
+    );
+    let tag = format!("{}-{}", std::process::id(), Utc::now().timestamp_micros());
+    let (critical_topic, critical_queue) =
+        topic_with_queue(&sns, &sqs, &format!("escher-summary-critical-{tag}")).await;
+    let (high_topic, high_queue) =
+        topic_with_queue(&sns, &sqs, &format!("escher-summary-high-{tag}")).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let uri = |name: &str| format!("fs://{}", dir.path().join(name).display());
+    let config = HandlerConfig::from_lookup(|name| match name {
+        "ESCHER_STATE_URI" => Some(uri("state")),
+        "ESCHER_AUDIT_URI" => Some(uri("audit")),
+        "ESCHER_APPROVALS_URI" => Some(uri("approvals")),
+        "ESCHER_CRITICAL_TOPIC_ARN" => Some(critical_topic.clone()),
+        "ESCHER_HIGH_TOPIC_ARN" => Some(high_topic.clone()),
+        _ => None,
+    })
+    .expect("config");
+    let pipeline = build_pipeline(&config, &sdk).expect("pipeline");
+    let store = ReportStore::new(
+        escher_core::store::open(&uri("state")).expect("state"),
+        uri("state"),
+    );
+    let scan = |event_type, names: &[&str]| ScanRun {
+        checks: vec![Arc::new(Fixed {
+            event_type,
+            names: names.iter().map(|n| n.to_string()).collect(),
+        })],
+        regions: vec!["us-east-1".into()],
+        settings: ReportSettings::built_in(),
+        store: &store,
+        pipeline: Some(&pipeline),
+        audit: Some(&pipeline.audit),
+    };
+
+    let loud = scan(EventType::BucketPublic, &["summary-public"])
+        .run()
+        .await
+        .expect("report");
+    assert_eq!(
+        loud.notified.len(),
+        2,
+        "HIGH: topic + Slack: {:?}",
+        loud.notified
+    );
+    let messages = delivered(&sqs, &high_queue).await;
+    assert_eq!(messages.len(), 1, "one summary: {messages:?}");
+    let (subject, text) = &messages[0];
+    assert!(
+        subject.starts_with(&format!(
+            "[HIGH] Escher morning report {}: 0 critical, 1 high, 0 medium",
+            loud.report.report_date
+        )),
+        "{subject}"
+    );
+    assert!(
+        text.contains("1 findings (0 critical, 1 high, 0 medium, 0 info) in 1 regions"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[HIGH] bucket summary-public needs a look: escher-provision approvals add --action make_bucket_private"),
+        "the top finding with its command: {text}"
+    );
+    assert!(
+        text.contains(&loud.files.markdown),
+        "where the report is: {text}"
+    );
+    assert!(
+        delivered(&sqs, &critical_queue).await.is_empty(),
+        "HIGH is not CRITICAL"
+    );
+
+    let quiet = scan(EventType::ResourceUnused, &["summary-unused"])
+        .run()
+        .await
+        .expect("report");
+    assert_eq!(quiet.report.summary.info, 1);
+    assert!(quiet.notified.is_empty(), "{:?}", quiet.notified);
+    assert!(delivered(&sqs, &high_queue).await.is_empty());
+    assert!(delivered(&sqs, &critical_queue).await.is_empty());
+}

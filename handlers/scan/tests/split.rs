@@ -1,0 +1,181 @@
+//! A scan split across invocations, on memory and on moto S3: an invocation whose deadline
+//! is inside the safety margin finishes one pair and hands on; the next finishes the rest
+//! and stores the report; no pair ever runs twice, and a rerun of a finished run returns
+//! its report; a run out of invocations reports what is left as not scanned.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{Duration, Utc};
+use escher_core::scan::{Finding, FindingDraft, ReportSettings, ScanCheck, ScanContext, ScanError};
+use escher_core::{CloudProvider, EventType, Resource};
+use escher_scan::{Progress, ReportStore, ScanRun};
+
+type Runs = Arc<Mutex<BTreeMap<(String, String), usize>>>;
+
+/// One finding per region, counting how often each (check, region) pair ran.
+struct Counting {
+    id: &'static str,
+    runs: Runs,
+}
+
+#[async_trait]
+impl ScanCheck for Counting {
+    fn id(&self) -> &'static str {
+        self.id
+    }
+    fn cloud(&self) -> CloudProvider {
+        CloudProvider::Aws
+    }
+    async fn run(&self, region: &str, scan: &ScanContext) -> Result<Vec<Finding>, ScanError> {
+        *self
+            .runs
+            .lock()
+            .expect("lock")
+            .entry((self.id.to_string(), region.to_string()))
+            .or_default() += 1;
+        let name = format!("{}-{region}", self.id);
+        Ok(vec![FindingDraft {
+            check: self.id,
+            cloud: CloudProvider::Aws,
+            account_id: "123456789012".into(),
+            region: region.into(),
+            event_type: EventType::ResourceUnused,
+            resource: Resource {
+                kind: "ebs_volume".into(),
+                id: name.clone(),
+                name,
+                ..Resource::default()
+            },
+            title: "unused".into(),
+            action: None,
+            manual_command: Some("aws ec2 delete-volume".into()),
+            monthly_saving_usd: Some(1.0),
+            questions: vec![],
+        }
+        .finish(scan)])
+    }
+}
+
+fn scan_run<'a>(store: &'a ReportStore, settings: &'a ReportSettings, runs: &Runs) -> ScanRun<'a> {
+    ScanRun {
+        checks: ["volumes", "snapshots"]
+            .map(|id| {
+                Arc::new(Counting {
+                    id,
+                    runs: runs.clone(),
+                }) as Arc<dyn ScanCheck>
+            })
+            .to_vec(),
+        regions: ["us-east-1", "eu-west-1", "eu-north-1"]
+            .map(String::from)
+            .to_vec(),
+        settings,
+        store,
+        pipeline: None,
+        audit: None,
+    }
+}
+
+async fn handed_on_then_finished(uri: &str) {
+    let store = ReportStore::new(escher_core::store::open(uri).expect("store"), uri);
+    let settings = ReportSettings::built_in();
+    let runs = Runs::default();
+    let scan = scan_run(&store, settings, &runs);
+
+    // The deadline is already inside the 120 s margin: one pair, then hand on.
+    let Progress::HandOn(next) = scan.step(None, Some(Utc::now())).await.expect("first") else {
+        panic!("expected a hand-on")
+    };
+    assert_eq!(next.invocation, 2);
+    assert_eq!(runs.lock().expect("lock").values().sum::<usize>(), 1);
+    assert!(
+        store.latest().await.expect("read").is_none(),
+        "no report yet"
+    );
+
+    let Progress::Finished(result) = scan
+        .step(Some(next.clone()), Some(Utc::now() + Duration::minutes(15)))
+        .await
+        .expect("second")
+    else {
+        panic!("expected the report")
+    };
+    assert_eq!(result.report.findings.len(), 6, "every pair's finding");
+    assert!(
+        result.report.failures.is_empty(),
+        "{:?}",
+        result.report.failures
+    );
+    {
+        let counted = runs.lock().expect("lock");
+        assert_eq!(counted.len(), 6);
+        assert!(
+            counted.values().all(|&n| n == 1),
+            "no pair ran twice: {counted:?}"
+        );
+    }
+    assert_eq!(
+        store.latest_files().await.expect("read"),
+        Some(result.files.clone())
+    );
+
+    // A rerun of the finished run (a retried invocation) returns the same report.
+    let Progress::Finished(again) = scan
+        .step(Some(next), Some(Utc::now()))
+        .await
+        .expect("rerun")
+    else {
+        panic!("expected the stored report")
+    };
+    assert_eq!(again.files, result.files);
+    assert_eq!(runs.lock().expect("lock").values().sum::<usize>(), 6);
+
+    // Out of invocations: the last one reports what is left.
+    let mut short = settings.clone();
+    short.scan.max_invocations = 2;
+    let scan = scan_run(&store, &short, &runs);
+    let Progress::HandOn(next) = scan.step(None, Some(Utc::now())).await.expect("first") else {
+        panic!("expected a hand-on")
+    };
+    let Progress::Finished(result) = scan.step(Some(next), Some(Utc::now())).await.expect("last")
+    else {
+        panic!("the last invocation assembles")
+    };
+    assert_eq!(result.report.findings.len(), 2, "one pair per invocation");
+    assert_eq!(result.report.failures.len(), 4);
+    assert!(
+        result.report.failures[0]
+            .error
+            .message
+            .contains("scan.max_invocations"),
+        "{:?}",
+        result.report.failures[0]
+    );
+}
+
+#[tokio::test]
+async fn on_memory_a_handed_on_run_finishes_without_repeating_a_pair() {
+    handed_on_then_finished("memory://").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_s3_a_handed_on_run_finishes_without_repeating_a_pair() {
+    let base = match std::env::var("ESCHER_TEST_S3_URI") {
+        Ok(uri) => uri,
+        Err(_) if std::env::var_os("ESCHER_REQUIRE_EMULATORS").is_some() => {
+            panic!("ESCHER_TEST_S3_URI is not set although the emulators were started")
+        }
+        Err(_) => {
+            eprintln!("NOTICE: ESCHER_TEST_S3_URI not set; the S3 split-scan test runs under `make test`, which starts moto");
+            return;
+        }
+    };
+    let prefix = format!(
+        "/split-{}-{}?",
+        std::process::id(),
+        Utc::now().timestamp_micros()
+    );
+    handed_on_then_finished(&base.replacen("/conformance?", &prefix, 1)).await;
+}

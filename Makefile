@@ -3,7 +3,7 @@ CARGO ?= cargo
 FIXTURES := tests/fixtures
 BIN := target/debug/escher-provision
 
-.PHONY: test fmt-check clippy unit demo demo-normalize bench fuzz schema expected help emulators-start emulators-stop package
+.PHONY: test fmt-check clippy unit demo demo-normalize bench fuzz schema expected help emulators-start emulators-stop package report-preview
 
 help:
 	@echo "make demo    no AWS account needed: deploy into moto, handle a public-bucket alert, print the story, destroy"
@@ -14,6 +14,8 @@ help:
 	@echo "make fuzz    run the normalizer fuzz target (by hand; needs 'cargo install cargo-fuzz')"
 	@echo "make schema  regenerate schemas/unified-event.schema.json from the Rust type"
 	@echo "make package build the functions' zips for extend (cargo lambda, release; not part of make test)"
+	@echo "make report-preview  render the sample morning report to .report-preview/ (HTML, Markdown, JSON)"
+	@echo "             and screenshot the HTML with headless chromium (report.png); prints the paths"
 
 test: fmt-check clippy unit
 
@@ -38,6 +40,12 @@ demo: demo-normalize
 demo-normalize:
 	$(CARGO) build -q -p escher-provision
 	$(BIN) events normalize --dir $(FIXTURES)/aws --dir $(FIXTURES)/azure --dir $(FIXTURES)/gcp
+
+# The sample report of escher-scan's tests (a finding in every section; no cloud needed),
+# rendered and screenshot by headless chromium (apt-get install chromium).
+REPORT_PREVIEW_DIR ?= .report-preview
+report-preview:
+	$(CARGO) run -q -p escher-scan --example report_preview -- $(REPORT_PREVIEW_DIR)
 
 emulators-start:
 	bash tests/emulators.sh start

@@ -248,7 +248,7 @@ fn the_html_report_renders_in_chromium_with_every_finding_and_nothing_from_outsi
     assert!(!page.dom.contains("<team>"), "escaped in the document");
     for block in [
         "Fixed automatically (pre-approved)",
-        "customer-exports made private",
+        "remediated: Bucket customer-exports now blocks all public access",
         &format!(
             "Changes since {}",
             report.deltas.previous_report.expect("previous")

@@ -273,7 +273,7 @@ pub fn sample_report() -> MorningReport {
     report.handled = vec![HandledFinding {
         key: fixed,
         outcome: "remediated".into(),
-        summary: "fix: remediated — S3 bucket customer-exports made private (public access block on, AllUsers grant removed), verified".into(),
+        summary: "Bucket customer-exports now blocks all public access and no longer grants READ to AllUsers; verified.".into(),
         audit: format!("audit/{}/aws-0f3a.json", scan.report_date()),
     }];
     report

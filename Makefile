@@ -11,6 +11,7 @@ help:
 	@echo "make test    format check, clippy (warnings are errors), all tests"
 	@echo "make bench   normalizer throughput vs. a plain JSON parse; approvals decide and cold load;"
 	@echo "             the alert handler's cold start and CPU per event (release build, against moto)"
+	@echo "             the nightly scan of a 304-resource estate: our CPU vs waiting on the API, wall time"
 	@echo "make fuzz    run the normalizer fuzz target (by hand; needs 'cargo install cargo-fuzz')"
 	@echo "make schema  regenerate schemas/unified-event.schema.json from the Rust type"
 	@echo "make package build the functions' zips for extend (cargo lambda, release; not part of make test)"
@@ -53,13 +54,14 @@ emulators-start:
 emulators-stop:
 	bash tests/emulators.sh stop
 
-# The approvals and handler benchmarks run against moto, so the emulators run for their
-# duration. The handler bench spawns the release-built escher-alert (the bench profile).
+# The approvals, handler and scan benchmarks run against moto, so the emulators run for
+# their duration. The handler bench spawns the release-built escher-alert (the bench profile).
 bench:
 	$(CARGO) bench -p escher-core --bench normalize
 	bash tests/emulators.sh start
 	set -a && . ./.emulators/env && set +a && $(CARGO) bench -p escher-core --bench approvals \
-	  && $(CARGO) bench -p escher-aws --bench handler; \
+	  && $(CARGO) bench -p escher-aws --bench handler \
+	  && $(CARGO) bench -p escher-scan --bench scan; \
 	  status=$$?; bash tests/emulators.sh stop; exit $$status
 
 # Seeded with the bundled fixtures so the fuzzer starts inside every payload kind.

@@ -3,7 +3,7 @@ CARGO ?= cargo
 FIXTURES := tests/fixtures
 BIN := target/debug/escher-provision
 
-.PHONY: test fmt-check clippy unit demo demo-normalize bench fuzz schema expected help emulators-start emulators-stop package
+.PHONY: test fmt-check clippy unit demo demo-normalize bench fuzz schema expected help emulators-start emulators-stop package report-preview
 
 help:
 	@echo "make demo    no AWS account needed: deploy into moto, handle a public-bucket alert, print the story, destroy"
@@ -11,9 +11,12 @@ help:
 	@echo "make test    format check, clippy (warnings are errors), all tests"
 	@echo "make bench   normalizer throughput vs. a plain JSON parse; approvals decide and cold load;"
 	@echo "             the alert handler's cold start and CPU per event (release build, against moto)"
+	@echo "             the nightly scan of a 304-resource estate: our CPU vs waiting on the API, wall time"
 	@echo "make fuzz    run the normalizer fuzz target (by hand; needs 'cargo install cargo-fuzz')"
 	@echo "make schema  regenerate schemas/unified-event.schema.json from the Rust type"
 	@echo "make package build the functions' zips for extend (cargo lambda, release; not part of make test)"
+	@echo "make report-preview  render the sample morning report to .report-preview/ (HTML, Markdown, JSON)"
+	@echo "             and screenshot the HTML with headless chromium (report.png); prints the paths"
 
 test: fmt-check clippy unit
 
@@ -39,19 +42,26 @@ demo-normalize:
 	$(CARGO) build -q -p escher-provision
 	$(BIN) events normalize --dir $(FIXTURES)/aws --dir $(FIXTURES)/azure --dir $(FIXTURES)/gcp
 
+# The sample report of escher-scan's tests (a finding in every section; no cloud needed),
+# rendered and screenshot by headless chromium (apt-get install chromium).
+REPORT_PREVIEW_DIR ?= .report-preview
+report-preview:
+	$(CARGO) run -q -p escher-scan --example report_preview -- $(REPORT_PREVIEW_DIR)
+
 emulators-start:
 	bash tests/emulators.sh start
 
 emulators-stop:
 	bash tests/emulators.sh stop
 
-# The approvals and handler benchmarks run against moto, so the emulators run for their
-# duration. The handler bench spawns the release-built escher-alert (the bench profile).
+# The approvals, handler and scan benchmarks run against moto, so the emulators run for
+# their duration. The handler bench spawns the release-built escher-alert (the bench profile).
 bench:
 	$(CARGO) bench -p escher-core --bench normalize
 	bash tests/emulators.sh start
 	set -a && . ./.emulators/env && set +a && $(CARGO) bench -p escher-core --bench approvals \
-	  && $(CARGO) bench -p escher-aws --bench handler; \
+	  && $(CARGO) bench -p escher-aws --bench handler \
+	  && $(CARGO) bench -p escher-scan --bench scan; \
 	  status=$$?; bash tests/emulators.sh stop; exit $$status
 
 # Seeded with the bundled fixtures so the fuzzer starts inside every payload kind.

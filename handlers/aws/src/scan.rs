@@ -209,6 +209,14 @@ impl AwsScan {
             .ec2
             .describe_snapshots()
             .owner_ids("self")
+            // The same again as a filter: moto ignores `OwnerIds` (and lists the public
+            // snapshots of its built-in AMIs, ~1 300 per region), but applies filters.
+            .filters(
+                Filter::builder()
+                    .name("owner-id")
+                    .values(&self.account_id)
+                    .build(),
+            )
             .set_max_results(self.page_size)
             .into_paginator()
             .items()

@@ -34,6 +34,10 @@ mod runtime_api;
 
 use runtime_api::RuntimeApi;
 
+// The allocator escher-alert ships with, so the CPU measured here is the function's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The region of every fixture, and so the handler's: the common case of a function
 /// handling its own region's events.
 const REGION: &str = "eu-west-1";
@@ -427,6 +431,8 @@ fn cpu_per_event(setup: &Setup) -> Vec<String> {
     let mut unknown_spans = 0u64;
     let mut wait: Vec<Duration> = Vec::new();
     let mut wall: Vec<Duration> = Vec::new();
+    // Own CPU per payload, to name the events at the top of the distribution.
+    let mut by_payload: BTreeMap<&str, (String, Vec<Duration>)> = BTreeMap::new();
     let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
     let mut first_pass_max = Duration::ZERO;
     let mut events_per_pass = 0usize;
@@ -468,12 +474,15 @@ fn cpu_per_event(setup: &Setup) -> Vec<String> {
                 first_pass_max = first_pass_max.max(per_event);
                 continue;
             }
-            for outcome in outcome_names {
-                *outcomes.entry(outcome).or_default() += 1;
+            for outcome in &outcome_names {
+                *outcomes.entry(outcome.clone()).or_default() += 1;
             }
             samples.extend(std::iter::repeat_n(per_event, events));
             let own_cpu = cpu.saturating_sub(calls.cpu_in_calls) / events as u32;
             own.extend(std::iter::repeat_n(own_cpu, events));
+            let entry = by_payload.entry(name.as_str()).or_default();
+            entry.0 = outcome_names.join("+");
+            entry.1.push(own_cpu);
             let strict = cpu.saturating_sub(calls.cpu_in_transmit) / events as u32;
             own_strict.extend(std::iter::repeat_n(strict, events));
             user += used.user;
@@ -501,6 +510,20 @@ fn cpu_per_event(setup: &Setup) -> Vec<String> {
         .map(|(o, n)| format!("{o} {}", n / (CPU_PASSES - 1)))
         .collect();
     let measured = samples.len().max(1) as u32;
+    let mut heaviest: Vec<(Duration, String)> = by_payload
+        .into_iter()
+        .map(|(name, (outcome, mut own))| {
+            own.sort();
+            (percentile(&own, 0.50), format!("{name} ({outcome})"))
+        })
+        .collect();
+    heaviest.sort();
+    let heaviest: Vec<String> = heaviest
+        .iter()
+        .rev()
+        .take(4)
+        .map(|(own, name)| format!("{name} {}", us(*own)))
+        .collect();
     vec![
         format!(
             "CPU per event, {} payloads ({events_per_pass} events) × {} passes, the handler's own CPU (thread CPU less the CPU inside whole remote calls: serialize, sign, send, wait, parse): p50 {}, p99 {} (target p99 ≤ {}): {}",
@@ -525,6 +548,10 @@ fn cpu_per_event(setup: &Setup) -> Vec<String> {
             100.0 * system.as_secs_f64() / (user + system).as_secs_f64().max(1e-9),
             us(user / measured),
             us(system / measured),
+        ),
+        format!(
+            "  the payloads with the most own CPU (median over the passes): {}",
+            heaviest.join(", ")
         ),
         format!(
             "  remote calls: {:.1} per event (SDK calls and store requests); waiting on them p50 {}, p99 {}; spans without a CPU figure (ended on another thread): {unknown_spans}",

@@ -7,6 +7,7 @@
 //! is not an alert is audited by the pipeline and acknowledged, since redelivery cannot help.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use escher_aws::{
     build_metered_pipeline, init_function_logs, load_sdk_config, HandlerConfig, RemoteCallMeter,
@@ -69,16 +70,12 @@ impl Remote {
     }
 
     /// The handler's own CPU: the thread's, less what ran inside remote calls.
-    fn own_cpu_ms(&self) -> f64 {
-        self.cpu
-            .total
-            .saturating_sub(self.calls.cpu_in_calls)
-            .as_secs_f64()
-            * 1e3
+    fn own_cpu(&self) -> Duration {
+        self.cpu.total.saturating_sub(self.calls.cpu_in_calls)
     }
 
     fn json(&self) -> Value {
-        let ms = |d: std::time::Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
+        let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
         json!({
             "calls": self.calls.calls(),
             "sdk_calls": self.calls.sdk_calls,
@@ -87,7 +84,7 @@ impl Remote {
             "cpu_ms": ms(self.cpu.total),
             "cpu_in_calls_ms": ms(self.calls.cpu_in_calls),
             "cpu_in_transmit_ms": ms(self.calls.cpu_in_transmit),
-            "own_cpu_ms": ms(self.cpu.total.saturating_sub(self.calls.cpu_in_calls)),
+            "own_cpu_ms": ms(self.own_cpu()),
         })
     }
 }
@@ -98,7 +95,7 @@ fn summary(handled: &Handled, remote: &Remote) -> Value {
     tracing::info!(
         remote_calls = remote.calls.calls(),
         remote_wait_ms = remote.wait_ms(),
-        own_cpu_ms = remote.own_cpu_ms(),
+        own_cpu_ms = remote.own_cpu().as_secs_f64() * 1e3,
         "invocation handled"
     );
     let events: Vec<Value> = handled

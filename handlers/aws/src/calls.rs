@@ -215,6 +215,11 @@ impl CallLog {
         &self.calls
     }
 
+    /// Appends the calls of `other` (made concurrently, in a log of its own).
+    pub fn append(&mut self, other: CallLog) {
+        self.calls.extend(other.calls);
+    }
+
     pub fn into_calls(self) -> Vec<ApiCall> {
         self.calls
     }

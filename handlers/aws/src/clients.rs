@@ -4,13 +4,15 @@ use std::borrow::Cow;
 
 use aws_config::{Region, SdkConfig};
 
-use crate::config::s3_client;
+use crate::config::s3_config;
+use crate::remote_meter::RemoteCallMeter;
 
-/// One S3, EC2, CloudWatch and RDS client, built once; cloning shares them (and their
-/// connection pools).
+/// One S3, EC2, CloudWatch, RDS and Cost Explorer client, built once; cloning shares them
+/// (and their connection pools). Every call they make is metered by one [`RemoteCallMeter`].
 #[derive(Debug, Clone)]
 pub struct AwsClients {
     config: SdkConfig,
+    meter: RemoteCallMeter,
     pub(crate) s3: aws_sdk_s3::Client,
     pub(crate) ec2: aws_sdk_ec2::Client,
     pub(crate) cloudwatch: aws_sdk_cloudwatch::Client,
@@ -22,15 +24,47 @@ pub struct AwsClients {
 }
 
 impl AwsClients {
+    /// Clients whose calls are metered by a meter of their own.
     pub fn new(config: &SdkConfig) -> Self {
+        Self::metered(config, &RemoteCallMeter::new())
+    }
+
+    /// Clients whose calls `meter` counts.
+    pub fn metered(config: &SdkConfig, meter: &RemoteCallMeter) -> Self {
         AwsClients {
             config: config.clone(),
-            s3: s3_client(config),
-            ec2: aws_sdk_ec2::Client::new(config),
-            cloudwatch: aws_sdk_cloudwatch::Client::new(config),
-            rds: aws_sdk_rds::Client::new(config),
-            cost_explorer: aws_sdk_costexplorer::Client::new(config),
+            meter: meter.clone(),
+            s3: aws_sdk_s3::Client::from_conf(
+                s3_config(config)
+                    .interceptor(meter.sdk_interceptor())
+                    .build(),
+            ),
+            ec2: aws_sdk_ec2::Client::from_conf(
+                aws_sdk_ec2::config::Builder::from(config)
+                    .interceptor(meter.sdk_interceptor())
+                    .build(),
+            ),
+            cloudwatch: aws_sdk_cloudwatch::Client::from_conf(
+                aws_sdk_cloudwatch::config::Builder::from(config)
+                    .interceptor(meter.sdk_interceptor())
+                    .build(),
+            ),
+            rds: aws_sdk_rds::Client::from_conf(
+                aws_sdk_rds::config::Builder::from(config)
+                    .interceptor(meter.sdk_interceptor())
+                    .build(),
+            ),
+            cost_explorer: aws_sdk_costexplorer::Client::from_conf(
+                aws_sdk_costexplorer::config::Builder::from(config)
+                    .interceptor(meter.sdk_interceptor())
+                    .build(),
+            ),
         }
+    }
+
+    /// The meter counting these clients' calls.
+    pub fn meter(&self) -> &RemoteCallMeter {
+        &self.meter
     }
 
     /// The region these clients call (from the configuration chain).
@@ -41,7 +75,7 @@ impl AwsClients {
     /// Clients for the region an event happened in. Resources live in their own region and
     /// a finding aggregated by Security Hub can name another region than the handler's, so
     /// those get clients of their own (built from the same configuration, sharing its HTTP
-    /// client); the handler's own region and `global` reuse these.
+    /// client and meter); the handler's own region and `global` reuse these.
     pub(crate) fn in_region(&self, region: &str) -> Cow<'_, AwsClients> {
         if region.is_empty() || region == "global" || Some(region) == self.region() {
             return Cow::Borrowed(self);
@@ -51,6 +85,6 @@ impl AwsClients {
             .to_builder()
             .region(Region::new(region.to_string()))
             .build();
-        Cow::Owned(AwsClients::new(&config))
+        Cow::Owned(AwsClients::metered(&config, &self.meter))
     }
 }

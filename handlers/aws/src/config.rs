@@ -22,11 +22,15 @@ pub async fn load_sdk_config(region: Option<&str>, endpoint_url: Option<&str>) -
 /// requests use path-style addressing, because virtual-host names such as
 /// `bucket.127.0.0.1` do not resolve there.
 pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(s3_config(config).build())
+}
+
+/// The S3 client configuration [`s3_client`] builds from.
+pub(crate) fn s3_config(config: &SdkConfig) -> aws_sdk_s3::config::Builder {
     let builder = aws_sdk_s3::config::Builder::from(config);
-    let builder = if config.endpoint_url().is_some() {
+    if config.endpoint_url().is_some() {
         builder.force_path_style(true)
     } else {
         builder
-    };
-    aws_sdk_s3::Client::from_conf(builder.build())
+    }
 }

@@ -10,16 +10,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
-use escher_core::approvals::{
-    Action, ApprovalStore, ApprovalStoreError, ApprovalsReader, RemediationPolicy,
-};
+use escher_core::approvals::{Action, ApprovalStore, ApprovalsReader, RemediationPolicy};
 use escher_core::pipeline::audit::AuditLog;
 use escher_core::pipeline::notify::{Notifier, NotifyConfig, SecretSource, TopicPublisher};
 use escher_core::pipeline::{CloudOperations, Pipeline};
 use escher_core::remediate::{Mode, Remediation, RemediationError};
-use escher_core::store::StoreError;
+use escher_core::store::{StoreError, StoreLocation};
 use escher_core::{Normalizer, SeverityPolicy, UnifiedEvent};
 
+use crate::remote_meter::RemoteCallMeter;
 use crate::{AwsClients, AwsRemediations, AwsResourceTags};
 
 /// SSM parameter (under `ESCHER_SSM_PREFIX`) holding the Slack incoming-webhook URL.
@@ -79,8 +78,17 @@ pub struct SnsTopicPublisher {
 
 impl SnsTopicPublisher {
     pub fn new(config: &SdkConfig) -> Self {
+        Self::metered(config, &RemoteCallMeter::new())
+    }
+
+    /// A publisher whose calls `meter` counts.
+    pub fn metered(config: &SdkConfig, meter: &RemoteCallMeter) -> Self {
         SnsTopicPublisher {
-            client: aws_sdk_sns::Client::new(config),
+            client: aws_sdk_sns::Client::from_conf(
+                aws_sdk_sns::config::Builder::from(config)
+                    .interceptor(meter.sdk_interceptor())
+                    .build(),
+            ),
         }
     }
 }
@@ -116,8 +124,17 @@ pub struct SsmSecretSource {
 
 impl SsmSecretSource {
     pub fn new(config: &SdkConfig) -> Self {
+        Self::metered(config, &RemoteCallMeter::new())
+    }
+
+    /// A secret source whose calls `meter` counts.
+    pub fn metered(config: &SdkConfig, meter: &RemoteCallMeter) -> Self {
         SsmSecretSource {
-            client: aws_sdk_ssm::Client::new(config),
+            client: aws_sdk_ssm::Client::from_conf(
+                aws_sdk_ssm::config::Builder::from(config)
+                    .interceptor(meter.sdk_interceptor())
+                    .build(),
+            ),
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -204,8 +221,6 @@ pub enum HandlerError {
         #[source]
         source: Box<StoreError>,
     },
-    #[error("cannot open the approvals store: {0}")]
-    Approvals(#[source] Box<ApprovalStoreError>),
 }
 
 fn set(value: Option<String>) -> Option<String> {
@@ -280,17 +295,39 @@ fn parse_bool(value: &str) -> Option<bool> {
 /// Builds the pipeline once (per cold start, per CLI run): opens the three stores and builds
 /// every SDK client. Nothing is fetched yet; approvals load on the first event.
 pub fn build_pipeline(config: &HandlerConfig, sdk: &SdkConfig) -> Result<Pipeline, HandlerError> {
+    build_metered_pipeline(config, sdk, &RemoteCallMeter::new())
+}
+
+/// [`build_pipeline`], with every SDK call and store request metered by `meter` (the
+/// function logs per event how many remote calls it made and how long it waited on them).
+pub fn build_metered_pipeline(
+    config: &HandlerConfig,
+    sdk: &SdkConfig,
+    meter: &RemoteCallMeter,
+) -> Result<Pipeline, HandlerError> {
+    let location = |which: &'static str, uri: &str| {
+        uri.parse::<StoreLocation>()
+            .map_err(|source| HandlerError::Store {
+                which,
+                source: Box::new(source),
+            })
+    };
     let open = |which: &'static str, uri: &str| {
-        escher_core::store::open(uri).map_err(|source| HandlerError::Store {
-            which,
-            source: Box::new(source),
-        })
+        location(which, uri)?
+            .operator()
+            .map(|operator| operator.layer(meter.store_layer()))
+            .map_err(|source| HandlerError::Store {
+                which,
+                source: Box::new(source),
+            })
     };
     let state = open("state", &config.state_uri)?;
     let audit = open("audit", &config.audit_uri)?;
-    let approvals = ApprovalStore::open(&config.approvals_uri)
-        .map_err(|e| HandlerError::Approvals(Box::new(e)))?;
-    let clients = AwsClients::new(sdk);
+    let approvals = ApprovalStore::with_operator(
+        open("approvals", &config.approvals_uri)?,
+        location("approvals", &config.approvals_uri)?.to_string(),
+    );
+    let clients = AwsClients::metered(sdk, meter);
     let mut notifier = Notifier::new(
         state.clone(),
         NotifyConfig {
@@ -301,8 +338,8 @@ pub fn build_pipeline(config: &HandlerConfig, sdk: &SdkConfig) -> Result<Pipelin
             pagerduty_url: config.pagerduty_url.clone(),
         },
     );
-    notifier.topics = Some(Arc::new(SnsTopicPublisher::new(sdk)));
-    notifier.secrets = Some(Arc::new(SsmSecretSource::new(sdk)));
+    notifier.topics = Some(Arc::new(SnsTopicPublisher::metered(sdk, meter)));
+    notifier.secrets = Some(Arc::new(SsmSecretSource::metered(sdk, meter)));
     Ok(Pipeline {
         normalizer: Normalizer::default(),
         severity: SeverityPolicy::built_in(),

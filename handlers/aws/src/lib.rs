@@ -8,6 +8,10 @@
 //! pipeline's enrich step. Every call is recorded (`ApiCall`) and every SDK error is
 //! classified as transient (retry the event) or final in one place (`calls`).
 //!
+//! [`remote_meter`] meters every SDK call and store request (count, wait, CPU inside them),
+//! so the handler's own CPU per event can be told from the remote calls' (`make bench`, and
+//! the function's log line per event).
+//!
 //! [`handler`] assembles the alert handler (the Lambda binary `escher-alert` and
 //! `escher-provision events handle` share [`build_pipeline`]).
 
@@ -17,6 +21,7 @@ mod config;
 pub mod handler;
 mod idle_instance;
 mod open_ingress;
+pub mod remote_meter;
 mod report;
 mod rightsizing;
 mod s3_public;
@@ -35,10 +40,12 @@ use escher_core::remediate::{Remediation, RequiredPermission};
 pub use clients::AwsClients;
 pub use config::{load_sdk_config, s3_client};
 pub use handler::{
-    build_pipeline, AwsCloud, HandlerConfig, HandlerError, SnsTopicPublisher, SsmSecretSource,
+    build_metered_pipeline, build_pipeline, AwsCloud, HandlerConfig, HandlerError,
+    SnsTopicPublisher, SsmSecretSource,
 };
 pub use idle_instance::{IdleInstanceRemediation, DEFAULT_IDLE_CPU_PERCENT};
 pub use open_ingress::OpenIngressRemediation;
+pub use remote_meter::{RemoteCallMeter, RemoteCalls, ThreadCpu};
 pub use s3_public::S3PublicAccessRemediation;
 pub use scan::AwsScan;
 pub use tags::AwsResourceTags;

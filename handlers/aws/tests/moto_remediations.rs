@@ -1151,3 +1151,53 @@ async fn resource_tags_are_read_for_enrichment() {
         Some("pii")
     );
 }
+
+/// The remote-call meter behind the function's per-event log line and `make bench`: every
+/// SDK call a fix makes is counted (the same calls the audit record lists), and so is every
+/// store request; the CPU figures are complete on a current-thread runtime.
+#[tokio::test]
+async fn the_meter_counts_every_sdk_call_and_store_request() {
+    let Some(moto) = moto(REGION).await else {
+        return;
+    };
+    let meter = escher_aws::RemoteCallMeter::new();
+    let fixes = AwsRemediations::from_clients(AwsClients::metered(&moto.config, &meter));
+    let bucket = public_read_bucket(&moto).await;
+    let before = meter.snapshot();
+    let report = run(
+        fixes.for_action(Action::MakeBucketPrivate, "s3_bucket"),
+        &put_bucket_acl_event(&bucket),
+        Action::MakeBucketPrivate,
+        &Conditions::default(),
+        Mode::Apply,
+    )
+    .await;
+    assert_eq!(report.status, RemediationStatus::Remediated);
+    let fix = meter.snapshot().since(&before);
+    assert_eq!(fix.sdk_calls, report.api_calls.len() as u64, "{fix:?}");
+    assert_eq!(fix.store_requests, 0);
+    assert!(fix.wait > StdDuration::ZERO, "{fix:?}");
+    assert!(fix.cpu_in_calls > StdDuration::ZERO, "{fix:?}");
+    assert!(fix.cpu_in_transmit <= fix.cpu_in_calls, "{fix:?}");
+    assert_eq!(fix.cpu_unknown_spans, 0, "{fix:?}");
+
+    let Ok(uri) = std::env::var("ESCHER_TEST_S3_URI") else {
+        return;
+    };
+    let store = escher_core::store::open(&uri)
+        .expect("store")
+        .layer(meter.store_layer());
+    let path = format!("{}.json", unique("meter"));
+    let before = meter.snapshot();
+    store.write(&path, b"{}".to_vec()).await.expect("write");
+    assert_eq!(store.read(&path).await.expect("read").to_vec(), b"{}");
+    store.delete(&path).await.expect("delete");
+    let requests = meter.snapshot().since(&before);
+    assert_eq!(
+        (requests.store_requests, requests.sdk_calls),
+        (3, 0),
+        "{requests:?}"
+    );
+    assert!(requests.wait > StdDuration::ZERO, "{requests:?}");
+    assert_eq!(requests.cpu_unknown_spans, 0, "{requests:?}");
+}

@@ -7,8 +7,12 @@
 //! is not an alert is audited by the pipeline and acknowledged, since redelivery cannot help.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use escher_aws::{build_pipeline, init_function_logs, load_sdk_config, HandlerConfig};
+use escher_aws::{
+    build_metered_pipeline, init_function_logs, load_sdk_config, HandlerConfig, RemoteCallMeter,
+    RemoteCalls, ThreadCpu,
+};
 use escher_core::pipeline::{Handled, Pipeline};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::{json, Value};
@@ -17,31 +21,83 @@ use serde_json::{json, Value};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
+// One thread: Lambda hands a process one invocation at a time, so worker threads would only
+// cost start-up time; and on one thread the remote-call meter's CPU figures are complete.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     init_function_logs();
     let config = HandlerConfig::from_env()?;
     let sdk = load_sdk_config(None, None).await;
+    let meter = RemoteCallMeter::new();
     // Built once per cold start; every invocation shares the clients and the approvals cache.
-    let pipeline = Arc::new(build_pipeline(&config, &sdk)?);
+    let pipeline = Arc::new(build_metered_pipeline(&config, &sdk, &meter)?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let pipeline = pipeline.clone();
-        async move { handle(&pipeline, event.payload).await }
+        let meter = meter.clone();
+        async move { handle(&pipeline, &meter, event.payload).await }
     }))
     .await
 }
 
-async fn handle(pipeline: &Pipeline, payload: Value) -> Result<Value, Error> {
+async fn handle(
+    pipeline: &Pipeline,
+    meter: &RemoteCallMeter,
+    payload: Value,
+) -> Result<Value, Error> {
+    let (cpu, calls) = (ThreadCpu::now(), meter.snapshot());
     let bytes = serde_json::to_vec(&payload)?;
-    let handled = pipeline.handle(&bytes).await.map_err(|e| {
-        tracing::error!(error = %e, "event not handled; Lambda will retry it");
+    let handled = pipeline.handle(&bytes).await;
+    let remote = Remote {
+        calls: meter.snapshot().since(&calls),
+        cpu: ThreadCpu::now().since(&cpu),
+    };
+    let handled = handled.map_err(|e| {
+        tracing::error!(error = %e, remote_calls = remote.calls.calls(), remote_wait_ms = remote.wait_ms(), "event not handled; Lambda will retry it");
         e
     })?;
-    Ok(summary(&handled))
+    Ok(summary(&handled, &remote))
 }
 
-/// What the invocation returns: one line per event, no event content.
-fn summary(handled: &Handled) -> Value {
+/// The invocation's remote calls and CPU time.
+struct Remote {
+    calls: RemoteCalls,
+    cpu: ThreadCpu,
+}
+
+impl Remote {
+    fn wait_ms(&self) -> f64 {
+        self.calls.wait.as_secs_f64() * 1e3
+    }
+
+    /// The handler's own CPU: the thread's, less what ran inside remote calls.
+    fn own_cpu(&self) -> Duration {
+        self.cpu.total.saturating_sub(self.calls.cpu_in_calls)
+    }
+
+    fn json(&self) -> Value {
+        let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
+        json!({
+            "calls": self.calls.calls(),
+            "sdk_calls": self.calls.sdk_calls,
+            "store_requests": self.calls.store_requests,
+            "wait_ms": ms(self.calls.wait),
+            "cpu_ms": ms(self.cpu.total),
+            "cpu_in_calls_ms": ms(self.calls.cpu_in_calls),
+            "cpu_in_transmit_ms": ms(self.calls.cpu_in_transmit),
+            "own_cpu_ms": ms(self.own_cpu()),
+        })
+    }
+}
+
+/// What the invocation returns: one line per event, no event content, and the
+/// invocation's remote calls (how many, the wait on them, CPU inside and outside them).
+fn summary(handled: &Handled, remote: &Remote) -> Value {
+    tracing::info!(
+        remote_calls = remote.calls.calls(),
+        remote_wait_ms = remote.wait_ms(),
+        own_cpu_ms = remote.own_cpu().as_secs_f64() * 1e3,
+        "invocation handled"
+    );
     let events: Vec<Value> = handled
         .results
         .iter()
@@ -56,7 +112,9 @@ fn summary(handled: &Handled) -> Value {
         })
         .collect();
     match &handled.handshake {
-        Some(handshake) => json!({ "events": events, "handshake": handshake }),
-        None => json!({ "events": events }),
+        Some(handshake) => {
+            json!({ "events": events, "handshake": handshake, "remote": remote.json() })
+        }
+        None => json!({ "events": events, "remote": remote.json() }),
     }
 }

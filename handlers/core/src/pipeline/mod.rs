@@ -121,6 +121,9 @@ pub struct Pipeline {
     pub mode: Mode,
 }
 
+/// What reading a resource's tags gave.
+type TagsRead = Result<Option<BTreeMap<String, String>>, RemediationError>;
+
 /// Per-event working state.
 struct Run {
     started: Instant,
@@ -285,16 +288,29 @@ impl Pipeline {
         }
     }
 
-    /// Fills tags (and so context and severity) from the resource when the event has none.
-    async fn enrich(
+    /// The resource's tags, read from the cloud when the event has none (`None` when it has
+    /// some), and how long the read took.
+    async fn read_tags(&self, event: &UnifiedEvent) -> (Option<TagsRead>, u64) {
+        if !event.resource.tags.is_empty() {
+            return (None, 0);
+        }
+        let t = Instant::now();
+        let read = self.cloud.resource_tags(event).await;
+        (Some(read), t.elapsed().as_millis() as u64)
+    }
+
+    /// Fills tags (and so context and severity) from the resource when the event has none,
+    /// from what [`Pipeline::read_tags`] read.
+    fn enrich(
         &self,
         event: &mut UnifiedEvent,
         run: &mut Run,
+        read: Option<TagsRead>,
     ) -> Result<(), RemediationError> {
-        if !event.resource.tags.is_empty() {
+        let Some(read) = read else {
             return Ok(());
-        }
-        match self.cloud.resource_tags(event).await {
+        };
+        match read {
             Ok(Some(tags)) if !tags.is_empty() => {
                 let before = event.severity;
                 event.resource.tags = tags;
@@ -402,12 +418,30 @@ impl Pipeline {
             event.region
         ));
         let apply = self.mode == Mode::Apply;
-        if apply {
-            if let Some(marker) = self.claim(&event).await? {
-                return self.duplicate(event, marker, payload_sha256, run).await;
-            }
+        // Claiming the event, reading the resource's tags and (for an event with a fix)
+        // loading the approvals do not depend on each other: one round trip, not several.
+        // A load that fails here is retried, and reported, by the decide step.
+        let has_fix = !self.remediations.actions_for(event.event_type).is_empty();
+        let (claimed, (tags, tags_ms), _) = tokio::join!(
+            async {
+                if apply {
+                    self.claim(&event).await
+                } else {
+                    Ok(None)
+                }
+            },
+            self.read_tags(&event),
+            async {
+                if has_fix {
+                    let _ = self.approvals.index().await;
+                }
+            },
+        );
+        if let Some(marker) = claimed? {
+            return self.duplicate(event, marker, payload_sha256, run).await;
         }
-        match self.act(&mut event, &mut run).await {
+        run.timings.insert("enrich".into(), tags_ms);
+        match self.act(&mut event, &mut run, tags).await {
             Ok((outcome, action, decision, report, summary)) => {
                 self.conclude(
                     event,
@@ -435,6 +469,7 @@ impl Pipeline {
         &self,
         event: &mut UnifiedEvent,
         run: &mut Run,
+        tags: Option<TagsRead>,
     ) -> Result<
         (
             Outcome,
@@ -445,11 +480,8 @@ impl Pipeline {
         ),
         PipelineError,
     > {
-        let t = Instant::now();
-        self.enrich(event, run)
-            .await
+        self.enrich(event, run, tags)
             .map_err(|e| retry(&event.event_id, e))?;
-        run.time("enrich", t);
 
         let actions = self.remediations.actions_for(event.event_type);
         let Some(&action) = actions.first() else {

@@ -8,7 +8,7 @@
 //! that fails is recorded, and the notice is also put in the inbox so it is not lost.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use opendal::Operator;
@@ -337,7 +337,9 @@ pub struct Notifier {
     pub topics: Option<Arc<dyn TopicPublisher>>,
     pub secrets: Option<Arc<dyn SecretSource>>,
     pub state: Operator,
-    pub http: reqwest::Client,
+    /// Built on the first webhook post: building it loads the system's root certificates,
+    /// which was a quarter of the function's cold start, and most events post nothing.
+    http: Arc<OnceLock<reqwest::Client>>,
 }
 
 impl Notifier {
@@ -348,8 +350,13 @@ impl Notifier {
             topics: None,
             secrets: None,
             state,
-            http: reqwest::Client::new(),
+            http: Arc::default(),
         }
+    }
+
+    /// The HTTP client for Slack and PagerDuty, shared by the notifier's clones.
+    pub fn http(&self) -> &reqwest::Client {
+        self.http.get_or_init(reqwest::Client::new)
     }
 
     pub async fn send(&self, notification: &Notification, mode: Mode) -> Vec<NotificationResult> {
@@ -440,7 +447,7 @@ impl Notifier {
         body: &serde_json::Value,
     ) -> Result<reqwest::StatusCode, String> {
         let response = self
-            .http
+            .http()
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.to_string())

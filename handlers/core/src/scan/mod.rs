@@ -100,7 +100,6 @@ pub trait ScanCheck: Send + Sync {
     }
 }
 
-
 /// What every check of one run shares.
 #[derive(Debug, Clone)]
 pub struct ScanContext {

@@ -12,8 +12,7 @@ use escher_core::approvals::Action;
 use escher_core::scan::report::HandledFinding;
 use escher_core::scan::{
     CostSummary, CostWindow, CriticalAlert, CriticalAlerts, DailyCosts, FindingDraft, InfoEvents,
-    MorningReport, QueuedEvent, RegionFailure, ReportSettings, ScanContext, ScanError,
-    ScanOutcome,
+    MorningReport, QueuedEvent, RegionFailure, ReportSettings, ScanContext, ScanError, ScanOutcome,
 };
 use escher_core::{CloudProvider, EventType, Resource};
 
@@ -295,7 +294,9 @@ pub fn sample_report() -> MorningReport {
             resource_name: "sg-0a1b2c3d4e5f60718".into(),
             handled_at: now - chrono::Duration::hours(5),
             outcome: "remediated".into(),
-            summary: "Revoked tcp/22 from 0.0.0.0/0 on sg-0a1b2c3d4e5f60718 (payments-db); verified.".into(),
+            summary:
+                "Revoked tcp/22 from 0.0.0.0/0 on sg-0a1b2c3d4e5f60718 (payments-db); verified."
+                    .into(),
             action: Some(Action::RevokeOpenIngress),
             verification: Some("passed".into()),
             audit: "audit/2026/11/30/210412345-aws-5d1c9e0a-remediated-r1.json".into(),
@@ -330,7 +331,11 @@ fn sample_cost(scan: &ScanContext) -> CostSummary {
     };
     let mut day = window.start;
     while day < window.end {
-        let ec2 = if day == window.yesterday { 212.40 } else { 180.0 };
+        let ec2 = if day == window.yesterday {
+            212.40
+        } else {
+            180.0
+        };
         costs.by_day.insert(
             day,
             BTreeMap::from([

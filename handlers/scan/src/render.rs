@@ -94,6 +94,26 @@ fn cost_view(cost: &escher_core::scan::CostSummary) -> CostView<'_> {
     }
 }
 
+fn cost_change_line(change: &escher_core::scan::CostChange) -> String {
+    let percent = change
+        .change_percent
+        .map(|p| format!(" ({p:+.1} %)"))
+        .unwrap_or_default();
+    let month = change
+        .month_to_date_growth
+        .map(|g| format!("; month to date {g:+.2}"))
+        .unwrap_or_default();
+    format!(
+        "{:.2} {} on {} against {:.2} on {}: {:+.2}{percent}{month}",
+        change.amount,
+        change.currency,
+        change.day,
+        change.previous_amount,
+        change.previous_day,
+        change.change_amount
+    )
+}
+
 #[derive(Debug, Serialize)]
 struct CriticalView<'a> {
     since: String,
@@ -203,6 +223,8 @@ struct ChangesView<'a> {
     resolved_count: usize,
     resolved: &'a [escher_core::scan::ResolvedFinding],
     unchanged: usize,
+    /// `212.40 USD on 2026-11-30 against 180.00 on 2026-11-29: +32.40 (+18.0 %)`.
+    cost: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -254,6 +276,7 @@ fn view(report: &MorningReport) -> View<'_> {
         resolved_count: report.deltas.resolved.len(),
         resolved: &report.deltas.resolved,
         unchanged: report.deltas.unchanged.len(),
+        cost: report.deltas.cost.as_ref().map(cost_change_line),
     });
     View {
         report_date: report.report_date.to_string(),

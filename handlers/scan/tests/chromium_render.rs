@@ -257,6 +257,7 @@ fn the_html_report_renders_in_chromium_with_every_finding_and_nothing_from_outsi
         "Not scanned",
         "ap-south-1 ebs: DescribeVolumes on ap-south-1 failed: UnauthorizedOperation",
         "Cost summary",
+        "Daily cost: ",
         "Top services this month",
         "Critical alerts since",
         "Revoked tcp/22 from 0.0.0.0/0 on sg-0a1b2c3d4e5f60718",

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use escher_aws::{AwsClients, AwsScan};
-use escher_core::scan::{ScanContext, ScanThresholds};
+use escher_core::scan::{CheckScope, ScanContext, ScanThresholds};
 use estate::{Estate, REGIONS};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,8 +47,14 @@ async fn every_finding_of_a_300_resource_estate_in_two_regions_is_reported_once_
     });
     let scanning = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
+    // The regional checks: the account-wide cost summary reads billing data, not the
+    // estate (moto_scan tests it with configured Cost Explorer results).
     for region in REGIONS {
-        for check in scanner.checks() {
+        for check in scanner
+            .checks()
+            .into_iter()
+            .filter(|c| c.scope() == CheckScope::Region)
+        {
             let context = context.clone();
             tasks.spawn(async move {
                 let id = check.id();

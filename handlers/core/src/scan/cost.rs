@@ -80,6 +80,49 @@ pub struct ServiceCost {
     pub amount: f64,
 }
 
+/// Tonight's cost summary against the previous report's: the report's "cost change".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CostChange {
+    pub currency: String,
+    /// The day the previous report's figure is for, and that figure.
+    pub previous_day: NaiveDate,
+    pub previous_amount: f64,
+    /// The day tonight's figure is for, and that figure.
+    pub day: NaiveDate,
+    pub amount: f64,
+    pub change_amount: f64,
+    /// `None` when the previous figure was zero.
+    pub change_percent: Option<f64>,
+    /// How much month to date grew since the previous report; `None` when the two reports
+    /// are about different months.
+    pub month_to_date_growth: Option<f64>,
+}
+
+impl CostChange {
+    /// `None` unless both reports have a cost summary in the same currency: a missing
+    /// figure is not a change.
+    pub fn between(previous: Option<&CostSummary>, now: Option<&CostSummary>) -> Option<Self> {
+        let (previous, now) = (previous?, now?);
+        if previous.currency != now.currency {
+            return None;
+        }
+        let change_amount = now.yesterday_amount - previous.yesterday_amount;
+        Some(CostChange {
+            currency: now.currency.clone(),
+            previous_day: previous.yesterday,
+            previous_amount: previous.yesterday_amount,
+            day: now.yesterday,
+            amount: now.yesterday_amount,
+            change_amount,
+            change_percent: (previous.yesterday_amount > 0.0)
+                .then(|| change_amount / previous.yesterday_amount * 100.0),
+            month_to_date_growth: (previous.month_start == now.month_start)
+                .then_some(now.month_to_date_amount - previous.month_to_date_amount),
+        })
+    }
+}
+
 /// The cost section of the morning report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -292,6 +335,54 @@ mod tests {
             monthly_budget_usd: budget,
             ..ScanThresholds::default()
         }
+    }
+
+    /// The summary a report on `report_date` makes when every day of its window cost
+    /// `daily` (one service).
+    fn summary_on(report_date: &str, daily: f64) -> CostSummary {
+        let window = CostWindow::for_report(day(report_date));
+        let mut by_day = BTreeMap::new();
+        let mut d = window.start;
+        while d < window.end {
+            by_day.insert(d, BTreeMap::from([("Amazon EC2".to_string(), daily)]));
+            d = d.succ_opt().expect("a next day");
+        }
+        let costs = DailyCosts {
+            by_day,
+            estimated: BTreeSet::new(),
+            currency: "USD".into(),
+        };
+        CostSummary::from_daily(&costs, window, &thresholds(None)).expect("a summary")
+    }
+
+    #[test]
+    fn the_cost_change_compares_each_reports_yesterday_and_month_to_date() {
+        let previous = summary_on("2026-12-10", 100.0);
+        let now = summary_on("2026-12-11", 125.0);
+        let change = CostChange::between(Some(&previous), Some(&now)).expect("a change");
+        assert_eq!(
+            (change.previous_day, change.day),
+            (day("2026-12-09"), day("2026-12-10"))
+        );
+        assert_eq!((change.previous_amount, change.amount), (100.0, 125.0));
+        assert_eq!(change.change_amount, 25.0);
+        assert_eq!(change.change_percent, Some(25.0));
+        // 9 days at 100 → 10 days at 125.
+        assert_eq!(change.month_to_date_growth, Some(1250.0 - 900.0));
+    }
+
+    #[test]
+    fn no_cost_change_without_both_figures_and_no_month_growth_across_months() {
+        let november = summary_on("2026-11-30", 100.0);
+        let december = summary_on("2026-12-02", 100.0);
+        assert_eq!(CostChange::between(None, Some(&december)), None);
+        assert_eq!(CostChange::between(Some(&november), None), None);
+        let change = CostChange::between(Some(&november), Some(&december)).expect("a change");
+        assert_eq!(change.month_to_date_growth, None, "different months");
+        assert_eq!(change.change_percent, Some(0.0));
+        let free = summary_on("2026-12-01", 0.0);
+        let change = CostChange::between(Some(&free), Some(&december)).expect("a change");
+        assert_eq!(change.change_percent, None, "from zero, no percentage");
     }
 
     #[test]

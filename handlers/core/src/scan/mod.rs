@@ -32,7 +32,7 @@ use crate::{
     CloudProvider, EventContext, EventSource, EventType, Resource, SeverityPolicy, UnifiedEvent,
     SCHEMA_VERSION,
 };
-pub use cost::{CostSummary, CostWindow, DailyCosts};
+pub use cost::{CostChange, CostSummary, CostWindow, DailyCosts};
 pub use report::{Deltas, MorningReport, ResolvedFinding};
 pub use sections::{CriticalAlert, CriticalAlerts, InfoEvents, QueuedEvent};
 pub use settings::{ReportFormat, ReportSettings, ScanThresholds, SettingsError};

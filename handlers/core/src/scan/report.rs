@@ -94,6 +94,9 @@ pub struct Deltas {
     pub new: Vec<String>,
     pub resolved: Vec<ResolvedFinding>,
     pub unchanged: Vec<String>,
+    /// Tonight's cost against the previous report's, when both have a cost summary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<super::cost::CostChange>,
 }
 
 impl Deltas {
@@ -253,6 +256,7 @@ impl MorningReport {
                 SectionKind::Operational => true,
             })
             .collect();
+        let cost = outcome.cost.filter(|_| settings.sections.cost);
         MorningReport {
             schema_version: REPORT_SCHEMA_VERSION.into(),
             report_date,
@@ -262,11 +266,17 @@ impl MorningReport {
             sections,
             regions: outcome.regions,
             summary,
-            deltas: Deltas::between(previous, &findings),
+            deltas: Deltas {
+                cost: super::cost::CostChange::between(
+                    previous.and_then(|p| p.cost.as_ref()),
+                    cost.as_ref(),
+                ),
+                ..Deltas::between(previous, &findings)
+            },
             findings,
             handled: Vec::new(),
             failures: outcome.failures,
-            cost: outcome.cost.filter(|_| settings.sections.cost),
+            cost,
             critical_alerts: None,
             info_events: None,
         }

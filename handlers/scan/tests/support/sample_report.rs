@@ -238,7 +238,7 @@ pub fn sample_report() -> MorningReport {
             findings: previous_findings,
             failures: vec![],
             regions: regions.clone(),
-            cost: None,
+            cost: Some(sample_cost(&yesterday, 180.0)),
         },
         None,
         settings,
@@ -265,7 +265,7 @@ pub fn sample_report() -> MorningReport {
             },
         }],
         regions,
-        cost: Some(sample_cost(&scan)),
+        cost: Some(sample_cost(&scan, 212.40)),
     };
     let mut report = MorningReport::build(
         outcome,
@@ -322,8 +322,9 @@ pub fn sample_report() -> MorningReport {
     report
 }
 
-/// Yesterday 18 % above the day before (flagged), the month on course to exceed its budget.
-fn sample_cost(scan: &ScanContext) -> CostSummary {
+/// EC2 at 180 USD a day but `ec2_yesterday` on the report's yesterday (212.40: 12 % above
+/// the day before, flagged), the month on course to exceed its budget.
+fn sample_cost(scan: &ScanContext, ec2_yesterday: f64) -> CostSummary {
     let window = CostWindow::for_report(scan.report_date());
     let mut costs = DailyCosts {
         currency: "USD".into(),
@@ -332,7 +333,7 @@ fn sample_cost(scan: &ScanContext) -> CostSummary {
     let mut day = window.start;
     while day < window.end {
         let ec2 = if day == window.yesterday {
-            212.40
+            ec2_yesterday
         } else {
             180.0
         };

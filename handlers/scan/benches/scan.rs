@@ -1,5 +1,5 @@
 //! What the nightly scan costs, against moto (`ESCHER_TEST_AWS_ENDPOINT`, set by `make
-//! bench`, which starts the emulators): every AWS check over the 304-resource estate of
+//! bench`, which starts the emulators): every regional AWS check (the cost summary reads billing data, not the estate) over the 304-resource estate of
 //! `tests/support/estate.rs` in two regions, pages of 5, built once per bench run.
 //!
 //! - Our CPU vs waiting on the API: the scan at concurrency 1 on a current-thread runtime,
@@ -168,7 +168,7 @@ fn main() {
     let cpu = median(serial.iter().map(|(_, c)| *c).collect());
     let waiting = median(serial.iter().map(|(w, c)| w.saturating_sub(*c)).collect());
     println!(
-        "\nNightly scan (every AWS check, {} resources in {}, pages of 5, {} findings; against moto; p50 of {PASSES} passes after a warm-up; estate built in {}):",
+        "\nNightly scan (every regional AWS check, {} resources in {}, pages of 5, {} findings; against moto; p50 of {PASSES} passes after a warm-up; estate built in {}):",
         estate.resources,
         REGIONS.join(" and "),
         estate.expected.len(),

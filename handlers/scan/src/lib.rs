@@ -128,8 +128,9 @@ impl ScanRun<'_> {
         context.started_at = manifest.started_at;
         let scan = &self.settings.scan;
         let mut ran = 0;
+        // Read once; this invocation's own results are added as they are kept.
+        let mut parts = runs.parts(&run).await?;
         loop {
-            let parts = runs.parts(&run).await?;
             let done = parts.iter().map(|p| p.pair.clone()).collect();
             let budget = Budget {
                 time_left: deadline.map(|d| (d - Utc::now()).to_std().unwrap_or_default()),
@@ -141,7 +142,7 @@ impl ScanRun<'_> {
             match next_step(&manifest.pairs, &done, budget, scan.concurrency) {
                 NextStep::Run(pairs) => {
                     for part in run_pairs(&self.checks, &pairs, scan.concurrency, &context).await {
-                        runs.keep(&run, &part).await?;
+                        parts.push(runs.keep(&run, part).await?);
                     }
                     ran += pairs.len();
                 }

@@ -145,12 +145,15 @@ impl RunStore<'_> {
         Ok(parts)
     }
 
-    /// Keeps one pair's result; a result already kept (a racing invocation) stays.
-    pub async fn keep(&self, run: &RunRef, part: &PairResult) -> Result<(), StoreError> {
-        if !self.create(&run.part(&part.pair), part).await? {
-            tracing::info!(check = %part.pair.check, region = %part.pair.region, "pair already done by another invocation; its result stays");
+    /// Keeps one pair's result and returns the result that stands: `part`, or the one a
+    /// racing invocation kept first (which stays).
+    pub async fn keep(&self, run: &RunRef, part: PairResult) -> Result<PairResult, StoreError> {
+        let path = run.part(&part.pair);
+        if self.create(&path, &part).await? {
+            return Ok(part);
         }
-        Ok(())
+        tracing::info!(check = %part.pair.check, region = %part.pair.region, "pair already done by another invocation; its result stays");
+        Ok(self.read(&path).await?.unwrap_or(part))
     }
 
     /// The report of a finished run.

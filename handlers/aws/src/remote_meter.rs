@@ -13,11 +13,13 @@
 //! Two spans are metered, each as the time during which at least one call was in flight
 //! (overlapping calls count once):
 //! - **call**: an SDK call from `read_before_execution` to `read_after_execution`
-//!   (serialize, sign, send, wait, parse, retries); a store request from handing it to the
-//!   HTTP transport to the end of its response body (opendal builds and signs the request
-//!   before that, which stays counted as the handler's own).
+//!   (serialize, sign, send, wait, parse, retries); a store operation (stat, read, a
+//!   writer's write and close, a lister's next page, a deleter's flush) from the moment
+//!   opendal is handed it to its end (build the request, sign, send, wait, parse), the same
+//!   extent as an SDK call.
 //! - **transmit**: an SDK attempt from `read_before_transmit` to `read_after_transmit` (or
-//!   the attempt's end, when it failed); a store request as above.
+//!   the attempt's end, when it failed); a store request from handing it to the HTTP
+//!   transport to the end of its response body.
 //!
 //! CPU is the CPU time of the thread a span began on, read when it begins and ends. On a
 //! current-thread runtime (the function, the bench) everything that runs while a call is in
@@ -40,8 +42,16 @@ use aws_sdk_s3::config::interceptors::{
 use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_s3::error::BoxError;
 use aws_smithy_types::config_bag::{Storable, StoreReplace};
-use opendal::raw::{Layer, Servicer};
-use opendal::{Buffer, HttpBody, HttpTransport, HttpTransporter, OperationContext};
+use opendal::raw::oio::{self, ReadStreamDyn};
+use opendal::raw::{
+    Layer, OpCopy, OpCreateDir, OpDelete, OpList, OpPresign, OpRead, OpRename, OpRestore, OpStat,
+    OpWrite, RpCreateDir, RpPresign, RpRead, RpRename, RpRestore, RpStat, Service, ServiceInfo,
+    Servicer,
+};
+use opendal::{
+    Buffer, BytesRange, Capability, HttpBody, HttpTransport, HttpTransporter, Metadata,
+    OperationContext,
+};
 
 /// CPU time of the calling thread: user, system and (from the precise clock) total.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -386,20 +396,246 @@ impl Intercept for SdkCallInterceptor {
     }
 }
 
-/// Meters every HTTP request of the store operator it is applied to (`operator.layer(…)`),
-/// wrapping the operator's HTTP transport.
+/// Meters every operation and HTTP request of the store operator it is applied to
+/// (`operator.layer(…)`): it wraps the operator's service (calls) and its HTTP transport
+/// (transmissions).
 #[derive(Debug, Clone)]
 pub struct StoreRequestLayer {
     meter: RemoteCallMeter,
 }
 
 impl Layer for StoreRequestLayer {
+    fn apply_service(&self, srv: Servicer) -> Servicer {
+        Arc::new(MeteredService {
+            inner: srv,
+            meter: self.meter.clone(),
+        })
+    }
+
     fn apply_context(&self, _srv: Servicer, inner: OperationContext) -> OperationContext {
         let transport = MeteredTransport {
             inner: inner.http_transport().clone(),
             meter: self.meter.clone(),
         };
         inner.with_http_transport(HttpTransporter::new(transport))
+    }
+}
+
+/// A store's operations, each metered as a call while opendal works on it. Readers, writers,
+/// listers and deleters are metered per method, so the handler's own work between two
+/// methods (between two pages of a listing, say) is not counted as a call.
+#[derive(Debug)]
+struct MeteredService {
+    inner: Servicer,
+    meter: RemoteCallMeter,
+}
+
+impl MeteredService {
+    fn wrap<T>(&self, inner: T) -> Metered<T> {
+        Metered {
+            inner,
+            meter: self.meter.clone(),
+        }
+    }
+}
+
+impl Service for MeteredService {
+    type Reader = Metered<oio::Reader>;
+    type Writer = Metered<oio::Writer>;
+    type Lister = Metered<oio::Lister>;
+    type Deleter = Metered<oio::Deleter>;
+    // Not used by Escher; still metered per HTTP request by the transport.
+    type Copier = oio::Copier;
+    type Composer = oio::Composer;
+
+    fn info(&self) -> ServiceInfo {
+        self.inner.info()
+    }
+
+    fn capability(&self) -> Capability {
+        self.inner.capability()
+    }
+
+    async fn create_dir(
+        &self,
+        ctx: &OperationContext,
+        path: &str,
+        args: OpCreateDir,
+    ) -> opendal::Result<RpCreateDir> {
+        let _call = self.meter.begin(CALL);
+        self.inner.create_dir(ctx, path, args).await
+    }
+
+    async fn stat(
+        &self,
+        ctx: &OperationContext,
+        path: &str,
+        args: OpStat,
+    ) -> opendal::Result<RpStat> {
+        let _call = self.meter.begin(CALL);
+        self.inner.stat(ctx, path, args).await
+    }
+
+    fn read(
+        &self,
+        ctx: &OperationContext,
+        path: &str,
+        args: OpRead,
+    ) -> opendal::Result<Self::Reader> {
+        self.inner.read(ctx, path, args).map(|r| self.wrap(r))
+    }
+
+    fn write(
+        &self,
+        ctx: &OperationContext,
+        path: &str,
+        args: OpWrite,
+    ) -> opendal::Result<Self::Writer> {
+        self.inner.write(ctx, path, args).map(|w| self.wrap(w))
+    }
+
+    fn delete(&self, ctx: &OperationContext) -> opendal::Result<Self::Deleter> {
+        self.inner.delete(ctx).map(|d| self.wrap(d))
+    }
+
+    fn list(
+        &self,
+        ctx: &OperationContext,
+        path: &str,
+        args: OpList,
+    ) -> opendal::Result<Self::Lister> {
+        self.inner.list(ctx, path, args).map(|l| self.wrap(l))
+    }
+
+    fn copy(
+        &self,
+        ctx: &OperationContext,
+        from: &str,
+        to: &str,
+        args: OpCopy,
+    ) -> opendal::Result<Self::Copier> {
+        self.inner.copy(ctx, from, to, args)
+    }
+
+    fn compose(
+        &self,
+        ctx: &OperationContext,
+        to: &str,
+        args: opendal::raw::OpCompose,
+    ) -> opendal::Result<Self::Composer> {
+        self.inner.compose(ctx, to, args)
+    }
+
+    async fn rename(
+        &self,
+        ctx: &OperationContext,
+        from: &str,
+        to: &str,
+        args: OpRename,
+    ) -> opendal::Result<RpRename> {
+        let _call = self.meter.begin(CALL);
+        self.inner.rename(ctx, from, to, args).await
+    }
+
+    async fn restore(
+        &self,
+        ctx: &OperationContext,
+        path: &str,
+        args: OpRestore,
+    ) -> opendal::Result<RpRestore> {
+        let _call = self.meter.begin(CALL);
+        self.inner.restore(ctx, path, args).await
+    }
+
+    // Signing a URL locally: no remote call.
+    async fn presign(
+        &self,
+        ctx: &OperationContext,
+        path: &str,
+        args: OpPresign,
+    ) -> opendal::Result<RpPresign> {
+        self.inner.presign(ctx, path, args).await
+    }
+}
+
+/// A reader, writer, lister or deleter whose every method is metered as a call.
+struct Metered<T> {
+    inner: T,
+    meter: RemoteCallMeter,
+}
+
+impl<T: oio::Read> oio::Read for Metered<T> {
+    async fn open(&self, range: BytesRange) -> opendal::Result<(RpRead, Box<dyn ReadStreamDyn>)> {
+        let _call = self.meter.begin(CALL);
+        let (rp, stream) = self.inner.open(range).await?;
+        let stream: Box<dyn ReadStreamDyn> = Box::new(Metered {
+            inner: stream,
+            meter: self.meter.clone(),
+        });
+        Ok((rp, stream))
+    }
+
+    async fn read(&self, range: BytesRange) -> opendal::Result<(RpRead, Buffer)> {
+        let _call = self.meter.begin(CALL);
+        self.inner.read(range).await
+    }
+}
+
+impl<T: oio::ReadStream> oio::ReadStream for Metered<T> {
+    async fn read(&mut self) -> opendal::Result<Buffer> {
+        let _call = self.meter.begin(CALL);
+        self.inner.read().await
+    }
+
+    async fn read_all(&mut self) -> opendal::Result<Buffer> {
+        let _call = self.meter.begin(CALL);
+        self.inner.read_all().await
+    }
+}
+
+impl<T: oio::Write> oio::Write for Metered<T> {
+    async fn write(&mut self, bs: Buffer) -> opendal::Result<()> {
+        let _call = self.meter.begin(CALL);
+        self.inner.write(bs).await
+    }
+
+    async fn copy_from(
+        &mut self,
+        path: &str,
+        args: OpRead,
+        range: BytesRange,
+    ) -> opendal::Result<()> {
+        let _call = self.meter.begin(CALL);
+        self.inner.copy_from(path, args, range).await
+    }
+
+    async fn close(&mut self) -> opendal::Result<Metadata> {
+        let _call = self.meter.begin(CALL);
+        self.inner.close().await
+    }
+
+    async fn abort(&mut self) -> opendal::Result<()> {
+        let _call = self.meter.begin(CALL);
+        self.inner.abort().await
+    }
+}
+
+impl<T: oio::List> oio::List for Metered<T> {
+    async fn next(&mut self) -> opendal::Result<Option<opendal::raw::oio::Entry>> {
+        let _call = self.meter.begin(CALL);
+        self.inner.next().await
+    }
+}
+
+impl<T: oio::Delete> oio::Delete for Metered<T> {
+    async fn delete(&mut self, path: &str, args: OpDelete) -> opendal::Result<()> {
+        let _call = self.meter.begin(CALL);
+        self.inner.delete(path, args).await
+    }
+
+    async fn close(&mut self) -> opendal::Result<()> {
+        let _call = self.meter.begin(CALL);
+        self.inner.close().await
     }
 }
 
@@ -510,6 +746,41 @@ mod tests {
         assert!(totals.wait <= wall, "{totals:?} in {wall:?}");
         assert_eq!(totals.cpu_in_transmit, Duration::ZERO);
         assert_eq!(totals.cpu_unknown_spans, 0);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn store_operations_are_calls_and_the_work_between_them_is_not() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let meter = RemoteCallMeter::new();
+        let store = escher_core::store::open(&format!("fs://{}", dir.path().display()))
+            .expect("fs store")
+            .layer(meter.store_layer());
+        let cpu = ThreadCpu::now();
+        store
+            .write("day/record.json", vec![7u8; 1 << 20])
+            .await
+            .expect("write");
+        let after_write = meter.snapshot();
+        burn(Duration::from_millis(10));
+        let read = store.read("day/record.json").await.expect("read");
+        assert_eq!(read.len(), 1 << 20);
+        let listed = store.list("day/").await.expect("list");
+        assert!(listed.iter().any(|e| e.path() == "day/record.json"));
+        store.stat("day/record.json").await.expect("stat");
+        store.delete("day/record.json").await.expect("delete");
+        let cpu = ThreadCpu::now().since(&cpu);
+        let totals = meter.snapshot();
+        assert!(after_write.wait > Duration::ZERO, "{after_write:?}");
+        assert!(after_write.cpu_in_calls > Duration::ZERO, "{after_write:?}");
+        assert!(totals.wait > after_write.wait, "{totals:?}");
+        // The 10 ms burnt between two operations is the handler's own.
+        assert!(
+            totals.cpu_in_calls + Duration::from_millis(10) <= cpu.total,
+            "{totals:?}, thread {cpu:?}"
+        );
+        // A file system store makes no HTTP request.
+        assert_eq!(totals.store_requests, 0, "{totals:?}");
+        assert_eq!(totals.cpu_unknown_spans, 0, "{totals:?}");
     }
 
     #[test]

@@ -1199,5 +1199,10 @@ async fn the_meter_counts_every_sdk_call_and_store_request() {
         "{requests:?}"
     );
     assert!(requests.wait > StdDuration::ZERO, "{requests:?}");
+    // The operations (request building and signing included) hold their transmissions.
+    assert!(
+        requests.cpu_in_transmit <= requests.cpu_in_calls,
+        "{requests:?}"
+    );
     assert_eq!(requests.cpu_unknown_spans, 0, "{requests:?}");
 }

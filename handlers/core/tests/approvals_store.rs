@@ -252,10 +252,25 @@ async fn reader_refresh(store: ApprovalStore) {
         .expect("init");
     let interval = Duration::from_millis(400);
     let reader = ApprovalsReader::new(store.clone(), interval);
+    let counts = |reader: &ApprovalsReader| {
+        let c = reader.store().request_counts();
+        (
+            c.heads.load(std::sync::atomic::Ordering::Relaxed),
+            c.gets.load(std::sync::atomic::Ordering::Relaxed),
+        )
+    };
+    let before = counts(&reader);
     assert!(!decide(&reader, "111111111111")
         .await
         .expect("decide")
         .is_approved());
+    let after = counts(&reader);
+    // A cold start's critical path: the manifest's token, the manifest, its generation.
+    assert_eq!(
+        (after.0 - before.0, after.1 - before.1),
+        (1, 2),
+        "{name}: a cold load makes one HEAD and two GETs"
+    );
     store
         .apply(
             &Change::Add {

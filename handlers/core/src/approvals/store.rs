@@ -823,62 +823,64 @@ impl ApprovalsReader {
     /// has passed: a decision must never rest on approvals that may have been revoked.
     pub async fn index(&self) -> Result<Arc<ApprovalIndex>, ApprovalStoreError> {
         let cached = self.cached();
-        if let Some(c) = &cached {
-            if c.checked_at.elapsed() < self.refresh_interval {
-                return Ok(c.index.clone());
-            }
-        }
         let unchanged = |c: &Loaded| Loaded {
             index: c.index.clone(),
             token: c.token.clone(),
             sequence: c.sequence,
             checked_at: Instant::now(),
         };
-        let token = self.store.manifest_token().await?;
-        if let (Some(c), Some(Some(token))) = (&cached, &token) {
-            if c.token.as_deref() == Some(token.as_str()) {
-                let fresh = Arc::new(unchanged(c));
-                self.remember(fresh.clone());
-                return Ok(fresh.index.clone());
-            }
-        }
-        let loaded = match token {
-            None => Loaded {
+        let empty = || -> Result<Loaded, ApprovalStoreError> {
+            Ok(Loaded {
                 index: Arc::new(
                     ApprovalIndex::build(Vec::new()).map_err(|e| self.store.index_error(e))?,
                 ),
                 token: None,
                 sequence: 0,
                 checked_at: Instant::now(),
-            },
-            Some(token) => {
-                let Some(current) = self.store.current().await? else {
-                    return Err(self
-                        .store
-                        .damaged(format!("{MANIFEST} disappeared while being read")));
-                };
-                match &cached {
-                    Some(c) if c.sequence == current.manifest.sequence => Loaded {
-                        token,
-                        ..unchanged(c)
-                    },
-                    _ => {
-                        let Some(index) = self.store.load_generation(&current.manifest).await?
-                        else {
-                            return Err(self.store.damaged(format!(
-                                "{MANIFEST} names {}, which does not exist",
-                                current.manifest.generation
-                            )));
-                        };
-                        Loaded {
-                            index: Arc::new(index),
-                            token,
-                            sequence: current.manifest.sequence,
-                            checked_at: Instant::now(),
-                        }
+            })
+        };
+        // With a cached generation, one HEAD tells whether it is still current. Without one
+        // (a cold start) there is nothing to compare with: reading the manifest brings its
+        // token, and a HEAD first would only add a round trip.
+        if let Some(c) = &cached {
+            if c.checked_at.elapsed() < self.refresh_interval {
+                return Ok(c.index.clone());
+            }
+            let fresh = match self.store.manifest_token().await? {
+                Some(Some(token)) if c.token.as_deref() == Some(token.as_str()) => {
+                    Some(unchanged(c))
+                }
+                None => Some(empty()?),
+                Some(_) => None,
+            };
+            if let Some(fresh) = fresh {
+                let fresh = Arc::new(fresh);
+                self.remember(fresh.clone());
+                return Ok(fresh.index.clone());
+            }
+        }
+        let loaded = match self.store.current().await? {
+            None => empty()?,
+            Some(current) => match &cached {
+                Some(c) if c.sequence == current.manifest.sequence => Loaded {
+                    token: current.token,
+                    ..unchanged(c)
+                },
+                _ => {
+                    let Some(index) = self.store.load_generation(&current.manifest).await? else {
+                        return Err(self.store.damaged(format!(
+                            "{MANIFEST} names {}, which does not exist",
+                            current.manifest.generation
+                        )));
+                    };
+                    Loaded {
+                        index: Arc::new(index),
+                        token: current.token,
+                        sequence: current.manifest.sequence,
+                        checked_at: Instant::now(),
                     }
                 }
-            }
+            },
         };
         let loaded = Arc::new(loaded);
         self.remember(loaded.clone());

@@ -223,9 +223,19 @@ impl AuditLog {
         }
     }
 
-    /// Seals and writes the record once; returns its path.
-    pub async fn write(&self, record: AuditRecord) -> Result<(AuditRecord, String), AuditError> {
-        let record = record.seal()?;
+    /// Seals and writes the record once; returns it sealed, and its path.
+    pub async fn write(
+        &self,
+        mut record: AuditRecord,
+    ) -> Result<(AuditRecord, String), AuditError> {
+        let path = self.write_sealing(&mut record).await?;
+        Ok((record, path))
+    }
+
+    /// Seals `record` in place and writes it once; returns its path. The caller keeps the
+    /// record whatever happens (to hand it on for a retry when the write fails).
+    pub async fn write_sealing(&self, record: &mut AuditRecord) -> Result<String, AuditError> {
+        record.sha256 = record.content_hash()?;
         let path = record.path();
         let listing = format!(
             "{LISTING}{}/{}",
@@ -234,9 +244,9 @@ impl AuditLog {
         );
         self.create(&listing, record.sha256.clone().into_bytes())
             .await?;
-        self.create(&path, serde_json::to_vec_pretty(&record)?)
+        self.create(&path, serde_json::to_vec_pretty(&*record)?)
             .await?;
-        Ok((record, path))
+        Ok(path)
     }
 
     /// Reads every record of `day`.

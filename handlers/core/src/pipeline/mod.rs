@@ -232,13 +232,13 @@ impl Pipeline {
         self.handle_event(event, &sha256_hex(&payload), 0).await
     }
 
-    fn marker_path(event: &UnifiedEvent) -> String {
-        format!("markers/{}.json", event.event_id)
+    fn marker_path(event_id: &str) -> String {
+        format!("markers/{event_id}.json")
     }
 
     /// Creates the marker; `Some(existing)` when another delivery got there first.
     async fn claim(&self, event: &UnifiedEvent) -> Result<Option<Marker>, PipelineError> {
-        let path = Self::marker_path(event);
+        let path = Self::marker_path(&event.event_id);
         let marker = Marker {
             status: MarkerStatus::InProgress,
             at: Utc::now(),
@@ -271,17 +271,17 @@ impl Pipeline {
 
     /// Gives the event back so a retry can act (after a transient failure).
     async fn release(&self, event: &UnifiedEvent) {
-        if let Err(e) = self.state.delete(&Self::marker_path(event)).await {
+        if let Err(e) = self.state.delete(&Self::marker_path(&event.event_id)).await {
             tracing::error!(event_id = %event.event_id, error = %e, "cannot remove the idempotency marker; the retry will be recorded as a duplicate");
         }
     }
 
-    async fn finish_marker(&self, event: &UnifiedEvent, marker: &Marker) {
-        let path = Self::marker_path(event);
+    async fn finish_marker(&self, event_id: &str, marker: &Marker) {
+        let path = Self::marker_path(event_id);
         match serde_json::to_vec(marker) {
             Ok(body) => {
                 if let Err(e) = self.state.write(&path, body).await {
-                    tracing::warn!(event_id = %event.event_id, error = %e, "cannot update the idempotency marker");
+                    tracing::warn!(%event_id, error = %e, "cannot update the idempotency marker");
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot serialize the idempotency marker"),
@@ -629,30 +629,32 @@ impl Pipeline {
             run.started.elapsed().as_millis() as u64
                 + run.timings.get("normalize").copied().unwrap_or(0),
         );
-        let record = AuditRecord {
+        let marker_event = event.event_id.clone();
+        // The event moves into the record (no copy); the marker needs only its id.
+        let mut record = AuditRecord {
             record_id: unique_token(6),
             handled_at: Utc::now(),
             mode: self.mode,
             outcome,
             summary: summary.clone(),
             event_id: Some(event.event_id.clone()),
-            event: Some(event.clone()),
+            event: Some(event),
             payload_sha256: payload_sha256.to_string(),
             action,
             decision,
             remediation: report,
             notifications,
-            timings_ms: run.timings.clone(),
-            notes: run.notes.clone(),
+            timings_ms: std::mem::take(&mut run.timings),
+            notes: std::mem::take(&mut run.notes),
             error: None,
             sha256: String::new(),
         };
-        match self.audit.write(record.clone()).await {
-            Ok((record, path)) => {
+        match self.audit.write_sealing(&mut record).await {
+            Ok(path) => {
                 run.steps.push(format!("audited: {path}"));
                 if self.mode == Mode::Apply {
                     self.finish_marker(
-                        &event,
+                        &marker_event,
                         &Marker {
                             status: MarkerStatus::Done,
                             at: Utc::now(),
@@ -664,7 +666,7 @@ impl Pipeline {
                     .await;
                 }
                 Ok(EventResult {
-                    event_id: Some(event.event_id),
+                    event_id: Some(marker_event),
                     outcome,
                     summary,
                     steps: run.steps,
@@ -675,8 +677,9 @@ impl Pipeline {
             Err(e) => {
                 // The change is made; keep its record with the marker so the retry writes it.
                 if self.mode == Mode::Apply {
+                    record.sha256.clear();
                     self.finish_marker(
-                        &event,
+                        &marker_event,
                         &Marker {
                             status: MarkerStatus::Done,
                             at: Utc::now(),
@@ -687,7 +690,7 @@ impl Pipeline {
                     )
                     .await;
                 }
-                Err(retry(&event.event_id, e))
+                Err(retry(&marker_event, e))
             }
         }
     }
@@ -710,7 +713,7 @@ impl Pipeline {
                 "wrote the first delivery's audit record, which had failed: {path}"
             ));
             self.finish_marker(
-                &event,
+                &event.event_id,
                 &Marker {
                     audit_path: Some(path),
                     audit_pending: None,

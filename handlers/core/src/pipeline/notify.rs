@@ -360,19 +360,23 @@ impl Notifier {
     }
 
     pub async fn send(&self, notification: &Notification, mode: Mode) -> Vec<NotificationResult> {
-        let mut results = Vec::new();
-        for &channel in self.routing.channels(notification.severity) {
-            let result = if mode == Mode::DryRun {
-                NotificationResult {
-                    channel,
-                    status: DeliveryStatus::WouldSend,
-                    detail: "dry run".into(),
-                }
-            } else {
-                self.deliver(channel, notification).await
-            };
-            results.push(result);
-        }
+        // The channels do not depend on each other: a CRITICAL event's topic, Slack and
+        // PagerDuty go out together, in one round trip rather than three.
+        let mut results =
+            futures::future::join_all(self.routing.channels(notification.severity).iter().map(
+                |&channel| async move {
+                    if mode == Mode::DryRun {
+                        NotificationResult {
+                            channel,
+                            status: DeliveryStatus::WouldSend,
+                            detail: "dry run".into(),
+                        }
+                    } else {
+                        self.deliver(channel, notification).await
+                    }
+                },
+            ))
+            .await;
         let failed = results.iter().any(|r| r.status == DeliveryStatus::Failed);
         let in_inbox = results.iter().any(|r| r.channel == Channel::Inbox);
         if failed && !in_inbox {
@@ -521,6 +525,88 @@ mod tests {
         );
         assert_eq!(routing.channels(Severity::Medium), [Channel::Inbox]);
         assert_eq!(routing.channels(Severity::Info), [Channel::Report]);
+    }
+
+    /// Holds every caller at one barrier: a channel that waits there holds up the others
+    /// unless all of them are sent at once.
+    struct Rendezvous(Arc<tokio::sync::Barrier>);
+
+    #[async_trait]
+    impl TopicPublisher for Rendezvous {
+        async fn publish(&self, _: &str, _: &str, _: &str) -> Result<String, String> {
+            self.0.wait().await;
+            Ok("message-1".into())
+        }
+    }
+
+    #[async_trait]
+    impl SecretSource for Rendezvous {
+        async fn secret(&self, name: &str) -> Result<Option<String>, String> {
+            self.0.wait().await;
+            // Port 9 (discard) refuses connections here: the webhook posts fail at once.
+            Ok(Some(match name {
+                "slack-webhook" => "http://127.0.0.1:9/slack".into(),
+                _ => "routing-key".into(),
+            }))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_critical_notice_goes_to_every_channel_at_once() {
+        let barrier = Arc::new(tokio::sync::Barrier::new(3));
+        let mut notifier = Notifier::new(
+            crate::store::open("memory://").expect("memory"),
+            NotifyConfig {
+                critical_topic: Some("arn:aws:sns:eu-west-1:111111111111:critical".into()),
+                slack_webhook_secret: Some("slack-webhook".into()),
+                pagerduty_key_secret: Some("pagerduty-key".into()),
+                pagerduty_url: Some("http://127.0.0.1:9/v2/enqueue".into()),
+                ..NotifyConfig::default()
+            },
+        );
+        notifier.topics = Some(Arc::new(Rendezvous(barrier.clone())));
+        notifier.secrets = Some(Arc::new(Rendezvous(barrier)));
+        let notification = Notification {
+            event_id: "aws-00ff".into(),
+            severity: Severity::Critical,
+            outcome: Outcome::Remediated,
+            title: "Public bucket made private".into(),
+            happened: "s3 bucket was public".into(),
+            done: "made private".into(),
+            next: vec!["undo: …".into()],
+            resource_id: "arn:aws:s3:::customer-exports".into(),
+            account_id: "111111111111".into(),
+            region: "eu-west-1".into(),
+            timestamp: chrono::Utc::now(),
+        };
+        let results = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            notifier.send(&notification, Mode::Apply),
+        )
+        .await
+        .expect("the channels waited for each other: they were sent one after another");
+        let channels: Vec<Channel> = results.iter().map(|r| r.channel).collect();
+        // In routing order, and the failed webhooks put the notice in the inbox as well.
+        assert_eq!(
+            channels,
+            [
+                Channel::SnsCritical,
+                Channel::Slack,
+                Channel::Pagerduty,
+                Channel::Inbox
+            ]
+        );
+        let statuses: Vec<DeliveryStatus> = results.iter().map(|r| r.status).collect();
+        assert_eq!(
+            statuses,
+            [
+                DeliveryStatus::Sent,
+                DeliveryStatus::Failed,
+                DeliveryStatus::Failed,
+                DeliveryStatus::Sent
+            ],
+            "{results:?}"
+        );
     }
 
     #[test]

@@ -13,6 +13,8 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use chrono::Utc;
 use escher_core::remediate::{ApiCall, RemediationError};
 
+use crate::remote_meter::RemoteCallMeter;
+
 /// Whether a call changes something. A dry run must only make [`Access::Read`] calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Access {
@@ -146,9 +148,19 @@ where
 #[derive(Debug, Default)]
 pub(crate) struct CallLog {
     calls: Vec<ApiCall>,
+    /// Meters each call whole (see [`RemoteCallMeter::call`]).
+    meter: Option<RemoteCallMeter>,
 }
 
 impl CallLog {
+    /// A log whose calls `meter` counts from the moment they start.
+    pub fn metered(meter: &RemoteCallMeter) -> Self {
+        CallLog {
+            calls: Vec::new(),
+            meter: Some(meter.clone()),
+        }
+    }
+
     /// Runs one SDK call, timing it and recording it (with its error, if any).
     pub async fn run<T, E, F>(
         &mut self,
@@ -164,7 +176,10 @@ impl CallLog {
     {
         let started_at = Utc::now();
         let clock = Instant::now();
-        let result = call.await;
+        let result = match &self.meter {
+            Some(meter) => meter.call(call).await,
+            None => call.await,
+        };
         let duration_ms = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
         let outcome = result.map_err(|e| classify(operation, target, &e));
         tracing::debug!(

@@ -74,6 +74,7 @@ impl CloudOperations for AwsCloud {
 #[derive(Debug, Clone)]
 pub struct SnsTopicPublisher {
     client: aws_sdk_sns::Client,
+    meter: RemoteCallMeter,
 }
 
 impl SnsTopicPublisher {
@@ -89,6 +90,7 @@ impl SnsTopicPublisher {
                     .interceptor(meter.sdk_interceptor())
                     .build(),
             ),
+            meter: meter.clone(),
         }
     }
 }
@@ -96,13 +98,16 @@ impl SnsTopicPublisher {
 #[async_trait]
 impl TopicPublisher for SnsTopicPublisher {
     async fn publish(&self, topic: &str, subject: &str, message: &str) -> Result<String, String> {
-        let out = self
+        let publish = self
             .client
             .publish()
             .topic_arn(topic)
             .subject(subject)
             .message(message)
-            .send()
+            .send();
+        let out = self
+            .meter
+            .call(publish)
             .await
             .map_err(|e| {
                 format!(
@@ -119,6 +124,7 @@ impl TopicPublisher for SnsTopicPublisher {
 #[derive(Debug)]
 pub struct SsmSecretSource {
     client: aws_sdk_ssm::Client,
+    meter: RemoteCallMeter,
     cache: Mutex<HashMap<String, Option<String>>>,
 }
 
@@ -135,6 +141,7 @@ impl SsmSecretSource {
                     .interceptor(meter.sdk_interceptor())
                     .build(),
             ),
+            meter: meter.clone(),
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -150,14 +157,13 @@ impl SecretSource for SsmSecretSource {
         if let Some(value) = self.cached(name) {
             return Ok(value);
         }
-        let value = match self
+        let get = self
             .client
             .get_parameter()
             .name(name)
             .with_decryption(true)
-            .send()
-            .await
-        {
+            .send();
+        let value = match self.meter.call(get).await {
             Ok(out) => out.parameter().and_then(|p| p.value()).map(str::to_string),
             Err(e)
                 if e.as_service_error()

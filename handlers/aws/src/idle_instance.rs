@@ -270,7 +270,7 @@ impl Remediation for IdleInstanceRemediation {
         expect_type(event, self.action(), "ec2_instance")?;
         let instance = instance_id(event, self.action())?;
         let clients = self.clients.in_region(&event.region);
-        let mut log = CallLog::default();
+        let mut log = CallLog::metered(clients.meter());
         let report = |status,
                       summary: String,
                       steps: Vec<String>,

@@ -282,7 +282,7 @@ impl Remediation for OpenIngressRemediation {
         expect_type(event, self.action(), "security_group")?;
         let group = security_group_id(event, self.action())?;
         let clients = self.clients.in_region(&event.region);
-        let mut log = CallLog::default();
+        let mut log = CallLog::metered(clients.meter());
 
         let before = describe_rules(&clients, &group, &mut log).await?;
         let named = named_permissions(event);

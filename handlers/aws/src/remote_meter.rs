@@ -13,7 +13,10 @@
 //! Two spans are metered, each as the time during which at least one call was in flight
 //! (overlapping calls count once):
 //! - **call**: an SDK call from `read_before_execution` to `read_after_execution`
-//!   (serialize, sign, send, wait, parse, retries); a store operation (stat, read, a
+//!   (serialize, sign, send, wait, parse, retries), or from the first poll of its `send()`
+//!   future when it runs through [`RemoteCallMeter::call`] (the handler's calls do: the
+//!   SDK's assembling of the operation before the interceptors run is part of the call);
+//!   a store operation (stat, read, a
 //!   writer's write and close, a lister's next page, a deleter's flush) from the moment
 //!   opendal is handed it to its end (build the request, sign, send, wait, parse), the same
 //!   extent as an SDK call.
@@ -232,6 +235,15 @@ impl RemoteCallMeter {
     /// The totals so far.
     pub fn snapshot(&self) -> RemoteCalls {
         self.lock().totals
+    }
+
+    /// Runs `call` as one remote call, from its first poll to its end. An SDK call's
+    /// interceptor sees it only once the SDK has assembled the operation (runtime plugins,
+    /// configuration, endpoint parameters); wrapping the `send()` future counts that part
+    /// too, as a store operation's request building is.
+    pub async fn call<F: std::future::Future>(&self, call: F) -> F::Output {
+        let _span = self.begin(CALL);
+        call.await
     }
 
     /// The interceptor to register on every SDK client's configuration.
@@ -746,6 +758,29 @@ mod tests {
         assert!(totals.wait <= wall, "{totals:?} in {wall:?}");
         assert_eq!(totals.cpu_in_transmit, Duration::ZERO);
         assert_eq!(totals.cpu_unknown_spans, 0);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_wrapped_call_counts_from_its_first_poll() {
+        let meter = RemoteCallMeter::new();
+        // Built, not yet polled: nothing runs, nothing is counted.
+        let call = meter.call(async {
+            burn(Duration::from_millis(5));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        });
+        burn(Duration::from_millis(5));
+        assert_eq!(meter.snapshot().cpu_in_calls, Duration::ZERO);
+        call.await;
+        let totals = meter.snapshot();
+        assert!(
+            totals.cpu_in_calls >= Duration::from_millis(5),
+            "{totals:?}"
+        );
+        assert!(
+            totals.cpu_in_calls < Duration::from_millis(10),
+            "{totals:?}"
+        );
+        assert!(totals.wait >= Duration::from_millis(10), "{totals:?}");
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -199,8 +199,11 @@ pub(crate) async fn read_state(
     let s3 = &clients.s3;
     // The three reads are independent: one round trip instead of three. Each has a log of
     // its own, appended in the order they are listed here.
-    let (mut block_log, mut acl_log, mut policy_log) =
-        (CallLog::default(), CallLog::default(), CallLog::default());
+    let (mut block_log, mut acl_log, mut policy_log) = (
+        CallLog::metered(clients.meter()),
+        CallLog::metered(clients.meter()),
+        CallLog::metered(clients.meter()),
+    );
     let (block, acl, policy) = tokio::join!(
         block_log.run(
             "s3",
@@ -378,7 +381,7 @@ impl Remediation for S3PublicAccessRemediation {
         expect_type(event, self.action(), "s3_bucket")?;
         let bucket = bucket_name(event, self.action())?;
         let clients = self.clients.in_region(&event.region);
-        let mut log = CallLog::default();
+        let mut log = CallLog::metered(clients.meter());
 
         let before = read_state(&clients, &bucket, &mut log).await?;
         let off = before.settings_off();

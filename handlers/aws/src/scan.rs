@@ -265,7 +265,7 @@ impl ScanCheck for PublicBuckets {
         let tags = AwsResourceTags::new(clients.clone().into_owned());
         let mut findings = Vec::new();
         for name in names {
-            let mut log = CallLog::default();
+            let mut log = CallLog::metered(clients.meter());
             let state = read_state(&clients, &name, &mut log)
                 .await
                 .map_err(|e| remediation_scan_error("read public access", &name, e))?;
@@ -875,7 +875,7 @@ impl SeenInstance<'_> {
     async fn cpu(&self, days: u32) -> Result<(Vec<CpuSample>, f64, i64), ScanError> {
         let window = Duration::days(i64::from(days));
         let period = period_for(window);
-        let mut log = CallLog::default();
+        let mut log = CallLog::metered(self.clients.meter());
         let samples = cpu_samples(self.clients, self.id, window, period, &mut log)
             .await
             .map_err(|e| remediation_scan_error("GetMetricStatistics", self.id, e))?;

@@ -45,7 +45,7 @@ impl AwsResourceTags {
     ) -> Result<BTreeMap<String, String>, RemediationError> {
         let clients = self.clients.in_region(region);
         let short = id.rsplit(['/', ':']).next().unwrap_or(id);
-        let mut log = CallLog::default();
+        let mut log = CallLog::metered(clients.meter());
         match resource_type {
             "s3_bucket" => {
                 let result = log

@@ -404,7 +404,7 @@ impl Remediation for VolumeEncryptionRemediation {
         let region = clients.region().unwrap_or_default().to_string();
         let mut work = Work {
             clients: &clients,
-            log: CallLog::default(),
+            log: CallLog::metered(clients.meter()),
             source: source.clone(),
             event_id: event.event_id.clone(),
         };

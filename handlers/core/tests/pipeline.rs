@@ -319,6 +319,49 @@ async fn a_transient_failure_is_retried_and_the_retry_fixes_it() {
 }
 
 #[tokio::test]
+async fn a_fix_whose_audit_write_failed_is_audited_by_the_redelivery() {
+    let s = setup(vec![approval("apr-1", None)], Mode::Apply, &[]).await;
+    // The same handler, its audit store out of reach.
+    let unreachable =
+        escher_core::store::open("s3://escher/audit?region=us-east-1&endpoint=http://127.0.0.1:9")
+            .expect("open");
+    let broken = Pipeline {
+        normalizer: Normalizer::default(),
+        severity: SeverityPolicy::built_in(),
+        remediations: RemediationPolicy::built_in(),
+        approvals: s.pipeline.approvals.clone(),
+        state: s.state.clone(),
+        audit: AuditLog::new(unreachable, "s3://escher/audit (unreachable)".into()),
+        cloud: s.pipeline.cloud.clone(),
+        notifier: s.pipeline.notifier.clone(),
+        mode: Mode::Apply,
+    };
+    let error = broken
+        .handle(PUBLIC_BUCKET.as_bytes())
+        .await
+        .expect_err("retry");
+    assert!(error.to_string().contains("audit store"), "{error}");
+    assert_eq!(s.fix.calls.load(Ordering::SeqCst), 1, "the fix was made");
+    assert!(audit_outcomes(&s.audit).await.is_empty());
+    // The redelivery does not fix again, and writes the first delivery's record.
+    let handled = s
+        .pipeline
+        .handle(PUBLIC_BUCKET.as_bytes())
+        .await
+        .expect("handled");
+    assert_eq!(handled.results[0].outcome, Outcome::Duplicate);
+    assert_eq!(s.fix.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        audit_outcomes(&s.audit).await,
+        [Outcome::Duplicate, Outcome::Remediated]
+    );
+    let log = AuditLog::new(s.audit.clone(), "memory://audit".into());
+    for day in log.days().await.expect("days") {
+        assert!(log.verify_day(day).await.expect("verify").is_clean());
+    }
+}
+
+#[tokio::test]
 async fn unreachable_approvals_mean_retry_and_no_change() {
     let store =
         ApprovalStore::open("s3://escher/approvals?region=us-east-1&endpoint=http://127.0.0.1:9")

@@ -2,8 +2,12 @@
 //! (create-only) under `audit/YYYY/MM/DD/` in the audit store, holding its own SHA-256.
 //!
 //! Beside each record, a listing entry (`listing/YYYY/MM/DD/<record>`, holding the hash) is
-//! written first, so [`AuditLog::verify`] can tell an altered record (hash mismatch) from a
+//! written with it, so [`AuditLog::verify`] can tell an altered record (hash mismatch) from a
 //! missing one (listed, gone) and from one that was never listed.
+//!
+//! Both writes are create-only and idempotent: writing the same record again (the retry of
+//! a delivery whose audit write failed half-way) finds what is there, identical, and goes
+//! on; anything else at the path is never replaced.
 
 use std::collections::BTreeMap;
 
@@ -213,12 +217,25 @@ impl AuditLog {
         }
     }
 
+    /// Creates `path` with `body`; finding exactly `body` there already is success.
     async fn create(&self, path: &str, body: Vec<u8>) -> Result<(), AuditError> {
+        let expected = body.clone();
         match create_once(&self.operator, path, body).await {
             Ok(Created::Written) => Ok(()),
-            Ok(Created::AlreadyExists) => Err(AuditError::Exists {
-                path: path.to_string(),
-            }),
+            Ok(Created::AlreadyExists) => {
+                let found = self
+                    .operator
+                    .read(path)
+                    .await
+                    .map_err(|e| self.storage("read", path, e))?;
+                if found.to_vec() == expected {
+                    Ok(())
+                } else {
+                    Err(AuditError::Exists {
+                        path: path.to_string(),
+                    })
+                }
+            }
             Err(e) => Err(self.storage("write", path, e)),
         }
     }
@@ -242,10 +259,15 @@ impl AuditLog {
             day_folder(record.day()),
             record.file_name()
         );
-        self.create(&listing, record.sha256.clone().into_bytes())
-            .await?;
-        self.create(&path, serde_json::to_vec_pretty(&*record)?)
-            .await?;
+        let body = serde_json::to_vec_pretty(&*record)?;
+        // Together, in one round trip: should either fail, the retry writes both again.
+        let (listed, written) = futures::future::join(
+            self.create(&listing, record.sha256.clone().into_bytes()),
+            self.create(&path, body),
+        )
+        .await;
+        listed?;
+        written?;
         Ok(path)
     }
 
@@ -426,11 +448,37 @@ mod tests {
             crate::store::open("memory://").expect("memory"),
             "memory://".into(),
         );
-        log.write(record(Outcome::Remediated)).await.expect("first");
-        let again = log
+        let (first, path) = log.write(record(Outcome::Remediated)).await.expect("first");
+        // The same record again (a retry after a half-done write): nothing to change.
+        let (again, again_path) = log
             .write(record(Outcome::Remediated))
             .await
-            .expect_err("second");
-        assert!(matches!(again, AuditError::Exists { .. }), "{again}");
+            .expect("the same record again");
+        assert_eq!((&again, &again_path), (&first, &path));
+        // Another record at the same path is refused, and the first one stays.
+        let mut other = record(Outcome::Remediated);
+        other.summary = "something else".into();
+        let refused = log.write(other).await.expect_err("another record");
+        assert!(matches!(refused, AuditError::Exists { .. }), "{refused}");
+        let day = NaiveDate::from_ymd_opt(2026, 11, 22).expect("day");
+        assert_eq!(log.records(day).await.expect("records"), [first]);
+        assert!(log.verify_day(day).await.expect("verify").is_clean());
+    }
+
+    #[tokio::test]
+    async fn a_write_that_stopped_half_way_is_completed_by_the_retry() {
+        let op = crate::store::open("memory://").expect("memory");
+        let log = AuditLog::new(op.clone(), "memory://".into());
+        let (sealed, path) = log.write(record(Outcome::Remediated)).await.expect("write");
+        // As if the record's write had failed after its listing entry was made.
+        op.delete(&path).await.expect("delete");
+        let day = NaiveDate::from_ymd_opt(2026, 11, 22).expect("day");
+        assert_eq!(
+            log.verify_day(day).await.expect("verify").missing,
+            std::slice::from_ref(&path)
+        );
+        let (retried, retried_path) = log.write(record(Outcome::Remediated)).await.expect("retry");
+        assert_eq!((retried, retried_path), (sealed, path));
+        assert!(log.verify_day(day).await.expect("verify").is_clean());
     }
 }

@@ -649,22 +649,24 @@ impl Pipeline {
             error: None,
             sha256: String::new(),
         };
-        match self.audit.write_sealing(&mut record).await {
+        // The marker names the record's path, known before it is written: marker and record
+        // go out together. Should the record fail, the marker is written again holding it.
+        let done = Marker {
+            status: MarkerStatus::Done,
+            at: Utc::now(),
+            outcome: Some(outcome),
+            audit_path: Some(record.path()),
+            audit_pending: None,
+        };
+        let (written, ()) = futures::future::join(self.audit.write_sealing(&mut record), async {
+            if self.mode == Mode::Apply {
+                self.finish_marker(&marker_event, &done).await;
+            }
+        })
+        .await;
+        match written {
             Ok(path) => {
                 run.steps.push(format!("audited: {path}"));
-                if self.mode == Mode::Apply {
-                    self.finish_marker(
-                        &marker_event,
-                        &Marker {
-                            status: MarkerStatus::Done,
-                            at: Utc::now(),
-                            outcome: Some(outcome),
-                            audit_path: Some(path.clone()),
-                            audit_pending: None,
-                        },
-                    )
-                    .await;
-                }
                 Ok(EventResult {
                     event_id: Some(marker_event),
                     outcome,
@@ -681,11 +683,9 @@ impl Pipeline {
                     self.finish_marker(
                         &marker_event,
                         &Marker {
-                            status: MarkerStatus::Done,
-                            at: Utc::now(),
-                            outcome: Some(outcome),
                             audit_path: None,
                             audit_pending: Some(record),
+                            ..done
                         },
                     )
                     .await;

@@ -110,7 +110,11 @@ impl ScanRun<'_> {
                     ),
                     started_at,
                     regions: self.regions.clone(),
-                    pairs: ScanPair::all(&self.checks, &self.regions),
+                    pairs: ScanPair::for_report(
+                        &self.checks,
+                        &self.regions,
+                        &self.settings.sections,
+                    ),
                 };
                 (runs.start(&manifest).await?, manifest)
             }

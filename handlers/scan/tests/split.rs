@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{Duration, Utc};
-use escher_core::scan::{Finding, FindingDraft, ReportSettings, ScanCheck, ScanContext, ScanError};
+use escher_core::scan::{
+    CheckScope, Finding, FindingDraft, ReportSettings, ScanCheck, ScanContext, ScanError,
+};
 use escher_core::{CloudProvider, EventType, Resource};
 use escher_scan::{Progress, ReportStore, ScanRun};
 
@@ -18,6 +20,36 @@ type Runs = Arc<Mutex<BTreeMap<(String, String), usize>>>;
 struct Counting {
     id: &'static str,
     runs: Runs,
+}
+
+/// An account-wide check reading billing data, counting its runs.
+struct Billing {
+    runs: Runs,
+}
+
+#[async_trait]
+impl ScanCheck for Billing {
+    fn id(&self) -> &'static str {
+        "cost"
+    }
+    fn cloud(&self) -> CloudProvider {
+        CloudProvider::Aws
+    }
+    fn scope(&self) -> CheckScope {
+        CheckScope::Account
+    }
+    fn feeds_cost_section(&self) -> bool {
+        true
+    }
+    async fn run(&self, region: &str, _: &ScanContext) -> Result<Vec<Finding>, ScanError> {
+        *self
+            .runs
+            .lock()
+            .expect("lock")
+            .entry(("cost".to_string(), region.to_string()))
+            .or_default() += 1;
+        Ok(Vec::new())
+    }
 }
 
 #[async_trait]
@@ -153,6 +185,44 @@ async fn handed_on_then_finished(uri: &str) {
         "{:?}",
         result.report.failures[0]
     );
+}
+
+#[tokio::test]
+async fn a_report_without_the_cost_section_reads_no_billing_data() {
+    let store = ReportStore::new(
+        escher_core::store::open("memory://").expect("store"),
+        "memory://",
+    );
+    for cost_section in [false, true] {
+        let mut settings = ReportSettings::built_in().clone();
+        settings.sections.cost = cost_section;
+        let runs = Runs::default();
+        let mut scan = scan_run(&store, &settings, &runs);
+        scan.checks.push(Arc::new(Billing { runs: runs.clone() }));
+        let result = scan.run().await.expect("scan");
+        let cost_runs = runs
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|((check, _), _)| check == "cost")
+            .map(|(_, n)| *n)
+            .sum::<usize>();
+        assert_eq!(
+            cost_runs,
+            usize::from(cost_section),
+            "cost section {cost_section}: the billing check ran {cost_runs} times"
+        );
+        assert_eq!(
+            result.report.findings.len(),
+            6,
+            "the other checks still ran"
+        );
+        assert!(
+            result.report.failures.is_empty(),
+            "{:?}",
+            result.report.failures
+        );
+    }
 }
 
 #[tokio::test]

@@ -202,6 +202,10 @@ impl ScanCheck for Cost {
         CheckScope::Account
     }
 
+    fn feeds_cost_section(&self) -> bool {
+        true
+    }
+
     async fn run(&self, region: &str, scan: &ScanContext) -> Result<Vec<Finding>, ScanError> {
         Ok(self.output(region, scan).await?.findings)
     }

@@ -35,7 +35,7 @@ use crate::{
 pub use cost::{CostChange, CostSummary, CostWindow, DailyCosts};
 pub use report::{Deltas, MorningReport, ResolvedFinding};
 pub use sections::{CriticalAlert, CriticalAlerts, InfoEvents, QueuedEvent};
-pub use settings::{ReportFormat, ReportSettings, ScanThresholds, SettingsError};
+pub use settings::{ReportFormat, ReportSettings, ScanThresholds, Sections, SettingsError};
 
 /// Why one check could not finish in one region.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize, JsonSchema)]
@@ -88,6 +88,13 @@ pub trait ScanCheck: Send + Sync {
 
     fn scope(&self) -> CheckScope {
         CheckScope::Region
+    }
+
+    /// Whether the check reads billing data for the cost section (its findings are cost
+    /// spikes): a run whose report has that section turned off does not run it, so it
+    /// makes no request (Cost Explorer bills each one).
+    fn feeds_cost_section(&self) -> bool {
+        false
     }
 
     /// What [`run_scan`] calls: the findings, and for a check that has one, the cost
@@ -254,6 +261,21 @@ pub struct ScanPair {
 impl ScanPair {
     /// Every check in every region, region by region, then each account-wide check once
     /// (as [`ACCOUNT_WIDE`]).
+    /// Every pair a run with `sections` makes: each regional check in each region, each
+    /// account-wide check once; a cost check only when the report shows cost.
+    pub fn for_report(
+        checks: &[Arc<dyn ScanCheck>],
+        regions: &[String],
+        sections: &Sections,
+    ) -> Vec<ScanPair> {
+        let wanted: Vec<Arc<dyn ScanCheck>> = checks
+            .iter()
+            .filter(|check| sections.cost || !check.feeds_cost_section())
+            .cloned()
+            .collect();
+        ScanPair::all(&wanted, regions)
+    }
+
     pub fn all(checks: &[Arc<dyn ScanCheck>], regions: &[String]) -> Vec<ScanPair> {
         let regional = regions.iter().flat_map(|region| {
             checks

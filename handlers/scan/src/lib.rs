@@ -11,7 +11,7 @@ pub mod summary;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use escher_core::approvals::{Decision, NothingUsedYet};
 use escher_core::pipeline::audit::AuditLog;
 use escher_core::pipeline::notify::NotificationResult;
@@ -101,24 +101,69 @@ impl ScanRun<'_> {
                 (run, manifest)
             }
             None => {
-                let started_at = Utc::now();
-                let manifest = RunManifest {
-                    run: format!(
-                        "{}-{}",
-                        started_at.format("%H%M%S"),
-                        escher_core::ids::unique_token(4)
-                    ),
-                    started_at,
-                    regions: self.regions.clone(),
-                    pairs: ScanPair::for_report(
-                        &self.checks,
-                        &self.regions,
-                        &self.settings.sections,
-                    ),
-                };
+                let manifest = self.manifest(Utc::now(), None);
                 (runs.start(&manifest).await?, manifest)
             }
         };
+        self.continue_run(&runs, run, manifest, deadline).await
+    }
+
+    /// The first invocation for a trigger (the scheduled event; `trigger_id` its id, `date`
+    /// the day it fired): starts the run named after it, or, when this is Lambda's retry of
+    /// an invocation that failed after starting it (a failed hand-off, say), continues that
+    /// run, so no finished pair is scanned again.
+    pub async fn step_for_trigger(
+        &self,
+        trigger_id: &str,
+        date: NaiveDate,
+        deadline: Option<DateTime<Utc>>,
+    ) -> Result<Progress, ScanRunError> {
+        let runs = RunStore {
+            operator: self.store.operator(),
+            location: self.store.location(),
+        };
+        let run = RunRef::for_trigger(trigger_id, date);
+        let manifest = match runs.find(&run).await? {
+            Some(manifest) => manifest,
+            None => {
+                let manifest = self.manifest(Utc::now(), Some(&run.run));
+                match runs.start_as(&run, &manifest).await {
+                    Ok(()) => manifest,
+                    // A concurrent delivery of the same trigger started it first.
+                    Err(StoreError::Exists { .. }) => runs.manifest(&run).await?,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        self.continue_run(&runs, run, manifest, deadline).await
+    }
+
+    /// What a new run covers; named `name`, or after its start time.
+    fn manifest(&self, started_at: DateTime<Utc>, name: Option<&str>) -> RunManifest {
+        RunManifest {
+            run: name.map_or_else(
+                || {
+                    format!(
+                        "{}-{}",
+                        started_at.format("%H%M%S"),
+                        escher_core::ids::unique_token(4)
+                    )
+                },
+                str::to_string,
+            ),
+            started_at,
+            regions: self.regions.clone(),
+            pairs: ScanPair::for_report(&self.checks, &self.regions, &self.settings.sections),
+        }
+    }
+
+    async fn continue_run(
+        &self,
+        runs: &RunStore<'_>,
+        run: RunRef,
+        manifest: RunManifest,
+        deadline: Option<DateTime<Utc>>,
+    ) -> Result<Progress, ScanRunError> {
         if let Some(files) = runs.finished(&run).await? {
             let report = self.store.report(&files).await?;
             return Ok(Progress::Finished(Box::new(ScanResult {
@@ -159,7 +204,7 @@ impl ScanRun<'_> {
                 }
                 NextStep::Assemble => {
                     let result = self
-                        .assemble(&runs, &run, &manifest, parts, &context)
+                        .assemble(runs, &run, &manifest, parts, &context)
                         .await?;
                     return Ok(Progress::Finished(Box::new(result)));
                 }

@@ -31,6 +31,27 @@ pub struct RunManifest {
 }
 
 impl RunRef {
+    /// The first invocation of the run a trigger (the scheduled event, by its id) starts:
+    /// a retry of that invocation names the same run.
+    pub fn for_trigger(trigger_id: &str, date: NaiveDate) -> RunRef {
+        let id: String = trigger_id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(64)
+            .collect();
+        RunRef {
+            date,
+            run: format!("event-{id}"),
+            invocation: 1,
+        }
+    }
+
     fn folder(&self) -> String {
         format!("scans/{}/{}/", self.date.format("%Y-%m-%d"), self.run)
     }
@@ -99,12 +120,23 @@ impl RunStore<'_> {
             run: manifest.run.clone(),
             invocation: 1,
         };
+        self.start_as(&run, manifest).await?;
+        Ok(run)
+    }
+
+    /// Starts the run `run` names with `manifest`; `Exists` when it was started before.
+    pub async fn start_as(&self, run: &RunRef, manifest: &RunManifest) -> Result<(), StoreError> {
         if !self.create(&run.manifest(), manifest).await? {
             return Err(StoreError::Exists {
                 path: run.manifest(),
             });
         }
-        Ok(run)
+        Ok(())
+    }
+
+    /// The manifest of `run`, `None` when it was never started.
+    pub async fn find(&self, run: &RunRef) -> Result<Option<RunManifest>, StoreError> {
+        self.read(&run.manifest()).await
     }
 
     pub async fn manifest(&self, run: &RunRef) -> Result<RunManifest, StoreError> {

@@ -109,6 +109,12 @@ async fn a_scan_too_long_for_one_invocation_hands_on_and_the_next_stores_the_rep
         .expect("the first invocation answered");
     let run = &first.body["handed_on"];
     assert_eq!(run["invocation"], 2, "{}", first.body);
+    // Named after the scheduled event, so Lambda's retry of the first try would continue it.
+    assert_eq!(
+        run["run"], "event-5e1f7a3c-0000-0000-0000-000000000000",
+        "{}",
+        first.body
+    );
     let invoke = posted
         .iter()
         .find(|a| a.path.starts_with("/2015-03-31/functions/"))

@@ -188,6 +188,57 @@ async fn handed_on_then_finished(uri: &str) {
 }
 
 #[tokio::test]
+async fn a_retried_first_invocation_continues_its_run() {
+    let store = ReportStore::new(
+        escher_core::store::open("memory://").expect("store"),
+        "memory://",
+    );
+    let settings = ReportSettings::built_in();
+    let runs = Runs::default();
+    let scan = scan_run(&store, settings, &runs);
+    let night = Utc::now().date_naive();
+    let trigger = "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa";
+    // The first try runs one pair and would hand on; say the hand-off failed, so Lambda
+    // retries the same scheduled event.
+    let Progress::HandOn(_) = scan
+        .step_for_trigger(trigger, night, Some(Utc::now()))
+        .await
+        .expect("first try")
+    else {
+        panic!("expected a hand-on")
+    };
+    assert_eq!(runs.lock().expect("lock").values().sum::<usize>(), 1);
+    let Progress::Finished(result) = scan
+        .step_for_trigger(trigger, night, Some(Utc::now() + Duration::minutes(15)))
+        .await
+        .expect("retry")
+    else {
+        panic!("expected the report")
+    };
+    assert_eq!(result.report.findings.len(), 6);
+    {
+        let counted = runs.lock().expect("lock");
+        assert!(
+            counted.values().all(|&n| n == 1),
+            "the retry scanned no pair again: {counted:?}"
+        );
+    }
+    // Another night's event is another run.
+    let Progress::Finished(_) = scan
+        .step_for_trigger(
+            "another-event",
+            night,
+            Some(Utc::now() + Duration::minutes(15)),
+        )
+        .await
+        .expect("next night")
+    else {
+        panic!("expected the report")
+    };
+    assert_eq!(runs.lock().expect("lock").values().sum::<usize>(), 12);
+}
+
+#[tokio::test]
 async fn a_report_without_the_cost_section_reads_no_billing_data() {
     let store = ReportStore::new(
         escher_core::store::open("memory://").expect("store"),

@@ -95,16 +95,23 @@ impl Function {
             None => None,
         };
         let deadline = DateTime::from_timestamp_millis(event.context.deadline as i64);
-        let progress = ScanRun {
+        let scan = ScanRun {
             checks: AwsScan::new(self.clients.clone(), account).checks(),
             regions: self.regions.clone(),
             settings: ReportSettings::built_in(),
             store: &self.store,
             pipeline: Some(&self.pipeline),
             audit: Some(&self.pipeline.audit),
+        };
+        let progress = match run {
+            Some(run) => scan.step(Some(run), deadline).await,
+            None => {
+                // The scheduled event's id (the same in Lambda's retries of this invocation),
+                // else the request id: a retry continues the run the failed try started.
+                let (trigger, date) = trigger_of(&event.payload, &event.context.request_id);
+                scan.step_for_trigger(&trigger, date, deadline).await
+            }
         }
-        .step(run, deadline)
-        .await
         .map_err(|e| {
             tracing::error!(error = %e, "scan not stored; Lambda will retry it");
             e
@@ -139,4 +146,21 @@ impl Function {
             "notified": result.notified,
         }))
     }
+}
+
+/// The id and day of the event that started this run: EventBridge's `id` and `time`, or
+/// the invocation's request id and today for any other payload.
+fn trigger_of(payload: &Value, request_id: &str) -> (String, chrono::NaiveDate) {
+    let id = payload
+        .get("id")
+        .and_then(Value::as_str)
+        .filter(|id| !id.is_empty())
+        .unwrap_or(request_id)
+        .to_string();
+    let date = payload
+        .get("time")
+        .and_then(Value::as_str)
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map_or_else(|| chrono::Utc::now().date_naive(), |t| t.date_naive());
+    (id, date)
 }

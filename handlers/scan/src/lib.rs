@@ -22,7 +22,6 @@ use escher_core::scan::{
     run_pairs, sections, MorningReport, PairResult, ReportSettings, ScanCheck, ScanContext,
     ScanError, ScanOutcome, ScanPair,
 };
-use escher_core::CloudProvider;
 
 pub use render::{render_html, render_markdown, RenderError};
 pub use runs::{RunManifest, RunRef, RunStore};
@@ -222,10 +221,7 @@ impl ScanRun<'_> {
     ) -> Result<ScanResult, ScanRunError> {
         // Pairs without a result: the run ran out of invocations before them.
         let done: BTreeSet<ScanPair> = parts.iter().map(|p| p.pair.clone()).collect();
-        let cloud = self
-            .checks
-            .first()
-            .map_or(CloudProvider::Aws, |check| check.cloud());
+        let cloud = escher_core::scan::cloud_of(&self.checks);
         let missing: Vec<PairResult> = manifest
             .pairs
             .iter()

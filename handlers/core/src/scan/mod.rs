@@ -320,6 +320,12 @@ pub async fn run_scan(
     ScanOutcome::from_results(regions.to_vec(), results)
 }
 
+/// The cloud a set of checks looks at, for a result no check produced (a pair left out or
+/// not reached): every check of one run is of one cloud.
+pub fn cloud_of(checks: &[Arc<dyn ScanCheck>]) -> CloudProvider {
+    checks.first().map_or(CloudProvider::Aws, |c| c.cloud())
+}
+
 /// Runs `pairs`, at most `concurrency` at once; one result per pair, in `pairs`' order. A
 /// pair naming a check that is not in `checks` is a failure, not a panic.
 pub async fn run_pairs(
@@ -335,7 +341,7 @@ pub async fn run_pairs(
     for (index, pair) in pairs.iter().enumerate() {
         let Some(check) = checks.iter().find(|c| c.id() == pair.check) else {
             results[index] = Some(PairResult {
-                cloud: checks.first().map_or(CloudProvider::Aws, |c| c.cloud()),
+                cloud: cloud_of(checks),
                 pair: pair.clone(),
                 result: Err(ScanError {
                     operation: "check".into(),

@@ -168,7 +168,7 @@ impl ScanRun<'_> {
             return Ok(Progress::Finished(Box::new(ScanResult {
                 report,
                 files,
-                notified: Vec::new(),
+                notified: runs.summary_sent(&run).await?,
             })));
         }
         let mut context = ScanContext::new(self.settings.thresholds.clone());
@@ -258,7 +258,13 @@ impl ScanRun<'_> {
         let files = self.store.write(&report).await?;
         // Only the invocation that finished the run tells people about it.
         let notified = if runs.finish(run, &files).await? {
-            self.notify_summary(&report, &files).await
+            let sent = self.notify_summary(&report, &files).await;
+            // The report and the summary are out; a failure to note where it went is not a
+            // reason to run the night again.
+            if let Err(e) = runs.keep_summary(run, &sent).await {
+                tracing::warn!(run = %run.run, error = %e, "where the summary went was not kept with the run");
+            }
+            sent
         } else {
             tracing::warn!(run = %run.run, "another invocation finished this run too; its summary was sent, this one is not");
             Vec::new()

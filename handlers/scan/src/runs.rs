@@ -1,10 +1,12 @@
 //! One night's run in the state store, so it can span invocations:
 //! `scans/YYYY-MM-DD/<run>/run.json` (what the run covers, written once when it starts),
 //! `…/parts/<check>@<region>.json` (one per finished (check, region) pair, write-once, so
-//! a rerun or a racing invocation never replaces a result) and `…/report.json` (the report's
-//! files, once it is stored). A rerun of a finished run returns its report.
+//! a rerun or a racing invocation never replaces a result), `…/report.json` (the report's
+//! files, once it is stored) and `…/summary.json` (where the summary went, once sent). A
+//! rerun of a finished run returns its report and that record.
 
 use chrono::{DateTime, NaiveDate, Utc};
+use escher_core::pipeline::notify::NotificationResult;
 use escher_core::scan::{PairResult, ScanPair};
 use escher_core::store::{create_once, Created};
 use opendal::{ErrorKind, Operator};
@@ -66,6 +68,9 @@ impl RunRef {
     }
     fn report(&self) -> String {
         format!("{}report.json", self.folder())
+    }
+    fn summary(&self) -> String {
+        format!("{}summary.json", self.folder())
     }
 }
 
@@ -196,5 +201,21 @@ impl RunStore<'_> {
     /// Marks the run finished with its report; `false` when another invocation did first.
     pub async fn finish(&self, run: &RunRef, files: &ReportFiles) -> Result<bool, StoreError> {
         self.create(&run.report(), files).await
+    }
+
+    /// Keeps where the run's summary went (written once, after sending), beside the report,
+    /// which is stored before the summary goes out.
+    pub async fn keep_summary(
+        &self,
+        run: &RunRef,
+        sent: &[NotificationResult],
+    ) -> Result<(), StoreError> {
+        self.create(&run.summary(), &sent).await.map(|_| ())
+    }
+
+    /// Where the run's summary went; empty when none was kept (nothing to send, or the
+    /// run finished before this was recorded).
+    pub async fn summary_sent(&self, run: &RunRef) -> Result<Vec<NotificationResult>, StoreError> {
+        Ok(self.read(&run.summary()).await?.unwrap_or_default())
     }
 }

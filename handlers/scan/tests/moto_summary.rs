@@ -15,7 +15,7 @@ use escher_aws::{build_pipeline, load_sdk_config, HandlerConfig};
 use escher_core::approvals::Action;
 use escher_core::scan::{Finding, FindingDraft, ReportSettings, ScanCheck, ScanContext, ScanError};
 use escher_core::{CloudProvider, EventType, Resource};
-use escher_scan::{ReportStore, ScanRun};
+use escher_scan::{Progress, ReportStore, ScanRun};
 use serde_json::Value;
 
 /// One finding per name, of one event type (`bucket_public` is HIGH, `resource_unused` INFO).
@@ -178,10 +178,14 @@ async fn a_report_with_a_high_finding_sends_one_summary_and_an_all_info_report_n
         audit: Some(&pipeline.audit),
     };
 
-    let loud = scan(EventType::BucketPublic, &["summary-public"])
-        .run()
+    let night = chrono::Utc::now().date_naive();
+    let Progress::Finished(loud) = scan(EventType::BucketPublic, &["summary-public"])
+        .step_for_trigger("summary-night", night, None)
         .await
-        .expect("report");
+        .expect("report")
+    else {
+        panic!("no deadline: the run finishes")
+    };
     assert_eq!(
         loud.notified.len(),
         2,
@@ -214,6 +218,18 @@ async fn a_report_with_a_high_finding_sends_one_summary_and_an_all_info_report_n
         delivered(&sqs, &critical_queue).await.is_empty(),
         "HIGH is not CRITICAL"
     );
+    // A retry of the finished night returns its report and where its summary went, and
+    // sends nothing again.
+    let Progress::Finished(again) = scan(EventType::BucketPublic, &["summary-public"])
+        .step_for_trigger("summary-night", night, None)
+        .await
+        .expect("rerun")
+    else {
+        panic!("the finished run's report")
+    };
+    assert_eq!(again.files, loud.files);
+    assert_eq!(again.notified, loud.notified);
+    assert!(delivered(&sqs, &high_queue).await.is_empty(), "sent once");
 
     let quiet = scan(EventType::ResourceUnused, &["summary-unused"])
         .run()

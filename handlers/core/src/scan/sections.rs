@@ -71,15 +71,13 @@ pub async fn critical_alerts(audit: &AuditLog, until: DateTime<Utc>) -> Critical
     };
     let mut day = since.date_naive();
     while day <= until.date_naive() {
-        match audit.records(day).await {
+        match audit.records_between(day, since, until).await {
             Ok(records) => {
                 for record in records {
                     let Some(event) = &record.event else { continue };
                     let keep = event.severity == Severity::Critical
                         && event.source != EventSource::EscherScan
-                        && record.outcome != Outcome::Duplicate
-                        && record.handled_at > since
-                        && record.handled_at <= until;
+                        && record.outcome != Outcome::Duplicate;
                     if !keep {
                         continue;
                     }

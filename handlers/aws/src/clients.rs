@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use aws_config::{Region, SdkConfig};
 
 use crate::config::s3_config;
-use crate::remote_meter::RemoteCallMeter;
+use crate::remote_meter::{metered_client, RemoteCallMeter};
 
 /// One S3, EC2, CloudWatch, RDS and Cost Explorer client, built once; cloning shares them
 /// (and their connection pools). Every call they make is metered by one [`RemoteCallMeter`].
@@ -34,31 +34,11 @@ impl AwsClients {
         AwsClients {
             config: config.clone(),
             meter: meter.clone(),
-            s3: aws_sdk_s3::Client::from_conf(
-                s3_config(config)
-                    .interceptor(meter.sdk_interceptor())
-                    .build(),
-            ),
-            ec2: aws_sdk_ec2::Client::from_conf(
-                aws_sdk_ec2::config::Builder::from(config)
-                    .interceptor(meter.sdk_interceptor())
-                    .build(),
-            ),
-            cloudwatch: aws_sdk_cloudwatch::Client::from_conf(
-                aws_sdk_cloudwatch::config::Builder::from(config)
-                    .interceptor(meter.sdk_interceptor())
-                    .build(),
-            ),
-            rds: aws_sdk_rds::Client::from_conf(
-                aws_sdk_rds::config::Builder::from(config)
-                    .interceptor(meter.sdk_interceptor())
-                    .build(),
-            ),
-            cost_explorer: aws_sdk_costexplorer::Client::from_conf(
-                aws_sdk_costexplorer::config::Builder::from(config)
-                    .interceptor(meter.sdk_interceptor())
-                    .build(),
-            ),
+            s3: metered_client!(aws_sdk_s3, builder: s3_config(config), meter),
+            ec2: metered_client!(aws_sdk_ec2, config, meter),
+            cloudwatch: metered_client!(aws_sdk_cloudwatch, config, meter),
+            rds: metered_client!(aws_sdk_rds, config, meter),
+            cost_explorer: metered_client!(aws_sdk_costexplorer, config, meter),
         }
     }
 

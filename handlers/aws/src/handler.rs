@@ -18,7 +18,7 @@ use escher_core::remediate::{Mode, Remediation, RemediationError};
 use escher_core::store::{StoreError, StoreLocation};
 use escher_core::{Normalizer, SeverityPolicy, UnifiedEvent};
 
-use crate::remote_meter::RemoteCallMeter;
+use crate::remote_meter::{metered_client, RemoteCallMeter};
 use crate::{AwsClients, AwsRemediations, AwsResourceTags};
 
 /// SSM parameter (under `ESCHER_SSM_PREFIX`) holding the Slack incoming-webhook URL.
@@ -85,11 +85,7 @@ impl SnsTopicPublisher {
     /// A publisher whose calls `meter` counts.
     pub fn metered(config: &SdkConfig, meter: &RemoteCallMeter) -> Self {
         SnsTopicPublisher {
-            client: aws_sdk_sns::Client::from_conf(
-                aws_sdk_sns::config::Builder::from(config)
-                    .interceptor(meter.sdk_interceptor())
-                    .build(),
-            ),
+            client: metered_client!(aws_sdk_sns, config, meter),
             meter: meter.clone(),
         }
     }
@@ -136,11 +132,7 @@ impl SsmSecretSource {
     /// A secret source whose calls `meter` counts.
     pub fn metered(config: &SdkConfig, meter: &RemoteCallMeter) -> Self {
         SsmSecretSource {
-            client: aws_sdk_ssm::Client::from_conf(
-                aws_sdk_ssm::config::Builder::from(config)
-                    .interceptor(meter.sdk_interceptor())
-                    .build(),
-            ),
+            client: metered_client!(aws_sdk_ssm, config, meter),
             meter: meter.clone(),
             cache: Mutex::new(HashMap::new()),
         }
@@ -318,8 +310,8 @@ pub fn build_metered_pipeline(
                 source: Box::new(source),
             })
     };
-    let open = |which: &'static str, uri: &str| {
-        location(which, uri)?
+    let open_at = |which: &'static str, location: &StoreLocation| {
+        location
             .operator()
             .map(|operator| operator.layer(meter.store_layer()))
             .map_err(|source| HandlerError::Store {
@@ -327,11 +319,13 @@ pub fn build_metered_pipeline(
                 source: Box::new(source),
             })
     };
+    let open = |which: &'static str, uri: &str| open_at(which, &location(which, uri)?);
     let state = open("state", &config.state_uri)?;
     let audit = open("audit", &config.audit_uri)?;
+    let approvals_location = location("approvals", &config.approvals_uri)?;
     let approvals = ApprovalStore::with_operator(
-        open("approvals", &config.approvals_uri)?,
-        location("approvals", &config.approvals_uri)?.to_string(),
+        open_at("approvals", &approvals_location)?,
+        approvals_location.to_string(),
     );
     let clients = AwsClients::metered(sdk, meter);
     let mut notifier = Notifier::new(

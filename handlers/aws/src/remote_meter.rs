@@ -56,6 +56,18 @@ use opendal::{
     OperationContext,
 };
 
+/// An SDK client whose every call `meter` counts: `metered_client!(aws_sdk_ec2, &sdk_config,
+/// &meter)`, or with a configuration builder of its own (`builder: …`).
+macro_rules! metered_client {
+    ($sdk:ident, builder: $builder:expr, $meter:expr) => {
+        $sdk::Client::from_conf($builder.interceptor($meter.sdk_interceptor()).build())
+    };
+    ($sdk:ident, $config:expr, $meter:expr) => {
+        metered_client!($sdk, builder: $sdk::config::Builder::from($config), $meter)
+    };
+}
+pub(crate) use metered_client;
+
 /// CPU time of the calling thread: user, system and (from the precise clock) total.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ThreadCpu {

@@ -307,7 +307,7 @@ pub enum Created {
 pub async fn create_once(
     operator: &Operator,
     path: &str,
-    body: Vec<u8>,
+    body: impl Into<opendal::Buffer>,
 ) -> Result<Created, opendal::Error> {
     match operator.write_with(path, body).if_not_exists(true).await {
         Ok(_) => Ok(Created::Written),

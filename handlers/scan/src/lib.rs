@@ -90,17 +90,20 @@ impl ScanRun<'_> {
         run: Option<RunRef>,
         deadline: Option<DateTime<Utc>>,
     ) -> Result<Progress, ScanRunError> {
-        let runs = RunStore {
-            operator: self.store.operator(),
-            location: self.store.location(),
-        };
+        let runs = self.runs();
         let (run, manifest) = match run {
             Some(run) => {
                 let manifest = runs.manifest(&run).await?;
                 (run, manifest)
             }
             None => {
-                let manifest = self.manifest(Utc::now(), None);
+                let started_at = Utc::now();
+                let name = format!(
+                    "{}-{}",
+                    started_at.format("%H%M%S"),
+                    escher_core::ids::unique_token(4)
+                );
+                let manifest = self.manifest(name, started_at);
                 (runs.start(&manifest).await?, manifest)
             }
         };
@@ -109,47 +112,36 @@ impl ScanRun<'_> {
 
     /// The first invocation for a trigger (the scheduled event; `trigger_id` its id, `date`
     /// the day it fired): starts the run named after it, or, when this is Lambda's retry of
-    /// an invocation that failed after starting it (a failed hand-off, say), continues that
-    /// run, so no finished pair is scanned again.
+    /// an invocation that failed after starting it (a failed hand-off, say), or a second
+    /// delivery of the same event, continues that run, so no finished pair is scanned again.
     pub async fn step_for_trigger(
         &self,
         trigger_id: &str,
         date: NaiveDate,
         deadline: Option<DateTime<Utc>>,
     ) -> Result<Progress, ScanRunError> {
-        let runs = RunStore {
-            operator: self.store.operator(),
-            location: self.store.location(),
-        };
+        let runs = self.runs();
         let run = RunRef::for_trigger(trigger_id, date);
-        let manifest = match runs.find(&run).await? {
-            Some(manifest) => manifest,
-            None => {
-                let manifest = self.manifest(Utc::now(), Some(&run.run));
-                match runs.start_as(&run, &manifest).await {
-                    Ok(()) => manifest,
-                    // A concurrent delivery of the same trigger started it first.
-                    Err(StoreError::Exists { .. }) => runs.manifest(&run).await?,
-                    Err(e) => return Err(e.into()),
-                }
-            }
+        let fresh = self.manifest(run.run.clone(), Utc::now());
+        let manifest = match runs.start_as(&run, &fresh).await {
+            Ok(()) => fresh,
+            Err(StoreError::Exists { .. }) => runs.manifest(&run).await?,
+            Err(e) => return Err(e.into()),
         };
         self.continue_run(&runs, run, manifest, deadline).await
     }
 
-    /// What a new run covers; named `name`, or after its start time.
-    fn manifest(&self, started_at: DateTime<Utc>, name: Option<&str>) -> RunManifest {
+    fn runs(&self) -> RunStore<'_> {
+        RunStore {
+            operator: self.store.operator(),
+            location: self.store.location(),
+        }
+    }
+
+    /// What a new run named `run` covers.
+    fn manifest(&self, run: String, started_at: DateTime<Utc>) -> RunManifest {
         RunManifest {
-            run: name.map_or_else(
-                || {
-                    format!(
-                        "{}-{}",
-                        started_at.format("%H%M%S"),
-                        escher_core::ids::unique_token(4)
-                    )
-                },
-                str::to_string,
-            ),
+            run,
             started_at,
             regions: self.regions.clone(),
             pairs: ScanPair::for_report(&self.checks, &self.regions, &self.settings.sections),

@@ -139,11 +139,6 @@ impl RunStore<'_> {
         Ok(())
     }
 
-    /// The manifest of `run`, `None` when it was never started.
-    pub async fn find(&self, run: &RunRef) -> Result<Option<RunManifest>, StoreError> {
-        self.read(&run.manifest()).await
-    }
-
     pub async fn manifest(&self, run: &RunRef) -> Result<RunManifest, StoreError> {
         self.read(&run.manifest()).await?.ok_or_else(|| {
             self.unreadable(

@@ -176,7 +176,7 @@ pub enum AuditError {
         #[source]
         source: Box<opendal::Error>,
     },
-    #[error("audit record {path} already exists; record ids must be unique")]
+    #[error("a different audit record is already at {path}; audit records are never replaced, so this one was not written (record ids must be unique: report this as a bug)")]
     Exists { path: String },
     #[error("cannot serialize the audit record: {0}")]
     Serialize(#[from] serde_json::Error),
@@ -233,8 +233,9 @@ impl AuditLog {
 
     /// Creates `path` with `body`; finding exactly `body` there already is success.
     async fn create(&self, path: &str, body: Vec<u8>) -> Result<(), AuditError> {
-        let expected = body.clone();
-        match create_once(&self.operator, path, body).await {
+        // Shared, not copied: kept only to compare with what is found.
+        let body = opendal::Buffer::from(body);
+        match create_once(&self.operator, path, body.clone()).await {
             Ok(Created::Written) => Ok(()),
             Ok(Created::AlreadyExists) => {
                 let found = self
@@ -242,7 +243,7 @@ impl AuditLog {
                     .read(path)
                     .await
                     .map_err(|e| self.storage("read", path, e))?;
-                if found.to_vec() == expected {
+                if found.to_bytes() == body.to_bytes() {
                     Ok(())
                 } else {
                     Err(AuditError::Exists {

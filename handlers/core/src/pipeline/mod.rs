@@ -596,7 +596,7 @@ impl Pipeline {
                 event.event_id
             );
             // An existing counter means a redelivery already counted this event.
-            if let Err(e) = create_once(&self.state, &path, Vec::new()).await {
+            if let Err(e) = create_once(&self.state, &path, opendal::Buffer::new()).await {
                 run.notes
                     .push(format!("blast-radius counter not written ({path}): {e}"));
             }

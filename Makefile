@@ -33,13 +33,16 @@ unit:
 	set -a && . ./.emulators/env && set +a && $(CARGO) test --workspace; \
 	  status=$$?; bash tests/emulators.sh stop; exit $$status
 
-# The functions' zips come from DEMO_ARTIFACTS=DIR (alert.zip, scan.zip) when set, else
-# extend builds them as `make package` does (when missing or stale).
-demo: demo-normalize
+# One debug build of every binary (the CLI and the functions), moto only, the functions
+# zipped from that build (moto never runs them); DEMO_ARTIFACTS=DIR deploys DIR/alert.zip
+# and DIR/scan.zip instead. Each phase prints its time.
+demo:
 	bash tests/demo.sh
 
+# `--workspace --bins` everywhere: the same features as `make test` and the demo, so the
+# crates are compiled once for all of them.
 demo-normalize:
-	$(CARGO) build -q -p escher-provision
+	$(CARGO) build --workspace --bins
 	$(BIN) events normalize --dir $(FIXTURES)/aws --dir $(FIXTURES)/azure --dir $(FIXTURES)/gcp
 
 # The sample report of escher-scan's tests (a finding in every section; no cloud needed),
@@ -86,5 +89,5 @@ expected:
 LAMBDA_ARCH ?=
 LAMBDA_BINS ?= escher-alert escher-scan
 package:
-	$(CARGO) build -q -p escher-provision
+	$(CARGO) build --workspace --bins
 	$(BIN) package $(if $(LAMBDA_ARCH),--arch $(LAMBDA_ARCH)) $(foreach bin,$(LAMBDA_BINS),--bin $(bin))

@@ -1,43 +1,103 @@
 #!/usr/bin/env bash
 # `make demo`: Escher Extend end to end with no AWS account. moto stands in for AWS:
-#   1. extend --cloud aws --yes deploys the whole stack into moto;
-#   2. an approval is added to the deployed approvals store;
-#   3. a bucket is made public, and the CloudTrail alert about it is handed to the alert
-#      function's handler, run on this machine with the deployed function's environment
-#      (read back from Lambda; moto cannot run the function itself without Docker);
-#   4. the story is printed: alert, decision, fix, verification, audit record, notification;
-#   5. destroy takes the stack down again.
-# The functions' zips: DEMO_ARTIFACTS=DIR (alert.zip, scan.zip) deploys those as they are;
-# otherwise extend builds them with cargo lambda when missing or stale (`make package`;
-# a release build: measured ~17 minutes for both functions on 2 cores from a cold cache).
+#   1. the CLI and the functions' binaries are built (one debug cargo build);
+#   2. the bundled sample alerts of every cloud are normalized;
+#   3. moto is installed (first run only) and started on 127.0.0.1;
+#   4. the functions are zipped from that build (`package --emulator`: moto stores them and
+#      never runs them) and `extend --cloud aws --yes` deploys the whole stack into moto;
+#   5. an approval is added to the deployed approvals store, a bucket is made public, and the
+#      CloudTrail alert about it is handed to the alert function's handler, run on this
+#      machine with the deployed function's environment (read back from Lambda);
+#   6. the story is printed: alert, decision, fix, verification, audit record, notification;
+#   7. destroy takes the stack down again.
+# Everything it writes goes into moto and .demo/ (the Escher folder is .demo/escher, through
+# ESCHER_HOME): nothing in ~/.escher, and HOME is left alone for cargo, rustup and pip.
+# DEMO_ARTIFACTS=DIR deploys DIR/alert.zip and DIR/scan.zip instead (`make package` output,
+# say). Each phase prints its time, and the total is printed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BIN=${BIN:-target/debug/escher-provision}
+CARGO=${CARGO:-cargo}
+target_dir=${CARGO_TARGET_DIR:-target}
+BIN=$target_dir/debug/escher-provision
 demo=.demo
 rm -rf "$demo"
-mkdir -p "$demo/home"
+mkdir -p "$demo"
 PY=.venv/bin/python
 
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+started=$(date +%s)
+phase_names=()
+phase_times=()
+phase_name=""
+phase_start=$started
+end_phase() {
+  if [ -n "$phase_name" ]; then
+    local took=$(($(date +%s) - phase_start))
+    phase_names+=("$phase_name")
+    phase_times+=("$took")
+    printf '\033[2m   (%s: %d s)\033[0m\n' "$phase_name" "$took"
+  fi
+}
+step() { # short name, then what is happening
+  end_phase
+  phase_name=$1
+  phase_start=$(date +%s)
+  shift
+  printf '\n\033[1m== [%s] %s\033[0m\n' "$(date -u -d "@$((phase_start - started))" +%M:%S)" "$*"
+}
+summary() {
+  end_phase
+  phase_name=""
+  printf '\n\033[1m== the demo took %d s\033[0m\n' "$(($(date +%s) - started))"
+  local i
+  for i in "${!phase_names[@]}"; do
+    printf '   %-10s %4d s\n' "${phase_names[$i]}" "${phase_times[$i]}"
+  done
+}
 
-step "starting moto on 127.0.0.1 (installed into .venv on first use)"
-bash tests/emulators.sh start
+step build "building the CLI and the functions (cargo build --workspace --bins; a cold build takes about 10 minutes on 2 cores, later runs seconds)"
+"$CARGO" build --workspace --bins
+
+step normalize "the bundled sample alerts of AWS, Azure and GCP, normalized into UnifiedEvents"
+"$BIN" events normalize --dir tests/fixtures/aws --dir tests/fixtures/azure --dir tests/fixtures/gcp
+
+step moto "starting moto on 127.0.0.1 (installed into .venv on first use)"
+bash tests/emulators.sh start moto
 trap 'bash tests/emulators.sh stop' EXIT
 set -a && . ./.emulators/env && set +a
 export MOTO="$ESCHER_TEST_AWS_ENDPOINT"
-# Everything the demo creates goes into moto and into $demo/home, never into ~/.escher.
-export HOME="$PWD/$demo/home" AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo
-unset AWS_PROFILE AWS_SESSION_TOKEN
-printf '[stack]\nname = "escher-demo"\n[cloudtrail]\ncreate_trail = "auto"\n' >"$demo/escher.toml"
+# Everything the demo creates goes into moto and $demo; the CLI's own folder (the default
+# stores, the saved outputs) is $demo/escher instead of ~/.escher.
+export ESCHER_HOME="$PWD/$demo/escher" AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo
+unset AWS_PROFILE AWS_SESSION_TOKEN AWS_ENDPOINT_URL
 
-step "escher-provision extend --cloud aws --yes (into moto at $MOTO)"
-artifacts=()
-[ -n "${DEMO_ARTIFACTS:-}" ] && artifacts=(--artifacts "$DEMO_ARTIFACTS")
+step package "the functions' zips"
+if [ -n "${DEMO_ARTIFACTS:-}" ]; then
+  artifacts=$DEMO_ARTIFACTS
+  arch=${DEMO_ARCH:-arm64}
+  echo "deploying $artifacts/alert.zip and $artifacts/scan.zip as given (DEMO_ARTIFACTS), architecture $arch (DEMO_ARCH)"
+else
+  # moto stores the functions and never runs them, so the demo deploys this machine's
+  # debug build of the real binaries (built above) rather than the release build for
+  # Lambda, which takes about 17 minutes cold (`make package`). extend checks them as any
+  # zip: a bootstrap at the top, built for the configured architecture, glibc <= 2.34.
+  artifacts=$target_dir/demo-artifacts
+  case "$(uname -m)" in
+    x86_64) arch=x86_64 ;;
+    aarch64 | arm64) arch=arm64 ;;
+    *) echo "this machine's processor ($(uname -m)) is not one Lambda runs; use DEMO_ARTIFACTS" >&2; exit 1 ;;
+  esac
+  "$BIN" package --emulator "$artifacts"
+  echo "deploying these: the real escher-alert and escher-scan binaries, debug builds for $arch (this machine), which moto stores but never runs"
+fi
+printf '[stack]\nname = "escher-demo"\n[cloudtrail]\ncreate_trail = "auto"\n[functions]\narchitecture = "%s"\n' "$arch" >"$demo/escher.toml"
+
+step extend "escher-provision extend --cloud aws --yes (into moto at $MOTO)"
 "$BIN" extend --cloud aws --yes --endpoint-url "$MOTO" --config "$demo/escher.toml" \
-  --timezone UTC "${artifacts[@]}"
+  --timezone UTC --artifacts "$artifacts"
 
-step "the alert function's environment, as deployed (Lambda GetFunctionConfiguration)"
+step alert "an approval, a bucket made public, and the alert about it handled"
+echo "-- the alert function's environment, as deployed (Lambda GetFunctionConfiguration)"
 "$PY" - escher-demo "$MOTO" >"$demo/function.env" <<'PY'
 import sys, shlex, boto3
 cfn = boto3.client("cloudformation", endpoint_url=sys.argv[2], region_name="us-east-1")
@@ -56,7 +116,7 @@ cat "$demo/function.env"
 . "$demo/function.env"
 export AWS_ENDPOINT_URL="$MOTO"
 
-step "a notification inbox: an SQS queue subscribed to the critical topic"
+echo "-- a notification inbox: an SQS queue subscribed to the critical topic"
 queue_url=$("$PY" - "$MOTO" "$ESCHER_CRITICAL_TOPIC_ARN" <<'PY'
 import sys, boto3
 sqs = boto3.client("sqs", endpoint_url=sys.argv[1], region_name="us-east-1")
@@ -69,11 +129,11 @@ PY
 )
 echo "$queue_url"
 
-step "approvals add: public buckets named demo-public-* may be made private"
+echo "-- approvals add: public buckets named demo-public-* may be made private"
 "$BIN" approvals add --by "${USER:-make-demo}" --action make_bucket_private --id demo-public-buckets \
   --resource 'demo-public-*' --reason "make demo: public demo buckets are a mistake"
 
-step "someone makes a production bucket public"
+echo "-- someone makes a production bucket public"
 bucket=demo-public-$(date +%s)
 "$PY" - "$MOTO" "$bucket" <<'PY'
 import sys, boto3
@@ -84,23 +144,37 @@ grants = s3.get_bucket_acl(Bucket=sys.argv[2])["Grants"]
 print(sys.argv[2], "grants:", [g["Grantee"].get("URI", g["Grantee"].get("ID")) + " " + g["Permission"] for g in grants])
 PY
 
-step "the alert CloudTrail sends through EventBridge"
-"$PY" - "$bucket" >"$demo/alert.json" <<'PY'
-import json, sys, uuid
+echo "-- the alert CloudTrail sends through EventBridge"
+"$PY" - "$bucket" "$MOTO" >"$demo/alert.json" <<'PY'
+import datetime, json, sys, uuid, boto3
 event = json.load(open("tests/fixtures/aws/cloudtrail-eventbridge-putbucketacl-allusers.json"))
 bucket = sys.argv[1]
+# The bucket is in moto's account and region, so the alert says so too.
+account = boto3.client("sts", endpoint_url=sys.argv[2], region_name="us-east-1").get_caller_identity()["Account"]
+now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 event["id"] = str(uuid.uuid4())
-event["detail"]["eventID"] = str(uuid.uuid4())
-event["detail"]["requestParameters"]["bucketName"] = bucket
-event["detail"]["requestParameters"]["host"] = [f"{bucket}.s3.us-east-1.amazonaws.com"]
+event["time"] = now
+event["account"] = account
+event["region"] = "us-east-1"
+detail = event["detail"]
+detail["eventID"] = str(uuid.uuid4())
+detail["eventTime"] = now
+detail["awsRegion"] = "us-east-1"
+detail["recipientAccountId"] = account
+identity = detail["userIdentity"]
+identity["accountId"] = account
+identity["arn"] = identity["arn"].replace("210987654321", account)
+identity["sessionContext"]["sessionIssuer"]["arn"] = identity["sessionContext"]["sessionIssuer"]["arn"].replace("210987654321", account)
+detail["requestParameters"]["bucketName"] = bucket
+detail["requestParameters"]["host"] = [f"{bucket}.s3.us-east-1.amazonaws.com"]
 print(json.dumps(event, indent=2))
 PY
 "$PY" -c 'import json,sys; e=json.load(open(sys.argv[1])); d=e["detail"]; print(e["detail-type"], "|", d["eventName"], "on", d["requestParameters"]["bucketName"], "by", d["userIdentity"].get("arn", "?"))' "$demo/alert.json"
 
-step "the alert function's handler, run here with the deployed environment (events handle)"
+step handle "the alert function's handler, run here with the deployed environment (events handle)"
 "$BIN" events handle "$demo/alert.json"
 
-step "the bucket now"
+echo "-- the bucket now"
 "$PY" - "$MOTO" "$bucket" <<'PY'
 import sys, boto3
 s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1")
@@ -108,9 +182,11 @@ grants = s3.get_bucket_acl(Bucket=sys.argv[2])["Grants"]
 block = s3.get_public_access_block(Bucket=sys.argv[2])["PublicAccessBlockConfiguration"]
 print("grants:", [g["Grantee"].get("URI", g["Grantee"].get("ID")) + " " + g["Permission"] for g in grants])
 print("public access block:", block)
+if any("AllUsers" in g["Grantee"].get("URI", "") for g in grants) or not all(block.values()):
+    sys.exit("the bucket is still public: the approved fix did not happen")
 PY
 
-step "the audit record (object-locked audit bucket), verified"
+echo "-- the audit record (object-locked audit bucket), verified"
 "$BIN" audit verify --store "$ESCHER_AUDIT_URI"
 "$PY" - "$MOTO" "$ESCHER_AUDIT_URI" <<'PY'
 import json, sys, urllib.parse, boto3
@@ -124,7 +200,7 @@ if records:
     print(json.dumps(json.loads(body), indent=2)[:3000])
 PY
 
-step "the notification on the critical topic (what the on-call e-mail/SMS subscribers get)"
+echo "-- the notification on the critical topic (what the on-call e-mail/SMS subscribers get)"
 "$PY" - "$MOTO" "$queue_url" <<'PY'
 import json, sys, boto3
 sqs = boto3.client("sqs", endpoint_url=sys.argv[1], region_name="us-east-1")
@@ -135,23 +211,26 @@ for m in messages:
     print(envelope.get("Message"))
 if not messages:
     print("(no message on the critical topic)")
+    sys.exit("the critical alert sent no notification")
 PY
 
-step "escher-provision destroy --cloud aws --delete-data --yes"
+step destroy "escher-provision destroy --cloud aws --delete-data --yes"
 "$BIN" destroy --cloud aws --yes --delete-data --endpoint-url "$MOTO" --config "$demo/escher.toml"
 
-step "where to look, and the same against a real account"
+summary
 cat <<EOF
+
 What ran:    $demo/escher.toml, $demo/alert.json, $demo/function.env (kept until the next demo)
-Saved state: $demo/home/.escher (the outputs file is removed by destroy)
+Zips:        $artifacts/ (what extend deployed into moto)
+Saved state: $demo/escher (the Escher folder of this demo; the outputs file is removed by destroy)
 Code:        provisioner/src/deploy/ (extend, status, destroy), templates/aws/ (the stack),
              handlers/aws/ (the alert function), handlers/core/src/pipeline/ (decide, fix, audit, notify)
 
 Against your own account (credentials from AWS_PROFILE or the usual AWS chain):
-  make package                                  # the functions' zips (cargo lambda, ~17 min cold)
-  cargo run -q -p escher-provision -- extend --cloud aws --region eu-west-1
-  cargo run -q -p escher-provision -- approvals --store s3://<StateBucketName>/approvals add \\
+  make package                                  # the functions' zips (cargo lambda, release, arm64; ~17 min cold)
+  $BIN extend --cloud aws --region eu-west-1
+  $BIN approvals --store s3://<StateBucketName>/approvals add \\
       --action make_bucket_private --resource 'demo-*' --reason "..."
-  cargo run -q -p escher-provision -- status --cloud aws
-  cargo run -q -p escher-provision -- destroy --cloud aws
+  $BIN status --cloud aws
+  $BIN destroy --cloud aws
 EOF

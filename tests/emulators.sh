@@ -4,7 +4,9 @@
 # fake-gcs-server (GCS); and installs the template checkers (cfn-lint, checkov).
 # Installs them on first use into .venv/ and .emulators/ (both git-ignored), writes the
 # variables the tests read to .emulators/env, and keeps PIDs and logs in .emulators/.
-#   tests/emulators.sh start | stop
+#   tests/emulators.sh start [moto]   (`moto` alone: what `make demo` needs, nothing else
+#                                      installed or started)
+#   tests/emulators.sh stop
 set -euo pipefail
 cd "$(dirname "$0")/.."
 state=.emulators
@@ -19,6 +21,14 @@ AZ_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOt
 BUCKET=escher-conformance
 
 log() { printf 'emulators: %s\n' "$*" >&2; }
+
+install_moto() {
+  if [ ! -x .venv/bin/moto_server ] || [ ! -x .venv/bin/python ]; then
+    log "installing moto into .venv (first run only; about a minute)"
+    python3 -m venv .venv || { log "python3 -m venv failed: install Python 3 with its venv module (Debian: apt-get install python3-venv)"; exit 1; }
+    .venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]'
+  fi
+}
 
 install() {
   # One venv: pip resolves moto, cfn-lint and checkov together (checked with moto 5.2,
@@ -39,11 +49,38 @@ install() {
 
 wait_for() { # name url
   for _ in $(seq 1 60); do
-    if curl -s -o /dev/null "$2"; then return 0; fi
+    # Any HTTP answer means the server is up (python from .venv: no curl needed).
+    if .venv/bin/python - "$2" <<'PY' 2>/dev/null; then return 0; fi
+import sys, urllib.error, urllib.request
+try:
+    urllib.request.urlopen(sys.argv[1], timeout=2)
+except urllib.error.HTTPError:
+    pass
+PY
     sleep 0.5
   done
   log "$1 did not answer on $2 within 30 s; see $state/$1.log"
   return 1
+}
+
+start_moto() {
+  .venv/bin/moto_server -H 127.0.0.1 -p "$MOTO_PORT" >"$state/moto.log" 2>&1 &
+  echo $! >"$state/moto.pid"
+  wait_for moto "http://127.0.0.1:$MOTO_PORT/moto-api/"
+}
+
+# moto alone, for the demo: the AWS variables only.
+start_moto_only() {
+  stop quietly
+  install_moto
+  start_moto
+  cat >"$state/env" <<ENV
+AWS_ACCESS_KEY_ID='escher-test'
+AWS_SECRET_ACCESS_KEY='escher-test'
+AWS_REGION='us-east-1'
+ESCHER_TEST_AWS_ENDPOINT='http://127.0.0.1:$MOTO_PORT'
+ENV
+  log "moto :$MOTO_PORT is up"
 }
 
 start() {
@@ -54,8 +91,7 @@ start() {
   [ -n "$gcs_bin" ] || { log "fake-gcs-server binary not found in .venv"; exit 1; }
   chmod +x "$gcs_bin"
 
-  .venv/bin/moto_server -H 127.0.0.1 -p "$MOTO_PORT" >"$state/moto.log" 2>&1 &
-  echo $! >"$state/moto.pid"
+  start_moto
   "$state/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$AZURITE_PORT" \
     --inMemoryPersistence --skipApiVersionCheck --loose --disableTelemetry >"$state/azurite.log" 2>&1 &
   echo $! >"$state/azurite.pid"
@@ -63,7 +99,6 @@ start() {
     -public-host "127.0.0.1:$GCS_PORT" >"$state/gcs.log" 2>&1 &
   echo $! >"$state/gcs.pid"
 
-  wait_for moto "http://127.0.0.1:$MOTO_PORT/moto-api/"
   wait_for azurite "http://127.0.0.1:$AZURITE_PORT/"
   wait_for gcs "http://127.0.0.1:$GCS_PORT/storage/v1/b"
 
@@ -109,8 +144,9 @@ stop() {
   [ "${1:-}" = quietly ] || log "stopped"
 }
 
-case "${1:-}" in
-  start) start ;;
-  stop) stop ;;
-  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+case "${1:-} ${2:-}" in
+  "start ") start ;;
+  "start moto") start_moto_only ;;
+  "stop ") stop ;;
+  *) echo "usage: $0 start [moto] | stop" >&2; exit 2 ;;
 esac

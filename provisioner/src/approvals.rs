@@ -27,7 +27,7 @@ const EXIT_NOT_APPROVED: u8 = 1;
 #[derive(Debug, Args)]
 pub struct ApprovalsArgs {
     /// Where the approvals index lives: fs:///path, s3://bucket/prefix, azblob://container/prefix,
-    /// gcs://bucket/prefix (see README "Stores"). Default: fs://$HOME/.escher/approvals.
+    /// gcs://bucket/prefix (see README "Stores"). Default: fs://<Escher folder>/approvals (see --escher-dir).
     #[arg(long, global = true, env = "ESCHER_APPROVALS_URI", value_name = "URI")]
     store: Option<String>,
 

@@ -25,7 +25,7 @@ pub enum AuditCommand {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The audit store URI. Default: fs://$HOME/.escher/audit.
+    /// The audit store URI. Default: fs://<Escher folder>/audit (see --escher-dir).
     #[arg(long, env = "ESCHER_AUDIT_URI", value_name = "URI")]
     store: Option<String>,
 

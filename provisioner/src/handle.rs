@@ -30,15 +30,15 @@ pub struct HandleArgs {
     #[arg(long)]
     dry_run: bool,
 
-    /// The state store (markers, counters, inbox). Default: fs://$HOME/.escher/state.
+    /// The state store (markers, counters, inbox). Default: fs://<Escher folder>/state (see --escher-dir).
     #[arg(long, env = "ESCHER_STATE_URI", value_name = "URI")]
     state: Option<String>,
 
-    /// The audit store. Default: fs://$HOME/.escher/audit.
+    /// The audit store. Default: fs://<Escher folder>/audit (see --escher-dir).
     #[arg(long, env = "ESCHER_AUDIT_URI", value_name = "URI")]
     audit: Option<String>,
 
-    /// The approvals store. Default: fs://$HOME/.escher/approvals.
+    /// The approvals store. Default: fs://<Escher folder>/approvals (see --escher-dir).
     #[arg(long, env = "ESCHER_APPROVALS_URI", value_name = "URI")]
     approvals: Option<String>,
 
@@ -78,7 +78,7 @@ async fn execute(args: HandleArgs) -> anyhow::Result<u8> {
 }
 
 /// The handler's settings on the laptop: the stores from the flags (or the defaults under
-/// `$HOME/.escher`), topics, SSM prefix and the rest from the same environment the
+/// the Escher folder), topics, SSM prefix and the rest from the same environment the
 /// function gets.
 pub(crate) fn handler_config(
     state: Option<String>,

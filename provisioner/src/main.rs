@@ -32,6 +32,12 @@ struct Cli {
     #[arg(long, short, global = true)]
     verbose: bool,
 
+    /// Escher's folder on this machine: the default approvals, state and audit stores
+    /// (fs://DIR/approvals, …) and the saved deployment outputs (DIR/extend/). Default:
+    /// ~/.escher.
+    #[arg(long, global = true, value_name = "DIR", env = "ESCHER_HOME")]
+    escher_dir: Option<std::path::PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -90,6 +96,12 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
+    if let Some(dir) = &cli.escher_dir {
+        if let Err(e) = output::set_escher_dir(dir) {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(output::EXIT_ERROR);
+        }
+    }
     match cli.command {
         Command::Events(cmd) => events::run(cmd),
         Command::Approvals(args) => approvals::run(args),

@@ -87,13 +87,35 @@ pub fn run_command(result: anyhow::Result<ExitCode>) -> ExitCode {
     }
 }
 
-/// `fs://$HOME/.escher/<name>`, the laptop's default stores.
+/// The Escher folder chosen on the command line (`--escher-dir`, or `ESCHER_HOME` through
+/// clap), set once by `main` before any command runs.
+static ESCHER_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Makes `dir` the Escher folder for this process (a relative path is taken from the
+/// current folder, since store URIs need absolute paths).
+pub fn set_escher_dir(dir: &Path) -> anyhow::Result<()> {
+    let dir = std::path::absolute(dir)
+        .with_context(|| format!("cannot resolve the Escher folder {}", dir.display()))?;
+    // Set once, from main; a second call keeps the first value.
+    let _ = ESCHER_DIR.set(dir);
+    Ok(())
+}
+
+/// Escher's own folder on this machine: the laptop's default stores and the saved
+/// deployment outputs. `--escher-dir` / `ESCHER_HOME` when given, else `$HOME/.escher`.
+pub fn escher_dir() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = ESCHER_DIR.get() {
+        return Ok(dir.clone());
+    }
+    let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).context(
+        "HOME is not set, so Escher's folder ~/.escher cannot be found; pass --escher-dir DIR or set ESCHER_HOME",
+    )?;
+    Ok(PathBuf::from(home).join(".escher"))
+}
+
+/// `fs://<Escher folder>/<name>`, the laptop's default stores.
 pub fn default_store(name: &str) -> anyhow::Result<String> {
-    let home = std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .with_context(|| format!("HOME is not set; pass the {name} store URI"))?;
-    Ok(format!(
-        "fs://{}",
-        PathBuf::from(home).join(".escher").join(name).display()
-    ))
+    let dir =
+        escher_dir().with_context(|| format!("there is no default {name} store; pass its URI"))?;
+    Ok(format!("fs://{}", dir.join(name).display()))
 }

@@ -40,15 +40,15 @@ pub struct ScanRunArgs {
     #[arg(long = "region", value_name = "REGION")]
     regions: Vec<String>,
 
-    /// The state store, where reports are kept. Default: fs://$HOME/.escher/state.
+    /// The state store, where reports are kept. Default: fs://<Escher folder>/state (see --escher-dir).
     #[arg(long, env = "ESCHER_STATE_URI", value_name = "URI")]
     state: Option<String>,
 
-    /// The audit store. Default: fs://$HOME/.escher/audit.
+    /// The audit store. Default: fs://<Escher folder>/audit (see --escher-dir).
     #[arg(long, env = "ESCHER_AUDIT_URI", value_name = "URI")]
     audit: Option<String>,
 
-    /// The approvals store. Default: fs://$HOME/.escher/approvals.
+    /// The approvals store. Default: fs://<Escher folder>/approvals (see --escher-dir).
     #[arg(long, env = "ESCHER_APPROVALS_URI", value_name = "URI")]
     approvals: Option<String>,
 
@@ -86,7 +86,7 @@ pub struct ReportShowArgs {
     #[arg(long)]
     json: bool,
 
-    /// The state store. Default: fs://$HOME/.escher/state.
+    /// The state store. Default: fs://<Escher folder>/state (see --escher-dir).
     #[arg(long, env = "ESCHER_STATE_URI", value_name = "URI")]
     state: Option<String>,
 }

@@ -312,3 +312,98 @@ fn two_writer_processes_on_moto_s3_lose_nothing() {
     );
     concurrent_writer_processes(&store, 50);
 }
+
+/// Without `--store`, the approvals live in the Escher folder: `--escher-dir` or
+/// `ESCHER_HOME` when given (the demo and CI keep ~/.escher untouched that way), else
+/// `~/.escher`; with none of them and no HOME, the error says what to pass.
+#[test]
+fn the_default_store_is_in_the_escher_folder() {
+    let (home, _) = temp_store("home");
+    let (folder, _) = temp_store("folder");
+    std::fs::create_dir_all(&home).expect("home");
+    let run = |args: &[&str], envs: &[(&str, &Path)]| {
+        Command::new(env!("CARGO_BIN_EXE_escher-provision"))
+            .arg("approvals")
+            .args(args)
+            .env("USER", "ci-operator")
+            .env("HOME", &home)
+            .env_remove("ESCHER_HOME")
+            .env_remove("ESCHER_APPROVALS_URI")
+            .envs(envs.iter().copied())
+            .current_dir(&home)
+            .output()
+            .expect("run escher-provision")
+    };
+
+    let flag = folder.join("by-flag");
+    let out = run(
+        &["init", "--yes", "--escher-dir", &flag.display().to_string()],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(flag.join("approvals/manifest.json").is_file());
+
+    let by_env = folder.join("by-env");
+    let out = run(&["init", "--yes"], &[("ESCHER_HOME", &by_env)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(by_env.join("approvals/manifest.json").is_file());
+    // The list reads the same folder back.
+    let out = run(&["list", "--json"], &[("ESCHER_HOME", &by_env)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("default-make-bucket-private"));
+
+    // A relative folder is taken from the current folder.
+    let out = run(&["init", "--yes", "--escher-dir", "relative-escher"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(home
+        .join("relative-escher/approvals/manifest.json")
+        .is_file());
+
+    assert!(
+        !home.join(".escher").exists(),
+        "an Escher folder was given each time, so nothing goes to ~/.escher"
+    );
+
+    // No folder given: ~/.escher.
+    let out = run(&["init", "--yes"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(home.join(".escher/approvals/manifest.json").is_file());
+
+    // No HOME and no folder: the error names the way out.
+    let out = Command::new(env!("CARGO_BIN_EXE_escher-provision"))
+        .args(["approvals", "list"])
+        .env_remove("HOME")
+        .env_remove("ESCHER_HOME")
+        .env_remove("ESCHER_APPROVALS_URI")
+        .output()
+        .expect("run escher-provision");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--escher-dir") && err.contains("ESCHER_HOME"),
+        "{err}"
+    );
+
+    let _ = std::fs::remove_dir_all(&home);
+    let _ = std::fs::remove_dir_all(&folder);
+}

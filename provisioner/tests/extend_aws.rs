@@ -89,6 +89,11 @@ impl Deployment {
         self.dir.path().join("artifacts")
     }
 
+    /// The Escher folder the CLI is given (ESCHER_HOME), away from HOME's `.escher`.
+    fn escher_dir(&self) -> PathBuf {
+        self.dir.path().join("escher-folder")
+    }
+
     fn write_zip(&self, function: &str, comment: &str) -> Vec<u8> {
         let bytes = zip_with_comment(&format!("{} {comment}", self.stack));
         std::fs::write(self.artifacts().join(format!("{function}.zip")), &bytes).expect("zip");
@@ -117,6 +122,7 @@ impl Deployment {
             .envs(env.iter().copied())
             .current_dir(self.dir.path())
             .env("HOME", self.home.path())
+            .env("ESCHER_HOME", self.escher_dir())
             .env("AWS_ACCESS_KEY_ID", &self.credentials.0)
             .env("AWS_SECRET_ACCESS_KEY", &self.credentials.1)
             .env(
@@ -295,12 +301,15 @@ async fn extend_creates_the_stack_and_what_moto_really_creates() {
         );
     }
 
-    // The outputs, printed and saved under HOME.
+    // The outputs, printed and saved in the Escher folder (ESCHER_HOME), nothing under HOME.
     let outputs = &report["outputs"];
     let saved_path = d
-        .home
-        .path()
-        .join(format!(".escher/extend/aws-{ACCOUNT}-{REGION}.json"));
+        .escher_dir()
+        .join(format!("extend/aws-{ACCOUNT}-{REGION}.json"));
+    assert!(
+        !d.home.path().join(".escher").exists(),
+        "ESCHER_HOME is set, so nothing goes to ~/.escher"
+    );
     let saved: Value =
         serde_json::from_slice(&std::fs::read(&saved_path).expect("saved outputs")).expect("json");
     assert_eq!(&saved["outputs"], outputs);
@@ -499,10 +508,9 @@ async fn extend_creates_the_stack_and_what_moto_really_creates() {
     let stores: Value =
         serde_json::from_str(stores.parameter().and_then(|p| p.value()).expect("value"))
             .expect("stores JSON");
-    assert_eq!(
-        stores["audit"],
-        format!("s3://{audit_bucket}/audit").as_str()
-    );
+    // The audit bucket holds only the audit store (records under audit/, listings under
+    // listing/), so the store is the bucket's root.
+    assert_eq!(stores["audit"], format!("s3://{audit_bucket}").as_str());
     let logs = aws_sdk_cloudwatchlogs::Client::new(&sdk);
     let groups = logs
         .describe_log_groups()
@@ -735,9 +743,8 @@ async fn destroy_deletes_the_stack_and_keeps_the_data_buckets() {
         .await
         .expect("state bucket and its data kept");
     assert!(!d
-        .home
-        .path()
-        .join(format!(".escher/extend/aws-{ACCOUNT}-{REGION}.json"))
+        .escher_dir()
+        .join(format!("extend/aws-{ACCOUNT}-{REGION}.json"))
         .exists());
     let again = d.json(&["destroy", "--yes", "--json"]);
     assert_eq!(again["result"], "no_stack");

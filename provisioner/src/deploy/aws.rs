@@ -1766,6 +1766,11 @@ async fn stack_resources(session: &AwsSession) -> anyhow::Result<Vec<StackResour
             &session.stack_label(),
         )?;
         for r in out.stack_resource_summaries() {
+            // Every resource of a template has a logical id; an entry without one (moto lists
+            // a few) names nothing the user could recognise or act on.
+            if r.logical_resource_id().is_none_or(str::is_empty) {
+                continue;
+            }
             resources.push(StackResource {
                 logical_id: r.logical_resource_id().unwrap_or("?").to_string(),
                 resource_type: r.resource_type().unwrap_or("?").to_string(),

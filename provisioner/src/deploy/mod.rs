@@ -304,7 +304,8 @@ pub fn locate_packages(
         let path = path_of(function);
         match std::fs::read(&path) {
             Ok(bytes) if is_zip(&bytes) => {
-                package::check_zip(&bytes, &path.display().to_string())?;
+                let origin = path.display().to_string();
+                package::check_zip(&bytes, &origin)?.check_architecture(arch, &origin)?;
                 packages.push(FunctionPackage::from_bytes(function, path, bytes))
             }
             Ok(_) => bail!(
@@ -421,13 +422,11 @@ pub fn confirm(question: &str, yes: bool, refuse_hint: &str) -> anyhow::Result<b
     ))
 }
 
-/// Where `extend` saves the stack's outputs: `$HOME/.escher/extend/aws-<account>-<region>.json`.
+/// Where `extend` saves the stack's outputs: `<Escher folder>/extend/aws-<account>-<region>.json`
+/// (`~/.escher` unless `--escher-dir` / `ESCHER_HOME`).
 pub fn outputs_path(account: &str, region: &str) -> anyhow::Result<PathBuf> {
-    let home = std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .context("HOME is not set, so the outputs cannot be saved under ~/.escher/extend")?;
-    Ok(PathBuf::from(home)
-        .join(".escher")
+    Ok(crate::output::escher_dir()
+        .context("the deployment outputs cannot be saved")?
         .join("extend")
         .join(format!("aws-{account}-{region}.json")))
 }
@@ -452,6 +451,11 @@ pub fn save_outputs(path: &Path, saved: &SavedOutputs<'_>) -> anyhow::Result<()>
 }
 
 pub fn print_outputs(outputs: &BTreeMap<String, String>) {
+    if outputs.is_empty() {
+        // CloudFormation fills them once the stack is complete; an emulator may not.
+        println!("the stack reports no outputs");
+        return;
+    }
     let mut t = table(vec!["output", "value"]);
     for (k, v) in outputs {
         t.add_row(vec![k.clone(), v.clone()]);
@@ -478,6 +482,29 @@ mod tests {
     }
 
     #[test]
+    fn a_zip_for_another_processor_is_not_deployed() {
+        let dir = tempfile::tempdir().expect("dir");
+        let exe = std::fs::read(std::env::current_exe().expect("exe")).expect("read");
+        let zip = package::tests::zip_of("bootstrap", &exe);
+        std::fs::write(dir.path().join("alert.zip"), &zip).expect("write");
+        let here = package::this_machine().expect("a Lambda processor");
+        let other = match here {
+            Architecture::Arm64 => Architecture::X86_64,
+            Architecture::X86_64 => Architecture::Arm64,
+        };
+        let ok = locate_packages(Some(dir.path()), &[Function::Alert], here, false)
+            .expect("built for the configured processor");
+        assert_eq!(ok.len(), 1);
+        let err = locate_packages(Some(dir.path()), &[Function::Alert], other, false)
+            .expect_err("built for another processor")
+            .to_string();
+        assert!(
+            err.contains("alert.zip") && err.contains(other.as_lambda()),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn missing_zips_say_how_to_build_them() {
         let dir = tempfile::tempdir().expect("dir");
         let bootstrap = package::tests::zip_of("bootstrap", b"#!/bin/sh\n");
@@ -498,13 +525,5 @@ mod tests {
             .expect_err("not a zip")
             .to_string();
         assert!(err.contains("not a zip"), "{err}");
-    }
-
-    #[test]
-    fn outputs_are_saved_under_home() {
-        let path = outputs_path("123456789012", "eu-west-1");
-        if let Ok(path) = path {
-            assert!(path.ends_with(".escher/extend/aws-123456789012-eu-west-1.json"));
-        }
     }
 }

@@ -92,6 +92,14 @@ pub enum PackageError {
     NotExecutable { origin: String },
     #[error("the `bootstrap` in {origin} is not an ELF file object can read ({detail}); rebuild it with `make package`")]
     BadElf { origin: String, detail: String },
+    #[error("the `bootstrap` in {origin} is built for {found} processors, but the functions run on {wanted} (escher.toml `[functions] architecture`), so Lambda could not start it; build it for {wanted} (`make package`) or set `architecture = \"{found}\"`", found = found.as_lambda(), wanted = wanted.as_lambda())]
+    WrongArchitecture {
+        origin: String,
+        found: Architecture,
+        wanted: Architecture,
+    },
+    #[error("the `bootstrap` in {origin} is built for ELF machine {machine}, a processor Lambda does not run (it runs x86_64 and arm64); build it with `make package`")]
+    NotALambdaProcessor { origin: String, machine: u16 },
     #[error("the `bootstrap` in {origin} needs {newest}, but Lambda's provided.al2023 has glibc {limit_major}.{limit_minor}, so the function would not start; build with `make package` (cargo lambda links against an old glibc with zig) or for a musl target", limit_major = AL2023_GLIBC.major, limit_minor = AL2023_GLIBC.minor)]
     GlibcTooNew {
         origin: String,
@@ -103,9 +111,12 @@ pub enum PackageError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum BootstrapKind {
-    /// A dynamically or statically linked binary; `glibc` is the newest glibc symbol
-    /// version it needs (none for a static or musl binary).
-    Elf { glibc: Option<GlibcVersion> },
+    /// A dynamically or statically linked binary for `architecture`; `glibc` is the newest
+    /// glibc symbol version it needs (none for a static or musl binary).
+    Elf {
+        architecture: Architecture,
+        glibc: Option<GlibcVersion>,
+    },
     /// A `#!` script (custom runtimes may be one); it runs on whatever the image has.
     Script,
 }
@@ -161,7 +172,42 @@ fn version_needs<Elf: FileHeader<Endian = object::Endianness>>(
     Ok(names)
 }
 
-/// Checks a `bootstrap` (its bytes) against [`AL2023_GLIBC`].
+/// The processor an ELF file is built for, among those Lambda runs.
+pub fn elf_architecture(elf: &[u8], origin: &str) -> Result<Architecture, PackageError> {
+    let bad = |e: object::read::Error| PackageError::BadElf {
+        origin: origin.to_string(),
+        detail: e.to_string(),
+    };
+    let machine = match object::FileKind::parse(elf).map_err(bad)? {
+        object::FileKind::Elf64 => {
+            let header =
+                object::elf::FileHeader64::<object::Endianness>::parse(elf).map_err(bad)?;
+            header.e_machine(header.endian().map_err(bad)?)
+        }
+        object::FileKind::Elf32 => {
+            let header =
+                object::elf::FileHeader32::<object::Endianness>::parse(elf).map_err(bad)?;
+            header.e_machine(header.endian().map_err(bad)?)
+        }
+        other => {
+            return Err(PackageError::BadElf {
+                origin: origin.to_string(),
+                detail: format!("{other:?} is not an ELF file"),
+            })
+        }
+    };
+    match machine {
+        object::elf::EM_X86_64 => Ok(Architecture::X86_64),
+        object::elf::EM_AARCH64 => Ok(Architecture::Arm64),
+        machine => Err(PackageError::NotALambdaProcessor {
+            origin: origin.to_string(),
+            machine,
+        }),
+    }
+}
+
+/// Checks a `bootstrap` (its bytes): a `#!` script, or an ELF binary for a processor
+/// Lambda runs that needs no glibc newer than [`AL2023_GLIBC`].
 pub fn check_bootstrap(bytes: &[u8], origin: &str) -> Result<BootstrapKind, PackageError> {
     if bytes.starts_with(b"#!") {
         return Ok(BootstrapKind::Script);
@@ -171,13 +217,59 @@ pub fn check_bootstrap(bytes: &[u8], origin: &str) -> Result<BootstrapKind, Pack
             origin: origin.to_string(),
         });
     }
+    let architecture = elf_architecture(bytes, origin)?;
     let newest = glibc_requirements(bytes, origin)?.into_iter().next_back();
     match newest {
         Some(v) if v > AL2023_GLIBC => Err(PackageError::GlibcTooNew {
             origin: origin.to_string(),
             newest: v,
         }),
-        glibc => Ok(BootstrapKind::Elf { glibc }),
+        glibc => Ok(BootstrapKind::Elf {
+            architecture,
+            glibc,
+        }),
+    }
+}
+
+impl BootstrapKind {
+    /// A binary must be built for the processor the functions are deployed on; a script
+    /// runs on either.
+    pub fn check_architecture(
+        &self,
+        wanted: Architecture,
+        origin: &str,
+    ) -> Result<(), PackageError> {
+        match *self {
+            BootstrapKind::Elf { architecture, .. } if architecture != wanted => {
+                Err(PackageError::WrongArchitecture {
+                    origin: origin.to_string(),
+                    found: architecture,
+                    wanted,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// One line for people: the processor and the glibc it needs.
+    pub fn describe(&self) -> String {
+        match self {
+            BootstrapKind::Elf {
+                architecture,
+                glibc: Some(v),
+            } => format!(
+                "{} binary, needs {v} (provided.al2023 has {AL2023_GLIBC})",
+                architecture.as_lambda()
+            ),
+            BootstrapKind::Elf {
+                architecture,
+                glibc: None,
+            } => format!(
+                "{} binary, needs no glibc symbol version",
+                architecture.as_lambda()
+            ),
+            BootstrapKind::Script => "a script".to_string(),
+        }
     }
 }
 
@@ -433,6 +525,28 @@ fn run(command: &mut Command, what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How a zip's binary was built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BuildKind {
+    /// cargo lambda's release build: what runs on Lambda.
+    Release,
+    /// This machine's debug build, for an emulator that stores the functions but never
+    /// runs them (`package --emulator`).
+    DebugForEmulator,
+}
+
+impl BuildKind {
+    pub fn describe(self) -> &'static str {
+        match self {
+            BuildKind::Release => "release build by cargo lambda",
+            BuildKind::DebugForEmulator => {
+                "this machine's debug build, for an emulator: not for a real account"
+            }
+        }
+    }
+}
+
 /// One built and checked zip.
 #[derive(Debug, Clone, Serialize)]
 pub struct BuiltZip {
@@ -440,6 +554,7 @@ pub struct BuiltZip {
     pub binary: &'static str,
     pub zip: PathBuf,
     pub bytes: u64,
+    pub build: BuildKind,
     pub bootstrap: BootstrapKind,
     pub seconds: u64,
 }
@@ -470,7 +585,9 @@ pub fn build_functions(
         let bytes = std::fs::read(&zip).with_context(|| {
             format!("cargo lambda finished but {} cannot be read", zip.display())
         })?;
-        let bootstrap = check_zip(&bytes, &zip.display().to_string())?;
+        let origin = zip.display().to_string();
+        let bootstrap = check_zip(&bytes, &origin)?;
+        bootstrap.check_architecture(arch, &origin)?;
         eprintln!(
             "built {} ({} KiB) in {} s",
             zip.display(),
@@ -482,11 +599,97 @@ pub fn build_functions(
             binary: function.binary(),
             zip,
             bytes: bytes.len() as u64,
+            build: BuildKind::Release,
             bootstrap,
             seconds: started.elapsed().as_secs(),
         });
     }
     Ok(built)
+}
+
+/// The processor this CLI runs on, as Lambda names it.
+pub fn this_machine() -> anyhow::Result<Architecture> {
+    match std::env::consts::ARCH {
+        "x86_64" => Ok(Architecture::X86_64),
+        "aarch64" => Ok(Architecture::Arm64),
+        other => bail!(
+            "this machine's processor ({other}) is not one Lambda runs (x86_64, arm64), so its build cannot stand in for the functions; use `make package`"
+        ),
+    }
+}
+
+/// The zips for an emulator such as moto, which stores the functions but never runs them:
+/// this machine's debug build of each binary (`cargo build --workspace --bins`, the build
+/// that makes the CLI itself, so only the two binaries are linked once the CLI is built),
+/// zipped into `out` as `<function>.zip` (the layout `extend --artifacts` takes). A zip
+/// newer than its binary is kept. The same checks as for a release zip apply.
+pub fn build_for_emulator(
+    workspace: &Workspace,
+    functions: &[Function],
+    out: &Path,
+) -> anyhow::Result<Vec<BuiltZip>> {
+    let arch = this_machine()?;
+    let started = Instant::now();
+    eprintln!(
+        "building the functions' binaries for this machine (cargo build --workspace --bins, debug)"
+    );
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    run(
+        Command::new(cargo)
+            .current_dir(&workspace.root)
+            .args(["build", "--workspace", "--bins"]),
+        "cargo build --workspace --bins",
+    )?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut built = Vec::new();
+    for &function in functions {
+        let binary = workspace.target_dir().join("debug").join(function.binary());
+        let zip = out.join(format!("{}.zip", function.name()));
+        let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        let bin_time = modified(&binary)
+            .with_context(|| format!("cargo build finished but {} is missing", binary.display()))?;
+        if modified(&zip).is_none_or(|zip_time| zip_time < bin_time) {
+            let elf = std::fs::read(&binary)
+                .with_context(|| format!("cannot read {}", binary.display()))?;
+            std::fs::write(&zip, zip_bootstrap(&elf)?)
+                .with_context(|| format!("cannot write {}", zip.display()))?;
+        }
+        let bytes =
+            std::fs::read(&zip).with_context(|| format!("cannot read {}", zip.display()))?;
+        let origin = zip.display().to_string();
+        let bootstrap = check_zip(&bytes, &origin)?;
+        bootstrap.check_architecture(arch, &origin)?;
+        built.push(BuiltZip {
+            function,
+            binary: function.binary(),
+            zip,
+            bytes: bytes.len() as u64,
+            build: BuildKind::DebugForEmulator,
+            bootstrap,
+            seconds: started.elapsed().as_secs(),
+        });
+    }
+    Ok(built)
+}
+
+/// A function zip: `bootstrap` at the top, executable, with a fixed time so the same
+/// binary gives the same zip (and so the same content key, uploaded once). The fastest
+/// deflate level: a debug binary is large, and the zip only travels to an emulator.
+fn zip_bootstrap(elf: &[u8]) -> anyhow::Result<Vec<u8>> {
+    use std::io::Write as _;
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut zip = zip::ZipWriter::new(&mut out);
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .compression_level(Some(1))
+        .unix_permissions(0o755)
+        .last_modified_time(zip::DateTime::default())
+        .large_file(elf.len() >= u32::MAX as usize);
+    zip.start_file("bootstrap", options)
+        .and_then(|()| zip.write_all(elf).map_err(Into::into))
+        .and_then(|()| zip.finish().map(drop))
+        .context("cannot zip the bootstrap")?;
+    Ok(out.into_inner())
 }
 
 /// The function binaries a `--bin` may name.
@@ -537,6 +740,13 @@ pub struct PackageArgs {
     /// Print what was built as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// For an emulator such as moto, which stores the functions but never runs them (`make
+    /// demo`): zip this machine's debug build (`cargo build --workspace --bins`; seconds once
+    /// the CLI is built) instead of cargo lambda's release build, as DIR/alert.zip and
+    /// DIR/scan.zip for `extend --artifacts DIR`. Built for this machine's processor, so
+    /// deploy with `[functions] architecture` set to it. Not for a real account.
+    #[arg(long, value_name = "DIR", conflicts_with = "arch")]
+    pub emulator: Option<PathBuf>,
 }
 
 /// `escher-provision package`: what `make package` runs.
@@ -557,23 +767,21 @@ pub fn package_command(args: PackageArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.bins.iter().map(|b| Function::from(*b)).collect()
     };
-    let built = build_functions(&workspace, arch, &functions)?;
+    let built = match &args.emulator {
+        Some(out) => build_for_emulator(&workspace, &functions, out)?,
+        None => build_functions(&workspace, arch, &functions)?,
+    };
     if args.json {
         crate::output::write_json(&mut std::io::stdout().lock(), &built, true)?;
     } else {
         for b in &built {
-            let glibc = match &b.bootstrap {
-                BootstrapKind::Elf { glibc: Some(v) } => {
-                    format!("needs {v} (provided.al2023 has {AL2023_GLIBC})")
-                }
-                BootstrapKind::Elf { glibc: None } => "needs no glibc symbol version".to_string(),
-                BootstrapKind::Script => "a script".to_string(),
-            };
             println!(
-                "{}: {} ({} KiB), {glibc}",
+                "{}: {} ({} KiB, {}), {}",
                 b.binary,
                 b.zip.display(),
-                b.bytes / 1024
+                b.bytes / 1024,
+                b.build.describe(),
+                b.bootstrap.describe()
             );
         }
     }
@@ -650,7 +858,13 @@ pub(crate) mod tests {
         match check_bootstrap(&bytes, "test binary") {
             Ok(kind) => {
                 assert!(newest.is_none_or(|v| v <= AL2023_GLIBC));
-                assert_eq!(kind, BootstrapKind::Elf { glibc: newest });
+                assert_eq!(
+                    kind,
+                    BootstrapKind::Elf {
+                        architecture: this_machine().expect("a Lambda processor"),
+                        glibc: newest
+                    }
+                );
             }
             Err(PackageError::GlibcTooNew {
                 newest: reported, ..
@@ -691,6 +905,72 @@ pub(crate) mod tests {
         assert!(matches!(err, PackageError::NoBootstrap { .. }), "{err}");
         let err = check_zip(b"PK\x03\x04garbage", "a.zip").expect_err("not a zip");
         assert!(matches!(err, PackageError::NotAZip { .. }), "{err}");
+    }
+
+    /// The other processor Lambda runs, for a binary that must be refused.
+    fn other_than(arch: Architecture) -> Architecture {
+        match arch {
+            Architecture::Arm64 => Architecture::X86_64,
+            Architecture::X86_64 => Architecture::Arm64,
+        }
+    }
+
+    #[test]
+    fn a_binary_for_the_other_processor_is_refused_by_name() {
+        let exe = std::fs::read(std::env::current_exe().expect("exe")).expect("read");
+        let here = this_machine().expect("a Lambda processor");
+        assert_eq!(elf_architecture(&exe, "t").expect("elf"), here);
+        let kind = check_zip(&zip_of("bootstrap", &exe), "alert.zip").expect("checks");
+        kind.check_architecture(here, "alert.zip")
+            .expect("built for this machine, deployed on it");
+        let err = kind
+            .check_architecture(other_than(here), "alert.zip")
+            .expect_err("another processor");
+        let text = err.to_string();
+        assert!(
+            matches!(err, PackageError::WrongArchitecture { found, wanted, .. } if found == here && wanted == other_than(here)),
+            "{text}"
+        );
+        assert!(
+            text.contains("alert.zip")
+                && text.contains(here.as_lambda())
+                && text.contains("[functions] architecture"),
+            "{text}"
+        );
+        // A script runs on either.
+        BootstrapKind::Script
+            .check_architecture(other_than(here), "a.zip")
+            .expect("scripts have no processor");
+        // A processor Lambda does not run (ELF machine 40 is 32-bit ARM).
+        let mut arm32 = exe.clone();
+        arm32[18..20].copy_from_slice(&40u16.to_le_bytes());
+        let err = elf_architecture(&arm32, "a.zip").expect_err("not a Lambda processor");
+        assert!(
+            matches!(err, PackageError::NotALambdaProcessor { machine: 40, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_emulator_zip_holds_an_executable_bootstrap_and_is_reproducible() {
+        let exe = std::fs::read(std::env::current_exe().expect("exe")).expect("read");
+        let zip = zip_bootstrap(&exe).expect("zip");
+        assert_eq!(
+            zip,
+            zip_bootstrap(&exe).expect("zip"),
+            "same binary, same zip"
+        );
+        let kind = check_zip(&zip, "alert.zip").expect("the checks extend applies");
+        assert!(matches!(kind, BootstrapKind::Elf { .. }), "{kind:?}");
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&zip)).expect("zip");
+        assert_eq!(archive.len(), 1, "only the bootstrap");
+        let entry = archive.by_name("bootstrap").expect("bootstrap at the top");
+        assert_eq!(
+            entry.unix_mode().map(|m| m & 0o777),
+            Some(0o755),
+            "Lambda runs the bootstrap, so it must be executable"
+        );
+        assert_eq!(entry.size(), exe.len() as u64);
     }
 
     /// The zips `make package` built, when there are any: each must start on provided.al2023.

@@ -229,7 +229,10 @@ struct SubscriptionContext {
 /// Where each store lives in the stack's buckets (the prefixes the roles are scoped to).
 const STATE_PREFIX: &str = "state";
 const APPROVALS_PREFIX: &str = "approvals";
-const AUDIT_PREFIX: &str = "audit";
+/// The audit bucket holds nothing else, so the audit store is its root; these are the
+/// store's own folders (records and the daily listings, `escher_core::pipeline::audit`).
+const AUDIT_RECORDS_PREFIX: &str = "audit";
+const AUDIT_LISTING_PREFIX: &str = "listing";
 
 impl StackContext {
     fn new(inputs: &AwsRenderInputs<'_>) -> Result<Self, RenderError> {
@@ -392,10 +395,27 @@ fn baseline_statements(kind: FunctionKind, stack: &str) -> Vec<IamStatement> {
         ),
         statement(
             "AppendAuditRecords",
-            "Audit records are created and read back, never deleted (Object Lock forbids it anyway).",
+            "Audit records and their daily listings are created and read back, never deleted (Object Lock forbids it anyway).",
             &["s3:GetObject", "s3:PutObject"],
-            &[format!("${{AuditBucket.Arn}}/{AUDIT_PREFIX}/*")],
+            &[
+                format!("${{AuditBucket.Arn}}/{AUDIT_RECORDS_PREFIX}/*"),
+                format!("${{AuditBucket.Arn}}/{AUDIT_LISTING_PREFIX}/*"),
+            ],
         ),
+        IamStatement {
+            condition: Some(json!({
+                "StringLike": {"s3:prefix": [
+                    format!("{AUDIT_RECORDS_PREFIX}/*"),
+                    format!("{AUDIT_LISTING_PREFIX}/*"),
+                ]}
+            })),
+            ..statement(
+                "ListAuditRecords",
+                "The morning report's critical alerts are found by listing a day's audit records.",
+                &["s3:ListBucket"],
+                &["${AuditBucket.Arn}".to_string()],
+            )
+        },
         statement(
             "ReadWebhookSecrets",
             "Webhook secrets: only the stack's SSM path.",
@@ -736,7 +756,9 @@ mod tests {
         for s in s3 {
             for r in &s.resources {
                 let scoped = r.value.starts_with("${StateBucket.Arn}")
-                    || r.value.starts_with("${AuditBucket.Arn}/audit/");
+                    || r.value == "${AuditBucket.Arn}"
+                    || r.value.starts_with("${AuditBucket.Arn}/audit/")
+                    || r.value.starts_with("${AuditBucket.Arn}/listing/");
                 assert!(scoped, "{}: {}", s.sid, r.value);
             }
         }

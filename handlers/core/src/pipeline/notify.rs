@@ -206,12 +206,19 @@ impl Notification {
             }
             _ => match report {
                 Some(report) => {
+                    // Each fix words its own undo ("To undo …", "To reopen …").
                     if let Some(undo) = &report.undo {
-                        next.push(format!("To undo: {undo}"));
+                        next.push(undo.clone());
                     }
                     next.extend(report.next_steps.iter().cloned());
                     let verification = match &report.verification {
-                        Some(v) if v.passed => " Verified.".to_string(),
+                        Some(v) if v.passed => {
+                            format!(
+                                " Checked afterwards: {} of {} checks passed.",
+                                v.checks.len(),
+                                v.checks.len()
+                            )
+                        }
                         Some(v) => format!(" Verification FAILED: {}.", v.failed_checks()),
                         None => String::new(),
                     };

@@ -192,8 +192,11 @@ echo "-- the audit record (object-locked audit bucket), verified"
 import json, sys, urllib.parse, boto3
 uri = urllib.parse.urlparse(sys.argv[2])
 s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1")
-keys = [o["Key"] for o in s3.list_objects_v2(Bucket=uri.netloc, Prefix=uri.path.lstrip("/")).get("Contents", [])]
-records = [k for k in keys if k.endswith(".json") and "/listing/" not in k]
+# The records are under audit/ in the store (their daily listings under listing/).
+prefix = (uri.path.strip("/") + "/audit/").lstrip("/")
+records = [o["Key"] for o in s3.list_objects_v2(Bucket=uri.netloc, Prefix=prefix).get("Contents", [])]
+if not records:
+    sys.exit(f"no audit record under s3://{uri.netloc}/{prefix}")
 if records:
     body = s3.get_object(Bucket=uri.netloc, Key=records[-1])["Body"].read()
     print(f"s3://{uri.netloc}/{records[-1]}:")

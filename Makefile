@@ -64,7 +64,7 @@ bench:
 	bash tests/emulators.sh start
 	set -a && . ./.emulators/env && set +a && $(CARGO) bench -p escher-core --bench approvals \
 	  && $(CARGO) bench -p escher-aws --bench handler \
-	  && $(CARGO) bench -p escher-scan --bench scan; \
+	  && $(CARGO) bench -p escher-aws --bench scan; \
 	  status=$$?; bash tests/emulators.sh stop; exit $$status
 
 # Seeded with the bundled fixtures so the fuzzer starts inside every payload kind.

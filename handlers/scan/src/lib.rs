@@ -1,8 +1,11 @@
-//! `escher-scan`: the nightly scan end to end, the same for the `escher-scan` function and
+//! `escher-scan`: the nightly scan end to end, the same on every cloud and for
 //! `escher-provision scan run`: run the cloud's checks ([`escher_core::scan::run_scan`]),
 //! compare with the previous report, hand pre-approved findings to the alert pipeline, build
-//! the [`MorningReport`], render it ([`render`]) and store it write-once ([`store`]).
+//! the [`MorningReport`], render it ([`render`]) and store it write-once ([`store`]). A
+//! cloud's scan function is one [`invocation::invoke`] per trigger, with the cloud's
+//! [`invocation::HandOff`] for a scan longer than one invocation. No cloud SDK here.
 
+pub mod invocation;
 pub mod render;
 pub mod runs;
 pub mod store;

@@ -20,7 +20,7 @@ use escher_scan::ReportStore;
 use serde_json::{json, Value};
 
 #[allow(dead_code)]
-#[path = "../../aws/tests/support/runtime_api.rs"]
+#[path = "support/runtime_api.rs"]
 mod runtime_api;
 
 use runtime_api::{Invocation, RuntimeApi};

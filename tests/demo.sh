@@ -117,7 +117,7 @@ cat "$demo/function.env"
 export AWS_ENDPOINT_URL="$MOTO"
 
 echo "-- a notification inbox: an SQS queue subscribed to the critical topic"
-queue_url=$("$PY" - "$MOTO" "$ESCHER_CRITICAL_TOPIC_ARN" <<'PY'
+queue_url=$("$PY" - "$MOTO" "$ESCHER_CRITICAL_TOPIC" <<'PY'
 import sys, boto3
 sqs = boto3.client("sqs", endpoint_url=sys.argv[1], region_name="us-east-1")
 sns = boto3.client("sns", endpoint_url=sys.argv[1], region_name="us-east-1")

@@ -64,7 +64,18 @@ PY
 }
 
 start_moto() {
-  .venv/bin/moto_server -H 127.0.0.1 -p "$MOTO_PORT" >"$state/moto.log" 2>&1 &
+  # moto_server answers each request on a thread of its own, and checks S3's If-Match /
+  # If-None-Match before it writes without holding a lock, so two conditional writes racing
+  # can both succeed, which S3 never allows (the approvals store's concurrent writers saw
+  # it). One request at a time makes each conditional write atomic, as on S3.
+  .venv/bin/python - "$MOTO_PORT" >"$state/moto.log" 2>&1 <<'PY' &
+import sys
+from werkzeug.serving import run_simple
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication, MotoRequestHandler, create_backend_app)
+app = DomainDispatcherApplication(create_backend_app)
+run_simple("127.0.0.1", int(sys.argv[1]), app, threaded=False, request_handler=MotoRequestHandler)
+PY
   echo $! >"$state/moto.pid"
   wait_for moto "http://127.0.0.1:$MOTO_PORT/moto-api/"
 }

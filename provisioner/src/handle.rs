@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use escher_aws::{build_pipeline, load_sdk_config, HandlerConfig};
+use escher_aws::{build_pipeline, load_sdk_config};
 use escher_core::pipeline::{Handled, PipelineError};
+use escher_runtime::HandlerConfig;
 
 use crate::output::{default_store, read_input, run_async, write_json};
 

@@ -22,10 +22,11 @@ use aws_sdk_s3::types::{BucketCannedAcl, Tag, Tagging};
 use aws_sdk_sqs::types::QueueAttributeName;
 use aws_sdk_ssm::types::ParameterType;
 use chrono::{Duration, Utc};
-use escher_aws::{build_pipeline, load_sdk_config, s3_client, HandlerConfig};
+use escher_aws::{build_pipeline, load_sdk_config, s3_client};
 use escher_core::approvals::{Action, Approval, ApprovalStore, Change, Conditions, Scope};
 use escher_core::pipeline::audit::{AuditLog, AuditRecord, Outcome};
 use escher_core::pipeline::{Pipeline, PipelineError};
+use escher_runtime::HandlerConfig;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -368,9 +369,9 @@ fn config(stores: &Stores, notify: Option<&Notify>) -> HandlerConfig {
         state_uri: stores.state.clone(),
         approvals_uri: stores.approvals.clone(),
         audit_uri: stores.audit.clone(),
-        ssm_prefix: notify.map(|n| n.ssm_prefix.clone()),
-        critical_topic_arn: notify.map(|n| n.critical_topic.clone()),
-        high_topic_arn: notify.map(|n| n.high_topic.clone()),
+        secrets_prefix: notify.map(|n| n.ssm_prefix.clone()),
+        critical_topic: notify.map(|n| n.critical_topic.clone()),
+        high_topic: notify.map(|n| n.high_topic.clone()),
         dry_run: false,
         pagerduty_url: notify.map(|n| format!("{}/pagerduty", n.receiver_base)),
         approvals_refresh: std::time::Duration::from_secs(60),

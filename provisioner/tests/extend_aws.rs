@@ -382,7 +382,7 @@ async fn extend_creates_the_stack_and_what_moto_really_creates() {
         Some(format!("s3://{state_bucket}/state").as_str())
     );
     assert_eq!(
-        env.get("ESCHER_SSM_PREFIX").map(String::as_str),
+        env.get("ESCHER_SECRETS_PREFIX").map(String::as_str),
         Some(format!("/escher/{}/", d.stack).as_str())
     );
     lambda

@@ -25,10 +25,9 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::types::{BucketCannedAcl, BucketLocationConstraint, CreateBucketConfiguration};
 use chrono::Utc;
-use escher_aws::{
-    build_metered_pipeline, load_sdk_config, s3_client, HandlerConfig, RemoteCallMeter, ThreadCpu,
-};
+use escher_aws::{build_metered_pipeline, load_sdk_config, s3_client};
 use escher_core::approvals::{Action, Approval, ApprovalStore, Change, Conditions, Scope};
+use escher_runtime::{HandlerConfig, RemoteCallMeter, ThreadCpu};
 use serde_json::{json, Value};
 
 #[path = "../tests/support/runtime_api.rs"]

@@ -89,12 +89,12 @@ fn serial(estate: &Estate) -> Result<Vec<(Duration, Duration)>, String> {
     let mut passes = Vec::new();
     for pass in 0..=PASSES {
         let started = Instant::now();
-        let cpu = escher_aws::ThreadCpu::now();
+        let cpu = escher_runtime::ThreadCpu::now();
         runtime
             .block_on(scan(&checks, 1, estate))
             .map_err(|e| format!("pass {pass}: {e}"))?;
         let (cpu, wall) = (
-            escher_aws::ThreadCpu::now().since(&cpu).total,
+            escher_runtime::ThreadCpu::now().since(&cpu).total,
             started.elapsed(),
         );
         if pass > 0 {

@@ -13,7 +13,7 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use chrono::Utc;
 use escher_core::remediate::{ApiCall, RemediationError};
 
-use crate::remote_meter::RemoteCallMeter;
+use escher_runtime::RemoteCallMeter;
 
 /// Whether a call changes something. A dry run must only make [`Access::Read`] calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,8 @@ use std::borrow::Cow;
 use aws_config::{Region, SdkConfig};
 
 use crate::config::s3_config;
-use crate::remote_meter::{metered_client, RemoteCallMeter};
+use crate::sdk_meter::metered_client;
+use escher_runtime::RemoteCallMeter;
 
 /// One S3, EC2, CloudWatch, RDS and Cost Explorer client, built once; cloning shares them
 /// (and their connection pools). Every call they make is metered by one [`RemoteCallMeter`].

@@ -8,12 +8,12 @@
 //! pipeline's enrich step. Every call is recorded (`ApiCall`) and every SDK error is
 //! classified as transient (retry the event) or final in one place (`calls`).
 //!
-//! [`remote_meter`] meters every SDK call and store request (count, wait, CPU inside them),
-//! so the handler's own CPU per event can be told from the remote calls' (`make bench`, and
-//! the function's log line per event).
+//! [`sdk_meter`] meters every SDK call for `escher_runtime::meter` (count, wait, CPU inside
+//! them), so the handler's own CPU per event can be told from the remote calls' (`make
+//! bench`, and the function's log line per event).
 //!
-//! [`handler`] assembles the alert handler (the Lambda binary `escher-alert` and
-//! `escher-provision events handle` share [`build_pipeline`]).
+//! [`handler`] binds AWS into the cloud-neutral pipeline (the Lambda binaries `escher-alert`
+//! and `escher-scan` and `escher-provision events handle` share [`build_pipeline`]).
 
 mod calls;
 mod clients;
@@ -21,11 +21,11 @@ mod config;
 pub mod handler;
 mod idle_instance;
 mod open_ingress;
-pub mod remote_meter;
 mod report;
 mod rightsizing;
 mod s3_public;
 mod scan;
+pub mod sdk_meter;
 mod tags;
 mod target;
 mod unsupported;
@@ -40,12 +40,11 @@ use escher_core::remediate::{Remediation, RequiredPermission};
 pub use clients::AwsClients;
 pub use config::{load_sdk_config, s3_client};
 pub use handler::{
-    build_metered_pipeline, build_pipeline, AwsCloud, HandlerConfig, HandlerError,
-    SnsTopicPublisher, SsmSecretSource,
+    aws_bindings, build_metered_pipeline, build_pipeline, AwsCloud, SnsTopicPublisher,
+    SsmSecretSource,
 };
 pub use idle_instance::{IdleInstanceRemediation, DEFAULT_IDLE_CPU_PERCENT};
 pub use open_ingress::OpenIngressRemediation;
-pub use remote_meter::{RemoteCallMeter, RemoteCalls, ThreadCpu};
 pub use s3_public::S3PublicAccessRemediation;
 pub use scan::AwsScan;
 pub use tags::AwsResourceTags;
@@ -103,20 +102,6 @@ impl AwsRemediations {
     pub fn all(&self) -> [&dyn Remediation; 4] {
         [&self.bucket, &self.ingress, &self.idle, &self.volume]
     }
-}
-
-/// JSON logs, one line per record, for a Lambda function: CloudWatch Logs adds the time, so
-/// the record does not; `RUST_LOG` filters, `info` by default.
-pub fn init_function_logs() {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_current_span(false)
-        .without_time()
-        .init();
 }
 
 /// The IAM permissions of every AWS remediation, deduplicated and sorted by action then

@@ -1160,7 +1160,7 @@ async fn the_meter_counts_every_sdk_call_and_store_request() {
     let Some(moto) = moto(REGION).await else {
         return;
     };
-    let meter = escher_aws::RemoteCallMeter::new();
+    let meter = escher_runtime::RemoteCallMeter::new();
     let fixes = AwsRemediations::from_clients(AwsClients::metered(&moto.config, &meter));
     let bucket = public_read_bucket(&moto).await;
     let before = meter.snapshot();

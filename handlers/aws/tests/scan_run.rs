@@ -11,10 +11,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use aws_sdk_ec2::types::{IpPermission, IpRange};
 use aws_sdk_s3::types::{BucketCannedAcl, BucketLocationConstraint, CreateBucketConfiguration};
 use chrono::{Duration, Utc};
-use escher_aws::{build_pipeline, load_sdk_config, s3_client, AwsClients, AwsScan, HandlerConfig};
+use escher_aws::{build_pipeline, load_sdk_config, s3_client, AwsClients, AwsScan};
 use escher_core::approvals::{Action, Approval, ApprovalStore, Change, Conditions, Scope};
 use escher_core::pipeline::audit::AuditLog;
 use escher_core::scan::ReportSettings;
+use escher_runtime::HandlerConfig;
 use escher_scan::{ReportStore, ScanRun};
 
 const REGION: &str = "eu-north-1";

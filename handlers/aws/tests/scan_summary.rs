@@ -11,10 +11,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use aws_sdk_sqs::types::QueueAttributeName;
 use chrono::Utc;
-use escher_aws::{build_pipeline, load_sdk_config, HandlerConfig};
+use escher_aws::{build_pipeline, load_sdk_config};
 use escher_core::approvals::Action;
 use escher_core::scan::{Finding, FindingDraft, ReportSettings, ScanCheck, ScanContext, ScanError};
 use escher_core::{CloudProvider, EventType, Resource};
+use escher_runtime::HandlerConfig;
 use escher_scan::{Progress, ReportStore, ScanRun};
 use serde_json::Value;
 

@@ -9,11 +9,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use escher_aws::{
-    build_metered_pipeline, init_function_logs, load_sdk_config, HandlerConfig, RemoteCallMeter,
-    RemoteCalls, ThreadCpu,
-};
+use escher_aws::{build_metered_pipeline, load_sdk_config};
 use escher_core::pipeline::{Handled, Pipeline};
+use escher_runtime::{init_function_logs, HandlerConfig, RemoteCallMeter, RemoteCalls, ThreadCpu};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::{json, Value};
 

@@ -3,7 +3,7 @@
 //! without a deadline); this binary reads the Lambda event, builds the AWS checks and hands a
 //! long scan on through Lambda's asynchronous Invoke.
 //!
-//! Settings come from the alert handler's environment (`escher_aws::HandlerConfig`: the
+//! Settings come from the alert handler's environment (`escher_runtime::HandlerConfig`: the
 //! state, approvals and audit stores, topics, dry run) plus `ESCHER_SCAN_REGIONS`
 //! (comma-separated; default: the function's own region). The account is the one in the
 //! invoked function's ARN. The report settings are the shipped `policies/report.yaml`.
@@ -19,11 +19,10 @@ use async_trait::async_trait;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
 use chrono::DateTime;
-use escher_aws::{
-    build_pipeline, init_function_logs, load_sdk_config, AwsClients, AwsScan, HandlerConfig,
-};
+use escher_aws::{build_pipeline, load_sdk_config, AwsClients, AwsScan};
 use escher_core::pipeline::Pipeline;
 use escher_core::scan::ReportSettings;
+use escher_runtime::{init_function_logs, HandlerConfig};
 use escher_scan::invocation::{invoke, HandOff, Invocation};
 use escher_scan::{ReportStore, ScanRun};
 use lambda_runtime::{service_fn, Error, LambdaEvent};

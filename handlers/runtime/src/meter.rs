@@ -1,11 +1,12 @@
-//! The remote-call meter: how many calls the handler made to AWS and to its stores, how long
+//! The remote-call meter: how many calls the handler made to its cloud and to its stores, how long
 //! it waited on them, and how much of its thread's CPU time ran inside them. The handler's
 //! own CPU for an event is then its thread's CPU time minus the CPU inside remote calls
 //! (request building, signing, the HTTP client, the kernel's socket work, parsing answers):
 //! what `make bench` reports and what the function logs per event.
 //!
-//! One [`RemoteCallMeter`] is shared by every SDK client (an interceptor,
-//! [`RemoteCallMeter::sdk_interceptor`]) and every store operator (an opendal layer,
+//! One [`RemoteCallMeter`] is shared by every cloud SDK client (each cloud's adapter marks
+//! its calls with [`RemoteCallMeter::begin_call`] / [`RemoteCallMeter::begin_transmit`]; on
+//! AWS an SDK interceptor in `escher-aws`) and every store operator (an opendal layer,
 //! [`RemoteCallMeter::store_layer`]). It keeps running totals, [`RemoteCalls`]; the
 //! difference of two snapshots is what happened in between: one event, when events are
 //! handled one at a time, as a Lambda function does.
@@ -38,13 +39,6 @@ use std::task::{Context, Poll};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
-use aws_sdk_s3::config::interceptors::{
-    BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
-    FinalizerInterceptorContextRef,
-};
-use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
-use aws_sdk_s3::error::BoxError;
-use aws_smithy_types::config_bag::{Storable, StoreReplace};
 use opendal::raw::oio::{self, ReadStreamDyn};
 use opendal::raw::{
     Layer, OpCopy, OpCreateDir, OpDelete, OpList, OpPresign, OpRead, OpRename, OpRestore, OpStat,
@@ -55,18 +49,6 @@ use opendal::{
     Buffer, BytesRange, Capability, HttpBody, HttpTransport, HttpTransporter, Metadata,
     OperationContext,
 };
-
-/// An SDK client whose every call `meter` counts: `metered_client!(aws_sdk_ec2, &sdk_config,
-/// &meter)`, or with a configuration builder of its own (`builder: …`).
-macro_rules! metered_client {
-    ($sdk:ident, builder: $builder:expr, $meter:expr) => {
-        $sdk::Client::from_conf($builder.interceptor($meter.sdk_interceptor()).build())
-    };
-    ($sdk:ident, $config:expr, $meter:expr) => {
-        metered_client!($sdk, builder: $sdk::config::Builder::from($config), $meter)
-    };
-}
-pub(crate) use metered_client;
 
 /// CPU time of the calling thread: user, system and (from the precise clock) total.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -258,11 +240,17 @@ impl RemoteCallMeter {
         call.await
     }
 
-    /// The interceptor to register on every SDK client's configuration.
-    pub fn sdk_interceptor(&self) -> SdkCallInterceptor {
-        SdkCallInterceptor {
-            meter: self.clone(),
-        }
+    /// Marks the start of one cloud SDK call (counted in [`RemoteCalls::sdk_calls`]); the
+    /// call lasts until the returned span is dropped.
+    pub fn begin_sdk_call(&self) -> RemoteSpan {
+        self.count(|t| t.sdk_calls += 1);
+        self.begin(CALL)
+    }
+
+    /// Marks the start of one attempt's transmission (request sent to answer read); it
+    /// lasts until the returned span is dropped.
+    pub fn begin_transmit(&self) -> RemoteSpan {
+        self.begin(TRANSMIT)
     }
 
     /// The layer to apply to every store operator.
@@ -277,7 +265,7 @@ impl RemoteCallMeter {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn begin(&self, phases: &'static [Phase]) -> Span {
+    fn begin(&self, phases: &'static [Phase]) -> RemoteSpan {
         let now = Mark::now();
         let mut state = self.lock();
         for phase in phases {
@@ -286,7 +274,7 @@ impl RemoteCallMeter {
                 Phase::Transmit => state.transmits.enter(now),
             }
         }
-        Span {
+        RemoteSpan {
             meter: self.clone(),
             phases,
         }
@@ -320,105 +308,21 @@ impl RemoteCallMeter {
 
 /// One call (or attempt) in flight; ends when dropped.
 #[derive(Debug)]
-struct Span {
+#[must_use = "the call ends when its span is dropped"]
+pub struct RemoteSpan {
     meter: RemoteCallMeter,
     phases: &'static [Phase],
 }
 
-impl Drop for Span {
+impl Drop for RemoteSpan {
     fn drop(&mut self) {
         self.meter.end(self.phases);
     }
 }
 
-/// The span of one SDK call, kept in the call's config bag: dropped at the call's end, or
-/// with the bag when the call's future is dropped.
-#[derive(Debug)]
-struct SdkCallSpan(#[allow(dead_code)] Span);
-
-impl Storable for SdkCallSpan {
-    type Storer = StoreReplace<Self>;
-}
-
-/// The span of one SDK attempt's transmission.
-#[derive(Debug)]
-struct SdkTransmitSpan(#[allow(dead_code)] Span);
-
-impl Storable for SdkTransmitSpan {
-    type Storer = StoreReplace<Self>;
-}
-
-/// Meters every call of the SDK client it is registered on (`.interceptor(…)` on the
-/// client's configuration builder).
-#[derive(Debug, Clone)]
-pub struct SdkCallInterceptor {
-    meter: RemoteCallMeter,
-}
-
 const CALL: &[Phase] = &[Phase::Call];
 const TRANSMIT: &[Phase] = &[Phase::Transmit];
 const REQUEST: &[Phase] = &[Phase::Call, Phase::Transmit];
-
-impl Intercept for SdkCallInterceptor {
-    fn name(&self) -> &'static str {
-        "RemoteCallMeter"
-    }
-
-    fn read_before_execution(
-        &self,
-        _context: &BeforeSerializationInterceptorContextRef<'_>,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        self.meter.count(|t| t.sdk_calls += 1);
-        cfg.interceptor_state()
-            .store_put(SdkCallSpan(self.meter.begin(CALL)));
-        Ok(())
-    }
-
-    fn read_before_transmit(
-        &self,
-        _context: &BeforeTransmitInterceptorContextRef<'_>,
-        _runtime_components: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        cfg.interceptor_state()
-            .store_put(SdkTransmitSpan(self.meter.begin(TRANSMIT)));
-        Ok(())
-    }
-
-    fn read_after_transmit(
-        &self,
-        _context: &aws_sdk_s3::config::interceptors::BeforeDeserializationInterceptorContextRef<'_>,
-        _runtime_components: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        // Replacing the stored span drops it, which ends it.
-        cfg.interceptor_state().unset::<SdkTransmitSpan>();
-        Ok(())
-    }
-
-    fn read_after_attempt(
-        &self,
-        _context: &FinalizerInterceptorContextRef<'_>,
-        _runtime_components: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        // An attempt whose transmission failed never reached `read_after_transmit`.
-        cfg.interceptor_state().unset::<SdkTransmitSpan>();
-        Ok(())
-    }
-
-    fn read_after_execution(
-        &self,
-        _context: &FinalizerInterceptorContextRef<'_>,
-        _runtime_components: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        cfg.interceptor_state().unset::<SdkTransmitSpan>();
-        cfg.interceptor_state().unset::<SdkCallSpan>();
-        Ok(())
-    }
-}
 
 /// Meters every operation and HTTP request of the store operator it is applied to
 /// (`operator.layer(…)`): it wraps the operator's service (calls) and its HTTP transport
@@ -691,7 +595,7 @@ type BodyStream =
 /// A response body that ends its request's span when it is read to the end or dropped.
 struct MeteredBody {
     stream: BodyStream,
-    span: Option<Span>,
+    span: Option<RemoteSpan>,
 }
 
 impl futures_core::Stream for MeteredBody {

@@ -2,33 +2,34 @@
 //! [`SsmSecretSource`]), bound together by [`aws_bindings`]; the settings and the assembly
 //! itself are `escher_runtime`'s.
 
+use escher_core::resource_types::aws as aws_types;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
-use escher_core::approvals::Action;
+use escher_core::fixes::FixRegistry;
 use escher_core::pipeline::notify::{SecretSource, TopicPublisher};
 use escher_core::pipeline::{CloudOperations, Pipeline};
-use escher_core::remediate::{Remediation, RemediationError};
+use escher_core::remediate::RemediationError;
 use escher_core::UnifiedEvent;
 use escher_runtime::{CloudBindings, HandlerConfig, HandlerError, RemoteCallMeter};
 
 use crate::sdk_meter::metered_client;
-use crate::{AwsClients, AwsRemediations, AwsResourceTags};
+use crate::{aws_fixes, AwsClients, AwsResourceTags};
 
-/// The AWS side of the pipeline: the remediations and the tag reader, sharing one set of
-/// SDK clients.
+/// The AWS side of the pipeline: the fixes and the tag reader, sharing one set of SDK
+/// clients.
 #[derive(Debug, Clone)]
 pub struct AwsCloud {
-    remediations: AwsRemediations,
+    fixes: FixRegistry,
     tags: AwsResourceTags,
 }
 
 impl AwsCloud {
     pub fn new(clients: AwsClients) -> Self {
         AwsCloud {
-            remediations: AwsRemediations::from_clients(clients.clone()),
+            fixes: aws_fixes(clients.clone()),
             tags: AwsResourceTags::new(clients),
         }
     }
@@ -36,9 +37,8 @@ impl AwsCloud {
 
 #[async_trait]
 impl CloudOperations for AwsCloud {
-    fn remediation(&self, action: Action, resource_type: &str) -> Option<&dyn Remediation> {
-        // Unsupported pairs still get a fix that reports `not_supported` (audited, notified).
-        Some(self.remediations.for_action(action, resource_type))
+    fn fixes(&self) -> &FixRegistry {
+        &self.fixes
     }
 
     async fn resource_tags(
@@ -48,7 +48,10 @@ impl CloudOperations for AwsCloud {
         let resource = &event.resource;
         if !matches!(
             resource.kind.as_str(),
-            "s3_bucket" | "ec2_instance" | "ebs_volume" | "security_group"
+            aws_types::S3_BUCKET
+                | aws_types::EC2_INSTANCE
+                | aws_types::EBS_VOLUME
+                | aws_types::SECURITY_GROUP
         ) {
             return Ok(None);
         }

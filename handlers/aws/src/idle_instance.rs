@@ -14,6 +14,7 @@ use escher_core::remediate::{
     ApiCall, Mode, Remediation, RemediationError, RemediationReport, RemediationRequest,
     RemediationStatus, RequiredPermission, Verification,
 };
+use escher_core::resource_types::aws as aws_types;
 use escher_core::UnifiedEvent;
 
 use crate::calls::{Access, CallLog};
@@ -255,7 +256,7 @@ impl Remediation for IdleInstanceRemediation {
     }
 
     fn resource_types(&self) -> &'static [&'static str] {
-        &["ec2_instance"]
+        &[aws_types::EC2_INSTANCE]
     }
 
     fn required_permissions(&self) -> &'static [RequiredPermission] {
@@ -267,7 +268,7 @@ impl Remediation for IdleInstanceRemediation {
         request: &RemediationRequest<'_>,
     ) -> Result<RemediationReport, RemediationError> {
         let event = request.event;
-        expect_type(event, self.action(), "ec2_instance")?;
+        expect_type(event, self.action(), aws_types::EC2_INSTANCE)?;
         let instance = instance_id(event, self.action())?;
         let clients = self.clients.in_region(&event.region);
         let mut log = CallLog::metered(clients.meter());

@@ -2,9 +2,10 @@
 //!
 //! Each fix is one type implementing [`escher_core::remediate::Remediation`]:
 //! [`S3PublicAccessRemediation`], [`OpenIngressRemediation`], [`IdleInstanceRemediation`],
-//! [`VolumeEncryptionRemediation`], and [`UnsupportedRemediation`] for the actions AWS has no
-//! fix for yet. [`AwsRemediations`] builds them once from one `SdkConfig` and picks the one
-//! for an (action, resource type) pair; [`AwsResourceTags`] reads a resource's tags for the
+//! [`VolumeEncryptionRemediation`]. [`aws_fixes`] registers them once in core's
+//! [`FixRegistry`], which the pipeline looks them up in by (action, resource type) and the
+//! role's permissions are derived from (a pair with no fix is answered `not_supported` by
+//! core); [`AwsResourceTags`] reads a resource's tags for the
 //! pipeline's enrich step. Every call is recorded (`ApiCall`) and every SDK error is
 //! classified as transient (retry the event) or final in one place (`calls`).
 //!
@@ -28,13 +29,12 @@ mod scan;
 pub mod sdk_meter;
 mod tags;
 mod target;
-mod unsupported;
 mod volume_encryption;
 
-use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use aws_config::SdkConfig;
-use escher_core::approvals::Action;
+use escher_core::fixes::{merge_permissions, FixRegistry};
 use escher_core::remediate::{Remediation, RequiredPermission};
 
 pub use clients::AwsClients;
@@ -48,99 +48,68 @@ pub use open_ingress::OpenIngressRemediation;
 pub use s3_public::S3PublicAccessRemediation;
 pub use scan::AwsScan;
 pub use tags::AwsResourceTags;
-pub use unsupported::UnsupportedRemediation;
 pub use volume_encryption::VolumeEncryptionRemediation;
 
-/// Every AWS remediation, built once per process (a Lambda cold start) from one SDK
-/// configuration; the SDK clients inside are shared, so this is cheap to clone.
-#[derive(Debug, Clone)]
-pub struct AwsRemediations {
-    bucket: S3PublicAccessRemediation,
-    ingress: OpenIngressRemediation,
-    idle: IdleInstanceRemediation,
-    volume: VolumeEncryptionRemediation,
-    unsupported: [UnsupportedRemediation; Action::ALL.len()],
-}
-
-impl AwsRemediations {
-    pub fn new(config: &SdkConfig) -> Self {
-        Self::from_clients(AwsClients::new(config))
-    }
-
-    pub fn from_clients(clients: AwsClients) -> Self {
-        AwsRemediations {
-            bucket: S3PublicAccessRemediation::new(clients.clone()),
-            ingress: OpenIngressRemediation::new(clients.clone()),
-            idle: IdleInstanceRemediation::new(clients.clone()),
-            volume: VolumeEncryptionRemediation::new(clients),
-            unsupported: Action::ALL.map(UnsupportedRemediation::new),
+/// Every AWS fix, built once per process (a Lambda cold start) from one set of SDK clients
+/// (shared, so this is cheap): the registry the pipeline looks fixes up in.
+pub fn aws_fixes(clients: AwsClients) -> FixRegistry {
+    let fixes: [Arc<dyn Remediation>; 4] = [
+        Arc::new(S3PublicAccessRemediation::new(clients.clone())),
+        Arc::new(OpenIngressRemediation::new(clients.clone())),
+        Arc::new(IdleInstanceRemediation::new(clients.clone())),
+        Arc::new(VolumeEncryptionRemediation::new(clients)),
+    ];
+    let mut registry = FixRegistry::new();
+    for fix in fixes {
+        if let Err(e) = registry.register(fix) {
+            // The fixes above cover distinct pairs (a unit test checks it); should that ever
+            // break, the later fix is left out and said so, rather than the handler failing.
+            tracing::error!(error = %e, "an AWS fix was not registered");
         }
     }
-
-    /// The fix for `action` on a resource of `resource_type` (`UnifiedEvent.resource.type`);
-    /// a pair AWS has no fix for gets an [`UnsupportedRemediation`], which reports
-    /// `NotSupported` rather than failing.
-    pub fn for_action(&self, action: Action, resource_type: &str) -> &dyn Remediation {
-        let supported: [&dyn Remediation; 4] =
-            [&self.bucket, &self.ingress, &self.idle, &self.volume];
-        supported
-            .into_iter()
-            .find(|r| r.action() == action && r.resource_types().contains(&resource_type))
-            .unwrap_or_else(|| self.unsupported_for(action))
-    }
-
-    fn unsupported_for(&self, action: Action) -> &dyn Remediation {
-        // `unsupported` holds one entry per `Action::ALL`, in that order.
-        let index = Action::ALL
-            .iter()
-            .position(|a| *a == action)
-            .unwrap_or_default();
-        &self.unsupported[index]
-    }
-
-    /// Every remediation this crate can apply, for listing and for the role.
-    pub fn all(&self) -> [&dyn Remediation; 4] {
-        [&self.bucket, &self.ingress, &self.idle, &self.volume]
-    }
+    registry
 }
 
-/// The IAM permissions of every AWS remediation, deduplicated and sorted by action then
-/// resource: what the handler's role needs, and nothing more.
+/// The IAM permissions the functions' role needs, deduplicated and sorted by action then
+/// resource: every registered fix's (derived from [`aws_fixes`]), the tag reads of the
+/// enrich step, and the scan's reads; nothing more.
 pub fn all_required_permissions() -> Vec<RequiredPermission> {
-    let lists: [&'static [RequiredPermission]; 6] = [
-        s3_public::PERMISSIONS,
-        open_ingress::PERMISSIONS,
-        idle_instance::PERMISSIONS,
-        volume_encryption::PERMISSIONS,
-        tags::PERMISSIONS,
-        // Last: where a remediation already needs a permission, its reason is the one kept.
-        scan::PERMISSIONS,
-    ];
-    let mut seen = BTreeSet::new();
-    let mut all: Vec<RequiredPermission> = lists
-        .into_iter()
-        .flatten()
-        .filter(|p| seen.insert((p.action, p.resource)))
-        .copied()
-        .collect();
-    all.sort_by(|a, b| (a.action, a.resource).cmp(&(b.action, b.resource)));
-    all
+    // Building clients makes no request, so the registry can be asked without an account.
+    let offline = SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .build();
+    let fixes = aws_fixes(AwsClients::new(&offline)).required_permissions();
+    // Last: where a fix already needs a permission, its reason is the one kept.
+    merge_permissions([fixes.as_slice(), tags::PERMISSIONS, scan::PERMISSIONS])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use aws_config::{BehaviorVersion, Region};
+    use escher_core::approvals::Action;
 
     #[test]
-    fn pairs_without_a_fix_get_the_not_supported_one() {
+    fn every_fix_is_registered_for_its_pairs_and_nothing_else() {
         let config = SdkConfig::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
             .build();
-        let fixes = AwsRemediations::new(&config);
-        let bucket = fixes.for_action(Action::MakeBucketPrivate, "s3_bucket");
-        assert_eq!(bucket.resource_types(), ["s3_bucket"]);
+        let fixes = aws_fixes(AwsClients::new(&config));
+        assert_eq!(fixes.fixes().count(), 4, "no fix was refused: {fixes:?}");
+        assert_eq!(
+            fixes.pairs(),
+            [
+                (Action::EncryptVolume, "ebs_volume"),
+                (Action::MakeBucketPrivate, "s3_bucket"),
+                (Action::RevokeOpenIngress, "security_group"),
+                (Action::StopIdleInstance, "ec2_instance"),
+            ]
+        );
+        let bucket = fixes
+            .lookup(Action::MakeBucketPrivate, "s3_bucket")
+            .expect("the bucket fix");
         assert!(!bucket.required_permissions().is_empty());
         for (action, kind) in [
             (Action::MakeBucketPrivate, "ec2_instance"),
@@ -148,10 +117,7 @@ mod tests {
             (Action::ScaleUpCapacity, "rds_instance"),
             (Action::RollbackDeployment, "lambda_function"),
         ] {
-            let fix = fixes.for_action(action, kind);
-            assert_eq!(fix.action(), action);
-            assert!(fix.resource_types().is_empty(), "{action} on {kind}");
-            assert!(fix.required_permissions().is_empty());
+            assert!(fixes.lookup(action, kind).is_none(), "{action} on {kind}");
         }
     }
 

@@ -10,6 +10,7 @@ use escher_core::remediate::{
     Mode, Remediation, RemediationError, RemediationReport, RemediationRequest, RemediationStatus,
     RequiredPermission, Verification,
 };
+use escher_core::resource_types::aws as aws_types;
 use escher_core::UnifiedEvent;
 use serde_json::{json, Value};
 
@@ -267,7 +268,7 @@ impl Remediation for OpenIngressRemediation {
     }
 
     fn resource_types(&self) -> &'static [&'static str] {
-        &["security_group"]
+        &[aws_types::SECURITY_GROUP]
     }
 
     fn required_permissions(&self) -> &'static [RequiredPermission] {
@@ -279,7 +280,7 @@ impl Remediation for OpenIngressRemediation {
         request: &RemediationRequest<'_>,
     ) -> Result<RemediationReport, RemediationError> {
         let event = request.event;
-        expect_type(event, self.action(), "security_group")?;
+        expect_type(event, self.action(), aws_types::SECURITY_GROUP)?;
         let group = security_group_id(event, self.action())?;
         let clients = self.clients.in_region(&event.region);
         let mut log = CallLog::metered(clients.meter());

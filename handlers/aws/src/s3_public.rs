@@ -10,6 +10,7 @@ use escher_core::remediate::{
     ApiCall, Mode, Remediation, RemediationError, RemediationReport, RemediationRequest,
     RemediationStatus, RequiredPermission, Verification, VerificationCheck,
 };
+use escher_core::resource_types::aws as aws_types;
 
 use crate::calls::{Access, CallLog};
 use crate::clients::AwsClients;
@@ -366,7 +367,7 @@ impl Remediation for S3PublicAccessRemediation {
     }
 
     fn resource_types(&self) -> &'static [&'static str] {
-        &["s3_bucket"]
+        &[aws_types::S3_BUCKET]
     }
 
     fn required_permissions(&self) -> &'static [RequiredPermission] {
@@ -378,7 +379,7 @@ impl Remediation for S3PublicAccessRemediation {
         request: &RemediationRequest<'_>,
     ) -> Result<RemediationReport, RemediationError> {
         let event = request.event;
-        expect_type(event, self.action(), "s3_bucket")?;
+        expect_type(event, self.action(), aws_types::S3_BUCKET)?;
         let bucket = bucket_name(event, self.action())?;
         let clients = self.clients.in_region(&event.region);
         let mut log = CallLog::metered(clients.meter());

@@ -7,6 +7,7 @@
 
 mod cost;
 
+use escher_core::resource_types::aws as aws_types;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -274,11 +275,11 @@ impl ScanCheck for PublicBuckets {
                 continue;
             }
             let tags = tags
-                .tags("s3_bucket", &name, region)
+                .tags(aws_types::S3_BUCKET, &name, region)
                 .await
                 .map_err(|e| remediation_scan_error("GetBucketTagging", &name, e))?;
             let resource = Resource {
-                kind: "s3_bucket".into(),
+                kind: aws_types::S3_BUCKET.into(),
                 id: format!("arn:aws:s3:::{name}"),
                 name: name.clone(),
                 tags,
@@ -352,7 +353,7 @@ impl ScanCheck for Ebs {
                 .map(|t| t.as_str().to_string())
                 .unwrap_or_default();
             let resource = Resource {
-                kind: "ebs_volume".into(),
+                kind: aws_types::EBS_VOLUME.into(),
                 id: aws.arn(region, "volume", id),
                 name: name_or_id(&tags, id),
                 tags,
@@ -418,7 +419,7 @@ impl ScanCheck for Ebs {
             let age_days = (scan.started_at - started).num_days();
             let tags = ec2_tags(snapshot.tags());
             let resource = Resource {
-                kind: "ebs_snapshot".into(),
+                kind: aws_types::EBS_SNAPSHOT.into(),
                 id: format!("arn:aws:ec2:{region}::snapshot/{id}"),
                 name: name_or_id(&tags, id),
                 tags,
@@ -580,7 +581,7 @@ impl ScanCheck for UnencryptedDatabases {
             let groups = security_group_ids(db.vpc_security_groups());
             let subnet_group = db.db_subnet_group().and_then(|g| g.db_subnet_group_name());
             let resource = Resource {
-                kind: "rds_instance".into(),
+                kind: aws_types::RDS_INSTANCE.into(),
                 id: db
                     .db_instance_arn()
                     .map(str::to_string)
@@ -634,7 +635,7 @@ impl ScanCheck for UnencryptedDatabases {
             let engine = cluster.engine().unwrap_or_default();
             let groups = security_group_ids(cluster.vpc_security_groups());
             let resource = Resource {
-                kind: "rds_cluster".into(),
+                kind: aws_types::RDS_CLUSTER.into(),
                 id: cluster
                     .db_cluster_arn()
                     .map(str::to_string)
@@ -741,7 +742,7 @@ impl ScanCheck for OpenAdminPorts {
             let tags = ec2_tags(group.tags());
             let name = group.group_name().unwrap_or(group_id).to_string();
             let resource = Resource {
-                kind: "security_group".into(),
+                kind: aws_types::SECURITY_GROUP.into(),
                 id: aws.arn(region, "security-group", group_id),
                 name: name.clone(),
                 tags,
@@ -834,7 +835,7 @@ impl ScanCheck for InstanceUsage {
                     .map(|t| t.as_str().to_string())
                     .unwrap_or_default();
                 let resource = Resource {
-                    kind: "ec2_instance".into(),
+                    kind: aws_types::EC2_INSTANCE.into(),
                     id: aws.arn(region, "instance", id),
                     name: name_or_id(&tags, id),
                     tags,

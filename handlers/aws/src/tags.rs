@@ -2,6 +2,7 @@
 //! none (CloudTrail, alarms): the tags say the environment and the data classification,
 //! which decide severity and which approvals apply.
 
+use escher_core::resource_types::aws as aws_types;
 use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::Filter;
@@ -47,7 +48,7 @@ impl AwsResourceTags {
         let short = id.rsplit(['/', ':']).next().unwrap_or(id);
         let mut log = CallLog::metered(clients.meter());
         match resource_type {
-            "s3_bucket" => {
+            aws_types::S3_BUCKET => {
                 let result = log
                     .run(
                         "s3",
@@ -67,7 +68,7 @@ impl AwsResourceTags {
                     Err(e) => Err(log.fail(e)),
                 }
             }
-            "ec2_instance" | "ebs_volume" | "security_group" => {
+            aws_types::EC2_INSTANCE | aws_types::EBS_VOLUME | aws_types::SECURITY_GROUP => {
                 let mut tags = BTreeMap::new();
                 let mut next: Option<String> = None;
                 loop {

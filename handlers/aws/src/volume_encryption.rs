@@ -9,6 +9,7 @@
 //! took longer than the wait allows) continues with what the first attempt created
 //! instead of starting over.
 
+use escher_core::resource_types::aws as aws_types;
 use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
@@ -386,7 +387,7 @@ impl Remediation for VolumeEncryptionRemediation {
     }
 
     fn resource_types(&self) -> &'static [&'static str] {
-        &["ebs_volume"]
+        &[aws_types::EBS_VOLUME]
     }
 
     fn required_permissions(&self) -> &'static [RequiredPermission] {
@@ -398,7 +399,7 @@ impl Remediation for VolumeEncryptionRemediation {
         request: &RemediationRequest<'_>,
     ) -> Result<RemediationReport, RemediationError> {
         let event = request.event;
-        expect_type(event, self.action(), "ebs_volume")?;
+        expect_type(event, self.action(), aws_types::EBS_VOLUME)?;
         let source = volume_id(event, self.action())?;
         let clients = self.clients.in_region(&event.region);
         let region = clients.region().unwrap_or_default().to_string();
@@ -562,7 +563,7 @@ impl Remediation for VolumeEncryptionRemediation {
                         }
                     };
                     created.push(CreatedResource {
-                        kind: "ebs_snapshot".into(),
+                        kind: aws_types::EBS_SNAPSHOT.into(),
                         id: snapshot.clone(),
                     });
                     work.wait_for(&snapshot, self.snapshot_wait, self.first_poll)
@@ -647,7 +648,7 @@ impl Remediation for VolumeEncryptionRemediation {
                 }
             };
             created.push(CreatedResource {
-                kind: "ebs_volume".into(),
+                kind: aws_types::EBS_VOLUME.into(),
                 id: copy_volume.clone(),
             });
 
@@ -762,7 +763,7 @@ impl Remediation for VolumeEncryptionRemediation {
             );
             let snapshots: Vec<&str> = created
                 .iter()
-                .filter(|c| c.kind == "ebs_snapshot")
+                .filter(|c| c.kind == aws_types::EBS_SNAPSHOT)
                 .map(|c| c.id.as_str())
                 .collect();
             if !snapshots.is_empty() {
@@ -777,7 +778,7 @@ impl Remediation for VolumeEncryptionRemediation {
             .iter()
             .rev()
             .map(|c| {
-                if c.kind == "ebs_volume" {
+                if c.kind == aws_types::EBS_VOLUME {
                     format!(
                         "aws ec2 delete-volume --region {region} --volume-id {}",
                         c.id

@@ -21,10 +21,10 @@ use aws_sdk_ec2::types::{
 use aws_sdk_s3::types::{BucketCannedAcl, Permission, Type};
 use chrono::{Duration, Utc};
 use escher_aws::{
-    load_sdk_config, s3_client, AwsClients, AwsRemediations, AwsResourceTags,
-    VolumeEncryptionRemediation,
+    aws_fixes, load_sdk_config, s3_client, AwsClients, AwsResourceTags, VolumeEncryptionRemediation,
 };
 use escher_core::approvals::{Action, Conditions};
+use escher_core::fixes::{not_supported, FixRegistry};
 use escher_core::remediate::{
     Mode, Remediation, RemediationReport, RemediationRequest, RemediationStatus,
 };
@@ -44,7 +44,16 @@ struct Moto {
     s3: aws_sdk_s3::Client,
     ec2: aws_sdk_ec2::Client,
     cloudwatch: aws_sdk_cloudwatch::Client,
-    remediations: AwsRemediations,
+    fixes: FixRegistry,
+}
+
+impl Moto {
+    /// AWS's fix for the pair, looked up as the pipeline does.
+    fn fix(&self, action: Action, resource_type: &str) -> &dyn Remediation {
+        self.fixes
+            .lookup(action, resource_type)
+            .unwrap_or_else(|| panic!("AWS registers a fix for {action} on {resource_type}"))
+    }
 }
 
 /// Clients for moto in `region`, or `None` (with a notice) when the emulators are not running.
@@ -64,7 +73,7 @@ async fn moto(region: &str) -> Option<Moto> {
         s3: s3_client(&config),
         ec2: aws_sdk_ec2::Client::new(&config),
         cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
-        remediations: AwsRemediations::new(&config),
+        fixes: aws_fixes(AwsClients::new(&config)),
         config,
     })
 }
@@ -229,9 +238,7 @@ async fn public_read_bucket_is_made_private_keeping_the_owner_grant() {
         "setup: bucket is public-read"
     );
     let event = put_bucket_acl_event(&bucket);
-    let fix = moto
-        .remediations
-        .for_action(Action::MakeBucketPrivate, "s3_bucket");
+    let fix = moto.fix(Action::MakeBucketPrivate, "s3_bucket");
 
     let report = run(
         fix,
@@ -311,9 +318,7 @@ async fn private_bucket_is_already_compliant_and_untouched() {
     };
     let bucket = public_read_bucket(&moto).await;
     let event = put_bucket_acl_event(&bucket);
-    let fix = moto
-        .remediations
-        .for_action(Action::MakeBucketPrivate, "s3_bucket");
+    let fix = moto.fix(Action::MakeBucketPrivate, "s3_bucket");
     run(
         fix,
         &event,
@@ -354,9 +359,7 @@ async fn bucket_dry_run_changes_nothing_and_says_what_it_would_do() {
     };
     let bucket = public_read_bucket(&moto).await;
     let event = put_bucket_acl_event(&bucket);
-    let fix = moto
-        .remediations
-        .for_action(Action::MakeBucketPrivate, "s3_bucket");
+    let fix = moto.fix(Action::MakeBucketPrivate, "s3_bucket");
 
     let report = run(
         fix,
@@ -479,9 +482,7 @@ async fn only_the_world_open_rules_the_event_names_are_revoked() {
     let event = normalize_one(&payload);
     assert_eq!(event.event_type, EventType::FirewallOpen);
 
-    let fix = moto
-        .remediations
-        .for_action(Action::RevokeOpenIngress, &event.resource.kind);
+    let fix = moto.fix(Action::RevokeOpenIngress, &event.resource.kind);
     let dry = run(
         fix,
         &event,
@@ -665,9 +666,7 @@ async fn idle_instance_is_stopped() {
         ..Conditions::default()
     };
     put_cpu(&moto, &instance, 2, 7.0).await;
-    let fix = moto
-        .remediations
-        .for_action(Action::StopIdleInstance, "ec2_instance");
+    let fix = moto.fix(Action::StopIdleInstance, "ec2_instance");
 
     let dry = run(
         fix,
@@ -718,9 +717,7 @@ async fn busy_instance_is_not_stopped_and_the_reason_is_given() {
     let instance = running_instance(&moto).await;
     let event = low_cpu_alarm_event(&instance, 5.0);
     put_cpu(&moto, &instance, 2, 37.2).await;
-    let fix = moto
-        .remediations
-        .for_action(Action::StopIdleInstance, "ec2_instance");
+    let fix = moto.fix(Action::StopIdleInstance, "ec2_instance");
 
     let report = run(
         fix,
@@ -753,9 +750,7 @@ async fn instance_without_cpu_datapoints_is_not_stopped() {
     };
     let instance = running_instance(&moto).await;
     let event = low_cpu_alarm_event(&instance, 5.0);
-    let fix = moto
-        .remediations
-        .for_action(Action::StopIdleInstance, "ec2_instance");
+    let fix = moto.fix(Action::StopIdleInstance, "ec2_instance");
 
     let report = run(
         fix,
@@ -793,9 +788,7 @@ async fn stopped_instance_is_already_compliant_without_reading_metrics() {
         .await
         .expect("stop");
     let event = low_cpu_alarm_event(&instance, 5.0);
-    let fix = moto
-        .remediations
-        .for_action(Action::StopIdleInstance, "ec2_instance");
+    let fix = moto.fix(Action::StopIdleInstance, "ec2_instance");
 
     let report = run(
         fix,
@@ -1078,8 +1071,16 @@ async fn unsupported_actions_report_not_supported_without_calls() {
         // A known fix on a resource type it does not handle.
         Action::MakeBucketPrivate,
     ] {
-        let fix = moto.remediations.for_action(action, &event.resource.kind);
-        let report = run(fix, &event, action, &Conditions::default(), Mode::Apply).await;
+        assert!(
+            moto.fixes.lookup(action, &event.resource.kind).is_none(),
+            "{action}"
+        );
+        let report = not_supported(&RemediationRequest {
+            event: &event,
+            action,
+            conditions: &Conditions::default(),
+            mode: Mode::Apply,
+        });
         assert_eq!(report.status, RemediationStatus::NotSupported, "{action}");
         assert!(
             report
@@ -1161,11 +1162,13 @@ async fn the_meter_counts_every_sdk_call_and_store_request() {
         return;
     };
     let meter = escher_runtime::RemoteCallMeter::new();
-    let fixes = AwsRemediations::from_clients(AwsClients::metered(&moto.config, &meter));
+    let fixes = aws_fixes(AwsClients::metered(&moto.config, &meter));
     let bucket = public_read_bucket(&moto).await;
     let before = meter.snapshot();
     let report = run(
-        fixes.for_action(Action::MakeBucketPrivate, "s3_bucket"),
+        fixes
+            .lookup(Action::MakeBucketPrivate, "s3_bucket")
+            .expect("the bucket fix"),
         &put_bucket_acl_event(&bucket),
         Action::MakeBucketPrivate,
         &Conditions::default(),

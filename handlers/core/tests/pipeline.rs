@@ -4,6 +4,7 @@
 //! are delivered; unapproved ones are not touched and say how to approve; transient trouble
 //! is retried with nothing half-done; every event leaves one audit record.
 
+use escher_core::fixes::FixRegistry;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -88,15 +89,14 @@ impl Remediation for RecordingFix {
 }
 
 struct TestCloud {
-    fix: Arc<RecordingFix>,
+    fixes: FixRegistry,
     tags: BTreeMap<String, String>,
 }
 
 #[async_trait]
 impl CloudOperations for TestCloud {
-    fn remediation(&self, action: Action, resource_type: &str) -> Option<&dyn Remediation> {
-        (action == Action::MakeBucketPrivate && resource_type == "s3_bucket")
-            .then_some(self.fix.as_ref() as &dyn Remediation)
+    fn fixes(&self) -> &FixRegistry {
+        &self.fixes
     }
     async fn resource_tags(
         &self,
@@ -147,7 +147,7 @@ fn setup_with_store(store: ApprovalStore, mode: Mode, tags: &[(&str, &str)]) -> 
     let audit = escher_core::store::open("memory://").expect("memory");
     let fix = Arc::new(RecordingFix::default());
     let cloud = TestCloud {
-        fix: fix.clone(),
+        fixes: FixRegistry::new().with(fix.clone()).expect("one fix"),
         tags: tags
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -217,6 +217,46 @@ async fn an_approved_event_is_fixed_verified_audited_and_notified() {
         record.notifications
     );
     assert_eq!(audit_outcomes(&s.audit).await, [Outcome::Remediated]);
+}
+
+/// An approved action the cloud has no fix for is answered the one way: not supported,
+/// nothing changed, audited with the report that says to handle it by hand.
+#[tokio::test]
+async fn an_approved_action_without_a_fix_is_not_supported_and_audited() {
+    let s = setup(vec![approval("apr-1", None)], Mode::Apply, &[]).await;
+    let without_fixes = Pipeline {
+        normalizer: Normalizer::default(),
+        severity: SeverityPolicy::built_in(),
+        remediations: RemediationPolicy::built_in(),
+        approvals: s.pipeline.approvals.clone(),
+        state: s.state.clone(),
+        audit: AuditLog::new(s.audit.clone(), "memory://audit".into()),
+        cloud: Arc::new(TestCloud {
+            fixes: FixRegistry::new(),
+            tags: BTreeMap::new(),
+        }),
+        notifier: Notifier::new(s.state.clone(), NotifyConfig::default()),
+        mode: Mode::Apply,
+    };
+    let handled = without_fixes
+        .handle(PUBLIC_BUCKET.as_bytes())
+        .await
+        .expect("handled");
+    let result = &handled.results[0];
+    assert_eq!(result.outcome, Outcome::NotSupported, "{:#?}", result.steps);
+    assert_eq!(s.fix.calls.load(Ordering::SeqCst), 0);
+    let report = result
+        .record
+        .remediation
+        .as_ref()
+        .expect("the report is audited");
+    assert!(report.api_calls.is_empty());
+    assert!(
+        report.next_steps.iter().any(|n| n.contains("by hand")),
+        "{:?}",
+        report.next_steps
+    );
+    assert_eq!(audit_outcomes(&s.audit).await, [Outcome::NotSupported]);
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 //! Explorer is a global API served from us-east-1, and every request is billed (USD 0.01),
 //! so the check is account-wide: it runs once, whatever the regions.
 
+use escher_core::resource_types::aws as aws_types;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -127,7 +128,7 @@ impl Cost {
         let aws = &self.0;
         let account = &aws.account_id;
         let resource = Resource {
-            kind: "aws_account".into(),
+            kind: aws_types::ACCOUNT.into(),
             id: account.clone(),
             name: format!("account {account}"),
             metadata: json!({

@@ -26,9 +26,10 @@ use serde::{Deserialize, Serialize};
 use crate::approvals::{
     Action, ApprovalsReader, Conditions, Decision, NothingUsedYet, RemediationPolicy,
 };
+use crate::fixes::{not_supported, FixRegistry};
 use crate::ids::{sha256_hex, unique_token};
 use crate::remediate::{
-    Mode, Remediation, RemediationError, RemediationReport, RemediationRequest, RemediationStatus,
+    Mode, RemediationError, RemediationReport, RemediationRequest, RemediationStatus,
 };
 use crate::store::{create_once, Created};
 use crate::{Normalized, Normalizer, SeverityPolicy, UnifiedEvent};
@@ -38,8 +39,8 @@ use notify::{Notification, NotificationResult, Notifier};
 /// What a cloud brings to the pipeline.
 #[async_trait]
 pub trait CloudOperations: Send + Sync {
-    /// The fix for `action` on this resource type; `None` when there is none yet.
-    fn remediation(&self, action: Action, resource_type: &str) -> Option<&dyn Remediation>;
+    /// The cloud's fixes; the pipeline looks each one up by (action, resource type).
+    fn fixes(&self) -> &FixRegistry;
 
     /// The resource's tags/labels, read from the cloud (enrichment); `None` when this cloud
     /// cannot read tags for this resource type.
@@ -526,17 +527,6 @@ impl Pipeline {
         let approval_id = approval_id.clone();
         run.steps
             .push(format!("decided: approved by {approval_id}"));
-        let Some(remediation) = self.cloud.remediation(action, &event.resource.kind) else {
-            let summary = format!("{action} is not supported yet for {}", event.resource.kind);
-            run.steps.push(format!("fix: not made ({summary})"));
-            return Ok((
-                Outcome::NotSupported,
-                Some(action),
-                Some(decision),
-                None,
-                summary,
-            ));
-        };
         let t = Instant::now();
         let request = RemediationRequest {
             event,
@@ -544,7 +534,11 @@ impl Pipeline {
             conditions: &conditions,
             mode: self.mode,
         };
-        let report = match remediation.remediate(&request).await {
+        let fixed = match self.cloud.fixes().lookup(action, &event.resource.kind) {
+            Some(fix) => fix.remediate(&request).await,
+            None => Ok(not_supported(&request)),
+        };
+        let report = match fixed {
             Ok(report) => report,
             Err(e) if e.is_transient() => return Err(retry(&event.event_id, e)),
             Err(e) => {

@@ -19,6 +19,7 @@
 //! `InstanceId`, `VolumeId`, ...), else the alarm itself (`cloudwatch_alarm`).
 
 use crate::normalize::JsonAt;
+use crate::resource_types::aws as aws_types;
 use aws_lambda_events::event::cloudwatch_alarms::CloudWatchAlarm;
 use aws_lambda_events::event::sns::CloudWatchAlarmPayload;
 use serde_json::{json, Map, Value};
@@ -55,11 +56,11 @@ const CAPACITY_METRICS: &[(&str, Side)] = &[
 
 /// Dimensions that name one resource, and our kind for it.
 const DIMENSION_KINDS: &[(&str, &str)] = &[
-    ("InstanceId", "ec2_instance"),
-    ("VolumeId", "ebs_volume"),
-    ("DBInstanceIdentifier", "rds_instance"),
-    ("FunctionName", "lambda_function"),
-    ("BucketName", "s3_bucket"),
+    ("InstanceId", aws_types::EC2_INSTANCE),
+    ("VolumeId", aws_types::EBS_VOLUME),
+    ("DBInstanceIdentifier", aws_types::RDS_INSTANCE),
+    ("FunctionName", aws_types::LAMBDA_FUNCTION),
+    ("BucketName", aws_types::S3_BUCKET),
     ("TableName", "dynamodb_table"),
     ("QueueName", "sqs_queue"),
 ];
@@ -524,7 +525,7 @@ fn alarm_draft(
         Some((kind, id)) => resource(kind, id, region.as_deref(), &account),
         None => {
             let id = alarm.arn.as_deref().unwrap_or(alarm.name.as_str());
-            let mut res = resource("cloudwatch_alarm", id, region.as_deref(), &account);
+            let mut res = resource(aws_types::CLOUDWATCH_ALARM, id, region.as_deref(), &account);
             res.name = alarm.name.clone();
             res
         }
@@ -587,7 +588,12 @@ pub(super) fn normalize_config_change(
     let region = pick_region([origin.region.as_deref()]);
     let mut draft = raw.draft(EventSource::AwsCloudWatch, event_type);
     let arn = text(raw.value(), "/resources/0").unwrap_or(name);
-    draft.resource = resource("cloudwatch_alarm", arn, region.as_deref(), &account);
+    draft.resource = resource(
+        aws_types::CLOUDWATCH_ALARM,
+        arn,
+        region.as_deref(),
+        &account,
+    );
     draft.resource.name = name.to_string();
     let config = detail
         .get("configuration")

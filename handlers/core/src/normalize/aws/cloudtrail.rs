@@ -20,6 +20,7 @@
 //! EventBridge and in a log file is recognised as one.
 
 use crate::normalize::JsonAt;
+use crate::resource_types::aws as aws_types;
 use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
@@ -146,13 +147,13 @@ impl Call<'_> {
 
     fn bucket(&self) -> Resource {
         self.resource(
-            "s3_bucket",
+            aws_types::S3_BUCKET,
             text(self.params, "/bucketName").unwrap_or_default(),
         )
     }
 
     fn account_resource(&self) -> Resource {
-        self.resource("aws_account", self.account)
+        self.resource(aws_types::ACCOUNT, self.account)
     }
 }
 
@@ -209,15 +210,15 @@ fn verb_type(name: &str) -> EventType {
 
 /// Request keys that name one resource, and our kind for it.
 const PARAM_KINDS: &[(&str, &str)] = &[
-    ("bucketName", "s3_bucket"),
-    ("groupId", "security_group"),
-    ("volumeId", "ebs_volume"),
-    ("instanceId", "ec2_instance"),
-    ("dBInstanceIdentifier", "rds_instance"),
-    ("functionName", "lambda_function"),
+    ("bucketName", aws_types::S3_BUCKET),
+    ("groupId", aws_types::SECURITY_GROUP),
+    ("volumeId", aws_types::EBS_VOLUME),
+    ("instanceId", aws_types::EC2_INSTANCE),
+    ("dBInstanceIdentifier", aws_types::RDS_INSTANCE),
+    ("functionName", aws_types::LAMBDA_FUNCTION),
     ("tableName", "dynamodb_table"),
     ("roleName", "iam_role"),
-    ("userName", "iam_user"),
+    ("userName", aws_types::IAM_USER),
 ];
 
 /// The resources a call acted on: EC2 instance sets (one each), a known id in the request or
@@ -237,7 +238,7 @@ fn targets(call: &Call) -> Vec<Resource> {
         return instances
             .into_iter()
             .map(|id| {
-                let mut res = call.resource("ec2_instance", id);
+                let mut res = call.resource(aws_types::EC2_INSTANCE, id);
                 res.tags = instance_tags(call, id);
                 res
             })
@@ -456,7 +457,7 @@ fn security_group_ingress(call: &Call) -> (EventType, Resource) {
     let group = text(call.params, "/groupId")
         .or_else(|| text(call.params, "/groupName"))
         .unwrap_or_default();
-    let mut res = call.resource("security_group", group);
+    let mut res = call.resource(aws_types::SECURITY_GROUP, group);
     let mut open = world_open_permissions(call.params.get("ipPermissions"));
     if open.is_empty() {
         let mut flat = Map::new();
@@ -500,7 +501,7 @@ fn security_group_ingress(call: &Call) -> (EventType, Resource) {
 
 fn create_volume(call: &Call) -> (EventType, Resource) {
     let id = text(call.response, "/volumeId").unwrap_or_default();
-    let mut res = call.resource("ebs_volume", id);
+    let mut res = call.resource(aws_types::EBS_VOLUME, id);
     res.tags = tag_list(call.params.get("tagSpecificationSet"), Some("volume"));
     let encrypted = [call.response, call.params]
         .iter()

@@ -13,6 +13,7 @@
 //! - Delivery notices (snapshot or history delivered to S3) describe nothing to act on: no event.
 
 use crate::normalize::JsonAt;
+use crate::resource_types::aws as aws_types;
 use serde_json::Value;
 
 use super::{
@@ -230,7 +231,7 @@ fn configuration_item(
         .to_string();
     res.tags = tags_from(item.get("tags"));
     let deleted = status.starts_with("ResourceDeleted") || change_type == "DELETE";
-    let open = if kind == "security_group" && !deleted {
+    let open = if kind == aws_types::SECURITY_GROUP && !deleted {
         world_open_permissions(item.at("/configuration/ipPermissions"))
     } else {
         Vec::new()

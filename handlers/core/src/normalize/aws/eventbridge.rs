@@ -1,6 +1,7 @@
 //! EventBridge envelopes: reads the envelope, routes on `detail-type`, and handles the small
 //! bodies itself (EC2 instance state, EBS volume notifications, AWS Health, Scheduled Event).
 
+use crate::resource_types::aws as aws_types;
 use aws_lambda_events::event::cloudwatch_events::{
     ec2::InstanceStateChange, health, CloudWatchEvent,
 };
@@ -131,7 +132,7 @@ fn instance_state(
         .into_iter()
         .find(|arn| arn.ends_with(&format!("instance/{instance_id}")));
     draft.resource = resource(
-        "ec2_instance",
+        aws_types::EC2_INSTANCE,
         arn.unwrap_or(&instance_id),
         draft.region.as_deref(),
         &draft.account_id,
@@ -171,7 +172,7 @@ fn ebs_volume(
     let arns = envelope_resources(raw.value());
     let volume = arns.iter().find(|a| a.contains(":volume/")).copied();
     draft.resource = resource(
-        "ebs_volume",
+        aws_types::EBS_VOLUME,
         volume.unwrap_or_default(),
         draft.region.as_deref(),
         &draft.account_id,
@@ -286,19 +287,19 @@ fn health_event(
 /// Our kind for a Health entity value: EC2 ids by prefix, ARNs by service.
 fn entity_kind(entity: &str) -> String {
     let by_prefix = [
-        ("i-", "ec2_instance"),
-        ("vol-", "ebs_volume"),
-        ("sg-", "security_group"),
+        ("i-", aws_types::EC2_INSTANCE),
+        ("vol-", aws_types::EBS_VOLUME),
+        ("sg-", aws_types::SECURITY_GROUP),
     ];
     if let Some((_, kind)) = by_prefix.iter().find(|(p, _)| entity.starts_with(p)) {
         return (*kind).to_string();
     }
     match arn_field(entity, 2) {
-        Some("s3") => "s3_bucket".into(),
-        Some("rds") => "rds_instance".into(),
-        Some("lambda") => "lambda_function".into(),
-        Some("ec2") if entity.contains(":instance/") => "ec2_instance".into(),
-        Some("ec2") if entity.contains(":volume/") => "ebs_volume".into(),
+        Some("s3") => aws_types::S3_BUCKET.into(),
+        Some("rds") => aws_types::RDS_INSTANCE.into(),
+        Some("lambda") => aws_types::LAMBDA_FUNCTION.into(),
+        Some("ec2") if entity.contains(":instance/") => aws_types::EC2_INSTANCE.into(),
+        Some("ec2") if entity.contains(":volume/") => aws_types::EBS_VOLUME.into(),
         Some(service) => format!("{service}_resource"),
         None => "aws_resource".into(),
     }

@@ -13,6 +13,7 @@
 //! 4. anything else (failed or not-evaluable controls, other products) → `compliance_violation`.
 
 use crate::normalize::JsonAt;
+use crate::resource_types::aws as aws_types;
 use serde_json::{json, Value};
 
 use super::{
@@ -136,20 +137,25 @@ fn guardduty_resource(
     let r = detail.get("resource").unwrap_or(&Value::Null);
     let kind_id = match text(r, "/resourceType").unwrap_or_default() {
         "Instance" => text(r, "/instanceDetails/instanceId")
-            .map(|id| ("ec2_instance", id, r.at("/instanceDetails/tags"))),
+            .map(|id| (aws_types::EC2_INSTANCE, id, r.at("/instanceDetails/tags"))),
         "AccessKey" => {
             text(r, "/accessKeyDetails/accessKeyId").map(|id| ("iam_access_key", id, None))
         }
         "S3Bucket" => text(r, "/s3BucketDetails/0/name")
-            .map(|id| ("s3_bucket", id, r.at("/s3BucketDetails/0/tags"))),
+            .map(|id| (aws_types::S3_BUCKET, id, r.at("/s3BucketDetails/0/tags"))),
         "EKSCluster" => text(r, "/eksClusterDetails/arn")
             .or_else(|| text(r, "/eksClusterDetails/name"))
             .map(|id| ("eks_cluster", id, r.at("/eksClusterDetails/tags"))),
-        "RDSDBInstance" => text(r, "/rdsDbInstanceDetails/dbInstanceIdentifier")
-            .map(|id| ("rds_instance", id, r.at("/rdsDbInstanceDetails/tags"))),
+        "RDSDBInstance" => text(r, "/rdsDbInstanceDetails/dbInstanceIdentifier").map(|id| {
+            (
+                aws_types::RDS_INSTANCE,
+                id,
+                r.at("/rdsDbInstanceDetails/tags"),
+            )
+        }),
         "Lambda" => text(r, "/lambdaDetails/functionArn")
             .or_else(|| text(r, "/lambdaDetails/functionName"))
-            .map(|id| ("lambda_function", id, r.at("/lambdaDetails/tags"))),
+            .map(|id| (aws_types::LAMBDA_FUNCTION, id, r.at("/lambdaDetails/tags"))),
         _ => None,
     };
     match kind_id {
@@ -466,7 +472,7 @@ fn asff_resource(first: &Value, finding_id: &str, region: Option<&str>, account:
     let mut res = resource(&kind, id, region, account);
     res.name = match kind.as_str() {
         // `AWS::::Account:111111111111` names the account by its number.
-        "aws_account" => id.rsplit(':').next().unwrap_or(id).to_string(),
+        aws_types::ACCOUNT => id.rsplit(':').next().unwrap_or(id).to_string(),
         "iam_access_key" => text(first, "/Details/AwsIamAccessKey/UserName")
             .or_else(|| text(first, "/Details/AwsIamAccessKey/PrincipalName"))
             .unwrap_or(id)

@@ -15,6 +15,7 @@ mod findings;
 mod sns;
 
 use crate::normalize::JsonAt;
+use crate::resource_types::aws as aws_types;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::de::DeserializeOwned;
@@ -382,8 +383,10 @@ pub(super) fn build_arn(kind: &str, id: &str, region: &str, account: &str) -> Op
     }
     let p = partition(region);
     let global = match kind {
-        "s3_bucket" => Some(format!("arn:{p}:s3:::{id}")),
-        "iam_user" if !account.is_empty() => Some(format!("arn:{p}:iam::{account}:user/{id}")),
+        aws_types::S3_BUCKET => Some(format!("arn:{p}:s3:::{id}")),
+        aws_types::IAM_USER if !account.is_empty() => {
+            Some(format!("arn:{p}:iam::{account}:user/{id}"))
+        }
         "iam_role" if !account.is_empty() => Some(format!("arn:{p}:iam::{account}:role/{id}")),
         _ => None,
     };
@@ -395,14 +398,14 @@ pub(super) fn build_arn(kind: &str, id: &str, region: &str, account: &str) -> Op
     }
     let prefix = |service: &str| format!("arn:{p}:{service}:{region}:{account}");
     Some(match kind {
-        "ec2_instance" => format!("{}:instance/{id}", prefix("ec2")),
-        "ebs_volume" => format!("{}:volume/{id}", prefix("ec2")),
-        "security_group" => format!("{}:security-group/{id}", prefix("ec2")),
-        "rds_instance" => format!("{}:db:{id}", prefix("rds")),
-        "lambda_function" => format!("{}:function:{id}", prefix("lambda")),
+        aws_types::EC2_INSTANCE => format!("{}:instance/{id}", prefix("ec2")),
+        aws_types::EBS_VOLUME => format!("{}:volume/{id}", prefix("ec2")),
+        aws_types::SECURITY_GROUP => format!("{}:security-group/{id}", prefix("ec2")),
+        aws_types::RDS_INSTANCE => format!("{}:db:{id}", prefix("rds")),
+        aws_types::LAMBDA_FUNCTION => format!("{}:function:{id}", prefix("lambda")),
         "dynamodb_table" => format!("{}:table/{id}", prefix("dynamodb")),
         "sqs_queue" => format!("{}:{id}", prefix("sqs")),
-        "cloudwatch_alarm" => format!("{}:alarm:{id}", prefix("cloudwatch")),
+        aws_types::CLOUDWATCH_ALARM => format!("{}:alarm:{id}", prefix("cloudwatch")),
         _ => return None,
     })
 }
@@ -445,18 +448,18 @@ pub(super) fn resource_kind(type_name: &str) -> String {
         .map(|c| c.to_ascii_lowercase())
         .collect();
     let known = match key.as_str() {
-        "awss3bucket" => "s3_bucket",
-        "awsec2instance" => "ec2_instance",
-        "awsec2volume" => "ebs_volume",
-        "awsec2securitygroup" => "security_group",
-        "awsrdsdbinstance" => "rds_instance",
-        "awsiamuser" => "iam_user",
+        "awss3bucket" => aws_types::S3_BUCKET,
+        "awsec2instance" => aws_types::EC2_INSTANCE,
+        "awsec2volume" => aws_types::EBS_VOLUME,
+        "awsec2securitygroup" => aws_types::SECURITY_GROUP,
+        "awsrdsdbinstance" => aws_types::RDS_INSTANCE,
+        "awsiamuser" => aws_types::IAM_USER,
         "awsiamrole" => "iam_role",
         "awsiamaccesskey" => "iam_access_key",
-        "awslambdafunction" => "lambda_function",
+        "awslambdafunction" => aws_types::LAMBDA_FUNCTION,
         "awsdynamodbtable" => "dynamodb_table",
         "awssqsqueue" => "sqs_queue",
-        "awsaccount" => "aws_account",
+        "awsaccount" => aws_types::ACCOUNT,
         "awscloudtrailtrail" => "cloudtrail_trail",
         "awsconfigconfigrule" => "config_rule",
         _ => "",

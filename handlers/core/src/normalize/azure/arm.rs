@@ -6,6 +6,7 @@
 //! placeholders such as `{subscription-id}` or `<ResourceType>`, which are kept as text.
 
 use crate::normalize::snake_case;
+use crate::resource_types::azure as azure_types;
 
 /// The parts of an ARM id this crate needs; borrowed from the id text.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -70,9 +71,9 @@ impl<'a> ArmId<'a> {
     pub fn kind(&self) -> String {
         match self.type_path() {
             Some(path) if !self.types.is_empty() => resource_kind(&path),
-            _ if self.resource_group.is_some() => "azure_resource_group".into(),
-            _ if self.subscription.is_some() => "azure_subscription".into(),
-            _ => "azure_resource".into(),
+            _ if self.resource_group.is_some() => azure_types::RESOURCE_GROUP.into(),
+            _ if self.subscription.is_some() => azure_types::SUBSCRIPTION.into(),
+            _ => azure_types::RESOURCE.into(),
         }
     }
 }
@@ -80,15 +81,18 @@ impl<'a> ArmId<'a> {
 /// Well-known ARM types with the short names operators use; anything else becomes
 /// `azure_` + the singular snake_case of its last type segment.
 const KNOWN_KINDS: &[(&str, &str)] = &[
-    ("microsoft.compute/virtualmachines", "azure_vm"),
+    ("microsoft.compute/virtualmachines", azure_types::VM),
     ("microsoft.compute/virtualmachinescalesets", "azure_vmss"),
     ("microsoft.compute/disks", "azure_disk"),
-    ("microsoft.storage/storageaccounts", "azure_storage_account"),
+    (
+        "microsoft.storage/storageaccounts",
+        azure_types::STORAGE_ACCOUNT,
+    ),
     (
         "microsoft.storage/storageaccounts/blobservices/containers",
-        "azure_blob_container",
+        azure_types::BLOB_CONTAINER,
     ),
-    ("microsoft.network/networksecuritygroups", "azure_nsg"),
+    ("microsoft.network/networksecuritygroups", azure_types::NSG),
     (
         "microsoft.network/networksecuritygroups/securityrules",
         "azure_nsg_rule",
@@ -139,7 +143,7 @@ pub(super) fn resource_kind(type_path: &str) -> String {
         .unwrap_or_default();
     let words = singular(&snake_case(last));
     if words.is_empty() {
-        "azure_resource".into()
+        azure_types::RESOURCE.into()
     } else {
         format!("azure_{words}")
     }

@@ -2,6 +2,7 @@
 //! states, Blob storage, and Resource Notifications (health and resource changes).
 
 use crate::normalize::JsonAt;
+use crate::resource_types::azure as azure_types;
 use serde_json::{Map, Value};
 
 use super::arm::{resource_kind, ArmId};
@@ -202,7 +203,7 @@ fn storage(event: &GridEvent, storage_event: &str) -> Result<Option<EventDraft>,
     draft.resource.kind = if blob.is_some() || container.is_none() {
         "azure_blob".into()
     } else {
-        "azure_blob_container".into()
+        azure_types::BLOB_CONTAINER.into()
     };
     draft.resource.id = format!("{}{}", account_id.trim_end_matches('/'), subject);
     draft.resource.name = blob.or(container).unwrap_or(subject).to_string();

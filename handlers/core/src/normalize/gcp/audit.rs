@@ -19,6 +19,7 @@
 //! (`operation.last` without `first`; its opening entry was already reported).
 
 use crate::normalize::JsonAt;
+use crate::resource_types::gcp as gcp_types;
 use serde_json::{Map, Value};
 
 use super::{non_empty, resource};
@@ -97,7 +98,7 @@ pub(super) fn drafts(value: &Value) -> Result<Vec<EventDraft>, NormalizeError> {
     let log_name = str_at(value, "/logName");
 
     let public_grants = public_grants(proto);
-    let is_storage = service == "storage.googleapis.com" || monitored_type == "gcs_bucket";
+    let is_storage = service == "storage.googleapis.com" || monitored_type == gcp_types::GCS_BUCKET;
     let is_firewall_write = method.contains("compute.firewalls.")
         && ["insert", "update", "patch"].contains(&verb.as_str());
     let firewall_open = is_firewall_write && firewall_opens_to_world(request, &verb);

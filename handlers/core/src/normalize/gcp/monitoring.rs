@@ -10,6 +10,7 @@
 //! events.
 
 use crate::normalize::JsonAt;
+use crate::resource_types::gcp as gcp_types;
 use chrono::{DateTime, SecondsFormat};
 use serde_json::{Map, Value};
 
@@ -166,7 +167,7 @@ fn resource_id<'a>(
         return Some(id.to_string());
     }
     let built = match monitored_type {
-        "gce_instance" => {
+        gcp_types::GCE_INSTANCE => {
             let instance = non_empty(incident.at("/metric/labels/instance_name"))
                 .or_else(|| label("instance_id"));
             match (label("zone"), instance) {
@@ -176,7 +177,7 @@ fn resource_id<'a>(
                 _ => None,
             }
         }
-        "gcs_bucket" => label("bucket_name").map(|b| format!("projects/_/buckets/{b}")),
+        gcp_types::GCS_BUCKET => label("bucket_name").map(|b| format!("projects/_/buckets/{b}")),
         "cloudsql_database" => label("database_id")
             .and_then(|d| d.split_once(':'))
             .map(|(p, i)| format!("projects/{p}/instances/{i}")),

@@ -8,16 +8,17 @@
 //! the same snake_case kinds so a rule written for `gce_firewall` sees every source.
 
 use crate::normalize::snake_case;
+use crate::resource_types::gcp as gcp_types;
 
 /// Kind for a Cloud Monitoring / Cloud Logging monitored-resource type.
 pub(super) fn kind_from_monitored_type(monitored: &str) -> Option<&'static str> {
     Some(match monitored {
-        "gcs_bucket" => "gcs_bucket",
-        "gce_instance" => "gce_instance",
-        "gce_firewall_rule" => "gce_firewall",
+        gcp_types::GCS_BUCKET => gcp_types::GCS_BUCKET,
+        gcp_types::GCE_INSTANCE => gcp_types::GCE_INSTANCE,
+        "gce_firewall_rule" => gcp_types::GCE_FIREWALL,
         "gce_instance_template" => "gce_instance_template",
         "gce_instance_group" => "gce_instance_group",
-        "gce_disk" => "gce_disk",
+        gcp_types::GCE_DISK => gcp_types::GCE_DISK,
         "gce_snapshot" => "gce_snapshot",
         "gce_image" => "gce_image",
         "gce_network" => "gce_network",
@@ -27,7 +28,7 @@ pub(super) fn kind_from_monitored_type(monitored: &str) -> Option<&'static str> 
         "service_account" => "iam_service_account",
         "pubsub_topic" => "pubsub_topic",
         "pubsub_subscription" => "pubsub_subscription",
-        "project" => "gcp_project",
+        "project" => gcp_types::PROJECT,
         "organization" => "gcp_organization",
         "folder" => "gcp_folder",
         "billing_account" => "gcp_billing_account",
@@ -51,23 +52,23 @@ pub(super) fn kind_from_resource_name(name: &str) -> Option<&'static str> {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     // Full storage names have no collection: `//storage.googleapis.com/<bucket>`.
     if service.starts_with("storage.") && segments.len() == 1 {
-        return Some("gcs_bucket");
+        return Some(gcp_types::GCS_BUCKET);
     }
     let collection = segments
         .len()
         .checked_sub(2)
         .and_then(|i| segments.get(i))?;
     Some(match *collection {
-        "buckets" => "gcs_bucket",
+        "buckets" => gcp_types::GCS_BUCKET,
         "objects" => "gcs_object",
-        "firewalls" => "gce_firewall",
+        "firewalls" => gcp_types::GCE_FIREWALL,
         "instances" if service.starts_with("sqladmin.") => "cloudsql_instance",
         "instances" if service.starts_with("compute.") || segments.contains(&"zones") => {
-            "gce_instance"
+            gcp_types::GCE_INSTANCE
         }
         "instanceTemplates" => "gce_instance_template",
         "instanceGroups" | "instanceGroupManagers" => "gce_instance_group",
-        "disks" => "gce_disk",
+        "disks" => gcp_types::GCE_DISK,
         "snapshots" => "gce_snapshot",
         "images" => "gce_image",
         "networks" => "gce_network",
@@ -77,7 +78,7 @@ pub(super) fn kind_from_resource_name(name: &str) -> Option<&'static str> {
         "serviceAccounts" => "iam_service_account",
         "topics" => "pubsub_topic",
         "subscriptions" => "pubsub_subscription",
-        "projects" => "gcp_project",
+        "projects" => gcp_types::PROJECT,
         "organizations" => "gcp_organization",
         "folders" => "gcp_folder",
         "datasets" => "bigquery_dataset",
@@ -106,8 +107,8 @@ pub(super) fn kind_from_asset_type(asset_type: &str) -> Option<String> {
         _ => "gcp",
     };
     Some(match (prefix, kind) {
-        ("gce", "Firewall") => "gce_firewall".into(),
-        ("gcp", "Project") => "gcp_project".into(),
+        ("gce", "Firewall") => gcp_types::GCE_FIREWALL.into(),
+        ("gcp", "Project") => gcp_types::PROJECT.into(),
         (prefix, kind) => format!("{prefix}_{}", snake_case(kind)),
     })
 }
@@ -117,7 +118,7 @@ pub(super) fn kind_from_asset_type(asset_type: &str) -> Option<String> {
 pub(super) fn kind_from_unknown_monitored_type(monitored: &str) -> String {
     const PRODUCT_PREFIXES: &[&str] = &["gce_", "gcs_", "gke_", "gcp_", "k8s_", "cloud"];
     if monitored.is_empty() || monitored == "global" || monitored == "audited_resource" {
-        "gcp_resource".into()
+        gcp_types::RESOURCE.into()
     } else if PRODUCT_PREFIXES.iter().any(|p| monitored.starts_with(p)) {
         monitored.into()
     } else {

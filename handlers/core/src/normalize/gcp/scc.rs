@@ -13,6 +13,7 @@
 //! name), or the organization number when the finding names no project.
 
 use crate::normalize::JsonAt;
+use crate::resource_types::gcp as gcp_types;
 use serde_json::{Map, Value};
 
 use super::{first_str, non_empty, resource};
@@ -151,7 +152,7 @@ pub(super) fn drafts(value: &Value) -> Result<Vec<EventDraft>, NormalizeError> {
                 .and_then(resource::kind_from_resource_name)
                 .map(str::to_string)
         })
-        .unwrap_or_else(|| "gcp_resource".into());
+        .unwrap_or_else(|| gcp_types::RESOURCE.into());
     draft.resource.id = resource_name.unwrap_or("").to_string();
     draft.resource.name = described("display_name", "displayName")
         .or_else(|| non_empty(finding.get("assetDisplayName")))

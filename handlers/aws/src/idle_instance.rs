@@ -11,8 +11,8 @@ use aws_sdk_ec2::types::InstanceStateName;
 use chrono::{DateTime, Duration, Utc};
 use escher_core::approvals::Action;
 use escher_core::remediate::{
-    ApiCall, Mode, Remediation, RemediationError, RemediationReport, RemediationRequest,
-    RemediationStatus, RequiredPermission, Verification,
+    Mode, Remediation, RemediationError, RemediationReport, RemediationRequest, RemediationStatus,
+    RequiredPermission, Verification,
 };
 use escher_core::resource_types::aws as aws_types;
 use escher_core::UnifiedEvent;
@@ -272,22 +272,12 @@ impl Remediation for IdleInstanceRemediation {
         let instance = instance_id(event, self.action())?;
         let clients = self.clients.in_region(&event.region);
         let mut log = CallLog::metered(clients.meter());
-        let report = |status,
-                      summary: String,
-                      steps: Vec<String>,
-                      api_calls: Vec<ApiCall>,
-                      verification: Option<Verification>,
-                      undo: Option<String>| RemediationReport {
-            action: Action::StopIdleInstance,
-            resource_id: event.resource.id.clone(),
-            status,
-            summary,
-            steps,
-            api_calls,
-            verification,
-            created: Vec::new(),
-            next_steps: Vec::new(),
-            undo,
+        let report = |status, summary: String, steps, calls, verification, undo: Option<String>| {
+            RemediationReport::new(request, status, summary)
+                .with_steps(steps)
+                .with_calls(calls)
+                .with_verification(verification)
+                .with_undo(undo)
         };
 
         let state = instance_state(&clients, &instance, &mut log).await?;

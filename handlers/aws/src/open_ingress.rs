@@ -331,19 +331,13 @@ impl Remediation for OpenIngressRemediation {
             ));
         }
         let report =
-            |status, summary: String, steps: Vec<String>, log: CallLog, verification, undo| {
-                RemediationReport {
-                    action: Action::RevokeOpenIngress,
-                    resource_id: event.resource.id.clone(),
-                    status,
-                    summary,
-                    steps,
-                    api_calls: log.into_calls(),
-                    verification,
-                    created: Vec::new(),
-                    next_steps: next_steps.clone(),
-                    undo,
-                }
+            |status, summary: String, steps, log: CallLog, verification, undo: Option<String>| {
+                RemediationReport::new(request, status, summary)
+                    .with_steps(steps)
+                    .with_calls(log.into_calls())
+                    .with_verification(verification)
+                    .with_next_steps(next_steps.clone())
+                    .with_undo(undo)
             };
 
         if targets.is_empty() {

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use aws_sdk_s3::types::{Grant, Owner, PublicAccessBlockConfiguration, Type};
 use escher_core::approvals::Action;
 use escher_core::remediate::{
-    ApiCall, Mode, Remediation, RemediationError, RemediationReport, RemediationRequest,
-    RemediationStatus, RequiredPermission, Verification, VerificationCheck,
+    Mode, Remediation, RemediationError, RemediationReport, RemediationRequest, RemediationStatus,
+    RequiredPermission, Verification, VerificationCheck,
 };
 use escher_core::resource_types::aws as aws_types;
 
@@ -398,26 +398,15 @@ impl Remediation for S3PublicAccessRemediation {
                 "The bucket policy of {bucket} still grants public access (RestrictPublicBuckets blocks it now); remove the public statement: aws s3api get-bucket-policy --bucket {bucket}"
             ));
         }
-        let report = |status: RemediationStatus,
-                      summary: String,
-                      steps: Vec<String>,
-                      api_calls: Vec<ApiCall>,
-                      verification: Option<Verification>,
-                      undo: Option<String>,
-                      next_steps: Vec<String>| {
-            RemediationReport {
-                action: self.action(),
-                resource_id: event.resource.id.clone(),
-                status,
-                summary,
-                steps,
-                api_calls,
-                verification,
-                created: Vec::new(),
-                next_steps,
-                undo,
-            }
-        };
+        let report =
+            |status, summary: String, steps, calls, verification, undo: Option<String>, next| {
+                RemediationReport::new(request, status, summary)
+                    .with_steps(steps)
+                    .with_calls(calls)
+                    .with_verification(verification)
+                    .with_undo(undo)
+                    .with_next_steps(next)
+            };
 
         if off.is_empty() && public.is_empty() {
             let verification = Verification::from_checks(checks(&before, &owner_grants));

@@ -124,29 +124,23 @@ pub fn not_supported(request: &RemediationRequest<'_>) -> RemediationReport {
     } else {
         resource.kind.as_str()
     };
-    RemediationReport {
-        action: request.action,
-        resource_id: resource.id.clone(),
-        status: RemediationStatus::NotSupported,
-        summary: format!(
+    let name = if resource.name.is_empty() {
+        &resource.id
+    } else {
+        &resource.name
+    };
+    RemediationReport::new(
+        request,
+        RemediationStatus::NotSupported,
+        format!(
             "{} is not supported yet for {kind}; nothing was changed.",
             request.action
         ),
-        steps: Vec::new(),
-        api_calls: Vec::new(),
-        verification: None,
-        created: Vec::new(),
-        next_steps: vec![format!(
-            "Handle {} by hand: {} is approved but Escher cannot apply it to {kind} yet.",
-            if resource.name.is_empty() {
-                &resource.id
-            } else {
-                &resource.name
-            },
-            request.action
-        )],
-        undo: None,
-    }
+    )
+    .with_next_steps(vec![format!(
+        "Handle {name} by hand: {} is approved but Escher cannot apply it to {kind} yet.",
+        request.action
+    )])
 }
 
 #[cfg(test)]

@@ -147,6 +147,59 @@ pub struct RemediationReport {
     pub undo: Option<String>,
 }
 
+impl RemediationReport {
+    /// A report on the request's resource with `status` and `summary`; the rest stays empty
+    /// until the `with_*` methods fill it.
+    pub fn new(
+        request: &RemediationRequest<'_>,
+        status: RemediationStatus,
+        summary: impl Into<String>,
+    ) -> Self {
+        RemediationReport {
+            action: request.action,
+            resource_id: request.event.resource.id.clone(),
+            status,
+            summary: summary.into(),
+            steps: Vec::new(),
+            api_calls: Vec::new(),
+            verification: None,
+            created: Vec::new(),
+            next_steps: Vec::new(),
+            undo: None,
+        }
+    }
+
+    pub fn with_steps(mut self, steps: Vec<String>) -> Self {
+        self.steps = steps;
+        self
+    }
+
+    pub fn with_calls(mut self, api_calls: Vec<ApiCall>) -> Self {
+        self.api_calls = api_calls;
+        self
+    }
+
+    pub fn with_verification(mut self, verification: impl Into<Option<Verification>>) -> Self {
+        self.verification = verification.into();
+        self
+    }
+
+    pub fn with_created(mut self, created: Vec<CreatedResource>) -> Self {
+        self.created = created;
+        self
+    }
+
+    pub fn with_next_steps(mut self, next_steps: Vec<String>) -> Self {
+        self.next_steps = next_steps;
+        self
+    }
+
+    pub fn with_undo(mut self, undo: impl Into<Option<String>>) -> Self {
+        self.undo = undo.into();
+        self
+    }
+}
+
 /// Why a remediation could not run to the end.
 #[derive(Debug, thiserror::Error)]
 pub enum RemediationError {

@@ -90,7 +90,7 @@ else
   "$BIN" package --emulator "$artifacts"
   echo "deploying these: the real escher-alert and escher-scan binaries, debug builds for $arch (this machine), which moto stores but never runs"
 fi
-printf '[stack]\nname = "escher-demo"\n[cloudtrail]\ncreate_trail = "auto"\n[functions]\narchitecture = "%s"\n' "$arch" >"$demo/escher.toml"
+printf '[stack]\nname = "escher-demo"\n[aws.cloudtrail]\ncreate_trail = "auto"\n[aws.functions]\narchitecture = "%s"\n' "$arch" >"$demo/escher.toml"
 
 step extend "escher-provision extend --cloud aws --yes (into moto at $MOTO)"
 "$BIN" extend --cloud aws --yes --endpoint-url "$MOTO" --config "$demo/escher.toml" \

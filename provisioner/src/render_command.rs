@@ -14,7 +14,6 @@ use crate::render::{self, aws};
 
 /// Exit code for a failure the user can fix (bad config, unsupported cloud).
 const EXIT_FAILED: u8 = 2;
-const DEFAULT_CONFIG: &str = "escher.toml";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -88,12 +87,8 @@ fn render_command(args: &RenderArgs) -> anyhow::Result<()> {
             }
         );
     }
-    let (config_path, must_exist) = match &args.config {
-        Some(path) => (path.clone(), true),
-        None => (PathBuf::from(DEFAULT_CONFIG), false),
-    };
-    let config = EscherConfig::load(&config_path, must_exist)?;
-    let config_used = config_path.exists().then(|| absolute(&config_path));
+    let (config, config_used) = crate::config::load_for_command(args.config.as_deref())?;
+    let config_used = config_used.map(|path| absolute(&path));
     let (timezone, timezone_source) = resolve_timezone(args.timezone, &config.schedule);
     if timezone_source == TimeZoneSource::UtcFallback {
         eprintln!(
@@ -101,7 +96,7 @@ fn render_command(args: &RenderArgs) -> anyhow::Result<()> {
             config.schedule.scan_time
         );
     }
-    let create_trail = match config.cloudtrail.create_trail {
+    let create_trail = match config.aws.cloudtrail.create_trail {
         CreateTrail::Always => true,
         CreateTrail::Never => false,
         CreateTrail::Auto => {
@@ -134,7 +129,7 @@ fn render_command(args: &RenderArgs) -> anyhow::Result<()> {
     let summary = RenderSummary {
         cloud: args.cloud,
         stack: config.stack.name.to_string(),
-        region: config.stack.region.as_ref().map(|r| r.to_string()),
+        region: config.aws.region.as_ref().map(|r| r.to_string()),
         config: config_used,
         template: path_of(aws::TEMPLATE_FILE),
         parameters: path_of(aws::PARAMETERS_FILE),
@@ -178,7 +173,7 @@ fn print_summary(s: &RenderSummary) {
     );
     if !s.missing_parameters.is_empty() {
         println!(
-            "  parameters without a value yet: {} (`extend` fills them after packaging; set [artifacts] in escher.toml to pin them)",
+            "  parameters without a value yet: {} (`extend` fills them after packaging; set [aws.artifacts] in escher.toml to pin them)",
             s.missing_parameters.join(", ")
         );
     }
@@ -196,7 +191,7 @@ fn remediation_permissions() -> Vec<RequiredPermission> {
 
 /// The AWS template for `config`, rendered in memory: what `extend` deploys. The time zone
 /// and trail are decided as `render` decides them.
-/// The template `extend` deploys; `create_trail` is `[cloudtrail] create_trail` resolved
+/// The template `extend` deploys; `create_trail` is `[aws.cloudtrail] create_trail` resolved
 /// against the account (`auto` looks at its trails).
 pub(crate) fn render_aws_template(
     config: &EscherConfig,

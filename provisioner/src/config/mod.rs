@@ -4,17 +4,19 @@
 //! while parsing (each field is a type that only holds valid values), so a typo fails at
 //! `render` time with the file, the line and what is accepted, not halfway through a deploy.
 //!
+//! The file has a section per cloud beside the sections every cloud shares:
+//!
 //! ```toml
+//! # Shared: what Escher does, wherever it runs.
 //! [stack]
-//! name = "escher-extend"        # CloudFormation stack name, prefix of function and topic names
-//! region = "eu-west-1"          # absent: the AWS configuration chain decides
+//! name = "escher-extend"        # the deployment's name (a CloudFormation stack on AWS), prefix of function and topic names
 //!
 //! [schedule]
 //! timezone = "Europe/Berlin"    # absent: the machine's time zone, else UTC
 //! scan_time = "02:00"
 //!
 //! [audit]
-//! retention_days = 365          # Object Lock (compliance mode) default retention
+//! retention_days = 365          # days every audit record stays locked (S3 Object Lock on AWS)
 //!
 //! [notifications.critical]
 //! emails = ["oncall@example.com"]
@@ -22,34 +24,66 @@
 //! [notifications.high]
 //! emails = ["ops@example.com"]
 //!
-//! [cloudtrail]
+//! # AWS only: how the AWS stack is built.
+//! [aws]
+//! region = "eu-west-1"          # absent: the AWS configuration chain decides
+//!
+//! [aws.cloudtrail]
 //! create_trail = "auto"         # auto | always | never
 //!
-//! [functions]
+//! [aws.functions]
 //! architecture = "arm64"        # arm64 | x86_64
 //! log_retention_days = 365
 //! dlq_retention_days = 14
 //! alert = { memory_mb = 256, timeout_seconds = 60, reserved_concurrency = 10 }
 //! scan = { memory_mb = 512, timeout_seconds = 300, reserved_concurrency = 1 }
 //!
-//! [buckets]                     # absent: CloudFormation generates unique names
+//! [aws.buckets]                 # absent: CloudFormation generates unique names
 //! state = "acme-escher-state"
 //! audit = "acme-escher-audit"
 //! trail = "acme-escher-trail"
 //! access_logs = "acme-escher-access-logs"
 //!
-//! [artifacts]                   # normally filled by `extend` after packaging
+//! [aws.artifacts]               # normally filled by `extend` after packaging
 //! bucket = "acme-escher-artifacts"
 //! alert_zip_key = "<sha256 of the zip>.zip"
 //! scan_zip_key = "<sha256 of the zip>.zip"
 //! ```
+//!
+//! Why each key sits where it does:
+//! - shared: `[stack] name` (every cloud names its deployment and prefixes what it creates),
+//!   `[schedule]` (the nightly scan runs wherever Escher is deployed), `[audit]
+//!   retention_days` (every cloud's storage can lock a record for a number of days: S3 Object
+//!   Lock, Azure immutable blobs, GCS bucket locks), `[notifications.*]` (e-mail and SMS
+//!   subscribers of the critical and high channels, whichever service sends them);
+//! - `[aws]`: `region` (an AWS region code; Azure and GCP name their regions differently),
+//!   `cloudtrail` (CloudTrail), `functions` (Lambda's architectures and limits, CloudWatch
+//!   Logs retention values, an SQS dead-letter queue), `buckets` and `artifacts` (S3 names and
+//!   keys).
+//!
+//! Files written before the per-cloud sections keep working: `[stack] region`,
+//! `[cloudtrail]`, `[functions]` (with `[functions.alert]` / `[functions.scan]`), `[buckets]`
+//! and `[artifacts]` are still read as their `[aws…]` spelling, and each one read is named
+//! with its new spelling in a warning ([`load_for_command`]). A file that gives one setting
+//! in both spellings is refused, since either choice would silently drop the other.
+
+pub mod aws;
+mod checked;
+mod schedule;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
-use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
+
+pub use aws::{Architecture, AwsConfig, AwsRegion, CreateTrail};
+pub use schedule::{resolve_timezone, ScheduleConfig, TimeZoneName, TimeZoneSource};
+
+use aws::{ArtifactsConfig, BucketsConfig, CloudTrailConfig, FunctionsConfig};
+use checked::{bounded_number, checked_string};
+
+/// The file a command reads when `--config` is not given (and only when it exists).
+pub const DEFAULT_FILE: &str = "escher.toml";
 
 /// Why `escher.toml` could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -63,20 +97,103 @@ pub enum ConfigError {
     /// The parser's message shows the line and the key; ours says what is accepted.
     #[error("{path} is not a valid Escher configuration: {message}")]
     Invalid { path: PathBuf, message: String },
+    /// An old and a new spelling of the same setting: neither may silently win.
+    #[error("{path} sets both `{old}` and `{new}`, the old and the new spelling of the same setting; keep `{new}` only (move what `{old}` holds into it)")]
+    BothSpellings {
+        path: PathBuf,
+        old: &'static str,
+        new: &'static str,
+    },
 }
 
-/// The whole `escher.toml`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
+/// The whole `escher.toml`, old spellings resolved into their current place.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct EscherConfig {
     pub stack: StackConfig,
     pub schedule: ScheduleConfig,
     pub audit: AuditConfig,
     pub notifications: NotificationsConfig,
-    pub cloudtrail: CloudTrailConfig,
-    pub functions: FunctionsConfig,
-    pub buckets: BucketsConfig,
-    pub artifacts: ArtifactsConfig,
+    pub aws: AwsConfig,
+    /// The old spellings this file used (read all the same), for the warnings.
+    pub old_spellings: Vec<OldSpelling>,
+}
+
+/// A setting read under the spelling it had before the per-cloud sections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OldSpelling {
+    pub old: &'static str,
+    pub new: &'static str,
+}
+
+impl fmt::Display for OldSpelling {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "`{}` is now spelled `{}`; the old spelling is still read, but rename it",
+            self.old, self.new
+        )
+    }
+}
+
+const OLD_REGION: OldSpelling = OldSpelling {
+    old: "[stack] region",
+    new: "[aws] region",
+};
+const OLD_CLOUDTRAIL: OldSpelling = OldSpelling {
+    old: "[cloudtrail]",
+    new: "[aws.cloudtrail]",
+};
+const OLD_FUNCTIONS: OldSpelling = OldSpelling {
+    old: "[functions]",
+    new: "[aws.functions]",
+};
+const OLD_BUCKETS: OldSpelling = OldSpelling {
+    old: "[buckets]",
+    new: "[aws.buckets]",
+};
+const OLD_ARTIFACTS: OldSpelling = OldSpelling {
+    old: "[artifacts]",
+    new: "[aws.artifacts]",
+};
+
+/// `escher.toml` as written: the current layout, plus the old spellings still read. Every
+/// table is checked for unknown keys, so a typo is named with the accepted keys.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct ConfigFile {
+    stack: StackSection,
+    schedule: ScheduleConfig,
+    audit: AuditConfig,
+    notifications: NotificationsConfig,
+    aws: AwsSection,
+    /// Old spelling of `[aws.cloudtrail]`.
+    cloudtrail: Option<CloudTrailConfig>,
+    /// Old spelling of `[aws.functions]`.
+    functions: Option<FunctionsConfig>,
+    /// Old spelling of `[aws.buckets]`.
+    buckets: Option<BucketsConfig>,
+    /// Old spelling of `[aws.artifacts]`.
+    artifacts: Option<ArtifactsConfig>,
+}
+
+/// `[stack]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct StackSection {
+    name: StackName,
+    /// Old spelling of `[aws] region`.
+    region: Option<AwsRegion>,
+}
+
+/// `[aws]` as written: each table optional, so one given in both spellings is noticed.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct AwsSection {
+    region: Option<AwsRegion>,
+    cloudtrail: Option<CloudTrailConfig>,
+    functions: Option<FunctionsConfig>,
+    buckets: Option<BucketsConfig>,
+    artifacts: Option<ArtifactsConfig>,
 }
 
 impl EscherConfig {
@@ -97,33 +214,109 @@ impl EscherConfig {
 
     /// Parses the text of a config file; `path` is only used in error messages.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Invalid {
+        let file: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Invalid {
             path: path.to_path_buf(),
             message: e.to_string(),
+        })?;
+        let mut old = Vec::new();
+        let aws = AwsConfig {
+            region: either(
+                file.stack.region,
+                file.aws.region,
+                OLD_REGION,
+                path,
+                &mut old,
+            )?,
+            cloudtrail: either(
+                file.cloudtrail,
+                file.aws.cloudtrail,
+                OLD_CLOUDTRAIL,
+                path,
+                &mut old,
+            )?
+            .unwrap_or_default(),
+            functions: either(
+                file.functions,
+                file.aws.functions,
+                OLD_FUNCTIONS,
+                path,
+                &mut old,
+            )?
+            .unwrap_or_default(),
+            buckets: either(file.buckets, file.aws.buckets, OLD_BUCKETS, path, &mut old)?
+                .unwrap_or_default(),
+            artifacts: either(
+                file.artifacts,
+                file.aws.artifacts,
+                OLD_ARTIFACTS,
+                path,
+                &mut old,
+            )?
+            .unwrap_or_default(),
+        };
+        Ok(EscherConfig {
+            stack: StackConfig {
+                name: file.stack.name,
+            },
+            schedule: file.schedule,
+            audit: file.audit,
+            notifications: file.notifications,
+            aws,
+            old_spellings: old,
         })
     }
+}
+
+/// A setting with an old and a new spelling: the new one, else the old one (noted in
+/// `read_old`); both at once is refused.
+fn either<T>(
+    old: Option<T>,
+    new: Option<T>,
+    spelling: OldSpelling,
+    path: &Path,
+    read_old: &mut Vec<OldSpelling>,
+) -> Result<Option<T>, ConfigError> {
+    match (old, new) {
+        (Some(_), Some(_)) => Err(ConfigError::BothSpellings {
+            path: path.to_path_buf(),
+            old: spelling.old,
+            new: spelling.new,
+        }),
+        (Some(old), None) => {
+            read_old.push(spelling);
+            Ok(Some(old))
+        }
+        (None, new) => Ok(new),
+    }
+}
+
+/// The configuration a command runs with: `--config FILE` (which must exist), else
+/// `./escher.toml` when there is one, else the defaults; with the file that was read.
+/// Each old spelling in it is named on stderr, one line each, with its new spelling: the
+/// file still works, and the user learns what to rename before the old spelling goes.
+pub fn load_for_command(
+    flag: Option<&Path>,
+) -> Result<(EscherConfig, Option<PathBuf>), ConfigError> {
+    let (path, must_exist) = match flag {
+        Some(path) => (path.to_path_buf(), true),
+        None => (PathBuf::from(DEFAULT_FILE), false),
+    };
+    let config = EscherConfig::load(&path, must_exist)?;
+    for spelling in &config.old_spellings {
+        eprintln!("warning: {}: {spelling}", path.display());
+    }
+    let read = path.exists().then_some(path);
+    Ok((config, read))
 }
 
 /// `[stack]`
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StackConfig {
-    /// The CloudFormation stack name; also the prefix of function, topic and trail names and
-    /// of the SSM path `/escher/<name>/`. Default `escher-extend`.
+    /// The deployment's name (the CloudFormation stack on AWS); also the prefix of function,
+    /// topic and trail names and of the secrets path `/escher/<name>/`. Default
+    /// `escher-extend`.
     pub name: StackName,
-    /// The region to deploy into; absent: `AWS_REGION` / the profile (the AWS chain).
-    pub region: Option<AwsRegion>,
-}
-
-/// `[schedule]`: when the nightly scan runs.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ScheduleConfig {
-    /// IANA time zone of `scan_time` (`Europe/Berlin`); absent: `--timezone`, else the
-    /// machine's zone, else UTC.
-    pub timezone: Option<TimeZoneName>,
-    /// Local time of the daily scan, `HH:MM` (24 h). Default `02:00`.
-    pub scan_time: ScanTime,
 }
 
 /// `[audit]`
@@ -155,188 +348,6 @@ pub struct Subscriptions {
     pub sms: Vec<SmsNumber>,
 }
 
-/// `[cloudtrail]`
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CloudTrailConfig {
-    /// API-call alerts (a bucket made public, a security group opened) reach EventBridge only
-    /// when a trail records them.
-    pub create_trail: CreateTrail,
-}
-
-/// Whether the stack creates its own CloudTrail trail.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CreateTrail {
-    /// Create one when the account has no trail (checked by `extend`; `render`, which does
-    /// not talk to AWS, includes it).
-    #[default]
-    Auto,
-    Always,
-    Never,
-}
-
-/// `[functions]`
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct FunctionsConfig {
-    /// CPU architecture of both functions. Default `arm64` (cheaper, starts faster).
-    pub architecture: Architecture,
-    /// Days the functions' CloudWatch logs are kept (a value CloudWatch accepts). Default 365.
-    pub log_retention_days: LogRetentionDays,
-    /// Days a failed invocation waits in its dead-letter queue (1..=14). Default 14.
-    pub dlq_retention_days: DlqRetentionDays,
-    /// The function that handles alerts. Default 256 MB, 60 s, 10 concurrent runs.
-    pub alert: FunctionSettings,
-    /// The function that runs the nightly scan. Default 512 MB, 300 s, 1 run at a time.
-    pub scan: FunctionSettings,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Architecture {
-    #[default]
-    Arm64,
-    X86_64,
-}
-
-impl Architecture {
-    pub fn as_lambda(self) -> &'static str {
-        match self {
-            Architecture::Arm64 => "arm64",
-            Architecture::X86_64 => "x86_64",
-        }
-    }
-}
-
-/// One function's settings as written; absent values take that function's defaults.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct FunctionSettings {
-    /// Memory in MB (128..=10240); Lambda gives CPU in proportion.
-    pub memory_mb: Option<MemoryMb>,
-    /// Seconds before an invocation is stopped (1..=900).
-    pub timeout_seconds: Option<TimeoutSeconds>,
-    /// Concurrent runs reserved for (and capping) the function, so an alert storm cannot
-    /// starve the account's other functions and two scans never overlap. `0` reserves
-    /// nothing: needed on new accounts whose Lambda concurrency limit is 10, where AWS
-    /// refuses any reservation.
-    pub reserved_concurrency: Option<ReservedConcurrency>,
-}
-
-/// A function's settings with the defaults applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FunctionSizing {
-    pub memory_mb: u32,
-    pub timeout_seconds: u32,
-    /// 0: no reservation.
-    pub reserved_concurrency: u32,
-}
-
-impl FunctionSettings {
-    fn with_defaults(&self, defaults: FunctionSizing) -> FunctionSizing {
-        FunctionSizing {
-            memory_mb: self.memory_mb.map_or(defaults.memory_mb, |v| v.0),
-            timeout_seconds: self
-                .timeout_seconds
-                .map_or(defaults.timeout_seconds, |v| v.0),
-            reserved_concurrency: self
-                .reserved_concurrency
-                .map_or(defaults.reserved_concurrency, |v| v.0),
-        }
-    }
-}
-
-impl FunctionsConfig {
-    /// The alert function: 256 MB, 60 s, 10 concurrent runs unless configured.
-    pub fn alert_sizing(&self) -> FunctionSizing {
-        self.alert.with_defaults(FunctionSizing {
-            memory_mb: 256,
-            timeout_seconds: 60,
-            reserved_concurrency: 10,
-        })
-    }
-
-    /// The scan function: 512 MB, 300 s, one run at a time unless configured.
-    pub fn scan_sizing(&self) -> FunctionSizing {
-        self.scan.with_defaults(FunctionSizing {
-            memory_mb: 512,
-            timeout_seconds: 300,
-            reserved_concurrency: 1,
-        })
-    }
-}
-
-/// `[buckets]`: explicit names; absent names are generated by CloudFormation (unique, but
-/// not chosen by you).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BucketsConfig {
-    /// Approvals, idempotency markers and the event inbox.
-    pub state: Option<BucketName>,
-    /// Object-locked audit records.
-    pub audit: Option<BucketName>,
-    /// The CloudTrail trail's log files (only when a trail is created).
-    pub trail: Option<BucketName>,
-    /// S3 server access logs of the other buckets.
-    pub access_logs: Option<BucketName>,
-}
-
-/// `[artifacts]`: where the functions' zips are. Zip keys are content-addressed
-/// (`<sha256>.zip`), so unchanged code is never uploaded or redeployed. `extend` fills
-/// these after packaging; set them here to pin a build.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ArtifactsConfig {
-    pub bucket: Option<BucketName>,
-    pub alert_zip_key: Option<ZipKey>,
-    pub scan_zip_key: Option<ZipKey>,
-}
-
-/// A string type that is checked when it is parsed.
-macro_rules! checked_string {
-    ($(#[$doc:meta])* $name:ident, $check:expr) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
-        #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
-
-        impl TryFrom<String> for $name {
-            type Error = String;
-            fn try_from(value: String) -> Result<Self, String> {
-                let check: fn(&str) -> Result<(), String> = $check;
-                check(&value)?;
-                Ok($name(value))
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, String> {
-                Self::try_from(s.to_string())
-            }
-        }
-
-        impl From<$name> for String {
-            fn from(value: $name) -> String {
-                value.0
-            }
-        }
-
-        impl $name {
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-    };
-}
-
 checked_string!(
     /// Letters, digits and hyphens, starting with a letter, at most 50 characters (so that
     /// `<name>-alert` fits Lambda's 64-character function names).
@@ -360,58 +371,6 @@ impl Default for StackName {
         StackName("escher-extend".into())
     }
 }
-
-checked_string!(
-    /// An AWS region code such as `eu-west-1`.
-    AwsRegion,
-    |s| {
-        let parts: Vec<&str> = s.split('-').collect();
-        let ok = parts.len() >= 3
-            && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
-            && parts.last().is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()));
-        if ok {
-            Ok(())
-        } else {
-            Err(format!("region `{s}`: use an AWS region code such as `eu-west-1` or `us-east-1`"))
-        }
-    }
-);
-
-checked_string!(
-    /// An S3 bucket name: 3 to 63 lowercase letters, digits, dots and hyphens, starting and
-    /// ending with a letter or digit.
-    BucketName,
-    |s| {
-        let edge_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-        let ok = (3..=63).contains(&s.len())
-            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
-            && edge_ok(s.chars().next())
-            && edge_ok(s.chars().last())
-            && !s.contains("..");
-        if ok {
-            Ok(())
-        } else {
-            Err(format!(
-                "bucket name `{s}`: use 3 to 63 lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit"
-            ))
-        }
-    }
-);
-
-checked_string!(
-    /// A content-addressed zip key: 64 lowercase hex digits (the zip's SHA-256) and `.zip`.
-    ZipKey,
-    |s| {
-        let ok = s.strip_suffix(".zip").is_some_and(|h| {
-            h.len() == 64 && h.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
-        });
-        if ok {
-            Ok(())
-        } else {
-            Err(format!("zip key `{s}`: use `<sha256 of the zip in lowercase hex>.zip`"))
-        }
-    }
-);
 
 checked_string!(
     /// An e-mail address (`name@domain.tld`).
@@ -447,211 +406,14 @@ checked_string!(
     }
 );
 
-/// An IANA time zone name (`Europe/Berlin`, `America/New_York`, `UTC`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct TimeZoneName(pub Tz);
-
-impl FromStr for TimeZoneName {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        s.parse::<Tz>().map(TimeZoneName).map_err(|_| {
-            format!(
-                "time zone `{s}` is not an IANA time zone name; use one such as `Europe/Berlin`, `America/New_York` or `UTC`"
-            )
-        })
-    }
-}
-
-impl TryFrom<String> for TimeZoneName {
-    type Error = String;
-    fn try_from(value: String) -> Result<Self, String> {
-        value.parse()
-    }
-}
-
-impl From<TimeZoneName> for String {
-    fn from(value: TimeZoneName) -> String {
-        value.0.name().to_string()
-    }
-}
-
-impl fmt::Display for TimeZoneName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0.name())
-    }
-}
-
-/// Where the scan's time zone came from (shown by `render`, so a surprising zone can be
-/// traced back).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TimeZoneSource {
-    Flag,
-    Config,
-    Machine,
-    /// The machine's zone could not be read or is not an IANA name.
-    UtcFallback,
-}
-
-/// `--timezone` wins over `escher.toml`, which wins over the machine's zone; UTC when none
-/// is known.
-pub fn resolve_timezone(
-    flag: Option<TimeZoneName>,
-    config: &ScheduleConfig,
-) -> (TimeZoneName, TimeZoneSource) {
-    if let Some(tz) = flag {
-        return (tz, TimeZoneSource::Flag);
-    }
-    if let Some(tz) = config.timezone {
-        return (tz, TimeZoneSource::Config);
-    }
-    // iana-time-zone reads the /etc/localtime symlink, then /etc/timezone.
-    match iana_time_zone::get_timezone()
-        .ok()
-        .and_then(|name| name.parse::<TimeZoneName>().ok())
-    {
-        Some(tz) => (tz, TimeZoneSource::Machine),
-        None => (TimeZoneName(Tz::UTC), TimeZoneSource::UtcFallback),
-    }
-}
-
-/// A local time of day, `HH:MM` in 24-hour form.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct ScanTime {
-    pub hour: u8,
-    pub minute: u8,
-}
-
-impl Default for ScanTime {
-    fn default() -> Self {
-        ScanTime { hour: 2, minute: 0 }
-    }
-}
-
-impl FromStr for ScanTime {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad =
-            || format!("scan time `{s}`: use `HH:MM` in 24-hour form, e.g. `02:00` or `23:30`");
-        let (h, m) = s.split_once(':').ok_or_else(bad)?;
-        if h.len() != 2 || m.len() != 2 {
-            return Err(bad());
-        }
-        let hour: u8 = h.parse().map_err(|_| bad())?;
-        let minute: u8 = m.parse().map_err(|_| bad())?;
-        if hour > 23 || minute > 59 {
-            return Err(bad());
-        }
-        Ok(ScanTime { hour, minute })
-    }
-}
-
-impl TryFrom<String> for ScanTime {
-    type Error = String;
-    fn try_from(value: String) -> Result<Self, String> {
-        value.parse()
-    }
-}
-
-impl From<ScanTime> for String {
-    fn from(value: ScanTime) -> String {
-        value.to_string()
-    }
-}
-
-impl fmt::Display for ScanTime {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:02}:{:02}", self.hour, self.minute)
-    }
-}
-
-/// A whole number in a range, checked when parsed.
-macro_rules! bounded_number {
-    ($(#[$doc:meta])* $name:ident, $what:literal, $min:literal ..= $max:literal, default $default:literal) => {
-        bounded_number!($(#[$doc])* $name, $what, $min..=$max);
-
-        impl Default for $name {
-            fn default() -> Self {
-                $name($default)
-            }
-        }
-    };
-    ($(#[$doc:meta])* $name:ident, $what:literal, $min:literal ..= $max:literal) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-        #[serde(try_from = "i64", into = "u32")]
-        pub struct $name(pub u32);
-
-        impl TryFrom<i64> for $name {
-            type Error = String;
-            fn try_from(value: i64) -> Result<Self, String> {
-                if ($min..=$max).contains(&value) {
-                    Ok($name(value as u32))
-                } else {
-                    Err(format!("{} must be between {} and {}, not {value}", $what, $min, $max))
-                }
-            }
-        }
-
-        impl From<$name> for u32 {
-            fn from(value: $name) -> u32 {
-                value.0
-            }
-        }
-    };
-}
-
 bounded_number!(AuditRetentionDays, "audit retention_days", 1..=36500, default 365);
-bounded_number!(DlqRetentionDays, "dlq_retention_days (SQS keeps messages at most 14 days)", 1..=14, default 14);
-bounded_number!(MemoryMb, "memory_mb", 128..=10240);
-bounded_number!(TimeoutSeconds, "timeout_seconds", 1..=900);
-bounded_number!(
-    ReservedConcurrency,
-    "reserved_concurrency (0: no reservation)",
-    0..=1000
-);
-
-/// The retention periods CloudWatch Logs accepts.
-const LOG_RETENTION_DAYS: [u32; 22] = [
-    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
-    3288, 3653,
-];
-
-/// Days CloudWatch keeps the functions' logs; only the values CloudWatch accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(try_from = "i64", into = "u32")]
-pub struct LogRetentionDays(pub u32);
-
-impl TryFrom<i64> for LogRetentionDays {
-    type Error = String;
-    fn try_from(value: i64) -> Result<Self, String> {
-        match LOG_RETENTION_DAYS.iter().find(|d| i64::from(**d) == value) {
-            Some(d) => Ok(LogRetentionDays(*d)),
-            None => Err(format!(
-                "log_retention_days must be one of the values CloudWatch Logs accepts ({}), not {value}",
-                LOG_RETENTION_DAYS.map(|d| d.to_string()).join(", ")
-            )),
-        }
-    }
-}
-
-impl From<LogRetentionDays> for u32 {
-    fn from(value: LogRetentionDays) -> u32 {
-        value.0
-    }
-}
-
-impl Default for LogRetentionDays {
-    fn default() -> Self {
-        LogRetentionDays(365)
-    }
-}
 
 #[cfg(test)]
 mod tests {
+    use super::aws::FunctionSizing;
+    use super::schedule::ScanTime;
     use super::*;
+    use chrono_tz::Tz;
 
     fn parse(text: &str) -> Result<EscherConfig, String> {
         EscherConfig::parse(text, Path::new("escher.toml")).map_err(|e| e.to_string())
@@ -661,21 +423,21 @@ mod tests {
     fn an_empty_file_gives_the_documented_defaults() {
         let config = parse("").expect("empty config");
         assert_eq!(config.stack.name.as_str(), "escher-extend");
-        assert_eq!(config.stack.region, None);
+        assert_eq!(config.aws.region, None);
         assert_eq!(config.schedule.scan_time, ScanTime { hour: 2, minute: 0 });
         assert_eq!(config.audit.retention_days.0, 365);
-        assert_eq!(config.cloudtrail.create_trail, CreateTrail::Auto);
-        assert_eq!(config.functions.architecture, Architecture::Arm64);
+        assert_eq!(config.aws.cloudtrail.create_trail, CreateTrail::Auto);
+        assert_eq!(config.aws.functions.architecture, Architecture::Arm64);
         assert_eq!(
-            config.functions.scan_sizing(),
+            config.aws.functions.scan_sizing(),
             FunctionSizing {
                 memory_mb: 512,
                 timeout_seconds: 300,
                 reserved_concurrency: 1
             }
         );
-        assert_eq!(config.functions.alert_sizing().memory_mb, 256);
-        assert_eq!(config.functions.alert_sizing().reserved_concurrency, 10);
+        assert_eq!(config.aws.functions.alert_sizing().memory_mb, 256);
+        assert_eq!(config.aws.functions.alert_sizing().reserved_concurrency, 10);
         assert_eq!(config, EscherConfig::default());
     }
 
@@ -699,16 +461,17 @@ mod tests {
             r#"
             [stack]
             name = "acme-escher"
-            region = "eu-west-1"
             [schedule]
             timezone = "Europe/Berlin"
             scan_time = "23:30"
             [notifications.critical]
             emails = ["oncall@example.com"]
             sms = ["+4915112345678"]
-            [cloudtrail]
+            [aws]
+            region = "eu-west-1"
+            [aws.cloudtrail]
             create_trail = "never"
-            [functions]
+            [aws.functions]
             architecture = "x86_64"
             scan = { memory_mb = 1024, timeout_seconds = 900 }
             "#,
@@ -723,18 +486,18 @@ mod tests {
             config.notifications.critical.sms[0].as_str(),
             "+4915112345678"
         );
-        assert_eq!(config.cloudtrail.create_trail, CreateTrail::Never);
-        assert_eq!(config.functions.architecture, Architecture::X86_64);
+        assert_eq!(config.aws.cloudtrail.create_trail, CreateTrail::Never);
+        assert_eq!(config.aws.functions.architecture, Architecture::X86_64);
         // A function given in part keeps that function's defaults for the rest.
         assert_eq!(
-            config.functions.scan_sizing(),
+            config.aws.functions.scan_sizing(),
             FunctionSizing {
                 memory_mb: 1024,
                 timeout_seconds: 900,
                 reserved_concurrency: 1
             }
         );
-        assert_eq!(config.functions.alert_sizing().timeout_seconds, 60);
+        assert_eq!(config.aws.functions.alert_sizing().timeout_seconds, 60);
     }
 
     #[test]
@@ -769,21 +532,24 @@ mod tests {
     #[test]
     fn out_of_range_and_malformed_values_say_what_is_accepted() {
         let cases = [
-            ("[functions]\nlog_retention_days = 10\n", "365"),
-            ("[functions]\ndlq_retention_days = 30\n", "14"),
-            ("[functions.alert]\nmemory_mb = 64\n", "128"),
+            ("[aws.functions]\nlog_retention_days = 10\n", "365"),
+            ("[aws.functions]\ndlq_retention_days = 30\n", "14"),
+            ("[aws.functions.alert]\nmemory_mb = 64\n", "128"),
             ("[audit]\nretention_days = 0\n", "between 1"),
-            ("[functions]\narchitecture = \"arm\"\n", "x86_64"),
-            ("[cloudtrail]\ncreate_trail = \"yes\"\n", "auto"),
+            ("[aws.functions]\narchitecture = \"arm\"\n", "x86_64"),
+            ("[aws.cloudtrail]\ncreate_trail = \"yes\"\n", "auto"),
             (
                 "[notifications.high]\nemails = [\"ops\"]\n",
                 "name@example.com",
             ),
             ("[notifications.high]\nsms = [\"0151 1234\"]\n", "E.164"),
-            ("[buckets]\nstate = \"My_Bucket\"\n", "lowercase"),
-            ("[artifacts]\nalert_zip_key = \"bootstrap.zip\"\n", "sha256"),
+            ("[aws.buckets]\nstate = \"My_Bucket\"\n", "lowercase"),
+            (
+                "[aws.artifacts]\nalert_zip_key = \"bootstrap.zip\"\n",
+                "sha256",
+            ),
             ("[stack]\nname = \"1escher\"\n", "starting with a letter"),
-            ("[stack]\nregion = \"Frankfurt\"\n", "eu-west-1"),
+            ("[aws]\nregion = \"Frankfurt\"\n", "eu-west-1"),
         ];
         for (text, accepted) in cases {
             let err = parse(text).expect_err(text);
@@ -791,25 +557,130 @@ mod tests {
         }
     }
 
+    /// Each AWS setting under its new name, as one file.
+    const NEW_SPELLING: &str = r#"
+        [stack]
+        name = "acme-escher"
+        [aws]
+        region = "eu-central-1"
+        [aws.cloudtrail]
+        create_trail = "always"
+        [aws.functions]
+        architecture = "x86_64"
+        log_retention_days = 731
+        dlq_retention_days = 7
+        alert = { memory_mb = 512 }
+        [aws.functions.scan]
+        timeout_seconds = 900
+        [aws.buckets]
+        state = "acme-escher-state"
+        [aws.artifacts]
+        bucket = "acme-escher-artifacts"
+        "#;
+
+    /// The same settings as written before the per-cloud sections.
+    const OLD_SPELLING: &str = r#"
+        [stack]
+        name = "acme-escher"
+        region = "eu-central-1"
+        [cloudtrail]
+        create_trail = "always"
+        [functions]
+        architecture = "x86_64"
+        log_retention_days = 731
+        dlq_retention_days = 7
+        alert = { memory_mb = 512 }
+        [functions.scan]
+        timeout_seconds = 900
+        [buckets]
+        state = "acme-escher-state"
+        [artifacts]
+        bucket = "acme-escher-artifacts"
+        "#;
+
     #[test]
-    fn timezone_flag_beats_config_beats_machine() {
-        let config = ScheduleConfig {
-            timezone: Some(TimeZoneName(Tz::Asia__Tokyo)),
-            ..ScheduleConfig::default()
-        };
-        let flag = Some(TimeZoneName(Tz::America__New_York));
+    fn every_aws_setting_is_read_under_its_new_name() {
+        let config = parse(NEW_SPELLING).expect("new spelling");
+        assert_eq!(config.stack.name.as_str(), "acme-escher");
+        let aws = &config.aws;
         assert_eq!(
-            resolve_timezone(flag, &config),
-            (TimeZoneName(Tz::America__New_York), TimeZoneSource::Flag)
+            aws.region.as_ref().map(|r| r.as_str()),
+            Some("eu-central-1")
+        );
+        assert_eq!(aws.cloudtrail.create_trail, CreateTrail::Always);
+        assert_eq!(aws.functions.architecture, Architecture::X86_64);
+        assert_eq!(aws.functions.log_retention_days.0, 731);
+        assert_eq!(aws.functions.dlq_retention_days.0, 7);
+        assert_eq!(aws.functions.alert_sizing().memory_mb, 512);
+        assert_eq!(aws.functions.scan_sizing().timeout_seconds, 900);
+        assert_eq!(
+            aws.buckets.state.as_ref().map(|b| b.as_str()),
+            Some("acme-escher-state")
         );
         assert_eq!(
-            resolve_timezone(None, &config),
-            (TimeZoneName(Tz::Asia__Tokyo), TimeZoneSource::Config)
+            aws.artifacts.bucket.as_ref().map(|b| b.as_str()),
+            Some("acme-escher-artifacts")
         );
-        let (_, source) = resolve_timezone(None, &ScheduleConfig::default());
-        assert!(matches!(
-            source,
-            TimeZoneSource::Machine | TimeZoneSource::UtcFallback
-        ));
+        assert!(
+            config.old_spellings.is_empty(),
+            "{:?}",
+            config.old_spellings
+        );
+    }
+
+    #[test]
+    fn every_old_spelling_is_still_read_and_named_with_its_new_one() {
+        let old = parse(OLD_SPELLING).expect("old spelling");
+        let new = parse(NEW_SPELLING).expect("new spelling");
+        assert_eq!(
+            old.aws, new.aws,
+            "the same settings, wherever they were written"
+        );
+        let named: Vec<String> = old.old_spellings.iter().map(|s| s.to_string()).collect();
+        for (was, is) in [
+            ("[stack] region", "[aws] region"),
+            ("[cloudtrail]", "[aws.cloudtrail]"),
+            ("[functions]", "[aws.functions]"),
+            ("[buckets]", "[aws.buckets]"),
+            ("[artifacts]", "[aws.artifacts]"),
+        ] {
+            assert!(
+                named
+                    .iter()
+                    .any(|n| n.contains(&format!("`{was}`")) && n.contains(&format!("`{is}`"))),
+                "{was} → {is} missing from {named:?}"
+            );
+        }
+        assert_eq!(named.len(), 5, "one warning each: {named:?}");
+    }
+
+    #[test]
+    fn one_setting_in_both_spellings_is_refused_naming_the_new_one() {
+        let cases = [
+            ("[stack]\nregion = \"eu-west-1\"\n[aws]\nregion = \"eu-west-1\"\n", "[stack] region", "[aws] region"),
+            ("[cloudtrail]\ncreate_trail = \"never\"\n[aws.cloudtrail]\ncreate_trail = \"always\"\n", "[cloudtrail]", "[aws.cloudtrail]"),
+            ("[functions]\narchitecture = \"x86_64\"\n[aws.functions]\nlog_retention_days = 7\n", "[functions]", "[aws.functions]"),
+            ("[functions.alert]\nmemory_mb = 512\n[aws.functions]\narchitecture = \"arm64\"\n", "[functions]", "[aws.functions]"),
+            ("[buckets]\nstate = \"a-state\"\n[aws.buckets]\naudit = \"a-audit\"\n", "[buckets]", "[aws.buckets]"),
+            ("[artifacts]\nbucket = \"a-artifacts\"\n[aws.artifacts]\nbucket = \"b-artifacts\"\n", "[artifacts]", "[aws.artifacts]"),
+        ];
+        for (text, old, new) in cases {
+            let err = parse(text).expect_err(text);
+            assert!(
+                err.contains(&format!("`{old}`")) && err.contains(&format!("keep `{new}` only")),
+                "{text}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_keys_in_the_aws_section_name_the_accepted_ones() {
+        let err = parse("[aws]\nregoin = \"eu-west-1\"\n").expect_err("typo");
+        assert!(err.contains("regoin") && err.contains("region"), "{err}");
+        let err = parse("[aws.functions]\narch = \"arm64\"\n").expect_err("typo");
+        assert!(
+            err.contains("arch") && err.contains("architecture"),
+            "{err}"
+        );
     }
 }

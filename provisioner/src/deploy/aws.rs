@@ -29,7 +29,6 @@ use super::{
 };
 use crate::config::{CreateTrail, EscherConfig};
 
-const DEFAULT_CONFIG: &str = "escher.toml";
 /// CloudFormation's limit for an inline template body; larger ones go through S3.
 const MAX_TEMPLATE_BODY: usize = 51_200;
 /// How long `extend` and `destroy` wait for CloudFormation before giving up watching
@@ -53,17 +52,9 @@ pub struct AwsSession {
     pub cloudtrail: aws_sdk_cloudtrail::Client,
 }
 
-pub(crate) fn load_config(path: Option<&PathBuf>) -> anyhow::Result<EscherConfig> {
-    let (path, must_exist) = match path {
-        Some(p) => (p.clone(), true),
-        None => (PathBuf::from(DEFAULT_CONFIG), false),
-    };
-    Ok(EscherConfig::load(&path, must_exist)?)
-}
-
 /// Loads the configuration chain, checks that credentials exist and asks STS who we are.
 pub async fn connect(access: &AccessArgs) -> anyhow::Result<AwsSession> {
-    let config = load_config(access.config.as_ref())?;
+    let (config, _) = crate::config::load_for_command(access.config.as_deref())?;
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
     if let Some(profile) = &access.profile {
         loader = loader.profile_name(profile);
@@ -72,7 +63,7 @@ pub async fn connect(access: &AccessArgs) -> anyhow::Result<AwsSession> {
     if let Some(region) = access
         .region
         .as_ref()
-        .or(config.stack.region.as_ref())
+        .or(config.aws.region.as_ref())
         .map(|r| r.to_string())
     {
         loader = loader.region(Region::new(region));
@@ -84,7 +75,7 @@ pub async fn connect(access: &AccessArgs) -> anyhow::Result<AwsSession> {
     let region = sdk
         .region()
         .map(|r| r.to_string())
-        .context("no AWS region: pass --region, set `[stack] region` in escher.toml, or set AWS_REGION (or `region` in your AWS profile)")?;
+        .context("no AWS region: pass --region, set `[aws] region` in escher.toml, or set AWS_REGION (or `region` in your AWS profile)")?;
     let provider = sdk.credentials_provider().context(
         "no AWS credentials provider is configured: set AWS_PROFILE (or --profile), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
     )?;
@@ -413,8 +404,8 @@ pub async fn extend(args: ExtendArgs) -> anyhow::Result<ExitCode> {
     let mut uploaded = Vec::new();
     let mut parameter_values = BTreeMap::from([("ArtifactsBucket".to_string(), bucket.clone())]);
     let pinned = |f: Function| match f {
-        Function::Alert => session.config.artifacts.alert_zip_key.as_ref(),
-        Function::Scan => session.config.artifacts.scan_zip_key.as_ref(),
+        Function::Alert => session.config.aws.artifacts.alert_zip_key.as_ref(),
+        Function::Scan => session.config.aws.artifacts.scan_zip_key.as_ref(),
     };
     let to_package: Vec<Function> = Function::ALL
         .into_iter()
@@ -423,7 +414,7 @@ pub async fn extend(args: ExtendArgs) -> anyhow::Result<ExitCode> {
     let packages = locate_packages(
         args.artifacts.as_deref(),
         &to_package,
-        session.config.functions.architecture,
+        session.config.aws.functions.architecture,
         !args.no_build,
     )?;
     for function in Function::ALL {
@@ -431,7 +422,7 @@ pub async fn extend(args: ExtendArgs) -> anyhow::Result<ExitCode> {
             Some(key) => {
                 if !object_exists(&session, &bucket, key.as_str()).await? {
                     bail!(
-                        "escher.toml pins the {} function to `{key}`, which is not in s3://{bucket}; upload it or remove `[artifacts] {}_zip_key`",
+                        "escher.toml pins the {} function to `{key}`, which is not in s3://{bucket}; upload it or remove `[aws.artifacts] {}_zip_key`",
                         function.name(),
                         function.name()
                     );
@@ -720,9 +711,9 @@ impl TrailDecision {
     }
 }
 
-/// `[cloudtrail] create_trail` resolved against the account.
+/// `[aws.cloudtrail] create_trail` resolved against the account.
 async fn trail_decision(session: &AwsSession, stack_exists: bool) -> anyhow::Result<TrailDecision> {
-    match session.config.cloudtrail.create_trail {
+    match session.config.aws.cloudtrail.create_trail {
         CreateTrail::Always => return Ok(TrailDecision::Always),
         CreateTrail::Never => return Ok(TrailDecision::Never),
         CreateTrail::Auto => {}
@@ -826,10 +817,10 @@ fn is_failure(status: &StackStatus) -> bool {
     s.ends_with("_FAILED") || s.contains("ROLLBACK")
 }
 
-/// The artifacts bucket: `[artifacts] bucket`, else `escher-artifacts-<account>-<region>`,
+/// The artifacts bucket: `[aws.artifacts] bucket`, else `escher-artifacts-<account>-<region>`,
 /// created (versioned, encrypted, public access blocked, TLS only) when missing.
 async fn artifacts_bucket(session: &AwsSession) -> anyhow::Result<String> {
-    let bucket = match &session.config.artifacts.bucket {
+    let bucket = match &session.config.aws.artifacts.bucket {
         Some(b) => b.to_string(),
         None => format!("escher-artifacts-{}-{}", session.account, session.region),
     };
@@ -843,7 +834,7 @@ async fn artifacts_bucket(session: &AwsSession) -> anyhow::Result<String> {
         (Ok(_), _) => return Ok(bucket),
         (Err(_), Some(404)) => {}
         (Err(_), Some(403)) => bail!(
-            "the artifacts bucket `{bucket}` exists but is not accessible to {} (another account may own it, or s3:ListBucket is denied); set `[artifacts] bucket` in escher.toml to a bucket you own",
+            "the artifacts bucket `{bucket}` exists but is not accessible to {} (another account may own it, or s3:ListBucket is denied); set `[aws.artifacts] bucket` in escher.toml to a bucket you own",
             session.caller_arn
         ),
         (Err(e), _) => {

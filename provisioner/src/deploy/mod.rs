@@ -36,7 +36,7 @@ pub struct TargetArgs {
 /// Where and as whom: the standard AWS configuration chain, overridable.
 #[derive(Debug, Clone, Args)]
 pub struct AccessArgs {
-    /// AWS region (default: escher.toml `[stack] region`, else AWS_REGION / the profile).
+    /// AWS region (default: escher.toml `[aws] region`, else AWS_REGION / the profile).
     #[arg(long, value_name = "REGION")]
     pub region: Option<AwsRegion>,
     /// Named profile from ~/.aws/config (default: AWS_PROFILE, else `default`).
@@ -475,7 +475,7 @@ mod tests {
         assert_eq!(a.key, b.key, "same bytes, same key, wherever the file is");
         assert_ne!(a.key, c.key);
         assert!(
-            crate::config::ZipKey::try_from(a.key.clone()).is_ok(),
+            crate::config::aws::ZipKey::try_from(a.key.clone()).is_ok(),
             "{}",
             a.key
         );

@@ -92,7 +92,7 @@ pub enum PackageError {
     NotExecutable { origin: String },
     #[error("the `bootstrap` in {origin} is not an ELF file object can read ({detail}); rebuild it with `make package`")]
     BadElf { origin: String, detail: String },
-    #[error("the `bootstrap` in {origin} is built for {found} processors, but the functions run on {wanted} (escher.toml `[functions] architecture`), so Lambda could not start it; build it for {wanted} (`make package`) or set `architecture = \"{found}\"`", found = found.as_lambda(), wanted = wanted.as_lambda())]
+    #[error("the `bootstrap` in {origin} is built for {found} processors, but the functions run on {wanted} (escher.toml `[aws.functions] architecture`), so Lambda could not start it; build it for {wanted} (`make package`) or set `architecture = \"{found}\"`", found = found.as_lambda(), wanted = wanted.as_lambda())]
     WrongArchitecture {
         origin: String,
         found: Architecture,
@@ -728,7 +728,7 @@ impl From<ArchArg> for Architecture {
 
 #[derive(Debug, Args)]
 pub struct PackageArgs {
-    /// CPU architecture (default: escher.toml `[functions] architecture`, else arm64).
+    /// CPU architecture (default: escher.toml `[aws.functions] architecture`, else arm64).
     #[arg(long, value_enum)]
     pub arch: Option<ArchArg>,
     /// Build only this binary (repeatable). Default: every function's binary.
@@ -744,7 +744,7 @@ pub struct PackageArgs {
     /// demo`): zip this machine's debug build (`cargo build --workspace --bins`; seconds once
     /// the CLI is built) instead of cargo lambda's release build, as DIR/alert.zip and
     /// DIR/scan.zip for `extend --artifacts DIR`. Built for this machine's processor, so
-    /// deploy with `[functions] architecture` set to it. Not for a real account.
+    /// deploy with `[aws.functions] architecture` set to it. Not for a real account.
     #[arg(long, value_name = "DIR", conflicts_with = "arch")]
     pub emulator: Option<PathBuf>,
 }
@@ -757,7 +757,9 @@ pub fn package_command(args: PackageArgs) -> anyhow::Result<ExitCode> {
     let arch = match args.arch {
         Some(a) => a.into(),
         None => {
-            super::aws::load_config(args.config.as_ref())?
+            crate::config::load_for_command(args.config.as_deref())?
+                .0
+                .aws
                 .functions
                 .architecture
         }
@@ -934,7 +936,7 @@ pub(crate) mod tests {
         assert!(
             text.contains("alert.zip")
                 && text.contains(here.as_lambda())
-                && text.contains("[functions] architecture"),
+                && text.contains("[aws.functions] architecture"),
             "{text}"
         );
         // A script runs on either.

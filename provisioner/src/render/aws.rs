@@ -103,7 +103,7 @@ fn render_context(context: &impl Serialize) -> Result<String, RenderError> {
 }
 
 fn parameters(config: &EscherConfig) -> (String, Vec<&'static str>) {
-    let artifacts = &config.artifacts;
+    let artifacts = &config.aws.artifacts;
     let known = [
         (
             "ArtifactsBucket",
@@ -244,8 +244,8 @@ impl StackContext {
             .into_iter()
             .map(|kind| {
                 let sizing = match kind {
-                    FunctionKind::Alert => config.functions.alert_sizing(),
-                    FunctionKind::Scan => config.functions.scan_sizing(),
+                    FunctionKind::Alert => config.aws.functions.alert_sizing(),
+                    FunctionKind::Scan => config.aws.functions.scan_sizing(),
                 };
                 let mut statements = baseline_statements(kind, &stack);
                 statements.extend(remediation.iter().cloned());
@@ -277,15 +277,15 @@ impl StackContext {
             scan_cron: format!("cron({} {} * * ? *)", scan_time.minute, scan_time.hour),
             scan_input: scan_input(),
             audit_retention_days: config.audit.retention_days.0,
-            log_retention_days: config.functions.log_retention_days.0,
-            dlq_retention_seconds: config.functions.dlq_retention_days.0 * 86_400,
-            architecture: config.functions.architecture.as_lambda(),
+            log_retention_days: config.aws.functions.log_retention_days.0,
+            dlq_retention_seconds: config.aws.functions.dlq_retention_days.0 * 86_400,
+            architecture: config.aws.functions.architecture.as_lambda(),
             create_trail: inputs.create_trail,
             buckets: BucketNames {
-                state: config.buckets.state.as_ref().map(|b| b.to_string()),
-                audit: config.buckets.audit.as_ref().map(|b| b.to_string()),
-                trail: config.buckets.trail.as_ref().map(|b| b.to_string()),
-                access_logs: config.buckets.access_logs.as_ref().map(|b| b.to_string()),
+                state: config.aws.buckets.state.as_ref().map(|b| b.to_string()),
+                audit: config.aws.buckets.audit.as_ref().map(|b| b.to_string()),
+                trail: config.aws.buckets.trail.as_ref().map(|b| b.to_string()),
+                access_logs: config.aws.buckets.access_logs.as_ref().map(|b| b.to_string()),
             },
             lifecycle: Lifecycle {
                 inbox_days: 7,
@@ -774,8 +774,9 @@ mod tests {
 
     #[test]
     fn subscription_ids_depend_on_the_endpoint_not_its_position() {
-        let mut config: EscherConfig = toml::from_str(
+        let mut config = EscherConfig::parse(
             "[notifications.critical]\nemails = [\"a@example.com\", \"b@example.com\"]\nsms = [\"+4915112345678\"]\n",
+            std::path::Path::new("escher.toml"),
         )
         .expect("config");
         let before = subscriptions(&config);
@@ -792,8 +793,11 @@ mod tests {
 
     #[test]
     fn schedule_uses_the_scan_time_and_the_timezone() {
-        let config: EscherConfig =
-            toml::from_str("[schedule]\nscan_time = \"23:05\"\n").expect("config");
+        let config = EscherConfig::parse(
+            "[schedule]\nscan_time = \"23:05\"\n",
+            std::path::Path::new("escher.toml"),
+        )
+        .expect("config");
         let rendering = render(&inputs(&config, &PERMISSIONS)).expect("render");
         let template = &rendering.files[0].contents;
         assert!(

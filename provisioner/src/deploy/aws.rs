@@ -21,11 +21,11 @@ use aws_sdk_cloudformation::types::{
 use aws_sdk_sts::config::ProvideCredentials as _;
 use serde::Serialize;
 
+use super::package::{locate_packages, FunctionPackage};
 use super::{
-    confirm, locate_packages, outputs_path, print_changes, print_outputs, require_aws,
-    save_outputs, AccessArgs, ChangeKind, CredentialsArgs, CredentialsCommand, CredentialsSetArgs,
-    DestroyArgs, ExtendArgs, Function, FunctionPackage, OtherCloud, Replacement, ResourceChange,
-    SavedOutputs, StatusArgs, EXIT_DECLINED,
+    confirm, outputs_path, print_changes, print_outputs, require_aws, save_outputs, AccessArgs,
+    ChangeKind, CredentialsArgs, CredentialsCommand, CredentialsSetArgs, DestroyArgs, ExtendArgs,
+    Function, OtherCloud, Replacement, ResourceChange, SavedOutputs, StatusArgs, EXIT_DECLINED,
 };
 use crate::config::{CreateTrail, EscherConfig};
 

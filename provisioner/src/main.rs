@@ -7,6 +7,7 @@
 
 mod approvals;
 mod audit_command;
+mod cloud;
 mod config;
 mod deploy;
 mod events;

@@ -393,11 +393,9 @@ pub async fn extend(args: ExtendArgs) -> anyhow::Result<ExitCode> {
     };
     let trail = trail_decision(&session, existing.is_some()).await?;
     progress(&trail.explain());
-    let template = crate::render_command::render_aws_template(
-        &session.config,
-        args.timezone,
-        trail.creates_trail(),
-    )?;
+    let (timezone, _) = crate::config::resolve_timezone(args.timezone, &session.config.schedule);
+    let template =
+        crate::render::aws::for_deploy(&session.config, timezone, trail.creates_trail())?;
 
     // Packaging and artifacts.
     let bucket = artifacts_bucket(&session).await?;
@@ -2028,12 +2026,8 @@ mod tests {
     #[test]
     fn the_rendered_template_retains_the_audit_and_state_buckets() {
         let config = EscherConfig::default();
-        let template = crate::render_command::render_aws_template(
-            &config,
-            Some("UTC".parse().expect("tz")),
-            true,
-        )
-        .expect("render");
+        let template = crate::render::aws::for_deploy(&config, "UTC".parse().expect("tz"), true)
+            .expect("render");
         let retained = retained_in_template(&template);
         for id in ["AuditBucket", "StateBucket", "EncryptionKey"] {
             assert!(retained.contains(id), "{id} must be retained: {retained:?}");

@@ -16,9 +16,9 @@ use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 
+use crate::cloud::{Cloud, NotYet};
 use crate::config::{AwsRegion, TimeZoneName};
 use crate::output::table;
-use crate::render_command::Cloud;
 
 /// Exit status: the user declined (nothing was changed).
 pub const EXIT_DECLINED: u8 = 1;
@@ -176,14 +176,7 @@ pub struct CredentialsSetArgs {
 pub fn require_aws(cloud: Cloud) -> anyhow::Result<()> {
     match cloud {
         Cloud::Aws => Ok(()),
-        Cloud::Azure | Cloud::Gcp => bail!(
-            "--cloud {} is not supported yet; only --cloud aws can be deployed in this version",
-            if cloud == Cloud::Azure {
-                "azure"
-            } else {
-                "gcp"
-            }
-        ),
+        Cloud::Azure | Cloud::Gcp => Err(NotYet::Deploy(cloud).into()),
     }
 }
 

@@ -21,6 +21,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use cloud::{Cloud, NotYet};
+use deploy::aws::AwsDeployment;
+
 // Same allocator as every Escher binary (see the workspace Cargo.toml).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -107,15 +110,32 @@ fn main() -> ExitCode {
         Command::Events(cmd) => events::run(cmd),
         Command::Approvals(args) => approvals::run(args),
         Command::Render(args) => render_command::run(args),
-        Command::Extend(args) => output::run_async(deploy::aws::extend(args)),
-        Command::Status(args) => output::run_async(deploy::aws::status(args)),
-        Command::Destroy(args) => output::run_async(deploy::aws::destroy(args)),
+        // Each cloud's deployment behind the one seam (deploy::seam::Deployment).
+        Command::Extend(args) => match args.target.cloud {
+            Cloud::Aws => output::run_async(deploy::extend::<AwsDeployment>(args)),
+            cloud @ (Cloud::Azure | Cloud::Gcp) => not_yet(cloud),
+        },
+        Command::Status(args) => match args.target.cloud {
+            Cloud::Aws => output::run_async(deploy::status::<AwsDeployment>(args)),
+            cloud @ (Cloud::Azure | Cloud::Gcp) => not_yet(cloud),
+        },
+        Command::Destroy(args) => match args.target.cloud {
+            Cloud::Aws => output::run_async(deploy::destroy::<AwsDeployment>(args)),
+            cloud @ (Cloud::Azure | Cloud::Gcp) => not_yet(cloud),
+        },
         Command::Package(args) => output::run_command(deploy::package::package_command(args)),
-        Command::Credentials(args) => output::run_async(deploy::aws::credentials(args)),
+        // The secrets live beside the functions, which only AWS runs so far: no --cloud to
+        // choose the deployment yet (`--cloud` there names whose credentials they are).
+        Command::Credentials(args) => output::run_async(deploy::credentials::<AwsDeployment>(args)),
         Command::Audit(cmd) => audit_command::run(cmd),
         Command::Scan(cmd) => scan_command::run_scan(cmd),
         Command::Report(cmd) => scan_command::run_report(cmd),
     }
+}
+
+/// A deployment command for a cloud this version cannot deploy into: said as any failure.
+fn not_yet(cloud: Cloud) -> ExitCode {
+    output::run_command(Err(NotYet::Deploy(cloud).into()))
 }
 
 /// Human-readable logs on stderr, so stdout stays clean JSON for pipes.

@@ -1,24 +1,26 @@
 //! `extend`, `status`, `destroy` and `credentials`: deploying the rendered stack into the
 //! user's own account, reporting on it and taking it down again.
 //!
-//! The cloud-neutral parts live here (the command line, packaging, the change table,
-//! confirmation, the saved outputs); [`aws`] talks to CloudFormation, S3, Lambda and SSM.
-//! Every step that changes the account is shown first and asked for, unless `--yes`.
+//! Here: the command line and the functions Escher deploys. [`seam`] is what every cloud's
+//! deployment does ([`seam::Deployment`]), [`flow`] the commands written once over it,
+//! [`aws`] the AWS implementation (CloudFormation, S3, Lambda, SSM), [`package`] the
+//! functions' zips, [`progress`] the progress display every cloud shares.
 
 pub mod aws;
+mod flow;
 pub mod package;
+pub mod progress;
+pub mod seam;
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 
-use crate::cloud::{Cloud, NotYet};
+pub use flow::{credentials, destroy, extend, status};
+
+use crate::cloud::Cloud;
 use crate::config::{AwsRegion, TimeZoneName};
-use crate::output::table;
 
 /// Exit status: the user declined (nothing was changed).
 pub const EXIT_DECLINED: u8 = 1;
@@ -173,13 +175,6 @@ pub struct CredentialsSetArgs {
     pub key_file: Option<PathBuf>,
 }
 
-pub fn require_aws(cloud: Cloud) -> anyhow::Result<()> {
-    match cloud {
-        Cloud::Aws => Ok(()),
-        Cloud::Azure | Cloud::Gcp => Err(NotYet::Deploy(cloud).into()),
-    }
-}
-
 /// The functions Escher deploys, each built from one binary of the workspace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -218,122 +213,4 @@ impl Function {
             Function::Scan => "ScanFunction",
         }
     }
-}
-
-/// What a change set does to one resource.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ChangeKind {
-    Add,
-    Modify,
-    Remove,
-    /// Import, Dynamic and kinds this CLI does not know yet.
-    Other,
-}
-
-/// Whether a modification replaces the resource (a new physical resource, the old one
-/// deleted: data in it is lost, its name may change).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Replacement {
-    Yes,
-    No,
-    Conditional,
-}
-
-/// One row of the change table.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ResourceChange {
-    pub action: ChangeKind,
-    pub logical_id: String,
-    pub resource_type: String,
-    pub replacement: Replacement,
-}
-
-pub fn print_changes(changes: &[ResourceChange]) {
-    let mut t = table(vec!["action", "logical id", "type", "replacement"]);
-    for c in changes {
-        t.add_row(vec![
-            match c.action {
-                ChangeKind::Add => "add",
-                ChangeKind::Modify => "modify",
-                ChangeKind::Remove => "remove",
-                ChangeKind::Other => "other",
-            }
-            .to_string(),
-            c.logical_id.clone(),
-            c.resource_type.clone(),
-            match c.replacement {
-                Replacement::Yes => "yes",
-                Replacement::No => "no",
-                Replacement::Conditional => "conditional",
-            }
-            .to_string(),
-        ]);
-    }
-    println!("{t}");
-}
-
-/// Asks `question` on the terminal; `--yes` answers for the user. Without a terminal
-/// (a pipe, CI) and without `--yes` nothing is changed: a deploy nobody saw must not run.
-pub fn confirm(question: &str, yes: bool, refuse_hint: &str) -> anyhow::Result<bool> {
-    if yes {
-        return Ok(true);
-    }
-    if !std::io::stdin().is_terminal() {
-        bail!("standard input is not a terminal, so nobody can confirm: {refuse_hint}");
-    }
-    let mut err = std::io::stderr();
-    write!(err, "{question} [y/N] ")?;
-    err.flush()?;
-    let mut answer = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut answer)
-        .context("cannot read the answer from standard input")?;
-    Ok(matches!(
-        answer.trim().to_ascii_lowercase().as_str(),
-        "y" | "yes"
-    ))
-}
-
-/// Where `extend` saves the stack's outputs: `<Escher folder>/extend/aws-<account>-<region>.json`
-/// (`~/.escher` unless `--escher-dir` / `ESCHER_HOME`).
-pub fn outputs_path(account: &str, region: &str) -> anyhow::Result<PathBuf> {
-    Ok(crate::output::escher_dir()
-        .context("the deployment outputs cannot be saved")?
-        .join("extend")
-        .join(format!("aws-{account}-{region}.json")))
-}
-
-/// The saved outputs file.
-#[derive(Debug, Clone, Serialize)]
-pub struct SavedOutputs<'a> {
-    pub stack: &'a str,
-    pub account: &'a str,
-    pub region: &'a str,
-    pub stack_status: &'a str,
-    pub outputs: &'a BTreeMap<String, String>,
-}
-
-pub fn save_outputs(path: &Path, saved: &SavedOutputs<'_>) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let mut text = serde_json::to_string_pretty(saved)?;
-    text.push('\n');
-    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
-}
-
-pub fn print_outputs(outputs: &BTreeMap<String, String>) {
-    if outputs.is_empty() {
-        // CloudFormation fills them once the stack is complete; an emulator may not.
-        println!("the stack reports no outputs");
-        return;
-    }
-    let mut t = table(vec!["output", "value"]);
-    for (k, v) in outputs {
-        t.add_row(vec![k.clone(), v.clone()]);
-    }
-    println!("{t}");
 }

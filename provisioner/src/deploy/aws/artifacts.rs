@@ -1,16 +1,95 @@
 //! The artifacts bucket and what goes into it: the functions' zips (content-addressed, so
 //! unchanged code is never uploaded twice) and templates too large to pass inline.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
-use anyhow::bail;
+use anyhow::{bail, Context as _};
 
-use super::session::*;
-use crate::deploy::package::FunctionPackage;
+use super::session::{classify, AwsSession};
+use crate::deploy::package::{locate_packages, FunctionPackage};
 use crate::deploy::Function;
 
 /// CloudFormation's limit for an inline template body; larger ones go through S3.
 pub(super) const MAX_TEMPLATE_BODY: usize = 51_200;
+
+/// The functions' code in the artifacts bucket, ready for the change set.
+pub(super) struct Staged {
+    pub(super) bucket: String,
+    /// The template parameters naming the bucket and each function's zip.
+    pub(super) parameter_values: BTreeMap<String, String>,
+    /// The keys uploaded now (unchanged code is not uploaded again).
+    pub(super) uploaded: Vec<String>,
+}
+
+/// Packaging and artifacts: each function's zip in the artifacts bucket under its content
+/// key. A zip pinned in `[aws.artifacts]` must be there already; the others are located
+/// (built first when missing or stale, if `build`) and uploaded unless their key exists.
+pub(super) async fn stage_functions(
+    session: &AwsSession,
+    artifacts_dir: Option<&Path>,
+    build: bool,
+) -> anyhow::Result<Staged> {
+    let progress = |msg: &str| eprintln!("{msg}");
+    let bucket = artifacts_bucket(session).await?;
+    let mut uploaded = Vec::new();
+    let mut parameter_values = BTreeMap::from([("ArtifactsBucket".to_string(), bucket.clone())]);
+    let pinned = |f: Function| match f {
+        Function::Alert => session.config.aws.artifacts.alert_zip_key.as_ref(),
+        Function::Scan => session.config.aws.artifacts.scan_zip_key.as_ref(),
+    };
+    let to_package: Vec<Function> = Function::ALL
+        .into_iter()
+        .filter(|f| pinned(*f).is_none())
+        .collect();
+    let packages = locate_packages(
+        artifacts_dir,
+        &to_package,
+        session.config.aws.functions.architecture,
+        build,
+    )?;
+    for function in Function::ALL {
+        let key = match pinned(function) {
+            Some(key) => {
+                if !object_exists(session, &bucket, key.as_str()).await? {
+                    bail!(
+                        "escher.toml pins the {} function to `{key}`, which is not in s3://{bucket}; upload it or remove `[aws.artifacts] {}_zip_key`",
+                        function.name(),
+                        function.name()
+                    );
+                }
+                key.to_string()
+            }
+            None => {
+                let package = packages
+                    .iter()
+                    .find(|p| p.function == function)
+                    .context("a located package went missing (a bug; please report it)")?;
+                if upload_package(session, &bucket, package).await? {
+                    progress(&format!(
+                        "uploaded {} → s3://{bucket}/{}",
+                        package.path.display(),
+                        package.key
+                    ));
+                    uploaded.push(package.key.clone());
+                } else {
+                    progress(&format!(
+                        "{} function code unchanged (s3://{bucket}/{} exists)",
+                        function.name(),
+                        package.key
+                    ));
+                }
+                package.key.clone()
+            }
+        };
+        parameter_values.insert(function.code_key_parameter().to_string(), key);
+    }
+    Ok(Staged {
+        bucket,
+        parameter_values,
+        uploaded,
+    })
+}
 
 /// The artifacts bucket: `[aws.artifacts] bucket`, else `escher-artifacts-<account>-<region>`,
 /// created (versioned, encrypted, public access blocked, TLS only) when missing.

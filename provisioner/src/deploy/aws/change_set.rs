@@ -1,15 +1,94 @@
 //! CloudFormation change sets: what `extend` does with the stack it found, creating the
 //! change set, waiting for it, reading its rows, and discarding one that is not executed.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use aws_sdk_cloudformation::types::{
-    ChangeAction, ChangeSetStatus, ChangeSetType, Parameter, StackStatus,
+    Capability, ChangeAction, ChangeSetStatus, ChangeSetType, Parameter, StackStatus,
 };
 
-use super::session::*;
-use crate::deploy::{ChangeKind, Replacement, ResourceChange};
+use super::artifacts::TemplateSource;
+use super::session::{AwsSession, StackInfo};
+use crate::deploy::seam::{ChangeKind, Replacement, ResourceChange};
+
+/// A change set [`create_change_set`] made, until it is executed or discarded.
+pub(super) struct PendingChangeSet {
+    /// Its ARN once CloudFormation answered (moto looks names up across stacks).
+    pub(super) name: String,
+    pub(super) kind: ChangeSetType,
+}
+
+/// Creates the change set (CREATE for a new stack, UPDATE otherwise) and waits until
+/// CloudFormation has worked out its rows.
+pub(super) async fn create_change_set(
+    session: &AwsSession,
+    change_set_type: ChangeSetType,
+    template_source: &TemplateSource,
+    parameter_values: &BTreeMap<String, String>,
+) -> anyhow::Result<(PendingChangeSet, ChangeSetOutcome)> {
+    let progress = |msg: &str| eprintln!("{msg}");
+    let now = chrono::Utc::now();
+    let change_set_name = format!(
+        "escher-{}-{:03}",
+        now.format("%Y%m%d%H%M%S"),
+        now.timestamp_subsec_millis()
+    );
+    let mut create = session
+        .cfn
+        .create_change_set()
+        .stack_name(&session.stack)
+        .change_set_name(&change_set_name)
+        .change_set_type(change_set_type.clone())
+        .description("escher-provision extend")
+        .set_parameters(Some(
+            parameter_values
+                .iter()
+                .map(|(k, v)| parameter(k, v))
+                .collect(),
+        ))
+        .capabilities(Capability::CapabilityIam)
+        .capabilities(Capability::CapabilityNamedIam);
+    create = match template_source {
+        TemplateSource::Body(body) => create.template_body(body),
+        TemplateSource::Url(url) => create.template_url(url),
+    };
+    progress(&format!(
+        "creating change set {change_set_name} ({}) for {}",
+        if change_set_type == ChangeSetType::Create {
+            "new stack"
+        } else {
+            "update"
+        },
+        session.stack_label()
+    ));
+    let created = session.call(
+        create.send().await,
+        "cloudformation:CreateChangeSet",
+        &session.stack_label(),
+    );
+    // From here on the change set is named by its ARN: moto looks names up across stacks.
+    let change_set_name = match &created {
+        Ok(out) => out.id().unwrap_or(&change_set_name).to_string(),
+        Err(_) => change_set_name,
+    };
+    let outcome = match created {
+        Ok(_) => wait_for_change_set(session, &change_set_name).await?,
+        // Some CloudFormation implementations (moto) refuse an identical update up front.
+        Err(e) if e.code() == Some("ValidationError") && is_no_change_reason(e.message()) => {
+            ChangeSetOutcome::NoChanges
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok((
+        PendingChangeSet {
+            name: change_set_name,
+            kind: change_set_type,
+        },
+        outcome,
+    ))
+}
 
 pub(super) fn parameter(key: &str, value: &str) -> Parameter {
     Parameter::builder()

@@ -2,15 +2,13 @@
 //! bucket for `--delete-data`, and deleting the stack.
 
 use std::collections::BTreeSet;
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use aws_sdk_cloudformation::types::StackStatus;
-use serde::Serialize;
 
-use super::session::*;
-use crate::deploy::{confirm, outputs_path, require_aws, DestroyArgs, EXIT_DECLINED};
+use super::session::{classify, AwsSession, STACK_WAIT};
+use crate::deploy::seam::{Deletion, DestroyPlan, KeptResource, Resource};
 
 pub(super) async fn delete_stack_and_wait(session: &AwsSession) -> anyhow::Result<()> {
     session.call(
@@ -43,65 +41,25 @@ pub(super) async fn delete_stack_and_wait(session: &AwsSession) -> anyhow::Resul
     }
 }
 
-#[derive(Debug, Serialize)]
-pub(super) struct DestroyReport {
-    stack: String,
-    account: String,
-    region: String,
-    /// `no_stack`, `declined`, `deleted`.
-    result: &'static str,
-    deleted: Vec<StackResource>,
-    kept: Vec<KeptResource>,
-    emptied_buckets: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub(super) struct StackResource {
-    pub(super) logical_id: String,
-    pub(super) resource_type: String,
-    pub(super) physical_id: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub(super) struct KeptResource {
-    logical_id: String,
-    resource_type: String,
-    physical_id: String,
-    why: String,
-}
-
-pub async fn destroy(args: DestroyArgs) -> anyhow::Result<ExitCode> {
-    require_aws(args.target.cloud)?;
-    let session = connect(&args.target.access).await?;
-    let mut report = DestroyReport {
-        stack: session.stack.clone(),
-        account: session.account.clone(),
-        region: session.region.clone(),
-        result: "no_stack",
-        deleted: Vec::new(),
-        kept: Vec::new(),
-        emptied_buckets: Vec::new(),
-    };
-    let Some(_stack) = session.describe_stack().await? else {
-        if args.json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        } else {
-            println!(
-                "{} does not exist; nothing to delete.",
-                session.stack_label()
-            );
-        }
-        return Ok(ExitCode::SUCCESS);
-    };
-    let retained = retained_resources(&session).await?;
-    let resources = stack_resources(&session).await?;
+/// What `destroy` deletes and keeps: the template's retained resources are kept (the
+/// state bucket too, unless `delete_data`); `None` when there is no stack.
+pub(super) async fn plan(
+    session: &AwsSession,
+    delete_data: bool,
+) -> anyhow::Result<Option<DestroyPlan>> {
+    if session.describe_stack().await?.is_none() {
+        return Ok(None);
+    }
+    let mut delete = Vec::new();
+    let mut keep = Vec::new();
+    let retained = retained_resources(session).await?;
+    let resources = stack_resources(session).await?;
     let state_bucket = resources
         .iter()
         .find(|r| r.logical_id == "StateBucket")
         .map(|r| r.physical_id.clone());
     for r in resources {
-        let deleting_data =
-            args.delete_data && state_bucket.as_deref() == Some(r.physical_id.as_str());
+        let deleting_data = delete_data && state_bucket.as_deref() == Some(r.physical_id.as_str());
         if retained.contains(&r.logical_id) && !deleting_data {
             let why = match r.logical_id.as_str() {
                 "AuditBucket" => "object-locked audit records: always kept".to_string(),
@@ -111,96 +69,55 @@ pub async fn destroy(args: DestroyArgs) -> anyhow::Result<ExitCode> {
                 "EncryptionKey" => "the kept buckets are encrypted with it".to_string(),
                 _ => "DeletionPolicy: Retain".to_string(),
             };
-            report.kept.push(KeptResource {
+            keep.push(KeptResource {
                 logical_id: r.logical_id,
                 resource_type: r.resource_type,
                 physical_id: r.physical_id,
                 why,
             });
         } else {
-            report.deleted.push(r);
+            delete.push(Deletion {
+                note: deleting_data
+                    .then(|| "--delete-data: emptied (every version), then deleted".to_string()),
+                resource: r,
+            });
         }
     }
-    if !args.json || !args.yes {
-        let mut t = crate::output::table(vec!["", "logical id", "type", "physical id", "why"]);
-        for r in &report.deleted {
-            t.add_row(vec![
-                "delete".to_string(),
-                r.logical_id.clone(),
-                r.resource_type.clone(),
-                r.physical_id.clone(),
-                if Some(&r.physical_id) == state_bucket.as_ref() {
-                    "--delete-data: emptied (every version), then deleted".to_string()
-                } else {
-                    String::new()
-                },
-            ]);
-        }
-        for r in &report.kept {
-            t.add_row(vec![
-                "keep".to_string(),
-                r.logical_id.clone(),
-                r.resource_type.clone(),
-                r.physical_id.clone(),
-                r.why.clone(),
-            ]);
-        }
-        eprintln!("Destroying {}:\n{t}", session.stack_label());
-    }
-    let agreed = confirm(
-        &format!("Delete {}?", session.stack_label()),
-        args.yes,
-        "pass --yes to delete the stack",
-    )?;
-    if !agreed {
-        report.result = "declined";
-        eprintln!("nothing changed.");
-        if args.json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        }
-        return Ok(ExitCode::from(EXIT_DECLINED));
-    }
-    if args.delete_data {
-        if let Some(bucket) = &state_bucket {
-            eprintln!("emptying s3://{bucket} (every version)");
-            empty_bucket(&session, bucket).await?;
-            report.emptied_buckets.push(bucket.clone());
-        }
+    let emptied = state_bucket.filter(|_| delete_data).into_iter().collect();
+    Ok(Some(DestroyPlan {
+        delete,
+        keep,
+        emptied,
+    }))
+}
+
+/// Empties the buckets `--delete-data` deletes, deletes the stack and waits, then deletes
+/// those buckets (retained by the template, so CloudFormation leaves them).
+pub(super) async fn destroy(session: &AwsSession, plan: &DestroyPlan) -> anyhow::Result<()> {
+    for bucket in &plan.emptied {
+        eprintln!("emptying s3://{bucket} (every version)");
+        empty_bucket(session, bucket).await?;
     }
     eprintln!("deleting {}", session.stack_label());
-    delete_stack_and_wait(&session).await?;
-    if args.delete_data {
-        if let Some(bucket) = &state_bucket {
-            // Retained by the template, so CloudFormation left it; --delete-data asked for it.
-            let deleted = session.s3.delete_bucket().bucket(bucket).send().await;
-            match deleted {
-                Ok(_) => {}
-                Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => {}
-                Err(e) => {
-                    return Err(classify(
-                        e,
-                        "s3:DeleteBucket",
-                        &format!("bucket `{bucket}`"),
-                        &session.region,
-                    )
-                    .into())
-                }
+    delete_stack_and_wait(session).await?;
+    for bucket in &plan.emptied {
+        // Retained by the template, so CloudFormation left it; --delete-data asked for it.
+        let deleted = session.s3.delete_bucket().bucket(bucket).send().await;
+        match deleted {
+            Ok(_) => {}
+            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => {}
+            Err(e) => {
+                return Err(classify(
+                    e,
+                    "s3:DeleteBucket",
+                    &format!("bucket `{bucket}`"),
+                    &session.region,
+                )
+                .into())
             }
         }
     }
-    if let Ok(path) = outputs_path(&session.account, &session.region) {
-        let _ = std::fs::remove_file(path);
-    }
-    report.result = "deleted";
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        println!("{} deleted.", session.stack_label());
-        for k in &report.kept {
-            println!("  kept {} {} ({})", k.logical_id, k.physical_id, k.why);
-        }
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// Logical ids with `DeletionPolicy: Retain` in the deployed template. Our template writes
@@ -249,7 +166,7 @@ pub fn retained_in_template(template: &str) -> BTreeSet<String> {
     retained
 }
 
-pub(super) async fn stack_resources(session: &AwsSession) -> anyhow::Result<Vec<StackResource>> {
+pub(super) async fn stack_resources(session: &AwsSession) -> anyhow::Result<Vec<Resource>> {
     let mut resources = Vec::new();
     let mut next = None;
     loop {
@@ -270,7 +187,7 @@ pub(super) async fn stack_resources(session: &AwsSession) -> anyhow::Result<Vec<
             if r.logical_resource_id().is_none_or(str::is_empty) {
                 continue;
             }
-            resources.push(StackResource {
+            resources.push(Resource {
                 logical_id: r.logical_resource_id().unwrap_or("?").to_string(),
                 resource_type: r.resource_type().unwrap_or("?").to_string(),
                 physical_id: r.physical_resource_id().unwrap_or("").to_string(),

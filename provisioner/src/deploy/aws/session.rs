@@ -14,6 +14,7 @@ use aws_sdk_cloudformation::types::StackStatus;
 use aws_sdk_sts::config::ProvideCredentials as _;
 
 use crate::config::EscherConfig;
+use crate::deploy::seam::Deployed;
 use crate::deploy::AccessArgs;
 
 /// How long `extend` and `destroy` wait for CloudFormation before giving up watching
@@ -38,8 +39,7 @@ pub struct AwsSession {
 }
 
 /// Loads the configuration chain, checks that credentials exist and asks STS who we are.
-pub async fn connect(access: &AccessArgs) -> anyhow::Result<AwsSession> {
-    let (config, _) = crate::config::load_for_command(access.config.as_deref())?;
+pub async fn connect(access: &AccessArgs, config: EscherConfig) -> anyhow::Result<AwsSession> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
     if let Some(profile) = &access.profile {
         loader = loader.profile_name(profile);
@@ -239,6 +239,17 @@ pub struct StackInfo {
     pub last_updated: Option<String>,
     pub outputs: BTreeMap<String, String>,
     pub parameters: BTreeMap<String, String>,
+}
+
+impl StackInfo {
+    /// The stack in the seam's terms.
+    pub(super) fn deployed(&self) -> Deployed {
+        Deployed {
+            status: self.status.as_str().to_string(),
+            status_reason: self.status_reason.clone(),
+            outputs: self.outputs.clone(),
+        }
+    }
 }
 
 impl AwsSession {

@@ -1,68 +1,21 @@
 //! `status` on AWS: the stack, its functions' deployed code and drift.
 
-use std::collections::BTreeMap;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use aws_sdk_cloudformation::error::ProvideErrorMetadata;
-use serde::Serialize;
 
-use super::destroy::*;
-use super::session::*;
-use crate::deploy::{print_outputs, require_aws, Function, StatusArgs};
+use super::destroy::stack_resources;
+use super::session::AwsSession;
+use crate::deploy::seam::{FunctionStatus, Status};
+use crate::deploy::Function;
 
-#[derive(Debug, Serialize)]
-pub(super) struct StatusReport {
-    stack: String,
-    account: String,
-    region: String,
-    exists: bool,
-    stack_status: Option<String>,
-    status_reason: Option<String>,
-    last_updated: Option<String>,
-    outputs: BTreeMap<String, String>,
-    functions: Vec<FunctionStatus>,
-    /// `IN_SYNC`, `DRIFTED`, … or why it is unknown.
-    drift: String,
-}
-
-#[derive(Debug, Serialize)]
-pub(super) struct FunctionStatus {
-    function: Function,
-    name: String,
-    code_sha256: Option<String>,
-    last_modified: Option<String>,
-    version: Option<String>,
-    error: Option<String>,
-}
-
-pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    require_aws(args.target.cloud)?;
-    let session = connect(&args.target.access).await?;
+/// The stack's status, its functions' code (from Lambda) and drift; `None` when there is no
+/// stack.
+pub(super) async fn status(session: &AwsSession) -> anyhow::Result<Option<Status>> {
     let Some(info) = session.describe_stack().await? else {
-        let report = StatusReport {
-            stack: session.stack.clone(),
-            account: session.account.clone(),
-            region: session.region.clone(),
-            exists: false,
-            stack_status: None,
-            status_reason: None,
-            last_updated: None,
-            outputs: BTreeMap::new(),
-            functions: Vec::new(),
-            drift: "no stack".into(),
-        };
-        if args.json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        } else {
-            println!(
-                "{} does not exist; `escher-provision extend --cloud aws` creates it.",
-                session.stack_label()
-            );
-        }
-        return Ok(ExitCode::SUCCESS);
+        return Ok(None);
     };
-    let resources = stack_resources(&session).await?;
+    let resources = stack_resources(session).await?;
     let mut functions = Vec::new();
     for function in Function::ALL {
         // The physical id (the function name): outputs may be missing on a stack some
@@ -110,46 +63,13 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             },
         });
     }
-    let drift = drift(&session).await;
-    let report = StatusReport {
-        stack: session.stack.clone(),
-        account: session.account.clone(),
-        region: session.region.clone(),
-        exists: true,
-        stack_status: Some(info.status.as_str().to_string()),
-        status_reason: info.status_reason.clone(),
+    let drift = drift(session).await;
+    Ok(Some(Status {
+        deployed: info.deployed(),
         last_updated: info.last_updated.clone(),
-        outputs: info.outputs.clone(),
         functions,
         drift,
-    };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!("{}: {}", session.stack_label(), info.status.as_str());
-    if let Some(r) = &report.status_reason {
-        println!("  reason: {r}");
-    }
-    if let Some(t) = &report.last_updated {
-        println!("  last update: {t}");
-    }
-    println!("  drift: {}", report.drift);
-    let mut t = crate::output::table(vec!["function", "name", "code sha256", "last modified"]);
-    for f in &report.functions {
-        t.add_row(vec![
-            f.function.name().to_string(),
-            f.name.clone(),
-            f.code_sha256
-                .clone()
-                .or_else(|| f.error.clone())
-                .unwrap_or_default(),
-            f.last_modified.clone().unwrap_or_default(),
-        ]);
-    }
-    println!("{t}");
-    print_outputs(&report.outputs);
-    Ok(ExitCode::SUCCESS)
+    }))
 }
 
 /// Drift detection when the API offers it; a description of why not otherwise.

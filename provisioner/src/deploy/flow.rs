@@ -547,12 +547,183 @@ fn credential_value(set: &CredentialsSetArgs) -> anyhow::Result<String> {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::{Cell, RefCell};
+
     use super::*;
+    use crate::cloud::Cloud;
+    use crate::config::EscherConfig;
+    use crate::deploy::seam::{Current, DestroyPlan, Preview, PreviewKind, SecretList, Status};
+    use crate::deploy::TargetArgs;
 
     #[test]
     fn a_preview_word_opens_a_sentence() {
         assert_eq!(capitalized("change set"), "Change set");
         assert_eq!(capitalized("what-if"), "What-if");
         assert_eq!(capitalized(""), "");
+    }
+
+    thread_local! {
+        /// What the fake was asked to do, in order (the tests run on one thread each).
+        static CALLS: RefCell<Vec<&'static str>> = const { RefCell::new(Vec::new()) };
+        /// Whether the fake's preview finds nothing to change.
+        static UP_TO_DATE: Cell<bool> = const { Cell::new(false) };
+    }
+
+    fn called(call: &'static str) {
+        CALLS.with(|c| c.borrow_mut().push(call));
+    }
+
+    fn calls() -> Vec<&'static str> {
+        CALLS.with(|c| c.borrow().clone())
+    }
+
+    /// A cloud that is not AWS, through the seam only: what Azure and GCP will do.
+    struct FakeCloud {
+        session: Session,
+    }
+
+    impl Deployment for FakeCloud {
+        const UNIT: &'static str = "deployment";
+        const PREVIEW: &'static str = "preview";
+
+        async fn connect(_: &AccessArgs, config: EscherConfig) -> anyhow::Result<Self> {
+            called("connect");
+            Ok(FakeCloud {
+                session: Session {
+                    cloud: Cloud::Gcp,
+                    name: config.stack.name.to_string(),
+                    account: "project-1".into(),
+                    region: "europe-west1".into(),
+                    identity: "tester@project-1".into(),
+                    label: format!("deployment `{}` (project-1)", config.stack.name),
+                },
+            })
+        }
+        fn session(&self) -> &Session {
+            &self.session
+        }
+        async fn current(&mut self) -> anyhow::Result<Current> {
+            called("current");
+            Ok(Current::default())
+        }
+        async fn remove_failed(&mut self) -> anyhow::Result<()> {
+            called("remove_failed");
+            Ok(())
+        }
+        async fn preview(&mut self, _: &PreviewRequest<'_>) -> anyhow::Result<Preview> {
+            called("preview");
+            let up_to_date = UP_TO_DATE.with(Cell::get);
+            Ok(Preview {
+                kind: PreviewKind::Create,
+                changes: if up_to_date {
+                    Vec::new()
+                } else {
+                    vec![ResourceChange {
+                        action: ChangeKind::Add,
+                        logical_id: "AlertFunction".into(),
+                        resource_type: "run.v1.Service".into(),
+                        replacement: Replacement::No,
+                    }]
+                },
+                changed_parameters: Vec::new(),
+                uploaded: Vec::new(),
+                up_to_date,
+            })
+        }
+        async fn discard(&mut self) {
+            called("discard");
+        }
+        async fn apply(&mut self, preview: &Preview) -> anyhow::Result<Deployed> {
+            called("apply");
+            assert_eq!(preview.changes.len(), 1);
+            Ok(Deployed {
+                status: "ACTIVE".into(),
+                status_reason: None,
+                outputs: BTreeMap::from([("StateStoreUri".into(), "gs://state/state".into())]),
+            })
+        }
+        async fn status(&self) -> anyhow::Result<Option<Status>> {
+            Ok(None)
+        }
+        async fn destroy_plan(&self, _: bool) -> anyhow::Result<Option<DestroyPlan>> {
+            Ok(None)
+        }
+        async fn destroy(&self, _: &DestroyPlan) -> anyhow::Result<()> {
+            Ok(())
+        }
+        async fn store_secret(&self, _: OtherCloud, _: String) -> anyhow::Result<String> {
+            Ok(String::new())
+        }
+        async fn list_secrets(&self) -> anyhow::Result<SecretList> {
+            Ok(SecretList {
+                location: String::new(),
+                secrets: Vec::new(),
+            })
+        }
+        async fn remove_secret(&self, _: OtherCloud) -> anyhow::Result<String> {
+            Ok(String::new())
+        }
+    }
+
+    /// `extend --json` with an empty escher.toml (written into `dir`).
+    fn extend_args(dir: &Path, dry_run: bool, yes: bool) -> ExtendArgs {
+        let config = dir.join("escher.toml");
+        std::fs::write(&config, "").expect("escher.toml");
+        ExtendArgs {
+            target: TargetArgs {
+                cloud: Cloud::Gcp,
+                access: AccessArgs {
+                    region: None,
+                    profile: None,
+                    endpoint_url: None,
+                    config: Some(config),
+                },
+            },
+            yes,
+            dry_run,
+            json: true,
+            artifacts: None,
+            no_build: true,
+            timezone: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_previews_and_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().expect("dir");
+        let code = extend::<FakeCloud>(extend_args(dir.path(), true, false))
+            .await
+            .expect("dry run");
+        assert_eq!(code, ExitCode::SUCCESS);
+        assert_eq!(calls(), ["connect", "current", "preview", "discard"]);
+    }
+
+    #[tokio::test]
+    async fn an_up_to_date_deployment_is_neither_asked_about_nor_applied() {
+        UP_TO_DATE.with(|u| u.set(true));
+        let dir = tempfile::tempdir().expect("dir");
+        // Not --yes: nothing is asked, since there is nothing to apply.
+        let code = extend::<FakeCloud>(extend_args(dir.path(), false, false))
+            .await
+            .expect("no changes");
+        assert_eq!(code, ExitCode::SUCCESS);
+        assert_eq!(calls(), ["connect", "current", "preview", "discard"]);
+    }
+
+    #[tokio::test]
+    async fn with_yes_the_preview_is_applied_and_the_outputs_saved_under_the_cloud() {
+        let dir = tempfile::tempdir().expect("dir");
+        // The only unit test that saves outputs, so the only one to set the Escher folder.
+        crate::output::set_escher_dir(dir.path()).expect("escher dir");
+        let code = extend::<FakeCloud>(extend_args(dir.path(), false, true))
+            .await
+            .expect("deployed");
+        assert_eq!(code, ExitCode::SUCCESS);
+        assert_eq!(calls(), ["connect", "current", "preview", "apply"]);
+        let saved = dir.path().join("extend/gcp-project-1-europe-west1.json");
+        let saved: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&saved).expect("saved outputs")).expect("json");
+        assert_eq!(saved["stack_status"], "ACTIVE");
+        assert_eq!(saved["outputs"]["StateStoreUri"], "gs://state/state");
     }
 }

@@ -226,7 +226,7 @@ cat <<EOF
 What ran:    $demo/escher.toml, $demo/alert.json, $demo/function.env (kept until the next demo)
 Zips:        $artifacts/ (what extend deployed into moto)
 Saved state: $demo/escher (the Escher folder of this demo; the outputs file is removed by destroy)
-Code:        provisioner/src/deploy/ (extend, status, destroy), templates/aws/ (the stack),
+Code:        provisioner/src/deploy/ (flow.rs: extend, status, destroy; aws/: the AWS calls), templates/aws/ (the stack),
              handlers/aws/ (the alert function), handlers/core/src/pipeline/ (decide, fix, audit, notify)
 
 Against your own account (credentials from AWS_PROFILE or the usual AWS chain):

@@ -85,7 +85,7 @@ expected:
 # is missing or stale): cargo-lambda from PyPI (brings zig, installed into .venv on first
 # use) links against an old enough glibc, and each bootstrap is checked against
 # provided.al2023's glibc 2.34. LAMBDA_ARCH (arm64 | x86_64) defaults to escher.toml
-# `[functions] architecture`, else arm64.
+# `[aws.functions] architecture`, else arm64.
 LAMBDA_ARCH ?=
 LAMBDA_BINS ?= escher-alert escher-scan
 package:

@@ -90,7 +90,7 @@ else
   "$BIN" package --emulator "$artifacts"
   echo "deploying these: the real escher-alert and escher-scan binaries, debug builds for $arch (this machine), which moto stores but never runs"
 fi
-printf '[stack]\nname = "escher-demo"\n[cloudtrail]\ncreate_trail = "auto"\n[functions]\narchitecture = "%s"\n' "$arch" >"$demo/escher.toml"
+printf '[stack]\nname = "escher-demo"\n[aws.cloudtrail]\ncreate_trail = "auto"\n[aws.functions]\narchitecture = "%s"\n' "$arch" >"$demo/escher.toml"
 
 step extend "escher-provision extend --cloud aws --yes (into moto at $MOTO)"
 "$BIN" extend --cloud aws --yes --endpoint-url "$MOTO" --config "$demo/escher.toml" \
@@ -226,7 +226,7 @@ cat <<EOF
 What ran:    $demo/escher.toml, $demo/alert.json, $demo/function.env (kept until the next demo)
 Zips:        $artifacts/ (what extend deployed into moto)
 Saved state: $demo/escher (the Escher folder of this demo; the outputs file is removed by destroy)
-Code:        provisioner/src/deploy/ (extend, status, destroy), templates/aws/ (the stack),
+Code:        provisioner/src/deploy/ (flow.rs: extend, status, destroy; aws/: the AWS calls), templates/aws/ (the stack),
              handlers/aws/ (the alert function), handlers/core/src/pipeline/ (decide, fix, audit, notify)
 
 Against your own account (credentials from AWS_PROFILE or the usual AWS chain):

@@ -98,7 +98,7 @@ start() {
   stop quietly
   install
   local gcs_bin
-  gcs_bin=$(find .venv -name 'fake-gcs-server-linux-*' -type f | head -n 1)
+  gcs_bin=$(find .venv/ -name 'fake-gcs-server-linux-*' -type f | head -n 1)
   [ -n "$gcs_bin" ] || { log "fake-gcs-server binary not found in .venv"; exit 1; }
   chmod +x "$gcs_bin"
 

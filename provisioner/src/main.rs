@@ -1,12 +1,14 @@
 //! `escher-provision`: the laptop-side CLI of Escher Extend.
 //!
 //! It renders and deploys Escher into the user's account (`render`, `extend`, `status`,
-//! `destroy`, `credentials`), manages the pre-approvals (`approvals`), and runs the same code
-//! paths the functions run in the cloud (`events normalize`, `events handle`, `audit
-//! verify`), so an operator can see exactly what a handler would do with an alert.
+//! `destroy`, `credentials`; AWS today, each cloud behind [`deploy::seam::Deployment`]),
+//! manages the pre-approvals (`approvals`), and runs the same code paths the functions run
+//! in the cloud (`events normalize`, `events handle`, `scan run`, `audit verify`), so an
+//! operator can see exactly what a handler would do with an alert.
 
 mod approvals;
 mod audit_command;
+mod cloud;
 mod config;
 mod deploy;
 mod events;
@@ -20,13 +22,19 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use cloud::{Cloud, NotYet};
+use deploy::aws::AwsDeployment;
+
 // Same allocator as every Escher binary (see the workspace Cargo.toml).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Escher Extend: handle your cloud alerts 24/7 from inside your own cloud account.
+/// Escher Extend: your cloud alerts handled and your account scanned every night, while
+/// your laptop is closed, by functions deployed into your own AWS account. Deploy and check
+/// them, pre-approve the fixes they may make, and run the same alert handling, scan and
+/// audit check from this machine. Deploying into Azure and GCP is not available yet.
 #[derive(Debug, Parser)]
-#[command(name = "escher-provision", version, about, long_about = None)]
+#[command(name = "escher-provision", version)]
 struct Cli {
     /// Show debug logs on stderr (also: RUST_LOG=escher_core=debug).
     #[arg(long, short, global = true)]
@@ -44,51 +52,58 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Work with cloud alert payloads: turn them into UnifiedEvents.
+    /// Turn AWS, Azure and GCP alert payloads into UnifiedEvents, or handle an AWS alert
+    /// here as the alert function does.
     #[command(subcommand)]
     Events(events::EventsCommand),
     /// Pre-approve fixes, list and revoke them, and check what an alert would trigger.
     Approvals(approvals::ApprovalsArgs),
 
-    /// Write the deployment template for a cloud (CloudFormation for AWS) and its parameters,
-    /// from escher.toml, to review or deploy by hand.
+    /// Write the AWS CloudFormation template and its parameters from escher.toml, to review
+    /// or deploy by hand (Azure and GCP templates are not available yet).
     ///
     /// Exit status: 0 when the files were written, 2 when the configuration is invalid or the
     /// cloud is not supported yet (the reason is printed on stderr).
     Render(render_command::RenderArgs),
 
-    /// Deploy Escher Extend into your account: upload the functions, show the change set,
-    /// ask, apply it with progress, print and save the outputs.
+    /// Deploy Escher Extend into your AWS account: upload the functions, show the change
+    /// set, ask, apply it with progress, print and save the outputs (Azure and GCP are not
+    /// available yet).
     ///
     /// Exit status: 0 deployed, no changes, or dry run; 1 declined (nothing changed);
     /// 2 failed (the failing resource and the reason are printed on stderr).
     Extend(deploy::ExtendArgs),
-    /// The deployed stack: status, last update, outputs, the functions' code, drift.
+    /// The stack deployed in your AWS account: status, last update, outputs, the functions'
+    /// code, drift.
     ///
     /// Exit status: 0 reported (also when there is no stack), 2 failed.
     Status(deploy::StatusArgs),
-    /// Delete the stack. The object-locked audit bucket is always kept; the state bucket
-    /// too, unless --delete-data.
+    /// Delete the stack from your AWS account. The object-locked audit bucket is always
+    /// kept; the state bucket too, unless --delete-data.
     ///
     /// Exit status: 0 deleted (or no stack), 1 declined, 2 failed.
     Destroy(deploy::DestroyArgs),
-    /// Build the functions' zips (`target/lambda/<binary>/bootstrap.zip`) with cargo lambda,
-    /// release, linked for Amazon Linux 2023, and check each `bootstrap` needs no glibc newer
-    /// than 2.34. What `make package` runs; `extend` does it too when a zip is missing or stale.
+    /// Build the alert and scan functions' zips for AWS Lambda and check that each starts on
+    /// Amazon Linux 2023; `extend` builds them itself when one is missing or stale.
+    ///
+    /// A release build with cargo lambda, linked for Amazon Linux 2023, into
+    /// `target/lambda/<binary>/bootstrap.zip`; each `bootstrap` must need no glibc newer
+    /// than 2.34. `make package` runs this.
     ///
     /// Exit status: 0 built, 2 failed (a build error, or a binary that would not start on
     /// provided.al2023).
     Package(deploy::package::PackageArgs),
-    /// Store the credentials the functions use for Azure and GCP as SSM SecureStrings under
-    /// the stack's path; list them (names and dates only) or remove them.
+    /// Store the credentials the functions use for Azure and GCP as SSM SecureStrings in
+    /// your AWS account, under the stack's path; list them (names and dates only) or remove
+    /// them.
     Credentials(deploy::CredentialsArgs),
     /// Check the audit trail: every record re-hashed against the day's listing.
     #[command(subcommand)]
     Audit(audit_command::AuditCommand),
-    /// The nightly scan, run now from the laptop.
+    /// Run the nightly scan of your AWS account now, from this machine.
     #[command(subcommand)]
     Scan(scan_command::ScanCommand),
-    /// The morning reports the scan stored.
+    /// Show the morning reports the nightly scan stored.
     #[command(subcommand)]
     Report(scan_command::ReportCommand),
 }
@@ -106,15 +121,32 @@ fn main() -> ExitCode {
         Command::Events(cmd) => events::run(cmd),
         Command::Approvals(args) => approvals::run(args),
         Command::Render(args) => render_command::run(args),
-        Command::Extend(args) => output::run_async(deploy::aws::extend(args)),
-        Command::Status(args) => output::run_async(deploy::aws::status(args)),
-        Command::Destroy(args) => output::run_async(deploy::aws::destroy(args)),
+        // Each cloud's deployment behind the one seam (deploy::seam::Deployment).
+        Command::Extend(args) => match args.target.cloud {
+            Cloud::Aws => output::run_async(deploy::extend::<AwsDeployment>(args)),
+            cloud @ (Cloud::Azure | Cloud::Gcp) => not_yet(cloud),
+        },
+        Command::Status(args) => match args.target.cloud {
+            Cloud::Aws => output::run_async(deploy::status::<AwsDeployment>(args)),
+            cloud @ (Cloud::Azure | Cloud::Gcp) => not_yet(cloud),
+        },
+        Command::Destroy(args) => match args.target.cloud {
+            Cloud::Aws => output::run_async(deploy::destroy::<AwsDeployment>(args)),
+            cloud @ (Cloud::Azure | Cloud::Gcp) => not_yet(cloud),
+        },
         Command::Package(args) => output::run_command(deploy::package::package_command(args)),
-        Command::Credentials(args) => output::run_async(deploy::aws::credentials(args)),
+        // The secrets live beside the functions, which only AWS runs so far: no --cloud to
+        // choose the deployment yet (`--cloud` there names whose credentials they are).
+        Command::Credentials(args) => output::run_async(deploy::credentials::<AwsDeployment>(args)),
         Command::Audit(cmd) => audit_command::run(cmd),
         Command::Scan(cmd) => scan_command::run_scan(cmd),
         Command::Report(cmd) => scan_command::run_report(cmd),
     }
+}
+
+/// A deployment command for a cloud this version cannot deploy into: said as any failure.
+fn not_yet(cloud: Cloud) -> ExitCode {
+    output::run_command(Err(NotYet::Deploy(cloud).into()))
 }
 
 /// Human-readable logs on stderr, so stdout stays clean JSON for pipes.

@@ -5,24 +5,15 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::{Args, ValueEnum};
-use escher_core::remediate::RequiredPermission;
+use clap::Args;
 use serde::Serialize;
 
-use crate::config::{resolve_timezone, CreateTrail, EscherConfig, TimeZoneName, TimeZoneSource};
-use crate::render::{self, aws};
+use crate::cloud::Cloud;
+use crate::config::{resolve_timezone, TimeZoneName, TimeZoneSource};
+use crate::render;
 
 /// Exit code for a failure the user can fix (bad config, unsupported cloud).
 const EXIT_FAILED: u8 = 2;
-const DEFAULT_CONFIG: &str = "escher.toml";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Cloud {
-    Aws,
-    Azure,
-    Gcp,
-}
 
 #[derive(Debug, Args)]
 pub struct RenderArgs {
@@ -61,10 +52,15 @@ struct RenderSummary {
     timezone: String,
     timezone_source: TimeZoneSource,
     scan_time: String,
-    create_trail: bool,
+    /// AWS only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    create_trail: Option<bool>,
     /// Template parameters without a value yet (filled by `extend` after packaging).
     missing_parameters: Vec<&'static str>,
     remediation_permissions: usize,
+    /// The cloud's own summary lines (printed, not in the JSON).
+    #[serde(skip)]
+    details: Vec<String>,
 }
 
 pub fn run(args: RenderArgs) -> ExitCode {
@@ -78,22 +74,9 @@ pub fn run(args: RenderArgs) -> ExitCode {
 }
 
 fn render_command(args: &RenderArgs) -> anyhow::Result<()> {
-    if args.cloud != Cloud::Aws {
-        anyhow::bail!(
-            "rendering for --cloud {} is not yet supported; only --cloud aws is available in this version",
-            match args.cloud {
-                Cloud::Azure => "azure",
-                Cloud::Gcp => "gcp",
-                Cloud::Aws => "aws",
-            }
-        );
-    }
-    let (config_path, must_exist) = match &args.config {
-        Some(path) => (path.clone(), true),
-        None => (PathBuf::from(DEFAULT_CONFIG), false),
-    };
-    let config = EscherConfig::load(&config_path, must_exist)?;
-    let config_used = config_path.exists().then(|| absolute(&config_path));
+    let render_files = render::for_cloud(args.cloud)?;
+    let (config, config_used) = crate::config::load_for_command(args.config.as_deref())?;
+    let config_used = config_used.map(|path| absolute(&path));
     let (timezone, timezone_source) = resolve_timezone(args.timezone, &config.schedule);
     if timezone_source == TimeZoneSource::UtcFallback {
         eprintln!(
@@ -101,23 +84,10 @@ fn render_command(args: &RenderArgs) -> anyhow::Result<()> {
             config.schedule.scan_time
         );
     }
-    let create_trail = match config.cloudtrail.create_trail {
-        CreateTrail::Always => true,
-        CreateTrail::Never => false,
-        CreateTrail::Auto => {
-            eprintln!(
-                "notice: create_trail = \"auto\": the template includes a CloudTrail trail; `extend` leaves it out when the account already has one"
-            );
-            true
-        }
-    };
-    let permissions = remediation_permissions();
-    let rendering = aws::render(&aws::AwsRenderInputs {
-        config: &config,
-        timezone,
-        create_trail,
-        permissions: &permissions,
-    })?;
+    let rendering = render_files(&config, timezone)?;
+    for notice in &rendering.notices {
+        eprintln!("{notice}");
+    }
     let written = render::write_files(&args.out, &rendering.files).with_context(|| {
         format!(
             "cannot write the rendered files into {}",
@@ -134,16 +104,17 @@ fn render_command(args: &RenderArgs) -> anyhow::Result<()> {
     let summary = RenderSummary {
         cloud: args.cloud,
         stack: config.stack.name.to_string(),
-        region: config.stack.region.as_ref().map(|r| r.to_string()),
+        region: rendering.region,
         config: config_used,
-        template: path_of(aws::TEMPLATE_FILE),
-        parameters: path_of(aws::PARAMETERS_FILE),
+        template: path_of(rendering.template_file),
+        parameters: path_of(rendering.parameters_file),
         timezone: timezone.to_string(),
         timezone_source,
         scan_time: config.schedule.scan_time.to_string(),
-        create_trail,
+        create_trail: rendering.create_trail,
         missing_parameters: rendering.missing_parameters,
-        remediation_permissions: permissions.len(),
+        remediation_permissions: rendering.remediation_permissions,
+        details: rendering.details,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -154,7 +125,11 @@ fn render_command(args: &RenderArgs) -> anyhow::Result<()> {
 }
 
 fn print_summary(s: &RenderSummary) {
-    println!("Rendered stack `{}` for AWS:", s.stack);
+    println!(
+        "Rendered stack `{}` for {}:",
+        s.stack,
+        s.cloud.display_name()
+    );
     println!("  template    {}", s.template.display());
     println!("  parameters  {}", s.parameters.display());
     println!(
@@ -168,53 +143,11 @@ fn print_summary(s: &RenderSummary) {
             TimeZoneSource::UtcFallback => "fallback",
         }
     );
-    println!(
-        "  CloudTrail trail: {}",
-        if s.create_trail {
-            "created"
-        } else {
-            "not created"
-        }
-    );
-    if !s.missing_parameters.is_empty() {
-        println!(
-            "  parameters without a value yet: {} (`extend` fills them after packaging; set [artifacts] in escher.toml to pin them)",
-            s.missing_parameters.join(", ")
-        );
+    for line in &s.details {
+        println!("  {line}");
     }
 }
 
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
-}
-
-/// The permissions the AWS remediations and the handler's enrich step need. The handler's
-/// own store, SSM, KMS and SNS access is granted by the template's fixed statements.
-fn remediation_permissions() -> Vec<RequiredPermission> {
-    escher_aws::all_required_permissions()
-}
-
-/// The AWS template for `config`, rendered in memory: what `extend` deploys. The time zone
-/// and trail are decided as `render` decides them.
-/// The template `extend` deploys; `create_trail` is `[cloudtrail] create_trail` resolved
-/// against the account (`auto` looks at its trails).
-pub(crate) fn render_aws_template(
-    config: &EscherConfig,
-    timezone_flag: Option<TimeZoneName>,
-    create_trail: bool,
-) -> anyhow::Result<String> {
-    let (timezone, _) = resolve_timezone(timezone_flag, &config.schedule);
-    let permissions = remediation_permissions();
-    let rendering = aws::render(&aws::AwsRenderInputs {
-        config,
-        timezone,
-        create_trail,
-        permissions: &permissions,
-    })?;
-    rendering
-        .files
-        .into_iter()
-        .find(|f| f.name == aws::TEMPLATE_FILE)
-        .map(|f| f.contents)
-        .context("the AWS rendering holds no template (a bug; please report it)")
 }

@@ -42,7 +42,7 @@ struct Deployment {
     /// Access key, secret and session token the CLI runs with.
     credentials: (String, String, Option<String>),
     account: String,
-    /// `[cloudtrail] create_trail`. The tests sharing moto's default account create their
+    /// `[aws.cloudtrail] create_trail`. The tests sharing moto's default account create their
     /// trails with "always": with "auto" each would depend on whether another test's trail
     /// exists at that moment. "auto" is tested in accounts of its own.
     create_trail: &'static str,
@@ -105,7 +105,7 @@ impl Deployment {
         std::fs::write(
             self.dir.path().join("escher.toml"),
             format!(
-                "[stack]\nname = \"{}\"\n[cloudtrail]\ncreate_trail = \"{}\"\n{extra}",
+                "[stack]\nname = \"{}\"\n[aws.cloudtrail]\ncreate_trail = \"{}\"\n{extra}",
                 self.stack, self.create_trail
             ),
         )

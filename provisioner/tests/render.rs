@@ -17,6 +17,15 @@ fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
 }
 
+/// The fully-configured escher.toml in the current spelling (`[aws]`, `[aws.functions]`, …).
+fn full_config() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/escher.toml")
+        .to_str()
+        .expect("utf-8 path")
+        .to_string()
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -153,9 +162,7 @@ fn a_bad_timezone_flag_is_rejected() {
 /// `UPDATE_GOLDEN=1` rewrites the expected files; read the diff before committing it.
 #[test]
 fn golden_template_for_a_fully_configured_escher_toml() {
-    let config = golden_dir().join("escher.toml");
-    let config = config.to_str().expect("utf-8 path");
-    let dir = render_ok(&["--config", config]);
+    let dir = render_ok(&["--config", &full_config()]);
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     for name in [TEMPLATE, PARAMETERS] {
         let rendered = std::fs::read_to_string(dir.path().join("out").join(name)).expect(name);
@@ -183,6 +190,55 @@ fn golden_template_for_a_fully_configured_escher_toml() {
     }
 }
 
+/// golden/escher.toml keeps the spelling from before the per-cloud sections: it is still
+/// read, renders the same files, and each old key is named with its new spelling.
+#[test]
+fn the_old_spelling_renders_the_same_files_and_names_the_new_one() {
+    let old = golden_dir().join("escher.toml");
+    let (out, old_dir) = render(&["--config", old.to_str().expect("utf-8 path")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    for (was, is) in [
+        ("[stack] region", "[aws] region"),
+        ("[cloudtrail]", "[aws.cloudtrail]"),
+        ("[functions]", "[aws.functions]"),
+        ("[buckets]", "[aws.buckets]"),
+        ("[artifacts]", "[aws.artifacts]"),
+    ] {
+        let line = format!("warning: {}: `{was}` is now spelled `{is}`", old.display());
+        assert!(stderr.contains(&line), "{line}\nmissing from:\n{stderr}");
+    }
+    let new_dir = render_ok(&["--config", &full_config()]);
+    for name in [TEMPLATE, PARAMETERS] {
+        let read = |dir: &tempfile::TempDir| {
+            std::fs::read_to_string(dir.path().join("out").join(name)).expect(name)
+        };
+        assert!(read(&old_dir) == read(&new_dir), "{name} differs");
+    }
+}
+
+#[test]
+fn a_setting_in_both_spellings_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("escher.toml"),
+        "[functions]\narchitecture = \"x86_64\"\n[aws.functions]\narchitecture = \"arm64\"\n",
+    )
+    .expect("write config");
+    let out = bin()
+        .current_dir(dir.path())
+        .args(["render", "--cloud", "aws", "--out", "out"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("`[functions]`") && stderr.contains("keep `[aws.functions]` only"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("out").exists(), "nothing is written");
+}
+
 /// A template-checking tool from `.emulators/env`, or `None` (with a notice) when absent
 /// and not required.
 fn tool(var: &str) -> Option<PathBuf> {
@@ -202,8 +258,7 @@ fn tool(var: &str) -> Option<PathBuf> {
 
 /// The default config (no escher.toml) and the fully-configured one.
 fn rendered_templates() -> Vec<(&'static str, tempfile::TempDir)> {
-    let config = golden_dir().join("escher.toml");
-    let config = config.to_str().expect("utf-8 path").to_string();
+    let config = full_config();
     vec![
         ("default escher.toml", render_ok(&["--timezone", "UTC"])),
         (

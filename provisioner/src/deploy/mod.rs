@@ -1,24 +1,26 @@
 //! `extend`, `status`, `destroy` and `credentials`: deploying the rendered stack into the
 //! user's own account, reporting on it and taking it down again.
 //!
-//! The cloud-neutral parts live here (the command line, packaging, the change table,
-//! confirmation, the saved outputs); [`aws`] talks to CloudFormation, S3, Lambda and SSM.
-//! Every step that changes the account is shown first and asked for, unless `--yes`.
+//! Here: the command line and the functions Escher deploys. [`seam`] is what every cloud's
+//! deployment does ([`seam::Deployment`]), [`flow`] the commands written once over it,
+//! [`aws`] the AWS implementation (CloudFormation, S3, Lambda, SSM), [`package`] the
+//! functions' zips, [`progress`] the progress display every cloud shares.
 
 pub mod aws;
+mod flow;
 pub mod package;
+pub mod progress;
+pub mod seam;
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 
-use crate::config::{Architecture, AwsRegion, TimeZoneName};
-use crate::output::table;
-use crate::render_command::Cloud;
+pub use flow::{credentials, destroy, extend, status};
+
+use crate::cloud::Cloud;
+use crate::config::{AwsRegion, TimeZoneName};
 
 /// Exit status: the user declined (nothing was changed).
 pub const EXIT_DECLINED: u8 = 1;
@@ -36,7 +38,7 @@ pub struct TargetArgs {
 /// Where and as whom: the standard AWS configuration chain, overridable.
 #[derive(Debug, Clone, Args)]
 pub struct AccessArgs {
-    /// AWS region (default: escher.toml `[stack] region`, else AWS_REGION / the profile).
+    /// AWS region (default: escher.toml `[aws] region`, else AWS_REGION / the profile).
     #[arg(long, value_name = "REGION")]
     pub region: Option<AwsRegion>,
     /// Named profile from ~/.aws/config (default: AWS_PROFILE, else `default`).
@@ -173,20 +175,6 @@ pub struct CredentialsSetArgs {
     pub key_file: Option<PathBuf>,
 }
 
-pub fn require_aws(cloud: Cloud) -> anyhow::Result<()> {
-    match cloud {
-        Cloud::Aws => Ok(()),
-        Cloud::Azure | Cloud::Gcp => bail!(
-            "--cloud {} is not supported yet; only --cloud aws can be deployed in this version",
-            if cloud == Cloud::Azure {
-                "azure"
-            } else {
-                "gcp"
-            }
-        ),
-    }
-}
-
 /// The functions Escher deploys, each built from one binary of the workspace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -224,306 +212,5 @@ impl Function {
             Function::Alert => "AlertFunction",
             Function::Scan => "ScanFunction",
         }
-    }
-}
-
-/// One function's zip, read and hashed: the key it is stored under is its SHA-256, so
-/// unchanged code is never uploaded twice and never updates the function.
-#[derive(Debug, Clone)]
-pub struct FunctionPackage {
-    pub function: Function,
-    pub path: PathBuf,
-    pub bytes: Vec<u8>,
-    /// `<sha256 hex>.zip`
-    pub key: String,
-}
-
-impl FunctionPackage {
-    pub fn from_bytes(function: Function, path: PathBuf, bytes: Vec<u8>) -> Self {
-        let hex = escher_core::ids::sha256_hex(&bytes);
-        FunctionPackage {
-            function,
-            path,
-            bytes,
-            key: format!("{hex}.zip"),
-        }
-    }
-}
-
-/// Packaging: finds each function's zip and checks the `bootstrap` in it starts on
-/// provided.al2023. From `--artifacts DIR` (`DIR/<function>.zip`, used as given, never
-/// rebuilt), else cargo lambda's output in the workspace this CLI was built from, built
-/// first when missing or older than the functions' sources ([`package::FUNCTION_SOURCES`]).
-pub fn locate_packages(
-    artifacts_dir: Option<&Path>,
-    functions: &[Function],
-    arch: Architecture,
-    build: bool,
-) -> anyhow::Result<Vec<FunctionPackage>> {
-    let workspace = package::Workspace::of_this_build();
-    let path_of = |function: Function| match (artifacts_dir, &workspace) {
-        (Some(dir), _) => dir.join(format!("{}.zip", function.name())),
-        (None, Some(ws)) => ws.lambda_zip(function),
-        (None, None) => Path::new("target/lambda")
-            .join(function.binary())
-            .join("bootstrap.zip"),
-    };
-    if let (None, Some(ws)) = (artifacts_dir, &workspace) {
-        let mut to_build = Vec::new();
-        for &function in functions {
-            match ws.zip_freshness(function)? {
-                package::ZipFreshness::Fresh => {}
-                package::ZipFreshness::Missing => {
-                    eprintln!(
-                        "the {} function's zip {} is missing: building it",
-                        function.name(),
-                        path_of(function).display()
-                    );
-                    to_build.push(function);
-                }
-                package::ZipFreshness::Stale { newer } => {
-                    eprintln!(
-                        "the {} function's zip {} is older than {}",
-                        function.name(),
-                        path_of(function).display(),
-                        newer.display()
-                    );
-                    to_build.push(function);
-                }
-            }
-        }
-        if !to_build.is_empty() && build {
-            package::build_functions(ws, arch, &to_build)?;
-        } else if !to_build.is_empty() {
-            eprintln!("--no-build: not building");
-        }
-    }
-    let mut packages = Vec::new();
-    let mut missing = Vec::new();
-    for &function in functions {
-        let path = path_of(function);
-        match std::fs::read(&path) {
-            Ok(bytes) if is_zip(&bytes) => {
-                let origin = path.display().to_string();
-                package::check_zip(&bytes, &origin)?.check_architecture(arch, &origin)?;
-                packages.push(FunctionPackage::from_bytes(function, path, bytes))
-            }
-            Ok(_) => bail!(
-                "{} is not a zip file; the {} function needs a zip holding its `bootstrap` binary (`make package` builds it)",
-                path.display(),
-                function.name()
-            ),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                missing.push((function, path))
-            }
-            Err(e) => {
-                return Err(e).with_context(|| format!("cannot read {}", path.display()))
-            }
-        }
-    }
-    if !missing.is_empty() {
-        let list: Vec<String> = missing
-            .iter()
-            .map(|(f, p)| {
-                format!(
-                    "{} function: {} (binary {})",
-                    f.name(),
-                    p.display(),
-                    f.binary()
-                )
-            })
-            .collect();
-        bail!(
-            "the functions' zips are missing:\n  {}\nbuild them with `make package` (cargo lambda; `target/lambda/<binary>/bootstrap.zip`), or pass --artifacts DIR holding `alert.zip` and `scan.zip`",
-            list.join("\n  ")
-        );
-    }
-    Ok(packages)
-}
-
-fn is_zip(bytes: &[u8]) -> bool {
-    bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06")
-}
-
-/// What a change set does to one resource.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ChangeKind {
-    Add,
-    Modify,
-    Remove,
-    /// Import, Dynamic and kinds this CLI does not know yet.
-    Other,
-}
-
-/// Whether a modification replaces the resource (a new physical resource, the old one
-/// deleted: data in it is lost, its name may change).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Replacement {
-    Yes,
-    No,
-    Conditional,
-}
-
-/// One row of the change table.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ResourceChange {
-    pub action: ChangeKind,
-    pub logical_id: String,
-    pub resource_type: String,
-    pub replacement: Replacement,
-}
-
-pub fn print_changes(changes: &[ResourceChange]) {
-    let mut t = table(vec!["action", "logical id", "type", "replacement"]);
-    for c in changes {
-        t.add_row(vec![
-            match c.action {
-                ChangeKind::Add => "add",
-                ChangeKind::Modify => "modify",
-                ChangeKind::Remove => "remove",
-                ChangeKind::Other => "other",
-            }
-            .to_string(),
-            c.logical_id.clone(),
-            c.resource_type.clone(),
-            match c.replacement {
-                Replacement::Yes => "yes",
-                Replacement::No => "no",
-                Replacement::Conditional => "conditional",
-            }
-            .to_string(),
-        ]);
-    }
-    println!("{t}");
-}
-
-/// Asks `question` on the terminal; `--yes` answers for the user. Without a terminal
-/// (a pipe, CI) and without `--yes` nothing is changed: a deploy nobody saw must not run.
-pub fn confirm(question: &str, yes: bool, refuse_hint: &str) -> anyhow::Result<bool> {
-    if yes {
-        return Ok(true);
-    }
-    if !std::io::stdin().is_terminal() {
-        bail!("standard input is not a terminal, so nobody can confirm: {refuse_hint}");
-    }
-    let mut err = std::io::stderr();
-    write!(err, "{question} [y/N] ")?;
-    err.flush()?;
-    let mut answer = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut answer)
-        .context("cannot read the answer from standard input")?;
-    Ok(matches!(
-        answer.trim().to_ascii_lowercase().as_str(),
-        "y" | "yes"
-    ))
-}
-
-/// Where `extend` saves the stack's outputs: `<Escher folder>/extend/aws-<account>-<region>.json`
-/// (`~/.escher` unless `--escher-dir` / `ESCHER_HOME`).
-pub fn outputs_path(account: &str, region: &str) -> anyhow::Result<PathBuf> {
-    Ok(crate::output::escher_dir()
-        .context("the deployment outputs cannot be saved")?
-        .join("extend")
-        .join(format!("aws-{account}-{region}.json")))
-}
-
-/// The saved outputs file.
-#[derive(Debug, Clone, Serialize)]
-pub struct SavedOutputs<'a> {
-    pub stack: &'a str,
-    pub account: &'a str,
-    pub region: &'a str,
-    pub stack_status: &'a str,
-    pub outputs: &'a BTreeMap<String, String>,
-}
-
-pub fn save_outputs(path: &Path, saved: &SavedOutputs<'_>) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let mut text = serde_json::to_string_pretty(saved)?;
-    text.push('\n');
-    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
-}
-
-pub fn print_outputs(outputs: &BTreeMap<String, String>) {
-    if outputs.is_empty() {
-        // CloudFormation fills them once the stack is complete; an emulator may not.
-        println!("the stack reports no outputs");
-        return;
-    }
-    let mut t = table(vec!["output", "value"]);
-    for (k, v) in outputs {
-        t.add_row(vec![k.clone(), v.clone()]);
-    }
-    println!("{t}");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn zip_keys_are_the_sha256_of_the_content() {
-        let a = FunctionPackage::from_bytes(Function::Alert, "a".into(), b"PK\x03\x04one".to_vec());
-        let b = FunctionPackage::from_bytes(Function::Alert, "b".into(), b"PK\x03\x04one".to_vec());
-        let c = FunctionPackage::from_bytes(Function::Alert, "c".into(), b"PK\x03\x04two".to_vec());
-        assert_eq!(a.key, b.key, "same bytes, same key, wherever the file is");
-        assert_ne!(a.key, c.key);
-        assert!(
-            crate::config::ZipKey::try_from(a.key.clone()).is_ok(),
-            "{}",
-            a.key
-        );
-    }
-
-    #[test]
-    fn a_zip_for_another_processor_is_not_deployed() {
-        let dir = tempfile::tempdir().expect("dir");
-        let exe = std::fs::read(std::env::current_exe().expect("exe")).expect("read");
-        let zip = package::tests::zip_of("bootstrap", &exe);
-        std::fs::write(dir.path().join("alert.zip"), &zip).expect("write");
-        let here = package::this_machine().expect("a Lambda processor");
-        let other = match here {
-            Architecture::Arm64 => Architecture::X86_64,
-            Architecture::X86_64 => Architecture::Arm64,
-        };
-        let ok = locate_packages(Some(dir.path()), &[Function::Alert], here, false)
-            .expect("built for the configured processor");
-        assert_eq!(ok.len(), 1);
-        let err = locate_packages(Some(dir.path()), &[Function::Alert], other, false)
-            .expect_err("built for another processor")
-            .to_string();
-        assert!(
-            err.contains("alert.zip") && err.contains(other.as_lambda()),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn missing_zips_say_how_to_build_them() {
-        let dir = tempfile::tempdir().expect("dir");
-        let bootstrap = package::tests::zip_of("bootstrap", b"#!/bin/sh\n");
-        std::fs::write(dir.path().join("alert.zip"), bootstrap).expect("write");
-        let err = locate_packages(Some(dir.path()), &Function::ALL, Architecture::Arm64, true)
-            .expect_err("scan.zip is missing")
-            .to_string();
-        assert!(
-            err.contains("scan.zip") && err.contains("make package"),
-            "{err}"
-        );
-        assert!(
-            !err.contains("alert function:"),
-            "only the missing one is named: {err}"
-        );
-        std::fs::write(dir.path().join("scan.zip"), b"not a zip").expect("write");
-        let err = locate_packages(Some(dir.path()), &Function::ALL, Architecture::Arm64, true)
-            .expect_err("not a zip")
-            .to_string();
-        assert!(err.contains("not a zip"), "{err}");
     }
 }

@@ -10,6 +10,42 @@ use std::path::{Path, PathBuf};
 
 use handlebars::Handlebars;
 
+use crate::cloud::{Cloud, NotYet};
+use crate::config::{EscherConfig, TimeZoneName};
+
+/// Renders a cloud's files from the configuration and the scan's time zone.
+pub type Renderer = fn(&EscherConfig, TimeZoneName) -> Result<Rendering, RenderError>;
+
+/// The one place `render` chooses a cloud: its renderer, or why there is none yet. Chosen
+/// before anything is read, so an unavailable cloud is the first thing reported.
+pub fn for_cloud(cloud: Cloud) -> Result<Renderer, NotYet> {
+    match cloud {
+        Cloud::Aws => Ok(aws::for_review),
+        Cloud::Azure | Cloud::Gcp => Err(NotYet::Render(cloud)),
+    }
+}
+
+/// A cloud's rendering as `render` writes and reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendering {
+    pub files: Vec<RenderedFile>,
+    /// The names, among `files`, of the template and of its parameters.
+    pub template_file: &'static str,
+    pub parameters_file: &'static str,
+    /// Where it deploys, when escher.toml says.
+    pub region: Option<String>,
+    /// Template parameters without a value yet (filled by `extend` after packaging).
+    pub missing_parameters: Vec<&'static str>,
+    /// How many permissions the remediations were granted.
+    pub remediation_permissions: usize,
+    /// AWS: whether the stack creates its own CloudTrail trail.
+    pub create_trail: Option<bool>,
+    /// Decisions taken without asking the cloud, for stderr.
+    pub notices: Vec<String>,
+    /// The cloud's own lines of the summary, after the shared ones.
+    pub details: Vec<String>,
+}
+
 /// Why a template could not be rendered.
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {

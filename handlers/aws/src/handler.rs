@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use escher_core::fixes::FixRegistry;
-use escher_core::pipeline::notify::{SecretSource, TopicPublisher};
+use escher_core::pipeline::notify::{CloudCallError, SecretSource, TopicPublisher};
 use escher_core::pipeline::{CloudOperations, Pipeline};
 use escher_core::remediate::RemediationError;
 use escher_core::UnifiedEvent;
@@ -85,7 +85,12 @@ impl SnsTopicPublisher {
 
 #[async_trait]
 impl TopicPublisher for SnsTopicPublisher {
-    async fn publish(&self, topic: &str, subject: &str, message: &str) -> Result<String, String> {
+    async fn publish(
+        &self,
+        topic: &str,
+        subject: &str,
+        message: &str,
+    ) -> Result<String, CloudCallError> {
         let publish = self
             .client
             .publish()
@@ -93,16 +98,12 @@ impl TopicPublisher for SnsTopicPublisher {
             .subject(subject)
             .message(message)
             .send();
-        let out = self
-            .meter
-            .call(publish)
-            .await
-            .map_err(|e| {
-                format!(
-                    "SNS Publish to {topic} failed: {}; check the topic exists and the role may sns:Publish to it",
-                    aws_sdk_sns::error::DisplayErrorContext(&e)
-                )
-            })?;
+        let out = self.meter.call(publish).await.map_err(|e| CloudCallError {
+            operation: "SNS Publish".into(),
+            target: topic.to_string(),
+            message: aws_sdk_sns::error::DisplayErrorContext(&e).to_string(),
+            remedy: "check the topic exists and the role may sns:Publish to it".into(),
+        })?;
         Ok(out.message_id().unwrap_or_default().to_string())
     }
 }
@@ -137,7 +138,7 @@ impl SsmSecretSource {
 
 #[async_trait]
 impl SecretSource for SsmSecretSource {
-    async fn secret(&self, name: &str) -> Result<Option<String>, String> {
+    async fn secret(&self, name: &str) -> Result<Option<String>, CloudCallError> {
         if let Some(value) = self.cached(name) {
             return Ok(value);
         }
@@ -157,10 +158,12 @@ impl SecretSource for SsmSecretSource {
             }
             // The error names the parameter, never its value.
             Err(e) => {
-                return Err(format!(
-                    "SSM GetParameter {name} failed: {}; check the parameter exists and the role may ssm:GetParameter and kms:Decrypt it",
-                    aws_sdk_ssm::error::DisplayErrorContext(&e)
-                ))
+                return Err(CloudCallError {
+                    operation: "SSM GetParameter".into(),
+                    target: name.to_string(),
+                    message: aws_sdk_ssm::error::DisplayErrorContext(&e).to_string(),
+                    remedy: "check the parameter exists and the role may ssm:GetParameter and kms:Decrypt it".into(),
+                })
             }
         };
         if let Ok(mut cache) = self.cache.lock() {

@@ -8,6 +8,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{json, Value};
 
+use escher_core::pipeline::notify::CloudCallError;
+
 use crate::{Progress, RunRef, ScanRun, ScanRunError};
 
 /// The payload key that names the run an invocation continues:
@@ -19,7 +21,7 @@ pub const RUN_KEY: &str = "escher_scan_run";
 pub trait HandOff: Send + Sync {
     /// Starts (without waiting for it) an invocation whose payload is `payload`; returns
     /// once the cloud has accepted it. The error says what failed and what to check.
-    async fn hand_on(&self, payload: &Value) -> Result<(), String>;
+    async fn hand_on(&self, payload: &Value) -> Result<(), CloudCallError>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -28,8 +30,8 @@ pub enum InvocationError {
     BadRun(serde_json::Error),
     #[error(transparent)]
     Scan(#[from] ScanRunError),
-    #[error("cannot hand scan run {run} on to a new invocation: {reason}")]
-    HandOff { run: String, reason: String },
+    #[error("cannot hand scan run {run} on to a new invocation: {cause}")]
+    HandOff { run: String, cause: CloudCallError },
 }
 
 /// What started this invocation, as the cloud delivered it.
@@ -70,9 +72,9 @@ pub async fn invoke(
             handoff
                 .hand_on(&json!({ RUN_KEY: next }))
                 .await
-                .map_err(|reason| InvocationError::HandOff {
+                .map_err(|cause| InvocationError::HandOff {
                     run: next.run.clone(),
-                    reason,
+                    cause,
                 })?;
             tracing::info!(run = %next.run, invocation = next.invocation, "scan handed on");
             return Ok(json!({ "handed_on": next }));

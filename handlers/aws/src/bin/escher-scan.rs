@@ -20,6 +20,7 @@ use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
 use chrono::DateTime;
 use escher_aws::{build_pipeline, load_sdk_config, AwsClients, AwsScan};
+use escher_core::pipeline::notify::CloudCallError;
 use escher_core::pipeline::Pipeline;
 use escher_core::scan::ReportSettings;
 use escher_runtime::{init_function_logs, HandlerConfig};
@@ -85,7 +86,7 @@ struct LambdaHandOff<'a> {
 
 #[async_trait]
 impl HandOff for LambdaHandOff<'_> {
-    async fn hand_on(&self, payload: &Value) -> Result<(), String> {
+    async fn hand_on(&self, payload: &Value) -> Result<(), CloudCallError> {
         self.lambda
             .invoke()
             .function_name(self.function_arn)
@@ -94,12 +95,13 @@ impl HandOff for LambdaHandOff<'_> {
             .send()
             .await
             .map(drop)
-            .map_err(|e| {
-                format!(
-                    "Lambda Invoke of {} (lambda:InvokeFunction) failed: {}",
-                    self.function_arn,
-                    aws_sdk_lambda::error::DisplayErrorContext(e)
-                )
+            .map_err(|e| CloudCallError {
+                operation: "Lambda Invoke (asynchronous)".into(),
+                target: self.function_arn.to_string(),
+                message: aws_sdk_lambda::error::DisplayErrorContext(e).to_string(),
+                remedy:
+                    "the function's role needs lambda:InvokeFunction on itself (extend grants it)"
+                        .into(),
             })
     }
 }

@@ -68,7 +68,10 @@ pub enum ApprovalStoreError {
     Damaged { store: String, what: String },
     /// The change does not apply to the current approvals (duplicate id, unknown id, …).
     #[error("approvals store {store}: {reason}")]
-    Rejected { store: String, reason: String },
+    Rejected {
+        store: String,
+        reason: ChangeRefused,
+    },
     #[error("approvals store {store}: gave up after {attempts} attempts because other writers kept changing it; retry")]
     Contended { store: String, attempts: u32 },
 }
@@ -130,35 +133,52 @@ pub enum Change {
     },
 }
 
+/// Why a change does not apply to the current approvals.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChangeRefused {
+    #[error("already initialised ({count} approvals); change it with `approvals add` and `approvals revoke`")]
+    AlreadyInitialised { count: usize },
+    #[error("approval id {id} appears twice")]
+    DuplicateId { id: String },
+    #[error("an approval with id {id} already exists; choose another id")]
+    Exists { id: String },
+    #[error("no approval with id {id}; see `approvals list`")]
+    Unknown { id: String },
+    #[error("approval {id} was already revoked at {at} by {by}")]
+    AlreadyRevoked {
+        id: String,
+        at: DateTime<Utc>,
+        by: String,
+    },
+}
+
 impl Change {
     fn apply(
         &self,
         approvals: &mut Vec<Approval>,
         initialised: bool,
         by: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), ChangeRefused> {
         let exists = |approvals: &[Approval], id: &str| approvals.iter().any(|a| a.id == id);
         match self {
             Change::Init { approvals: new } => {
                 if initialised {
-                    return Err(format!(
-                        "already initialised ({} approvals); change it with `approvals add` and `approvals revoke`",
-                        approvals.len()
-                    ));
+                    return Err(ChangeRefused::AlreadyInitialised {
+                        count: approvals.len(),
+                    });
                 }
                 for a in new {
                     if exists(approvals, &a.id) {
-                        return Err(format!("approval id {} appears twice", a.id));
+                        return Err(ChangeRefused::DuplicateId { id: a.id.clone() });
                     }
                     approvals.push(a.clone());
                 }
             }
             Change::Add { approval } => {
                 if exists(approvals, &approval.id) {
-                    return Err(format!(
-                        "an approval with id {} already exists; choose another id",
-                        approval.id
-                    ));
+                    return Err(ChangeRefused::Exists {
+                        id: approval.id.clone(),
+                    });
                 }
                 approvals.push(approval.as_ref().clone());
             }
@@ -166,12 +186,16 @@ impl Change {
                 let approval = approvals
                     .iter_mut()
                     .find(|a| &a.id == id)
-                    .ok_or_else(|| format!("no approval with id {id}; see `approvals list`"))?;
+                    .ok_or_else(|| ChangeRefused::Unknown { id: id.clone() })?;
                 if let Some(revoked_at) = approval.revoked_at {
-                    return Err(format!(
-                        "approval {id} was already revoked at {revoked_at} by {}",
-                        approval.revoked_by.as_deref().unwrap_or("unknown")
-                    ));
+                    return Err(ChangeRefused::AlreadyRevoked {
+                        id: id.clone(),
+                        at: revoked_at,
+                        by: approval
+                            .revoked_by
+                            .clone()
+                            .unwrap_or_else(|| "unknown".into()),
+                    });
                 }
                 approval.revoked_at = Some(*at);
                 approval.revoked_by = Some(by.to_string());

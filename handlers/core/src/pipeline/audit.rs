@@ -114,13 +114,15 @@ impl AuditRecord {
     /// The hash of the record's canonical content (sorted keys, no whitespace, `sha256`
     /// left empty).
     pub fn content_hash(&self) -> Result<String, serde_json::Error> {
-        let mut value = serde_json::to_value(self)?;
-        if let Some(object) = value.as_object_mut() {
-            object.insert("sha256".into(), serde_json::Value::String(String::new()));
-        }
-        // serde_json's map is ordered by key, so this rendering is canonical.
-        let canonical = serde_json::to_vec(&value)?;
-        Ok(crate::ids::sha256_hex(&canonical))
+        canonical_hash(serde_json::to_value(self)?)
+    }
+
+    /// The hash of a record as stored (its JSON, `sha256` blanked), so a record is checked
+    /// as it was written even after this version renamed a field's spelling (an older
+    /// record's `sns_critical` channel, say): reading it into [`AuditRecord`] and writing
+    /// it out again would give today's spelling and a different hash.
+    pub fn stored_hash(stored: &[u8]) -> Result<String, serde_json::Error> {
+        canonical_hash(serde_json::from_slice(stored)?)
     }
 
     pub fn seal(mut self) -> Result<Self, serde_json::Error> {
@@ -409,7 +411,7 @@ impl AuditLog {
                 report.unreadable.push(path);
                 continue;
             };
-            let actual = record.content_hash()?;
+            let actual = AuditRecord::stored_hash(&bytes.to_vec())?;
             let listed_hash = listed.remove(&name);
             if actual != record.sha256 || listed_hash.as_deref().is_some_and(|h| h != actual) {
                 report.altered.push(path);
@@ -424,6 +426,15 @@ impl AuditLog {
         );
         Ok(report)
     }
+}
+
+/// SHA-256 of a record's JSON with its `sha256` field blanked: serde_json's map is ordered
+/// by key, so this rendering is canonical.
+fn canonical_hash(mut value: serde_json::Value) -> Result<String, serde_json::Error> {
+    if let Some(object) = value.as_object_mut() {
+        object.insert("sha256".into(), serde_json::Value::String(String::new()));
+    }
+    Ok(crate::ids::sha256_hex(&serde_json::to_vec(&value)?))
 }
 
 #[cfg(test)]
@@ -543,6 +554,42 @@ mod tests {
         assert_eq!(report.missing, [paths[1].clone()]);
         assert_eq!(report.unlisted, [paths[3].clone()]);
         assert_eq!(log.days().await.expect("days"), [day]);
+    }
+
+    /// A record an older version sealed, with the channel spelled `sns_critical`, is
+    /// checked as written: intact, although this version reads it as `critical_topic`.
+    #[tokio::test]
+    async fn a_record_in_an_older_spelling_still_verifies() {
+        use crate::pipeline::notify::{Channel, DeliveryStatus, NotificationResult};
+        let op = crate::store::open("memory://").expect("memory");
+        let log = AuditLog::new(op.clone(), "memory://".into());
+        let mut r = record(Outcome::Remediated);
+        r.notifications = vec![NotificationResult {
+            channel: Channel::CriticalTopic,
+            status: DeliveryStatus::Sent,
+            detail: "m-1".into(),
+        }];
+        let (_, path) = log.write(r).await.expect("write");
+        let today = String::from_utf8(op.read(&path).await.expect("read").to_vec()).expect("utf8");
+        assert!(today.contains("\"critical_topic\""), "{today}");
+        // What the older version wrote: its spelling, sealed over its own content.
+        let mut older: serde_json::Value =
+            serde_json::from_str(&today.replace("\"critical_topic\"", "\"sns_critical\""))
+                .expect("json");
+        let hash = canonical_hash(older.clone()).expect("hash");
+        older["sha256"] = serde_json::Value::String(hash.clone());
+        op.write(&path, serde_json::to_vec(&older).expect("json"))
+            .await
+            .expect("rewrite");
+        op.write(&path.replacen("audit/", "listing/", 1), hash.clone())
+            .await
+            .expect("relist");
+        let day = NaiveDate::from_ymd_opt(2026, 11, 22).expect("day");
+        let report = log.verify_day(day).await.expect("verify");
+        assert!(report.is_clean(), "{report:?}");
+        let read = log.records(day).await.expect("records");
+        assert_eq!(read[0].notifications[0].channel, Channel::CriticalTopic);
+        assert_eq!(read[0].sha256, hash);
     }
 
     #[tokio::test]

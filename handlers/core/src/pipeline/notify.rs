@@ -26,10 +26,13 @@ pub const PAGERDUTY_EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue"
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {
-    /// The `critical` topic (e-mail and SMS subscribers).
-    SnsCritical,
-    /// The `high` topic.
-    SnsHigh,
+    /// The cloud's `critical` notification topic (SNS on AWS), whose e-mail and SMS
+    /// subscribers are the on-call people. `sns_critical` is the older spelling.
+    #[serde(alias = "sns_critical")]
+    CriticalTopic,
+    /// The `high` topic. `sns_high` is the older spelling.
+    #[serde(alias = "sns_high")]
+    HighTopic,
     Slack,
     Pagerduty,
     /// An in-app notice under `inbox/` in the state store.
@@ -42,8 +45,8 @@ impl Channel {
     /// The spelling used in `policies/notifications.yaml` and audit records.
     pub fn as_str(self) -> &'static str {
         match self {
-            Channel::SnsCritical => "sns_critical",
-            Channel::SnsHigh => "sns_high",
+            Channel::CriticalTopic => "critical_topic",
+            Channel::HighTopic => "high_topic",
             Channel::Slack => "slack",
             Channel::Pagerduty => "pagerduty",
             Channel::Inbox => "inbox",
@@ -86,13 +89,46 @@ impl NotificationRouting {
 #[async_trait]
 pub trait TopicPublisher: Send + Sync {
     /// Returns the message id.
-    async fn publish(&self, topic: &str, subject: &str, message: &str) -> Result<String, String>;
+    async fn publish(
+        &self,
+        topic: &str,
+        subject: &str,
+        message: &str,
+    ) -> Result<String, CloudCallError>;
 }
 
 /// Reads a secret (an SSM SecureString on AWS); `None` when it is not configured.
 #[async_trait]
 pub trait SecretSource: Send + Sync {
-    async fn secret(&self, name: &str) -> Result<Option<String>, String>;
+    async fn secret(&self, name: &str) -> Result<Option<String>, CloudCallError>;
+}
+
+/// A call to the cloud a channel relies on (the topic service, the secret store) failed.
+/// It names the call, what it was about, and what the operator can check; never a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{operation} on {target} failed: {message}; {remedy}")]
+pub struct CloudCallError {
+    /// The cloud's service and operation, e.g. `SNS Publish`.
+    pub operation: String,
+    /// The topic, secret name, … the call was about.
+    pub target: String,
+    /// The cloud's answer.
+    pub message: String,
+    /// What to check or change (permissions, the resource's existence).
+    pub remedy: String,
+}
+
+/// Why one channel could not deliver; recorded as the channel's `detail`.
+#[derive(Debug, thiserror::Error)]
+enum DeliveryError {
+    #[error(transparent)]
+    Cloud(#[from] CloudCallError),
+    /// A webhook (Slack, PagerDuty) refused or could not be reached; the URL is never shown.
+    #[error("{0}")]
+    Webhook(String),
+    /// The state store (inbox, report queue) could not be written.
+    #[error("{0}")]
+    Store(String),
 }
 
 /// Where the channels deliver.
@@ -395,8 +431,8 @@ impl Notifier {
 
     async fn deliver(&self, channel: Channel, n: &Notification) -> NotificationResult {
         let outcome = match channel {
-            Channel::SnsCritical => self.topic(self.config.critical_topic.as_deref(), n).await,
-            Channel::SnsHigh => self.topic(self.config.high_topic.as_deref(), n).await,
+            Channel::CriticalTopic => self.topic(self.config.critical_topic.as_deref(), n).await,
+            Channel::HighTopic => self.topic(self.config.high_topic.as_deref(), n).await,
             Channel::Slack => self.slack(n).await,
             Channel::Pagerduty => self.pagerduty(n).await,
             Channel::Inbox => {
@@ -417,7 +453,7 @@ impl Notifier {
             Ok(None) => (DeliveryStatus::NotConfigured, "not configured".to_string()),
             Err(e) => {
                 tracing::warn!(?channel, error = %e, "notification failed");
-                (DeliveryStatus::Failed, e)
+                (DeliveryStatus::Failed, e.to_string())
             }
         };
         NotificationResult {
@@ -427,7 +463,11 @@ impl Notifier {
         }
     }
 
-    async fn topic(&self, topic: Option<&str>, n: &Notification) -> Result<Option<String>, String> {
+    async fn topic(
+        &self,
+        topic: Option<&str>,
+        n: &Notification,
+    ) -> Result<Option<String>, DeliveryError> {
         let (Some(topic), Some(topics)) = (topic, &self.topics) else {
             return Ok(None);
         };
@@ -442,12 +482,12 @@ impl Notifier {
                 }
             })
             .collect();
-        topics.publish(topic, &subject, &n.text()).await.map(Some)
+        Ok(Some(topics.publish(topic, &subject, &n.text()).await?))
     }
 
-    async fn secret(&self, name: Option<&str>) -> Result<Option<String>, String> {
+    async fn secret(&self, name: Option<&str>) -> Result<Option<String>, DeliveryError> {
         match (name, &self.secrets) {
-            (Some(name), Some(secrets)) => secrets.secret(name).await,
+            (Some(name), Some(secrets)) => Ok(secrets.secret(name).await?),
             _ => Ok(None),
         }
     }
@@ -456,7 +496,7 @@ impl Notifier {
         &self,
         url: &str,
         body: &serde_json::Value,
-    ) -> Result<reqwest::StatusCode, String> {
+    ) -> Result<reqwest::StatusCode, DeliveryError> {
         let response = self
             .http()
             .post(url)
@@ -466,16 +506,16 @@ impl Notifier {
             .send()
             .await
             // The URL may hold a secret (Slack webhooks do): never print it.
-            .map_err(|e| format!("request failed: {}", e.without_url()))?;
+            .map_err(|e| DeliveryError::Webhook(format!("request failed: {}", e.without_url())))?;
         let status = response.status();
         if status.is_success() {
             Ok(status)
         } else {
-            Err(format!("answered HTTP {status}"))
+            Err(DeliveryError::Webhook(format!("answered HTTP {status}")))
         }
     }
 
-    async fn slack(&self, n: &Notification) -> Result<Option<String>, String> {
+    async fn slack(&self, n: &Notification) -> Result<Option<String>, DeliveryError> {
         let Some(url) = self
             .secret(self.config.slack_webhook_secret.as_deref())
             .await?
@@ -487,7 +527,7 @@ impl Notifier {
             .map(|s| Some(format!("webhook answered {s}")))
     }
 
-    async fn pagerduty(&self, n: &Notification) -> Result<Option<String>, String> {
+    async fn pagerduty(&self, n: &Notification) -> Result<Option<String>, DeliveryError> {
         let Some(key) = self
             .secret(self.config.pagerduty_key_secret.as_deref())
             .await?
@@ -504,12 +544,13 @@ impl Notifier {
             .map(|s| Some(format!("Events API answered {s}, dedup_key {}", n.event_id)))
     }
 
-    async fn store(&self, path: String, n: &Notification) -> Result<Option<String>, String> {
-        let body = serde_json::to_vec_pretty(n).map_err(|e| e.to_string())?;
+    async fn store(&self, path: String, n: &Notification) -> Result<Option<String>, DeliveryError> {
+        let body = serde_json::to_vec_pretty(n)
+            .map_err(|e| DeliveryError::Store(format!("cannot serialize the notice: {e}")))?;
         self.state
             .write(&path, body)
             .await
-            .map_err(|e| format!("cannot write {path}: {e}"))?;
+            .map_err(|e| DeliveryError::Store(format!("cannot write {path}: {e}")))?;
         Ok(Some(path))
     }
 }
@@ -524,14 +565,33 @@ mod tests {
             NotificationRouting::from_yaml(BUILT_IN).expect("policies/notifications.yaml");
         assert_eq!(
             routing.channels(Severity::Critical),
-            [Channel::SnsCritical, Channel::Slack, Channel::Pagerduty]
+            [Channel::CriticalTopic, Channel::Slack, Channel::Pagerduty]
         );
         assert_eq!(
             routing.channels(Severity::High),
-            [Channel::SnsHigh, Channel::Slack]
+            [Channel::HighTopic, Channel::Slack]
         );
         assert_eq!(routing.channels(Severity::Medium), [Channel::Inbox]);
         assert_eq!(routing.channels(Severity::Info), [Channel::Report]);
+    }
+
+    /// Routing files and audit records written with the SNS-named channels still read.
+    #[test]
+    fn the_older_channel_spellings_are_still_read() {
+        let old = NotificationRouting::from_yaml(
+            "routes:\n  CRITICAL: [sns_critical, slack]\n  HIGH: [sns_high]\n",
+        )
+        .expect("old spelling");
+        assert_eq!(
+            old.channels(Severity::Critical),
+            [Channel::CriticalTopic, Channel::Slack]
+        );
+        assert_eq!(old.channels(Severity::High), [Channel::HighTopic]);
+        let result: NotificationResult = serde_json::from_str(
+            r#"{"channel": "sns_critical", "status": "sent", "detail": "m-1"}"#,
+        )
+        .expect("an old audit record's notification");
+        assert_eq!(result.channel, Channel::CriticalTopic);
     }
 
     /// Holds every caller at one barrier: a channel that waits there holds up the others
@@ -540,7 +600,7 @@ mod tests {
 
     #[async_trait]
     impl TopicPublisher for Rendezvous {
-        async fn publish(&self, _: &str, _: &str, _: &str) -> Result<String, String> {
+        async fn publish(&self, _: &str, _: &str, _: &str) -> Result<String, CloudCallError> {
             self.0.wait().await;
             Ok("message-1".into())
         }
@@ -548,7 +608,7 @@ mod tests {
 
     #[async_trait]
     impl SecretSource for Rendezvous {
-        async fn secret(&self, name: &str) -> Result<Option<String>, String> {
+        async fn secret(&self, name: &str) -> Result<Option<String>, CloudCallError> {
             self.0.wait().await;
             // Port 9 (discard) refuses connections here: the webhook posts fail at once.
             Ok(Some(match name {
@@ -597,7 +657,7 @@ mod tests {
         assert_eq!(
             channels,
             [
-                Channel::SnsCritical,
+                Channel::CriticalTopic,
                 Channel::Slack,
                 Channel::Pagerduty,
                 Channel::Inbox
@@ -619,8 +679,8 @@ mod tests {
     #[test]
     fn names_are_the_serde_spellings() {
         for channel in [
-            Channel::SnsCritical,
-            Channel::SnsHigh,
+            Channel::CriticalTopic,
+            Channel::HighTopic,
             Channel::Slack,
             Channel::Pagerduty,
             Channel::Inbox,

@@ -234,7 +234,10 @@ impl FindingDraft {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegionFailure {
-    pub cloud: CloudProvider,
+    /// The check's cloud; absent when no check of this version produced the failure (a
+    /// run continued by a version without that check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud: Option<CloudProvider>,
     pub region: String,
     pub check: String,
     pub error: ScanError,
@@ -301,7 +304,8 @@ impl ScanPair {
 /// check that reads billing data), or why it could not finish.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PairResult {
-    pub cloud: CloudProvider,
+    /// The check's cloud; `None` for a result no check produced (see [`cloud_of`]).
+    pub cloud: Option<CloudProvider>,
     pub pair: ScanPair,
     pub result: Result<CheckOutput, ScanError>,
 }
@@ -321,9 +325,10 @@ pub async fn run_scan(
 }
 
 /// The cloud a set of checks looks at, for a result no check produced (a pair left out or
-/// not reached): every check of one run is of one cloud.
-pub fn cloud_of(checks: &[Arc<dyn ScanCheck>]) -> CloudProvider {
-    checks.first().map_or(CloudProvider::Aws, |c| c.cloud())
+/// not reached): every check of one run is of one cloud. No checks, no cloud: none is
+/// assumed.
+pub fn cloud_of(checks: &[Arc<dyn ScanCheck>]) -> Option<CloudProvider> {
+    checks.first().map(|c| c.cloud())
 }
 
 /// Runs `pairs`, at most `concurrency` at once; one result per pair, in `pairs`' order. A
@@ -361,7 +366,7 @@ pub async fn run_pairs(
             scan.clone(),
             Arc::clone(&permits),
         );
-        let cloud = check.cloud();
+        let cloud = Some(check.cloud());
         let handle = tasks.spawn(async move {
             // The semaphore is never closed, so acquiring only waits.
             let _permit = permits.acquire_owned().await;

@@ -254,7 +254,7 @@ pub fn sample_report() -> MorningReport {
     let outcome = ScanOutcome {
         findings,
         failures: vec![RegionFailure {
-            cloud: CloudProvider::Aws,
+            cloud: Some(CloudProvider::Aws),
             region: "ap-south-1".into(),
             check: "ebs".into(),
             error: ScanError {

@@ -15,6 +15,20 @@ use escher_core::remediate::{ApiCall, RemediationError};
 
 use escher_runtime::RemoteCallMeter;
 
+/// The IAM action a recorded call needs: `<service>:<operation>`, except where IAM names
+/// the permission differently from the API operation. The conformance suite holds every
+/// fix's calls to its declared permissions with it.
+pub fn iam_action(call: &ApiCall) -> String {
+    let operation = match (call.service.as_str(), call.operation.as_str()) {
+        ("s3", "GetPublicAccessBlock") => "GetBucketPublicAccessBlock",
+        ("s3", "PutPublicAccessBlock" | "DeletePublicAccessBlock") => "PutBucketPublicAccessBlock",
+        ("s3", "HeadBucket" | "ListObjects" | "ListObjectsV2") => "ListBucket",
+        ("s3", "ListBuckets") => "ListAllMyBuckets",
+        (_, operation) => operation,
+    };
+    format!("{}:{operation}", call.service)
+}
+
 /// Whether a call changes something. A dry run must only make [`Access::Read`] calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Access {

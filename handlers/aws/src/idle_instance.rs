@@ -249,6 +249,19 @@ fn state_words(state: &Option<InstanceStateName>) -> String {
         .unwrap_or_else(|| "not found".to_string())
 }
 
+/// The fix's one check: the instance is stopping or stopped.
+fn stopped_check(state: &Option<InstanceStateName>) -> Verification {
+    Verification::from_checks(vec![check(
+        "instance state",
+        "stopping or stopped",
+        state_words(state),
+        matches!(
+            state,
+            Some(InstanceStateName::Stopping | InstanceStateName::Stopped)
+        ),
+    )])
+}
+
 #[async_trait]
 impl Remediation for IdleInstanceRemediation {
     fn action(&self) -> Action {
@@ -261,6 +274,19 @@ impl Remediation for IdleInstanceRemediation {
 
     fn required_permissions(&self) -> &'static [RequiredPermission] {
         PERMISSIONS
+    }
+
+    async fn verify(
+        &self,
+        request: &RemediationRequest<'_>,
+    ) -> Result<Verification, RemediationError> {
+        let event = request.event;
+        expect_type(event, self.action(), aws_types::EC2_INSTANCE)?;
+        let instance = instance_id(event, self.action())?;
+        let clients = self.clients.in_region(&event.region);
+        let mut log = CallLog::metered(clients.meter());
+        let state = instance_state(&clients, &instance, &mut log).await?;
+        Ok(stopped_check(&state))
     }
 
     async fn remediate(
@@ -363,16 +389,8 @@ impl Remediation for IdleInstanceRemediation {
         )
         .await?;
         let after = instance_state(&clients, &instance, &mut log).await?;
-        let stopped = matches!(
-            after,
-            Some(InstanceStateName::Stopping | InstanceStateName::Stopped)
-        );
-        let verification = Verification::from_checks(vec![check(
-            "instance state",
-            "stopping or stopped",
-            state_words(&after),
-            stopped,
-        )]);
+        let verification = stopped_check(&after);
+        let stopped = verification.passed;
         let summary = if stopped {
             format!("Stopped idle instance {instance} ({evidence}); verified.")
         } else {

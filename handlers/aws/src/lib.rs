@@ -37,6 +37,7 @@ use aws_config::SdkConfig;
 use escher_core::fixes::{merge_permissions, FixRegistry};
 use escher_core::remediate::{Remediation, RequiredPermission};
 
+pub use calls::iam_action;
 pub use clients::AwsClients;
 pub use config::{load_sdk_config, s3_client};
 pub use handler::{

@@ -261,6 +261,17 @@ async fn describe_rules(
         .unwrap_or_default())
 }
 
+/// The rules the fix revokes: the world-open ones the event names, or every world-open one
+/// when it names none.
+fn targets(rules: &[Rule], named: &[NamedPermission]) -> Vec<Rule> {
+    rules
+        .iter()
+        .filter(|r| r.is_world_open())
+        .filter(|r| named.is_empty() || named.iter().any(|n| n.matches(r)))
+        .cloned()
+        .collect()
+}
+
 #[async_trait]
 impl Remediation for OpenIngressRemediation {
     fn action(&self) -> Action {
@@ -273,6 +284,32 @@ impl Remediation for OpenIngressRemediation {
 
     fn required_permissions(&self) -> &'static [RequiredPermission] {
         PERMISSIONS
+    }
+
+    async fn verify(
+        &self,
+        request: &RemediationRequest<'_>,
+    ) -> Result<Verification, RemediationError> {
+        let event = request.event;
+        expect_type(event, self.action(), aws_types::SECURITY_GROUP)?;
+        let group = security_group_id(event, self.action())?;
+        let clients = self.clients.in_region(&event.region);
+        let mut log = CallLog::metered(clients.meter());
+        let now = describe_rules(&clients, &group, &mut log).await?;
+        let open: Vec<String> = targets(&now, &named_permissions(event))
+            .iter()
+            .map(Rule::words)
+            .collect();
+        Ok(Verification::from_checks(vec![check(
+            "world-open ingress the event names",
+            "absent",
+            if open.is_empty() {
+                "absent".to_string()
+            } else {
+                open.join("; ")
+            },
+            open.is_empty(),
+        )]))
     }
 
     async fn remediate(
@@ -288,15 +325,7 @@ impl Remediation for OpenIngressRemediation {
         let before = describe_rules(&clients, &group, &mut log).await?;
         let named = named_permissions(event);
         let world: Vec<&Rule> = before.iter().filter(|r| r.is_world_open()).collect();
-        let targets: Vec<Rule> = if named.is_empty() {
-            world.iter().map(|r| (*r).clone()).collect()
-        } else {
-            world
-                .iter()
-                .filter(|r| named.iter().any(|n| n.matches(r)))
-                .map(|r| (*r).clone())
-                .collect()
-        };
+        let targets = targets(&before, &named);
         let untouched_world: Vec<String> = world
             .iter()
             .filter(|r| !targets.iter().any(|t| t.same_rule(r)))

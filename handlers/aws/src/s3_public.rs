@@ -374,6 +374,24 @@ impl Remediation for S3PublicAccessRemediation {
         PERMISSIONS
     }
 
+    async fn verify(
+        &self,
+        request: &RemediationRequest<'_>,
+    ) -> Result<Verification, RemediationError> {
+        let event = request.event;
+        expect_type(event, self.action(), aws_types::S3_BUCKET)?;
+        let bucket = bucket_name(event, self.action())?;
+        let clients = self.clients.in_region(&event.region);
+        let mut log = CallLog::metered(clients.meter());
+        let state = read_state(&clients, &bucket, &mut log).await?;
+        // The owner's grants of now: which ones existed before the fix is only known while
+        // fixing.
+        Ok(Verification::from_checks(checks(
+            &state,
+            &state.owner_grants(),
+        )))
+    }
+
     async fn remediate(
         &self,
         request: &RemediationRequest<'_>,

@@ -172,6 +172,12 @@ mod tests {
         ) -> Result<RemediationReport, RemediationError> {
             Ok(not_supported(request))
         }
+        async fn verify(
+            &self,
+            _request: &RemediationRequest<'_>,
+        ) -> Result<crate::remediate::Verification, RemediationError> {
+            Ok(crate::remediate::Verification::from_checks(vec![]))
+        }
     }
 
     const READ: RequiredPermission = RequiredPermission {

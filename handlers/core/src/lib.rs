@@ -7,6 +7,7 @@
 
 pub mod approvals;
 pub mod cloudevent;
+pub mod conformance;
 pub mod context;
 pub mod event;
 pub mod fixes;

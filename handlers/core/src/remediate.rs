@@ -249,6 +249,15 @@ pub trait Remediation: Send + Sync {
         &self,
         request: &RemediationRequest<'_>,
     ) -> Result<RemediationReport, RemediationError>;
+
+    /// Checks, changing nothing, that the request's resource is as this fix leaves it: the
+    /// checks its report gives after a change, read again now. A resource changed back
+    /// since fails them. (The conformance suite calls it on its own; a fix's report after
+    /// a change holds the same checks.)
+    async fn verify(
+        &self,
+        request: &RemediationRequest<'_>,
+    ) -> Result<Verification, RemediationError>;
 }
 
 impl fmt::Display for Mode {

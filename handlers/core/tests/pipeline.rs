@@ -86,6 +86,12 @@ impl Remediation for RecordingFix {
             undo: Some("restore the previous ACL".into()),
         })
     }
+    async fn verify(
+        &self,
+        _request: &RemediationRequest<'_>,
+    ) -> Result<Verification, RemediationError> {
+        Ok(Verification::from_checks(vec![]))
+    }
 }
 
 struct TestCloud {

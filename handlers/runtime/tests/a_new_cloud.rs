@@ -93,6 +93,18 @@ impl Remediation for DummyBucketFix {
         }]))
         .with_undo(format!("make {name} public again")))
     }
+    async fn verify(
+        &self,
+        request: &RemediationRequest<'_>,
+    ) -> Result<Verification, RemediationError> {
+        let now_public = public(&self.buckets, &request.event.resource.name);
+        Ok(Verification::from_checks(vec![VerificationCheck {
+            name: "public".into(),
+            expected: "false".into(),
+            observed: format!("{now_public:?}"),
+            passed: now_public == Some(false),
+        }]))
+    }
 }
 
 /// The new cloud's one check: every public bucket is a finding its fix can take.

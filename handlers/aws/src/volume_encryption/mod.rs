@@ -145,6 +145,33 @@ pub struct VolumeEncryptionRemediation {
 }
 
 impl VolumeEncryptionRemediation {
+    /// One run on `source`: the calls it makes are logged, its resources tagged with the
+    /// event's id.
+    fn work<'a>(
+        &self,
+        request: &RemediationRequest<'_>,
+        clients: &'a AwsClients,
+        source: &str,
+    ) -> Work<'a> {
+        let event = request.event;
+        Work {
+            clients,
+            log: CallLog::metered(clients.meter()),
+            source: source.to_string(),
+            event_id: event.event_id.clone(),
+            region: clients.region().unwrap_or_default().to_string(),
+            kms_key: event
+                .resource
+                .metadata
+                .get("kms_key_id")
+                .and_then(|v| v.as_str())
+                .filter(|k| !k.is_empty())
+                .map(str::to_string),
+            snapshot_wait: self.snapshot_wait,
+            first_poll: self.first_poll,
+        }
+    }
+
     pub fn new(clients: AwsClients) -> Self {
         VolumeEncryptionRemediation {
             clients,
@@ -333,6 +360,56 @@ impl Remediation for VolumeEncryptionRemediation {
         PERMISSIONS
     }
 
+    async fn verify(
+        &self,
+        request: &RemediationRequest<'_>,
+    ) -> Result<Verification, RemediationError> {
+        let event = request.event;
+        expect_type(event, self.action(), aws_types::EBS_VOLUME)?;
+        let source = volume_id(event, self.action())?;
+        let clients = self.clients.in_region(&event.region);
+        let mut work = self.work(request, &clients, &source);
+        let Some(original) = work.volume(&source).await? else {
+            return Ok(Verification::from_checks(vec![check(
+                "volume exists",
+                source.clone(),
+                "not found",
+                false,
+            )]));
+        };
+        let mut checks = Vec::new();
+        if original.encrypted() == Some(true) {
+            checks.push(check("volume encrypted", "true", "true", true));
+        } else {
+            // The encrypted copy this event's fix made, found by its tags.
+            match work.earlier_volume().await? {
+                Some(copy) => {
+                    let copy = copy.volume_id().unwrap_or_default().to_string();
+                    checks.extend(work.verify_copy(&copy, &original).await?);
+                }
+                None => checks.push(check(
+                    "encrypted volume exists",
+                    format!(
+                        "an encrypted copy of {source} tagged {TAG_EVENT_ID}={}",
+                        event.event_id
+                    ),
+                    "not found",
+                    false,
+                )),
+            }
+        }
+        if request.conditions.enable_default_encryption() {
+            let on = work.default_encryption().await?;
+            checks.push(check(
+                "default EBS encryption",
+                "on",
+                if on { "on" } else { "off" },
+                on,
+            ));
+        }
+        Ok(Verification::from_checks(checks))
+    }
+
     async fn remediate(
         &self,
         request: &RemediationRequest<'_>,
@@ -341,22 +418,7 @@ impl Remediation for VolumeEncryptionRemediation {
         expect_type(event, self.action(), aws_types::EBS_VOLUME)?;
         let source = volume_id(event, self.action())?;
         let clients = self.clients.in_region(&event.region);
-        let mut work = Work {
-            clients: &clients,
-            log: CallLog::metered(clients.meter()),
-            source: source.clone(),
-            event_id: event.event_id.clone(),
-            region: clients.region().unwrap_or_default().to_string(),
-            kms_key: event
-                .resource
-                .metadata
-                .get("kms_key_id")
-                .and_then(|v| v.as_str())
-                .filter(|k| !k.is_empty())
-                .map(str::to_string),
-            snapshot_wait: self.snapshot_wait,
-            first_poll: self.first_poll,
-        };
+        let mut work = self.work(request, &clients, &source);
 
         let Some(original) = work.volume(&source).await? else {
             return Err(RemediationError::Failed {
@@ -385,6 +447,29 @@ impl Remediation for VolumeEncryptionRemediation {
                 true,
             )]))
             .with_next_steps(plan.next_steps));
+        }
+        // Handled before (a second delivery after the first was audited, or a retry after
+        // the copy was made): the copy made for this event is the fix; nothing to redo.
+        if plan.copy && !plan.turn_on_default {
+            if let Some(copy) = work.earlier_volume().await? {
+                let copy = copy.volume_id().unwrap_or_default().to_string();
+                let verification =
+                    Verification::from_checks(work.verify_copy(&copy, &plan.original).await?);
+                let created = vec![CreatedResource {
+                    kind: aws_types::EBS_VOLUME.into(),
+                    id: copy.clone(),
+                }];
+                plan.next_steps_after(Some(&copy), &created);
+                return Ok(RemediationReport::new(
+                    request,
+                    RemediationStatus::AlreadyCompliant,
+                    format!("The encrypted copy {copy} of {source} made for this event already exists; nothing changed."),
+                )
+                .with_calls(work.log.into_calls())
+                .with_verification(verification)
+                .with_created(created)
+                .with_next_steps(plan.next_steps));
+            }
         }
         if request.mode == Mode::DryRun {
             return Ok(RemediationReport::new(

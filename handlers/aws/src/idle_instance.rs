@@ -11,8 +11,8 @@ use aws_sdk_ec2::types::InstanceStateName;
 use chrono::{DateTime, Duration, Utc};
 use escher_core::approvals::Action;
 use escher_core::remediate::{
-    Mode, Remediation, RemediationError, RemediationReport, RemediationRequest, RemediationStatus,
-    RequiredPermission, Verification,
+    FixDescription, Mode, Remediation, RemediationError, RemediationReport, RemediationRequest,
+    RemediationStatus, RequiredPermission, Verification,
 };
 use escher_core::resource_types::aws as aws_types;
 use escher_core::UnifiedEvent;
@@ -20,7 +20,7 @@ use escher_core::UnifiedEvent;
 use crate::calls::{Access, CallLog};
 use crate::clients::AwsClients;
 use crate::report::{check, hours};
-use crate::target::{expect_type, instance_id};
+use crate::target::{instance_id, Target};
 
 pub(crate) const PERMISSIONS: &[RequiredPermission] = &[
     RequiredPermission {
@@ -262,30 +262,25 @@ fn stopped_check(state: &Option<InstanceStateName>) -> Verification {
     )])
 }
 
+const FIX: FixDescription = FixDescription {
+    action: Action::StopIdleInstance,
+    resource_types: &[aws_types::EC2_INSTANCE],
+    permissions: PERMISSIONS,
+};
+
 #[async_trait]
 impl Remediation for IdleInstanceRemediation {
-    fn action(&self) -> Action {
-        Action::StopIdleInstance
-    }
-
-    fn resource_types(&self) -> &'static [&'static str] {
-        &[aws_types::EC2_INSTANCE]
-    }
-
-    fn required_permissions(&self) -> &'static [RequiredPermission] {
-        PERMISSIONS
+    fn description(&self) -> &'static FixDescription {
+        &FIX
     }
 
     async fn verify(
         &self,
         request: &RemediationRequest<'_>,
     ) -> Result<Verification, RemediationError> {
-        let event = request.event;
-        expect_type(event, self.action(), aws_types::EC2_INSTANCE)?;
-        let instance = instance_id(event, self.action())?;
-        let clients = self.clients.in_region(&event.region);
-        let mut log = CallLog::metered(clients.meter());
-        let state = instance_state(&clients, &instance, &mut log).await?;
+        let target = Target::of(request, &FIX, &self.clients, instance_id)?;
+        let (clients, instance, mut log) = (&target.clients, target.id.clone(), target.log());
+        let state = instance_state(clients, &instance, &mut log).await?;
         Ok(stopped_check(&state))
     }
 
@@ -294,10 +289,8 @@ impl Remediation for IdleInstanceRemediation {
         request: &RemediationRequest<'_>,
     ) -> Result<RemediationReport, RemediationError> {
         let event = request.event;
-        expect_type(event, self.action(), aws_types::EC2_INSTANCE)?;
-        let instance = instance_id(event, self.action())?;
-        let clients = self.clients.in_region(&event.region);
-        let mut log = CallLog::metered(clients.meter());
+        let target = Target::of(request, &FIX, &self.clients, instance_id)?;
+        let (clients, instance, mut log) = (&target.clients, target.id.clone(), target.log());
         let report = |status, summary: String, steps, calls, verification, undo: Option<String>| {
             RemediationReport::new(request, status, summary)
                 .with_steps(steps)
@@ -306,7 +299,7 @@ impl Remediation for IdleInstanceRemediation {
                 .with_undo(undo)
         };
 
-        let state = instance_state(&clients, &instance, &mut log).await?;
+        let state = instance_state(clients, &instance, &mut log).await?;
         match &state {
             Some(InstanceStateName::Running) => {}
             Some(InstanceStateName::Stopped | InstanceStateName::Stopping) => {
@@ -342,7 +335,7 @@ impl Remediation for IdleInstanceRemediation {
         let window = Duration::seconds((window_hours * 3600.0).round() as i64);
         let period = period_for(window);
         let (threshold, threshold_source) = threshold_of(event);
-        let samples = cpu_samples(&clients, &instance, window, period, &mut log).await?;
+        let samples = cpu_samples(clients, &instance, window, period, &mut log).await?;
         let (average, peak) = match judge(&samples, threshold, window_hours, period) {
             Idleness::NotIdle(reason) => {
                 return Ok(report(
@@ -388,7 +381,7 @@ impl Remediation for IdleInstanceRemediation {
             clients.ec2.stop_instances().instance_ids(&instance).send(),
         )
         .await?;
-        let after = instance_state(&clients, &instance, &mut log).await?;
+        let after = instance_state(clients, &instance, &mut log).await?;
         let verification = stopped_check(&after);
         let stopped = verification.passed;
         let summary = if stopped {

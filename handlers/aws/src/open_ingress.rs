@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use aws_sdk_ec2::types::{IpPermission, IpRange, Ipv6Range};
 use escher_core::approvals::Action;
 use escher_core::remediate::{
-    Mode, Remediation, RemediationError, RemediationReport, RemediationRequest, RemediationStatus,
-    RequiredPermission, Verification,
+    FixDescription, Mode, Remediation, RemediationError, RemediationReport, RemediationRequest,
+    RemediationStatus, RequiredPermission, Verification,
 };
 use escher_core::resource_types::aws as aws_types;
 use escher_core::UnifiedEvent;
@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use crate::calls::{Access, CallLog};
 use crate::clients::AwsClients;
 use crate::report::check;
-use crate::target::{expect_type, security_group_id};
+use crate::target::{security_group_id, Target};
 
 pub(crate) const PERMISSIONS: &[RequiredPermission] = &[
     RequiredPermission {
@@ -272,18 +272,16 @@ fn targets(rules: &[Rule], named: &[NamedPermission]) -> Vec<Rule> {
         .collect()
 }
 
+const FIX: FixDescription = FixDescription {
+    action: Action::RevokeOpenIngress,
+    resource_types: &[aws_types::SECURITY_GROUP],
+    permissions: PERMISSIONS,
+};
+
 #[async_trait]
 impl Remediation for OpenIngressRemediation {
-    fn action(&self) -> Action {
-        Action::RevokeOpenIngress
-    }
-
-    fn resource_types(&self) -> &'static [&'static str] {
-        &[aws_types::SECURITY_GROUP]
-    }
-
-    fn required_permissions(&self) -> &'static [RequiredPermission] {
-        PERMISSIONS
+    fn description(&self) -> &'static FixDescription {
+        &FIX
     }
 
     async fn verify(
@@ -291,11 +289,9 @@ impl Remediation for OpenIngressRemediation {
         request: &RemediationRequest<'_>,
     ) -> Result<Verification, RemediationError> {
         let event = request.event;
-        expect_type(event, self.action(), aws_types::SECURITY_GROUP)?;
-        let group = security_group_id(event, self.action())?;
-        let clients = self.clients.in_region(&event.region);
-        let mut log = CallLog::metered(clients.meter());
-        let now = describe_rules(&clients, &group, &mut log).await?;
+        let target = Target::of(request, &FIX, &self.clients, security_group_id)?;
+        let (clients, group, mut log) = (&target.clients, target.id.clone(), target.log());
+        let now = describe_rules(clients, &group, &mut log).await?;
         let open: Vec<String> = targets(&now, &named_permissions(event))
             .iter()
             .map(Rule::words)
@@ -317,12 +313,10 @@ impl Remediation for OpenIngressRemediation {
         request: &RemediationRequest<'_>,
     ) -> Result<RemediationReport, RemediationError> {
         let event = request.event;
-        expect_type(event, self.action(), aws_types::SECURITY_GROUP)?;
-        let group = security_group_id(event, self.action())?;
-        let clients = self.clients.in_region(&event.region);
-        let mut log = CallLog::metered(clients.meter());
+        let target = Target::of(request, &FIX, &self.clients, security_group_id)?;
+        let (clients, group, mut log) = (&target.clients, target.id.clone(), target.log());
 
-        let before = describe_rules(&clients, &group, &mut log).await?;
+        let before = describe_rules(clients, &group, &mut log).await?;
         let named = named_permissions(event);
         let world: Vec<&Rule> = before.iter().filter(|r| r.is_world_open()).collect();
         let targets = targets(&before, &named);
@@ -411,7 +405,7 @@ impl Remediation for OpenIngressRemediation {
         )
         .await?;
 
-        let after = describe_rules(&clients, &group, &mut log).await?;
+        let after = describe_rules(clients, &group, &mut log).await?;
         let mut checks: Vec<_> = targets
             .iter()
             .map(|t| {

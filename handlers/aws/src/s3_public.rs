@@ -7,15 +7,15 @@ use async_trait::async_trait;
 use aws_sdk_s3::types::{Grant, Owner, PublicAccessBlockConfiguration, Type};
 use escher_core::approvals::Action;
 use escher_core::remediate::{
-    Mode, Remediation, RemediationError, RemediationReport, RemediationRequest, RemediationStatus,
-    RequiredPermission, Verification, VerificationCheck,
+    FixDescription, Mode, Remediation, RemediationError, RemediationReport, RemediationRequest,
+    RemediationStatus, RequiredPermission, Verification, VerificationCheck,
 };
 use escher_core::resource_types::aws as aws_types;
 
 use crate::calls::{Access, CallLog};
 use crate::clients::AwsClients;
 use crate::report::{check, join_words};
-use crate::target::{bucket_name, expect_type};
+use crate::target::{bucket_name, Target};
 
 pub(crate) const PERMISSIONS: &[RequiredPermission] = &[
     RequiredPermission {
@@ -360,30 +360,25 @@ fn undo_text(bucket: &str, before: &BucketState, changed_block: bool, removed: b
     )
 }
 
+const FIX: FixDescription = FixDescription {
+    action: Action::MakeBucketPrivate,
+    resource_types: &[aws_types::S3_BUCKET],
+    permissions: PERMISSIONS,
+};
+
 #[async_trait]
 impl Remediation for S3PublicAccessRemediation {
-    fn action(&self) -> Action {
-        Action::MakeBucketPrivate
-    }
-
-    fn resource_types(&self) -> &'static [&'static str] {
-        &[aws_types::S3_BUCKET]
-    }
-
-    fn required_permissions(&self) -> &'static [RequiredPermission] {
-        PERMISSIONS
+    fn description(&self) -> &'static FixDescription {
+        &FIX
     }
 
     async fn verify(
         &self,
         request: &RemediationRequest<'_>,
     ) -> Result<Verification, RemediationError> {
-        let event = request.event;
-        expect_type(event, self.action(), aws_types::S3_BUCKET)?;
-        let bucket = bucket_name(event, self.action())?;
-        let clients = self.clients.in_region(&event.region);
-        let mut log = CallLog::metered(clients.meter());
-        let state = read_state(&clients, &bucket, &mut log).await?;
+        let target = Target::of(request, &FIX, &self.clients, bucket_name)?;
+        let (clients, bucket, mut log) = (&target.clients, target.id.clone(), target.log());
+        let state = read_state(clients, &bucket, &mut log).await?;
         // The owner's grants of now: which ones existed before the fix is only known while
         // fixing.
         Ok(Verification::from_checks(checks(
@@ -396,13 +391,10 @@ impl Remediation for S3PublicAccessRemediation {
         &self,
         request: &RemediationRequest<'_>,
     ) -> Result<RemediationReport, RemediationError> {
-        let event = request.event;
-        expect_type(event, self.action(), aws_types::S3_BUCKET)?;
-        let bucket = bucket_name(event, self.action())?;
-        let clients = self.clients.in_region(&event.region);
-        let mut log = CallLog::metered(clients.meter());
+        let target = Target::of(request, &FIX, &self.clients, bucket_name)?;
+        let (clients, bucket, mut log) = (&target.clients, target.id.clone(), target.log());
 
-        let before = read_state(&clients, &bucket, &mut log).await?;
+        let before = read_state(clients, &bucket, &mut log).await?;
         let off = before.settings_off();
         let public: Vec<String> = before
             .public_grants()
@@ -538,7 +530,7 @@ impl Remediation for S3PublicAccessRemediation {
             .await?;
         }
 
-        let after = read_state(&clients, &bucket, &mut log).await?;
+        let after = read_state(clients, &bucket, &mut log).await?;
         let verification = Verification::from_checks(checks(&after, &owner_grants));
         let summary = if verification.passed {
             format!(

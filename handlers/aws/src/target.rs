@@ -2,9 +2,56 @@
 //! different places per source (an ARN in `resource.id`, a `group_id` in the metadata, an
 //! alarm's `InstanceId` dimension, a Config item's name in `resource.name`).
 
+use std::borrow::Cow;
+
 use escher_core::approvals::Action;
-use escher_core::remediate::RemediationError;
+use escher_core::remediate::{FixDescription, RemediationError, RemediationRequest};
 use escher_core::UnifiedEvent;
+
+use crate::calls::CallLog;
+use crate::clients::AwsClients;
+
+/// Reads the id of the resource a fix acts on from its event.
+pub(crate) type IdOf = fn(&UnifiedEvent, Action) -> Result<String, RemediationError>;
+
+/// What every call of a fix starts from: the resource's id, once its type is checked, and
+/// the clients bound to the event's region.
+pub(crate) struct Target<'a> {
+    pub(crate) id: String,
+    pub(crate) clients: Cow<'a, AwsClients>,
+}
+
+impl<'a> Target<'a> {
+    pub(crate) fn of(
+        request: &RemediationRequest<'_>,
+        fix: &FixDescription,
+        clients: &'a AwsClients,
+        id_of: IdOf,
+    ) -> Result<Self, RemediationError> {
+        let event = request.event;
+        // The registry guarantees the type; a direct caller (a test, say) may not.
+        if !fix.resource_types.contains(&event.resource.kind.as_str()) {
+            return Err(RemediationError::InvalidEvent {
+                action: fix.action,
+                event_id: event.event_id.clone(),
+                problem: format!(
+                    "the resource is a {}, this fix handles {}",
+                    event.resource.kind,
+                    fix.resource_types.join(", ")
+                ),
+            });
+        }
+        Ok(Target {
+            id: id_of(event, fix.action)?,
+            clients: clients.in_region(&event.region),
+        })
+    }
+
+    /// A call log metered like the clients.
+    pub(crate) fn log(&self) -> CallLog {
+        CallLog::metered(self.clients.meter())
+    }
+}
 
 /// The part of an ARN (or bare id) after `<kind>/`, e.g. `instance/i-0abc` → `i-0abc`.
 fn after_kind<'a>(id: &'a str, kind: &str) -> Option<&'a str> {
@@ -31,27 +78,6 @@ fn missing(event: &UnifiedEvent, action: Action, what: &str) -> RemediationError
             "the event names no {what} (resource id `{}`, name `{}`); fix the alert's source or act by hand",
             event.resource.id, event.resource.name
         ),
-    }
-}
-
-/// The resource's type must be one the fix handles (the dispatcher guarantees it; a direct
-/// caller may not).
-pub(crate) fn expect_type(
-    event: &UnifiedEvent,
-    action: Action,
-    wanted: &str,
-) -> Result<(), RemediationError> {
-    if event.resource.kind == wanted {
-        Ok(())
-    } else {
-        Err(RemediationError::InvalidEvent {
-            action,
-            event_id: event.event_id.clone(),
-            problem: format!(
-                "the resource is a {}, this fix handles {wanted}",
-                event.resource.kind
-            ),
-        })
     }
 }
 

@@ -326,7 +326,7 @@ pub fn actions(fixes: &FixRegistry) -> BTreeSet<Action> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::remediate::{RequiredPermission, Verification, VerificationCheck};
+    use crate::remediate::{FixDescription, RequiredPermission, Verification, VerificationCheck};
     use crate::scan::{Finding, FindingDraft};
     use crate::{CloudProvider, EventType, Resource};
     use chrono::Utc;
@@ -363,14 +363,12 @@ mod tests {
 
     #[async_trait]
     impl Remediation for Bucket {
-        fn action(&self) -> Action {
-            Action::MakeBucketPrivate
-        }
-        fn resource_types(&self) -> &'static [&'static str] {
-            &["mem_bucket"]
-        }
-        fn required_permissions(&self) -> &'static [RequiredPermission] {
-            DECLARED
+        fn description(&self) -> &'static FixDescription {
+            &FixDescription {
+                action: Action::MakeBucketPrivate,
+                resource_types: &["mem_bucket"],
+                permissions: DECLARED,
+            }
         }
         async fn remediate(
             &self,

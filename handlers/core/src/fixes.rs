@@ -146,25 +146,15 @@ pub fn not_supported(request: &RemediationRequest<'_>) -> RemediationReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::remediate::{RemediationError, RemediationRequest};
+    use crate::remediate::{FixDescription, RemediationError, RemediationRequest};
     use async_trait::async_trait;
 
-    struct Fix {
-        action: Action,
-        types: &'static [&'static str],
-        permissions: &'static [RequiredPermission],
-    }
+    struct Fix(&'static FixDescription);
 
     #[async_trait]
     impl Remediation for Fix {
-        fn action(&self) -> Action {
-            self.action
-        }
-        fn resource_types(&self) -> &'static [&'static str] {
-            self.types
-        }
-        fn required_permissions(&self) -> &'static [RequiredPermission] {
-            self.permissions
+        fn description(&self) -> &'static FixDescription {
+            self.0
         }
         async fn remediate(
             &self,
@@ -198,14 +188,15 @@ mod tests {
 
     fn fix(
         action: Action,
-        types: &'static [&'static str],
+        resource_types: &'static [&'static str],
         permissions: &'static [RequiredPermission],
     ) -> Arc<dyn Remediation> {
-        Arc::new(Fix {
+        // A test's fixes live for the whole test run.
+        Arc::new(Fix(Box::leak(Box::new(FixDescription {
             action,
-            types,
+            resource_types,
             permissions,
-        })
+        }))))
     }
 
     #[test]

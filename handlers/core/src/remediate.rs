@@ -235,15 +235,33 @@ impl RemediationError {
     }
 }
 
+/// What a fix is, declared once: the action it takes, the resource types it handles and
+/// the permissions it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FixDescription {
+    pub action: Action,
+    /// The `resource.type` values this fix knows how to handle.
+    pub resource_types: &'static [&'static str],
+    pub permissions: &'static [RequiredPermission],
+}
+
 /// One fix for one cloud. Implementations are stateless apart from their SDK clients.
 #[async_trait]
 pub trait Remediation: Send + Sync {
-    fn action(&self) -> Action;
+    fn description(&self) -> &'static FixDescription;
+
+    fn action(&self) -> Action {
+        self.description().action
+    }
 
     /// The `resource.type` values this fix knows how to handle.
-    fn resource_types(&self) -> &'static [&'static str];
+    fn resource_types(&self) -> &'static [&'static str] {
+        self.description().resource_types
+    }
 
-    fn required_permissions(&self) -> &'static [RequiredPermission];
+    fn required_permissions(&self) -> &'static [RequiredPermission] {
+        self.description().permissions
+    }
 
     async fn remediate(
         &self,

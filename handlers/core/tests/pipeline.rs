@@ -18,8 +18,8 @@ use escher_core::pipeline::audit::{AuditLog, Outcome};
 use escher_core::pipeline::notify::{Notifier, NotifyConfig};
 use escher_core::pipeline::{CloudOperations, Pipeline, PipelineError};
 use escher_core::remediate::{
-    Mode, Remediation, RemediationError, RemediationReport, RemediationRequest, RemediationStatus,
-    RequiredPermission, Verification, VerificationCheck,
+    FixDescription, Mode, Remediation, RemediationError, RemediationReport, RemediationRequest,
+    RemediationStatus, Verification, VerificationCheck,
 };
 use escher_core::{Normalizer, Severity, SeverityPolicy, UnifiedEvent};
 
@@ -36,14 +36,12 @@ struct RecordingFix {
 
 #[async_trait]
 impl Remediation for RecordingFix {
-    fn action(&self) -> Action {
-        Action::MakeBucketPrivate
-    }
-    fn resource_types(&self) -> &'static [&'static str] {
-        &["s3_bucket"]
-    }
-    fn required_permissions(&self) -> &'static [RequiredPermission] {
-        &[]
+    fn description(&self) -> &'static FixDescription {
+        &FixDescription {
+            action: Action::MakeBucketPrivate,
+            resource_types: &["s3_bucket"],
+            permissions: &[],
+        }
     }
     async fn remediate(
         &self,

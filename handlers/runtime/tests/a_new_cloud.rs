@@ -15,8 +15,8 @@ use escher_core::fixes::FixRegistry;
 use escher_core::pipeline::audit::{AuditLog, Outcome};
 use escher_core::pipeline::CloudOperations;
 use escher_core::remediate::{
-    Mode, Remediation, RemediationError, RemediationReport, RemediationRequest, RemediationStatus,
-    RequiredPermission, Verification, VerificationCheck,
+    FixDescription, Mode, Remediation, RemediationError, RemediationReport, RemediationRequest,
+    RemediationStatus, RequiredPermission, Verification, VerificationCheck,
 };
 use escher_core::scan::{Finding, FindingDraft, ReportSettings, ScanCheck, ScanContext, ScanError};
 use escher_core::{CloudProvider, EventType, Resource, UnifiedEvent};
@@ -47,14 +47,12 @@ const DUMMY_PERMISSIONS: &[RequiredPermission] = &[RequiredPermission {
 
 #[async_trait]
 impl Remediation for DummyBucketFix {
-    fn action(&self) -> Action {
-        Action::MakeBucketPrivate
-    }
-    fn resource_types(&self) -> &'static [&'static str] {
-        &[BUCKET]
-    }
-    fn required_permissions(&self) -> &'static [RequiredPermission] {
-        DUMMY_PERMISSIONS
+    fn description(&self) -> &'static FixDescription {
+        &FixDescription {
+            action: Action::MakeBucketPrivate,
+            resource_types: &[BUCKET],
+            permissions: DUMMY_PERMISSIONS,
+        }
     }
     async fn remediate(
         &self,

@@ -17,15 +17,15 @@ use async_trait::async_trait;
 use aws_sdk_ec2::types::Volume;
 use escher_core::approvals::Action;
 use escher_core::remediate::{
-    CreatedResource, Mode, Remediation, RemediationError, RemediationReport, RemediationRequest,
-    RemediationStatus, RequiredPermission, Verification,
+    CreatedResource, FixDescription, Mode, Remediation, RemediationError, RemediationReport,
+    RemediationRequest, RemediationStatus, RequiredPermission, Verification,
 };
 use escher_core::resource_types::aws as aws_types;
 
 use crate::calls::CallLog;
 use crate::clients::AwsClients;
 use crate::report::check;
-use crate::target::{expect_type, volume_id};
+use crate::target::{volume_id, Target};
 use work::{attachments, describe_volume, Work};
 
 const VOLUME: &str = "arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:volume/*";
@@ -346,18 +346,16 @@ impl Plan {
     }
 }
 
+const FIX: FixDescription = FixDescription {
+    action: Action::EncryptVolume,
+    resource_types: &[aws_types::EBS_VOLUME],
+    permissions: PERMISSIONS,
+};
+
 #[async_trait]
 impl Remediation for VolumeEncryptionRemediation {
-    fn action(&self) -> Action {
-        Action::EncryptVolume
-    }
-
-    fn resource_types(&self) -> &'static [&'static str] {
-        &[aws_types::EBS_VOLUME]
-    }
-
-    fn required_permissions(&self) -> &'static [RequiredPermission] {
-        PERMISSIONS
+    fn description(&self) -> &'static FixDescription {
+        &FIX
     }
 
     async fn verify(
@@ -365,10 +363,9 @@ impl Remediation for VolumeEncryptionRemediation {
         request: &RemediationRequest<'_>,
     ) -> Result<Verification, RemediationError> {
         let event = request.event;
-        expect_type(event, self.action(), aws_types::EBS_VOLUME)?;
-        let source = volume_id(event, self.action())?;
-        let clients = self.clients.in_region(&event.region);
-        let mut work = self.work(request, &clients, &source);
+        let target = Target::of(request, &FIX, &self.clients, volume_id)?;
+        let source = target.id.clone();
+        let mut work = self.work(request, &target.clients, &source);
         let Some(original) = work.volume(&source).await? else {
             return Ok(Verification::from_checks(vec![check(
                 "volume exists",
@@ -414,11 +411,9 @@ impl Remediation for VolumeEncryptionRemediation {
         &self,
         request: &RemediationRequest<'_>,
     ) -> Result<RemediationReport, RemediationError> {
-        let event = request.event;
-        expect_type(event, self.action(), aws_types::EBS_VOLUME)?;
-        let source = volume_id(event, self.action())?;
-        let clients = self.clients.in_region(&event.region);
-        let mut work = self.work(request, &clients, &source);
+        let target = Target::of(request, &FIX, &self.clients, volume_id)?;
+        let source = target.id.clone();
+        let mut work = self.work(request, &target.clients, &source);
 
         let Some(original) = work.volume(&source).await? else {
             return Err(RemediationError::Failed {

@@ -1,0 +1,211 @@
+//! moto, the AWS emulator `tests/emulators.sh` starts (one server for every AWS service, on
+//! 127.0.0.1; shared by every test of a run and never reset).
+//!
+//! Without features: its endpoint and the S3 store it holds. With `aws`: [`Moto`] (an SDK
+//! configuration and clients for one region), accounts of one's own, and a module per
+//! service for what the tests make there.
+
+use crate::emulator;
+
+#[cfg(feature = "aws")]
+pub mod cloudwatch;
+#[cfg(feature = "aws")]
+pub mod ec2;
+#[cfg(feature = "aws")]
+pub mod s3;
+#[cfg(feature = "aws")]
+pub mod sns;
+
+/// The variable holding moto's endpoint (`http://127.0.0.1:<port>`).
+pub const ENDPOINT_VAR: &str = "ESCHER_TEST_AWS_ENDPOINT";
+/// The variable holding the s3 store URI of the bucket `tests/emulators.sh` creates.
+pub const S3_STORE_VAR: &str = "ESCHER_TEST_S3_URI";
+/// The account moto puts everything in unless told otherwise.
+pub const ACCOUNT: &str = "123456789012";
+
+/// moto's endpoint, or `None` after `NOTICE: ESCHER_TEST_AWS_ENDPOINT not set; <what> runs
+/// under `make test`, which starts moto` (a failure instead when the emulators are required,
+/// see [`emulator::var`]).
+pub fn endpoint(what: &str) -> Option<String> {
+    emulator::var(
+        ENDPOINT_VAR,
+        &format!("{what} runs under `make test`, which starts moto"),
+    )
+}
+
+/// The s3 store in moto's shared bucket, or `None` after a notice as for [`endpoint`]. Give
+/// each test a folder of its own in it with [`emulator::sub_store`].
+pub fn s3_store(what: &str) -> Option<String> {
+    emulator::var(
+        S3_STORE_VAR,
+        &format!("{what} runs under `make test`, which starts moto"),
+    )
+}
+
+/// An s3 store URI for `bucket`/`prefix` on moto at `endpoint`, as Escher's stores open it.
+pub fn store_uri(endpoint: &str, region: &str, bucket: &str, prefix: &str) -> String {
+    format!("s3://{bucket}/{prefix}?region={region}&endpoint={endpoint}")
+}
+
+/// An account number no other test, build or earlier run uses (see [`Moto::in_account`]):
+/// the process id, a counter within the process, and the time, for a process id used again.
+pub fn fresh_account() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed) % 100;
+    let millis = chrono::Utc::now().timestamp_millis() % 1000;
+    let account = format!("{:07}{n:02}{millis:03}", std::process::id() % 10_000_000);
+    if account == ACCOUNT {
+        // Everything else lives in moto's default account.
+        format!(
+            "{:07}{n:02}{:03}",
+            std::process::id() % 10_000_000,
+            (millis + 1) % 1000
+        )
+    } else {
+        account
+    }
+}
+
+#[cfg(feature = "aws")]
+pub use self::sdk::*;
+
+#[cfg(feature = "aws")]
+mod sdk {
+    use aws_config::{BehaviorVersion, Region, SdkConfig};
+    use aws_sdk_sts::config::{Credentials, SharedCredentialsProvider};
+
+    use super::endpoint;
+
+    /// An SDK call's error with everything the SDK knows about it, after `what`.
+    pub(crate) fn sdk_error<E: std::error::Error>(what: &str, e: E) -> String {
+        format!("{what}: {}", aws_sdk_sts::error::DisplayErrorContext(&e))
+    }
+
+    /// An SDK configuration for moto at `endpoint` in `region`, with `credentials`, or else
+    /// those of the environment (`.emulators/env` sets moto's).
+    pub async fn sdk_config(
+        endpoint: &str,
+        region: &str,
+        credentials: Option<Credentials>,
+    ) -> SdkConfig {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(endpoint)
+            .region(Region::new(region.to_string()));
+        if let Some(credentials) = credentials {
+            loader = loader.credentials_provider(credentials);
+        }
+        loader.load().await
+    }
+
+    /// Credentials in `account`, a role's there assumed (moto hands out an assumed role's
+    /// credentials in the role's account, making the account as it goes): the way to an
+    /// account of one's own, whose resources no other test sees.
+    pub async fn assume_role(config: &SdkConfig, account: &str) -> Result<Credentials, String> {
+        let assumed = aws_sdk_sts::Client::new(config)
+            .assume_role()
+            .role_arn(format!("arn:aws:iam::{account}:role/escher-test"))
+            .role_session_name("escher-test")
+            .send()
+            .await
+            .map_err(|e| sdk_error(&format!("AssumeRole into account {account}"), e))?;
+        let creds = assumed
+            .credentials()
+            .ok_or("AssumeRole returned no credentials")?;
+        Ok(Credentials::new(
+            creds.access_key_id(),
+            creds.secret_access_key(),
+            Some(creds.session_token().to_string()),
+            None,
+            "moto-assumed-role",
+        ))
+    }
+
+    /// moto in one region: its endpoint, an SDK configuration and the clients the kit's
+    /// helpers take (S3 path-style, as a custom endpoint needs). Others come from `config`.
+    #[derive(Clone)]
+    pub struct Moto {
+        pub endpoint: String,
+        pub config: SdkConfig,
+        pub s3: aws_sdk_s3::Client,
+        pub ec2: aws_sdk_ec2::Client,
+        pub cloudwatch: aws_sdk_cloudwatch::Client,
+        pub sns: aws_sdk_sns::Client,
+        pub sqs: aws_sdk_sqs::Client,
+    }
+
+    impl Moto {
+        /// moto in `region` with the environment's credentials (moto's default account),
+        /// or `None` after the notice that `what` is skipped (see [`endpoint`]).
+        pub async fn connect(region: &str, what: &str) -> Option<Moto> {
+            let endpoint = endpoint(what)?;
+            Some(Moto::at(&endpoint, region).await)
+        }
+
+        /// moto at `endpoint` in `region`, with the environment's credentials.
+        pub async fn at(endpoint: &str, region: &str) -> Moto {
+            Moto::with_config(endpoint, sdk_config(endpoint, region, None).await)
+        }
+
+        /// moto at `endpoint` through `config`.
+        pub fn with_config(endpoint: &str, config: SdkConfig) -> Moto {
+            Moto {
+                endpoint: endpoint.to_string(),
+                s3: super::s3::client(&config),
+                ec2: aws_sdk_ec2::Client::new(&config),
+                cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
+                sns: aws_sdk_sns::Client::new(&config),
+                sqs: aws_sdk_sqs::Client::new(&config),
+                config,
+            }
+        }
+
+        /// The same account in another region.
+        pub fn in_region(&self, region: &str) -> Moto {
+            let config = self
+                .config
+                .to_builder()
+                .region(Region::new(region.to_string()))
+                .build();
+            Moto::with_config(&self.endpoint, config)
+        }
+
+        /// The same region in `account` (see [`assume_role`]; [`super::fresh_account`]
+        /// gives one nobody else uses).
+        pub async fn in_account(&self, account: &str) -> Result<Moto, String> {
+            let credentials = assume_role(&self.config, account).await?;
+            let config = self
+                .config
+                .to_builder()
+                .credentials_provider(SharedCredentialsProvider::new(credentials))
+                .build();
+            Ok(Moto::with_config(&self.endpoint, config))
+        }
+
+        /// The region the clients are in.
+        pub fn region(&self) -> &str {
+            self.config.region().map(|r| r.as_ref()).unwrap_or_default()
+        }
+
+        /// An s3 store URI for `bucket`/`prefix` on this moto, in this region.
+        pub fn store_uri(&self, bucket: &str, prefix: &str) -> String {
+            super::store_uri(&self.endpoint, self.region(), bucket, prefix)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_accounts_are_twelve_digits_and_differ() {
+        let (a, b) = (fresh_account(), fresh_account());
+        assert_ne!(a, b);
+        assert!(
+            a.len() == 12 && a.bytes().all(|c| c.is_ascii_digit()),
+            "{a}"
+        );
+        assert_ne!(a, ACCOUNT);
+    }
+}

@@ -21,9 +21,9 @@ use escher_core::approvals::{Action, Approval, ApprovalStore, Change, Conditions
 use escher_core::pipeline::audit::{AuditLog, AuditRecord, Outcome};
 use escher_core::pipeline::{Pipeline, PipelineError};
 use escher_runtime::HandlerConfig;
-use escher_test_support::fixtures::{self, aws, retarget, set};
+use escher_test_support::fixtures::aws;
 use escher_test_support::http::{self, Receiver};
-use escher_test_support::moto::{cloudwatch, ec2, s3, sns, Moto, ACCOUNT as MOTO_ACCOUNT};
+use escher_test_support::moto::{ec2, s3, Moto, ACCOUNT as MOTO_ACCOUNT};
 use escher_test_support::names::unique;
 use serde_json::{json, Value};
 
@@ -45,10 +45,7 @@ struct Stores {
 
 /// The three stores as prefixes of one new moto S3 bucket.
 async fn s3_stores(moto: &Moto) -> Stores {
-    let bucket = unique("escher-stores");
-    s3::create_bucket(&moto.s3, &bucket, REGION, None)
-        .await
-        .expect("create store bucket");
+    let bucket = moto.private_bucket("escher-stores").await;
     Stores {
         state: moto.store_uri(&bucket, "state"),
         audit: moto.store_uri(&bucket, "audit"),
@@ -125,14 +122,8 @@ struct Notify {
 }
 
 async fn notify(moto: &Moto) -> Notify {
-    let (critical_topic, critical_queue) =
-        sns::topic_with_queue(&moto.sns, &moto.sqs, &unique("escher-critical"))
-            .await
-            .expect("critical topic");
-    let (high_topic, high_queue) =
-        sns::topic_with_queue(&moto.sns, &moto.sqs, &unique("escher-high"))
-            .await
-            .expect("high topic");
+    let (critical_topic, critical_queue) = moto.topic_with_queue("escher-critical").await;
+    let (high_topic, high_queue) = moto.topic_with_queue("escher-high").await;
     let ssm_prefix = format!("/escher/{}/", unique("stack"));
     let received = Receiver::start().await;
     let ssm = aws_sdk_ssm::Client::new(&moto.config);
@@ -160,12 +151,8 @@ async fn notify(moto: &Moto) -> Notify {
 
 /// The SNS messages (their `Message` text) delivered to a queue.
 async fn queued(moto: &Moto, queue: &str) -> Vec<String> {
-    sns::delivered(&moto.sqs, queue)
-        .await
-        .expect("receive")
-        .into_iter()
-        .map(|d| d.message)
-        .collect()
+    let delivered = moto.delivered(queue).await;
+    delivered.into_iter().map(|d| d.message).collect()
 }
 
 fn config(stores: &Stores, notify: Option<&Notify>) -> HandlerConfig {
@@ -198,25 +185,9 @@ async fn handle_one(pipeline: &Pipeline, payload: &Value) -> escher_core::pipeli
 
 // ---------------------------------------------------------------- buckets
 
-async fn public_read_bucket(moto: &Moto, tags: &[(&str, &str)]) -> String {
-    let bucket = s3::public_bucket(&moto.s3, "escher-public", REGION)
-        .await
-        .expect("create bucket");
-    if !tags.is_empty() {
-        s3::tag_bucket(&moto.s3, &bucket, tags)
-            .await
-            .expect("tag bucket");
-    }
-    bucket
-}
-
 /// The EventBridge CloudTrail PutBucketAcl event (fixture shape) for `bucket`.
 fn put_bucket_acl_payload(bucket: &str) -> Value {
     aws::put_bucket_acl(bucket, MOTO_ACCOUNT, REGION)
-}
-
-async fn public_grants(moto: &Moto, bucket: &str) -> Vec<String> {
-    s3::public_grants(&moto.s3, bucket).await.expect("acl")
 }
 
 async fn blocks_public_access(moto: &Moto, bucket: &str) -> bool {
@@ -268,8 +239,11 @@ async fn approved_public_bucket_via_the_cli_is_made_private_verified_audited_and
     .await;
     let notify = notify(&moto).await;
     // Production → the enrich step reads the tag → CRITICAL: critical topic, Slack, PagerDuty.
-    let bucket = public_read_bucket(&moto, &[("environment", "production")]).await;
-    assert!(!public_grants(&moto, &bucket).await.is_empty());
+    let bucket = moto.public_bucket("escher-public").await;
+    s3::tag_bucket(&moto.s3, &bucket, &[("environment", "production")])
+        .await
+        .expect("tag bucket");
+    assert!(!moto.public_grants(&bucket).await.is_empty());
     let dir = tempfile::tempdir().expect("temp dir");
     let event_file = dir.path().join("event.json");
     std::fs::write(&event_file, put_bucket_acl_payload(&bucket).to_string()).expect("write");
@@ -299,7 +273,7 @@ async fn approved_public_bucket_via_the_cli_is_made_private_verified_audited_and
 
     // The bucket itself.
     assert!(blocks_public_access(&moto, &bucket).await, "{story}");
-    assert_eq!(public_grants(&moto, &bucket).await, Vec::<String>::new());
+    assert_eq!(moto.public_grants(&bucket).await, Vec::<String>::new());
 
     // The audit record.
     let records = audit_records(&stores.audit).await;
@@ -351,7 +325,7 @@ async fn dry_run_via_the_cli_leaves_the_bucket_public_and_says_exactly_what_it_w
         return;
     };
     let stores = fs_stores_approving(Action::MakeBucketPrivate).await;
-    let bucket = public_read_bucket(&moto, &[]).await;
+    let bucket = moto.public_bucket("escher-public").await;
     let dir = tempfile::tempdir().expect("temp dir");
     let event_file = dir.path().join("event.json");
     std::fs::write(&event_file, put_bucket_acl_payload(&bucket).to_string()).expect("write");
@@ -399,7 +373,7 @@ async fn dry_run_via_the_cli_leaves_the_bucket_public_and_says_exactly_what_it_w
         );
 
         // The bucket is still public.
-        assert!(!public_grants(&moto, &bucket).await.is_empty(), "{story}");
+        assert!(!moto.public_grants(&bucket).await.is_empty(), "{story}");
         assert!(!blocks_public_access(&moto, &bucket).await, "{story}");
 
         let records = audit_records(&stores.audit).await;
@@ -427,7 +401,7 @@ async fn unapproved_public_bucket_is_left_alone_and_the_notice_says_how_to_appro
     approve(&stores, vec![]).await;
     let notify = notify(&moto).await;
     // Untagged: HIGH → the high topic and Slack.
-    let bucket = public_read_bucket(&moto, &[]).await;
+    let bucket = moto.public_bucket("escher-public").await;
     let pipeline = pipeline(&moto, &stores, Some(&notify)).await;
     let result = handle_one(&pipeline, &put_bucket_acl_payload(&bucket)).await;
     assert_eq!(
@@ -437,7 +411,7 @@ async fn unapproved_public_bucket_is_left_alone_and_the_notice_says_how_to_appro
         result.steps
     );
 
-    assert!(!public_grants(&moto, &bucket).await.is_empty(), "unchanged");
+    assert!(!moto.public_grants(&bucket).await.is_empty(), "unchanged");
     assert!(!blocks_public_access(&moto, &bucket).await);
     let records = audit_records(&stores.audit).await;
     assert_eq!(
@@ -476,23 +450,7 @@ async fn security_group_open_on_22_is_revoked() {
     )
     .await
     .expect("create group");
-    let mut payload = retarget(
-        fixtures::json("aws/cloudtrail-record-authorizesecuritygroupingress-rdp-world.json"),
-        MOTO_ACCOUNT,
-        REGION,
-    );
-    set(&mut payload, "/eventID", json!(unique("ct")));
-    set(&mut payload, "/requestParameters/groupId", json!(group));
-    set(
-        &mut payload,
-        "/requestParameters/ipPermissions/items/0/fromPort",
-        json!(22),
-    );
-    set(
-        &mut payload,
-        "/requestParameters/ipPermissions/items/0/toPort",
-        json!(22),
-    );
+    let payload = aws::authorize_ingress(&group, 22, MOTO_ACCOUNT, REGION);
     let pipeline = pipeline(&moto, &stores, None).await;
     let result = handle_one(&pipeline, &payload).await;
     assert_eq!(result.outcome, Outcome::Remediated, "{:#?}", result.steps);
@@ -518,34 +476,9 @@ async fn security_group_open_on_22_is_revoked() {
 
 // ---------------------------------------------------------------- instances
 
-async fn running_instance(moto: &Moto) -> String {
-    ec2::run_instance(&moto.ec2, "t3.micro")
-        .await
-        .expect("run instance")
-}
-
-/// One `AWS/EC2` `CPUUtilization` datapoint every 5 minutes over the last `hours`.
-async fn put_cpu(moto: &Moto, instance: &str, hours: i64, value: f64) {
-    cloudwatch::put_cpu(
-        &moto.cloudwatch,
-        instance,
-        value,
-        Duration::hours(hours),
-        Duration::minutes(5),
-    )
-    .await
-    .expect("put metric data");
-}
-
 /// The EventBridge state change of a "CPU below `threshold` %" alarm on `instance`.
 fn low_cpu_alarm_payload(instance: &str, threshold: f64) -> Value {
     aws::low_cpu_alarm(instance, threshold, MOTO_ACCOUNT, REGION)
-}
-
-async fn instance_state(moto: &Moto, instance: &str) -> InstanceStateName {
-    ec2::instance_state(&moto.ec2, instance)
-        .await
-        .expect("describe instance")
 }
 
 async fn idle_setup(moto: &Moto, cpu: f64) -> (Stores, String, Value) {
@@ -561,8 +494,8 @@ async fn idle_setup(moto: &Moto, cpu: f64) -> (Stores, String, Value) {
         )],
     )
     .await;
-    let instance = running_instance(moto).await;
-    put_cpu(moto, &instance, 2, cpu).await;
+    let instance = moto.running_instance().await;
+    moto.put_cpu(&instance, cpu, Duration::hours(2)).await;
     let payload = low_cpu_alarm_payload(&instance, 10.0);
     (stores, instance, payload)
 }
@@ -577,7 +510,7 @@ async fn idle_instance_is_stopped() {
     let result = handle_one(&pipeline, &payload).await;
     assert_eq!(result.outcome, Outcome::Remediated, "{:#?}", result.steps);
     assert!(matches!(
-        instance_state(&moto, &instance).await,
+        moto.instance_state(&instance).await,
         InstanceStateName::Stopping | InstanceStateName::Stopped
     ));
 }
@@ -597,7 +530,7 @@ async fn busy_instance_is_not_stopped_and_the_reason_is_given() {
         result.summary
     );
     assert_eq!(
-        instance_state(&moto, &instance).await,
+        moto.instance_state(&instance).await,
         InstanceStateName::Running
     );
 }
@@ -686,7 +619,7 @@ async fn the_same_event_five_times_in_a_row_and_five_times_at_once_is_fixed_once
     let pipeline = Arc::new(pipeline(&moto, &stores, None).await);
 
     // In a row.
-    let bucket = public_read_bucket(&moto, &[]).await;
+    let bucket = moto.public_bucket("escher-public").await;
     let payload = put_bucket_acl_payload(&bucket);
     for _ in 0..5 {
         handle_one(&pipeline, &payload).await;
@@ -697,7 +630,7 @@ async fn the_same_event_five_times_in_a_row_and_five_times_at_once_is_fixed_once
         BTreeMap::from([("duplicate", 4), ("remediated", 1)])
     );
     assert_eq!(mutating_records(&records), 1);
-    assert!(public_grants(&moto, &bucket).await.is_empty());
+    assert!(moto.public_grants(&bucket).await.is_empty());
 
     // At once, into a fresh audit store so the counts are this round's.
     let stores = Stores {
@@ -705,7 +638,7 @@ async fn the_same_event_five_times_in_a_row_and_five_times_at_once_is_fixed_once
         ..stores
     };
     let pipeline = Arc::new(self::pipeline(&moto, &stores, None).await);
-    let bucket = public_read_bucket(&moto, &[]).await;
+    let bucket = moto.public_bucket("escher-public").await;
     let bytes = put_bucket_acl_payload(&bucket).to_string();
     let tasks: Vec<_> = (0..5)
         .map(|_| {
@@ -734,7 +667,7 @@ async fn an_event_for_a_bucket_that_no_longer_exists_is_handled_not_retried() {
     };
     let stores = fs_stores_approving(Action::MakeBucketPrivate).await;
     // Made public, then deleted before the alert arrives.
-    let bucket = public_read_bucket(&moto, &[]).await;
+    let bucket = moto.public_bucket("escher-public").await;
     moto.s3
         .delete_bucket()
         .bucket(&bucket)
@@ -792,7 +725,7 @@ async fn unreachable_approvals_store_is_retried_and_nothing_is_done_or_lost() {
         ),
         _dir: None,
     };
-    let bucket = public_read_bucket(&moto, &[]).await;
+    let bucket = moto.public_bucket("escher-public").await;
     let payload = put_bucket_acl_payload(&bucket);
     let failing = pipeline(&moto, &down, None).await;
     match failing.handle(payload.to_string().as_bytes()).await {
@@ -801,14 +734,14 @@ async fn unreachable_approvals_store_is_retried_and_nothing_is_done_or_lost() {
         }
         Ok(handled) => panic!("expected a retry, got {:#?}", handled.results),
     }
-    assert!(!public_grants(&moto, &bucket).await.is_empty(), "untouched");
+    assert!(!moto.public_grants(&bucket).await.is_empty(), "untouched");
     assert!(!blocks_public_access(&moto, &bucket).await);
 
     // The redelivery, once storage is back, is handled in full: no marker was left behind.
     let working = pipeline(&moto, &good, None).await;
     let result = handle_one(&working, &payload).await;
     assert_eq!(result.outcome, Outcome::Remediated, "{:#?}", result.steps);
-    assert!(public_grants(&moto, &bucket).await.is_empty());
+    assert!(moto.public_grants(&bucket).await.is_empty());
 }
 
 // ---------------------------------------------------------------- audit verify
@@ -822,7 +755,7 @@ async fn audit_verify_catches_a_record_altered_after_the_fact() {
     approve(&stores, vec![]).await;
     let pipeline = pipeline(&moto, &stores, None).await;
     for _ in 0..2 {
-        let bucket = public_read_bucket(&moto, &[]).await;
+        let bucket = moto.public_bucket("escher-public").await;
         handle_one(&pipeline, &put_bucket_acl_payload(&bucket)).await;
     }
     let verify = |store: String| {
@@ -912,7 +845,7 @@ async fn events_handle_exits_2_on_an_unrecognized_payload_and_1_when_it_would_be
     );
 
     let closed = http::closed_port();
-    let bucket = public_read_bucket(&moto, &[]).await;
+    let bucket = moto.public_bucket("escher-public").await;
     let event = dir.path().join("event.json");
     std::fs::write(&event, put_bucket_acl_payload(&bucket).to_string()).expect("write");
     let file = event.display().to_string();
@@ -925,5 +858,5 @@ async fn events_handle_exits_2_on_an_unrecognized_payload_and_1_when_it_would_be
             .expect("cli");
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
     assert!(text(&output).contains("retried"), "{}", text(&output));
-    assert!(!public_grants(&moto, &bucket).await.is_empty(), "untouched");
+    assert!(!moto.public_grants(&bucket).await.is_empty(), "untouched");
 }

@@ -6,7 +6,7 @@
 
 use std::process::{Command, Output};
 
-use escher_test_support::moto::{s3, Moto};
+use escher_test_support::moto::Moto;
 
 const REGION: &str = "sa-east-1";
 
@@ -28,9 +28,7 @@ async fn scan_run_stores_the_report_and_report_show_prints_it() {
         return;
     };
     let endpoint = moto.endpoint.clone();
-    let bucket = s3::public_bucket(&moto.s3, "escher-cli-scan", REGION)
-        .await
-        .expect("create bucket");
+    let bucket = moto.public_bucket("escher-cli-scan").await;
     let dir = tempfile::tempdir().expect("temp dir");
     let uri = |name: &str| format!("fs://{}", dir.path().join(name).display());
     let (state, audit, approvals) = (uri("state"), uri("audit"), uri("approvals"));

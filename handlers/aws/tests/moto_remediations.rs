@@ -21,8 +21,8 @@ use escher_core::remediate::{
     Mode, Remediation, RemediationReport, RemediationRequest, RemediationStatus,
 };
 use escher_core::{EventType, Normalized, UnifiedEvent};
-use escher_test_support::fixtures::{self, aws, retarget, set};
-use escher_test_support::moto::{self as kit, cloudwatch, ec2, s3, ACCOUNT as MOTO_ACCOUNT};
+use escher_test_support::fixtures::{aws, set};
+use escher_test_support::moto::{self as kit, ec2, ACCOUNT as MOTO_ACCOUNT};
 use escher_test_support::names::unique;
 use serde_json::{json, Value};
 
@@ -133,24 +133,14 @@ fn put_bucket_acl_event(bucket: &str) -> UnifiedEvent {
     event
 }
 
-async fn public_read_bucket(moto: &Moto) -> String {
-    s3::public_bucket(&moto.s3, "escher-public", REGION)
-        .await
-        .expect("create bucket")
-}
-
-async fn public_grants(moto: &Moto, bucket: &str) -> Vec<String> {
-    s3::public_grants(&moto.s3, bucket).await.expect("acl")
-}
-
 #[tokio::test]
 async fn public_read_bucket_is_made_private_keeping_the_owner_grant() {
     let Some(moto) = moto(REGION).await else {
         return;
     };
-    let bucket = public_read_bucket(&moto).await;
+    let bucket = moto.public_bucket("escher-public").await;
     assert!(
-        !public_grants(&moto, &bucket).await.is_empty(),
+        !moto.public_grants(&bucket).await.is_empty(),
         "setup: bucket is public-read"
     );
     let event = put_bucket_acl_event(&bucket);
@@ -196,7 +186,7 @@ async fn public_read_bucket_is_made_private_keeping_the_owner_grant() {
         ],
         [Some(true); 4]
     );
-    assert!(public_grants(&moto, &bucket).await.is_empty());
+    assert!(moto.public_grants(&bucket).await.is_empty());
     let acl = moto
         .s3
         .get_bucket_acl()
@@ -232,7 +222,7 @@ async fn private_bucket_is_already_compliant_and_untouched() {
     let Some(moto) = moto(REGION).await else {
         return;
     };
-    let bucket = public_read_bucket(&moto).await;
+    let bucket = moto.public_bucket("escher-public").await;
     let event = put_bucket_acl_event(&bucket);
     let fix = moto.fix(Action::MakeBucketPrivate, "s3_bucket");
     run(
@@ -273,7 +263,7 @@ async fn bucket_dry_run_changes_nothing_and_says_what_it_would_do() {
     let Some(moto) = moto(REGION).await else {
         return;
     };
-    let bucket = public_read_bucket(&moto).await;
+    let bucket = moto.public_bucket("escher-public").await;
     let event = put_bucket_acl_event(&bucket);
     let fix = moto.fix(Action::MakeBucketPrivate, "s3_bucket");
 
@@ -304,7 +294,7 @@ async fn bucket_dry_run_changes_nothing_and_says_what_it_would_do() {
         "{steps}"
     );
     assert!(
-        !public_grants(&moto, &bucket).await.is_empty(),
+        !moto.public_grants(&bucket).await.is_empty(),
         "dry run removed a grant"
     );
     let block = moto
@@ -359,23 +349,7 @@ async fn only_the_world_open_rules_the_event_names_are_revoked() {
         .expect("group");
 
     // The CloudTrail record of the call that opened 22 (and added 443), fixture shape.
-    let mut payload = retarget(
-        fixtures::json("aws/cloudtrail-record-authorizesecuritygroupingress-rdp-world.json"),
-        MOTO_ACCOUNT,
-        REGION,
-    );
-    set(&mut payload, "/eventID", json!(unique("ct")));
-    set(&mut payload, "/requestParameters/groupId", json!(group));
-    set(
-        &mut payload,
-        "/requestParameters/ipPermissions/items/0/fromPort",
-        json!(22),
-    );
-    set(
-        &mut payload,
-        "/requestParameters/ipPermissions/items/0/toPort",
-        json!(22),
-    );
+    let mut payload = aws::authorize_ingress(&group, 22, MOTO_ACCOUNT, REGION);
     set(
         &mut payload,
         "/requestParameters/ipPermissions/items/1/ipRanges/items/0/cidrIp",
@@ -454,25 +428,6 @@ async fn only_the_world_open_rules_the_event_names_are_revoked() {
 
 // ---------------------------------------------------------------- idle instances
 
-async fn running_instance(moto: &Moto) -> String {
-    ec2::run_instance(&moto.ec2, "t3.micro")
-        .await
-        .expect("run instance")
-}
-
-/// One `AWS/EC2` `CPUUtilization` datapoint every 5 minutes over the last `hours`.
-async fn put_cpu(moto: &Moto, instance: &str, hours: i64, value: f64) {
-    cloudwatch::put_cpu(
-        &moto.cloudwatch,
-        instance,
-        value,
-        Duration::hours(hours),
-        Duration::minutes(5),
-    )
-    .await
-    .expect("put metric data");
-}
-
 /// The EventBridge alarm state change (fixture shape) of a "CPU below `threshold` %" alarm
 /// on `instance`.
 fn low_cpu_alarm_event(instance: &str, threshold: f64) -> UnifiedEvent {
@@ -486,18 +441,12 @@ fn low_cpu_alarm_event(instance: &str, threshold: f64) -> UnifiedEvent {
     event
 }
 
-async fn instance_state(moto: &Moto, instance: &str) -> InstanceStateName {
-    ec2::instance_state(&moto.ec2, instance)
-        .await
-        .expect("describe instance")
-}
-
 #[tokio::test]
 async fn idle_instance_is_stopped() {
     let Some(moto) = moto(REGION).await else {
         return;
     };
-    let instance = running_instance(&moto).await;
+    let instance = moto.running_instance().await;
     // 10 % is the alarm's own threshold: 7 % is idle by it (though above the default 5 %),
     // so the fix must take the threshold from the event.
     let event = low_cpu_alarm_event(&instance, 10.0);
@@ -505,7 +454,7 @@ async fn idle_instance_is_stopped() {
         min_idle_hours: Some(2.0),
         ..Conditions::default()
     };
-    put_cpu(&moto, &instance, 2, 7.0).await;
+    moto.put_cpu(&instance, 7.0, Duration::hours(2)).await;
     let fix = moto.fix(Action::StopIdleInstance, "ec2_instance");
 
     let dry = run(
@@ -519,7 +468,7 @@ async fn idle_instance_is_stopped() {
     assert_eq!(dry.status, RemediationStatus::WouldRemediate, "{dry:#?}");
     assert_no_mutating_call(&dry);
     assert_eq!(
-        instance_state(&moto, &instance).await,
+        moto.instance_state(&instance).await,
         InstanceStateName::Running
     );
 
@@ -541,7 +490,7 @@ async fn idle_instance_is_stopped() {
     );
     assert!(report.summary.contains("below 10 %"), "{}", report.summary);
     assert!(matches!(
-        instance_state(&moto, &instance).await,
+        moto.instance_state(&instance).await,
         InstanceStateName::Stopping | InstanceStateName::Stopped
     ));
     assert!(report.undo.expect("undo").contains(&format!(
@@ -554,9 +503,9 @@ async fn busy_instance_is_not_stopped_and_the_reason_is_given() {
     let Some(moto) = moto(REGION).await else {
         return;
     };
-    let instance = running_instance(&moto).await;
+    let instance = moto.running_instance().await;
     let event = low_cpu_alarm_event(&instance, 5.0);
-    put_cpu(&moto, &instance, 2, 37.2).await;
+    moto.put_cpu(&instance, 37.2, Duration::hours(2)).await;
     let fix = moto.fix(Action::StopIdleInstance, "ec2_instance");
 
     let report = run(
@@ -578,7 +527,7 @@ async fn busy_instance_is_not_stopped_and_the_reason_is_given() {
     );
     assert!(report.api_calls.iter().all(|c| !c.mutating));
     assert_eq!(
-        instance_state(&moto, &instance).await,
+        moto.instance_state(&instance).await,
         InstanceStateName::Running
     );
 }
@@ -588,7 +537,7 @@ async fn instance_without_cpu_datapoints_is_not_stopped() {
     let Some(moto) = moto(REGION).await else {
         return;
     };
-    let instance = running_instance(&moto).await;
+    let instance = moto.running_instance().await;
     let event = low_cpu_alarm_event(&instance, 5.0);
     let fix = moto.fix(Action::StopIdleInstance, "ec2_instance");
 
@@ -610,7 +559,7 @@ async fn instance_without_cpu_datapoints_is_not_stopped() {
         report.summary
     );
     assert_eq!(
-        instance_state(&moto, &instance).await,
+        moto.instance_state(&instance).await,
         InstanceStateName::Running
     );
 }
@@ -620,7 +569,7 @@ async fn stopped_instance_is_already_compliant_without_reading_metrics() {
     let Some(moto) = moto(REGION).await else {
         return;
     };
-    let instance = running_instance(&moto).await;
+    let instance = moto.running_instance().await;
     moto.ec2
         .stop_instances()
         .instance_ids(&instance)
@@ -685,7 +634,7 @@ async fn unencrypted_attached_volume_gets_an_encrypted_copy_and_stays_as_it_was(
         return;
     };
     let zone = format!("{REGION}a");
-    let instance = running_instance(&moto).await;
+    let instance = moto.running_instance().await;
     let volume = unencrypted_volume(&moto, &zone).await;
     moto.ec2
         .attach_volume()
@@ -863,7 +812,7 @@ async fn unsupported_actions_report_not_supported_without_calls() {
     let Some(moto) = moto(REGION).await else {
         return;
     };
-    let instance = running_instance(&moto).await;
+    let instance = moto.running_instance().await;
     let event = low_cpu_alarm_event(&instance, 5.0);
     for action in [
         Action::ScaleUpCapacity,
@@ -900,7 +849,7 @@ async fn resource_tags_are_read_for_enrichment() {
         return;
     };
     let tags = AwsResourceTags::new(AwsClients::new(&moto.config));
-    let bucket = public_read_bucket(&moto).await;
+    let bucket = moto.public_bucket("escher-public").await;
     assert!(tags
         .tags("s3_bucket", &format!("arn:aws:s3:::{bucket}"), REGION)
         .await
@@ -930,7 +879,7 @@ async fn resource_tags_are_read_for_enrichment() {
         .expect("bucket tags");
     assert_eq!(read.get("environment").map(String::as_str), Some("prod"));
 
-    let instance = running_instance(&moto).await;
+    let instance = moto.running_instance().await;
     moto.ec2
         .create_tags()
         .resources(&instance)
@@ -964,7 +913,7 @@ async fn the_meter_counts_every_sdk_call_and_store_request() {
     };
     let meter = escher_runtime::RemoteCallMeter::new();
     let fixes = aws_fixes(AwsClients::metered(&moto.config, &meter));
-    let bucket = public_read_bucket(&moto).await;
+    let bucket = moto.public_bucket("escher-public").await;
     let before = meter.snapshot();
     let report = run(
         fixes

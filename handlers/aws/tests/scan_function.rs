@@ -17,7 +17,6 @@ use chrono::Utc;
 use escher_scan::ReportStore;
 use escher_test_support::lambda_runtime_api::{Invocation, RuntimeApi};
 use escher_test_support::moto::{self, s3, Moto};
-use escher_test_support::names::unique;
 use serde_json::{json, Value};
 
 const REGION: &str = "ca-central-1";
@@ -27,10 +26,7 @@ async fn a_scan_too_long_for_one_invocation_hands_on_and_the_next_stores_the_rep
     let Some(moto) = Moto::connect("us-east-1", "the escher-scan function test").await else {
         return;
     };
-    let stores = unique("escher-scan-fn");
-    s3::create_bucket(&moto.s3, &stores, "us-east-1", None)
-        .await
-        .expect("stores bucket");
+    let stores = moto.private_bucket("escher-scan-fn").await;
     let public = s3::public_bucket(&moto.s3, "escher-scan-fn-public", REGION)
         .await
         .expect("public bucket");

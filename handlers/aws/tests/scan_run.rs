@@ -13,16 +13,15 @@ use escher_core::pipeline::audit::AuditLog;
 use escher_core::scan::ReportSettings;
 use escher_runtime::HandlerConfig;
 use escher_scan::{ReportStore, ScanRun};
-use escher_test_support::moto::{ec2, s3, Moto, ACCOUNT as MOTO_ACCOUNT};
+use escher_test_support::moto::{ec2, Moto, ACCOUNT as MOTO_ACCOUNT};
 use escher_test_support::names::unique;
 
 const REGION: &str = "eu-north-1";
 
 /// How many grants of `bucket`'s ACL are to AllUsers.
 async fn public_grants(moto: &Moto, bucket: &str) -> usize {
-    s3::public_grants(&moto.s3, bucket)
+    moto.public_grants(bucket)
         .await
-        .expect("acl")
         .iter()
         .filter(|uri| uri.contains("AllUsers"))
         .count()
@@ -33,13 +32,8 @@ async fn the_pre_approved_finding_is_fixed_and_audited_and_the_next_report_shows
     let Some(moto) = Moto::connect(REGION, "the nightly scan test").await else {
         return;
     };
-    let bucket = || async {
-        s3::public_bucket(&moto.s3, "escher-nightly", REGION)
-            .await
-            .expect("create bucket")
-    };
-    let approved = bucket().await;
-    let unapproved = bucket().await;
+    let approved = moto.public_bucket("escher-nightly").await;
+    let unapproved = moto.public_bucket("escher-nightly").await;
     let group = ec2::security_group(
         &moto.ec2,
         &unique("escher-nightly-sg"),

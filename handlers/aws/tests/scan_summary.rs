@@ -16,7 +16,6 @@ use escher_core::{CloudProvider, EventType, Resource};
 use escher_runtime::HandlerConfig;
 use escher_scan::{Progress, ReportStore, ScanRun};
 use escher_test_support::moto::{sns, Moto};
-use escher_test_support::names::unique;
 
 /// One finding per name, of one event type (`bucket_public` is HIGH, `resource_unused` INFO).
 struct Fixed {
@@ -62,24 +61,13 @@ impl ScanCheck for Fixed {
     }
 }
 
-/// The SNS messages delivered to `queue` since the last look.
-async fn delivered(moto: &Moto, queue: &str) -> Vec<sns::Delivered> {
-    sns::delivered(&moto.sqs, queue).await.expect("receive")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_report_with_a_high_finding_sends_one_summary_and_an_all_info_report_none() {
     let Some(moto) = Moto::connect("us-east-1", "the summary notification test").await else {
         return;
     };
-    let (critical_topic, critical_queue) =
-        sns::topic_with_queue(&moto.sns, &moto.sqs, &unique("escher-summary-critical"))
-            .await
-            .expect("critical topic");
-    let (high_topic, high_queue) =
-        sns::topic_with_queue(&moto.sns, &moto.sqs, &unique("escher-summary-high"))
-            .await
-            .expect("high topic");
+    let (critical_topic, critical_queue) = moto.topic_with_queue("escher-summary-critical").await;
+    let (high_topic, high_queue) = moto.topic_with_queue("escher-summary-high").await;
     let dir = tempfile::tempdir().expect("temp dir");
     let uri = |name: &str| format!("fs://{}", dir.path().join(name).display());
     let config = HandlerConfig::from_lookup(|name| match name {
@@ -122,7 +110,7 @@ async fn a_report_with_a_high_finding_sends_one_summary_and_an_all_info_report_n
         "HIGH: topic + Slack: {:?}",
         loud.notified
     );
-    let messages = delivered(&moto, &high_queue).await;
+    let messages = moto.delivered(&high_queue).await;
     assert_eq!(messages.len(), 1, "one summary: {messages:?}");
     let sns::Delivered {
         subject,
@@ -148,7 +136,7 @@ async fn a_report_with_a_high_finding_sends_one_summary_and_an_all_info_report_n
         "where the report is: {text}"
     );
     assert!(
-        delivered(&moto, &critical_queue).await.is_empty(),
+        moto.delivered(&critical_queue).await.is_empty(),
         "HIGH is not CRITICAL"
     );
     // A retry of the finished night returns its report and where its summary went, and
@@ -162,7 +150,7 @@ async fn a_report_with_a_high_finding_sends_one_summary_and_an_all_info_report_n
     };
     assert_eq!(again.files, loud.files);
     assert_eq!(again.notified, loud.notified);
-    assert!(delivered(&moto, &high_queue).await.is_empty(), "sent once");
+    assert!(moto.delivered(&high_queue).await.is_empty(), "sent once");
 
     let quiet = scan(EventType::ResourceUnused, &["summary-unused"])
         .run()
@@ -170,6 +158,6 @@ async fn a_report_with_a_high_finding_sends_one_summary_and_an_all_info_report_n
         .expect("report");
     assert_eq!(quiet.report.summary.info, 1);
     assert!(quiet.notified.is_empty(), "{:?}", quiet.notified);
-    assert!(delivered(&moto, &high_queue).await.is_empty());
-    assert!(delivered(&moto, &critical_queue).await.is_empty());
+    assert!(moto.delivered(&high_queue).await.is_empty());
+    assert!(moto.delivered(&critical_queue).await.is_empty());
 }

@@ -1,8 +1,8 @@
 //! EC2 on moto: instances and their root volumes, volumes, snapshots, security groups.
 
 use aws_sdk_ec2::types::{
-    InstanceStateName, InstanceType, IpPermission, IpRange, ResourceType, Tag, TagSpecification,
-    VolumeType,
+    Instance, InstanceStateName, InstanceType, IpPermission, IpRange, ResourceType, Tag,
+    TagSpecification, VolumeType,
 };
 use aws_sdk_ec2::Client;
 
@@ -29,19 +29,29 @@ pub async fn run_instance(ec2: &Client, instance_type: &str) -> Result<String, S
         .ok_or_else(|| "RunInstances returned no instance".into())
 }
 
-/// The root volume of `instance`: moto gives every instance one, unencrypted and attached.
-pub async fn root_volume(ec2: &Client, instance: &str) -> Result<String, String> {
+/// What moto says of `instance`.
+async fn describe(ec2: &Client, instance: &str) -> Result<Instance, String> {
     let described = ec2
         .describe_instances()
         .instance_ids(instance)
         .send()
         .await
-        .map_err(|e| sdk_error("DescribeInstances", e))?;
+        .map_err(|e| sdk_error(&format!("DescribeInstances {instance}"), e))?;
     described
         .reservations()
         .iter()
         .flat_map(|r| r.instances())
-        .flat_map(|i| i.block_device_mappings())
+        .next()
+        .cloned()
+        .ok_or_else(|| format!("DescribeInstances knows no {instance}"))
+}
+
+/// The root volume of `instance`: moto gives every instance one, unencrypted and attached.
+pub async fn root_volume(ec2: &Client, instance: &str) -> Result<String, String> {
+    describe(ec2, instance)
+        .await?
+        .block_device_mappings()
+        .iter()
         .find_map(|m| m.ebs()?.volume_id())
         .map(str::to_string)
         .ok_or_else(|| format!("instance {instance} has no root volume"))
@@ -49,17 +59,11 @@ pub async fn root_volume(ec2: &Client, instance: &str) -> Result<String, String>
 
 /// The state `instance` is in.
 pub async fn instance_state(ec2: &Client, instance: &str) -> Result<InstanceStateName, String> {
-    let described = ec2
-        .describe_instances()
-        .instance_ids(instance)
-        .send()
-        .await
-        .map_err(|e| sdk_error("DescribeInstances", e))?;
-    described
-        .reservations()
-        .iter()
-        .flat_map(|r| r.instances())
-        .find_map(|i| i.state()?.name().cloned())
+    describe(ec2, instance)
+        .await?
+        .state()
+        .and_then(|s| s.name())
+        .cloned()
         .ok_or_else(|| format!("instance {instance} has no state"))
 }
 

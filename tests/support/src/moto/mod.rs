@@ -3,7 +3,9 @@
 //!
 //! Without features: its endpoint and the S3 store it holds. With `aws`: [`Moto`] (an SDK
 //! configuration and clients for one region), accounts of one's own, and a module per
-//! service for what the tests make there.
+//! service for what the tests make there. The service modules' functions return moto's
+//! error (the estate and the benches report it); `Moto`'s methods of the same names are
+//! the tests' short forms, panicking with it, since a test cannot go on without its resource.
 
 use crate::emulator;
 
@@ -73,9 +75,12 @@ pub use self::sdk::*;
 #[cfg(feature = "aws")]
 mod sdk {
     use aws_config::{BehaviorVersion, Region, SdkConfig};
+    use aws_sdk_ec2::types::InstanceStateName;
     use aws_sdk_sts::config::{Credentials, SharedCredentialsProvider};
+    use chrono::Duration;
 
-    use super::endpoint;
+    use super::{cloudwatch, ec2, endpoint, s3, sns};
+    use crate::names::unique;
 
     /// An SDK call's error with everything the SDK knows about it, after `what`.
     pub(crate) fn sdk_error<E: std::error::Error>(what: &str, e: E) -> String {
@@ -190,6 +195,72 @@ mod sdk {
         /// An s3 store URI for `bucket`/`prefix` on this moto, in this region.
         pub fn store_uri(&self, bucket: &str, prefix: &str) -> String {
             super::store_uri(&self.endpoint, self.region(), bucket, prefix)
+        }
+
+        /// A new public-read bucket in this region (see [`s3::public_bucket`]).
+        pub async fn public_bucket(&self, prefix: &str) -> String {
+            s3::public_bucket(&self.s3, prefix, self.region())
+                .await
+                .unwrap_or_else(|e| panic!("public bucket: {e}"))
+        }
+
+        /// A new private bucket in this region, named `<prefix>-<unique>`.
+        pub async fn private_bucket(&self, prefix: &str) -> String {
+            let bucket = unique(prefix);
+            s3::create_bucket(&self.s3, &bucket, self.region(), None)
+                .await
+                .unwrap_or_else(|e| panic!("private bucket: {e}"));
+            bucket
+        }
+
+        /// See [`s3::public_grants`].
+        pub async fn public_grants(&self, bucket: &str) -> Vec<String> {
+            s3::public_grants(&self.s3, bucket)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+        }
+
+        /// A running t3.micro; returns its id.
+        pub async fn running_instance(&self) -> String {
+            ec2::run_instance(&self.ec2, "t3.micro")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+        }
+
+        /// See [`ec2::instance_state`].
+        pub async fn instance_state(&self, instance: &str) -> InstanceStateName {
+            ec2::instance_state(&self.ec2, instance)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+        }
+
+        /// `instance`'s CPU at `percent`, a datapoint every 5 minutes (the period of the
+        /// alarms and of the idle check) over the last `over` (see [`cloudwatch::put_cpu`]).
+        pub async fn put_cpu(&self, instance: &str, percent: f64, over: Duration) {
+            cloudwatch::put_cpu(
+                &self.cloudwatch,
+                instance,
+                percent,
+                over,
+                Duration::minutes(5),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        }
+
+        /// A topic with a queue subscribed, named `<prefix>-<unique>`: its ARN and the
+        /// queue's URL (see [`sns::topic_with_queue`]).
+        pub async fn topic_with_queue(&self, prefix: &str) -> (String, String) {
+            sns::topic_with_queue(&self.sns, &self.sqs, &unique(prefix))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+        }
+
+        /// See [`sns::delivered`].
+        pub async fn delivered(&self, queue: &str) -> Vec<sns::Delivered> {
+            sns::delivered(&self.sqs, queue)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
         }
     }
 }

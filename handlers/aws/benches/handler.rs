@@ -28,7 +28,6 @@ use chrono::Utc;
 use escher_aws::{build_metered_pipeline, load_sdk_config};
 use escher_core::approvals::{Action, Approval, ApprovalStore, Change, Conditions, Scope};
 use escher_runtime::{HandlerConfig, RemoteCallMeter, ThreadCpu};
-use escher_test_support::emulator;
 use escher_test_support::fixtures::{self, FIXTURE_ACCOUNT};
 use escher_test_support::lambda_runtime_api::RuntimeApi;
 use escher_test_support::moto::{self, s3, Moto};
@@ -620,21 +619,8 @@ fn cpu_per_event(setup: &Setup) -> Vec<String> {
 
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument selects nothing here.
-    let Some(endpoint) = emulator::var(
-        moto::ENDPOINT_VAR,
-        "the handler benchmark runs against moto under `make bench`",
-    ) else {
+    let Some((endpoint, runtime)) = moto::bench_start("the handler benchmark") else {
         return;
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            println!("cannot start a runtime: {e}");
-            return;
-        }
     };
     let setup = match runtime.block_on(Setup::new(endpoint)) {
         Ok(s) => s,

@@ -21,7 +21,7 @@ use escher_core::scan::{
     run_scan, CheckScope, ReportSettings, ScanCheck, ScanContext, ScanThresholds,
 };
 use escher_test_support::estate::{Estate, REGIONS};
-use escher_test_support::{emulator, moto};
+use escher_test_support::moto;
 
 const PASSES: usize = 5;
 
@@ -124,21 +124,8 @@ fn concurrent(
 
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument selects nothing here.
-    let Some(endpoint) = emulator::var(
-        moto::ENDPOINT_VAR,
-        "the scan benchmark runs against moto under `make bench`",
-    ) else {
+    let Some((endpoint, runtime)) = moto::bench_start("the scan benchmark") else {
         return;
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            println!("cannot start a runtime: {e}");
-            std::process::exit(1);
-        }
     };
     let building = Instant::now();
     let estate = match runtime.block_on(Estate::build(&endpoint)) {

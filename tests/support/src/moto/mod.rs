@@ -44,6 +44,25 @@ pub fn s3_store(what: &str) -> Option<String> {
     )
 }
 
+/// What a benchmark against moto starts from: the endpoint and a multi-thread runtime, or
+/// `None` after saying why `what` measures nothing (no moto, see [`endpoint`]; no runtime).
+pub fn bench_start(what: &str) -> Option<(String, tokio::runtime::Runtime)> {
+    let endpoint = emulator::var(
+        ENDPOINT_VAR,
+        &format!("{what} runs against moto under `make bench`"),
+    )?;
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => Some((endpoint, runtime)),
+        Err(e) => {
+            emulator::notice(&format!("{what}: cannot start a runtime: {e}"));
+            None
+        }
+    }
+}
+
 /// An s3 store URI for `bucket`/`prefix` on moto at `endpoint`, as Escher's stores open it.
 pub fn store_uri(endpoint: &str, region: &str, bucket: &str, prefix: &str) -> String {
     format!("s3://{bucket}/{prefix}?region={region}&endpoint={endpoint}")

@@ -455,23 +455,16 @@ async fn security_group_open_on_22_is_revoked() {
     let result = handle_one(&pipeline, &payload).await;
     assert_eq!(result.outcome, Outcome::Remediated, "{:#?}", result.steps);
 
-    let described = moto
-        .ec2
-        .describe_security_groups()
-        .group_ids(&group)
-        .send()
+    let rules = ec2::ingress_rules(&moto.ec2, &group)
         .await
         .expect("describe");
-    let open_22 = described.security_groups()[0]
-        .ip_permissions()
-        .iter()
-        .any(|p| {
-            p.from_port() == Some(22)
-                && p.ip_ranges()
-                    .iter()
-                    .any(|r| r.cidr_ip() == Some("0.0.0.0/0"))
-        });
-    assert!(!open_22, "{described:?}");
+    let open_22 = rules.iter().any(|p| {
+        p.from_port() == Some(22)
+            && p.ip_ranges()
+                .iter()
+                .any(|r| r.cidr_ip() == Some("0.0.0.0/0"))
+    });
+    assert!(!open_22, "{rules:?}");
 }
 
 // ---------------------------------------------------------------- instances

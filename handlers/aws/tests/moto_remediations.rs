@@ -381,15 +381,10 @@ async fn only_the_world_open_rules_the_event_names_are_revoked() {
 
     assert_eq!(report.status, RemediationStatus::Remediated, "{report:#?}");
     assert_verified(&report);
-    let described = moto
-        .ec2
-        .describe_security_groups()
-        .group_ids(&group)
-        .send()
+    let rules = ec2::ingress_rules(&moto.ec2, &group)
         .await
         .expect("describe");
-    let mut left: Vec<String> = described.security_groups()[0]
-        .ip_permissions()
+    let mut left: Vec<String> = rules
         .iter()
         .flat_map(|p| {
             let port = p.from_port().unwrap_or_default();

@@ -111,6 +111,21 @@ pub fn tcp(port: i32, cidr: &str) -> IpPermission {
         .build()
 }
 
+/// The ingress rules of security group `group`, as moto has them now.
+pub async fn ingress_rules(ec2: &Client, group: &str) -> Result<Vec<IpPermission>, String> {
+    let described = ec2
+        .describe_security_groups()
+        .group_ids(group)
+        .send()
+        .await
+        .map_err(|e| sdk_error(&format!("DescribeSecurityGroups {group}"), e))?;
+    described
+        .security_groups()
+        .first()
+        .map(|g| g.ip_permissions().to_vec())
+        .ok_or_else(|| format!("DescribeSecurityGroups knows no {group}"))
+}
+
 /// A security group named `name`, tagged with `tags`, allowing `ingress`; returns its id.
 pub async fn security_group(
     ec2: &Client,

@@ -5,6 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use escher_test_support::emulator::sub_store;
+use escher_test_support::moto;
+use escher_test_support::names::unique;
 use serde_json::Value;
 
 fn approvals(store: &str, args: &[&str]) -> Output {
@@ -296,21 +299,10 @@ fn two_writer_processes_on_a_local_folder_lose_nothing() {
 
 #[test]
 fn two_writer_processes_on_moto_s3_lose_nothing() {
-    let Ok(base) = std::env::var("ESCHER_TEST_S3_URI") else {
-        assert!(
-            std::env::var_os("ESCHER_REQUIRE_EMULATORS").is_none(),
-            "ESCHER_TEST_S3_URI is not set although the emulators were started"
-        );
-        eprintln!("NOTICE: ESCHER_TEST_S3_URI not set; the moto S3 concurrency test runs under `make test`");
+    let Some(base) = moto::s3_store("the moto S3 concurrency test") else {
         return;
     };
-    let (path, query) = base.split_once('?').unwrap_or((&base, ""));
-    let store = format!(
-        "{path}/cli-concurrent-{}-{}?{query}",
-        std::process::id(),
-        chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
-    );
-    concurrent_writer_processes(&store, 50);
+    concurrent_writer_processes(&sub_store(&base, &unique("cli-concurrent")), 50);
 }
 
 /// Without `--store`, the approvals live in the Escher folder: `--escher-dir` or

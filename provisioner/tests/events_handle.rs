@@ -11,92 +11,27 @@
 
 use std::collections::BTreeMap;
 use std::process::Output;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use aws_config::SdkConfig;
-use aws_sdk_cloudwatch::primitives::DateTime as AwsDateTime;
-use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
-use aws_sdk_ec2::types::{Filter, InstanceStateName, InstanceType, IpPermission, IpRange};
-use aws_sdk_s3::types::{BucketCannedAcl, Tag, Tagging};
-use aws_sdk_sqs::types::QueueAttributeName;
+use aws_sdk_ec2::types::{Filter, InstanceStateName};
 use aws_sdk_ssm::types::ParameterType;
 use chrono::{Duration, Utc};
-use escher_aws::{build_pipeline, load_sdk_config, s3_client};
+use escher_aws::build_pipeline;
 use escher_core::approvals::{Action, Approval, ApprovalStore, Change, Conditions, Scope};
 use escher_core::pipeline::audit::{AuditLog, AuditRecord, Outcome};
 use escher_core::pipeline::{Pipeline, PipelineError};
 use escher_runtime::HandlerConfig;
+use escher_test_support::fixtures::aws;
+use escher_test_support::http::{self, Receiver};
+use escher_test_support::moto::{ec2, s3, Moto, ACCOUNT as MOTO_ACCOUNT};
+use escher_test_support::names::unique;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const REGION: &str = "us-east-1";
-const MOTO_ACCOUNT: &str = "123456789012";
-/// An image moto ships in every region.
-const AMI: &str = "ami-12c6146b";
 const PAGERDUTY_KEY: &str = "R0UTINGKEY0123456789abcdef012345";
 
-struct Moto {
-    endpoint: String,
-    config: SdkConfig,
-    s3: aws_sdk_s3::Client,
-    ec2: aws_sdk_ec2::Client,
-    cloudwatch: aws_sdk_cloudwatch::Client,
-    sns: aws_sdk_sns::Client,
-    sqs: aws_sdk_sqs::Client,
-    ssm: aws_sdk_ssm::Client,
-}
-
 async fn moto() -> Option<Moto> {
-    let endpoint = match std::env::var("ESCHER_TEST_AWS_ENDPOINT") {
-        Ok(endpoint) => endpoint,
-        Err(_) if std::env::var_os("ESCHER_REQUIRE_EMULATORS").is_some() => {
-            panic!("ESCHER_TEST_AWS_ENDPOINT is not set although the emulators were started (see tests/emulators.sh)")
-        }
-        Err(_) => {
-            eprintln!("NOTICE: ESCHER_TEST_AWS_ENDPOINT not set; the handler end-to-end tests run under `make test`, which starts moto");
-            return None;
-        }
-    };
-    let config = load_sdk_config(Some(REGION), Some(&endpoint)).await;
-    Some(Moto {
-        s3: s3_client(&config),
-        ec2: aws_sdk_ec2::Client::new(&config),
-        cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
-        sns: aws_sdk_sns::Client::new(&config),
-        sqs: aws_sdk_sqs::Client::new(&config),
-        ssm: aws_sdk_ssm::Client::new(&config),
-        endpoint,
-        config,
-    })
-}
-
-fn unique(prefix: &str) -> String {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}-{}-{}-{}",
-        std::process::id(),
-        Utc::now().timestamp_micros() % 1_000_000_000,
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn fixture(name: &str) -> Value {
-    let path = format!(
-        "{}/../tests/fixtures/aws/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let text = text
-        .replace("210987654321", MOTO_ACCOUNT)
-        .replace("eu-west-1", REGION);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-fn set(payload: &mut Value, pointer: &str, value: Value) {
-    *payload
-        .pointer_mut(pointer)
-        .unwrap_or_else(|| panic!("fixture has no {pointer}")) = value;
+    Moto::connect(REGION, "the handler end-to-end tests").await
 }
 
 // ---------------------------------------------------------------- stores and approvals
@@ -110,23 +45,11 @@ struct Stores {
 
 /// The three stores as prefixes of one new moto S3 bucket.
 async fn s3_stores(moto: &Moto) -> Stores {
-    let bucket = unique("escher-stores");
-    moto.s3
-        .create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .expect("create store bucket");
-    let uri = |prefix: &str| {
-        format!(
-            "s3://{bucket}/{prefix}?region={REGION}&endpoint={}",
-            moto.endpoint
-        )
-    };
+    let bucket = moto.private_bucket("escher-stores").await;
     Stores {
-        state: uri("state"),
-        audit: uri("audit"),
-        approvals: uri("approvals"),
+        state: moto.store_uri(&bucket, "state"),
+        audit: moto.store_uri(&bucket, "audit"),
+        approvals: moto.store_uri(&bucket, "approvals"),
         _dir: None,
     }
 }
@@ -187,77 +110,6 @@ async fn audit_records(uri: &str) -> Vec<AuditRecord> {
 
 // ---------------------------------------------------------------- notifications
 
-/// What a local HTTP receiver got: (path, JSON body).
-#[derive(Clone, Default)]
-struct Received(Arc<Mutex<Vec<(String, Value)>>>);
-
-impl Received {
-    fn at(&self, path: &str) -> Vec<Value> {
-        self.0
-            .lock()
-            .expect("lock")
-            .iter()
-            .filter(|(p, _)| p == path)
-            .map(|(_, v)| v.clone())
-            .collect()
-    }
-}
-
-/// A one-request-per-connection HTTP/1.1 receiver on 127.0.0.1 standing in for Slack's and
-/// PagerDuty's endpoints; answers 202 like PagerDuty does.
-async fn receiver() -> (String, Received) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind receiver");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let received = Received::default();
-    let sink = received.clone();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let sink = sink.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                let (head_end, length) = loop {
-                    let n = socket.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                        let length = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .and_then(|v| v.trim().parse::<usize>().ok())
-                            .unwrap_or(0);
-                        break (end + 4, length);
-                    }
-                };
-                while buf.len() < head_end + length {
-                    let n = socket.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        break;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                }
-                let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-                let path = head
-                    .split_whitespace()
-                    .nth(1)
-                    .unwrap_or_default()
-                    .to_string();
-                let body = serde_json::from_slice(&buf[head_end..]).unwrap_or(Value::Null);
-                sink.0.lock().expect("lock").push((path, body));
-                let _ = socket
-                    .write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
-                    .await;
-            });
-        }
-    });
-    (base, received)
-}
-
 /// Topics with subscribed queues, secrets in SSM, a receiver for Slack and PagerDuty.
 struct Notify {
     critical_topic: String,
@@ -265,64 +117,21 @@ struct Notify {
     critical_queue: String,
     high_queue: String,
     ssm_prefix: String,
-    receiver_base: String,
-    received: Received,
-}
-
-async fn topic_with_queue(moto: &Moto, name: &str) -> (String, String) {
-    let topic = moto
-        .sns
-        .create_topic()
-        .name(name)
-        .send()
-        .await
-        .expect("create topic")
-        .topic_arn()
-        .expect("topic arn")
-        .to_string();
-    let queue = moto
-        .sqs
-        .create_queue()
-        .queue_name(name)
-        .send()
-        .await
-        .expect("create queue")
-        .queue_url()
-        .expect("queue url")
-        .to_string();
-    let queue_arn = moto
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&queue)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .expect("queue attributes")
-        .attributes()
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-        .expect("queue arn");
-    moto.sns
-        .subscribe()
-        .topic_arn(&topic)
-        .protocol("sqs")
-        .endpoint(queue_arn)
-        .send()
-        .await
-        .expect("subscribe queue");
-    (topic, queue)
+    /// Slack's and PagerDuty's endpoints.
+    received: Receiver,
 }
 
 async fn notify(moto: &Moto) -> Notify {
-    let (critical_topic, critical_queue) = topic_with_queue(moto, &unique("escher-critical")).await;
-    let (high_topic, high_queue) = topic_with_queue(moto, &unique("escher-high")).await;
+    let (critical_topic, critical_queue) = moto.topic_with_queue("escher-critical").await;
+    let (high_topic, high_queue) = moto.topic_with_queue("escher-high").await;
     let ssm_prefix = format!("/escher/{}/", unique("stack"));
-    let (receiver_base, received) = receiver().await;
+    let received = Receiver::start().await;
+    let ssm = aws_sdk_ssm::Client::new(&moto.config);
     for (name, value) in [
-        ("slack-webhook-url", format!("{receiver_base}/slack")),
+        ("slack-webhook-url", format!("{}/slack", received.base)),
         ("pagerduty-routing-key", PAGERDUTY_KEY.to_string()),
     ] {
-        moto.ssm
-            .put_parameter()
+        ssm.put_parameter()
             .name(format!("{ssm_prefix}{name}"))
             .value(value)
             .r#type(ParameterType::SecureString)
@@ -336,32 +145,14 @@ async fn notify(moto: &Moto) -> Notify {
         critical_queue,
         high_queue,
         ssm_prefix,
-        receiver_base,
         received,
     }
 }
 
 /// The SNS messages (their `Message` text) delivered to a queue.
 async fn queued(moto: &Moto, queue: &str) -> Vec<String> {
-    let out = moto
-        .sqs
-        .receive_message()
-        .queue_url(queue)
-        .max_number_of_messages(10)
-        .wait_time_seconds(1)
-        .send()
-        .await
-        .expect("receive");
-    out.messages()
-        .iter()
-        .filter_map(|m| m.body())
-        .map(|body| {
-            serde_json::from_str::<Value>(body)
-                .ok()
-                .and_then(|v| v["Message"].as_str().map(str::to_string))
-                .unwrap_or_else(|| body.to_string())
-        })
-        .collect()
+    let delivered = moto.delivered(queue).await;
+    delivered.into_iter().map(|d| d.message).collect()
 }
 
 fn config(stores: &Stores, notify: Option<&Notify>) -> HandlerConfig {
@@ -373,7 +164,7 @@ fn config(stores: &Stores, notify: Option<&Notify>) -> HandlerConfig {
         critical_topic: notify.map(|n| n.critical_topic.clone()),
         high_topic: notify.map(|n| n.high_topic.clone()),
         dry_run: false,
-        pagerduty_url: notify.map(|n| format!("{}/pagerduty", n.receiver_base)),
+        pagerduty_url: notify.map(|n| format!("{}/pagerduty", n.received.base)),
         approvals_refresh: std::time::Duration::from_secs(60),
     }
 }
@@ -394,67 +185,9 @@ async fn handle_one(pipeline: &Pipeline, payload: &Value) -> escher_core::pipeli
 
 // ---------------------------------------------------------------- buckets
 
-async fn public_read_bucket(moto: &Moto, tags: &[(&str, &str)]) -> String {
-    let bucket = unique("escher-public");
-    moto.s3
-        .create_bucket()
-        .bucket(&bucket)
-        .acl(BucketCannedAcl::PublicRead)
-        .send()
-        .await
-        .expect("create bucket");
-    if !tags.is_empty() {
-        let tag_set = tags
-            .iter()
-            .map(|(k, v)| Tag::builder().key(*k).value(*v).build().expect("tag"))
-            .collect();
-        moto.s3
-            .put_bucket_tagging()
-            .bucket(&bucket)
-            .tagging(
-                Tagging::builder()
-                    .set_tag_set(Some(tag_set))
-                    .build()
-                    .expect("tagging"),
-            )
-            .send()
-            .await
-            .expect("tag bucket");
-    }
-    bucket
-}
-
 /// The EventBridge CloudTrail PutBucketAcl event (fixture shape) for `bucket`.
 fn put_bucket_acl_payload(bucket: &str) -> Value {
-    let mut payload = fixture("cloudtrail-eventbridge-putbucketacl-allusers.json");
-    set(&mut payload, "/id", json!(unique("eb")));
-    set(&mut payload, "/detail/eventID", json!(unique("ct")));
-    set(
-        &mut payload,
-        "/detail/requestParameters/bucketName",
-        json!(bucket),
-    );
-    set(
-        &mut payload,
-        "/detail/requestParameters/host",
-        json!([format!("{bucket}.s3.{REGION}.amazonaws.com")]),
-    );
-    payload
-}
-
-async fn public_grants(moto: &Moto, bucket: &str) -> Vec<String> {
-    let acl = moto
-        .s3
-        .get_bucket_acl()
-        .bucket(bucket)
-        .send()
-        .await
-        .expect("acl");
-    acl.grants()
-        .iter()
-        .filter_map(|g| g.grantee()?.uri().map(str::to_string))
-        .filter(|uri| uri.contains("AllUsers") || uri.contains("AuthenticatedUsers"))
-        .collect()
+    aws::put_bucket_acl(bucket, MOTO_ACCOUNT, REGION)
 }
 
 async fn blocks_public_access(moto: &Moto, bucket: &str) -> bool {
@@ -506,8 +239,11 @@ async fn approved_public_bucket_via_the_cli_is_made_private_verified_audited_and
     .await;
     let notify = notify(&moto).await;
     // Production → the enrich step reads the tag → CRITICAL: critical topic, Slack, PagerDuty.
-    let bucket = public_read_bucket(&moto, &[("environment", "production")]).await;
-    assert!(!public_grants(&moto, &bucket).await.is_empty());
+    let bucket = moto.public_bucket("escher-public").await;
+    s3::tag_bucket(&moto.s3, &bucket, &[("environment", "production")])
+        .await
+        .expect("tag bucket");
+    assert!(!moto.public_grants(&bucket).await.is_empty());
     let dir = tempfile::tempdir().expect("temp dir");
     let event_file = dir.path().join("event.json");
     std::fs::write(&event_file, put_bucket_acl_payload(&bucket).to_string()).expect("write");
@@ -523,7 +259,7 @@ async fn approved_public_bucket_via_the_cli_is_made_private_verified_audited_and
         ("ESCHER_HIGH_TOPIC_ARN", notify.high_topic.clone()),
         (
             "ESCHER_PAGERDUTY_URL",
-            format!("{}/pagerduty", notify.receiver_base),
+            format!("{}/pagerduty", notify.received.base),
         ),
     ];
     let file = event_file.display().to_string();
@@ -537,7 +273,7 @@ async fn approved_public_bucket_via_the_cli_is_made_private_verified_audited_and
 
     // The bucket itself.
     assert!(blocks_public_access(&moto, &bucket).await, "{story}");
-    assert_eq!(public_grants(&moto, &bucket).await, Vec::<String>::new());
+    assert_eq!(moto.public_grants(&bucket).await, Vec::<String>::new());
 
     // The audit record.
     let records = audit_records(&stores.audit).await;
@@ -580,7 +316,7 @@ async fn approved_public_bucket_via_the_cli_is_made_private_verified_audited_and
         .is_some_and(|s| !s.is_empty()));
     // The secrets went only where they belong.
     assert!(!story.contains(PAGERDUTY_KEY));
-    assert!(!story.contains(&notify.receiver_base));
+    assert!(!story.contains(&notify.received.base));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -589,7 +325,7 @@ async fn dry_run_via_the_cli_leaves_the_bucket_public_and_says_exactly_what_it_w
         return;
     };
     let stores = fs_stores_approving(Action::MakeBucketPrivate).await;
-    let bucket = public_read_bucket(&moto, &[]).await;
+    let bucket = moto.public_bucket("escher-public").await;
     let dir = tempfile::tempdir().expect("temp dir");
     let event_file = dir.path().join("event.json");
     std::fs::write(&event_file, put_bucket_acl_payload(&bucket).to_string()).expect("write");
@@ -637,7 +373,7 @@ async fn dry_run_via_the_cli_leaves_the_bucket_public_and_says_exactly_what_it_w
         );
 
         // The bucket is still public.
-        assert!(!public_grants(&moto, &bucket).await.is_empty(), "{story}");
+        assert!(!moto.public_grants(&bucket).await.is_empty(), "{story}");
         assert!(!blocks_public_access(&moto, &bucket).await, "{story}");
 
         let records = audit_records(&stores.audit).await;
@@ -665,7 +401,7 @@ async fn unapproved_public_bucket_is_left_alone_and_the_notice_says_how_to_appro
     approve(&stores, vec![]).await;
     let notify = notify(&moto).await;
     // Untagged: HIGH → the high topic and Slack.
-    let bucket = public_read_bucket(&moto, &[]).await;
+    let bucket = moto.public_bucket("escher-public").await;
     let pipeline = pipeline(&moto, &stores, Some(&notify)).await;
     let result = handle_one(&pipeline, &put_bucket_acl_payload(&bucket)).await;
     assert_eq!(
@@ -675,7 +411,7 @@ async fn unapproved_public_bucket_is_left_alone_and_the_notice_says_how_to_appro
         result.steps
     );
 
-    assert!(!public_grants(&moto, &bucket).await.is_empty(), "unchanged");
+    assert!(!moto.public_grants(&bucket).await.is_empty(), "unchanged");
     assert!(!blocks_public_access(&moto, &bucket).await);
     let records = audit_records(&stores.audit).await;
     assert_eq!(
@@ -706,161 +442,36 @@ async fn security_group_open_on_22_is_revoked() {
         return;
     };
     let stores = fs_stores_approving(Action::RevokeOpenIngress).await;
-    let group = moto
-        .ec2
-        .create_security_group()
-        .group_name(unique("escher-sg"))
-        .description("bastion")
-        .send()
-        .await
-        .expect("create group")
-        .group_id()
-        .expect("group id")
-        .to_string();
-    moto.ec2
-        .authorize_security_group_ingress()
-        .group_id(&group)
-        .ip_permissions(
-            IpPermission::builder()
-                .ip_protocol("tcp")
-                .from_port(22)
-                .to_port(22)
-                .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
-                .build(),
-        )
-        .send()
-        .await
-        .expect("authorize");
-    let mut payload = fixture("cloudtrail-record-authorizesecuritygroupingress-rdp-world.json");
-    set(&mut payload, "/eventID", json!(unique("ct")));
-    set(&mut payload, "/requestParameters/groupId", json!(group));
-    set(
-        &mut payload,
-        "/requestParameters/ipPermissions/items/0/fromPort",
-        json!(22),
-    );
-    set(
-        &mut payload,
-        "/requestParameters/ipPermissions/items/0/toPort",
-        json!(22),
-    );
+    let group = ec2::security_group(
+        &moto.ec2,
+        &unique("escher-sg"),
+        &[],
+        vec![ec2::tcp(22, "0.0.0.0/0")],
+    )
+    .await
+    .expect("create group");
+    let payload = aws::authorize_ingress(&group, 22, MOTO_ACCOUNT, REGION);
     let pipeline = pipeline(&moto, &stores, None).await;
     let result = handle_one(&pipeline, &payload).await;
     assert_eq!(result.outcome, Outcome::Remediated, "{:#?}", result.steps);
 
-    let described = moto
-        .ec2
-        .describe_security_groups()
-        .group_ids(&group)
-        .send()
+    let rules = ec2::ingress_rules(&moto.ec2, &group)
         .await
         .expect("describe");
-    let open_22 = described.security_groups()[0]
-        .ip_permissions()
-        .iter()
-        .any(|p| {
-            p.from_port() == Some(22)
-                && p.ip_ranges()
-                    .iter()
-                    .any(|r| r.cidr_ip() == Some("0.0.0.0/0"))
-        });
-    assert!(!open_22, "{described:?}");
+    let open_22 = rules.iter().any(|p| {
+        p.from_port() == Some(22)
+            && p.ip_ranges()
+                .iter()
+                .any(|r| r.cidr_ip() == Some("0.0.0.0/0"))
+    });
+    assert!(!open_22, "{rules:?}");
 }
 
 // ---------------------------------------------------------------- instances
 
-async fn running_instance(moto: &Moto) -> String {
-    let out = moto
-        .ec2
-        .run_instances()
-        .image_id(AMI)
-        .instance_type(InstanceType::T3Micro)
-        .min_count(1)
-        .max_count(1)
-        .send()
-        .await
-        .expect("run instance");
-    out.instances()[0]
-        .instance_id()
-        .expect("instance id")
-        .to_string()
-}
-
-/// One `AWS/EC2` `CPUUtilization` datapoint every 5 minutes over the last `hours`.
-async fn put_cpu(moto: &Moto, instance: &str, hours: i64, value: f64) {
-    let now = Utc::now();
-    let data: Vec<MetricDatum> = (1..=hours * 12)
-        .map(|i| {
-            let at = now - Duration::minutes(5 * i) + Duration::seconds(30);
-            MetricDatum::builder()
-                .metric_name("CPUUtilization")
-                .dimensions(
-                    Dimension::builder()
-                        .name("InstanceId")
-                        .value(instance)
-                        .build(),
-                )
-                .timestamp(AwsDateTime::from_secs(at.timestamp()))
-                .value(value)
-                .unit(StandardUnit::Percent)
-                .build()
-        })
-        .collect();
-    for chunk in data.chunks(20) {
-        moto.cloudwatch
-            .put_metric_data()
-            .namespace("AWS/EC2")
-            .set_metric_data(Some(chunk.to_vec()))
-            .send()
-            .await
-            .expect("put metric data");
-    }
-}
-
 /// The EventBridge state change of a "CPU below `threshold` %" alarm on `instance`.
 fn low_cpu_alarm_payload(instance: &str, threshold: f64) -> Value {
-    let mut payload = fixture("cloudwatch-alarm-state-change-memory-capacity.json");
-    let name = format!("{instance} idle");
-    set(&mut payload, "/id", json!(unique("eb")));
-    set(
-        &mut payload,
-        "/resources",
-        json!([format!(
-            "arn:aws:cloudwatch:{REGION}:{MOTO_ACCOUNT}:alarm:{name}"
-        )]),
-    );
-    set(&mut payload, "/detail/alarmName", json!(name));
-    set(
-        &mut payload,
-        "/detail/state/reason",
-        json!(format!("Threshold Crossed: 24 out of the last 24 datapoints were less than the threshold ({threshold:.1}) (minimum 24 datapoints for OK -> ALARM transition).")),
-    );
-    set(
-        &mut payload,
-        "/detail/state/reasonData",
-        json!(json!({"version": "1.0", "statistic": "Average", "period": 300, "recentDatapoints": [1.0], "threshold": threshold}).to_string()),
-    );
-    set(
-        &mut payload,
-        "/detail/configuration/metrics/0/metricStat/metric",
-        json!({"namespace": "AWS/EC2", "name": "CPUUtilization", "dimensions": {"InstanceId": instance}}),
-    );
-    payload
-}
-
-async fn instance_state(moto: &Moto, instance: &str) -> InstanceStateName {
-    let out = moto
-        .ec2
-        .describe_instances()
-        .instance_ids(instance)
-        .send()
-        .await
-        .expect("describe instance");
-    out.reservations()[0].instances()[0]
-        .state()
-        .and_then(|s| s.name())
-        .cloned()
-        .expect("state")
+    aws::low_cpu_alarm(instance, threshold, MOTO_ACCOUNT, REGION)
 }
 
 async fn idle_setup(moto: &Moto, cpu: f64) -> (Stores, String, Value) {
@@ -876,8 +487,8 @@ async fn idle_setup(moto: &Moto, cpu: f64) -> (Stores, String, Value) {
         )],
     )
     .await;
-    let instance = running_instance(moto).await;
-    put_cpu(moto, &instance, 2, cpu).await;
+    let instance = moto.running_instance().await;
+    moto.put_cpu(&instance, cpu, Duration::hours(2)).await;
     let payload = low_cpu_alarm_payload(&instance, 10.0);
     (stores, instance, payload)
 }
@@ -892,7 +503,7 @@ async fn idle_instance_is_stopped() {
     let result = handle_one(&pipeline, &payload).await;
     assert_eq!(result.outcome, Outcome::Remediated, "{:#?}", result.steps);
     assert!(matches!(
-        instance_state(&moto, &instance).await,
+        moto.instance_state(&instance).await,
         InstanceStateName::Stopping | InstanceStateName::Stopped
     ));
 }
@@ -912,7 +523,7 @@ async fn busy_instance_is_not_stopped_and_the_reason_is_given() {
         result.summary
     );
     assert_eq!(
-        instance_state(&moto, &instance).await,
+        moto.instance_state(&instance).await,
         InstanceStateName::Running
     );
 }
@@ -926,36 +537,10 @@ async fn unencrypted_volume_gets_an_encrypted_copy() {
     };
     let stores = fs_stores_approving(Action::EncryptVolume).await;
     let zone = format!("{REGION}a");
-    let volume = moto
-        .ec2
-        .create_volume()
-        .availability_zone(&zone)
-        .size(8)
-        .encrypted(false)
-        .send()
+    let volume = ec2::create_volume(&moto.ec2, &zone, 8, false)
         .await
-        .expect("create volume")
-        .volume_id()
-        .expect("volume id")
-        .to_string();
-    let now = Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
-    let payload = json!({
-        "version": "0", "id": unique("eb"), "detail-type": "AWS API Call via CloudTrail",
-        "source": "aws.ec2", "account": MOTO_ACCOUNT, "time": now, "region": REGION,
-        "resources": [],
-        "detail": {
-            "eventVersion": "1.09",
-            "userIdentity": {"type": "AssumedRole", "accountId": MOTO_ACCOUNT,
-                "arn": format!("arn:aws:sts::{MOTO_ACCOUNT}:assumed-role/DeployRole/deploy-bot")},
-            "eventTime": now, "eventSource": "ec2.amazonaws.com", "eventName": "CreateVolume",
-            "awsRegion": REGION, "sourceIPAddress": "203.0.113.24", "userAgent": "aws-cli/2.15.30",
-            "requestParameters": {"size": 8, "zone": zone, "volumeType": "gp3", "encrypted": false},
-            "responseElements": {"requestId": unique("req"), "volumeId": volume, "size": "8",
-                "zone": zone, "status": "creating", "volumeType": "gp3", "encrypted": false},
-            "requestID": unique("req"), "eventID": unique("ct"), "readOnly": false,
-            "eventType": "AwsApiCall", "managementEvent": true, "recipientAccountId": MOTO_ACCOUNT
-        }
-    });
+        .expect("create volume");
+    let payload = aws::create_volume(&volume, &zone, MOTO_ACCOUNT, REGION);
     let pipeline = pipeline(&moto, &stores, None).await;
     let result = handle_one(&pipeline, &payload).await;
     assert_eq!(result.outcome, Outcome::Remediated, "{:#?}", result.steps);
@@ -1027,7 +612,7 @@ async fn the_same_event_five_times_in_a_row_and_five_times_at_once_is_fixed_once
     let pipeline = Arc::new(pipeline(&moto, &stores, None).await);
 
     // In a row.
-    let bucket = public_read_bucket(&moto, &[]).await;
+    let bucket = moto.public_bucket("escher-public").await;
     let payload = put_bucket_acl_payload(&bucket);
     for _ in 0..5 {
         handle_one(&pipeline, &payload).await;
@@ -1038,7 +623,7 @@ async fn the_same_event_five_times_in_a_row_and_five_times_at_once_is_fixed_once
         BTreeMap::from([("duplicate", 4), ("remediated", 1)])
     );
     assert_eq!(mutating_records(&records), 1);
-    assert!(public_grants(&moto, &bucket).await.is_empty());
+    assert!(moto.public_grants(&bucket).await.is_empty());
 
     // At once, into a fresh audit store so the counts are this round's.
     let stores = Stores {
@@ -1046,7 +631,7 @@ async fn the_same_event_five_times_in_a_row_and_five_times_at_once_is_fixed_once
         ..stores
     };
     let pipeline = Arc::new(self::pipeline(&moto, &stores, None).await);
-    let bucket = public_read_bucket(&moto, &[]).await;
+    let bucket = moto.public_bucket("escher-public").await;
     let bytes = put_bucket_acl_payload(&bucket).to_string();
     let tasks: Vec<_> = (0..5)
         .map(|_| {
@@ -1075,7 +660,7 @@ async fn an_event_for_a_bucket_that_no_longer_exists_is_handled_not_retried() {
     };
     let stores = fs_stores_approving(Action::MakeBucketPrivate).await;
     // Made public, then deleted before the alert arrives.
-    let bucket = public_read_bucket(&moto, &[]).await;
+    let bucket = moto.public_bucket("escher-public").await;
     moto.s3
         .delete_bucket()
         .bucket(&bucket)
@@ -1124,10 +709,7 @@ async fn unreachable_approvals_store_is_retried_and_nothing_is_done_or_lost() {
     )
     .await;
     // A port nothing listens on.
-    let closed = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.local_addr().expect("addr").port()
-    };
+    let closed = http::closed_port();
     let down = Stores {
         state: good.state.clone(),
         audit: good.audit.clone(),
@@ -1136,7 +718,7 @@ async fn unreachable_approvals_store_is_retried_and_nothing_is_done_or_lost() {
         ),
         _dir: None,
     };
-    let bucket = public_read_bucket(&moto, &[]).await;
+    let bucket = moto.public_bucket("escher-public").await;
     let payload = put_bucket_acl_payload(&bucket);
     let failing = pipeline(&moto, &down, None).await;
     match failing.handle(payload.to_string().as_bytes()).await {
@@ -1145,14 +727,14 @@ async fn unreachable_approvals_store_is_retried_and_nothing_is_done_or_lost() {
         }
         Ok(handled) => panic!("expected a retry, got {:#?}", handled.results),
     }
-    assert!(!public_grants(&moto, &bucket).await.is_empty(), "untouched");
+    assert!(!moto.public_grants(&bucket).await.is_empty(), "untouched");
     assert!(!blocks_public_access(&moto, &bucket).await);
 
     // The redelivery, once storage is back, is handled in full: no marker was left behind.
     let working = pipeline(&moto, &good, None).await;
     let result = handle_one(&working, &payload).await;
     assert_eq!(result.outcome, Outcome::Remediated, "{:#?}", result.steps);
-    assert!(public_grants(&moto, &bucket).await.is_empty());
+    assert!(moto.public_grants(&bucket).await.is_empty());
 }
 
 // ---------------------------------------------------------------- audit verify
@@ -1166,7 +748,7 @@ async fn audit_verify_catches_a_record_altered_after_the_fact() {
     approve(&stores, vec![]).await;
     let pipeline = pipeline(&moto, &stores, None).await;
     for _ in 0..2 {
-        let bucket = public_read_bucket(&moto, &[]).await;
+        let bucket = moto.public_bucket("escher-public").await;
         handle_one(&pipeline, &put_bucket_acl_payload(&bucket)).await;
     }
     let verify = |store: String| {
@@ -1255,11 +837,8 @@ async fn events_handle_exits_2_on_an_unrecognized_payload_and_1_when_it_would_be
         [Outcome::Unrecognized]
     );
 
-    let closed = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.local_addr().expect("addr").port()
-    };
-    let bucket = public_read_bucket(&moto, &[]).await;
+    let closed = http::closed_port();
+    let bucket = moto.public_bucket("escher-public").await;
     let event = dir.path().join("event.json");
     std::fs::write(&event, put_bucket_acl_payload(&bucket).to_string()).expect("write");
     let file = event.display().to_string();
@@ -1272,5 +851,5 @@ async fn events_handle_exits_2_on_an_unrecognized_payload_and_1_when_it_would_be
             .expect("cli");
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
     assert!(text(&output).contains("retried"), "{}", text(&output));
-    assert!(!public_grants(&moto, &bucket).await.is_empty(), "untouched");
+    assert!(!moto.public_grants(&bucket).await.is_empty(), "untouched");
 }

@@ -12,26 +12,15 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use aws_config::{BehaviorVersion, Region};
+use aws_sdk_sts::config::Credentials;
 use base64::Engine as _;
+use escher_test_support::moto::{self, s3::client as s3};
+use escher_test_support::names::unique;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 const ACCOUNT: &str = "123456789012";
 const REGION: &str = "us-east-1";
-
-fn endpoint() -> Option<String> {
-    match std::env::var("ESCHER_TEST_AWS_ENDPOINT") {
-        Ok(url) => Some(url),
-        Err(_) if std::env::var("ESCHER_REQUIRE_EMULATORS").as_deref() == Ok("1") => {
-            panic!("ESCHER_TEST_AWS_ENDPOINT is not set but ESCHER_REQUIRE_EMULATORS=1; run `tests/emulators.sh start`")
-        }
-        Err(_) => {
-            eprintln!("NOTICE: ESCHER_TEST_AWS_ENDPOINT is not set; skipping the moto extend tests (run `tests/emulators.sh start`)");
-            None
-        }
-    }
-}
 
 /// A stack of its own: a working folder with escher.toml and the zips, and a HOME.
 struct Deployment {
@@ -39,8 +28,8 @@ struct Deployment {
     stack: String,
     dir: tempfile::TempDir,
     home: tempfile::TempDir,
-    /// Access key, secret and session token the CLI runs with.
-    credentials: (String, String, Option<String>),
+    /// The credentials the CLI runs with.
+    credentials: Credentials,
     account: String,
     /// `[aws.cloudtrail] create_trail`. The tests sharing moto's default account create their
     /// trails with "always": with "auto" each would depend on whether another test's trail
@@ -67,14 +56,14 @@ fn text(bytes: &[u8]) -> String {
 
 impl Deployment {
     fn new(test: &str) -> Option<Self> {
-        let endpoint = endpoint()?;
-        let stack = format!("t{}-{}-{}", std::process::id(), test, chrono_like_suffix());
+        let endpoint = moto::endpoint("the moto extend tests")?;
+        let stack = unique(&format!("t{test}"));
         let d = Deployment {
             endpoint,
             stack,
             dir: tempfile::tempdir().expect("dir"),
             home: tempfile::tempdir().expect("home"),
-            credentials: ("escher-test".into(), "escher-test".into(), None),
+            credentials: Credentials::new("escher-test", "escher-test", None, None, "tests"),
             account: ACCOUNT.into(),
             create_trail: "always",
         };
@@ -123,11 +112,14 @@ impl Deployment {
             .current_dir(self.dir.path())
             .env("HOME", self.home.path())
             .env("ESCHER_HOME", self.escher_dir())
-            .env("AWS_ACCESS_KEY_ID", &self.credentials.0)
-            .env("AWS_SECRET_ACCESS_KEY", &self.credentials.1)
+            .env("AWS_ACCESS_KEY_ID", self.credentials.access_key_id())
+            .env(
+                "AWS_SECRET_ACCESS_KEY",
+                self.credentials.secret_access_key(),
+            )
             .env(
                 "AWS_SESSION_TOKEN",
-                self.credentials.2.as_deref().unwrap_or(""),
+                self.credentials.session_token().unwrap_or(""),
             )
             .env("AWS_REGION", REGION)
             .env_remove("AWS_PROFILE")
@@ -181,36 +173,18 @@ impl Deployment {
     }
 
     async fn sdk(&self) -> aws_config::SdkConfig {
-        let (key, secret, token) = self.credentials.clone();
-        aws_config::defaults(BehaviorVersion::latest())
-            .endpoint_url(&self.endpoint)
-            .region(Region::new(REGION))
-            .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                key, secret, token, None, "tests",
-            ))
-            .load()
-            .await
+        moto::sdk_config(&self.endpoint, REGION, Some(self.credentials.clone())).await
     }
 
-    /// A deployment into an account nobody else uses (moto hands out an assumed role's
-    /// credentials in the role's account), with `create_trail = "auto"`.
-    async fn in_own_account(test: &str, account: &str) -> Option<Self> {
+    /// A deployment into an account nobody else uses (see `moto::assume_role`), with
+    /// `create_trail = "auto"`.
+    async fn in_own_account(test: &str) -> Option<Self> {
         let mut d = Deployment::new(test)?;
-        let sts = aws_sdk_sts::Client::new(&d.sdk().await);
-        let assumed = sts
-            .assume_role()
-            .role_arn(format!("arn:aws:iam::{account}:role/escher-deployer"))
-            .role_session_name("escher-test")
-            .send()
+        let account = moto::fresh_account();
+        d.credentials = moto::assume_role(&d.sdk().await, &account)
             .await
             .expect("assume a role in a fresh account");
-        let creds = assumed.credentials().expect("credentials");
-        d.credentials = (
-            creds.access_key_id().to_string(),
-            creds.secret_access_key().to_string(),
-            Some(creds.session_token().to_string()),
-        );
-        d.account = account.to_string();
+        d.account = account;
         d.create_trail = "auto";
         d.write_config("");
         Some(d)
@@ -237,28 +211,9 @@ impl Deployment {
     }
 }
 
-/// Unique per call within this process (tests run in parallel threads).
-fn chrono_like_suffix() -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or_default();
-    format!("{}{}", N.fetch_add(1, Ordering::SeqCst), nanos % 100_000)
-}
-
 /// Lambda's CodeSha256: base64 of the zip's SHA-256.
 fn lambda_sha(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(Sha256::digest(bytes))
-}
-
-fn s3(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(sdk)
-            .force_path_style(true)
-            .build(),
-    )
 }
 
 fn changes(report: &Value) -> Vec<(String, String)> {
@@ -918,20 +873,6 @@ async fn credentials_are_secure_strings_never_printed_back() {
     assert!(ssm.get_parameter().name(&name).send().await.is_err());
 }
 
-/// An account number of its own for this test run.
-fn fresh_account(test_no: u32) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!(
-        "{:06}{:04}{:02}",
-        std::process::id() % 1_000_000,
-        (nanos % 10_000) as u32,
-        test_no
-    )
-}
-
 fn adds(report: &Value, logical_id: &str) -> bool {
     changes(report)
         .iter()
@@ -940,7 +881,7 @@ fn adds(report: &Value, logical_id: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn create_trail_auto_adds_a_trail_to_an_account_without_one_and_keeps_it() {
-    let Some(d) = Deployment::in_own_account("trailnone", &fresh_account(1)).await else {
+    let Some(d) = Deployment::in_own_account("trailnone").await else {
         return;
     };
     let (report, stderr) = d.extend_capturing(&["--yes"]);
@@ -965,7 +906,7 @@ async fn create_trail_auto_adds_a_trail_to_an_account_without_one_and_keeps_it()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn create_trail_auto_leaves_the_trail_out_when_the_account_has_one() {
-    let Some(d) = Deployment::in_own_account("trailexists", &fresh_account(2)).await else {
+    let Some(d) = Deployment::in_own_account("trailexists").await else {
         return;
     };
     let sdk = d.sdk().await;

@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use escher_test_support::emulator;
+
 const TEMPLATE: &str = "escher-aws.yaml";
 const PARAMETERS: &str = "escher-aws.parameters.json";
 
@@ -242,18 +244,11 @@ fn a_setting_in_both_spellings_is_refused() {
 /// A template-checking tool from `.emulators/env`, or `None` (with a notice) when absent
 /// and not required.
 fn tool(var: &str) -> Option<PathBuf> {
-    match std::env::var_os(var) {
-        Some(path) => Some(PathBuf::from(path)),
-        None if std::env::var("ESCHER_REQUIRE_EMULATORS").as_deref() == Ok("1") => {
-            panic!(
-                "{var} is not set but ESCHER_REQUIRE_EMULATORS=1; run `tests/emulators.sh start`"
-            )
-        }
-        None => {
-            eprintln!("NOTICE: {var} not set; template check skipped (run `make test`, or set -a; . .emulators/env)");
-            None
-        }
-    }
+    emulator::var(
+        var,
+        "template check skipped (run `make test`, or set -a; . .emulators/env)",
+    )
+    .map(PathBuf::from)
 }
 
 /// The default config (no escher.toml) and the fully-configured one.

@@ -6,6 +6,8 @@
 
 use std::process::{Command, Output};
 
+use escher_test_support::moto::Moto;
+
 const REGION: &str = "sa-east-1";
 
 fn cli(endpoint: &str, args: &[&str]) -> Output {
@@ -22,30 +24,11 @@ fn cli(endpoint: &str, args: &[&str]) -> Output {
 
 #[tokio::test]
 async fn scan_run_stores_the_report_and_report_show_prints_it() {
-    let endpoint = match std::env::var("ESCHER_TEST_AWS_ENDPOINT") {
-        Ok(endpoint) => endpoint,
-        Err(_) if std::env::var_os("ESCHER_REQUIRE_EMULATORS").is_some() => {
-            panic!("ESCHER_TEST_AWS_ENDPOINT is not set although the emulators were started")
-        }
-        Err(_) => {
-            eprintln!("NOTICE: ESCHER_TEST_AWS_ENDPOINT not set; the scan CLI test runs under `make test`, which starts moto");
-            return;
-        }
+    let Some(moto) = Moto::connect(REGION, "the scan CLI test").await else {
+        return;
     };
-    let sdk = escher_aws::load_sdk_config(Some(REGION), Some(&endpoint)).await;
-    let bucket = format!("escher-cli-scan-{}", std::process::id());
-    escher_aws::s3_client(&sdk)
-        .create_bucket()
-        .bucket(&bucket)
-        .create_bucket_configuration(
-            aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(REGION))
-                .build(),
-        )
-        .acl(aws_sdk_s3::types::BucketCannedAcl::PublicRead)
-        .send()
-        .await
-        .expect("create bucket");
+    let endpoint = moto.endpoint.clone();
+    let bucket = moto.public_bucket("escher-cli-scan").await;
     let dir = tempfile::tempdir().expect("temp dir");
     let uri = |name: &str| format!("fs://{}", dir.path().join(name).display());
     let (state, audit, approvals) = (uri("state"), uri("audit"), uri("approvals"));

@@ -23,17 +23,16 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use aws_sdk_s3::types::{BucketCannedAcl, BucketLocationConstraint, CreateBucketConfiguration};
+use aws_sdk_s3::types::BucketCannedAcl;
 use chrono::Utc;
-use escher_aws::{build_metered_pipeline, load_sdk_config, s3_client};
+use escher_aws::{build_metered_pipeline, load_sdk_config};
 use escher_core::approvals::{Action, Approval, ApprovalStore, Change, Conditions, Scope};
 use escher_runtime::{HandlerConfig, RemoteCallMeter, ThreadCpu};
-use serde_json::{json, Value};
-
-#[path = "../tests/support/runtime_api.rs"]
-mod runtime_api;
-
-use runtime_api::RuntimeApi;
+use escher_test_support::fixtures::{self, FIXTURE_ACCOUNT};
+use escher_test_support::lambda_runtime_api::RuntimeApi;
+use escher_test_support::moto::{self, s3, Moto};
+use escher_test_support::names::unique;
+use serde_json::Value;
 
 // The allocator escher-alert ships with, so the CPU measured here is the function's.
 #[global_allocator]
@@ -48,10 +47,6 @@ const CORPUS_ROUNDS: usize = 3;
 const CPU_PASSES: usize = 20;
 const START_TARGET: Duration = Duration::from_millis(25);
 const CPU_TARGET: Duration = Duration::from_millis(1);
-
-fn fixtures_dir() -> String {
-    format!("{}/../../tests/fixtures/aws", env!("CARGO_MANIFEST_DIR"))
-}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -70,14 +65,6 @@ fn verdict(measured: Duration, target: Duration) -> &'static str {
     }
 }
 
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        Utc::now().timestamp_nanos_opt().unwrap_or_default() % 1_000_000_000_000
-    )
-}
-
 /// Stores on one moto S3 bucket, approvals for every action, SNS topics.
 struct Setup {
     endpoint: String,
@@ -90,14 +77,14 @@ struct Setup {
 
 impl Setup {
     async fn new(endpoint: String) -> Result<Setup, String> {
-        let sdk = load_sdk_config(Some(REGION), Some(&endpoint)).await;
-        let s3 = s3_client(&sdk);
+        let moto = Moto::at(&endpoint, REGION).await;
+        let s3 = moto.s3.clone();
         let store_bucket = unique("escher-bench-stores");
-        create_bucket(&s3, &store_bucket, None).await?;
-        let sns = aws_sdk_sns::Client::new(&sdk);
+        s3::create_bucket(&s3, &store_bucket, REGION, None).await?;
         let mut topics = Vec::new();
         for name in ["critical", "high"] {
-            let arn = sns
+            let arn = moto
+                .sns
                 .create_topic()
                 .name(unique(&format!("escher-bench-{name}")))
                 .send()
@@ -147,10 +134,7 @@ impl Setup {
     }
 
     fn uri(&self, prefix: &str) -> String {
-        format!(
-            "s3://{}/{prefix}?region={REGION}&endpoint={}",
-            self.store_bucket, self.endpoint
-        )
+        moto::store_uri(&self.endpoint, REGION, &self.store_bucket, prefix)
     }
 
     /// The function's environment; `state` is a fresh prefix per run, so no event is a
@@ -173,39 +157,9 @@ impl Setup {
     }
 }
 
-async fn create_bucket(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
-    acl: Option<BucketCannedAcl>,
-) -> Result<(), String> {
-    let location = CreateBucketConfiguration::builder()
-        .location_constraint(BucketLocationConstraint::from(REGION))
-        .build();
-    match s3
-        .create_bucket()
-        .bucket(bucket)
-        .create_bucket_configuration(location)
-        .set_acl(acl)
-        .send()
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_bucket_already_owned_by_you()) =>
-        {
-            Ok(())
-        }
-        Err(e) => Err(format!(
-            "create bucket {bucket}: {}",
-            aws_sdk_s3::error::DisplayErrorContext(&e)
-        )),
-    }
-}
-
 /// Makes `bucket` public again (as the fixtures say it is), so every pass runs the full fix.
 async fn make_public(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(), String> {
-    create_bucket(s3, bucket, Some(BucketCannedAcl::PublicRead)).await?;
+    s3::create_bucket(s3, bucket, REGION, Some(BucketCannedAcl::PublicRead)).await?;
     // Not having a block is the point; an absent one is fine.
     let _ = s3.delete_public_access_block().bucket(bucket).send().await;
     s3.put_bucket_acl()
@@ -220,31 +174,6 @@ async fn make_public(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(), String
             )
         })?;
     Ok(())
-}
-
-/// The approved-public-bucket event (the PutBucketAcl fixture) for `bucket`, with ids of
-/// its own.
-fn public_bucket_event(bucket: &str) -> Result<Value, String> {
-    let path = format!(
-        "{}/cloudtrail-eventbridge-putbucketacl-allusers.json",
-        fixtures_dir()
-    );
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
-    let mut payload: Value = serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
-    for (pointer, value) in [
-        ("/id", json!(unique("eb"))),
-        ("/detail/eventID", json!(unique("ct"))),
-        ("/detail/requestParameters/bucketName", json!(bucket)),
-        (
-            "/detail/requestParameters/host",
-            json!([format!("{bucket}.s3.{REGION}.amazonaws.com")]),
-        ),
-    ] {
-        *payload
-            .pointer_mut(pointer)
-            .ok_or_else(|| format!("{path} has no {pointer}"))? = value;
-    }
-    Ok(payload)
 }
 
 struct ColdStart {
@@ -310,7 +239,12 @@ async fn one_cold_start(setup: &Setup, run: &str, payload: Value) -> Result<Cold
 async fn public_bucket_cold_start(setup: &Setup, run: usize) -> Result<ColdStart, String> {
     let bucket = unique(&format!("escher-bench-cold-{run}"));
     make_public(&setup.s3, &bucket).await?;
-    let started = one_cold_start(setup, &run.to_string(), public_bucket_event(&bucket)?).await?;
+    let started = one_cold_start(
+        setup,
+        &run.to_string(),
+        fixtures::aws::put_bucket_acl(&bucket, FIXTURE_ACCOUNT, REGION),
+    )
+    .await?;
     if started.outcomes != ["remediated"] {
         return Err(format!(
             "the public bucket was not remediated: {:?}",
@@ -479,21 +413,17 @@ fn cold_start(runtime: &tokio::runtime::Runtime, setup: &Setup) -> Vec<String> {
 
 /// Every payload in the fixture corpus (not the `.expected.json` files), by file name.
 fn corpus() -> Result<Vec<(String, Vec<u8>)>, String> {
-    let dir = fixtures_dir();
-    let mut payloads = Vec::new();
-    for entry in std::fs::read_dir(&dir).map_err(|e| format!("{dir}: {e}"))? {
-        let path = entry.map_err(|e| format!("{dir}: {e}"))?.path();
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
-        if name.ends_with(".json") && !name.ends_with(".expected.json") {
+    fixtures::inputs(&fixtures::dir("aws"))
+        .into_iter()
+        .map(|path| {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
             let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            payloads.push((name, bytes));
-        }
-    }
-    payloads.sort();
-    Ok(payloads)
+            Ok((name, bytes))
+        })
+        .collect()
 }
 
 /// The buckets the corpus names, so its bucket events find a public bucket on moto.
@@ -530,7 +460,7 @@ fn cpu_per_event(setup: &Setup) -> Vec<String> {
         let config = setup.config("state-cpu")?;
         let meter = RemoteCallMeter::new();
         let pipeline = build_metered_pipeline(&config, &sdk, &meter).map_err(|e| e.to_string())?;
-        Ok::<_, String>((s3_client(&sdk), pipeline, meter))
+        Ok::<_, String>((s3::client(&sdk), pipeline, meter))
     });
     let (s3, pipeline, meter) = match built {
         Ok(b) => b,
@@ -689,19 +619,8 @@ fn cpu_per_event(setup: &Setup) -> Vec<String> {
 
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument selects nothing here.
-    let Ok(endpoint) = std::env::var("ESCHER_TEST_AWS_ENDPOINT") else {
-        println!("NOTICE: ESCHER_TEST_AWS_ENDPOINT not set; the handler benchmark runs against moto under `make bench`");
+    let Some((endpoint, runtime)) = moto::bench_start("the handler benchmark") else {
         return;
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            println!("cannot start a runtime: {e}");
-            return;
-        }
     };
     let setup = match runtime.block_on(Setup::new(endpoint)) {
         Ok(s) => s,

@@ -1,6 +1,6 @@
 //! What the nightly scan costs, against moto (`ESCHER_TEST_AWS_ENDPOINT`, set by `make
 //! bench`, which starts the emulators): every regional AWS check (the cost summary reads billing data, not the estate) over the 304-resource estate of
-//! `tests/support/estate.rs` in two regions, pages of 5, built once per bench run.
+//! `escher_test_support::estate` in two regions, pages of 5, built once per bench run.
 //!
 //! - Our CPU vs waiting on the API: the scan at concurrency 1 on a current-thread runtime,
 //!   so every task (checks, SDK, HTTP connections) runs on one thread; its CPU time
@@ -13,9 +13,6 @@
 //! must report exactly the estate's findings, or the bench says so instead of a figure.
 //! Without moto the bench prints a notice and measures nothing.
 
-#[path = "../tests/support/estate.rs"]
-mod estate;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,7 +20,8 @@ use escher_aws::{AwsClients, AwsScan};
 use escher_core::scan::{
     run_scan, CheckScope, ReportSettings, ScanCheck, ScanContext, ScanThresholds,
 };
-use estate::{Estate, REGIONS};
+use escher_test_support::estate::{Estate, REGIONS};
+use escher_test_support::moto;
 
 const PASSES: usize = 5;
 
@@ -126,19 +124,8 @@ fn concurrent(
 
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument selects nothing here.
-    let Ok(endpoint) = std::env::var("ESCHER_TEST_AWS_ENDPOINT") else {
-        println!("NOTICE: ESCHER_TEST_AWS_ENDPOINT not set; the scan benchmark runs against moto under `make bench`");
+    let Some((endpoint, runtime)) = moto::bench_start("the scan benchmark") else {
         return;
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            println!("cannot start a runtime: {e}");
-            std::process::exit(1);
-        }
     };
     let building = Instant::now();
     let estate = match runtime.block_on(Estate::build(&endpoint)) {

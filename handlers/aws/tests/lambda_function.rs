@@ -10,38 +10,18 @@
 use std::path::Path;
 use std::time::Duration;
 
-use serde_json::{json, Value};
-
-// Shared with the `handler` bench, which also times the first poll.
-#[allow(dead_code)]
-#[path = "support/runtime_api.rs"]
-mod runtime_api;
-
-use runtime_api::RuntimeApi;
+use escher_test_support::lambda_runtime_api::RuntimeApi;
+use escher_test_support::{fixtures, http, moto};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_function_acknowledges_non_alerts_and_fails_events_that_must_be_retried() {
-    let endpoint = match std::env::var("ESCHER_TEST_AWS_ENDPOINT") {
-        Ok(endpoint) => endpoint,
-        Err(_) if std::env::var_os("ESCHER_REQUIRE_EMULATORS").is_some() => {
-            panic!("ESCHER_TEST_AWS_ENDPOINT is not set although the emulators were started")
-        }
-        Err(_) => {
-            eprintln!("NOTICE: ESCHER_TEST_AWS_ENDPOINT not set; the Lambda function test runs under `make test`, which starts moto");
-            return;
-        }
+    let Some(endpoint) = moto::endpoint("the Lambda function test") else {
+        return;
     };
     let dir = tempfile::tempdir().expect("temp dir");
-    let closed = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.local_addr().expect("addr").port()
-    };
-    let fixture = format!(
-        "{}/../../tests/fixtures/aws/cloudtrail-eventbridge-putbucketacl-allusers.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let bucket_event: Value =
-        serde_json::from_str(&std::fs::read_to_string(&fixture).expect("fixture")).expect("json");
+    let closed = http::closed_port();
+    let bucket_event = fixtures::json("aws/cloudtrail-eventbridge-putbucketacl-allusers.json");
     let api = RuntimeApi::start(vec![json!({"hello": "world"}), bucket_event]).await;
 
     let mut child = api

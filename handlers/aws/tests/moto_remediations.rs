@@ -9,42 +9,39 @@
 //! `tests/emulators.sh start` writes `ESCHER_TEST_AWS_ENDPOINT`; without it the tests print a
 //! notice and return, unless `ESCHER_REQUIRE_EMULATORS=1`, when they fail.
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration as StdDuration;
 
-use aws_config::SdkConfig;
-use aws_sdk_cloudwatch::primitives::DateTime as AwsDateTime;
-use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
-use aws_sdk_ec2::types::{
-    InstanceStateName, InstanceType, IpPermission, IpRange, Ipv6Range, VolumeType,
-};
-use aws_sdk_s3::types::{BucketCannedAcl, Permission, Type};
-use chrono::{Duration, Utc};
-use escher_aws::{
-    aws_fixes, load_sdk_config, s3_client, AwsClients, AwsResourceTags, VolumeEncryptionRemediation,
-};
+use aws_sdk_ec2::types::{InstanceStateName, IpPermission, IpRange, Ipv6Range};
+use aws_sdk_s3::types::{Permission, Type};
+use chrono::Duration;
+use escher_aws::{aws_fixes, AwsClients, AwsResourceTags, VolumeEncryptionRemediation};
 use escher_core::approvals::{Action, Conditions};
 use escher_core::fixes::{not_supported, FixRegistry};
 use escher_core::remediate::{
     Mode, Remediation, RemediationReport, RemediationRequest, RemediationStatus,
 };
 use escher_core::{EventType, Normalized, UnifiedEvent};
+use escher_test_support::fixtures::{aws, set};
+use escher_test_support::moto::{self as kit, ec2, ACCOUNT as MOTO_ACCOUNT};
+use escher_test_support::names::unique;
 use serde_json::{json, Value};
 
 const REGION: &str = "us-east-1";
 /// The one test that turns on default EBS encryption works in its own region, since that
 /// is a region-wide account setting every other volume test would see.
 const DEFAULT_ENCRYPTION_REGION: &str = "eu-west-2";
-const MOTO_ACCOUNT: &str = "123456789012";
-/// An image moto ships in every region.
-const AMI: &str = "ami-12c6146b";
 
+/// moto, with AWS's fixes on its clients.
 struct Moto {
-    config: SdkConfig,
-    s3: aws_sdk_s3::Client,
-    ec2: aws_sdk_ec2::Client,
-    cloudwatch: aws_sdk_cloudwatch::Client,
+    moto: kit::Moto,
     fixes: FixRegistry,
+}
+
+impl std::ops::Deref for Moto {
+    type Target = kit::Moto;
+    fn deref(&self) -> &kit::Moto {
+        &self.moto
+    }
 }
 
 impl Moto {
@@ -58,59 +55,11 @@ impl Moto {
 
 /// Clients for moto in `region`, or `None` (with a notice) when the emulators are not running.
 async fn moto(region: &str) -> Option<Moto> {
-    let endpoint = match std::env::var("ESCHER_TEST_AWS_ENDPOINT") {
-        Ok(endpoint) => endpoint,
-        Err(_) if std::env::var_os("ESCHER_REQUIRE_EMULATORS").is_some() => {
-            panic!("ESCHER_TEST_AWS_ENDPOINT is not set although the emulators were started (see tests/emulators.sh)")
-        }
-        Err(_) => {
-            eprintln!("NOTICE: ESCHER_TEST_AWS_ENDPOINT not set; the AWS remediation tests run under `make test`, which starts moto");
-            return None;
-        }
-    };
-    let config = load_sdk_config(Some(region), Some(&endpoint)).await;
+    let moto = kit::Moto::connect(region, "the AWS remediation tests").await?;
     Some(Moto {
-        s3: s3_client(&config),
-        ec2: aws_sdk_ec2::Client::new(&config),
-        cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
-        fixes: aws_fixes(AwsClients::new(&config)),
-        config,
+        fixes: aws_fixes(AwsClients::new(&moto.config)),
+        moto,
     })
-}
-
-/// A name no other test (or earlier run against the same moto) uses.
-fn unique(prefix: &str) -> String {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}-{}-{}-{}",
-        std::process::id(),
-        Utc::now().timestamp_micros() % 1_000_000_000,
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn fixture(name: &str) -> Value {
-    let path = format!(
-        "{}/../../tests/fixtures/aws/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-fn set(payload: &mut Value, pointer: &str, value: Value) {
-    *payload
-        .pointer_mut(pointer)
-        .unwrap_or_else(|| panic!("fixture has no {pointer}")) = value;
-}
-
-/// Moves a fixture payload into moto's account and the test's region.
-fn retarget(payload: Value, region: &str) -> Value {
-    let text = payload
-        .to_string()
-        .replace("210987654321", MOTO_ACCOUNT)
-        .replace("eu-west-1", region);
-    serde_json::from_str(&text).expect("still JSON")
 }
 
 fn normalize_one(payload: &Value) -> UnifiedEvent {
@@ -178,53 +127,10 @@ fn operations(report: &RemediationReport) -> Vec<&str> {
 
 /// The EventBridge CloudTrail PutBucketAcl event (fixture shape) for `bucket`.
 fn put_bucket_acl_event(bucket: &str) -> UnifiedEvent {
-    let mut payload = retarget(
-        fixture("cloudtrail-eventbridge-putbucketacl-allusers.json"),
-        REGION,
-    );
-    set(&mut payload, "/id", json!(unique("eb")));
-    set(&mut payload, "/detail/eventID", json!(unique("ct")));
-    set(
-        &mut payload,
-        "/detail/requestParameters/bucketName",
-        json!(bucket),
-    );
-    set(
-        &mut payload,
-        "/detail/requestParameters/host",
-        json!([format!("{bucket}.s3.{REGION}.amazonaws.com")]),
-    );
-    let event = normalize_one(&payload);
+    let event = normalize_one(&aws::put_bucket_acl(bucket, MOTO_ACCOUNT, REGION));
     assert_eq!(event.event_type, EventType::BucketPublic);
     assert_eq!(event.resource.kind, "s3_bucket");
     event
-}
-
-async fn public_read_bucket(moto: &Moto) -> String {
-    let bucket = unique("escher-public");
-    moto.s3
-        .create_bucket()
-        .bucket(&bucket)
-        .acl(BucketCannedAcl::PublicRead)
-        .send()
-        .await
-        .expect("create bucket");
-    bucket
-}
-
-async fn public_grants(moto: &Moto, bucket: &str) -> Vec<String> {
-    let acl = moto
-        .s3
-        .get_bucket_acl()
-        .bucket(bucket)
-        .send()
-        .await
-        .expect("acl");
-    acl.grants()
-        .iter()
-        .filter_map(|g| g.grantee()?.uri().map(str::to_string))
-        .filter(|uri| uri.contains("AllUsers") || uri.contains("AuthenticatedUsers"))
-        .collect()
 }
 
 #[tokio::test]
@@ -232,9 +138,9 @@ async fn public_read_bucket_is_made_private_keeping_the_owner_grant() {
     let Some(moto) = moto(REGION).await else {
         return;
     };
-    let bucket = public_read_bucket(&moto).await;
+    let bucket = moto.public_bucket("escher-public").await;
     assert!(
-        !public_grants(&moto, &bucket).await.is_empty(),
+        !moto.public_grants(&bucket).await.is_empty(),
         "setup: bucket is public-read"
     );
     let event = put_bucket_acl_event(&bucket);
@@ -280,7 +186,7 @@ async fn public_read_bucket_is_made_private_keeping_the_owner_grant() {
         ],
         [Some(true); 4]
     );
-    assert!(public_grants(&moto, &bucket).await.is_empty());
+    assert!(moto.public_grants(&bucket).await.is_empty());
     let acl = moto
         .s3
         .get_bucket_acl()
@@ -316,7 +222,7 @@ async fn private_bucket_is_already_compliant_and_untouched() {
     let Some(moto) = moto(REGION).await else {
         return;
     };
-    let bucket = public_read_bucket(&moto).await;
+    let bucket = moto.public_bucket("escher-public").await;
     let event = put_bucket_acl_event(&bucket);
     let fix = moto.fix(Action::MakeBucketPrivate, "s3_bucket");
     run(
@@ -357,7 +263,7 @@ async fn bucket_dry_run_changes_nothing_and_says_what_it_would_do() {
     let Some(moto) = moto(REGION).await else {
         return;
     };
-    let bucket = public_read_bucket(&moto).await;
+    let bucket = moto.public_bucket("escher-public").await;
     let event = put_bucket_acl_event(&bucket);
     let fix = moto.fix(Action::MakeBucketPrivate, "s3_bucket");
 
@@ -388,7 +294,7 @@ async fn bucket_dry_run_changes_nothing_and_says_what_it_would_do() {
         "{steps}"
     );
     assert!(
-        !public_grants(&moto, &bucket).await.is_empty(),
+        !moto.public_grants(&bucket).await.is_empty(),
         "dry run removed a grant"
     );
     let block = moto
@@ -414,17 +320,6 @@ async fn only_the_world_open_rules_the_event_names_are_revoked() {
     let Some(moto) = moto(REGION).await else {
         return;
     };
-    let group = moto
-        .ec2
-        .create_security_group()
-        .group_name(unique("escher-sg"))
-        .description("bastion")
-        .send()
-        .await
-        .expect("create group")
-        .group_id()
-        .expect("group id")
-        .to_string();
     let tcp = |port: i32| {
         IpPermission::builder()
             .ip_protocol("tcp")
@@ -449,31 +344,12 @@ async fn only_the_world_open_rules_the_event_names_are_revoked() {
             .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
             .build(),
     ];
-    moto.ec2
-        .authorize_security_group_ingress()
-        .group_id(&group)
-        .set_ip_permissions(Some(permissions))
-        .send()
+    let group = ec2::security_group(&moto.ec2, &unique("escher-sg"), &[], permissions)
         .await
-        .expect("authorize");
+        .expect("group");
 
     // The CloudTrail record of the call that opened 22 (and added 443), fixture shape.
-    let mut payload = retarget(
-        fixture("cloudtrail-record-authorizesecuritygroupingress-rdp-world.json"),
-        REGION,
-    );
-    set(&mut payload, "/eventID", json!(unique("ct")));
-    set(&mut payload, "/requestParameters/groupId", json!(group));
-    set(
-        &mut payload,
-        "/requestParameters/ipPermissions/items/0/fromPort",
-        json!(22),
-    );
-    set(
-        &mut payload,
-        "/requestParameters/ipPermissions/items/0/toPort",
-        json!(22),
-    );
+    let mut payload = aws::authorize_ingress(&group, 22, MOTO_ACCOUNT, REGION);
     set(
         &mut payload,
         "/requestParameters/ipPermissions/items/1/ipRanges/items/0/cidrIp",
@@ -505,15 +381,10 @@ async fn only_the_world_open_rules_the_event_names_are_revoked() {
 
     assert_eq!(report.status, RemediationStatus::Remediated, "{report:#?}");
     assert_verified(&report);
-    let described = moto
-        .ec2
-        .describe_security_groups()
-        .group_ids(&group)
-        .send()
+    let rules = ec2::ingress_rules(&moto.ec2, &group)
         .await
         .expect("describe");
-    let mut left: Vec<String> = described.security_groups()[0]
-        .ip_permissions()
+    let mut left: Vec<String> = rules
         .iter()
         .flat_map(|p| {
             let port = p.from_port().unwrap_or_default();
@@ -552,104 +423,17 @@ async fn only_the_world_open_rules_the_event_names_are_revoked() {
 
 // ---------------------------------------------------------------- idle instances
 
-async fn running_instance(moto: &Moto) -> String {
-    let out = moto
-        .ec2
-        .run_instances()
-        .image_id(AMI)
-        .instance_type(InstanceType::T3Micro)
-        .min_count(1)
-        .max_count(1)
-        .send()
-        .await
-        .expect("run instance");
-    out.instances()[0]
-        .instance_id()
-        .expect("instance id")
-        .to_string()
-}
-
-/// One `AWS/EC2` `CPUUtilization` datapoint every 5 minutes over the last `hours`.
-async fn put_cpu(moto: &Moto, instance: &str, hours: i64, value: f64) {
-    let now = Utc::now();
-    let data: Vec<MetricDatum> = (1..=hours * 12)
-        .map(|i| {
-            let at = now - Duration::minutes(5 * i) + Duration::seconds(30);
-            MetricDatum::builder()
-                .metric_name("CPUUtilization")
-                .dimensions(
-                    Dimension::builder()
-                        .name("InstanceId")
-                        .value(instance)
-                        .build(),
-                )
-                .timestamp(AwsDateTime::from_secs(at.timestamp()))
-                .value(value)
-                .unit(StandardUnit::Percent)
-                .build()
-        })
-        .collect();
-    for chunk in data.chunks(20) {
-        moto.cloudwatch
-            .put_metric_data()
-            .namespace("AWS/EC2")
-            .set_metric_data(Some(chunk.to_vec()))
-            .send()
-            .await
-            .expect("put metric data");
-    }
-}
-
 /// The EventBridge alarm state change (fixture shape) of a "CPU below `threshold` %" alarm
 /// on `instance`.
 fn low_cpu_alarm_event(instance: &str, threshold: f64) -> UnifiedEvent {
-    let mut payload = retarget(
-        fixture("cloudwatch-alarm-state-change-memory-capacity.json"),
+    let event = normalize_one(&aws::low_cpu_alarm(
+        instance,
+        threshold,
+        MOTO_ACCOUNT,
         REGION,
-    );
-    let name = format!("{instance} idle");
-    set(&mut payload, "/id", json!(unique("eb")));
-    set(
-        &mut payload,
-        "/resources",
-        json!([format!(
-            "arn:aws:cloudwatch:{REGION}:{MOTO_ACCOUNT}:alarm:{name}"
-        )]),
-    );
-    set(&mut payload, "/detail/alarmName", json!(name));
-    set(
-        &mut payload,
-        "/detail/state/reason",
-        json!(format!("Threshold Crossed: 24 out of the last 24 datapoints were less than the threshold ({threshold:.1}) (minimum 24 datapoints for OK -> ALARM transition).")),
-    );
-    set(
-        &mut payload,
-        "/detail/state/reasonData",
-        json!(json!({"version": "1.0", "statistic": "Average", "period": 300, "recentDatapoints": [1.0], "threshold": threshold}).to_string()),
-    );
-    set(
-        &mut payload,
-        "/detail/configuration/metrics/0/metricStat/metric",
-        json!({"namespace": "AWS/EC2", "name": "CPUUtilization", "dimensions": {"InstanceId": instance}}),
-    );
-    let event = normalize_one(&payload);
+    ));
     assert_eq!(event.resource.kind, "ec2_instance");
     event
-}
-
-async fn instance_state(moto: &Moto, instance: &str) -> InstanceStateName {
-    let out = moto
-        .ec2
-        .describe_instances()
-        .instance_ids(instance)
-        .send()
-        .await
-        .expect("describe instance");
-    out.reservations()[0].instances()[0]
-        .state()
-        .and_then(|s| s.name())
-        .cloned()
-        .expect("state")
 }
 
 #[tokio::test]
@@ -657,7 +441,7 @@ async fn idle_instance_is_stopped() {
     let Some(moto) = moto(REGION).await else {
         return;
     };
-    let instance = running_instance(&moto).await;
+    let instance = moto.running_instance().await;
     // 10 % is the alarm's own threshold: 7 % is idle by it (though above the default 5 %),
     // so the fix must take the threshold from the event.
     let event = low_cpu_alarm_event(&instance, 10.0);
@@ -665,7 +449,7 @@ async fn idle_instance_is_stopped() {
         min_idle_hours: Some(2.0),
         ..Conditions::default()
     };
-    put_cpu(&moto, &instance, 2, 7.0).await;
+    moto.put_cpu(&instance, 7.0, Duration::hours(2)).await;
     let fix = moto.fix(Action::StopIdleInstance, "ec2_instance");
 
     let dry = run(
@@ -679,7 +463,7 @@ async fn idle_instance_is_stopped() {
     assert_eq!(dry.status, RemediationStatus::WouldRemediate, "{dry:#?}");
     assert_no_mutating_call(&dry);
     assert_eq!(
-        instance_state(&moto, &instance).await,
+        moto.instance_state(&instance).await,
         InstanceStateName::Running
     );
 
@@ -701,7 +485,7 @@ async fn idle_instance_is_stopped() {
     );
     assert!(report.summary.contains("below 10 %"), "{}", report.summary);
     assert!(matches!(
-        instance_state(&moto, &instance).await,
+        moto.instance_state(&instance).await,
         InstanceStateName::Stopping | InstanceStateName::Stopped
     ));
     assert!(report.undo.expect("undo").contains(&format!(
@@ -714,9 +498,9 @@ async fn busy_instance_is_not_stopped_and_the_reason_is_given() {
     let Some(moto) = moto(REGION).await else {
         return;
     };
-    let instance = running_instance(&moto).await;
+    let instance = moto.running_instance().await;
     let event = low_cpu_alarm_event(&instance, 5.0);
-    put_cpu(&moto, &instance, 2, 37.2).await;
+    moto.put_cpu(&instance, 37.2, Duration::hours(2)).await;
     let fix = moto.fix(Action::StopIdleInstance, "ec2_instance");
 
     let report = run(
@@ -738,7 +522,7 @@ async fn busy_instance_is_not_stopped_and_the_reason_is_given() {
     );
     assert!(report.api_calls.iter().all(|c| !c.mutating));
     assert_eq!(
-        instance_state(&moto, &instance).await,
+        moto.instance_state(&instance).await,
         InstanceStateName::Running
     );
 }
@@ -748,7 +532,7 @@ async fn instance_without_cpu_datapoints_is_not_stopped() {
     let Some(moto) = moto(REGION).await else {
         return;
     };
-    let instance = running_instance(&moto).await;
+    let instance = moto.running_instance().await;
     let event = low_cpu_alarm_event(&instance, 5.0);
     let fix = moto.fix(Action::StopIdleInstance, "ec2_instance");
 
@@ -770,7 +554,7 @@ async fn instance_without_cpu_datapoints_is_not_stopped() {
         report.summary
     );
     assert_eq!(
-        instance_state(&moto, &instance).await,
+        moto.instance_state(&instance).await,
         InstanceStateName::Running
     );
 }
@@ -780,7 +564,7 @@ async fn stopped_instance_is_already_compliant_without_reading_metrics() {
     let Some(moto) = moto(REGION).await else {
         return;
     };
-    let instance = running_instance(&moto).await;
+    let instance = moto.running_instance().await;
     moto.ec2
         .stop_instances()
         .instance_ids(&instance)
@@ -812,55 +596,16 @@ async fn stopped_instance_is_already_compliant_without_reading_metrics() {
 
 /// The EventBridge CloudTrail event of an unencrypted `CreateVolume` of `volume`.
 fn create_volume_event(volume: &str, zone: &str, region: &str) -> UnifiedEvent {
-    let payload = json!({
-        "version": "0",
-        "id": unique("eb"),
-        "detail-type": "AWS API Call via CloudTrail",
-        "source": "aws.ec2",
-        "account": MOTO_ACCOUNT,
-        "time": Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-        "region": region,
-        "resources": [],
-        "detail": {
-            "eventVersion": "1.09",
-            "userIdentity": {"type": "AssumedRole", "accountId": MOTO_ACCOUNT,
-                "arn": format!("arn:aws:sts::{MOTO_ACCOUNT}:assumed-role/DeployRole/deploy-bot")},
-            "eventTime": Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-            "eventSource": "ec2.amazonaws.com",
-            "eventName": "CreateVolume",
-            "awsRegion": region,
-            "sourceIPAddress": "203.0.113.24",
-            "userAgent": "aws-cli/2.15.30",
-            "requestParameters": {"size": 8, "zone": zone, "volumeType": "gp3", "encrypted": false},
-            "responseElements": {"requestId": unique("req"), "volumeId": volume, "size": "8",
-                "zone": zone, "status": "creating", "volumeType": "gp3", "encrypted": false},
-            "requestID": unique("req"),
-            "eventID": unique("ct"),
-            "readOnly": false,
-            "eventType": "AwsApiCall",
-            "managementEvent": true,
-            "recipientAccountId": MOTO_ACCOUNT
-        }
-    });
-    let event = normalize_one(&payload);
+    let event = normalize_one(&aws::create_volume(volume, zone, MOTO_ACCOUNT, region));
     assert_eq!(event.event_type, EventType::VolumeUnencrypted);
     assert_eq!(event.resource.kind, "ebs_volume");
     event
 }
 
 async fn unencrypted_volume(moto: &Moto, zone: &str) -> String {
-    moto.ec2
-        .create_volume()
-        .availability_zone(zone)
-        .size(8)
-        .volume_type(VolumeType::Gp3)
-        .encrypted(false)
-        .send()
+    ec2::create_volume(&moto.ec2, zone, 8, false)
         .await
         .expect("create volume")
-        .volume_id()
-        .expect("volume id")
-        .to_string()
 }
 
 async fn default_encryption(moto: &Moto) -> bool {
@@ -884,7 +629,7 @@ async fn unencrypted_attached_volume_gets_an_encrypted_copy_and_stays_as_it_was(
         return;
     };
     let zone = format!("{REGION}a");
-    let instance = running_instance(&moto).await;
+    let instance = moto.running_instance().await;
     let volume = unencrypted_volume(&moto, &zone).await;
     moto.ec2
         .attach_volume()
@@ -1062,7 +807,7 @@ async fn unsupported_actions_report_not_supported_without_calls() {
     let Some(moto) = moto(REGION).await else {
         return;
     };
-    let instance = running_instance(&moto).await;
+    let instance = moto.running_instance().await;
     let event = low_cpu_alarm_event(&instance, 5.0);
     for action in [
         Action::ScaleUpCapacity,
@@ -1099,7 +844,7 @@ async fn resource_tags_are_read_for_enrichment() {
         return;
     };
     let tags = AwsResourceTags::new(AwsClients::new(&moto.config));
-    let bucket = public_read_bucket(&moto).await;
+    let bucket = moto.public_bucket("escher-public").await;
     assert!(tags
         .tags("s3_bucket", &format!("arn:aws:s3:::{bucket}"), REGION)
         .await
@@ -1129,7 +874,7 @@ async fn resource_tags_are_read_for_enrichment() {
         .expect("bucket tags");
     assert_eq!(read.get("environment").map(String::as_str), Some("prod"));
 
-    let instance = running_instance(&moto).await;
+    let instance = moto.running_instance().await;
     moto.ec2
         .create_tags()
         .resources(&instance)
@@ -1163,7 +908,7 @@ async fn the_meter_counts_every_sdk_call_and_store_request() {
     };
     let meter = escher_runtime::RemoteCallMeter::new();
     let fixes = aws_fixes(AwsClients::metered(&moto.config, &meter));
-    let bucket = public_read_bucket(&moto).await;
+    let bucket = moto.public_bucket("escher-public").await;
     let before = meter.snapshot();
     let report = run(
         fixes

@@ -14,72 +14,25 @@
 //! a notice and returns, unless `ESCHER_REQUIRE_EMULATORS=1`, when it fails.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use aws_config::SdkConfig;
-use aws_sdk_cloudwatch::primitives::DateTime as AwsDateTime;
-use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
-use aws_sdk_ec2::types::{
-    InstanceType, IpPermission, IpRange, Ipv6Range, ResourceType, Tag, TagSpecification, VolumeType,
-};
-use aws_sdk_s3::types::{
-    BucketCannedAcl, BucketLocationConstraint, CreateBucketConfiguration, Tagging,
-};
-use chrono::{Duration, Utc};
-use escher_aws::{load_sdk_config, s3_client, AwsClients, AwsScan};
+use aws_sdk_ec2::types::{IpPermission, Ipv6Range};
+use aws_sdk_s3::types::BucketCannedAcl;
+use chrono::Duration;
+use escher_aws::{AwsClients, AwsScan};
 use escher_core::approvals::Action;
 use escher_core::scan::{run_scan, Finding, ScanContext, ScanThresholds};
 use escher_core::{CloudProvider, EventSource, EventType, Severity};
+use escher_test_support::moto::{
+    self, cloudwatch, ec2, ec2::tcp, s3, Moto, ACCOUNT as MOTO_ACCOUNT,
+};
+use escher_test_support::names::unique;
 
-const MOTO_ACCOUNT: &str = "123456789012";
 /// Regions no other test touches, so the scan sees only this file's resources there.
 const REGION_A: &str = "ap-southeast-2";
 const REGION_B: &str = "ca-central-1";
-/// An image moto ships in every region.
-const AMI: &str = "ami-12c6146b";
-
-struct Moto {
-    s3: aws_sdk_s3::Client,
-    ec2: aws_sdk_ec2::Client,
-    cloudwatch: aws_sdk_cloudwatch::Client,
-    rds: aws_sdk_rds::Client,
-}
-
-async fn endpoint() -> Option<String> {
-    match std::env::var("ESCHER_TEST_AWS_ENDPOINT") {
-        Ok(endpoint) => Some(endpoint),
-        Err(_) if std::env::var_os("ESCHER_REQUIRE_EMULATORS").is_some() => {
-            panic!("ESCHER_TEST_AWS_ENDPOINT is not set although the emulators were started (see tests/emulators.sh)")
-        }
-        Err(_) => {
-            eprintln!("NOTICE: ESCHER_TEST_AWS_ENDPOINT not set; the AWS scan tests run under `make test`, which starts moto");
-            None
-        }
-    }
-}
-
-async fn config(endpoint: &str, region: &str) -> SdkConfig {
-    load_sdk_config(Some(region), Some(endpoint)).await
-}
-
-fn clients(config: &SdkConfig) -> Moto {
-    Moto {
-        s3: s3_client(config),
-        ec2: aws_sdk_ec2::Client::new(config),
-        cloudwatch: aws_sdk_cloudwatch::Client::new(config),
-        rds: aws_sdk_rds::Client::new(config),
-    }
-}
-
-fn unique(prefix: &str) -> String {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}-{}-{}-{}",
-        std::process::id(),
-        Utc::now().timestamp_micros() % 1_000_000_000,
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
+/// The notice's name for these tests.
+const WHAT: &str = "the AWS scan tests";
 
 /// What the scan must report about one resource.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,174 +59,56 @@ fn expect(
 
 async fn bucket(moto: &Moto, region: &str, acl: Option<BucketCannedAcl>, pii: bool) -> String {
     let name = unique("escher-scan");
-    moto.s3
-        .create_bucket()
-        .bucket(&name)
-        .create_bucket_configuration(
-            CreateBucketConfiguration::builder()
-                .location_constraint(BucketLocationConstraint::from(region))
-                .build(),
-        )
-        .set_acl(acl)
-        .send()
+    s3::create_bucket(&moto.s3, &name, region, acl)
         .await
         .expect("create bucket");
     if pii {
-        moto.s3
-            .put_bucket_tagging()
-            .bucket(&name)
-            .tagging(
-                Tagging::builder()
-                    .tag_set(
-                        aws_sdk_s3::types::Tag::builder()
-                            .key("data-classification")
-                            .value("pii")
-                            .build()
-                            .expect("tag"),
-                    )
-                    .build()
-                    .expect("tagging"),
-            )
-            .send()
+        s3::tag_bucket(&moto.s3, &name, &[("data-classification", "pii")])
             .await
             .expect("tag bucket");
     }
     name
 }
 
-fn tags(resource: ResourceType, pairs: &[(&str, &str)]) -> TagSpecification {
-    let mut spec = TagSpecification::builder().resource_type(resource);
-    for (k, v) in pairs {
-        spec = spec.tags(Tag::builder().key(*k).value(*v).build());
-    }
-    spec.build()
-}
-
 async fn volume(moto: &Moto, zone: &str, encrypted: bool) -> String {
-    moto.ec2
-        .create_volume()
-        .availability_zone(zone)
-        .size(10)
-        .volume_type(VolumeType::Gp3)
-        .encrypted(encrypted)
-        .send()
+    ec2::create_volume(&moto.ec2, zone, 10, encrypted)
         .await
         .expect("create volume")
-        .volume_id()
-        .expect("volume id")
-        .to_string()
 }
 
 async fn snapshot(moto: &Moto, volume: &str) -> String {
-    moto.ec2
-        .create_snapshot()
-        .volume_id(volume)
-        .send()
+    ec2::create_snapshot(&moto.ec2, volume)
         .await
         .expect("create snapshot")
-        .snapshot_id()
-        .expect("snapshot id")
-        .to_string()
 }
 
 async fn group(moto: &Moto, permissions: Vec<IpPermission>, tag: &[(&str, &str)]) -> String {
-    let id = moto
-        .ec2
-        .create_security_group()
-        .group_name(unique("escher-scan-sg"))
-        .description("scan estate")
-        .set_tag_specifications(
-            (!tag.is_empty()).then(|| vec![tags(ResourceType::SecurityGroup, tag)]),
-        )
-        .send()
+    ec2::security_group(&moto.ec2, &unique("escher-scan-sg"), tag, permissions)
         .await
         .expect("create group")
-        .group_id()
-        .expect("group id")
-        .to_string();
-    if !permissions.is_empty() {
-        moto.ec2
-            .authorize_security_group_ingress()
-            .group_id(&id)
-            .set_ip_permissions(Some(permissions))
-            .send()
-            .await
-            .expect("authorize");
-    }
-    id
-}
-
-fn tcp(port: i32, cidr: &str) -> IpPermission {
-    IpPermission::builder()
-        .ip_protocol("tcp")
-        .from_port(port)
-        .to_port(port)
-        .ip_ranges(IpRange::builder().cidr_ip(cidr).build())
-        .build()
 }
 
 /// A running instance and its root volume (moto gives every instance an unencrypted one).
 async fn instance(moto: &Moto, instance_type: &str) -> (String, String) {
-    let out = moto
-        .ec2
-        .run_instances()
-        .image_id(AMI)
-        .instance_type(InstanceType::from(instance_type))
-        .min_count(1)
-        .max_count(1)
-        .send()
+    let id = ec2::run_instance(&moto.ec2, instance_type)
         .await
         .expect("run instance");
-    let instance = &out.instances()[0];
-    let id = instance.instance_id().expect("instance id").to_string();
-    let described = moto
-        .ec2
-        .describe_instances()
-        .instance_ids(&id)
-        .send()
-        .await
-        .expect("describe instance");
-    let root = described
-        .reservations()
-        .iter()
-        .flat_map(|r| r.instances())
-        .flat_map(|i| i.block_device_mappings())
-        .find_map(|m| m.ebs()?.volume_id())
-        .expect("root volume")
-        .to_string();
+    let root = ec2::root_volume(&moto.ec2, &id).await.expect("root volume");
     (id, root)
 }
 
 /// One `AWS/EC2` `CPUUtilization` datapoint every `every_minutes` over the last `days`
 /// (5 for the idle check's short periods; 30 is enough for the 30-day window's).
 async fn put_cpu(moto: &Moto, instance: &str, days: i64, value: f64, every_minutes: i64) {
-    let now = Utc::now();
-    let data: Vec<MetricDatum> = (1..=days * 24 * 60 / every_minutes)
-        .map(|i| {
-            let at = now - Duration::minutes(every_minutes * i) + Duration::seconds(30);
-            MetricDatum::builder()
-                .metric_name("CPUUtilization")
-                .dimensions(
-                    Dimension::builder()
-                        .name("InstanceId")
-                        .value(instance)
-                        .build(),
-                )
-                .timestamp(AwsDateTime::from_secs(at.timestamp()))
-                .value(value)
-                .unit(StandardUnit::Percent)
-                .build()
-        })
-        .collect();
-    for chunk in data.chunks(500) {
-        moto.cloudwatch
-            .put_metric_data()
-            .namespace("AWS/EC2")
-            .set_metric_data(Some(chunk.to_vec()))
-            .send()
-            .await
-            .expect("put metric data");
-    }
+    cloudwatch::put_cpu(
+        &moto.cloudwatch,
+        instance,
+        value,
+        Duration::days(days),
+        Duration::minutes(every_minutes),
+    )
+    .await
+    .expect("put metric data");
 }
 
 /// A PostgreSQL instance, in `cluster` when given (as an Aurora member), with its storage
@@ -294,8 +129,7 @@ async fn database(
         .iter()
         .map(|(k, v)| aws_sdk_rds::types::Tag::builder().key(*k).value(*v).build())
         .collect();
-    let mut create = moto
-        .rds
+    let mut create = aws_sdk_rds::Client::new(&moto.config)
         .create_db_instance()
         .db_instance_identifier(&id)
         .db_instance_class("db.t3.medium")
@@ -315,7 +149,7 @@ async fn database(
 
 async fn aurora_cluster(moto: &Moto) -> String {
     let id = unique("escher-scan-aurora");
-    moto.rds
+    aws_sdk_rds::Client::new(&moto.config)
         .create_db_cluster()
         .db_cluster_identifier(&id)
         .engine("aurora-postgresql")
@@ -351,11 +185,10 @@ fn about<'a>(findings: &'a [Finding], ids: &[String]) -> BTreeMap<(String, Strin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_finding_of_the_estate_appears_once_with_its_severity_and_command() {
-    let Some(endpoint) = endpoint().await else {
+    let Some(a) = Moto::connect(REGION_A, WHAT).await else {
         return;
     };
-    let a = clients(&config(&endpoint, REGION_A).await);
-    let b = clients(&config(&endpoint, REGION_B).await);
+    let b = a.in_region(REGION_B);
     let zone_a = format!("{REGION_A}a");
     let mut expected: BTreeMap<(String, String), Expected> = BTreeMap::new();
     let mut estate: Vec<String> = Vec::new();
@@ -594,8 +427,7 @@ async fn every_finding_of_the_estate_appears_once_with_its_severity_and_command(
         estate.push(id);
     }
 
-    let scan_config = config(&endpoint, REGION_A).await;
-    let scanner = AwsScan::new(AwsClients::new(&scan_config), MOTO_ACCOUNT).with_page_size(5);
+    let scanner = AwsScan::new(AwsClients::new(&a.config), MOTO_ACCOUNT).with_page_size(5);
     let regions = vec![REGION_A.to_string(), REGION_B.to_string()];
     let context = ScanContext::new(thresholds(0));
     // The cost check reads the account's billing data, not the estate: it has tests of
@@ -761,43 +593,17 @@ async fn every_finding_of_the_estate_appears_once_with_its_severity_and_command(
     );
 }
 
-/// A fresh account number for this run (moto hands out an assumed role's credentials in the
-/// role's account), so Cost Explorer results queued here are answered to this test only:
-/// moto keeps the queue and its answers per account, for the server's lifetime.
-async fn in_fresh_account(endpoint: &str, test_no: u32) -> (String, SdkConfig) {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let account = format!(
-        "{:06}{:04}{:02}",
-        std::process::id() % 1_000_000,
-        (nanos % 10_000) as u32,
-        test_no
-    );
-    let base = config(endpoint, "us-east-1").await;
-    let assumed = aws_sdk_sts::Client::new(&base)
-        .assume_role()
-        .role_arn(format!("arn:aws:iam::{account}:role/escher-scan"))
-        .role_session_name("escher-scan-test")
-        .send()
+/// An account of this test's own (see `moto::fresh_account`), so Cost Explorer results
+/// queued here are answered to this test only: moto keeps the queue and its answers per
+/// account, for the server's lifetime.
+async fn in_fresh_account(endpoint: &str) -> (String, SdkConfig) {
+    let account = moto::fresh_account();
+    let moto = Moto::at(endpoint, "us-east-1")
+        .await
+        .in_account(&account)
         .await
         .expect("assume a role in a fresh account");
-    let creds = assumed.credentials().expect("credentials");
-    let credentials = aws_sdk_sts::config::Credentials::new(
-        creds.access_key_id(),
-        creds.secret_access_key(),
-        Some(creds.session_token().to_string()),
-        None,
-        "moto-assumed-role",
-    );
-    let config = base
-        .to_builder()
-        .credentials_provider(aws_sdk_sts::config::SharedCredentialsProvider::new(
-            credentials,
-        ))
-        .build();
-    (account, config)
+    (account, moto.config)
 }
 
 /// Queues GetCostAndUsage answers in moto for `account` (moto's
@@ -842,10 +648,10 @@ const EC2_COMPUTE: &str = "Amazon Elastic Compute Cloud - Compute";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cost_summary_flags_a_spike_and_the_budget_once_per_scan() {
-    let Some(endpoint) = endpoint().await else {
+    let Some(endpoint) = moto::endpoint(WHAT) else {
         return;
     };
-    let (account, scan_config) = in_fresh_account(&endpoint, 1).await;
+    let (account, scan_config) = in_fresh_account(&endpoint).await;
     let context = ScanContext::new(ScanThresholds {
         monthly_budget_usd: Some(100.0),
         ..ScanThresholds::default()
@@ -952,11 +758,11 @@ async fn the_cost_summary_flags_a_spike_and_the_budget_once_per_scan() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cost_explorer_without_data_is_a_reported_failure_and_the_rest_of_the_scan_stands() {
-    let Some(endpoint) = endpoint().await else {
+    let Some(endpoint) = moto::endpoint(WHAT) else {
         return;
     };
     // Nothing queued for this account: moto answers with no results at all.
-    let (account, scan_config) = in_fresh_account(&endpoint, 2).await;
+    let (account, scan_config) = in_fresh_account(&endpoint).await;
     let scanner = AwsScan::new(AwsClients::new(&scan_config), account);
     let context = ScanContext::new(ScanThresholds::default());
     let outcome = run_scan(&scanner.checks(), &[REGION_A.to_string()], 4, &context).await;

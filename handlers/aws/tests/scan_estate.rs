@@ -1,4 +1,4 @@
-//! The AWS scan over a 300-resource estate in two regions (`tests/support/estate.rs`: public
+//! The AWS scan over a 300-resource estate in two regions (`escher_test_support::estate`: public
 //! and private buckets, unencrypted, unattached and snapshotted volumes, orphaned
 //! snapshots, groups open on 22 / 443 / 5432 from 10/8, idle, busy and unmeasured
 //! instances), with pages of 5 items (the smallest EC2 accepts), against moto: every
@@ -6,31 +6,22 @@
 //! merge by key could hide a page read twice), and nothing else.
 //!
 //! The estate has an account of its own, so "nothing else" is exact. moto cannot back-date
-//! a snapshot, so the age rule runs at `snapshot_age_days: 0` (see `handlers/aws/tests/moto_scan.rs`).
+//! a snapshot, so the age rule runs at `snapshot_age_days: 0` (see `scan_checks.rs`).
 //! `tests/emulators.sh start` writes `ESCHER_TEST_AWS_ENDPOINT`; without it the test prints
 //! a notice and returns, unless `ESCHER_REQUIRE_EMULATORS=1`, when it fails.
-
-#[path = "support/estate.rs"]
-mod estate;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use escher_aws::{AwsClients, AwsScan};
 use escher_core::scan::{CheckScope, ScanContext, ScanThresholds};
-use estate::{Estate, REGIONS};
+use escher_test_support::estate::{Estate, REGIONS};
+use escher_test_support::moto;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_finding_of_a_300_resource_estate_in_two_regions_is_reported_once_with_pages_of_5() {
-    let endpoint = match std::env::var("ESCHER_TEST_AWS_ENDPOINT") {
-        Ok(endpoint) => endpoint,
-        Err(_) if std::env::var_os("ESCHER_REQUIRE_EMULATORS").is_some() => {
-            panic!("ESCHER_TEST_AWS_ENDPOINT is not set although the emulators were started")
-        }
-        Err(_) => {
-            eprintln!("NOTICE: ESCHER_TEST_AWS_ENDPOINT not set; the estate scan test runs under `make test`, which starts moto");
-            return;
-        }
+    let Some(endpoint) = moto::endpoint("the estate scan test") else {
+        return;
     };
     let started = Instant::now();
     let estate = Estate::build(&endpoint)

@@ -1,5 +1,5 @@
 //! The `escher-scan` binary as Lambda runs it, against the Runtime API stand-in shared with
-//! escher-alert's test (`handlers/aws/tests/support/runtime_api.rs`), with its stores on moto
+//! escher-alert's test (`escher_test_support::lambda_runtime_api`), with its stores on moto
 //! S3, scanning a small moto estate (a public bucket in a region of its own). The first
 //! invocation's deadline is inside the safety margin, so it finishes one (check, region)
 //! pair and hands the run on with an asynchronous Lambda `Invoke` of itself; moto cannot run
@@ -13,58 +13,24 @@
 use std::path::Path;
 use std::time::Duration;
 
-use aws_sdk_s3::types::{BucketCannedAcl, BucketLocationConstraint, CreateBucketConfiguration};
 use chrono::Utc;
-use escher_aws::{load_sdk_config, s3_client};
 use escher_scan::ReportStore;
+use escher_test_support::lambda_runtime_api::{Invocation, RuntimeApi};
+use escher_test_support::moto::{self, s3, Moto};
 use serde_json::{json, Value};
-
-#[allow(dead_code)]
-#[path = "support/runtime_api.rs"]
-mod runtime_api;
-
-use runtime_api::{Invocation, RuntimeApi};
 
 const REGION: &str = "ca-central-1";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scan_too_long_for_one_invocation_hands_on_and_the_next_stores_the_report() {
-    let endpoint = match std::env::var("ESCHER_TEST_AWS_ENDPOINT") {
-        Ok(endpoint) => endpoint,
-        Err(_) if std::env::var_os("ESCHER_REQUIRE_EMULATORS").is_some() => {
-            panic!("ESCHER_TEST_AWS_ENDPOINT is not set although the emulators were started")
-        }
-        Err(_) => {
-            eprintln!("NOTICE: ESCHER_TEST_AWS_ENDPOINT not set; the escher-scan function test runs under `make test`, which starts moto");
-            return;
-        }
+    let Some(moto) = Moto::connect("us-east-1", "the escher-scan function test").await else {
+        return;
     };
-    let tag = format!(
-        "{}-{}",
-        std::process::id(),
-        Utc::now().timestamp_micros() % 1_000_000_000
-    );
-    let sdk = load_sdk_config(Some("us-east-1"), Some(&endpoint)).await;
-    let s3 = s3_client(&sdk);
-    let stores = format!("escher-scan-fn-{tag}");
-    s3.create_bucket()
-        .bucket(&stores)
-        .send()
-        .await
-        .expect("stores bucket");
-    let public = format!("escher-scan-fn-public-{tag}");
-    s3.create_bucket()
-        .bucket(&public)
-        .create_bucket_configuration(
-            CreateBucketConfiguration::builder()
-                .location_constraint(BucketLocationConstraint::from(REGION))
-                .build(),
-        )
-        .acl(BucketCannedAcl::PublicRead)
-        .send()
+    let stores = moto.private_bucket("escher-scan-fn").await;
+    let public = s3::public_bucket(&moto.s3, "escher-scan-fn-public", REGION)
         .await
         .expect("public bucket");
-    let uri = |prefix: &str| format!("s3://{stores}/{prefix}?region=us-east-1&endpoint={endpoint}");
+    let uri = |prefix: &str| moto.store_uri(&stores, prefix);
 
     let schedule = json!({
         "version": "0", "id": "5e1f7a3c-0000-0000-0000-000000000000",
@@ -85,7 +51,7 @@ async fn a_scan_too_long_for_one_invocation_hands_on_and_the_next_stores_the_rep
     let mut child = api
         .function(Path::new(env!("CARGO_BIN_EXE_escher-scan")))
         .env("AWS_LAMBDA_FUNCTION_NAME", "escher-scan")
-        .env("AWS_ENDPOINT_URL", &endpoint)
+        .env("AWS_ENDPOINT_URL", &moto.endpoint)
         // The Invoke call goes to the stand-in (the SDK's per-service endpoint variable).
         .env("AWS_ENDPOINT_URL_LAMBDA", format!("http://{}", api.addr))
         .env("AWS_REGION", "us-east-1")
@@ -180,7 +146,7 @@ async fn a_scan_too_long_for_one_invocation_hands_on_and_the_next_stores_the_rep
         .count();
     assert_eq!(
         parts,
-        escher_aws::AwsScan::new(escher_aws::AwsClients::new(&sdk), "123456789012")
+        escher_aws::AwsScan::new(escher_aws::AwsClients::new(&moto.config), moto::ACCOUNT)
             .checks()
             .len()
     );

@@ -6,103 +6,42 @@
 //! `tests/emulators.sh start` writes `ESCHER_TEST_AWS_ENDPOINT`; without it the test prints
 //! a notice and returns, unless `ESCHER_REQUIRE_EMULATORS=1`, when it fails.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-
-use aws_sdk_ec2::types::{IpPermission, IpRange};
-use aws_sdk_s3::types::{BucketCannedAcl, BucketLocationConstraint, CreateBucketConfiguration};
 use chrono::{Duration, Utc};
-use escher_aws::{build_pipeline, load_sdk_config, s3_client, AwsClients, AwsScan};
+use escher_aws::{build_pipeline, AwsClients, AwsScan};
 use escher_core::approvals::{Action, Approval, ApprovalStore, Change, Conditions, Scope};
 use escher_core::pipeline::audit::AuditLog;
 use escher_core::scan::ReportSettings;
 use escher_runtime::HandlerConfig;
 use escher_scan::{ReportStore, ScanRun};
+use escher_test_support::moto::{ec2, Moto, ACCOUNT as MOTO_ACCOUNT};
+use escher_test_support::names::unique;
 
 const REGION: &str = "eu-north-1";
-const MOTO_ACCOUNT: &str = "123456789012";
 
-fn unique(prefix: &str) -> String {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}-{}-{}-{}",
-        std::process::id(),
-        Utc::now().timestamp_micros() % 1_000_000_000,
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-async fn public_bucket(s3: &aws_sdk_s3::Client) -> String {
-    let name = unique("escher-nightly");
-    s3.create_bucket()
-        .bucket(&name)
-        .create_bucket_configuration(
-            CreateBucketConfiguration::builder()
-                .location_constraint(BucketLocationConstraint::from(REGION))
-                .build(),
-        )
-        .acl(BucketCannedAcl::PublicRead)
-        .send()
+/// How many grants of `bucket`'s ACL are to AllUsers.
+async fn public_grants(moto: &Moto, bucket: &str) -> usize {
+    moto.public_grants(bucket)
         .await
-        .expect("create bucket");
-    name
-}
-
-async fn public_grants(s3: &aws_sdk_s3::Client, bucket: &str) -> usize {
-    s3.get_bucket_acl()
-        .bucket(bucket)
-        .send()
-        .await
-        .expect("acl")
-        .grants()
         .iter()
-        .filter(|g| {
-            g.grantee()
-                .and_then(|e| e.uri())
-                .is_some_and(|u| u.contains("AllUsers"))
-        })
+        .filter(|uri| uri.contains("AllUsers"))
         .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pre_approved_finding_is_fixed_and_audited_and_the_next_report_shows_it_resolved() {
-    let endpoint = match std::env::var("ESCHER_TEST_AWS_ENDPOINT") {
-        Ok(endpoint) => endpoint,
-        Err(_) if std::env::var_os("ESCHER_REQUIRE_EMULATORS").is_some() => {
-            panic!("ESCHER_TEST_AWS_ENDPOINT is not set although the emulators were started")
-        }
-        Err(_) => {
-            eprintln!("NOTICE: ESCHER_TEST_AWS_ENDPOINT not set; the nightly scan test runs under `make test`, which starts moto");
-            return;
-        }
+    let Some(moto) = Moto::connect(REGION, "the nightly scan test").await else {
+        return;
     };
-    let sdk = load_sdk_config(Some(REGION), Some(&endpoint)).await;
-    let s3 = s3_client(&sdk);
-    let ec2 = aws_sdk_ec2::Client::new(&sdk);
-    let approved = public_bucket(&s3).await;
-    let unapproved = public_bucket(&s3).await;
-    let group = ec2
-        .create_security_group()
-        .group_name(unique("escher-nightly-sg"))
-        .description("ssh")
-        .send()
-        .await
-        .expect("group")
-        .group_id()
-        .expect("group id")
-        .to_string();
-    ec2.authorize_security_group_ingress()
-        .group_id(&group)
-        .ip_permissions(
-            IpPermission::builder()
-                .ip_protocol("tcp")
-                .from_port(22)
-                .to_port(22)
-                .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
-                .build(),
-        )
-        .send()
-        .await
-        .expect("authorize");
+    let approved = moto.public_bucket("escher-nightly").await;
+    let unapproved = moto.public_bucket("escher-nightly").await;
+    let group = ec2::security_group(
+        &moto.ec2,
+        &unique("escher-nightly-sg"),
+        &[],
+        vec![ec2::tcp(22, "0.0.0.0/0")],
+    )
+    .await
+    .expect("group");
 
     let dir = tempfile::tempdir().expect("temp dir");
     let uri = |name: &str| format!("fs://{}", dir.path().join(name).display());
@@ -139,12 +78,12 @@ async fn the_pre_approved_finding_is_fixed_and_audited_and_the_next_report_shows
         _ => None,
     })
     .expect("config");
-    let pipeline = build_pipeline(&config, &sdk).expect("pipeline");
+    let pipeline = build_pipeline(&config, &moto.config).expect("pipeline");
     let store = ReportStore::new(
         escher_core::store::open(&uri("state")).expect("state store"),
         uri("state"),
     );
-    let scanner = AwsScan::new(AwsClients::new(&sdk), MOTO_ACCOUNT);
+    let scanner = AwsScan::new(AwsClients::new(&moto.config), MOTO_ACCOUNT);
     let run = || ScanRun {
         checks: scanner.checks(),
         regions: vec![REGION.into()],
@@ -176,12 +115,12 @@ async fn the_pre_approved_finding_is_fixed_and_audited_and_the_next_report_shows
     assert_eq!(handled.key, approved_key);
     assert_eq!(handled.outcome, "remediated", "{}", handled.summary);
     assert_eq!(
-        public_grants(&s3, &approved).await,
+        public_grants(&moto, &approved).await,
         0,
         "the approved bucket is private"
     );
     assert_eq!(
-        public_grants(&s3, &unapproved).await,
+        public_grants(&moto, &unapproved).await,
         1,
         "the other is untouched"
     );

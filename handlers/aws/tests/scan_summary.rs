@@ -9,15 +9,13 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use aws_sdk_sqs::types::QueueAttributeName;
-use chrono::Utc;
-use escher_aws::{build_pipeline, load_sdk_config};
+use escher_aws::build_pipeline;
 use escher_core::approvals::Action;
 use escher_core::scan::{Finding, FindingDraft, ReportSettings, ScanCheck, ScanContext, ScanError};
 use escher_core::{CloudProvider, EventType, Resource};
 use escher_runtime::HandlerConfig;
 use escher_scan::{Progress, ReportStore, ScanRun};
-use serde_json::Value;
+use escher_test_support::moto::{sns, Moto};
 
 /// One finding per name, of one event type (`bucket_public` is HIGH, `resource_unused` INFO).
 struct Fixed {
@@ -63,94 +61,13 @@ impl ScanCheck for Fixed {
     }
 }
 
-async fn topic_with_queue(
-    sns: &aws_sdk_sns::Client,
-    sqs: &aws_sdk_sqs::Client,
-    name: &str,
-) -> (String, String) {
-    let topic = sns
-        .create_topic()
-        .name(name)
-        .send()
-        .await
-        .expect("topic")
-        .topic_arn()
-        .expect("arn")
-        .to_string();
-    let queue = sqs
-        .create_queue()
-        .queue_name(name)
-        .send()
-        .await
-        .expect("queue")
-        .queue_url()
-        .expect("url")
-        .to_string();
-    let queue_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .expect("attributes")
-        .attributes()
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-        .expect("queue arn");
-    sns.subscribe()
-        .topic_arn(&topic)
-        .protocol("sqs")
-        .endpoint(queue_arn)
-        .send()
-        .await
-        .expect("subscribe");
-    (topic, queue)
-}
-
-/// The SNS messages (subject, text) delivered to `queue`.
-async fn delivered(sqs: &aws_sdk_sqs::Client, queue: &str) -> Vec<(String, String)> {
-    let out = sqs
-        .receive_message()
-        .queue_url(queue)
-        .max_number_of_messages(10)
-        .wait_time_seconds(1)
-        .send()
-        .await
-        .expect("receive");
-    out.messages()
-        .iter()
-        .filter_map(|m| m.body())
-        .filter_map(|body| serde_json::from_str::<Value>(body).ok())
-        .map(|v| {
-            (
-                v["Subject"].as_str().unwrap_or_default().to_string(),
-                v["Message"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_report_with_a_high_finding_sends_one_summary_and_an_all_info_report_none() {
-    let endpoint = match std::env::var("ESCHER_TEST_AWS_ENDPOINT") {
-        Ok(endpoint) => endpoint,
-        Err(_) if std::env::var_os("ESCHER_REQUIRE_EMULATORS").is_some() => {
-            panic!("ESCHER_TEST_AWS_ENDPOINT is not set although the emulators were started")
-        }
-        Err(_) => {
-            eprintln!("NOTICE: ESCHER_TEST_AWS_ENDPOINT not set; the summary notification test runs under `make test`, which starts moto");
-            return;
-        }
+    let Some(moto) = Moto::connect("us-east-1", "the summary notification test").await else {
+        return;
     };
-    let sdk = load_sdk_config(Some("us-east-1"), Some(&endpoint)).await;
-    let (sns, sqs) = (
-        aws_sdk_sns::Client::new(&sdk),
-        aws_sdk_sqs::Client::new(&sdk),
-    );
-    let tag = format!("{}-{}", std::process::id(), Utc::now().timestamp_micros());
-    let (critical_topic, critical_queue) =
-        topic_with_queue(&sns, &sqs, &format!("escher-summary-critical-{tag}")).await;
-    let (high_topic, high_queue) =
-        topic_with_queue(&sns, &sqs, &format!("escher-summary-high-{tag}")).await;
+    let (critical_topic, critical_queue) = moto.topic_with_queue("escher-summary-critical").await;
+    let (high_topic, high_queue) = moto.topic_with_queue("escher-summary-high").await;
     let dir = tempfile::tempdir().expect("temp dir");
     let uri = |name: &str| format!("fs://{}", dir.path().join(name).display());
     let config = HandlerConfig::from_lookup(|name| match name {
@@ -162,7 +79,7 @@ async fn a_report_with_a_high_finding_sends_one_summary_and_an_all_info_report_n
         _ => None,
     })
     .expect("config");
-    let pipeline = build_pipeline(&config, &sdk).expect("pipeline");
+    let pipeline = build_pipeline(&config, &moto.config).expect("pipeline");
     let store = ReportStore::new(
         escher_core::store::open(&uri("state")).expect("state"),
         uri("state"),
@@ -193,9 +110,12 @@ async fn a_report_with_a_high_finding_sends_one_summary_and_an_all_info_report_n
         "HIGH: topic + Slack: {:?}",
         loud.notified
     );
-    let messages = delivered(&sqs, &high_queue).await;
+    let messages = moto.delivered(&high_queue).await;
     assert_eq!(messages.len(), 1, "one summary: {messages:?}");
-    let (subject, text) = &messages[0];
+    let sns::Delivered {
+        subject,
+        message: text,
+    } = &messages[0];
     assert!(
         subject.starts_with(&format!(
             "[HIGH] Escher morning report {}: 0 critical, 1 high, 0 medium",
@@ -216,7 +136,7 @@ async fn a_report_with_a_high_finding_sends_one_summary_and_an_all_info_report_n
         "where the report is: {text}"
     );
     assert!(
-        delivered(&sqs, &critical_queue).await.is_empty(),
+        moto.delivered(&critical_queue).await.is_empty(),
         "HIGH is not CRITICAL"
     );
     // A retry of the finished night returns its report and where its summary went, and
@@ -230,7 +150,7 @@ async fn a_report_with_a_high_finding_sends_one_summary_and_an_all_info_report_n
     };
     assert_eq!(again.files, loud.files);
     assert_eq!(again.notified, loud.notified);
-    assert!(delivered(&sqs, &high_queue).await.is_empty(), "sent once");
+    assert!(moto.delivered(&high_queue).await.is_empty(), "sent once");
 
     let quiet = scan(EventType::ResourceUnused, &["summary-unused"])
         .run()
@@ -238,6 +158,6 @@ async fn a_report_with_a_high_finding_sends_one_summary_and_an_all_info_report_n
         .expect("report");
     assert_eq!(quiet.report.summary.info, 1);
     assert!(quiet.notified.is_empty(), "{:?}", quiet.notified);
-    assert!(delivered(&sqs, &high_queue).await.is_empty());
-    assert!(delivered(&sqs, &critical_queue).await.is_empty());
+    assert!(moto.delivered(&high_queue).await.is_empty());
+    assert!(moto.delivered(&critical_queue).await.is_empty());
 }

@@ -4,8 +4,6 @@
 //! their refresh interval, revoked approvals never match, old generations are collected,
 //! and an unreachable or damaged store yields an error, never a decision.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +13,9 @@ use escher_core::approvals::{
     Decision, NothingUsedYet, Outcome, Publication, Scope, WizardDefaults,
 };
 use escher_core::UnifiedEvent;
+use escher_test_support::emulator::{notice, sub_store};
+use escher_test_support::names::unique;
+use escher_test_support::{azurite, fake_gcs, moto};
 
 fn public_bucket(account: &str) -> UnifiedEvent {
     serde_json::from_value(serde_json::json!({
@@ -397,66 +398,49 @@ async fn memory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_folder() {
-    let root = std::env::temp_dir().join(common::unique("escher-approvals"));
+    let root = std::env::temp_dir().join(unique("escher-approvals"));
     all_behaviours(|name| format!("fs://{}/{name}", root.display()), true).await;
     std::fs::remove_dir_all(&root).ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3() {
-    let run = common::unique("approvals");
-    if let Some(base) = common::emulator_uri("ESCHER_TEST_S3_URI", &run) {
-        assert_eq!(
-            ApprovalStore::open(&base).expect("open").publication(),
-            Publication::IfMatch
-        );
-        all_behaviours(
-            |name| {
-                common::emulator_uri("ESCHER_TEST_S3_URI", &format!("{run}/{name}"))
-                    .unwrap_or_default()
-            },
-            true,
-        )
-        .await;
-    }
+    let Some(base) = moto::s3_store("the approvals store on S3") else {
+        return;
+    };
+    let run = sub_store(&base, &unique("approvals"));
+    assert_eq!(
+        ApprovalStore::open(&run).expect("open").publication(),
+        Publication::IfMatch
+    );
+    all_behaviours(|name| sub_store(&run, name), true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn azblob() {
-    let run = common::unique("approvals");
-    if common::emulator_uri("ESCHER_TEST_AZBLOB_URI", &run).is_some() {
-        all_behaviours(
-            |name| {
-                common::emulator_uri("ESCHER_TEST_AZBLOB_URI", &format!("{run}/{name}"))
-                    .unwrap_or_default()
-            },
-            true,
-        )
-        .await;
-    }
+    let Some(base) = azurite::blob_store("the approvals store on Azure Blob") else {
+        return;
+    };
+    let run = sub_store(&base, &unique("approvals"));
+    all_behaviours(|name| sub_store(&run, name), true).await;
 }
 
 /// fake-gcs-server does not enforce `ifGenerationMatch`, so concurrent writers cannot be
 /// proven against it; everything else runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gcs() {
-    let run = common::unique("approvals");
-    if let Some(base) = common::emulator_uri("ESCHER_TEST_GCS_URI", &run) {
-        assert_eq!(
-            ApprovalStore::open(&base).expect("open").publication(),
-            Publication::IfVersionMatch
-        );
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), "NOTICE: {base}: concurrent writers not checked (the emulator does not enforce ifGenerationMatch)");
-        all_behaviours(
-            |name| {
-                common::emulator_uri("ESCHER_TEST_GCS_URI", &format!("{run}/{name}"))
-                    .unwrap_or_default()
-            },
-            false,
-        )
-        .await;
-    }
+    let Some(base) = fake_gcs::gcs_store("the approvals store on GCS") else {
+        return;
+    };
+    let run = sub_store(&base, &unique("approvals"));
+    assert_eq!(
+        ApprovalStore::open(&run).expect("open").publication(),
+        Publication::IfVersionMatch
+    );
+    notice(&format!(
+        "{run}: concurrent writers not checked (the emulator does not enforce ifGenerationMatch)"
+    ));
+    all_behaviours(|name| sub_store(&run, name), false).await;
 }
 
 /// Nothing listens on port 9: the decision must be an error the handler retries.
@@ -477,7 +461,7 @@ async fn an_unreachable_store_gives_an_error_not_a_decision() {
 /// (one of them may have been revoked meanwhile).
 #[tokio::test]
 async fn a_store_failing_after_a_refresh_interval_gives_an_error() {
-    let root = std::env::temp_dir().join(common::unique("escher-outage"));
+    let root = std::env::temp_dir().join(unique("escher-outage"));
     let uri = format!("fs://{}", root.display());
     let store = ApprovalStore::open(&uri).expect("open");
     store
@@ -505,7 +489,7 @@ async fn a_store_failing_after_a_refresh_interval_gives_an_error() {
 /// A generation altered after publication is refused (its SHA-256 no longer matches).
 #[tokio::test]
 async fn an_altered_generation_is_refused() {
-    let root = std::env::temp_dir().join(common::unique("escher-altered"));
+    let root = std::env::temp_dir().join(unique("escher-altered"));
     let store = ApprovalStore::open(&format!("fs://{}", root.display())).expect("open");
     let published = store
         .apply(
@@ -534,7 +518,7 @@ async fn an_altered_generation_is_refused() {
 /// A writer that died holding the lock of a local store does not block others for long.
 #[tokio::test]
 async fn a_stale_lock_is_broken() {
-    let root = std::env::temp_dir().join(common::unique("escher-lock"));
+    let root = std::env::temp_dir().join(unique("escher-lock"));
     std::fs::create_dir_all(&root).expect("dir");
     let taken: DateTime<Utc> = Utc::now() - chrono::Duration::minutes(5);
     std::fs::write(

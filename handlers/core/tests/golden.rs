@@ -3,14 +3,23 @@
 //! deliberately broken and must fail with the error recorded beside them. `UPDATE_EXPECTED=1 cargo test --test golden`
 //! rewrites the expected files; review the diff before committing it.
 
-mod common;
+use escher_core::{NormalizeError, Normalized};
+use escher_test_support::{fixtures, schema};
+use serde_json::{json, Value};
 
-use common::{inputs, result_json, schema_errors, validator, workspace_root};
+/// The stable JSON form of a normalization result, as stored in `*.expected.json`.
+fn result_json(result: &Result<Normalized, NormalizeError>) -> Value {
+    match result {
+        Ok(Normalized::Events(events)) => json!({ "events": events }),
+        Ok(Normalized::Handshake(h)) => json!({ "handshake": h }),
+        Err(e) => json!({ "error": e.to_string() }),
+    }
+}
 
 #[test]
 fn project_fixtures_match_their_expected_output() {
     let update = std::env::var_os("UPDATE_EXPECTED").is_some();
-    let validator = validator();
+    let validator = schema::validator("unified-event.schema.json");
     let mut checked = 0;
     let mut failures = Vec::new();
     for (folder, must_fail) in [
@@ -21,11 +30,11 @@ fn project_fixtures_match_their_expected_output() {
         ("invalid/azure", true),
         ("invalid/gcp", true),
     ] {
-        let dir = workspace_root().join("tests/fixtures").join(folder);
+        let dir = fixtures::dir(folder);
         if !dir.is_dir() {
             continue;
         }
-        for input in inputs(&dir) {
+        for input in fixtures::inputs(&dir) {
             let bytes = std::fs::read(&input).expect("read fixture");
             let result = escher_core::normalize(&bytes);
             if result.is_err() != must_fail {
@@ -38,7 +47,7 @@ fn project_fixtures_match_their_expected_output() {
             }
             let actual = result_json(&result);
             for event in actual["events"].as_array().into_iter().flatten() {
-                for err in schema_errors(&validator, event) {
+                for err in schema::errors(&validator, event) {
                     failures.push(format!("{}: schema: {err}", input.display()));
                 }
             }

@@ -4,11 +4,10 @@
 //! per-source code than random bytes do: randomly combined below, and exhaustively (every
 //! field of every fixture, and of the body encoded inside it) in one deterministic test.
 
-mod common;
-
 use std::path::PathBuf;
 
 use base64::Engine as _;
+use escher_test_support::fixtures;
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -19,20 +18,19 @@ fn corpus() -> &'static [Vec<u8>] {
 }
 
 fn read_corpus() -> Vec<Vec<u8>> {
-    let root = common::workspace_root();
     let mut dirs: Vec<PathBuf> = ["aws", "azure", "gcp"]
         .iter()
-        .map(|c| root.join("tests/fixtures").join(c))
+        .map(|c| fixtures::dir(c))
         .collect();
     dirs.extend(
         ["aws", "azure", "gcp"]
             .iter()
-            .filter_map(|c| common::shared_fixtures(c)),
+            .filter_map(|c| fixtures::shared(c)),
     );
     let files: Vec<Vec<u8>> = dirs
         .iter()
         .filter(|d| d.is_dir())
-        .flat_map(|d| common::inputs(d))
+        .flat_map(|d| fixtures::inputs(d))
         .filter_map(|p| std::fs::read(p).ok())
         .collect();
     if files.is_empty() {

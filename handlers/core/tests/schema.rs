@@ -1,15 +1,14 @@
 //! The committed JSON Schemas and the Rust types must not drift. `UPDATE_SCHEMA=1 cargo test
 //! --test schema` (`make schema`) regenerates `schemas/*.schema.json` from the types.
 
-mod common;
-
 use escher_core::approvals::{Approval, WizardDefaults};
 use escher_core::UnifiedEvent;
+use escher_test_support::{fixtures, schema};
 
 /// Compares (or, with `UPDATE_SCHEMA`, rewrites) one committed schema.
 fn check_committed(file: &str, generated: schemars::Schema) -> serde_json::Value {
     let generated = serde_json::to_value(generated).expect("schema");
-    let path = common::workspace_root().join("schemas").join(file);
+    let path = fixtures::workspace_root().join("schemas").join(file);
     if std::env::var_os("UPDATE_SCHEMA").is_some() {
         let text = serde_json::to_string_pretty(&generated).expect("serialize") + "\n";
         std::fs::write(&path, text).expect("write schema");
@@ -46,13 +45,13 @@ fn morning_report_schema_matches_the_rust_type() {
 #[test]
 fn approval_schema_matches_and_accepts_the_wizard_defaults() {
     let schema = check_committed("approval.schema.json", schemars::schema_for!(Approval));
-    let validator = jsonschema::draft202012::new(&schema).expect("schema compiles");
+    let validator = schema::compile(&schema);
     let now = chrono::DateTime::parse_from_rfc3339("2026-11-02T08:00:00Z")
         .expect("time")
         .with_timezone(&chrono::Utc);
     for choice in &WizardDefaults::built_in().choices {
         let approval = serde_json::to_value(choice.to_approval("ana", now)).expect("serialize");
-        let errors = common::schema_errors(&validator, &approval);
+        let errors = schema::errors(&validator, &approval);
         assert!(errors.is_empty(), "{}: {errors:?}", choice.id);
     }
     let mut typo =
@@ -67,13 +66,13 @@ fn approval_schema_matches_and_accepts_the_wizard_defaults() {
     assert!(
         validator.is_valid(&typo),
         "{:?}",
-        common::schema_errors(&validator, &typo)
+        schema::errors(&validator, &typo)
     );
 }
 
 #[test]
 fn schema_rejects_what_the_contract_forbids() {
-    let validator = common::validator();
+    let validator = schema::validator("unified-event.schema.json");
     let good = serde_json::json!({
         "event_id": "aws-0123", "event_type": "bucket_public", "severity": "HIGH",
         "cloud_provider": "aws", "account_id": "123456789012", "region": "global",
@@ -84,7 +83,7 @@ fn schema_rejects_what_the_contract_forbids() {
     assert!(
         validator.is_valid(&good),
         "{:?}",
-        common::schema_errors(&validator, &good)
+        schema::errors(&validator, &good)
     );
     for (field, bad) in [
         ("severity", serde_json::json!("LOW")),

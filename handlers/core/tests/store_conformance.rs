@@ -8,6 +8,7 @@
 //! writes cannot be proven against it here: `make test` sets `ESCHER_TEST_GCS_CONDITIONS=skip`
 //! and the suite says so in its output instead of passing silently.
 
+use escher_test_support::{azurite, fake_gcs, moto};
 use opendal::{ErrorKind, Operator};
 
 /// Whether the backend under test enforces conditional writes (real clouds do; one
@@ -182,39 +183,31 @@ async fn fs_store() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// Emulator-backed stores: `make test` starts the emulators and sets these variables. A
-/// plain `cargo test` without them skips with a notice instead of failing.
-async fn emulator_store(variable: &str, conditions: Conditions) {
-    match std::env::var(variable) {
-        Ok(uri) => conformance(&uri, conditions).await,
-        Err(_) if std::env::var_os("ESCHER_REQUIRE_EMULATORS").is_some() => {
-            panic!("{variable} is not set although the emulators were started (see tests/emulators.sh)")
-        }
-        Err(_) => {
-            use std::io::Write as _;
-            let _ = writeln!(
-                std::io::stderr(),
-                "NOTICE: {variable} not set; this store's conformance runs under `make test`, which starts the emulators"
-            );
-        }
+// Emulator-backed stores: `make test` starts the emulators and sets their variables. A
+// plain `cargo test` without them skips with a notice instead of failing.
+
+#[tokio::test]
+async fn s3_store() {
+    if let Some(uri) = moto::s3_store("the S3 store's conformance") {
+        conformance(&uri, Conditions::Enforced).await;
     }
 }
 
 #[tokio::test]
-async fn s3_store() {
-    emulator_store("ESCHER_TEST_S3_URI", Conditions::Enforced).await;
-}
-
-#[tokio::test]
 async fn azblob_store() {
-    emulator_store("ESCHER_TEST_AZBLOB_URI", Conditions::Enforced).await;
+    if let Some(uri) = azurite::blob_store("the Azure Blob store's conformance") {
+        conformance(&uri, Conditions::Enforced).await;
+    }
 }
 
 #[tokio::test]
 async fn gcs_store() {
-    let conditions = match std::env::var("ESCHER_TEST_GCS_CONDITIONS").as_deref() {
-        Ok("skip") => Conditions::NotEnforcedByEmulator,
-        _ => Conditions::Enforced,
+    let conditions = if fake_gcs::enforces_conditions() {
+        Conditions::Enforced
+    } else {
+        Conditions::NotEnforcedByEmulator
     };
-    emulator_store("ESCHER_TEST_GCS_URI", conditions).await;
+    if let Some(uri) = fake_gcs::gcs_store("the GCS store's conformance") {
+        conformance(&uri, conditions).await;
+    }
 }

@@ -1,14 +1,10 @@
-//! `make report-preview`: the sample morning report (`tests/support/sample_report.rs`: a
-//! finding in every section, a fix applied, changes, a region not scanned; no cloud or
-//! emulator needed) rendered to HTML, Markdown and JSON in a folder (default
-//! `.report-preview/`, git-ignored), and a screenshot of the HTML taken by headless
+//! `make report-preview`: the sample morning report (the `escher-sample-report` crate,
+//! `tests/sample-report`: a finding in every section, a fix applied, changes, a region not
+//! scanned; no cloud or emulator needed) rendered to HTML, Markdown and JSON in a folder
+//! (default `.report-preview/`, git-ignored), and a screenshot of the HTML taken by headless
 //! `chromium` at 1280×2000. Prints the paths.
 
-#[path = "../tests/support/chromium.rs"]
-mod chromium;
-#[path = "../tests/support/sample_report.rs"]
-mod sample_report;
-
+use escher_test_support::chromium;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -22,7 +18,7 @@ fn preview(dir: &Path) -> Result<(), String> {
     let dir = dir
         .canonicalize()
         .map_err(|e| format!("{}: {e}", dir.display()))?;
-    let report = sample_report::sample_report();
+    let report = escher_sample_report::sample_report();
     let html = escher_scan::render_html(&report).map_err(|e| e.to_string())?;
     let markdown = escher_scan::render_markdown(&report).map_err(|e| e.to_string())?;
     let json = serde_json::to_vec_pretty(&report).map_err(|e| format!("report JSON: {e}"))?;

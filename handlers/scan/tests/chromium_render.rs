@@ -15,17 +15,12 @@
 //! Without `chromium` (`apt-get install chromium`; `.ci/run` installs it) the tests print
 //! a notice and return, unless `ESCHER_REQUIRE_CHROMIUM=1` (set by `.ci/run`), when they fail.
 
-#[path = "support/chromium.rs"]
-mod chromium;
-#[path = "support/sample_report.rs"]
-mod sample_report;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chromium::Chromium;
+use escher_test_support::chromium::Chromium;
 
 const PAGE: &str = "/report.html";
 
@@ -197,7 +192,7 @@ fn the_html_report_renders_in_chromium_with_every_finding_and_nothing_from_outsi
     let Some(chromium) = chromium_or_skip() else {
         return;
     };
-    let report = sample_report::sample_report();
+    let report = escher_sample_report::sample_report();
     let html = escher_scan::render_html(&report).expect("render the report");
     let page = load(&chromium, html);
 

@@ -12,6 +12,7 @@ use escher_core::scan::{
 };
 use escher_core::{CloudProvider, EventType, Resource};
 use escher_scan::{render_html, render_markdown, ReportStore, ScanRun, StoreError};
+use escher_test_support::schema;
 
 /// A check over a fixed list of buckets, failing in one region.
 struct Buckets {
@@ -89,16 +90,6 @@ async fn run(
     .expect("scan stored")
 }
 
-fn schema_validator() -> jsonschema::Validator {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../schemas/morning-report.schema.json"
-    );
-    let schema: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(path).expect("schema file")).expect("schema JSON");
-    jsonschema::draft202012::new(&schema).expect("schema compiles")
-}
-
 #[tokio::test]
 async fn a_second_run_stores_a_new_report_with_deltas_and_moves_latest() {
     let store = memory_store();
@@ -146,11 +137,7 @@ async fn a_second_run_stores_a_new_report_with_deltas_and_moves_latest() {
     assert!(matches!(again, Err(StoreError::Exists { .. })), "{again:?}");
     let stored: serde_json::Value =
         serde_json::from_slice(&store.read(&second.files.json).await.expect("read")).expect("json");
-    let validator = schema_validator();
-    let errors: Vec<String> = validator
-        .iter_errors(&stored)
-        .map(|e| e.to_string())
-        .collect();
+    let errors = schema::errors(&schema::validator("morning-report.schema.json"), &stored);
     assert!(errors.is_empty(), "{errors:?}");
     let markdown =
         String::from_utf8(store.read(&second.files.markdown).await.expect("md")).expect("utf8");
@@ -307,10 +294,7 @@ async fn the_cost_summary_comes_after_the_counts_and_before_security_in_both_ren
     let stored: serde_json::Value =
         serde_json::from_slice(&store.read(&report.files.json).await.expect("read")).expect("json");
     assert_eq!(stored["cost"]["yesterday_amount"], 90.0);
-    let errors: Vec<String> = schema_validator()
-        .iter_errors(&stored)
-        .map(|e| e.to_string())
-        .collect();
+    let errors = schema::errors(&schema::validator("morning-report.schema.json"), &stored);
     assert!(errors.is_empty(), "{errors:?}");
 
     // The section switched off: no summary in the report or its renderings.

@@ -15,6 +15,9 @@ use escher_core::remediate::{
 use escher_core::scan::{FindingDraft, ReportSettings, ScanContext, ScanThresholds};
 use escher_core::{CloudProvider, EventSource, EventType, Resource, Severity, UnifiedEvent};
 use escher_scan::{render_html, render_markdown, ReportStore, ScanResult, ScanRun};
+use escher_test_support::emulator::sub_store;
+use escher_test_support::moto;
+use escher_test_support::names::unique;
 
 fn event(name: &str, severity: Severity) -> UnifiedEvent {
     let mut event = FindingDraft {
@@ -300,22 +303,10 @@ async fn info_events_queued_since_the_previous_report_are_gathered_and_none_dele
 /// More notices than one S3 listing page (1000 keys) on moto: every one is gathered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queue_longer_than_one_listing_page_is_read_completely_on_s3() {
-    let base = match std::env::var("ESCHER_TEST_S3_URI") {
-        Ok(uri) => uri,
-        Err(_) if std::env::var_os("ESCHER_REQUIRE_EMULATORS").is_some() => {
-            panic!("ESCHER_TEST_S3_URI is not set although the emulators were started")
-        }
-        Err(_) => {
-            eprintln!("NOTICE: ESCHER_TEST_S3_URI not set; the S3 report-queue test runs under `make test`, which starts moto");
-            return;
-        }
+    let Some(base) = moto::s3_store("the S3 report-queue test") else {
+        return;
     };
-    let prefix = format!(
-        "/sections-{}-{}?",
-        std::process::id(),
-        Utc::now().timestamp_micros()
-    );
-    let uri = base.replacen("/conformance?", &prefix, 1);
+    let uri = sub_store(&base, &unique("sections"));
     let state = escher_core::store::open(&uri).expect("s3 state store");
     let notifier = Notifier::new(state.clone(), NotifyConfig::default());
     let names: Vec<String> = (0..1005).map(|i| format!("queued-{i:04}")).collect();

@@ -13,6 +13,9 @@ use escher_core::scan::{
 };
 use escher_core::{CloudProvider, EventType, Resource};
 use escher_scan::{Progress, ReportStore, ScanRun};
+use escher_test_support::emulator::sub_store;
+use escher_test_support::moto;
+use escher_test_support::names::unique;
 
 type Runs = Arc<Mutex<BTreeMap<(String, String), usize>>>;
 
@@ -283,20 +286,8 @@ async fn on_memory_a_handed_on_run_finishes_without_repeating_a_pair() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_s3_a_handed_on_run_finishes_without_repeating_a_pair() {
-    let base = match std::env::var("ESCHER_TEST_S3_URI") {
-        Ok(uri) => uri,
-        Err(_) if std::env::var_os("ESCHER_REQUIRE_EMULATORS").is_some() => {
-            panic!("ESCHER_TEST_S3_URI is not set although the emulators were started")
-        }
-        Err(_) => {
-            eprintln!("NOTICE: ESCHER_TEST_S3_URI not set; the S3 split-scan test runs under `make test`, which starts moto");
-            return;
-        }
+    let Some(base) = moto::s3_store("the S3 split-scan test") else {
+        return;
     };
-    let prefix = format!(
-        "/split-{}-{}?",
-        std::process::id(),
-        Utc::now().timestamp_micros()
-    );
-    handed_on_then_finished(&base.replacen("/conformance?", &prefix, 1)).await;
+    handed_on_then_finished(&sub_store(&base, &unique("split"))).await;
 }

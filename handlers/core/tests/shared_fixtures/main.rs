@@ -3,9 +3,6 @@
 //! `event_type` a person reading it would expect. Skipped, with a notice, when `../shared`
 //! is absent (a user's clone).
 
-#[path = "../common/mod.rs"]
-mod common;
-
 mod aws;
 mod azure;
 mod gcp;
@@ -13,8 +10,7 @@ mod gcp;
 use std::collections::BTreeSet;
 
 use escher_core::Normalized;
-
-use common::{inputs, schema_errors, validator};
+use escher_test_support::{fixtures, schema};
 
 /// What a shared sample must become.
 pub enum Expect {
@@ -25,12 +21,12 @@ pub enum Expect {
 }
 
 fn check_cloud(cloud: &str, table: &[(&str, Expect)]) {
-    let Some(dir) = common::shared_fixtures(cloud) else {
+    let Some(dir) = fixtures::shared(cloud) else {
         return;
     };
-    let validator = validator();
+    let validator = schema::validator("unified-event.schema.json");
     let mut failures = Vec::new();
-    let files = inputs(&dir);
+    let files = fixtures::inputs(&dir);
     let names: BTreeSet<String> = files
         .iter()
         .filter_map(|p| p.file_name()?.to_str().map(str::to_string))
@@ -74,7 +70,7 @@ fn check_cloud(cloud: &str, table: &[(&str, Expect)]) {
                         ));
                     }
                     let json = serde_json::to_value(event).expect("serialize");
-                    for err in schema_errors(&validator, &json) {
+                    for err in schema::errors(&validator, &json) {
                         failures.push(format!("{name}: schema: {err}"));
                     }
                 }

@@ -1,9 +1,9 @@
-//! A local stand-in for the Lambda Runtime API (`AWS_LAMBDA_RUNTIME_API`), shared by the
-//! `lambda_function` test and the `handler` bench: it hands the `escher-alert` binary one
-//! invocation per `GET …/invocation/next` and records every response or error it posts,
-//! with the moment it arrived, so a caller can check the answers or time a cold start.
+//! A local stand-in for the Lambda Runtime API (`AWS_LAMBDA_RUNTIME_API`), for the
+//! `lambda_function` and `scan_function` tests and the `handler` bench: it hands a function's
+//! binary one invocation per `GET …/invocation/next` and records every response or error it
+//! posts, with the moment it arrived, so a caller can check the answers or time a cold start.
 //!
-//! It speaks just enough HTTP/1.1 for `lambda_runtime` (one request per connection). It
+//! It speaks just enough HTTP/1.1 for `lambda_runtime` ([`crate::http`]). It
 //! also answers the Lambda `Invoke` API (`POST /2015-03-31/functions/<fn>/invocations`,
 //! pointed at it with `AWS_ENDPOINT_URL_LAMBDA`) as Lambda does for an asynchronous
 //! invocation: 202, and the payload queued as a later invocation of the function, so a
@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
+
+use crate::http::{read_request, ACCEPTED};
 
 /// One POST the function made: `…/invocation/<id>/response` or `…/invocation/<id>/error`
 /// (or a Lambda `Invoke` call).
@@ -23,7 +25,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub struct Answer {
     pub path: String,
     /// The request line and headers, as sent (the escher-scan test reads the Invoke call's).
-    #[allow(dead_code)]
     pub head: String,
     pub body: Value,
     pub at: Instant,
@@ -131,9 +132,7 @@ impl RuntimeApi {
                         body,
                         at,
                     });
-                    let _ = socket
-                        .write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
-                        .await;
+                    let _ = socket.write_all(ACCEPTED).await;
                 }
             }
         });
@@ -177,38 +176,4 @@ impl RuntimeApi {
             .kill_on_drop(true);
         command
     }
-}
-
-async fn read_request(socket: &mut tokio::net::TcpStream) -> (String, Vec<u8>) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = socket.read(&mut chunk).await.unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_string();
-            let length = head
-                .to_ascii_lowercase()
-                .lines()
-                .find_map(|l| {
-                    l.strip_prefix("content-length:")
-                        .map(str::trim)
-                        .map(str::to_string)
-                })
-                .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(0);
-            while buf.len() < end + 4 + length {
-                let n = socket.read(&mut chunk).await.unwrap_or(0);
-                if n == 0 {
-                    break;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            return (head, buf[end + 4..].to_vec());
-        }
-    }
-    (String::from_utf8_lossy(&buf).to_string(), Vec::new())
 }

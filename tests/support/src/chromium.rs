@@ -1,4 +1,4 @@
-//! Debian's `chromium`, headless, as the report tests and `make report-preview` run it.
+//! Debian's `chromium`, headless, as the report render test and `make report-preview` run it.
 //!
 //! The flags keep it from calling home on a closed network (background networking,
 //! component updates, sync, QUIC), which would otherwise make it hang or fail; each run
@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// The flags of every run (see above).
 pub const FLAGS: &[&str] = &[
     "--headless",
     "--no-sandbox",
@@ -20,6 +21,7 @@ pub const FLAGS: &[&str] = &[
     "--disable-sync",
 ];
 
+/// A chromium binary found on this machine.
 pub struct Chromium {
     program: PathBuf,
 }

@@ -4,7 +4,8 @@
 //! region that could not be scanned, the cost summary, a critical alert of the last 24 h and
 //! an INFO event from the report queue. Plain data, no cloud: the findings are made by
 //! `FindingDraft::finish` as the AWS checks make theirs, with the checks' titles and commands.
-//! Shared by the Chromium render test and `make report-preview` (`examples/report_preview.rs`).
+//! For escher-scan's Chromium render test and `make report-preview`
+//! (`handlers/scan/examples/report_preview.rs`).
 
 use std::collections::BTreeMap;
 

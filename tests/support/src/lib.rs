@@ -1,0 +1,36 @@
+//! Escher Extend's test kit, shared by the tests, benches and examples of every crate (a
+//! `[dev-dependencies]` entry only; it depends on no escher crate, so it never forms a cycle
+//! with the crates it tests).
+//!
+//! One module per emulator, so each cloud's kit sits beside the others:
+//! - [`moto`]: AWS. The endpoint and the S3 store `tests/emulators.sh` starts; with the `aws`
+//!   feature, SDK clients, accounts of one's own and one module per service (buckets,
+//!   instances, CPU metrics, topics with subscribed queues).
+//! - [`azurite`] (Azure Blob) and [`fake_gcs`] (GCS): their stores. An Azure or GCP SDK kit,
+//!   and a Pub/Sub emulator's (`pubsub`), go beside them, behind `azure` / `gcp` features.
+//! - [`estate`] (`aws`): a 300-resource AWS estate on moto, for the scan test and bench.
+//! - [`lambda_runtime_api`] (`aws`): a stand-in for the Lambda Runtime API, to run the
+//!   functions' binaries as Lambda does.
+//!
+//! Then what is not an emulator: [`emulator`] (the skip-or-fail rule every kit applies when
+//! its emulator is absent), [`names`], [`fixtures`] (the repository's sample payloads),
+//! [`schema`] (`schema`), [`http`] (a request reader and a webhook receiver) and [`chromium`].
+//!
+//! Helpers that talk to an emulator return `Result<_, String>` (a bench reports the failure
+//! instead of panicking; a test `expect`s it); helpers that read the repository panic with
+//! the path, since a missing fixture is a broken checkout, not a condition to handle.
+
+pub mod azurite;
+pub mod chromium;
+pub mod emulator;
+#[cfg(feature = "aws")]
+pub mod estate;
+pub mod fake_gcs;
+pub mod fixtures;
+pub mod http;
+#[cfg(feature = "aws")]
+pub mod lambda_runtime_api;
+pub mod moto;
+pub mod names;
+#[cfg(feature = "schema")]
+pub mod schema;

@@ -23,8 +23,9 @@ use escher_aws::{AwsClients, AwsScan};
 use escher_core::approvals::Action;
 use escher_core::scan::{run_scan, Finding, ScanContext, ScanThresholds};
 use escher_core::{CloudProvider, EventSource, EventType, Severity};
+use escher_test_support::moto::cost::{self, EC2_COMPUTE};
 use escher_test_support::moto::{
-    self, cloudwatch, ec2, ec2::tcp, s3, Moto, ACCOUNT as MOTO_ACCOUNT,
+    self, cloudwatch, ec2, ec2::tcp, rds, s3, Moto, ACCOUNT as MOTO_ACCOUNT,
 };
 use escher_test_support::names::unique;
 
@@ -111,40 +112,20 @@ async fn put_cpu(moto: &Moto, instance: &str, days: i64, value: f64, every_minut
     .expect("put metric data");
 }
 
-/// A PostgreSQL instance, in `cluster` when given (as an Aurora member), with its storage
-/// encrypted or not, tagged with `tags`.
 async fn database(
     moto: &Moto,
     encrypted: bool,
     cluster: Option<&str>,
     tags: &[(&str, &str)],
 ) -> String {
-    let id = unique("escher-scan-db");
-    let engine = if cluster.is_some() {
-        "aurora-postgresql"
-    } else {
-        "postgres"
-    };
-    let tags = tags
-        .iter()
-        .map(|(k, v)| aws_sdk_rds::types::Tag::builder().key(*k).value(*v).build())
-        .collect();
-    let mut create = aws_sdk_rds::Client::new(&moto.config)
-        .create_db_instance()
-        .db_instance_identifier(&id)
-        .db_instance_class("db.t3.medium")
-        .engine(engine)
-        .set_tags(Some(tags))
-        .set_db_cluster_identifier(cluster.map(str::to_string));
-    if cluster.is_none() {
-        create = create
-            .allocated_storage(20)
-            .master_username("escher")
-            .master_user_password("not-a-secret-1")
-            .storage_encrypted(encrypted);
-    }
-    create.send().await.expect("create db instance");
-    id
+    rds::db_instance(
+        &aws_sdk_rds::Client::new(&moto.config),
+        encrypted,
+        cluster,
+        tags,
+    )
+    .await
+    .expect("create db instance")
 }
 
 async fn aurora_cluster(moto: &Moto) -> String {
@@ -606,46 +587,6 @@ async fn in_fresh_account(endpoint: &str) -> (String, SdkConfig) {
     (account, moto.config)
 }
 
-/// Queues GetCostAndUsage answers in moto for `account` (moto's
-/// `/moto-api/static/ce/cost-and-usage-results`: each new request body takes the next).
-async fn queue_cost_results(endpoint: &str, account: &str, results: Vec<serde_json::Value>) {
-    let body = serde_json::json!({ "account_id": account, "results": results });
-    let response = reqwest::Client::new()
-        .post(format!(
-            "{endpoint}/moto-api/static/ce/cost-and-usage-results"
-        ))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("queue Cost Explorer results");
-    assert_eq!(response.status().as_u16(), 201);
-}
-
-fn cost_day(
-    day: chrono::NaiveDate,
-    services: &[(&str, f64)],
-    estimated: bool,
-) -> serde_json::Value {
-    let groups: Vec<serde_json::Value> = services
-        .iter()
-        .map(|(service, amount)| {
-            serde_json::json!({
-                "Keys": [service],
-                "Metrics": { "UnblendedCost": { "Amount": amount.to_string(), "Unit": "USD" } }
-            })
-        })
-        .collect();
-    serde_json::json!({
-        "TimePeriod": { "Start": day.to_string(), "End": (day + Duration::days(1)).to_string() },
-        "Total": {},
-        "Groups": groups,
-        "Estimated": estimated
-    })
-}
-
-const EC2_COMPUTE: &str = "Amazon Elastic Compute Cloud - Compute";
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cost_summary_flags_a_spike_and_the_budget_once_per_scan() {
     let Some(endpoint) = moto::endpoint(WHAT) else {
@@ -662,7 +603,7 @@ async fn the_cost_summary_flags_a_spike_and_the_budget_once_per_scan() {
     let mut earlier = Vec::new();
     let mut day = window.start;
     while day < window.yesterday {
-        earlier.push(cost_day(
+        earlier.push(cost::day(
             day,
             &[
                 (EC2_COMPUTE, 100.0),
@@ -672,8 +613,8 @@ async fn the_cost_summary_flags_a_spike_and_the_budget_once_per_scan() {
         ));
         day += Duration::days(1);
     }
-    let first_page = serde_json::json!({ "ResultsByTime": earlier, "NextPageToken": "page-2", "DimensionValueAttributes": [] });
-    let last = cost_day(
+    let first_page = cost::page(earlier, Some("page-2"));
+    let last = cost::day(
         window.yesterday,
         &[
             (EC2_COMPUTE, 250.0),
@@ -681,9 +622,10 @@ async fn the_cost_summary_flags_a_spike_and_the_budget_once_per_scan() {
         ],
         true,
     );
-    let second_page =
-        serde_json::json!({ "ResultsByTime": [last], "DimensionValueAttributes": [] });
-    queue_cost_results(&endpoint, &account, vec![first_page, second_page]).await;
+    let second_page = cost::page(vec![last], None);
+    cost::queue_results(&endpoint, &account, vec![first_page, second_page])
+        .await
+        .expect("queue Cost Explorer answers");
 
     let scanner = AwsScan::new(AwsClients::new(&scan_config), account.clone());
     let cost_check: Vec<_> = scanner

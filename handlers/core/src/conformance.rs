@@ -7,8 +7,8 @@
 //! A fix must: make no mutating call in a dry run; make only calls its declared permissions
 //! cover (so the role the provisioner derives from them is enough); fix and verify; report
 //! `already_compliant`, changing nothing, when applied a second time; and fail its
-//! verification once the resource is changed back. A check must: give every finding its own
-//! id and cloud; give the same findings on a second run (stable keys, so the report's deltas
+//! verification once the resource is changed back. A check must: key every finding by its
+//! name and resource and give it the check's cloud; give the same findings on a second run (stable keys, so the report's deltas
 //! mean something); and offer only fixes the cloud has, else a command to run by hand.
 
 use std::collections::BTreeSet;
@@ -258,13 +258,15 @@ pub async fn check_scan_check(
         source,
     };
     let first = check.output(region, scan).await.map_err(failed)?;
-    let prefix = format!("{}:", check.id());
     for finding in &first.findings {
         let event = &finding.event;
-        if !finding.key.starts_with(&prefix) {
+        // A check may report under more than one name (the EBS check: unencrypted volumes
+        // and orphaned snapshots); each finding's key is its name and its resource.
+        let key = format!("{}:{}", finding.check, event.resource.id);
+        if finding.check.is_empty() || finding.key != key {
             return Err(broken(
-                "every finding carries its check's id",
-                format!("key {} does not start with {prefix}", finding.key),
+                "every finding's key is its check's name and its resource",
+                format!("key {}, expected {key}", finding.key),
             ));
         }
         if event.cloud_provider != check.cloud() || event.source != EventSource::EscherScan {
@@ -507,6 +509,8 @@ mod tests {
         runs: AtomicUsize,
         action: Option<Action>,
         second_run_differs: bool,
+        /// Keys its findings by the resource's name instead of its id.
+        keyed_by_name: bool,
     }
 
     #[async_trait]
@@ -526,7 +530,13 @@ mod tests {
             };
             Ok(names
                 .iter()
-                .map(|name| finding(name, region, self.action, scan))
+                .map(|name| {
+                    let mut found = finding(name, region, self.action, scan);
+                    if self.keyed_by_name {
+                        found.key = format!("{}:{name}", found.check);
+                    }
+                    found
+                })
                 .collect())
         }
     }
@@ -541,6 +551,7 @@ mod tests {
             runs: AtomicUsize::new(0),
             action,
             second_run_differs,
+            keyed_by_name: false,
         };
         let found = check_scan_check(
             &check(Some(Action::MakeBucketPrivate), false),
@@ -564,6 +575,14 @@ mod tests {
         .await;
         assert!(
             matches!(no_fix, Err(ConformanceFailure::Broken { rule, .. }) if rule == "a finding offers only a fix the cloud has")
+        );
+        let badly_keyed = Listing {
+            keyed_by_name: true,
+            ..check(None, false)
+        };
+        let badly_keyed = check_scan_check(&badly_keyed, &fixes, "r", &scan).await;
+        assert!(
+            matches!(badly_keyed, Err(ConformanceFailure::Broken { rule, .. }) if rule == "every finding's key is its check's name and its resource")
         );
     }
 }

@@ -5,13 +5,12 @@ use std::collections::BTreeSet;
 use async_trait::async_trait;
 use escher_core::approvals::Action;
 use escher_core::resource_types::aws as aws_types;
-use escher_core::scan::{Finding, ScanContext, ScanError};
-use escher_core::{EventType, Resource};
+use escher_core::scan::{Finding, ScanError};
+use escher_core::EventType;
 use serde_json::{json, Value};
 
 use super::*;
 use crate::calls::classify;
-use crate::clients::AwsClients;
 use crate::open_ingress::rules_of;
 
 /// Security groups with an admin or database port open to 0.0.0.0/0 or ::/0.
@@ -21,13 +20,8 @@ pub(super) struct OpenAdminPorts;
 impl AwsCheck for OpenAdminPorts {
     const ID: &'static str = "open_admin_port";
 
-    async fn find(
-        &self,
-        aws: &AwsScan,
-        clients: &AwsClients,
-        region: &str,
-        scan: &ScanContext,
-    ) -> Result<Vec<Finding>, ScanError> {
+    async fn find(&self, at: InRegion<'_>) -> Result<Vec<Finding>, ScanError> {
+        let (aws, clients, region, scan) = at.parts();
         let mut pages = clients
             .ec2
             .describe_security_groups()
@@ -73,23 +67,21 @@ impl AwsCheck for OpenAdminPorts {
                 })
                 .collect();
             let words: Vec<String> = open.iter().map(|(rule, _)| rule.words()).collect();
-            let tags = ec2_tags(group.tags());
             let name = group.group_name().unwrap_or(group_id).to_string();
-            let resource = Resource {
-                kind: aws_types::SECURITY_GROUP.into(),
-                id: aws.arn(region, "security-group", group_id),
-                name: name.clone(),
-                tags,
-                metadata: json!({
+            let mut resource = ec2_resource(
+                aws_types::SECURITY_GROUP,
+                aws.arn(region, "security-group", group_id),
+                group_id,
+                group.tags(),
+                json!({
                     "group_id": group_id,
                     "vpc_id": group.vpc_id(),
                     "open_permissions": permissions,
                     "admin_ports": exposed,
-                })
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
-            };
+                }),
+            );
+            // A group is known by its group name, not by a Name tag.
+            resource.name = name.clone();
             let ports_text: Vec<String> = exposed.iter().map(u16::to_string).collect();
             let mut draft = aws.draft(
                 Self::ID,

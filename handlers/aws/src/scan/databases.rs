@@ -4,13 +4,12 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use escher_core::resource_types::aws as aws_types;
-use escher_core::scan::{Finding, ScanContext, ScanError};
+use escher_core::scan::{Finding, ScanError};
 use escher_core::{EventType, Resource};
 use serde_json::json;
 
 use super::*;
 use crate::calls::classify;
-use crate::clients::AwsClients;
 
 /// RDS instances and Aurora clusters whose storage is not encrypted. RDS cannot encrypt a
 /// database in place, so there is no Escher fix: the finding's command is the AWS CLI
@@ -105,13 +104,8 @@ fn database_questions() -> Vec<String> {
 impl AwsCheck for UnencryptedDatabases {
     const ID: &'static str = "unencrypted_database";
 
-    async fn find(
-        &self,
-        aws: &AwsScan,
-        clients: &AwsClients,
-        region: &str,
-        scan: &ScanContext,
-    ) -> Result<Vec<Finding>, ScanError> {
+    async fn find(&self, at: InRegion<'_>) -> Result<Vec<Finding>, ScanError> {
+        let (aws, clients, region, scan) = at.parts();
         let mut findings = Vec::new();
         let mut pages = clients
             .rds

@@ -7,12 +7,11 @@ use aws_sdk_ec2::types::VolumeState;
 use chrono::{DateTime, Duration, Utc};
 use escher_core::approvals::Action;
 use escher_core::resource_types::aws as aws_types;
-use escher_core::scan::{Finding, ScanContext, ScanError};
-use escher_core::{EventType, Resource};
+use escher_core::scan::{Finding, ScanError};
+use escher_core::EventType;
 use serde_json::json;
 
 use super::*;
-use crate::clients::AwsClients;
 
 /// EBS from one listing of the volumes: unencrypted volumes, unattached volumes, and old
 /// snapshots whose volume is gone.
@@ -22,40 +21,31 @@ pub(super) struct Ebs;
 impl AwsCheck for Ebs {
     const ID: &'static str = "ebs";
 
-    async fn find(
-        &self,
-        aws: &AwsScan,
-        clients: &AwsClients,
-        region: &str,
-        scan: &ScanContext,
-    ) -> Result<Vec<Finding>, ScanError> {
+    async fn find(&self, at: InRegion<'_>) -> Result<Vec<Finding>, ScanError> {
+        let (aws, clients, region, scan) = at.parts();
         let volumes = aws.volumes(clients, region).await?;
         let mut findings = Vec::new();
         for volume in &volumes {
             let Some(id) = volume.volume_id() else {
                 continue;
             };
-            let tags = ec2_tags(volume.tags());
             let size = volume.size().unwrap_or_default();
             let kind = volume
                 .volume_type()
                 .map(|t| t.as_str().to_string())
                 .unwrap_or_default();
-            let resource = Resource {
-                kind: aws_types::EBS_VOLUME.into(),
-                id: aws.arn(region, "volume", id),
-                name: name_or_id(&tags, id),
-                tags,
-                metadata: json!({
+            let resource = ec2_resource(
+                aws_types::EBS_VOLUME,
+                aws.arn(region, "volume", id),
+                id,
+                volume.tags(),
+                json!({
                     "volume_id": id,
                     "size_gib": size,
                     "volume_type": kind,
                     "state": volume.state().map(|s| s.as_str()),
-                })
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
-            };
+                }),
+            );
             if volume.encrypted() != Some(true) {
                 let mut draft = aws.draft(
                     "unencrypted_volume",
@@ -106,23 +96,19 @@ impl AwsCheck for Ebs {
             }
             let size = snapshot.volume_size().unwrap_or_default();
             let age_days = (scan.started_at - started).num_days();
-            let tags = ec2_tags(snapshot.tags());
-            let resource = Resource {
-                kind: aws_types::EBS_SNAPSHOT.into(),
-                id: format!("arn:aws:ec2:{region}::snapshot/{id}"),
-                name: name_or_id(&tags, id),
-                tags,
-                metadata: json!({
+            let resource = ec2_resource(
+                aws_types::EBS_SNAPSHOT,
+                format!("arn:aws:ec2:{region}::snapshot/{id}"),
+                id,
+                snapshot.tags(),
+                json!({
                     "snapshot_id": id,
                     "volume_id": volume,
                     "size_gib": size,
                     "started": started.to_rfc3339(),
                     "age_days": age_days,
-                })
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
-            };
+                }),
+            );
             let mut draft = aws.draft(
                 "orphaned_snapshot",
                 region,

@@ -7,7 +7,7 @@ use escher_core::approvals::Action;
 use escher_core::resource_types::aws as aws_types;
 use escher_core::scan::{Finding, ScanContext, ScanError};
 use escher_core::{EventType, Resource};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::*;
 use crate::calls::{classify, CallLog};
@@ -26,13 +26,8 @@ pub(super) struct InstanceUsage;
 impl AwsCheck for InstanceUsage {
     const ID: &'static str = "instance_usage";
 
-    async fn find(
-        &self,
-        aws: &AwsScan,
-        clients: &AwsClients,
-        region: &str,
-        scan: &ScanContext,
-    ) -> Result<Vec<Finding>, ScanError> {
+    async fn find(&self, at: InRegion<'_>) -> Result<Vec<Finding>, ScanError> {
+        let (aws, clients, region, scan) = at.parts();
         let mut pages = clients
             .ec2
             .describe_instances()
@@ -54,18 +49,17 @@ impl AwsCheck for InstanceUsage {
                 let Some(id) = instance.instance_id() else {
                     continue;
                 };
-                let tags = ec2_tags(instance.tags());
                 let instance_type = instance
                     .instance_type()
                     .map(|t| t.as_str().to_string())
                     .unwrap_or_default();
-                let resource = Resource {
-                    kind: aws_types::EC2_INSTANCE.into(),
-                    id: aws.arn(region, "instance", id),
-                    name: name_or_id(&tags, id),
-                    tags,
-                    metadata: serde_json::Map::new(),
-                };
+                let resource = ec2_resource(
+                    aws_types::EC2_INSTANCE,
+                    aws.arn(region, "instance", id),
+                    id,
+                    instance.tags(),
+                    Value::Null,
+                );
                 let seen = SeenInstance {
                     aws,
                     clients,

@@ -20,6 +20,7 @@ use aws_sdk_ec2::types::{Filter, Snapshot, Tag, Volume};
 use escher_core::remediate::{RemediationError, RequiredPermission};
 use escher_core::scan::{Finding, FindingDraft, ScanCheck, ScanContext, ScanError};
 use escher_core::{CloudProvider, EventType, Resource};
+use serde_json::Value;
 
 use crate::calls::{classify, CallError};
 use crate::clients::AwsClients;
@@ -109,14 +110,23 @@ fn remediation_scan_error(operation: &str, resource: &str, e: RemediationError) 
     }
 }
 
-fn ec2_tags(tags: &[Tag]) -> BTreeMap<String, String> {
-    tags.iter()
+/// An EC2 resource (`kind`, its ARN `arn`) with its tags, named by its `Name` tag or else
+/// its `id`, and `metadata` (a JSON object) for the report.
+fn ec2_resource(kind: &str, arn: String, id: &str, tags: &[Tag], metadata: Value) -> Resource {
+    let tags: BTreeMap<String, String> = tags
+        .iter()
         .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
-        .collect()
-}
-
-fn name_or_id(tags: &BTreeMap<String, String>, id: &str) -> String {
-    tags.get("Name").cloned().unwrap_or_else(|| id.to_string())
+        .collect();
+    Resource {
+        kind: kind.into(),
+        id: arn,
+        name: tags.get("Name").cloned().unwrap_or_else(|| id.to_string()),
+        tags,
+        metadata: match metadata {
+            Value::Object(fields) => fields,
+            _ => serde_json::Map::new(),
+        },
+    }
 }
 
 /// The AWS scan for one account: its checks share the SDK clients.
@@ -234,14 +244,24 @@ trait AwsCheck: Send + Sync + 'static {
     /// Stable id, part of every finding's key (`public_bucket`, `open_admin_port`, …).
     const ID: &'static str;
 
-    /// The findings in `region`, read with `clients` (bound to that region).
-    async fn find(
-        &self,
-        aws: &AwsScan,
-        clients: &AwsClients,
-        region: &str,
-        scan: &ScanContext,
-    ) -> Result<Vec<Finding>, ScanError>;
+    /// The findings in one region.
+    async fn find(&self, at: InRegion<'_>) -> Result<Vec<Finding>, ScanError>;
+}
+
+/// Where an [`AwsCheck`] looks: the scan it belongs to, clients bound to the region, the
+/// region, and the night's context.
+#[derive(Clone, Copy)]
+struct InRegion<'a> {
+    aws: &'a AwsScan,
+    clients: &'a AwsClients,
+    region: &'a str,
+    scan: &'a ScanContext,
+}
+
+impl<'a> InRegion<'a> {
+    fn parts(self) -> (&'a AwsScan, &'a AwsClients, &'a str, &'a ScanContext) {
+        (self.aws, self.clients, self.region, self.scan)
+    }
 }
 
 /// An [`AwsCheck`] with the scan it belongs to.
@@ -271,6 +291,12 @@ impl<C: AwsCheck> ScanCheck for Aws<C> {
 
     async fn run(&self, region: &str, scan: &ScanContext) -> Result<Vec<Finding>, ScanError> {
         let clients = self.scan.clients.in_region(region);
-        self.check.find(&self.scan, &clients, region, scan).await
+        let at = InRegion {
+            aws: &self.scan,
+            clients: &clients,
+            region,
+            scan,
+        };
+        self.check.find(at).await
     }
 }

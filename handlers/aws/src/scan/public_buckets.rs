@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use escher_core::approvals::Action;
 use escher_core::resource_types::aws as aws_types;
-use escher_core::scan::{Finding, ScanContext, ScanError};
+use escher_core::scan::{Finding, ScanError};
 use escher_core::{EventType, Resource};
 use serde_json::json;
 
@@ -20,13 +20,8 @@ pub(super) struct PublicBuckets;
 impl AwsCheck for PublicBuckets {
     const ID: &'static str = "public_bucket";
 
-    async fn find(
-        &self,
-        aws: &AwsScan,
-        clients: &AwsClients,
-        region: &str,
-        scan: &ScanContext,
-    ) -> Result<Vec<Finding>, ScanError> {
+    async fn find(&self, at: InRegion<'_>) -> Result<Vec<Finding>, ScanError> {
+        let (aws, clients, region, scan) = at.parts();
         // No page size here: moto honours MaxBuckets but never returns the continuation
         // token, so small pages would silently drop buckets. Without it S3 returns up to
         // 10 000 buckets per page (the default quota) and the paginator follows any token.

@@ -12,7 +12,11 @@ use crate::emulator;
 #[cfg(feature = "aws")]
 pub mod cloudwatch;
 #[cfg(feature = "aws")]
+pub mod cost;
+#[cfg(feature = "aws")]
 pub mod ec2;
+#[cfg(feature = "aws")]
+pub mod rds;
 #[cfg(feature = "aws")]
 pub mod s3;
 #[cfg(feature = "aws")]

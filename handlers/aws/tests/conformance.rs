@@ -1,0 +1,384 @@
+//! AWS's fixes and checks held to the conformance suite (`escher_core::conformance`) on
+//! moto server, through the real AWS SDK for Rust: the rules Azure's and GCP's fixes and
+//! checks will be held to on their test doubles.
+//!
+//! Every fix AWS registers is taken from the registry the pipeline uses, and must have a
+//! scenario here: one that makes a resource needing the fix (unique names, since moto is
+//! shared and never reset), builds the event by normalizing the fixture-shaped payload, and
+//! changes the resource back as a person would. The permissions a recorded call needs are
+//! IAM's (`escher_aws::iam_action`), so the role the provisioner derives from the fixes'
+//! declarations is shown to be enough.
+//!
+//! The checks run in an account of their own holding something for each to report (a
+//! public bucket, an unencrypted volume, a group open on 22, an unencrypted database, an
+//! idle instance, and a Cost Explorer answer over the budget).
+//!
+//! `tests/emulators.sh start` writes `ESCHER_TEST_AWS_ENDPOINT`; without it the tests print a
+//! notice and return, unless `ESCHER_REQUIRE_EMULATORS=1`, when they fail.
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use aws_sdk_s3::types::BucketCannedAcl;
+use chrono::Duration;
+use escher_aws::{aws_fixes, iam_action, AwsClients, AwsScan};
+use escher_core::approvals::{Action, Conditions};
+use escher_core::conformance::{self, check_fix, FixScenario, ScenarioError};
+use escher_core::fixes::FixRegistry;
+use escher_core::scan::{ScanContext, ScanThresholds};
+use escher_core::{Normalized, UnifiedEvent};
+use escher_test_support::fixtures::aws;
+use escher_test_support::moto::{self as kit, cost, ec2, rds, s3, Moto, ACCOUNT as MOTO_ACCOUNT};
+use serde_json::Value;
+
+const REGION: &str = "us-east-1";
+const WHAT: &str = "the AWS conformance tests";
+/// The tag the volume fix puts on the encrypted copy it makes for an event.
+const EVENT_ID_TAG: &str = "escher:event-id";
+
+fn normalized(payload: Value) -> Result<UnifiedEvent, ScenarioError> {
+    match escher_core::normalize(payload.to_string().as_bytes())? {
+        Normalized::Events(mut events) if events.len() == 1 => Ok(events.remove(0)),
+        other => Err(format!("expected one event, got {other:?}").into()),
+    }
+}
+
+/// The SDK's error with its context, as the scenario's error.
+fn sdk<E: std::error::Error>(what: &str) -> impl FnOnce(E) -> ScenarioError + '_ {
+    move |e| format!("{what}: {}", aws_sdk_s3::error::DisplayErrorContext(&e)).into()
+}
+
+/// The name `prepare` gave the scenario's resource.
+fn made(slot: &Mutex<Option<String>>) -> Result<String, ScenarioError> {
+    slot.lock()
+        .map_err(|_| "a scenario step panicked")?
+        .clone()
+        .ok_or_else(|| "change_back before prepare".into())
+}
+
+fn keep(slot: &Mutex<Option<String>>, name: &str) {
+    if let Ok(mut slot) = slot.lock() {
+        *slot = Some(name.to_string());
+    }
+}
+
+/// A public-read bucket; changed back, it is public-read again with no public access block.
+struct PublicBucket {
+    moto: Moto,
+    bucket: Mutex<Option<String>>,
+}
+
+#[async_trait]
+impl FixScenario for PublicBucket {
+    async fn prepare(&self) -> Result<UnifiedEvent, ScenarioError> {
+        let bucket = s3::public_bucket(&self.moto.s3, "escher-conformance", REGION).await?;
+        keep(&self.bucket, &bucket);
+        normalized(aws::put_bucket_acl(&bucket, MOTO_ACCOUNT, REGION))
+    }
+
+    async fn change_back(&self, _: &UnifiedEvent) -> Result<(), ScenarioError> {
+        let bucket = made(&self.bucket)?;
+        self.moto
+            .s3
+            .delete_public_access_block()
+            .bucket(&bucket)
+            .send()
+            .await
+            .map_err(sdk("DeletePublicAccessBlock"))?;
+        self.moto
+            .s3
+            .put_bucket_acl()
+            .bucket(&bucket)
+            .acl(BucketCannedAcl::PublicRead)
+            .send()
+            .await
+            .map_err(sdk("PutBucketAcl"))?;
+        Ok(())
+    }
+}
+
+/// A security group open to the world on the port the event names; changed back, it is
+/// open again.
+struct WorldOpenGroup {
+    moto: Moto,
+    group: Mutex<Option<String>>,
+}
+
+const OPEN_PORT: i32 = 3389;
+
+#[async_trait]
+impl FixScenario for WorldOpenGroup {
+    async fn prepare(&self) -> Result<UnifiedEvent, ScenarioError> {
+        let name = escher_test_support::names::unique("escher-conformance");
+        let group = ec2::security_group(
+            &self.moto.ec2,
+            &name,
+            &[],
+            vec![ec2::tcp(OPEN_PORT, "0.0.0.0/0")],
+        )
+        .await?;
+        keep(&self.group, &group);
+        normalized(aws::authorize_ingress(
+            &group,
+            OPEN_PORT,
+            MOTO_ACCOUNT,
+            REGION,
+        ))
+    }
+
+    async fn change_back(&self, _: &UnifiedEvent) -> Result<(), ScenarioError> {
+        let group = made(&self.group)?;
+        self.moto
+            .ec2
+            .authorize_security_group_ingress()
+            .group_id(&group)
+            .ip_permissions(ec2::tcp(OPEN_PORT, "0.0.0.0/0"))
+            .send()
+            .await
+            .map_err(sdk("AuthorizeSecurityGroupIngress"))?;
+        Ok(())
+    }
+}
+
+/// A running instance idle for two hours under a 10 % alarm; changed back, it is started.
+struct IdleInstance {
+    moto: Moto,
+    instance: Mutex<Option<String>>,
+}
+
+#[async_trait]
+impl FixScenario for IdleInstance {
+    async fn prepare(&self) -> Result<UnifiedEvent, ScenarioError> {
+        let instance = self.moto.running_instance().await;
+        self.moto.put_cpu(&instance, 2.0, Duration::hours(3)).await;
+        keep(&self.instance, &instance);
+        normalized(aws::low_cpu_alarm(&instance, 10.0, MOTO_ACCOUNT, REGION))
+    }
+
+    async fn change_back(&self, _: &UnifiedEvent) -> Result<(), ScenarioError> {
+        let instance = made(&self.instance)?;
+        self.moto
+            .ec2
+            .start_instances()
+            .instance_ids(&instance)
+            .send()
+            .await
+            .map_err(sdk("StartInstances"))?;
+        Ok(())
+    }
+
+    fn conditions(&self) -> Conditions {
+        Conditions {
+            min_idle_hours: Some(2.0),
+            ..Conditions::default()
+        }
+    }
+}
+
+/// An unencrypted volume; changed back, the encrypted copy the fix made is deleted.
+struct UnencryptedVolume {
+    moto: Moto,
+}
+
+#[async_trait]
+impl FixScenario for UnencryptedVolume {
+    async fn prepare(&self) -> Result<UnifiedEvent, ScenarioError> {
+        let zone = format!("{REGION}a");
+        let volume = ec2::create_volume(&self.moto.ec2, &zone, 8, false).await?;
+        normalized(aws::create_volume(&volume, &zone, MOTO_ACCOUNT, REGION))
+    }
+
+    async fn change_back(&self, event: &UnifiedEvent) -> Result<(), ScenarioError> {
+        let copies = self
+            .moto
+            .ec2
+            .describe_volumes()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name(format!("tag:{EVENT_ID_TAG}"))
+                    .values(&event.event_id)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(sdk("DescribeVolumes"))?;
+        let ids: Vec<&str> = copies
+            .volumes()
+            .iter()
+            .filter_map(|v| v.volume_id())
+            .collect();
+        if ids.is_empty() {
+            return Err(format!("no volume tagged {EVENT_ID_TAG}={}", event.event_id).into());
+        }
+        for id in ids {
+            self.moto
+                .ec2
+                .delete_volume()
+                .volume_id(id)
+                .send()
+                .await
+                .map_err(sdk("DeleteVolume"))?;
+        }
+        Ok(())
+    }
+}
+
+/// The scenario for each action AWS has a fix for.
+fn scenario(moto: &Moto, action: Action) -> Option<Box<dyn FixScenario>> {
+    let moto = moto.clone();
+    Some(match action {
+        Action::MakeBucketPrivate => Box::new(PublicBucket {
+            moto,
+            bucket: Mutex::default(),
+        }),
+        Action::RevokeOpenIngress => Box::new(WorldOpenGroup {
+            moto,
+            group: Mutex::default(),
+        }),
+        Action::StopIdleInstance => Box::new(IdleInstance {
+            moto,
+            instance: Mutex::default(),
+        }),
+        Action::EncryptVolume => Box::new(UnencryptedVolume { moto }),
+        _ => return None,
+    })
+}
+
+async fn moto_with_fixes() -> Option<(Moto, FixRegistry)> {
+    let moto = Moto::connect(REGION, WHAT).await?;
+    let fixes = aws_fixes(AwsClients::new(&moto.config));
+    Some((moto, fixes))
+}
+
+/// Runs the suite on AWS's registered fix for `action`.
+async fn conforms(action: Action) {
+    let Some((moto, fixes)) = moto_with_fixes().await else {
+        return;
+    };
+    let fix = fixes
+        .fixes()
+        .find(|f| f.action() == action)
+        .unwrap_or_else(|| panic!("AWS registers a fix for {action}"));
+    let scenario = scenario(&moto, action).expect("a scenario");
+    match check_fix(fix, scenario.as_ref(), iam_action).await {
+        Ok(steps) => println!("{action}: {}", steps.join("; ")),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[tokio::test]
+async fn every_registered_fix_has_a_scenario_here() {
+    let Some((moto, fixes)) = moto_with_fixes().await else {
+        return;
+    };
+    let without: Vec<Action> = conformance::actions(&fixes)
+        .into_iter()
+        .filter(|a| scenario(&moto, *a).is_none())
+        .collect();
+    assert!(
+        without.is_empty(),
+        "no conformance scenario for {without:?}"
+    );
+}
+
+#[tokio::test]
+async fn make_bucket_private_conforms() {
+    conforms(Action::MakeBucketPrivate).await;
+}
+
+#[tokio::test]
+async fn revoke_open_ingress_conforms() {
+    conforms(Action::RevokeOpenIngress).await;
+}
+
+#[tokio::test]
+async fn stop_idle_instance_conforms() {
+    conforms(Action::StopIdleInstance).await;
+}
+
+#[tokio::test]
+async fn encrypt_volume_conforms() {
+    conforms(Action::EncryptVolume).await;
+}
+
+/// Every AWS check, in an account holding one resource each has to report (and a cost
+/// answer over budget), meets the check rules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_check_conforms() {
+    let Some(endpoint) = kit::endpoint(WHAT) else {
+        return;
+    };
+    let account = kit::fresh_account();
+    let moto = Moto::at(&endpoint, REGION)
+        .await
+        .in_account(&account)
+        .await
+        .expect("an account of the test's own");
+    let zone = format!("{REGION}a");
+    s3::public_bucket(&moto.s3, "escher-conformance", REGION)
+        .await
+        .expect("public bucket");
+    ec2::create_volume(&moto.ec2, &zone, 8, false)
+        .await
+        .expect("unencrypted volume");
+    ec2::security_group(
+        &moto.ec2,
+        &escher_test_support::names::unique("escher-conformance"),
+        &[],
+        vec![ec2::tcp(22, "0.0.0.0/0")],
+    )
+    .await
+    .expect("open group");
+    rds::db_instance(&aws_sdk_rds::Client::new(&moto.config), false, None, &[])
+        .await
+        .expect("unencrypted database");
+    let idle = moto.running_instance().await;
+    moto.put_cpu(&idle, 1.0, Duration::hours(26)).await;
+    let context = ScanContext::new(ScanThresholds {
+        snapshot_age_days: 0,
+        idle_days: 1,
+        monthly_budget_usd: Some(10.0),
+        ..ScanThresholds::default()
+    });
+    let window = escher_core::scan::CostWindow::for_report(context.report_date());
+    cost::queue_results(
+        &endpoint,
+        &account,
+        vec![cost::page(
+            vec![cost::day(
+                window.yesterday,
+                &[(cost::EC2_COMPUTE, 50.0)],
+                true,
+            )],
+            None,
+        )],
+    )
+    .await
+    .expect("queue a Cost Explorer answer");
+
+    let fixes = aws_fixes(AwsClients::new(&moto.config));
+    let scanner = AwsScan::new(AwsClients::new(&moto.config), account);
+    let mut reported = BTreeSet::new();
+    for check in scanner.checks() {
+        match conformance::check_scan_check(check.as_ref(), &fixes, REGION, &context).await {
+            Ok(findings) => {
+                println!("{}: {findings} findings", check.id());
+                if findings > 0 {
+                    reported.insert(check.id().to_string());
+                }
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let ids: BTreeSet<String> = scanner
+        .checks()
+        .iter()
+        .map(|c| c.id().to_string())
+        .collect();
+    let silent: Vec<&String> = ids.difference(&reported).collect();
+    assert!(
+        silent.is_empty(),
+        "checks that found nothing to hold to the rules: {silent:?}"
+    );
+}

@@ -20,20 +20,23 @@
 //! that has just read the old manifest can still fetch them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use opendal::{ErrorKind, Operator};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::decide::{BlastRadiusUsage, Decision};
 use super::index::{ApprovalIndex, IndexError};
-use super::model::{Action, Approval};
-use crate::event::UnifiedEvent;
 use crate::ids::{sha256_hex, unique_token};
 use crate::store::{StoreError, StoreLocation};
+
+mod change;
+mod reader;
+
+pub use change::{Change, ChangeRecord, ChangeRefused};
+pub use reader::ApprovalsReader;
 
 pub const MANIFEST: &str = "manifest.json";
 const LOCK: &str = "manifest.lock";
@@ -112,118 +115,6 @@ pub struct Superseded {
     pub sequence: u64,
     pub generation: String,
     pub superseded_at: DateTime<Utc>,
-}
-
-/// One change to the approvals, as recorded in the change log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Change {
-    /// The first write: the setup wizard's choices. Refused on a store that has an index.
-    Init {
-        approvals: Vec<Approval>,
-    },
-    Add {
-        approval: Box<Approval>,
-    },
-    /// Marks the approval revoked; it stays in the index so its history is kept.
-    Revoke {
-        id: String,
-        reason: String,
-        at: DateTime<Utc>,
-    },
-}
-
-/// Why a change does not apply to the current approvals.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ChangeRefused {
-    #[error("already initialised ({count} approvals); change it with `approvals add` and `approvals revoke`")]
-    AlreadyInitialised { count: usize },
-    #[error("approval id {id} appears twice")]
-    DuplicateId { id: String },
-    #[error("an approval with id {id} already exists; choose another id")]
-    Exists { id: String },
-    #[error("no approval with id {id}; see `approvals list`")]
-    Unknown { id: String },
-    #[error("approval {id} was already revoked at {at} by {by}")]
-    AlreadyRevoked {
-        id: String,
-        at: DateTime<Utc>,
-        by: String,
-    },
-}
-
-impl Change {
-    fn apply(
-        &self,
-        approvals: &mut Vec<Approval>,
-        initialised: bool,
-        by: &str,
-    ) -> Result<(), ChangeRefused> {
-        let exists = |approvals: &[Approval], id: &str| approvals.iter().any(|a| a.id == id);
-        match self {
-            Change::Init { approvals: new } => {
-                if initialised {
-                    return Err(ChangeRefused::AlreadyInitialised {
-                        count: approvals.len(),
-                    });
-                }
-                for a in new {
-                    if exists(approvals, &a.id) {
-                        return Err(ChangeRefused::DuplicateId { id: a.id.clone() });
-                    }
-                    approvals.push(a.clone());
-                }
-            }
-            Change::Add { approval } => {
-                if exists(approvals, &approval.id) {
-                    return Err(ChangeRefused::Exists {
-                        id: approval.id.clone(),
-                    });
-                }
-                approvals.push(approval.as_ref().clone());
-            }
-            Change::Revoke { id, reason, at } => {
-                let approval = approvals
-                    .iter_mut()
-                    .find(|a| &a.id == id)
-                    .ok_or_else(|| ChangeRefused::Unknown { id: id.clone() })?;
-                if let Some(revoked_at) = approval.revoked_at {
-                    return Err(ChangeRefused::AlreadyRevoked {
-                        id: id.clone(),
-                        at: revoked_at,
-                        by: approval
-                            .revoked_by
-                            .clone()
-                            .unwrap_or_else(|| "unknown".into()),
-                    });
-                }
-                approval.revoked_at = Some(*at);
-                approval.revoked_by = Some(by.to_string());
-                approval.revoke_reason = Some(reason.clone());
-            }
-        }
-        Ok(())
-    }
-
-    /// The approval ids the change is about (for the change log and CLI output).
-    pub fn approval_ids(&self) -> Vec<&str> {
-        match self {
-            Change::Init { approvals } => approvals.iter().map(|a| a.id.as_str()).collect(),
-            Change::Add { approval } => vec![approval.id.as_str()],
-            Change::Revoke { id, .. } => vec![id.as_str()],
-        }
-    }
-}
-
-/// One entry of the append-only change log (`changes/<sequence>.json`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChangeRecord {
-    pub sequence: u64,
-    pub at: DateTime<Utc>,
-    pub by: String,
-    pub generation: String,
-    pub change: Change,
 }
 
 /// What a successful write published.
@@ -803,126 +694,4 @@ fn backoff(attempt: u32) -> Duration {
             .unwrap_or([0; 8]),
     ) % base;
     Duration::from_millis(base + jitter)
-}
-
-struct Loaded {
-    index: Arc<ApprovalIndex>,
-    token: Option<String>,
-    sequence: u64,
-    checked_at: Instant,
-}
-
-/// A handler's view of the approvals: loaded once, then re-checked at most every
-/// `refresh_interval` (one HEAD of the manifest, or one GET where the store has no ETags).
-pub struct ApprovalsReader {
-    store: ApprovalStore,
-    refresh_interval: Duration,
-    loaded: Mutex<Option<Arc<Loaded>>>,
-}
-
-impl ApprovalsReader {
-    pub fn new(store: ApprovalStore, refresh_interval: Duration) -> Self {
-        ApprovalsReader {
-            store,
-            refresh_interval,
-            loaded: Mutex::new(None),
-        }
-    }
-
-    pub fn store(&self) -> &ApprovalStore {
-        &self.store
-    }
-
-    fn cached(&self) -> Option<Arc<Loaded>> {
-        self.loaded.lock().ok().and_then(|guard| guard.clone())
-    }
-
-    fn remember(&self, loaded: Arc<Loaded>) {
-        if let Ok(mut guard) = self.loaded.lock() {
-            *guard = Some(loaded);
-        }
-    }
-
-    /// The current index. Errors when storage cannot be reached once the refresh interval
-    /// has passed: a decision must never rest on approvals that may have been revoked.
-    pub async fn index(&self) -> Result<Arc<ApprovalIndex>, ApprovalStoreError> {
-        let cached = self.cached();
-        let unchanged = |c: &Loaded| Loaded {
-            index: c.index.clone(),
-            token: c.token.clone(),
-            sequence: c.sequence,
-            checked_at: Instant::now(),
-        };
-        let empty = || -> Result<Loaded, ApprovalStoreError> {
-            Ok(Loaded {
-                index: Arc::new(
-                    ApprovalIndex::build(Vec::new()).map_err(|e| self.store.index_error(e))?,
-                ),
-                token: None,
-                sequence: 0,
-                checked_at: Instant::now(),
-            })
-        };
-        // With a cached generation, one HEAD tells whether it is still current. Without one
-        // (a cold start) there is nothing to compare with: reading the manifest brings its
-        // token, and a HEAD first would only add a round trip.
-        if let Some(c) = &cached {
-            if c.checked_at.elapsed() < self.refresh_interval {
-                return Ok(c.index.clone());
-            }
-            let fresh = match self.store.manifest_token().await? {
-                Some(Some(token)) if c.token.as_deref() == Some(token.as_str()) => {
-                    Some(unchanged(c))
-                }
-                None => Some(empty()?),
-                Some(_) => None,
-            };
-            if let Some(fresh) = fresh {
-                let fresh = Arc::new(fresh);
-                self.remember(fresh.clone());
-                return Ok(fresh.index.clone());
-            }
-        }
-        let loaded = match self.store.current().await? {
-            None => empty()?,
-            Some(current) => match &cached {
-                Some(c) if c.sequence == current.manifest.sequence => Loaded {
-                    token: current.token,
-                    ..unchanged(c)
-                },
-                _ => {
-                    let Some(index) = self.store.load_generation(&current.manifest).await? else {
-                        return Err(self.store.damaged(format!(
-                            "{MANIFEST} names {}, which does not exist",
-                            current.manifest.generation
-                        )));
-                    };
-                    Loaded {
-                        index: Arc::new(index),
-                        token: current.token,
-                        sequence: current.manifest.sequence,
-                        checked_at: Instant::now(),
-                    }
-                }
-            },
-        };
-        let loaded = Arc::new(loaded);
-        self.remember(loaded.clone());
-        Ok(loaded.index.clone())
-    }
-
-    /// The decision for `event`; an error (never `NotApproved`) when the approvals cannot
-    /// be read, so the event is retried.
-    pub async fn decide(
-        &self,
-        event: &UnifiedEvent,
-        action: Action,
-        now: DateTime<Utc>,
-        usage: &dyn BlastRadiusUsage,
-    ) -> Result<Decision, ApprovalStoreError> {
-        let index = self.index().await?;
-        index
-            .decide(event, action, now, usage)
-            .map_err(|e| self.store.index_error(e))
-    }
 }

@@ -13,7 +13,7 @@
 //! - CPU per event: the same pipeline in this process on a current-thread runtime, over
 //!   every payload in `tests/fixtures/aws/`, measuring the thread's CPU time
 //!   (`CLOCK_THREAD_CPUTIME_ID`, user and system from `getrusage`) and, with
-//!   `escher_aws::remote_meter`, the CPU that ran inside remote calls: the handler's own
+//!   `escher_runtime::meter`, the CPU that ran inside remote calls: the handler's own
 //!   CPU is the difference, both excluding whole remote calls and, stricter, excluding only
 //!   their transmission. Target: p99 ≤ 1 ms (own CPU, excluding remote calls).
 //!

@@ -226,19 +226,21 @@ async fn a_new_clouds_fix_and_check_run_through_the_scan_and_the_pipeline() {
         escher_core::store::open(&uri("state")).expect("state store"),
         uri("state"),
     );
-    let result = ScanRun {
-        checks: vec![Arc::new(DummyPublicBuckets {
-            buckets: buckets.clone(),
-        })],
-        regions: vec!["dummy-region".into()],
-        settings: ReportSettings::built_in(),
-        store: &store,
-        pipeline: Some(&pipeline),
-        audit: Some(&pipeline.audit),
-    }
-    .run()
-    .await
-    .expect("scan");
+    // One night's scan of the dummy cloud, handing approved findings to the pipeline.
+    let night = || {
+        ScanRun {
+            checks: vec![Arc::new(DummyPublicBuckets {
+                buckets: buckets.clone(),
+            })],
+            regions: vec!["dummy-region".into()],
+            settings: ReportSettings::built_in(),
+            store: &store,
+            pipeline: Some(&pipeline),
+            audit: Some(&pipeline.audit),
+        }
+        .run()
+    };
+    let result = night().await.expect("scan");
 
     // The check found both public buckets; the approved one went through the pipeline.
     let keys: Vec<&str> = result
@@ -287,19 +289,7 @@ async fn a_new_clouds_fix_and_check_run_through_the_scan_and_the_pipeline() {
     assert!(audit.verify_day(today).await.expect("verify").is_clean());
 
     // A second night: the fixed bucket is no longer a finding, and nothing is fixed twice.
-    let again = ScanRun {
-        checks: vec![Arc::new(DummyPublicBuckets {
-            buckets: buckets.clone(),
-        })],
-        regions: vec!["dummy-region".into()],
-        settings: ReportSettings::built_in(),
-        store: &store,
-        pipeline: Some(&pipeline),
-        audit: Some(&pipeline.audit),
-    }
-    .run()
-    .await
-    .expect("second scan");
+    let again = night().await.expect("second scan");
     assert_eq!(again.report.findings.len(), 1);
     assert!(
         again.report.handled.is_empty(),

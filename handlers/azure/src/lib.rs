@@ -84,6 +84,14 @@ pub fn role_action(call: &ApiCall) -> String {
         .unwrap_or_else(|| format!("unknown operation {}", call.operation))
 }
 
+/// The Function's system-assigned managed identity (the Functions host sets
+/// `IDENTITY_ENDPOINT` and `IDENTITY_HEADER`); tokens are cached until shortly before expiry.
+pub fn managed_identity(
+) -> Result<Arc<dyn azure_core::credentials::TokenCredential>, azure_core::Error> {
+    let credential = azure_identity::ManagedIdentityCredential::new(None)?;
+    Ok(credential)
+}
+
 /// A credential for building clients that make no call (deriving the role offline).
 #[derive(Debug)]
 struct NoCredential;

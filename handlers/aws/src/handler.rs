@@ -180,6 +180,7 @@ pub fn aws_bindings(sdk: &SdkConfig, meter: &RemoteCallMeter) -> CloudBindings {
         cloud: Arc::new(AwsCloud::new(AwsClients::metered(sdk, meter))),
         topics: Some(Arc::new(SnsTopicPublisher::metered(sdk, meter))),
         secrets: Some(Arc::new(SsmSecretSource::metered(sdk, meter))),
+        store_tokens: None,
     }
 }
 

@@ -12,7 +12,9 @@
 //! from them ([`all_required_permissions`]), so it grants exactly what the fixes call.
 
 pub mod arm;
+mod bindings;
 mod disk_encryption;
+pub mod functions;
 mod idle_vm;
 pub mod ids;
 mod nsg_ingress;
@@ -26,6 +28,9 @@ use escher_core::remediate::{ApiCall, Remediation, RequiredPermission};
 use escher_runtime::RemoteCallMeter;
 
 pub use arm::{ArmClient, ArmError, ArmOperation, HttpMethod, Patience};
+pub use bindings::{
+    azure_bindings, AppInsightsNotices, AzureCloud, KeyVaultSecrets, StorageTokens,
+};
 pub use disk_encryption::ManagedDiskEncryption;
 pub use idle_vm::IdleVmRemediation;
 pub use nsg_ingress::{NsgOpenIngressRemediation, ADMIN_PORTS};
@@ -45,6 +50,7 @@ const OPERATIONS: &[&ArmOperation] = &[
     &idle_vm::DEALLOCATE,
     &idle_vm::METRICS,
     &disk_encryption::GET_DISK,
+    &bindings::GET_VM,
 ];
 
 /// Every Azure fix, sharing one Resource Manager client.
@@ -67,11 +73,13 @@ pub fn azure_fixes(arm: ArmClient, meter: Option<RemoteCallMeter>) -> FixRegistr
     registry
 }
 
-/// The role actions of the function's custom role: every registered fix's, deduplicated and
-/// sorted; never a wildcard.
+/// The role actions of the function's custom role: every registered fix's and the tag reads
+/// of the enrich step, deduplicated and sorted; never a wildcard.
 pub fn all_required_permissions() -> Vec<RequiredPermission> {
     let offline = ArmClient::new(arm::PUBLIC_ENDPOINT, Arc::new(NoCredential));
-    merge_permissions([azure_fixes(offline, None).required_permissions().as_slice()])
+    let fixes = azure_fixes(offline, None).required_permissions();
+    // Last: where a fix already needs a permission, its reason is the one kept.
+    merge_permissions([fixes.as_slice(), bindings::TAG_PERMISSIONS])
 }
 
 /// The role action a recorded call needed (its operation's permission). The conformance

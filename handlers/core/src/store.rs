@@ -6,7 +6,7 @@
 //! | `memory://` | process memory (tests) |
 //! | `fs:///abs/path` | a local folder (the laptop default) |
 //! | `s3://bucket/prefix?region=R&endpoint=URL` | S3; credentials and, without `region`, the region from the usual AWS chain |
-//! | `azblob://container/prefix?account=A&endpoint=URL` | Azure Blob; account from `account` or `AZURE_STORAGE_ACCOUNT`, key from `AZURE_STORAGE_KEY` |
+//! | `azblob://container/prefix?account=A&endpoint=URL` | Azure Blob; account from `account` or `AZURE_STORAGE_ACCOUNT`, key from `AZURE_STORAGE_KEY`, else bearer tokens from a [`StorageTokenSource`] (a Function's managed identity) |
 //! | `gcs://bucket/prefix?endpoint=URL&anonymous=true` | Google Cloud Storage; credentials from `GOOGLE_APPLICATION_CREDENTIALS` |
 //!
 //! Secrets never travel in a URI (URIs are printed and logged); they come from the
@@ -17,7 +17,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 
+use async_trait::async_trait;
 use opendal::Operator;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +32,38 @@ pub enum StoreError {
         #[source]
         source: opendal::Error,
     },
+}
+
+/// Where Azure Blob stores get bearer tokens when no account key is set: a managed identity
+/// (a Function has no account key, only its identity and the role it was granted).
+#[async_trait]
+pub trait StorageTokenSource: Send + Sync + fmt::Debug {
+    /// A token for `https://storage.azure.com/.default` and when it expires (Unix seconds).
+    async fn storage_token(&self) -> Result<(String, i64), String>;
+}
+
+/// opendal's credential hook for Azure Blob, fed by a [`StorageTokenSource`].
+#[derive(Debug)]
+struct BearerTokenProvider(Arc<dyn StorageTokenSource>);
+
+impl reqsign_core::ProvideCredential for BearerTokenProvider {
+    type Credential = reqsign_azure_storage::Credential;
+
+    async fn provide_credential(
+        &self,
+        _: &reqsign_core::Context,
+    ) -> reqsign_core::Result<Option<Self::Credential>> {
+        let (token, expires) = self.0.storage_token().await.map_err(|e| {
+            reqsign_core::Error::new(
+                reqsign_core::ErrorKind::CredentialInvalid,
+                format!("no token for Azure Storage from the managed identity: {e}"),
+            )
+        })?;
+        Ok(Some(reqsign_azure_storage::Credential::with_bearer_token(
+            &token,
+            reqsign_core::time::Timestamp::from_second(expires).ok(),
+        )))
+    }
 }
 
 /// A parsed store URI.
@@ -204,6 +238,15 @@ impl fmt::Display for StoreLocation {
 impl StoreLocation {
     /// An opendal operator rooted at this location (no I/O happens here).
     pub fn operator(&self) -> Result<Operator, StoreError> {
+        self.operator_with(None)
+    }
+
+    /// As [`StoreLocation::operator`], with Azure Blob requests signed by `azure_tokens`'s
+    /// bearer tokens when no account key is set (a Function has no key, only its identity).
+    pub fn operator_with(
+        &self,
+        azure_tokens: Option<Arc<dyn StorageTokenSource>>,
+    ) -> Result<Operator, StoreError> {
         // The HTTP client behind the cloud services; idempotent, and done here so that no
         // caller can forget it (we build without opendal's before-main constructor).
         opendal::install_default();
@@ -259,6 +302,11 @@ impl StoreLocation {
                     .endpoint(&endpoint);
                 if let Ok(key) = std::env::var("AZURE_STORAGE_KEY") {
                     builder = builder.account_key(&key);
+                } else if let Some(tokens) = azure_tokens {
+                    builder = builder.credential_provider_chain(
+                        reqsign_core::ProvideCredentialChain::new()
+                            .push(BearerTokenProvider(tokens)),
+                    );
                 }
                 Operator::new(builder)
             }

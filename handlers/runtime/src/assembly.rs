@@ -8,7 +8,7 @@ use escher_core::approvals::{ApprovalStore, ApprovalsReader, RemediationPolicy};
 use escher_core::pipeline::audit::AuditLog;
 use escher_core::pipeline::notify::{Notifier, NotifyConfig, SecretSource, TopicPublisher};
 use escher_core::pipeline::{CloudOperations, Pipeline};
-use escher_core::store::StoreLocation;
+use escher_core::store::{StorageTokenSource, StoreLocation};
 use escher_core::{Normalizer, SeverityPolicy};
 
 use crate::config::{HandlerConfig, HandlerError, PAGERDUTY_KEY_SECRET, SLACK_WEBHOOK_SECRET};
@@ -22,6 +22,9 @@ pub struct CloudBindings {
     pub topics: Option<Arc<dyn TopicPublisher>>,
     /// The cloud's secret store (SSM Parameter Store on AWS); `None`: no Slack or PagerDuty.
     pub secrets: Option<Arc<dyn SecretSource>>,
+    /// Bearer tokens for Azure Blob stores (a Function's managed identity); `None`: stores
+    /// use the environment's keys or the cloud's own credential chain.
+    pub store_tokens: Option<Arc<dyn StorageTokenSource>>,
 }
 
 /// Builds the pipeline once (per cold start, per CLI run): opens the three stores, each
@@ -40,7 +43,7 @@ pub fn build_pipeline(
     };
     let open_at = |which: &'static str, location: &StoreLocation| {
         location
-            .operator()
+            .operator_with(bindings.store_tokens.clone())
             .map(|operator| operator.layer(meter.store_layer()))
             .map_err(|source| HandlerError::Store {
                 which,

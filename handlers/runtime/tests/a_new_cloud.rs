@@ -220,6 +220,7 @@ async fn a_new_clouds_fix_and_check_run_through_the_scan_and_the_pipeline() {
         cloud: Arc::new(DummyCloud { fixes }),
         topics: None,
         secrets: None,
+        store_tokens: None,
     };
     let pipeline = build_pipeline(&config, bindings, &RemoteCallMeter::new()).expect("pipeline");
     let store = ReportStore::new(

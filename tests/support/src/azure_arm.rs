@@ -10,7 +10,9 @@
 //! headers the example shows (`Azure-AsyncOperation` and/or `Location`) and finish after
 //! [`ArmDouble::lro_polls`] polls. [`ArmDouble::throttle`] answers the next requests 429 with
 //! `Retry-After`. `/msi/token` is an App Service managed-identity endpoint; the stand-in takes
-//! only the tokens it issued, or [`ArmDouble::TEST_TOKEN`].
+//! only the tokens it issued, or [`ArmDouble::TEST_TOKEN`]. Beside Resource Manager it stands in
+//! for the two data planes the handler calls: Key Vault's secret read (`/secrets/{name}`) and
+//! Application Insights' ingestion (`/v2/track`), which records each telemetry item.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -140,6 +142,8 @@ struct Inner {
     pending: HashMap<u64, Pending>,
     next_operation: u64,
     tokens: Vec<String>,
+    secrets: HashMap<String, String>,
+    notices: Vec<Value>,
 }
 
 /// The Resource Manager stand-in; stops when dropped with its runtime.
@@ -348,6 +352,31 @@ impl ArmDouble {
         self.lock()
             .cpu
             .insert(resource.to_ascii_lowercase(), percent);
+    }
+
+    /// A Key Vault secret, read at [`ArmDouble::vault_prefix`]`<name>`.
+    pub fn secret(&self, name: &str, value: &str) {
+        self.lock()
+            .secrets
+            .insert(name.to_string(), value.to_string());
+    }
+
+    /// `ESCHER_SECRETS_PREFIX` for the stand-in's vault.
+    pub fn vault_prefix(&self) -> String {
+        format!("{}/secrets/", self.endpoint)
+    }
+
+    /// `APPLICATIONINSIGHTS_CONNECTION_STRING` for the stand-in's ingestion endpoint.
+    pub fn app_insights_connection_string(&self) -> String {
+        format!(
+            "InstrumentationKey=00000000-0000-0000-0000-00000000e5c4;IngestionEndpoint={}/;LiveEndpoint={}/",
+            self.endpoint, self.endpoint
+        )
+    }
+
+    /// The telemetry items Application Insights received, in order.
+    pub fn notices(&self) -> Vec<Value> {
+        self.lock().notices.clone()
     }
 
     /// A managed disk.
@@ -713,6 +742,52 @@ fn route(
             ),
             None,
         );
+    }
+    if path == "/v2/track" && method == Method::POST {
+        let items: Vec<Value> = match body {
+            Some(Value::Array(items)) => items.clone(),
+            Some(item @ Value::Object(_)) => vec![item.clone()],
+            _ => Vec::new(),
+        };
+        let accepted = items.iter().filter(|i| i["iKey"].is_string()).count();
+        inner.notices.extend(items.iter().cloned());
+        return (
+            ok(
+                StatusCode::OK,
+                json!({"itemsReceived": items.len(), "itemsAccepted": accepted, "errors": []}),
+            ),
+            None,
+        );
+    }
+    if let Some(name) = path.strip_prefix("/secrets/") {
+        let api = query
+            .iter()
+            .find(|(k, _)| k == "api-version")
+            .map(|(_, v)| v.as_str());
+        if api != Some("7.4") {
+            return (
+                error(
+                    StatusCode::BAD_REQUEST,
+                    "BadParameter",
+                    format!("api-version {api:?}"),
+                ),
+                None,
+            );
+        }
+        return match inner.secrets.get(name) {
+            Some(value) => (
+                ok(StatusCode::OK, json!({"value": value, "id": path})),
+                None,
+            ),
+            None => (
+                error(
+                    StatusCode::NOT_FOUND,
+                    "SecretNotFound",
+                    format!("A secret with (name/id) {name} was not found in this key vault."),
+                ),
+                None,
+            ),
+        };
     }
     if let Some(rest) = path.strip_prefix("/operations/") {
         return (poll(&mut inner, rest, false, &double.endpoint), None);

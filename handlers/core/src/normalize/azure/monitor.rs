@@ -90,6 +90,8 @@ pub(super) fn normalize(value: &Value, cx: &Cx) -> Result<Normalized, NormalizeE
                 .and_then(Value::as_array);
             let event_type = if resolved {
                 EventType::AlarmResolved
+            } else if matches!(kind, AlertKind::Metric) && watches_idle_cpu(criteria) {
+                EventType::InstanceIdle
             } else if matches!(kind, AlertKind::Metric) && watches_capacity(criteria) {
                 EventType::CapacityHigh
             } else {
@@ -247,6 +249,18 @@ pub(super) fn is_capacity_metric(name: &str) -> bool {
             && ["cpu", "memory", "disk", "storage", "dtu"]
                 .iter()
                 .any(|w| key.contains(w)))
+}
+
+/// A VM's `Percentage CPU` falling below a threshold: the user's own "this VM is idle" rule
+/// (the fix still checks the CPU over the approved window before acting).
+fn watches_idle_cpu(criteria: Option<&Vec<Value>>) -> bool {
+    criteria.into_iter().flatten().any(|c| {
+        let text = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or_default();
+        text("metricName").eq_ignore_ascii_case("Percentage CPU")
+            && text("operator")
+                .to_ascii_lowercase()
+                .starts_with("lessthan")
+    })
 }
 
 fn watches_capacity(criteria: Option<&Vec<Value>>) -> bool {

@@ -114,6 +114,27 @@ fn caller(data: &Value) -> Option<&str> {
     .find_map(|key| claims.get(*key)?.as_str().filter(|s| !s.trim().is_empty()))
 }
 
+/// Built-in policy definitions whose violation is one of the problems Escher fixes, by the
+/// definition's id (its last segment, the same in every tenant).
+const POLICY_PROBLEMS: &[(&str, EventType)] = &[
+    // "Storage account public access should be disallowed".
+    (
+        "4fa4b6c0-31ca-4c0d-b10d-24b96f62a751",
+        EventType::BucketPublic,
+    ),
+];
+
+/// What a non-compliant state means: the problem its built-in definition names, else a
+/// compliance violation to notify.
+fn violation_of(definition_id: &str) -> EventType {
+    let id = definition_id.rsplit('/').next().unwrap_or_default();
+    POLICY_PROBLEMS
+        .iter()
+        .find(|(known, _)| known.eq_ignore_ascii_case(id))
+        .map(|(_, problem)| *problem)
+        .unwrap_or(EventType::ComplianceViolation)
+}
+
 /// `Microsoft.PolicyInsights.PolicyState{Created,Changed,Deleted}`.
 ///
 /// NonCompliant is a violation. Compliant after a change means a violation was fixed
@@ -128,7 +149,9 @@ fn policy_state(event: &GridEvent, state: &str) -> Result<EventDraft, NormalizeE
     };
     let lower = compliance.map(str::to_ascii_lowercase);
     let event_type = match (state, lower.as_deref()) {
-        ("created" | "changed", Some("noncompliant")) => EventType::ComplianceViolation,
+        ("created" | "changed", Some("noncompliant")) => {
+            violation_of(text(data, "/policyDefinitionId").unwrap_or_default())
+        }
         ("changed", Some("compliant")) => EventType::AlarmResolved,
         _ => EventType::ResourceChanged,
     };

@@ -1,0 +1,50 @@
+//! `escher-azure-functions`: the Azure Functions custom handler. Thin on purpose: the host
+//! protocol is `escher_azure::functions`, every decision is `escher_core::pipeline`,
+//! assembled by `escher_runtime::build_pipeline` with Azure's bindings on the Function's
+//! managed identity.
+//!
+//! The host starts it with `FUNCTIONS_CUSTOMHANDLER_PORT` and waits at most 60 s for it to
+//! listen: nothing is fetched before listening (approvals load on the first event).
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use escher_azure::arm::PUBLIC_ENDPOINT;
+use escher_azure::{azure_bindings, functions, managed_identity, ArmClient};
+use escher_runtime::{build_pipeline, init_function_logs, HandlerConfig, RemoteCallMeter};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    init_function_logs();
+    let config = HandlerConfig::from_env()?;
+    let port: u16 = std::env::var("FUNCTIONS_CUSTOMHANDLER_PORT")
+        .context("FUNCTIONS_CUSTOMHANDLER_PORT is not set; the Functions host sets it when it starts the handler")?
+        .parse()
+        .context("FUNCTIONS_CUSTOMHANDLER_PORT is not a port number")?;
+    let identity = managed_identity().context(
+        "no managed identity: turn on the Function App's system-assigned identity (escher-provision extend does)",
+    )?;
+    // Tests and sovereign clouds point Resource Manager elsewhere.
+    let endpoint =
+        std::env::var("ESCHER_ARM_ENDPOINT").unwrap_or_else(|_| PUBLIC_ENDPOINT.to_string());
+    let meter = RemoteCallMeter::new();
+    let bindings = azure_bindings(
+        ArmClient::new(endpoint, identity.clone()),
+        identity,
+        std::env::var("APPLICATIONINSIGHTS_CONNECTION_STRING")
+            .ok()
+            .as_deref(),
+        Some(meter.clone()),
+    );
+    let pipeline = Arc::new(build_pipeline(&config, bindings, &meter)?);
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
+    tracing::info!(port, "listening for the Functions host");
+    axum::serve(listener, functions::router(pipeline))
+        .await
+        .context("the handler's server stopped")
+}

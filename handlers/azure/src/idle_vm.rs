@@ -91,7 +91,7 @@ fn power_state(instance_view: &Value) -> Option<String> {
         .map(str::to_string)
 }
 
-async fn read_power_state(
+pub(crate) async fn read_power_state(
     arm: &ArmClient,
     vm: &str,
     log: &mut CallLog,

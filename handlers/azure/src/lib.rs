@@ -18,6 +18,7 @@ pub mod functions;
 mod idle_vm;
 pub mod ids;
 mod nsg_ingress;
+mod scan;
 mod storage_public;
 mod target;
 
@@ -34,6 +35,7 @@ pub use bindings::{
 pub use disk_encryption::ManagedDiskEncryption;
 pub use idle_vm::IdleVmRemediation;
 pub use nsg_ingress::{NsgOpenIngressRemediation, ADMIN_PORTS};
+pub use scan::AzureScan;
 pub use storage_public::StoragePublicAccessRemediation;
 
 /// Every operation a fix calls, so a recorded call can be mapped back to its role action.
@@ -51,6 +53,10 @@ const OPERATIONS: &[&ArmOperation] = &[
     &idle_vm::METRICS,
     &disk_encryption::GET_DISK,
     &bindings::GET_VM,
+    &scan::LIST_NSGS,
+    &scan::LIST_DISKS,
+    &scan::LIST_SNAPSHOTS,
+    &scan::LIST_VMS,
 ];
 
 /// Every Azure fix, sharing one Resource Manager client.
@@ -73,13 +79,17 @@ pub fn azure_fixes(arm: ArmClient, meter: Option<RemoteCallMeter>) -> FixRegistr
     registry
 }
 
-/// The role actions of the function's custom role: every registered fix's and the tag reads
-/// of the enrich step, deduplicated and sorted; never a wildcard.
+/// The role actions of the function's custom role: every registered fix's, the tag reads of
+/// the enrich step and the scan's reads, deduplicated and sorted; never a wildcard.
 pub fn all_required_permissions() -> Vec<RequiredPermission> {
     let offline = ArmClient::new(arm::PUBLIC_ENDPOINT, Arc::new(NoCredential));
     let fixes = azure_fixes(offline, None).required_permissions();
     // Last: where a fix already needs a permission, its reason is the one kept.
-    merge_permissions([fixes.as_slice(), bindings::TAG_PERMISSIONS])
+    merge_permissions([
+        fixes.as_slice(),
+        bindings::TAG_PERMISSIONS,
+        scan::PERMISSIONS,
+    ])
 }
 
 /// The role action a recorded call needed (its operation's permission). The conformance

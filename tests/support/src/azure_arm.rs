@@ -382,7 +382,26 @@ impl ArmDouble {
     /// A managed disk.
     pub fn disk(&self, subscription: &str, group: &str, name: &str) -> String {
         let id = format!("/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.Compute/disks/{name}");
-        let body = self.seeded("disk/2024-03-02/Disk_Get.json", &id);
+        let mut body = self.seeded("disk/2024-03-02/Disk_Get.json", &id);
+        body["type"] = json!("Microsoft.Compute/disks");
+        self.put(&id, body)
+    }
+
+    /// A snapshot of `source_disk` taken `age_days` ago.
+    pub fn snapshot(
+        &self,
+        subscription: &str,
+        group: &str,
+        name: &str,
+        source_disk: &str,
+        age_days: i64,
+    ) -> String {
+        let id = format!("/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.Compute/snapshots/{name}");
+        let mut body = self.seeded("disk/2024-03-02/Snapshot_Get.json", &id);
+        body["type"] = json!("Microsoft.Compute/snapshots");
+        body["properties"]["creationData"]["sourceResourceId"] = json!(source_disk);
+        body["properties"]["timeCreated"] =
+            json!((chrono::Utc::now() - chrono::Duration::days(age_days)).to_rfc3339());
         self.put(&id, body)
     }
 }
@@ -1112,7 +1131,14 @@ fn list(
                         .as_str()
                         .is_some_and(|t| t.eq_ignore_ascii_case(&kind))
             })
-            .map(|(_, r)| r.clone())
+            .map(|(_, r)| {
+                // A listing, like a plain GET, leaves out a VM's instance view.
+                let mut r = r.clone();
+                if let Some(p) = r["properties"].as_object_mut() {
+                    p.remove("instanceView");
+                }
+                r
+            })
             .collect()
     };
     let skip: usize = query

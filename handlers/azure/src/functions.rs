@@ -5,7 +5,8 @@
 //! […], "ReturnValue": …}` (see `host/`: `host.json` and one folder per function):
 //! - `events`: the Event Grid trigger (resource writes and deletes, policy state changes);
 //! - `alert`: the HTTP trigger Azure Monitor's action group posts to (common alert schema),
-//!   which also answers Event Grid's validation handshake when called as a plain webhook.
+//!   which also answers Event Grid's validation handshake when called as a plain webhook;
+//! - `nightly`: the hourly timer that takes the night's scan a step (see [`crate::nightly`]).
 //!
 //! Everything after the envelope is the cloud-neutral pipeline. A transient failure answers
 //! 500 to the host (the Event Grid trigger fails and Event Grid redelivers) or 503 to the
@@ -23,6 +24,15 @@ use axum::Router;
 use escher_core::pipeline::{Handled, Pipeline};
 use serde_json::{json, Map, Value};
 
+use crate::nightly::Nightly;
+
+/// What the handler serves with: the alert pipeline, and the night's scan when configured.
+pub struct Handler {
+    pub pipeline: Pipeline,
+    /// `None`: the subscription to scan is not configured; the timer says so.
+    pub nightly: Option<Nightly>,
+}
+
 /// The Event Grid trigger's function (its folder under `host/`) and binding name.
 pub const EVENTS_FUNCTION: &str = "events";
 const EVENTS_BINDING: &str = "event";
@@ -30,6 +40,9 @@ const EVENTS_BINDING: &str = "event";
 pub const ALERT_FUNCTION: &str = "alert";
 const ALERT_BINDING: &str = "req";
 const ALERT_OUTPUT: &str = "res";
+/// The hourly timer's function and binding names.
+pub const NIGHTLY_FUNCTION: &str = "nightly";
+const NIGHTLY_BINDING: &str = "timer";
 
 /// Why an invocation could not be read (the host sent something this version does not know).
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -41,7 +54,7 @@ pub enum ProtocolError {
         function: &'static str,
         binding: &'static str,
     },
-    #[error("no function named {0}: this handler serves `events` and `alert`")]
+    #[error("no function named {0}: this handler serves `events`, `alert` and `nightly`")]
     UnknownFunction(String),
 }
 
@@ -52,6 +65,8 @@ pub enum Invocation {
     Event(Vec<u8>),
     /// A POST to the HTTP trigger: its body.
     Alert(Vec<u8>),
+    /// The hourly timer.
+    Tick,
 }
 
 fn binding<'a>(
@@ -93,6 +108,9 @@ pub fn parse_invocation(function: &str, body: &[u8]) -> Result<Invocation, Proto
             .map(payload_bytes)
             .unwrap_or_default();
         Ok(Invocation::Alert(body))
+    } else if function.eq_ignore_ascii_case(NIGHTLY_FUNCTION) {
+        binding(data, NIGHTLY_FUNCTION, NIGHTLY_BINDING)?;
+        Ok(Invocation::Tick)
     } else {
         Err(ProtocolError::UnknownFunction(function.to_string()))
     }
@@ -133,8 +151,28 @@ fn log_lines(handled: &Handled) -> Vec<String> {
 }
 
 /// Handles one invocation; returns the status for the host and the host's answer.
-pub async fn respond(pipeline: &Pipeline, invocation: Invocation) -> (StatusCode, Value) {
+pub async fn respond(handler: &Handler, invocation: Invocation) -> (StatusCode, Value) {
+    let pipeline = &handler.pipeline;
     match invocation {
+        Invocation::Tick => match &handler.nightly {
+            None => (
+                StatusCode::OK,
+                host_answer(
+                    json!({}),
+                    vec!["no nightly scan: ESCHER_AZURE_SUBSCRIPTION is not set (escher-provision extend sets it)".into()],
+                ),
+            ),
+            Some(nightly) => match nightly.tick(chrono::Utc::now(), pipeline).await {
+                Ok(done) => (StatusCode::OK, host_answer(json!({}), vec![done.to_string()])),
+                Err(e) => {
+                    tracing::error!(error = %e, "the night's scan did not finish this tick");
+                    (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        host_answer(json!({}), vec![e.to_string()]),
+                    )
+                }
+            },
+        },
         Invocation::Event(payload) => match pipeline.handle(&payload).await {
             Ok(handled) => {
                 let logs = log_lines(&handled);
@@ -183,13 +221,13 @@ pub async fn respond(pipeline: &Pipeline, invocation: Invocation) -> (StatusCode
 }
 
 async fn invoke(
-    State(pipeline): State<Arc<Pipeline>>,
+    State(handler): State<Arc<Handler>>,
     Path(function): Path<String>,
     body: Bytes,
 ) -> Response {
     match parse_invocation(&function, &body) {
         Ok(invocation) => {
-            let (status, answer) = respond(&pipeline, invocation).await;
+            let (status, answer) = respond(&handler, invocation).await;
             (status, axum::Json(answer)).into_response()
         }
         Err(e) => {
@@ -208,10 +246,10 @@ async fn invoke(
 }
 
 /// The custom handler's routes: `POST /<function>` for each function under `host/`.
-pub fn router(pipeline: Arc<Pipeline>) -> Router {
+pub fn router(handler: Arc<Handler>) -> Router {
     Router::new()
         .route("/{function}", axum::routing::post(invoke))
-        .with_state(pipeline)
+        .with_state(handler)
 }
 
 #[cfg(test)]
@@ -249,9 +287,13 @@ mod tests {
             })
         );
         assert!(matches!(
-            parse_invocation("nightly", b"{}"),
+            parse_invocation("cleanup", b"{}"),
             Err(ProtocolError::UnknownFunction(_))
         ));
+        assert_eq!(
+            parse_invocation("nightly", br#"{"Data": {"timer": {"IsPastDue": false}}}"#),
+            Ok(Invocation::Tick)
+        );
         assert!(matches!(
             parse_invocation("events", b"not json"),
             Err(ProtocolError::NotJson(_))
@@ -277,6 +319,12 @@ mod tests {
         assert_eq!(names(&read(EVENTS_FUNCTION), "in"), [EVENTS_BINDING]);
         assert_eq!(names(&read(ALERT_FUNCTION), "in"), [ALERT_BINDING]);
         assert_eq!(names(&read(ALERT_FUNCTION), "out"), [ALERT_OUTPUT]);
+        assert_eq!(names(&read(NIGHTLY_FUNCTION), "in"), [NIGHTLY_BINDING]);
+        assert_eq!(
+            read(NIGHTLY_FUNCTION)["bindings"][0]["schedule"],
+            "0 0 * * * *",
+            "hourly in UTC; the zone is applied in code"
+        );
         let mut folders: Vec<String> = std::fs::read_dir(host)
             .expect("host/")
             .filter_map(|e| e.ok())

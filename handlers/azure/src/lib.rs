@@ -17,6 +17,7 @@ mod disk_encryption;
 pub mod functions;
 mod idle_vm;
 pub mod ids;
+pub mod nightly;
 mod nsg_ingress;
 mod scan;
 mod storage_public;
@@ -54,6 +55,7 @@ const OPERATIONS: &[&ArmOperation] = &[
     &disk_encryption::GET_DISK,
     &bindings::GET_VM,
     &scan::LIST_NSGS,
+    &scan::LIST_STORAGE_ACCOUNTS,
     &scan::LIST_DISKS,
     &scan::LIST_SNAPSHOTS,
     &scan::LIST_VMS,

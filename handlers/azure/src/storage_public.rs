@@ -90,16 +90,16 @@ impl StoragePublicAccessRemediation {
 
 /// The account and its containers at one moment.
 #[derive(Debug, Clone, PartialEq)]
-struct AccountState {
+pub(crate) struct AccountState {
     /// `None`: the account does not say, which for accounts made before the setting existed
     /// means anonymous access is allowed.
     allow_public: Option<bool>,
     /// Containers whose public access is not `None`: (name, level).
-    public_containers: Vec<(String, String)>,
+    pub(crate) public_containers: Vec<(String, String)>,
 }
 
 impl AccountState {
-    fn account_open(&self) -> bool {
+    pub(crate) fn account_open(&self) -> bool {
         self.allow_public != Some(false)
     }
 
@@ -107,7 +107,7 @@ impl AccountState {
         !self.account_open() && self.public_containers.is_empty()
     }
 
-    fn problems(&self) -> Vec<String> {
+    pub(crate) fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if self.account_open() {
             problems.push("the account allows anonymous blob access".to_string());
@@ -150,7 +150,7 @@ impl AccountState {
     }
 }
 
-async fn read_state(
+pub(crate) async fn read_state(
     arm: &ArmClient,
     account: &str,
     log: &mut CallLog,

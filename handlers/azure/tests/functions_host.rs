@@ -33,6 +33,16 @@ struct Handler {
 impl Handler {
     /// Starts the binary; returns once it listens (the host allows 60 s).
     async fn start(double: &ArmDouble, stores: &Path, approvals_uri: &str) -> Handler {
+        Handler::start_in(double, stores, approvals_uri, "UTC").await
+    }
+
+    /// As [`Handler::start`], scanning the stand-in's subscription at night in `zone`.
+    async fn start_in(
+        double: &ArmDouble,
+        stores: &Path,
+        approvals_uri: &str,
+        zone: &str,
+    ) -> Handler {
         let port = closed_port();
         let uri = |name: &str| format!("fs://{}", stores.join(name).display());
         let child = Command::new(env!("CARGO_BIN_EXE_escher-azure-functions"))
@@ -51,6 +61,8 @@ impl Handler {
                 "APPLICATIONINSIGHTS_CONNECTION_STRING",
                 double.app_insights_connection_string(),
             )
+            .env("ESCHER_AZURE_SUBSCRIPTION", SUBSCRIPTION)
+            .env("ESCHER_TIME_ZONE", zone)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -273,8 +285,87 @@ async fn an_unknown_function_is_refused_by_name() {
     let dir = tempfile::tempdir().expect("temp dir");
     let approvals = format!("fs://{}", dir.path().join("approvals").display());
     let handler = Handler::start(&double, dir.path(), &approvals).await;
-    let (status, answer) = handler.invoke("nightly", json!({"timer": {}})).await;
+    let (status, answer) = handler.invoke("cleanup", json!({"timer": {}})).await;
     assert_eq!(status, 404);
     assert!(answer["Logs"].to_string().contains("events"), "{answer}");
     let _ = &handler.child;
+}
+
+/// A time zone where it is now `hour` o'clock (some zone always is).
+fn zone_at_hour(hour: u32) -> &'static str {
+    use chrono::Timelike;
+    let now = Utc::now();
+    chrono_tz::TZ_VARIANTS
+        .iter()
+        .find(|zone| now.with_timezone(*zone).hour() == hour)
+        .map(|zone| zone.name())
+        .unwrap_or_else(|| panic!("no zone at {hour}:00 now"))
+}
+
+#[tokio::test]
+async fn the_hourly_timer_runs_the_nights_scan_once_in_the_users_zone() {
+    let double = ArmDouble::start().await;
+    let disk = double.disk(SUBSCRIPTION, GROUP, "left-behind");
+    double.update(&disk, |d| {
+        d["properties"]["diskState"] = json!("Unattached");
+        d["properties"]["diskSizeGB"] = json!(256);
+    });
+    let dir = tempfile::tempdir().expect("temp dir");
+    let approvals = format!("fs://{}", dir.path().join("approvals").display());
+    approve_private_storage(&approvals).await;
+
+    let noon = Handler::start_in(&double, dir.path(), &approvals, zone_at_hour(12)).await;
+    let (status, answer) = noon
+        .invoke("nightly", json!({"timer": {"IsPastDue": false}}))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        answer["Logs"]
+            .to_string()
+            .contains("the night's scan runs from 02:00"),
+        "{answer}"
+    );
+    assert!(double
+        .requests()
+        .iter()
+        .all(|r| r.operation.as_deref() != Some("Disks_List")));
+    drop(noon);
+
+    let night = Handler::start_in(&double, dir.path(), &approvals, zone_at_hour(3)).await;
+    let (status, answer) = night
+        .invoke("nightly", json!({"timer": {"IsPastDue": false}}))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let logs = answer["Logs"].to_string();
+    assert!(logs.contains("report"), "{logs}");
+    let latest: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("state/reports/latest.json"))
+            .expect("the morning report is stored"),
+    )
+    .expect("JSON");
+    let report = std::fs::read_to_string(
+        dir.path()
+            .join("state")
+            .join(latest["json"].as_str().expect("the report's path")),
+    )
+    .expect("the report");
+    assert!(
+        report.contains("left-behind"),
+        "the unattached disk is in the report"
+    );
+    let listings = |double: &ArmDouble| {
+        double
+            .requests()
+            .iter()
+            .filter(|r| r.operation.as_deref() == Some("Disks_List"))
+            .count()
+    };
+    assert_eq!(listings(&double), 1);
+    // The next tick of the same night finds the report stored and scans nothing again.
+    let (status, again) = night
+        .invoke("nightly", json!({"timer": {"IsPastDue": true}}))
+        .await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(listings(&double), 1, "once per night");
+    assert!(double.violations().is_empty(), "{:?}", double.violations());
 }

@@ -38,6 +38,19 @@ fn seed(double: &ArmDouble) -> Estate {
         }
         resources += 1;
     }
+    for i in 0..20 {
+        // Public: the account allows it and a container offers it. Not public: the account
+        // refuses anonymous access (whatever the container says), or no container offers it.
+        let allow = i % 4 != 1;
+        let account =
+            double.storage_account(SUBSCRIPTION, GROUP, &format!("store{i:03}"), Some(allow));
+        let level = if i % 4 == 2 { "None" } else { "Blob" };
+        double.blob_container(&account, "assets", level);
+        if allow && level != "None" {
+            expected.insert(format!("public_storage:{account}"));
+        }
+        resources += 2;
+    }
     let mut disks = Vec::new();
     for i in 0..100 {
         let disk = double.disk(SUBSCRIPTION, GROUP, &format!("disk-{i:03}"));
@@ -57,12 +70,12 @@ fn seed(double: &ArmDouble) -> Estate {
         disks.push(disk);
         resources += 1;
     }
-    for i in 0..40 {
+    for (i, live_disk) in disks.iter().take(40).enumerate() {
         // Old snapshots of deleted disks are reported; recent ones, or of live disks, not.
         let (source, age) = match i % 8 {
             0 => (format!("/subscriptions/{SUBSCRIPTION}/resourceGroups/{GROUP}/providers/Microsoft.Compute/disks/deleted-{i}"), 200),
             1 => (format!("/subscriptions/{SUBSCRIPTION}/resourceGroups/{GROUP}/providers/Microsoft.Compute/disks/deleted-{i}"), 10),
-            _ => (disks[i].clone(), 400),
+            _ => (live_disk.clone(), 400),
         };
         let snapshot = double.snapshot(SUBSCRIPTION, GROUP, &format!("snap-{i:03}"), &source, age);
         double.update(&snapshot, |s| s["properties"]["diskSizeGB"] = json!(64));

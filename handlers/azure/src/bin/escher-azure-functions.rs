@@ -10,8 +10,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use escher_azure::arm::PUBLIC_ENDPOINT;
-use escher_azure::{azure_bindings, functions, managed_identity, ArmClient};
+use escher_azure::functions::Handler;
+use escher_azure::nightly::Nightly;
+use escher_azure::{azure_bindings, functions, managed_identity, ArmClient, AzureScan};
 use escher_runtime::{build_pipeline, init_function_logs, HandlerConfig, RemoteCallMeter};
+use escher_scan::ReportStore;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -31,20 +34,45 @@ async fn main() -> anyhow::Result<()> {
     let endpoint =
         std::env::var("ESCHER_ARM_ENDPOINT").unwrap_or_else(|_| PUBLIC_ENDPOINT.to_string());
     let meter = RemoteCallMeter::new();
+    let arm = ArmClient::new(endpoint, identity.clone());
     let bindings = azure_bindings(
-        ArmClient::new(endpoint, identity.clone()),
+        arm.clone(),
         identity,
         std::env::var("APPLICATIONINSIGHTS_CONNECTION_STRING")
             .ok()
             .as_deref(),
         Some(meter.clone()),
     );
-    let pipeline = Arc::new(build_pipeline(&config, bindings, &meter)?);
+    let store_tokens = bindings.store_tokens.clone();
+    let pipeline = build_pipeline(&config, bindings, &meter)?;
+    let nightly = match std::env::var("ESCHER_AZURE_SUBSCRIPTION") {
+        Ok(subscription) if !subscription.is_empty() => {
+            let zone = match std::env::var("ESCHER_TIME_ZONE") {
+                Ok(name) => name.parse().map_err(|_| {
+                    anyhow::anyhow!("ESCHER_TIME_ZONE={name:?} is not an IANA time zone (Europe/Berlin, America/New_York, UTC)")
+                })?,
+                Err(_) => chrono_tz::UTC,
+            };
+            let location: escher_core::store::StoreLocation = config.state_uri.parse()?;
+            Some(Nightly {
+                scan: AzureScan::new(arm, subscription, Some(meter.clone())),
+                store: ReportStore::new(
+                    location.operator_with(store_tokens)?,
+                    config.state_uri.clone(),
+                ),
+                zone,
+                // The host's functionTimeout (host.json) is 10 minutes.
+                budget: chrono::Duration::minutes(9),
+            })
+        }
+        _ => None,
+    };
+    let handler = Arc::new(Handler { pipeline, nightly });
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
     tracing::info!(port, "listening for the Functions host");
-    axum::serve(listener, functions::router(pipeline))
+    axum::serve(listener, functions::router(handler))
         .await
         .context("the handler's server stopped")
 }

@@ -94,7 +94,8 @@ impl ScanCheck for UnusedStorage {
                 .map(|t| t.with_timezone(&Utc));
             let source = text(snapshot, "/properties/creationData/sourceResourceId");
             let orphaned = source.is_some_and(|s| !live.contains(&s.to_ascii_lowercase()));
-            if !orphaned || !created.is_some_and(|c| c < cutoff) {
+            let old = created.is_some_and(|c| c < cutoff);
+            if !orphaned || !old {
                 continue;
             }
             let size = size_gib(snapshot);

@@ -6,6 +6,7 @@
 
 mod admin_ports;
 mod disks;
+mod public_storage;
 mod vm_usage;
 
 use std::collections::BTreeMap;
@@ -37,6 +38,12 @@ pub(crate) const LIST_SNAPSHOTS: ArmOperation = ArmOperation {
     api_version: "2024-03-02",
     permission: "Microsoft.Compute/snapshots/read",
 };
+pub(crate) const LIST_STORAGE_ACCOUNTS: ArmOperation = ArmOperation {
+    id: "StorageAccounts_List",
+    method: HttpMethod::Get,
+    api_version: "2023-05-01",
+    permission: "Microsoft.Storage/storageAccounts/read",
+};
 pub(crate) const LIST_VMS: ArmOperation = ArmOperation {
     id: "VirtualMachines_ListAll",
     method: HttpMethod::Get,
@@ -46,6 +53,16 @@ pub(crate) const LIST_VMS: ArmOperation = ArmOperation {
 
 /// What the scan reads, beyond what the fixes already need.
 pub(crate) const PERMISSIONS: &[RequiredPermission] = &[
+    RequiredPermission {
+        action: "Microsoft.Storage/storageAccounts/read",
+        resource: "subscription",
+        why: "the scan lists the subscription's storage accounts for anonymous blob access",
+    },
+    RequiredPermission {
+        action: "Microsoft.Storage/storageAccounts/blobServices/containers/read",
+        resource: "subscription",
+        why: "the scan finds the containers that offer public access",
+    },
     RequiredPermission {
         action: "Microsoft.Network/networkSecurityGroups/read",
         resource: "subscription",
@@ -97,6 +114,7 @@ impl AzureScan {
     /// Every Azure check, in report order.
     pub fn checks(&self) -> Vec<Arc<dyn ScanCheck>> {
         vec![
+            Arc::new(public_storage::PublicStorage(self.clone())),
             Arc::new(admin_ports::OpenAdminPorts(self.clone())),
             Arc::new(disks::UnusedStorage(self.clone())),
             Arc::new(vm_usage::VmUsage(self.clone())),

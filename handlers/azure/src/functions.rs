@@ -334,7 +334,7 @@ mod tests {
         folders.sort();
         assert_eq!(
             folders,
-            [ALERT_FUNCTION, EVENTS_FUNCTION],
+            [ALERT_FUNCTION, EVENTS_FUNCTION, NIGHTLY_FUNCTION],
             "every function folder is served"
         );
         let host_json: Value = serde_json::from_str(

@@ -59,6 +59,8 @@ const OPERATIONS: &[&ArmOperation] = &[
     &scan::LIST_DISKS,
     &scan::LIST_SNAPSHOTS,
     &scan::LIST_VMS,
+    &scan::QUERY_COSTS,
+    &scan::LIST_BUDGETS,
 ];
 
 /// Every Azure fix, sharing one Resource Manager client.

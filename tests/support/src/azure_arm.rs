@@ -79,7 +79,8 @@ fn segments(path: &str) -> Vec<String> {
 fn matches(template: &[String], path: &[&str]) -> bool {
     match template.split_first() {
         None => path.is_empty(),
-        Some((head, rest)) if head == "{resourceUri}" => {
+        // Parameters ARM does not URL-encode span segments (`subscriptions/{id}`).
+        Some((head, rest)) if head == "{resourceUri}" || head == "{scope}" => {
             (1..=path.len()).any(|n| matches(rest, &path[n..]))
         }
         Some((head, rest)) => match path.split_first() {
@@ -144,6 +145,8 @@ struct Inner {
     tokens: Vec<String>,
     secrets: HashMap<String, String>,
     notices: Vec<Value>,
+    /// Cost per (day, service), for Cost Management's query.
+    costs: BTreeMap<(chrono::NaiveDate, String), f64>,
 }
 
 /// The Resource Manager stand-in; stops when dropped with its runtime.
@@ -379,6 +382,25 @@ impl ArmDouble {
         self.lock().notices.clone()
     }
 
+    /// What `service` cost on `day` (USD), as Cost Management reports it.
+    pub fn cost(&self, day: chrono::NaiveDate, service: &str, usd: f64) {
+        self.lock().costs.insert((day, service.to_string()), usd);
+    }
+
+    /// A monthly cost budget of `usd` on the subscription.
+    pub fn budget(&self, subscription: &str, name: &str, usd: f64) -> String {
+        let id =
+            format!("/subscriptions/{subscription}/providers/Microsoft.Consumption/budgets/{name}");
+        let mut body =
+            example("consumption/2024-08-01/Budget.json")["responses"]["200"]["body"].clone();
+        body["id"] = json!(id);
+        body["name"] = json!(name);
+        body["properties"]["amount"] = json!(usd);
+        body["properties"]["timeGrain"] = json!("Monthly");
+        body["properties"]["category"] = json!("Cost");
+        self.put(&id, body)
+    }
+
     /// A managed disk.
     pub fn disk(&self, subscription: &str, group: &str, name: &str) -> String {
         let id = format!("/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.Compute/disks/{name}");
@@ -605,7 +627,12 @@ fn allowed_fields(operation: &Operation) -> Option<Vec<(String, &'static str)>> 
                 .flatten()
                 .filter_map(Value::as_str)
             {
-                allowed.push((format!("{parent}.{name}"), "any"));
+                let path = if parent.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{parent}.{name}")
+                };
+                allowed.push((path, "any"));
             }
         }
     }
@@ -901,6 +928,7 @@ fn act(
                 .unwrap_or_default();
             metrics(inner, &resource, query)
         }
+        "Query_Usage" => query_usage(inner, body),
         "VirtualMachines_InstanceView" => {
             let vm = key.trim_end_matches("/instanceview");
             match inner.resources.get(vm) {
@@ -1165,6 +1193,50 @@ fn list(
         );
     }
     ok(StatusCode::OK, Value::Object(answer))
+}
+
+/// Daily cost per service over the body's `timePeriod`, in Cost Management's table shape.
+fn query_usage(inner: &Inner, body: Option<&Value>) -> Response {
+    let day = |pointer: &str| {
+        body.and_then(|b| b.pointer(pointer))
+            .and_then(Value::as_str)
+            .and_then(|t| t.get(..10))
+            .and_then(|d| d.parse::<chrono::NaiveDate>().ok())
+    };
+    let (Some(from), Some(to)) = (day("/timePeriod/from"), day("/timePeriod/to")) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "the stand-in answers custom timePeriod queries only".into(),
+        );
+    };
+    let rows: Vec<Value> = inner
+        .costs
+        .iter()
+        .filter(|((d, _), _)| *d >= from && *d <= to)
+        .map(|((d, service), usd)| {
+            let date: u64 = d.format("%Y%m%d").to_string().parse().unwrap_or_default();
+            json!([usd, date, service, "USD"])
+        })
+        .collect();
+    ok(
+        StatusCode::OK,
+        json!({
+            "id": "subscriptions/query",
+            "name": "escher-stand-in",
+            "type": "microsoft.costmanagement/Query",
+            "properties": {
+                "nextLink": null,
+                "columns": [
+                    {"name": "Cost", "type": "Number"},
+                    {"name": "UsageDate", "type": "Number"},
+                    {"name": "ServiceName", "type": "String"},
+                    {"name": "Currency", "type": "String"}
+                ],
+                "rows": rows
+            }
+        }),
+    )
 }
 
 fn metrics(inner: &Inner, resource: &str, query: &[(String, String)]) -> Response {

@@ -17,7 +17,7 @@ use escher_core::scan::{
     CheckOutput, CheckScope, CostWindow, DailyCosts, Finding, ScanCheck, ScanContext, ScanError,
     ACCOUNT_WIDE,
 };
-use escher_core::{CloudProvider, EventType, Resource};
+use escher_core::{CloudProvider, Resource};
 use serde_json::json;
 
 use super::{scan_error, AwsScan};
@@ -151,41 +151,15 @@ impl Cost {
                 window.end
             )
         };
-        let mut findings = Vec::new();
-        // `flags` has the spike's line first, then the budget's.
-        let mut flags = summary.flags.iter();
-        if summary.spike {
-            let mut draft = aws.draft(
-                "cost_spike",
-                ACCOUNT_WIDE,
-                EventType::CostSpike,
-                resource.clone(),
-                flags.next().cloned().unwrap_or_default(),
-            );
-            draft.manual_command = Some(look(window.day_before, "DAILY"));
-            draft.questions = vec![
-                "Is the increase expected (a launch, a batch job, a migration, a load test)?"
-                    .into(),
-                "Did something start yesterday that nobody stopped?".into(),
-            ];
-            findings.push(draft.finish(scan));
-        }
-        if summary.over_budget {
-            let mut draft = aws.draft(
-                "budget_exceeded",
-                ACCOUNT_WIDE,
-                EventType::BudgetExceeded,
-                resource,
-                flags.next().cloned().unwrap_or_default(),
-            );
-            draft.manual_command = Some(look(window.month_start, "MONTHLY"));
-            draft.questions = vec![
-                "Which of the top services grew beyond plan this month?".into(),
-                "Should the budget change, or the spending?".into(),
-            ];
-            findings.push(draft.finish(scan));
-        }
-        findings
+        escher_core::scan::cost::cost_findings(
+            summary,
+            |check, event_type, title| {
+                aws.draft(check, ACCOUNT_WIDE, event_type, resource.clone(), title)
+            },
+            look(window.day_before, "DAILY"),
+            look(window.month_start, "MONTHLY"),
+            scan,
+        )
     }
 }
 

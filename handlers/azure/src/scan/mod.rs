@@ -5,6 +5,7 @@
 //! open admin ports, a VM's CPU), so the scan and the fix never disagree.
 
 mod admin_ports;
+mod cost;
 mod disks;
 mod public_storage;
 mod vm_usage;
@@ -43,6 +44,18 @@ pub(crate) const LIST_STORAGE_ACCOUNTS: ArmOperation = ArmOperation {
     method: HttpMethod::Get,
     api_version: "2023-05-01",
     permission: "Microsoft.Storage/storageAccounts/read",
+};
+pub(crate) const QUERY_COSTS: ArmOperation = ArmOperation {
+    id: "Query_Usage",
+    method: HttpMethod::Post,
+    api_version: "2023-11-01",
+    permission: "Microsoft.CostManagement/query/action",
+};
+pub(crate) const LIST_BUDGETS: ArmOperation = ArmOperation {
+    id: "Budgets_List",
+    method: HttpMethod::Get,
+    api_version: "2024-08-01",
+    permission: "Microsoft.Consumption/budgets/read",
 };
 pub(crate) const LIST_VMS: ArmOperation = ArmOperation {
     id: "VirtualMachines_ListAll",
@@ -88,6 +101,16 @@ pub(crate) const PERMISSIONS: &[RequiredPermission] = &[
         resource: "subscription",
         why: "the scan reads each running VM's Percentage CPU over the judged window",
     },
+    RequiredPermission {
+        action: "Microsoft.CostManagement/query/action",
+        resource: "subscription",
+        why: "the scan's cost summary reads the subscription's daily cost per service",
+    },
+    RequiredPermission {
+        action: "Microsoft.Consumption/budgets/read",
+        resource: "subscription",
+        why: "the scan compares the month's cost with the subscription's monthly budget",
+    },
 ];
 
 /// The Azure checks of one subscription, sharing one Resource Manager client.
@@ -118,6 +141,7 @@ impl AzureScan {
             Arc::new(admin_ports::OpenAdminPorts(self.clone())),
             Arc::new(disks::UnusedStorage(self.clone())),
             Arc::new(vm_usage::VmUsage(self.clone())),
+            Arc::new(cost::Cost(self.clone())),
         ]
     }
 

@@ -306,6 +306,49 @@ impl CostSummary {
     }
 }
 
+/// The findings a flagged summary makes, the same on every cloud: a `cost_spike` when
+/// yesterday jumped, a `budget_exceeded` when the month runs over budget. `draft` makes a
+/// cloud's finding draft (check, event type, title); `spike_command` and `month_command` are
+/// the cloud CLI commands that show the day's and the month's figures.
+pub fn cost_findings(
+    summary: &CostSummary,
+    mut draft: impl FnMut(&'static str, crate::EventType, String) -> super::FindingDraft,
+    spike_command: String,
+    month_command: String,
+    scan: &super::ScanContext,
+) -> Vec<super::Finding> {
+    let mut findings = Vec::new();
+    // `flags` has the spike's line first, then the budget's.
+    let mut flags = summary.flags.iter();
+    if summary.spike {
+        let mut spike = draft(
+            "cost_spike",
+            crate::EventType::CostSpike,
+            flags.next().cloned().unwrap_or_default(),
+        );
+        spike.manual_command = Some(spike_command);
+        spike.questions = vec![
+            "Is the increase expected (a launch, a batch job, a migration, a load test)?".into(),
+            "Did something start yesterday that nobody stopped?".into(),
+        ];
+        findings.push(spike.finish(scan));
+    }
+    if summary.over_budget {
+        let mut budget = draft(
+            "budget_exceeded",
+            crate::EventType::BudgetExceeded,
+            flags.next().cloned().unwrap_or_default(),
+        );
+        budget.manual_command = Some(month_command);
+        budget.questions = vec![
+            "Which of the top services grew beyond plan this month?".into(),
+            "Should the budget change, or the spending?".into(),
+        ];
+        findings.push(budget.finish(scan));
+    }
+    findings
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

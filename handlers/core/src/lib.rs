@@ -11,6 +11,7 @@ pub mod conformance;
 pub mod context;
 pub mod event;
 pub mod fixes;
+pub mod idleness;
 pub mod ids;
 pub mod normalize;
 pub mod pipeline;
@@ -20,6 +21,7 @@ pub mod scan;
 pub mod severity;
 pub mod store;
 pub(crate) mod time;
+pub mod words;
 
 pub use event::{
     CloudProvider, DataClassification, Environment, EventContext, EventSource, EventType, Resource,

@@ -90,6 +90,22 @@ pub struct VerificationCheck {
     pub passed: bool,
 }
 
+impl VerificationCheck {
+    pub fn new(
+        name: impl Into<String>,
+        expected: impl Into<String>,
+        observed: impl Into<String>,
+        passed: bool,
+    ) -> Self {
+        VerificationCheck {
+            name: name.into(),
+            expected: expected.into(),
+            observed: observed.into(),
+            passed,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Verification {
     pub passed: bool,

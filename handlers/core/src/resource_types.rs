@@ -23,6 +23,8 @@ pub mod aws {
 pub mod azure {
     pub const VM: &str = "azure_vm";
     pub const NSG: &str = "azure_nsg";
+    pub const NSG_RULE: &str = "azure_nsg_rule";
+    pub const DISK: &str = "azure_disk";
     pub const STORAGE_ACCOUNT: &str = "azure_storage_account";
     pub const BLOB_CONTAINER: &str = "azure_blob_container";
     pub const SUBSCRIPTION: &str = "azure_subscription";

@@ -6,8 +6,10 @@
 //! - [`moto`]: AWS. The endpoint and the S3 store `tests/emulators.sh` starts; with the `aws`
 //!   feature, SDK clients, accounts of one's own and one module per service (buckets,
 //!   instances, CPU metrics, topics with subscribed queues).
-//! - [`azurite`] (Azure Blob) and [`fake_gcs`] (GCS): their stores. An Azure or GCP SDK kit,
-//!   and a Pub/Sub emulator's (`pubsub`), go beside them, behind `azure` / `gcp` features.
+//! - [`azurite`] (Azure Blob) and [`fake_gcs`] (GCS): their stores. [`azure_arm`] (`azure`):
+//!   a Resource Manager stand-in answering with Microsoft's published examples and holding
+//!   every request to them, with a managed-identity endpoint. A GCP kit and a Pub/Sub
+//!   emulator's (`pubsub`) go beside them, behind a `gcp` feature.
 //! - [`estate`] (`aws`): a 300-resource AWS estate on moto, for the scan test and bench.
 //! - [`lambda_runtime_api`] (`aws`): a stand-in for the Lambda Runtime API, to run the
 //!   functions' binaries as Lambda does.
@@ -20,6 +22,8 @@
 //! instead of panicking; a test `expect`s it); helpers that read the repository panic with
 //! the path, since a missing fixture is a broken checkout, not a condition to handle.
 
+#[cfg(feature = "azure")]
+pub mod azure_arm;
 pub mod azurite;
 pub mod chromium;
 pub mod emulator;

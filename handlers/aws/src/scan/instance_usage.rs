@@ -12,7 +12,9 @@ use serde_json::{json, Value};
 use super::*;
 use crate::calls::{classify, CallLog};
 use crate::clients::AwsClients;
-use crate::idle_instance::{average_over, cpu_samples, judge, period_for, CpuSample, Idleness};
+use escher_core::idleness::{average_over, judge, CpuSample, Idleness};
+
+use crate::idle_instance::{cpu_samples, period_for};
 use crate::rightsizing::{size_down, SizeDown};
 
 /// Running instances, judged by their CloudWatch CPU: idle (every period of `idle_days`

@@ -83,7 +83,7 @@ impl<'a> ArmId<'a> {
 const KNOWN_KINDS: &[(&str, &str)] = &[
     ("microsoft.compute/virtualmachines", azure_types::VM),
     ("microsoft.compute/virtualmachinescalesets", "azure_vmss"),
-    ("microsoft.compute/disks", "azure_disk"),
+    ("microsoft.compute/disks", azure_types::DISK),
     (
         "microsoft.storage/storageaccounts",
         azure_types::STORAGE_ACCOUNT,
@@ -95,7 +95,7 @@ const KNOWN_KINDS: &[(&str, &str)] = &[
     ("microsoft.network/networksecuritygroups", azure_types::NSG),
     (
         "microsoft.network/networksecuritygroups/securityrules",
-        "azure_nsg_rule",
+        azure_types::NSG_RULE,
     ),
     ("microsoft.network/publicipaddresses", "azure_public_ip"),
     ("microsoft.network/virtualnetworks", "azure_vnet"),

@@ -16,7 +16,7 @@ use escher_core::remediate::RequiredPermission;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::{registry, RenderError, RenderedFile};
+use super::{registry, RenderError, RenderedFile, Rendering};
 use crate::config::{EscherConfig, TimeZoneName};
 
 use notify::{notice_groups, NoticeGroup};
@@ -42,6 +42,47 @@ pub struct AzureRenderInputs<'a> {
     pub timezone: TimeZoneName,
     /// What the remediations need (`escher_azure::all_required_permissions()`).
     pub permissions: &'a [RequiredPermission],
+}
+
+/// The ARM template as `render` writes it, to read before anything is deployed.
+pub fn for_review(config: &EscherConfig, timezone: TimeZoneName) -> Result<Rendering, RenderError> {
+    let permissions = remediation_permissions();
+    let files = render(&AzureRenderInputs {
+        config,
+        timezone,
+        permissions: &permissions,
+    })?;
+    let azure = &config.azure;
+    let details = vec![
+        format!(
+            "resource group `{}` in {}{}",
+            azure.resource_group,
+            azure.location,
+            azure
+                .subscription
+                .as_ref()
+                .map(|s| format!(", subscription {s}"))
+                .unwrap_or_default()
+        ),
+        format!("Bicep companion  {BICEP_FILE} (the same resources)"),
+        "deployed twice: first as written; then, with the function package uploaded, with createEventSubscriptions = true and lockAuditRetention = true".to_string(),
+    ];
+    Ok(Rendering {
+        files,
+        template_file: TEMPLATE_FILE,
+        parameters_file: PARAMETERS_FILE,
+        region: Some(azure.location.to_string()),
+        missing_parameters: Vec::new(),
+        remediation_permissions: role_actions(&permissions)?.len(),
+        create_trail: None,
+        notices: Vec::new(),
+        details,
+    })
+}
+
+/// The permissions the Azure remediations need.
+fn remediation_permissions() -> Vec<RequiredPermission> {
+    escher_azure::all_required_permissions()
 }
 
 /// Renders the ARM template, its parameters file and the Bicep file.

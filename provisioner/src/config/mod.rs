@@ -48,6 +48,13 @@
 //! bucket = "acme-escher-artifacts"
 //! alert_zip_key = "<sha256 of the zip>.zip"
 //! scan_zip_key = "<sha256 of the zip>.zip"
+//!
+//! # Azure only: where the Azure deployment goes.
+//! [azure]
+//! subscription = "00000000-0000-0000-0000-000000000000"  # absent: the Azure CLI's current one
+//! location = "westeurope"
+//! resource_group = "escher"
+//! zone_redundant = true         # false in a region without availability zones
 //! ```
 //!
 //! Why each key sits where it does:
@@ -59,7 +66,9 @@
 //! - `[aws]`: `region` (an AWS region code; Azure and GCP name their regions differently),
 //!   `cloudtrail` (CloudTrail), `functions` (Lambda's architectures and limits, CloudWatch
 //!   Logs retention values, an SQS dead-letter queue), `buckets` and `artifacts` (S3 names and
-//!   keys).
+//!   keys);
+//! - `[azure]`: `subscription`, `location` (an Azure region name), `resource_group`,
+//!   `zone_redundant` (the Flex Consumption plan).
 //!
 //! Files written before the per-cloud sections keep working: `[stack] region`,
 //! `[cloudtrail]`, `[functions]` (with `[functions.alert]` / `[functions.scan]`), `[buckets]`
@@ -68,6 +77,7 @@
 //! in both spellings is refused, since either choice would silently drop the other.
 
 pub mod aws;
+pub mod azure;
 mod checked;
 mod schedule;
 
@@ -77,6 +87,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use aws::{Architecture, AwsConfig, AwsRegion, CreateTrail};
+pub use azure::AzureConfig;
 pub use schedule::{resolve_timezone, ScheduleConfig, TimeZoneName, TimeZoneSource};
 
 use aws::{ArtifactsConfig, BucketsConfig, CloudTrailConfig, FunctionsConfig};
@@ -114,6 +125,7 @@ pub struct EscherConfig {
     pub audit: AuditConfig,
     pub notifications: NotificationsConfig,
     pub aws: AwsConfig,
+    pub azure: AzureConfig,
     /// The old spellings this file used (read all the same), for the warnings.
     pub old_spellings: Vec<OldSpelling>,
 }
@@ -155,6 +167,7 @@ struct ConfigFile {
     audit: AuditConfig,
     notifications: NotificationsConfig,
     aws: AwsSection,
+    azure: AzureConfig,
     /// Old spelling of `[aws.cloudtrail]`.
     cloudtrail: Option<CloudTrailConfig>,
     /// Old spelling of `[aws.functions]`.
@@ -251,6 +264,7 @@ impl EscherConfig {
             audit: file.audit,
             notifications: file.notifications,
             aws,
+            azure: file.azure,
             old_spellings: old,
         })
     }

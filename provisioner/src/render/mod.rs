@@ -5,6 +5,7 @@
 //! Templates are embedded in the binary, because a deployed CLI has no repository beside it.
 
 pub mod aws;
+pub mod azure;
 
 use std::path::{Path, PathBuf};
 
@@ -21,7 +22,8 @@ pub type Renderer = fn(&EscherConfig, TimeZoneName) -> Result<Rendering, RenderE
 pub fn for_cloud(cloud: Cloud) -> Result<Renderer, NotYet> {
     match cloud {
         Cloud::Aws => Ok(aws::for_review),
-        Cloud::Azure | Cloud::Gcp => Err(NotYet::Render(cloud)),
+        Cloud::Azure => Ok(azure::for_review),
+        Cloud::Gcp => Err(NotYet::Render(cloud)),
     }
 }
 

@@ -60,7 +60,6 @@ pub(crate) const TAG_PERMISSIONS: &[RequiredPermission] = &[
 
 const STORAGE_SCOPE: &str = "https://storage.azure.com/.default";
 const VAULT_SCOPE: &str = "https://vault.azure.net/.default";
-const MONITOR_SCOPE: &str = "https://monitor.azure.com/.default";
 /// Key Vault's data-plane API version for reading a secret.
 const VAULT_API: &str = "7.4";
 
@@ -205,10 +204,11 @@ impl SecretSource for KeyVaultSecrets {
     }
 }
 
-/// CRITICAL / HIGH notices as Application Insights custom events (see the module's doc).
+/// CRITICAL / HIGH notices as Application Insights custom events (see the module's doc). The
+/// connection string's instrumentation key authorizes ingestion (the component `extend`
+/// creates keeps local authentication for exactly this).
 pub struct AppInsightsNotices {
     http: reqwest::Client,
-    credential: Arc<dyn TokenCredential>,
     ingestion: String,
     instrumentation_key: String,
 }
@@ -216,10 +216,7 @@ pub struct AppInsightsNotices {
 impl AppInsightsNotices {
     /// From `APPLICATIONINSIGHTS_CONNECTION_STRING`
     /// (`InstrumentationKey=…;IngestionEndpoint=https://…/;…`); `None` when it lacks either.
-    pub fn from_connection_string(
-        connection: &str,
-        credential: Arc<dyn TokenCredential>,
-    ) -> Option<Self> {
+    pub fn from_connection_string(connection: &str) -> Option<Self> {
         let part = |key: &str| {
             connection.split(';').find_map(|kv| {
                 let (k, v) = kv.split_once('=')?;
@@ -230,7 +227,6 @@ impl AppInsightsNotices {
         };
         Some(AppInsightsNotices {
             http: reqwest::Client::new(),
-            credential,
             ingestion: part("IngestionEndpoint")?.trim_end_matches('/').to_string(),
             instrumentation_key: part("InstrumentationKey")?,
         })
@@ -275,14 +271,12 @@ impl TopicPublisher for AppInsightsNotices {
             operation: operation.into(),
             target: format!("the {topic} notice"),
             message,
-            remedy: "check APPLICATIONINSIGHTS_CONNECTION_STRING and that the Function's identity holds \"Monitoring Metrics Publisher\" on the Application Insights resource".into(),
+            remedy: "check the Function App's APPLICATIONINSIGHTS_CONNECTION_STRING setting (escher-provision extend sets it)".into(),
         }
         };
-        let token = token_for(self.credential.as_ref(), MONITOR_SCOPE, operation, topic).await?;
         let response = self
             .http
             .post(format!("{}/v2/track", self.ingestion))
-            .bearer_auth(token)
             .json(&self.envelope(topic, subject, message))
             .send()
             .await
@@ -330,7 +324,7 @@ pub fn azure_bindings(
     CloudBindings {
         cloud: Arc::new(AzureCloud::new(arm, meter)),
         topics: app_insights
-            .and_then(|c| AppInsightsNotices::from_connection_string(c, credential.clone()))
+            .and_then(AppInsightsNotices::from_connection_string)
             .map(|t| Arc::new(t) as Arc<dyn TopicPublisher>),
         secrets: Some(Arc::new(KeyVaultSecrets::new(credential.clone()))),
         store_tokens: Some(Arc::new(StorageTokens(credential))),
@@ -352,24 +346,8 @@ mod tests {
 
     #[test]
     fn the_connection_string_gives_the_ingestion_endpoint_and_key() {
-        #[derive(Debug)]
-        struct Nothing;
-        #[async_trait]
-        impl TokenCredential for Nothing {
-            async fn get_token(
-                &self,
-                _: &[&str],
-                _: Option<azure_core::credentials::TokenRequestOptions<'_>>,
-            ) -> azure_core::Result<azure_core::credentials::AccessToken> {
-                Err(azure_core::Error::with_message(
-                    azure_core::error::ErrorKind::Credential,
-                    "none",
-                ))
-            }
-        }
         let notices = AppInsightsNotices::from_connection_string(
-            "InstrumentationKey=0000-11;IngestionEndpoint=https://westeurope-5.in.applicationinsights.azure.com/;LiveEndpoint=https://x/",
-            Arc::new(Nothing),
+            "InstrumentationKey=0000-11;IngestionEndpoint=https://westeurope-5.in.applicationinsights.azure.com/;LiveEndpoint=https://x/"
         )
         .expect("parsed");
         assert_eq!(
@@ -385,10 +363,6 @@ mod tests {
             envelope["data"]["baseData"]["properties"]["severity"],
             "critical"
         );
-        assert!(AppInsightsNotices::from_connection_string(
-            "InstrumentationKey=1",
-            Arc::new(Nothing)
-        )
-        .is_none());
+        assert!(AppInsightsNotices::from_connection_string("InstrumentationKey=1").is_none());
     }
 }

@@ -1,7 +1,7 @@
 //! The night's scan on Azure. Flex Consumption has no time zones for timers, so the `nightly`
 //! function fires every hour in UTC and this module decides, in the user's own zone, whether
-//! it is the night's window: from 02:00 to 06:59 local time each tick takes the night's run a
-//! step further (starting it at the first tick, continuing one that ran out of time, answering
+//! it is the night's window: from the scan hour (`ESCHER_SCAN_TIME`, 02:00 unless the user
+//! chose another) for five hours, each tick takes the night's run a step further (starting it at the first tick, continuing one that ran out of time, answering
 //! at once when the report is stored). The run is named after the local date, so every tick of
 //! one night, and every retry, works on the same run: it runs once per night.
 
@@ -14,16 +14,28 @@ use serde_json::{json, Value};
 
 use crate::scan::AzureScan;
 
-/// The local hours (inclusive) in which a tick works on the night's scan.
-const FIRST_HOUR: u32 = 2;
-const LAST_HOUR: u32 = 6;
+/// The scan's hour when none is configured.
+pub const DEFAULT_SCAN_HOUR: u32 = 2;
+/// Ticks after the first that may still take the night's run further.
+const FOLLOW_UP_HOURS: u32 = 4;
 
-/// The night a tick at `now` belongs to, in `zone`; `None` outside 02:00–06:59 local time.
-pub fn night_of(now: DateTime<Utc>, zone: Tz) -> Option<NaiveDate> {
+/// The night a tick at `now` belongs to, in `zone`: `None` outside the window that opens at
+/// `scan_hour` local time (the window ends at midnight rather than crossing into the next day,
+/// which would start that day's run).
+pub fn night_of(now: DateTime<Utc>, zone: Tz, scan_hour: u32) -> Option<NaiveDate> {
     let local = now.with_timezone(&zone);
-    (FIRST_HOUR..=LAST_HOUR)
+    let last = (scan_hour + FOLLOW_UP_HOURS).min(23);
+    (scan_hour..=last)
         .contains(&local.hour())
         .then(|| local.date_naive())
+}
+
+/// The hour of `ESCHER_SCAN_TIME` (`HH:MM`, as escher.toml's schedule writes it).
+pub fn scan_hour(text: &str) -> Option<u32> {
+    let (hour, minute) = text.trim().split_once(':')?;
+    let hour: u32 = hour.parse().ok()?;
+    let minute: u32 = minute.parse().ok()?;
+    (hour < 24 && minute < 60).then_some(hour)
 }
 
 /// What the nightly function needs besides the alert pipeline.
@@ -31,6 +43,8 @@ pub struct Nightly {
     pub scan: AzureScan,
     pub store: ReportStore,
     pub zone: Tz,
+    /// The local hour the night's scan starts (02 by default).
+    pub scan_hour: u32,
     /// How long one tick may work before it leaves the rest to the next tick (the host's
     /// function timeout, less a margin).
     pub budget: Duration,
@@ -51,10 +65,15 @@ impl Nightly {
         now: DateTime<Utc>,
         pipeline: &Pipeline,
     ) -> Result<Value, NightlyError> {
-        let Some(date) = night_of(now, self.zone) else {
+        let Some(date) = night_of(now, self.zone, self.scan_hour) else {
             let local = now.with_timezone(&self.zone);
             return Ok(json!({
-                "skipped": format!("{} in {}: the night's scan runs from 02:00", local.format("%H:%M"), self.zone)
+                "skipped": format!(
+                    "{} in {}: the night's scan runs from {:02}:00",
+                    local.format("%H:%M"),
+                    self.zone,
+                    self.scan_hour
+                )
             }));
         };
         let run = ScanRun {
@@ -100,30 +119,42 @@ mod tests {
         let berlin: Tz = "Europe/Berlin".parse().expect("a zone");
         // 01:30 UTC is 02:30 in Berlin in winter: the night of the 3rd.
         assert_eq!(
-            night_of(at("2026-12-03T01:30:00Z"), berlin),
+            night_of(at("2026-12-03T01:30:00Z"), berlin, 2),
             NaiveDate::from_ymd_opt(2026, 12, 3)
         );
         assert_eq!(
-            night_of(at("2026-12-03T00:30:00Z"), berlin),
+            night_of(at("2026-12-03T00:30:00Z"), berlin, 2),
             None,
             "01:30 local"
         );
         assert_eq!(
-            night_of(at("2026-12-03T06:00:00Z"), berlin),
+            night_of(at("2026-12-03T06:00:00Z"), berlin, 2),
             None,
             "07:00 local"
         );
         // Summer time: 02:00 in Berlin is 00:00 UTC.
         assert_eq!(
-            night_of(at("2026-07-01T00:00:00Z"), berlin),
+            night_of(at("2026-07-01T00:00:00Z"), berlin, 2),
             NaiveDate::from_ymd_opt(2026, 7, 1)
         );
         // West of UTC the local night is the previous UTC day's date.
         let la: Tz = "America/Los_Angeles".parse().expect("a zone");
         assert_eq!(
-            night_of(at("2026-12-03T10:00:00Z"), la),
+            night_of(at("2026-12-03T10:00:00Z"), la, 2),
             NaiveDate::from_ymd_opt(2026, 12, 3)
         );
+    }
+
+    #[test]
+    fn the_users_scan_time_moves_the_window_and_never_crosses_midnight() {
+        let utc: Tz = "UTC".parse().expect("a zone");
+        assert_eq!(scan_hour("23:30"), Some(23));
+        assert_eq!(scan_hour("02:00"), Some(2));
+        assert_eq!(scan_hour("25:00"), None);
+        assert_eq!(scan_hour("2am"), None);
+        assert!(night_of(at("2026-12-03T23:10:00Z"), utc, 23).is_some());
+        assert_eq!(night_of(at("2026-12-04T00:10:00Z"), utc, 23), None);
+        assert!(night_of(at("2026-12-03T05:10:00Z"), utc, 5).is_some());
     }
 
     #[test]
@@ -131,7 +162,7 @@ mod tests {
         // 2026-03-29 in Berlin jumps from 02:00 to 03:00: the 03:00 tick takes the night.
         let berlin: Tz = "Europe/Berlin".parse().expect("a zone");
         assert_eq!(
-            night_of(at("2026-03-29T01:00:00Z"), berlin),
+            night_of(at("2026-03-29T01:00:00Z"), berlin, 2),
             NaiveDate::from_ymd_opt(2026, 3, 29)
         );
     }

@@ -326,7 +326,19 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         }
         {
           name: 'ESCHER_SECRETS_PREFIX'
-          value: vault.properties.vaultUri
+          value: '${vault.properties.vaultUri}secrets/'
+        }
+        {
+          name: 'ESCHER_CRITICAL_TOPIC'
+          value: 'critical'
+        }
+        {
+          name: 'ESCHER_HIGH_TOPIC'
+          value: 'high'
+        }
+        {
+          name: 'ESCHER_AZURE_SUBSCRIPTION'
+          value: subscription().subscriptionId
         }
         {
           name: 'ESCHER_TIME_ZONE'

@@ -158,6 +158,7 @@ pub struct ArmDouble {
 }
 
 const IDENTITY_HEADER: &str = "escher-test-identity-header";
+const INSTRUMENTATION_KEY: &str = "00000000-0000-0000-0000-00000000e5c4";
 
 impl ArmDouble {
     /// A bearer token the stand-in always accepts (for tests that do not exercise identity).
@@ -372,7 +373,7 @@ impl ArmDouble {
     /// `APPLICATIONINSIGHTS_CONNECTION_STRING` for the stand-in's ingestion endpoint.
     pub fn app_insights_connection_string(&self) -> String {
         format!(
-            "InstrumentationKey=00000000-0000-0000-0000-00000000e5c4;IngestionEndpoint={}/;LiveEndpoint={}/",
+            "InstrumentationKey={INSTRUMENTATION_KEY};IngestionEndpoint={}/;LiveEndpoint={}/",
             self.endpoint, self.endpoint
         )
     }
@@ -761,6 +762,27 @@ fn route(
     if path == "/msi/token" {
         return (issue_token(double, headers, query), None);
     }
+    if path == "/v2/track" && method == Method::POST {
+        let items: Vec<Value> = match body {
+            Some(Value::Array(items)) => items.clone(),
+            Some(item @ Value::Object(_)) => vec![item.clone()],
+            _ => Vec::new(),
+        };
+        // Ingestion is authorized by the instrumentation key of the connection string.
+        let accepted = items
+            .iter()
+            .filter(|i| i["iKey"] == INSTRUMENTATION_KEY)
+            .count();
+        let mut inner = double.lock();
+        inner.notices.extend(items.iter().cloned());
+        return (
+            ok(
+                StatusCode::OK,
+                json!({"itemsReceived": items.len(), "itemsAccepted": accepted, "errors": []}),
+            ),
+            None,
+        );
+    }
     let mut inner = double.lock();
     if let Some(wait) = inner.throttle.pop_front() {
         let mut response = error(
@@ -785,22 +807,6 @@ fn route(
                 StatusCode::UNAUTHORIZED,
                 "InvalidAuthenticationToken",
                 "The access token is missing or was not issued by this identity endpoint.".into(),
-            ),
-            None,
-        );
-    }
-    if path == "/v2/track" && method == Method::POST {
-        let items: Vec<Value> = match body {
-            Some(Value::Array(items)) => items.clone(),
-            Some(item @ Value::Object(_)) => vec![item.clone()],
-            _ => Vec::new(),
-        };
-        let accepted = items.iter().filter(|i| i["iKey"].is_string()).count();
-        inner.notices.extend(items.iter().cloned());
-        return (
-            ok(
-                StatusCode::OK,
-                json!({"itemsReceived": items.len(), "itemsAccepted": accepted, "errors": []}),
             ),
             None,
         );

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use escher_azure::arm::PUBLIC_ENDPOINT;
 use escher_azure::functions::Handler;
-use escher_azure::nightly::Nightly;
+use escher_azure::nightly::{self, Nightly};
 use escher_azure::{azure_bindings, functions, managed_identity, ArmClient, AzureScan};
 use escher_runtime::{build_pipeline, init_function_logs, HandlerConfig, RemoteCallMeter};
 use escher_scan::ReportStore;
@@ -61,6 +61,14 @@ async fn main() -> anyhow::Result<()> {
                     config.state_uri.clone(),
                 ),
                 zone,
+                scan_hour: match std::env::var("ESCHER_SCAN_TIME") {
+                    Ok(text) => nightly::scan_hour(&text).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "ESCHER_SCAN_TIME={text:?} is not a time of day (HH:MM, e.g. 02:00)"
+                        )
+                    })?,
+                    Err(_) => nightly::DEFAULT_SCAN_HOUR,
+                },
                 // The host's functionTimeout (host.json) is 10 minutes.
                 budget: chrono::Duration::minutes(9),
             })

@@ -81,20 +81,13 @@ impl CallError {
     /// Turns the failure into what the pipeline sees; `api_calls` are the calls made so far
     /// (including this one), kept in the audit record when the failure is final.
     pub fn into_remediation_error(self, api_calls: Vec<ApiCall>) -> RemediationError {
-        if self.transient {
-            RemediationError::Transient {
-                operation: self.operation.to_string(),
-                resource: self.target,
-                message: self.message,
-            }
-        } else {
-            RemediationError::Failed {
-                operation: self.operation.to_string(),
-                resource: self.target,
-                message: self.message,
-                api_calls,
-            }
-        }
+        RemediationError::of_call(
+            self.transient,
+            self.operation,
+            self.target,
+            self.message,
+            api_calls,
+        )
     }
 }
 

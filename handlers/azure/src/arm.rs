@@ -103,20 +103,13 @@ impl ArmError {
     }
 
     pub fn into_remediation_error(self, api_calls: Vec<ApiCall>) -> RemediationError {
-        if self.transient {
-            RemediationError::Transient {
-                operation: self.operation.to_string(),
-                resource: self.target,
-                message: self.message,
-            }
-        } else {
-            RemediationError::Failed {
-                operation: self.operation.to_string(),
-                resource: self.target,
-                message: self.message,
-                api_calls,
-            }
-        }
+        RemediationError::of_call(
+            self.transient,
+            self.operation,
+            self.target,
+            self.message,
+            api_calls,
+        )
     }
 }
 

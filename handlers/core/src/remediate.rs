@@ -245,6 +245,32 @@ pub enum RemediationError {
 }
 
 impl RemediationError {
+    /// A failed cloud call as the pipeline sees it: retry the event when `transient`, else a
+    /// final failure that keeps `api_calls` (the calls so far) for the audit record.
+    pub fn of_call(
+        transient: bool,
+        operation: impl Into<String>,
+        resource: impl Into<String>,
+        message: impl Into<String>,
+        api_calls: Vec<ApiCall>,
+    ) -> Self {
+        let (operation, resource, message) = (operation.into(), resource.into(), message.into());
+        if transient {
+            RemediationError::Transient {
+                operation,
+                resource,
+                message,
+            }
+        } else {
+            RemediationError::Failed {
+                operation,
+                resource,
+                message,
+                api_calls,
+            }
+        }
+    }
+
     /// Whether the whole event should be retried (Lambda retry, then the DLQ).
     pub fn is_transient(&self) -> bool {
         matches!(self, RemediationError::Transient { .. })

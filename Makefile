@@ -12,6 +12,7 @@ help:
 	@echo "make bench   normalizer throughput vs. a plain JSON parse; approvals decide and cold load;"
 	@echo "             the alert handler's cold start and CPU per event (release build, against moto)"
 	@echo "             the nightly scan of a 304-resource estate: our CPU vs waiting on the API, wall time"
+	@echo "             the Azure handler's start and CPU per event (against the Resource Manager stand-in)"
 	@echo "make fuzz    run the normalizer fuzz target (by hand; needs 'cargo install cargo-fuzz')"
 	@echo "make schema  regenerate schemas/unified-event.schema.json from the Rust type"
 	@echo "make package build the functions' zips for extend (cargo lambda, release; not part of make test)"
@@ -64,7 +65,8 @@ bench:
 	bash tests/emulators.sh start
 	set -a && . ./.emulators/env && set +a && $(CARGO) bench -p escher-core --bench approvals \
 	  && $(CARGO) bench -p escher-aws --bench handler \
-	  && $(CARGO) bench -p escher-aws --bench scan; \
+	  && $(CARGO) bench -p escher-aws --bench scan \
+	  && $(CARGO) bench -p escher-azure --bench handler; \
 	  status=$$?; bash tests/emulators.sh stop; exit $$status
 
 # Seeded with the bundled fixtures so the fuzzer starts inside every payload kind.

@@ -150,6 +150,12 @@ impl ArmClient {
         &self.endpoint
     }
 
+    /// The HTTP client, for the other Azure calls of the process to share: one connection
+    /// pool and one TLS set-up (loading the system's roots is most of a client's cost).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     async fn bearer(&self, operation: &ArmOperation, target: &str) -> Result<String, ArmError> {
         let token = self
             .credential

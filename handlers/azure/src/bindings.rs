@@ -156,11 +156,8 @@ pub struct KeyVaultSecrets {
 }
 
 impl KeyVaultSecrets {
-    pub fn new(credential: Arc<dyn TokenCredential>) -> Self {
-        KeyVaultSecrets {
-            http: reqwest::Client::new(),
-            credential,
-        }
+    pub fn new(credential: Arc<dyn TokenCredential>, http: reqwest::Client) -> Self {
+        KeyVaultSecrets { http, credential }
     }
 }
 
@@ -216,7 +213,7 @@ pub struct AppInsightsNotices {
 impl AppInsightsNotices {
     /// From `APPLICATIONINSIGHTS_CONNECTION_STRING`
     /// (`InstrumentationKey=…;IngestionEndpoint=https://…/;…`); `None` when it lacks either.
-    pub fn from_connection_string(connection: &str) -> Option<Self> {
+    pub fn from_connection_string(connection: &str, http: reqwest::Client) -> Option<Self> {
         let part = |key: &str| {
             connection.split(';').find_map(|kv| {
                 let (k, v) = kv.split_once('=')?;
@@ -226,7 +223,7 @@ impl AppInsightsNotices {
             })
         };
         Some(AppInsightsNotices {
-            http: reqwest::Client::new(),
+            http,
             ingestion: part("IngestionEndpoint")?.trim_end_matches('/').to_string(),
             instrumentation_key: part("InstrumentationKey")?,
         })
@@ -321,12 +318,13 @@ pub fn azure_bindings(
     app_insights: Option<&str>,
     meter: Option<RemoteCallMeter>,
 ) -> CloudBindings {
+    let http = arm.http().clone();
     CloudBindings {
-        cloud: Arc::new(AzureCloud::new(arm, meter)),
         topics: app_insights
-            .and_then(AppInsightsNotices::from_connection_string)
+            .and_then(|c| AppInsightsNotices::from_connection_string(c, http.clone()))
             .map(|t| Arc::new(t) as Arc<dyn TopicPublisher>),
-        secrets: Some(Arc::new(KeyVaultSecrets::new(credential.clone()))),
+        secrets: Some(Arc::new(KeyVaultSecrets::new(credential.clone(), http))),
+        cloud: Arc::new(AzureCloud::new(arm, meter)),
         store_tokens: Some(Arc::new(StorageTokens(credential))),
     }
 }
@@ -347,7 +345,8 @@ mod tests {
     #[test]
     fn the_connection_string_gives_the_ingestion_endpoint_and_key() {
         let notices = AppInsightsNotices::from_connection_string(
-            "InstrumentationKey=0000-11;IngestionEndpoint=https://westeurope-5.in.applicationinsights.azure.com/;LiveEndpoint=https://x/"
+            "InstrumentationKey=0000-11;IngestionEndpoint=https://westeurope-5.in.applicationinsights.azure.com/;LiveEndpoint=https://x/",
+            reqwest::Client::new(),
         )
         .expect("parsed");
         assert_eq!(
@@ -363,6 +362,10 @@ mod tests {
             envelope["data"]["baseData"]["properties"]["severity"],
             "critical"
         );
-        assert!(AppInsightsNotices::from_connection_string("InstrumentationKey=1").is_none());
+        assert!(AppInsightsNotices::from_connection_string(
+            "InstrumentationKey=1",
+            reqwest::Client::new()
+        )
+        .is_none());
     }
 }

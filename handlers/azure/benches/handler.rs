@@ -1,0 +1,248 @@
+//! What the Azure handler costs, against the Resource Manager stand-in (no Azure account):
+//!
+//! - Start: the real `escher-azure-functions` binary (built by this bench's profile, i.e.
+//!   release) spawned as the Functions host spawns it, with stores on local files and the
+//!   stand-in as Resource Manager and identity endpoint; wall time from spawn to the answer to
+//!   the first invocation (an approved public-storage policy alert, fixed and verified), split
+//!   into spawn → listening and the first event. p50/p99 over the runs.
+//! - CPU per event: the same pipeline in this process on a current-thread runtime, over every
+//!   payload in `tests/fixtures/azure/` (each pass on fresh stores, every fix approved, the
+//!   resources the payloads name seeded), measuring the thread's CPU and, with
+//!   `escher_runtime::meter`, the CPU inside Resource Manager and store calls: the handler's
+//!   own CPU is the difference. The stand-in runs on the same thread, so its work inside
+//!   metered calls is excluded; Key Vault and Application Insights calls are not metered and
+//!   count as the handler's. Target: p99 ≤ 1 ms.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use escher_azure::{azure_bindings, ArmClient};
+use escher_core::approvals::{Action, Approval, ApprovalStore, Change, Conditions, Scope};
+use escher_core::CloudProvider;
+use escher_runtime::{build_pipeline, HandlerConfig, RemoteCallMeter, ThreadCpu};
+use escher_test_support::azure_arm::ArmDouble;
+use escher_test_support::fixtures;
+use escher_test_support::http::closed_port;
+use serde_json::{json, Value};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const SUBSCRIPTION: &str = "6f1c2d3e-4a5b-4c6d-8e7f-901a2b3c4d5e";
+const STARTS: usize = 20;
+const CPU_PASSES: usize = 20;
+const START_TARGET: Duration = Duration::from_millis(25);
+const CPU_TARGET: Duration = Duration::from_millis(1);
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+fn verdict(measured: Duration, target: Duration) -> &'static str {
+    if measured <= target {
+        "PASS"
+    } else {
+        "MISS"
+    }
+}
+
+/// The resources the corpus's fixable payloads name, in the state they alert about.
+fn seed(double: &ArmDouble) -> String {
+    let account =
+        double.storage_account(SUBSCRIPTION, "payments-prod", "paymentsexports", Some(true));
+    double.blob_container(&account, "exports", "Blob");
+    let vm = double.vm(SUBSCRIPTION, "batch-dev", "batch-worker-3", "running");
+    double.cpu(&vm, Some(0.8));
+    account
+}
+
+async fn approve_everything(uri: &str) {
+    let approvals = [
+        Action::MakeBucketPrivate,
+        Action::RevokeOpenIngress,
+        Action::StopIdleInstance,
+        Action::EncryptVolume,
+    ]
+    .into_iter()
+    .map(|action| Approval {
+        id: format!("apr-{action}"),
+        action,
+        scope: Scope {
+            clouds: vec![CloudProvider::Azure],
+            ..Scope::default()
+        },
+        conditions: Conditions::default(),
+        approved_by: "bench".into(),
+        approved_at: Utc::now() - chrono::Duration::minutes(5),
+        expires_at: None,
+        reason: "the bench approves every fix".into(),
+        revoked_at: None,
+        revoked_by: None,
+        revoke_reason: None,
+    })
+    .collect();
+    ApprovalStore::open(uri)
+        .expect("approvals store")
+        .apply(&Change::Init { approvals }, "bench")
+        .await
+        .expect("approved");
+}
+
+fn uri(dir: &Path, name: &str) -> String {
+    format!("fs://{}", dir.join(name).display())
+}
+
+fn policy_alert(account: &str) -> Value {
+    json!({"Data": {"event": {
+        "id": format!("bench-{}", Utc::now().timestamp_nanos_opt().unwrap_or_default()),
+        "topic": format!("/subscriptions/{SUBSCRIPTION}"),
+        "subject": account,
+        "eventType": "Microsoft.PolicyInsights.PolicyStateChanged",
+        "eventTime": "2026-12-03T02:14:00Z",
+        "data": {
+            "timestamp": "2026-12-03T02:13:59Z",
+            "policyAssignmentId": format!("/subscriptions/{SUBSCRIPTION}/providers/microsoft.authorization/policyassignments/deny-public-blob"),
+            "policyDefinitionId": "/providers/microsoft.authorization/policydefinitions/4fa4b6c0-31ca-4c0d-b10d-24b96f62a751",
+            "complianceState": "NonCompliant",
+            "subscriptionId": SUBSCRIPTION
+        },
+        "dataVersion": "1",
+        "metadataVersion": "1"
+    }}})
+}
+
+/// Spawn → listening → the first event answered, once.
+async fn one_start(double: &ArmDouble) -> (Duration, Duration) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    approve_everything(&uri(dir.path(), "approvals")).await;
+    let account = seed(double);
+    let port = closed_port();
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_escher-azure-functions"))
+        .env_clear()
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+        .env("IDENTITY_ENDPOINT", double.identity_endpoint())
+        .env("IDENTITY_HEADER", double.identity_header())
+        .env("ESCHER_ARM_ENDPOINT", double.endpoint())
+        .env("ESCHER_STATE_URI", uri(dir.path(), "state"))
+        .env("ESCHER_AUDIT_URI", uri(dir.path(), "audit"))
+        .env("ESCHER_APPROVALS_URI", uri(dir.path(), "approvals"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the handler starts");
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+    let listening = started.elapsed();
+    let answer = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/events"))
+        .json(&policy_alert(&account))
+        .send()
+        .await
+        .expect("answered");
+    assert!(answer.status().is_success(), "{}", answer.status());
+    let first = started.elapsed();
+    let _ = child.kill().await;
+    (listening, first)
+}
+
+async fn cpu_per_event(double: &ArmDouble) -> Vec<Duration> {
+    let payloads: Vec<Vec<u8>> = fixtures::inputs(&fixtures::dir("azure"))
+        .iter()
+        .map(|p| std::fs::read(p).expect("fixture"))
+        .collect();
+    let mut own = Vec::new();
+    for _ in 0..CPU_PASSES {
+        let dir = tempfile::tempdir().expect("temp dir");
+        approve_everything(&uri(dir.path(), "approvals")).await;
+        seed(double);
+        let config = HandlerConfig::from_lookup(|name| match name {
+            "ESCHER_STATE_URI" => Some(uri(dir.path(), "state")),
+            "ESCHER_AUDIT_URI" => Some(uri(dir.path(), "audit")),
+            "ESCHER_APPROVALS_URI" => Some(uri(dir.path(), "approvals")),
+            _ => None,
+        })
+        .expect("config");
+        let meter = RemoteCallMeter::new();
+        let arm = ArmClient::new(
+            double.endpoint(),
+            escher_azure::managed_identity().expect("identity"),
+        );
+        let identity = escher_azure::managed_identity().expect("identity");
+        let pipeline = build_pipeline(
+            &config,
+            azure_bindings(arm, identity, None, Some(meter.clone())),
+            &meter,
+        )
+        .expect("pipeline");
+        for payload in &payloads {
+            let (cpu, calls) = (ThreadCpu::now(), meter.snapshot());
+            let _ = pipeline.handle(payload).await;
+            let inside = meter.snapshot().since(&calls).cpu_in_calls;
+            own.push(ThreadCpu::now().since(&cpu).total.saturating_sub(inside));
+        }
+    }
+    own.sort();
+    own
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let double = ArmDouble::start().await;
+        // SAFETY: set before any other thread reads the environment (one runtime thread).
+        unsafe {
+            std::env::set_var("IDENTITY_ENDPOINT", double.identity_endpoint());
+            std::env::set_var("IDENTITY_HEADER", double.identity_header());
+        }
+        let mut listening = Vec::new();
+        let mut first = Vec::new();
+        for _ in 0..STARTS {
+            let (l, f) = one_start(&double).await;
+            listening.push(l);
+            first.push(f);
+        }
+        listening.sort();
+        first.sort();
+        println!("Azure handler start (release escher-azure-functions, {STARTS} runs, stand-in Resource Manager, local stores):");
+        println!(
+            "  spawn → listening        p50 {}  p99 {}",
+            ms(percentile(&listening, 0.5)),
+            ms(percentile(&listening, 0.99))
+        );
+        let p50 = percentile(&first, 0.5);
+        println!(
+            "  spawn → first event done p50 {}  p99 {}  (an approved public-storage fix, verified)  target p50 ≤ {}: {}",
+            ms(p50),
+            ms(percentile(&first, 0.99)),
+            ms(START_TARGET),
+            verdict(p50, START_TARGET)
+        );
+        let own = cpu_per_event(&double).await;
+        let p99 = percentile(&own, 0.99);
+        println!(
+            "Azure handler own CPU per event ({} events: the Azure fixture corpus × {CPU_PASSES}): p50 {}  p99 {}  target p99 ≤ {}: {}",
+            own.len(),
+            ms(percentile(&own, 0.5)),
+            ms(p99),
+            ms(CPU_TARGET),
+            verdict(p99, CPU_TARGET)
+        );
+        assert!(double.violations().is_empty(), "{:?}", double.violations());
+    });
+}

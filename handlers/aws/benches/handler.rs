@@ -28,6 +28,7 @@ use chrono::Utc;
 use escher_aws::{build_metered_pipeline, load_sdk_config};
 use escher_core::approvals::{Action, Approval, ApprovalStore, Change, Conditions, Scope};
 use escher_runtime::{HandlerConfig, RemoteCallMeter, ThreadCpu};
+use escher_test_support::figures::{ms, percentile, verdict};
 use escher_test_support::fixtures::{self, FIXTURE_ACCOUNT};
 use escher_test_support::lambda_runtime_api::RuntimeApi;
 use escher_test_support::moto::{self, s3, Moto};
@@ -47,23 +48,6 @@ const CORPUS_ROUNDS: usize = 3;
 const CPU_PASSES: usize = 20;
 const START_TARGET: Duration = Duration::from_millis(25);
 const CPU_TARGET: Duration = Duration::from_millis(1);
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1e3)
-}
-
-fn verdict(measured: Duration, target: Duration) -> &'static str {
-    if measured <= target {
-        "PASS"
-    } else {
-        "MISS"
-    }
-}
 
 /// Stores on one moto S3 bucket, approvals for every action, SNS topics.
 struct Setup {

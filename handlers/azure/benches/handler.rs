@@ -23,6 +23,7 @@ use escher_core::approvals::{Action, Approval, ApprovalStore, Change, Conditions
 use escher_core::CloudProvider;
 use escher_runtime::{build_pipeline, HandlerConfig, RemoteCallMeter, ThreadCpu};
 use escher_test_support::azure_arm::ArmDouble;
+use escher_test_support::figures::{ms, percentile, verdict};
 use escher_test_support::fixtures;
 use escher_test_support::http::closed_port;
 use serde_json::{json, Value};
@@ -35,23 +36,6 @@ const STARTS: usize = 20;
 const CPU_PASSES: usize = 20;
 const START_TARGET: Duration = Duration::from_millis(25);
 const CPU_TARGET: Duration = Duration::from_millis(1);
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1e3)
-}
-
-fn verdict(measured: Duration, target: Duration) -> &'static str {
-    if measured <= target {
-        "PASS"
-    } else {
-        "MISS"
-    }
-}
 
 /// The resources the corpus's fixable payloads name, in the state they alert about.
 fn seed(double: &ArmDouble) -> String {

@@ -22,6 +22,7 @@ use escher_core::approvals::{
     NothingUsedYet, Scope, TagSelector, WizardDefaults,
 };
 use escher_core::{CloudProvider, UnifiedEvent};
+use escher_test_support::figures::percentile;
 
 // Same allocator as every Escher binary (see the workspace Cargo.toml).
 #[global_allocator]
@@ -148,11 +149,6 @@ fn events(approval_count: usize, n: usize) -> Vec<(UnifiedEvent, Action)> {
             (event, action)
         })
         .collect()
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 fn decide_warm(c: &mut Criterion) -> Vec<String> {

@@ -15,7 +15,7 @@
 //!   functions' binaries as Lambda does.
 //!
 //! Then what is not an emulator: [`emulator`] (the skip-or-fail rule every kit applies when
-//! its emulator is absent), [`names`], [`fixtures`] (the repository's sample payloads),
+//! its emulator is absent), [`names`], [`figures`] (how benches print percentiles), [`fixtures`] (the repository's sample payloads),
 //! [`schema`] (`schema`), [`http`] (a request reader and a webhook receiver) and [`chromium`].
 //!
 //! Helpers that talk to an emulator return `Result<_, String>` (a bench reports the failure
@@ -30,6 +30,7 @@ pub mod emulator;
 #[cfg(feature = "aws")]
 pub mod estate;
 pub mod fake_gcs;
+pub mod figures;
 pub mod fixtures;
 pub mod http;
 #[cfg(feature = "aws")]

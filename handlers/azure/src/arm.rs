@@ -98,6 +98,24 @@ pub struct ArmError {
 }
 
 impl ArmError {
+    /// A failure with no answer from ARM to read (no connection, no token, a cut-off or
+    /// unreadable answer, an operation still running): worth trying the event again.
+    fn transient(
+        operation: &ArmOperation,
+        target: &str,
+        status: Option<u16>,
+        message: String,
+    ) -> Self {
+        ArmError {
+            operation: operation.id,
+            target: target.to_string(),
+            code: None,
+            status,
+            transient: true,
+            message,
+        }
+    }
+
     pub fn code(&self) -> Option<&str> {
         self.code.as_deref()
     }
@@ -161,14 +179,14 @@ impl ArmClient {
             .credential
             .get_token(&[SCOPE], None)
             .await
-            .map_err(|e| ArmError {
-                operation: operation.id,
-                target: target.to_string(),
-                code: None,
-                status: None,
-                // The identity endpoint is part of the platform; its hiccups pass.
-                transient: true,
-                message: format!("no token for Resource Manager from the managed identity: {e}"),
+            // The identity endpoint is part of the platform; its hiccups pass.
+            .map_err(|e| {
+                ArmError::transient(
+                    operation,
+                    target,
+                    None,
+                    format!("no token for Resource Manager from the managed identity: {e}"),
+                )
             })?;
         Ok(format!("Bearer {}", token.token.secret()))
     }
@@ -205,14 +223,12 @@ impl ArmClient {
                     (error, wait)
                 }
                 Err(e) => (
-                    ArmError {
-                        operation: operation.id,
-                        target: target.to_string(),
-                        code: None,
-                        status: None,
-                        transient: true,
-                        message: format!("could not reach Resource Manager: {e}"),
-                    },
+                    ArmError::transient(
+                        operation,
+                        target,
+                        None,
+                        format!("could not reach Resource Manager: {e}"),
+                    ),
                     None,
                 ),
             };
@@ -250,10 +266,8 @@ impl ArmClient {
         let response = self
             .send(operation, path, operation.method.as_reqwest(), &url, body)
             .await?;
+        let response = succeeded(operation, path, response).await?;
         let status = response.status();
-        if !status.is_success() {
-            return Err(error_from(operation, path, response).await);
-        }
         let async_status = header(&response, "azure-asyncoperation");
         let location = header(&response, "location");
         let wait = retry_after(&response);
@@ -289,9 +303,7 @@ impl ArmClient {
         url: &str,
     ) -> Result<Value, ArmError> {
         let response = self.send(operation, target, Method::GET, url, None).await?;
-        if !response.status().is_success() {
-            return Err(error_from(operation, target, response).await);
-        }
+        let response = succeeded(operation, target, response).await?;
         body_of(operation, target, response).await
     }
 
@@ -311,9 +323,7 @@ impl ArmClient {
                 .send(operation, target, Method::GET, status_url, None)
                 .await?;
             wait = retry_after(&response);
-            if !response.status().is_success() {
-                return Err(error_from(operation, target, response).await);
-            }
+            let response = succeeded(operation, target, response).await?;
             let document = body_of(operation, target, response).await?;
             match document.get("status").and_then(Value::as_str).unwrap_or("") {
                 s if s.eq_ignore_ascii_case("Succeeded") => return Ok(()),
@@ -348,14 +358,11 @@ impl ArmClient {
             let response = self
                 .send(operation, target, Method::GET, location, None)
                 .await?;
-            let status = response.status();
             wait = retry_after(&response);
-            if status == StatusCode::ACCEPTED {
+            if response.status() == StatusCode::ACCEPTED {
                 continue;
             }
-            if !status.is_success() {
-                return Err(error_from(operation, target, response).await);
-            }
+            let response = succeeded(operation, target, response).await?;
             return body_of(operation, target, response).await;
         }
     }
@@ -368,17 +375,15 @@ impl ArmClient {
         wait: Option<Duration>,
     ) -> Result<(), ArmError> {
         if started.elapsed() > self.patience.operation_timeout {
-            return Err(ArmError {
-                operation: operation.id,
-                target: target.to_string(),
-                code: None,
-                status: None,
-                transient: true,
-                message: format!(
+            return Err(ArmError::transient(
+                operation,
+                target,
+                None,
+                format!(
                     "still running after {} s; the event will be tried again",
                     self.patience.operation_timeout.as_secs()
                 ),
-            });
+            ));
         }
         let wait = wait.unwrap_or(self.patience.poll_interval);
         tokio::time::sleep(wait.min(self.patience.max_wait)).await;
@@ -428,25 +433,38 @@ async fn body_of(
     response: reqwest::Response,
 ) -> Result<Value, ArmError> {
     let status = response.status().as_u16();
-    let bytes = response.bytes().await.map_err(|e| ArmError {
-        operation: operation.id,
-        target: target.to_string(),
-        code: None,
-        status: Some(status),
-        transient: true,
-        message: format!("the answer was cut off: {e}"),
+    let bytes = response.bytes().await.map_err(|e| {
+        ArmError::transient(
+            operation,
+            target,
+            Some(status),
+            format!("the answer was cut off: {e}"),
+        )
     })?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Null);
     }
-    serde_json::from_slice(&bytes).map_err(|e| ArmError {
-        operation: operation.id,
-        target: target.to_string(),
-        code: None,
-        status: Some(status),
-        transient: true,
-        message: format!("the answer is not JSON ({e})"),
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ArmError::transient(
+            operation,
+            target,
+            Some(status),
+            format!("the answer is not JSON ({e})"),
+        )
     })
+}
+
+/// The response when it is a success, else ARM's error read from it.
+async fn succeeded(
+    operation: &ArmOperation,
+    target: &str,
+    response: reqwest::Response,
+) -> Result<reqwest::Response, ArmError> {
+    if response.status().is_success() {
+        Ok(response)
+    } else {
+        Err(error_from(operation, target, response).await)
+    }
 }
 
 /// ARM's error envelope, `{"error": {"code", "message"}}` (some providers leave out `error`).

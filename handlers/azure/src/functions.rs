@@ -133,19 +133,22 @@ fn http_output(status: u16, body: Value, logs: Vec<String>) -> Value {
     )
 }
 
-/// One line per event, no event content (the audit record holds it).
+/// One line per event, no event content (the audit record holds it): logged here and
+/// returned for the host's log.
 fn log_lines(handled: &Handled) -> Vec<String> {
     handled
         .results
         .iter()
         .map(|r| {
-            format!(
+            let line = format!(
                 "{} {}: {} (audit {})",
                 r.event_id.as_deref().unwrap_or("-"),
                 r.outcome,
                 r.summary,
                 r.audit_path
-            )
+            );
+            tracing::info!("{line}");
+            line
         })
         .collect()
 }
@@ -176,9 +179,6 @@ pub async fn respond(handler: &Handler, invocation: Invocation) -> (StatusCode, 
         Invocation::Event(payload) => match pipeline.handle(&payload).await {
             Ok(handled) => {
                 let logs = log_lines(&handled);
-                for line in &logs {
-                    tracing::info!("{line}");
-                }
                 (StatusCode::OK, host_answer(json!({}), logs))
             }
             Err(e) => {
@@ -192,9 +192,6 @@ pub async fn respond(handler: &Handler, invocation: Invocation) -> (StatusCode, 
         Invocation::Alert(body) => match pipeline.handle(&body).await {
             Ok(handled) => {
                 let logs = log_lines(&handled);
-                for line in &logs {
-                    tracing::info!("{line}");
-                }
                 let answer = match &handled.handshake {
                     Some(h) => json!({"validationResponse": h.validation_code}),
                     None => json!({

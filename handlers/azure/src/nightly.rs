@@ -38,6 +38,31 @@ pub fn scan_hour(text: &str) -> Option<u32> {
     (hour < 24 && minute < 60).then_some(hour)
 }
 
+/// A schedule setting the function cannot use.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ScheduleError {
+    #[error(
+        "ESCHER_TIME_ZONE={0:?} is not an IANA time zone (Europe/Berlin, America/New_York, UTC)"
+    )]
+    Zone(String),
+    #[error("ESCHER_SCAN_TIME={0:?} is not a time of day (HH:MM, e.g. 02:00)")]
+    Time(String),
+}
+
+/// The night's zone and scan hour from the function's settings: `ESCHER_TIME_ZONE` (UTC when
+/// unset) and `ESCHER_SCAN_TIME` (02:00 when unset), as the template writes them.
+pub fn schedule_from(lookup: impl Fn(&str) -> Option<String>) -> Result<(Tz, u32), ScheduleError> {
+    let zone = match lookup("ESCHER_TIME_ZONE") {
+        Some(name) => name.parse().map_err(|_| ScheduleError::Zone(name))?,
+        None => chrono_tz::UTC,
+    };
+    let hour = match lookup("ESCHER_SCAN_TIME") {
+        Some(text) => scan_hour(&text).ok_or(ScheduleError::Time(text))?,
+        None => DEFAULT_SCAN_HOUR,
+    };
+    Ok((zone, hour))
+}
+
 /// What the nightly function needs besides the alert pipeline.
 pub struct Nightly {
     pub scan: AzureScan,
@@ -155,6 +180,30 @@ mod tests {
         assert!(night_of(at("2026-12-03T23:10:00Z"), utc, 23).is_some());
         assert_eq!(night_of(at("2026-12-04T00:10:00Z"), utc, 23), None);
         assert!(night_of(at("2026-12-03T05:10:00Z"), utc, 5).is_some());
+    }
+
+    #[test]
+    fn the_schedule_comes_from_the_settings_or_the_defaults() {
+        assert_eq!(
+            schedule_from(|_| None),
+            Ok((chrono_tz::UTC, DEFAULT_SCAN_HOUR))
+        );
+        let set = |k: &str| match k {
+            "ESCHER_TIME_ZONE" => Some("Europe/Berlin".to_string()),
+            "ESCHER_SCAN_TIME" => Some("03:30".to_string()),
+            _ => None,
+        };
+        assert_eq!(schedule_from(set), Ok((chrono_tz::Europe::Berlin, 3)));
+        let bad_zone = |k: &str| (k == "ESCHER_TIME_ZONE").then(|| "Mars/Olympus".to_string());
+        assert_eq!(
+            schedule_from(bad_zone),
+            Err(ScheduleError::Zone("Mars/Olympus".into()))
+        );
+        let bad_time = |k: &str| (k == "ESCHER_SCAN_TIME").then(|| "2am".to_string());
+        assert_eq!(
+            schedule_from(bad_time),
+            Err(ScheduleError::Time("2am".into()))
+        );
     }
 
     #[test]

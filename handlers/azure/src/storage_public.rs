@@ -150,7 +150,7 @@ impl AccountState {
     }
 }
 
-pub(crate) async fn read_state(
+async fn read_state(
     arm: &ArmClient,
     account: &str,
     log: &mut CallLog,
@@ -159,6 +159,17 @@ pub(crate) async fn read_state(
         .call(arm, &GET_ACCOUNT, account, &[], None)
         .await
         .map_err(|e| log.fail(e))?;
+    state_of(arm, &resource, account, log).await
+}
+
+/// The state of `account` as `resource` (its GET, or its item in a listing) describes it,
+/// with its containers read.
+pub(crate) async fn state_of(
+    arm: &ArmClient,
+    resource: &Value,
+    account: &str,
+    log: &mut CallLog,
+) -> Result<AccountState, RemediationError> {
     let allow_public = resource
         .pointer("/properties/allowBlobPublicAccess")
         .and_then(Value::as_bool);

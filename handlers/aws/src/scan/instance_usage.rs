@@ -100,7 +100,7 @@ impl SeenInstance<'_> {
         let mut log = CallLog::metered(self.clients.meter());
         let samples = cpu_samples(self.clients, self.id, window, period, &mut log)
             .await
-            .map_err(|e| remediation_scan_error("GetMetricStatistics", self.id, e))?;
+            .map_err(|e| ScanError::from_fix_read("GetMetricStatistics", self.id, e))?;
         Ok((samples, window.num_hours() as f64, period))
     }
 

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{Filter, Snapshot, Tag, Volume};
-use escher_core::remediate::{RemediationError, RequiredPermission};
+use escher_core::remediate::RequiredPermission;
 use escher_core::scan::{Finding, FindingDraft, ScanCheck, ScanContext, ScanError};
 use escher_core::{CloudProvider, EventType, Resource};
 use serde_json::Value;
@@ -98,15 +98,6 @@ fn scan_error(e: CallError) -> ScanError {
         operation: e.operation.to_string(),
         resource: e.target,
         transient: e.transient,
-    }
-}
-
-fn remediation_scan_error(operation: &str, resource: &str, e: RemediationError) -> ScanError {
-    ScanError {
-        operation: operation.to_string(),
-        resource: resource.to_string(),
-        transient: e.is_transient(),
-        message: e.to_string(),
     }
 }
 

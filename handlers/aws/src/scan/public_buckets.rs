@@ -44,7 +44,7 @@ impl AwsCheck for PublicBuckets {
             let mut log = CallLog::metered(clients.meter());
             let state = read_state(clients, &name, &mut log)
                 .await
-                .map_err(|e| remediation_scan_error("read public access", &name, e))?;
+                .map_err(|e| ScanError::from_fix_read("read public access", &name, e))?;
             let reasons = state.public_reasons();
             if reasons.is_empty() {
                 continue;
@@ -52,7 +52,7 @@ impl AwsCheck for PublicBuckets {
             let tags = tags
                 .tags(aws_types::S3_BUCKET, &name, region)
                 .await
-                .map_err(|e| remediation_scan_error("GetBucketTagging", &name, e))?;
+                .map_err(|e| ScanError::from_fix_read("GetBucketTagging", &name, e))?;
             let resource = Resource {
                 kind: aws_types::S3_BUCKET.into(),
                 id: format!("arn:aws:s3:::{name}"),

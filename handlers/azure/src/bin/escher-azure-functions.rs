@@ -43,32 +43,16 @@ async fn main() -> anyhow::Result<()> {
             .as_deref(),
         Some(meter.clone()),
     );
-    let store_tokens = bindings.store_tokens.clone();
     let pipeline = build_pipeline(&config, bindings, &meter)?;
     let nightly = match std::env::var("ESCHER_AZURE_SUBSCRIPTION") {
         Ok(subscription) if !subscription.is_empty() => {
-            let zone = match std::env::var("ESCHER_TIME_ZONE") {
-                Ok(name) => name.parse().map_err(|_| {
-                    anyhow::anyhow!("ESCHER_TIME_ZONE={name:?} is not an IANA time zone (Europe/Berlin, America/New_York, UTC)")
-                })?,
-                Err(_) => chrono_tz::UTC,
-            };
-            let location: escher_core::store::StoreLocation = config.state_uri.parse()?;
+            let (zone, scan_hour) = nightly::schedule_from(|k| std::env::var(k).ok())?;
             Some(Nightly {
                 scan: AzureScan::new(arm, subscription, Some(meter.clone())),
-                store: ReportStore::new(
-                    location.operator_with(store_tokens)?,
-                    config.state_uri.clone(),
-                ),
+                // The reports live in the state store the pipeline already opened.
+                store: ReportStore::new(pipeline.state.clone(), config.state_uri.clone()),
                 zone,
-                scan_hour: match std::env::var("ESCHER_SCAN_TIME") {
-                    Ok(text) => nightly::scan_hour(&text).ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "ESCHER_SCAN_TIME={text:?} is not a time of day (HH:MM, e.g. 02:00)"
-                        )
-                    })?,
-                    Err(_) => nightly::DEFAULT_SCAN_HOUR,
-                },
+                scan_hour,
                 // The host's functionTimeout (host.json) is 10 minutes.
                 budget: chrono::Duration::minutes(9),
             })

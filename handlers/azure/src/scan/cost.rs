@@ -205,12 +205,11 @@ impl ScanCheck for Cost {
                 window.yesterday
             )
         };
-        let account = json!({"location": ACCOUNT_WIDE});
         let findings = cost_findings(
             &summary,
             |check, event_type, title| {
                 self.0
-                    .draft(check, &account, event_type, resource.clone(), title)
+                    .draft_in(check, ACCOUNT_WIDE, event_type, resource.clone(), title)
             },
             look(window.day_before),
             look(window.month_start),

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use escher_core::remediate::RequiredPermission;
-use escher_core::scan::{FindingDraft, ScanCheck, ScanError};
+use escher_core::scan::{FindingDraft, ScanCheck, ScanError, ACCOUNT_WIDE};
 use escher_core::{CloudProvider, EventType, Resource};
 use escher_runtime::RemoteCallMeter;
 use serde_json::{Map, Value};
@@ -158,6 +158,7 @@ impl AzureScan {
             .map_err(scan_error)
     }
 
+    /// A finding about a listed resource, in its location.
     pub(crate) fn draft(
         &self,
         check: &'static str,
@@ -166,11 +167,29 @@ impl AzureScan {
         resource: Resource,
         title: String,
     ) -> FindingDraft {
+        self.draft_in(
+            check,
+            text(item, "/location").unwrap_or(ACCOUNT_WIDE),
+            event_type,
+            resource,
+            title,
+        )
+    }
+
+    /// A finding attributed to `region` (`ACCOUNT_WIDE` for the subscription itself).
+    pub(crate) fn draft_in(
+        &self,
+        check: &'static str,
+        region: &str,
+        event_type: EventType,
+        resource: Resource,
+        title: String,
+    ) -> FindingDraft {
         FindingDraft {
             check,
             cloud: CloudProvider::Azure,
             account_id: self.subscription.clone(),
-            region: text(item, "/location").unwrap_or("global").to_string(),
+            region: region.to_string(),
             event_type,
             resource,
             title,

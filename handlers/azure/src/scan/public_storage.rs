@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::{resource_of, AzureScan, LIST_STORAGE_ACCOUNTS};
 use crate::arm::CallLog;
-use crate::storage_public::read_state;
+use crate::storage_public::state_of;
 
 pub(super) struct PublicStorage(pub AzureScan);
 
@@ -50,14 +50,9 @@ impl ScanCheck for PublicStorage {
                 continue;
             };
             let mut log = CallLog::metered(self.0.meter.as_ref());
-            let state = read_state(&self.0.arm, id, &mut log)
+            let state = state_of(&self.0.arm, account, id, &mut log)
                 .await
-                .map_err(|e| ScanError {
-                    operation: "BlobContainers_List".into(),
-                    resource: id.to_string(),
-                    transient: e.is_transient(),
-                    message: e.to_string(),
-                })?;
+                .map_err(|e| ScanError::from_fix_read("BlobContainers_List", id, e))?;
             if !state.account_open() || state.public_containers.is_empty() {
                 continue;
             }

@@ -46,12 +46,7 @@ impl ScanCheck for VmUsage {
             let mut log = CallLog::metered(self.0.meter.as_ref());
             let power = read_power_state(&self.0.arm, id, &mut log)
                 .await
-                .map_err(|e| ScanError {
-                    operation: "VirtualMachines_InstanceView".into(),
-                    resource: id.to_string(),
-                    transient: e.is_transient(),
-                    message: e.to_string(),
-                })?;
+                .map_err(|e| ScanError::from_fix_read("VirtualMachines_InstanceView", id, e))?;
             if power.as_deref() != Some("running") {
                 continue;
             }
@@ -66,12 +61,7 @@ impl ScanCheck for VmUsage {
                 &mut log,
             )
             .await
-            .map_err(|e| ScanError {
-                operation: "Metrics_List".into(),
-                resource: id.to_string(),
-                transient: e.is_transient(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| ScanError::from_fix_read("Metrics_List", id, e))?;
             let size = text(vm, "/properties/hardwareProfile/vmSize").unwrap_or("unknown size");
             let resource = resource_of(azure_types::VM, vm, json!({"vm_size": size}));
             let idle_cut = end - Duration::days(i64::from(thresholds.idle_days));

@@ -51,6 +51,23 @@ pub struct ScanError {
     pub transient: bool,
 }
 
+impl ScanError {
+    /// A check that judges resources with its fix's own readers (so the scan and the fix
+    /// agree) reports their failure as its own.
+    pub fn from_fix_read(
+        operation: &str,
+        resource: &str,
+        e: crate::remediate::RemediationError,
+    ) -> Self {
+        ScanError {
+            operation: operation.to_string(),
+            resource: resource.to_string(),
+            transient: e.is_transient(),
+            message: e.to_string(),
+        }
+    }
+}
+
 /// Where a check looks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CheckScope {

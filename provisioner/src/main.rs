@@ -24,15 +24,16 @@ use clap::{Parser, Subcommand};
 
 use cloud::{Cloud, NotYet};
 use deploy::aws::AwsDeployment;
+use deploy::azure::AzureDeployment;
 
 // Same allocator as every Escher binary (see the workspace Cargo.toml).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Escher Extend: your cloud alerts handled and your account scanned every night, while
-/// your laptop is closed, by functions deployed into your own AWS account. Deploy and check
-/// them, pre-approve the fixes they may make, and run the same alert handling, scan and
-/// audit check from this machine. Deploying into Azure and GCP is not available yet.
+/// your laptop is closed, by functions deployed into your own AWS account or Azure
+/// subscription. Deploy and check them, pre-approve the fixes they may make, and run the
+/// same alert handling, scan and audit check from this machine. GCP is not available yet.
 #[derive(Debug, Parser)]
 #[command(name = "escher-provision", version)]
 struct Cli {
@@ -59,32 +60,35 @@ enum Command {
     /// Pre-approve fixes, list and revoke them, and check what an alert would trigger.
     Approvals(approvals::ApprovalsArgs),
 
-    /// Write the AWS CloudFormation template and its parameters from escher.toml, to review
-    /// or deploy by hand (Azure and GCP templates are not available yet).
+    /// Write what `extend` deploys from escher.toml, to review or deploy by hand: the AWS
+    /// CloudFormation template and its parameters, or the Azure ARM template, its
+    /// parameters and the same resources in Bicep (GCP is not available yet).
     ///
     /// Exit status: 0 when the files were written, 2 when the configuration is invalid or the
     /// cloud is not supported yet (the reason is printed on stderr).
     Render(render_command::RenderArgs),
 
-    /// Deploy Escher Extend into your AWS account: upload the functions, show the change
-    /// set, ask, apply it with progress, print and save the outputs (Azure and GCP are not
-    /// available yet).
+    /// Deploy Escher Extend into your AWS account (a CloudFormation stack) or Azure
+    /// subscription (a deployment stack): show what changes, ask, apply it with progress,
+    /// publish the functions, print and save the outputs (GCP is not available yet).
     ///
     /// Exit status: 0 deployed, no changes, or dry run; 1 declined (nothing changed);
     /// 2 failed (the failing resource and the reason are printed on stderr).
     Extend(deploy::ExtendArgs),
-    /// The stack deployed in your AWS account: status, last update, outputs, the functions'
-    /// code, drift.
+    /// The deployment in your AWS account or Azure subscription: status, last update,
+    /// outputs, the functions' code, drift (where the cloud reports it).
     ///
     /// Exit status: 0 reported (also when there is no stack), 2 failed.
     Status(deploy::StatusArgs),
-    /// Delete the stack from your AWS account. The object-locked audit bucket is always
-    /// kept; the state bucket too, unless --delete-data.
+    /// Delete the deployment from your AWS account or Azure subscription. The immutable
+    /// audit storage is always kept; the state storage too, unless --delete-data.
     ///
     /// Exit status: 0 deleted (or no stack), 1 declined, 2 failed.
     Destroy(deploy::DestroyArgs),
-    /// Build the alert and scan functions' zips for AWS Lambda and check that each starts on
-    /// Amazon Linux 2023; `extend` builds them itself when one is missing or stale.
+    /// Build the functions' packages and check that they start where they run: the alert
+    /// and scan zips for AWS Lambda, or with --cloud azure the Functions package
+    /// (azure-functions.zip, glibc 2.31 at most); `extend` builds them itself when one is
+    /// missing or stale.
     ///
     /// A release build with cargo lambda, linked for Amazon Linux 2023, into
     /// `target/lambda/<binary>/bootstrap.zip`; each `bootstrap` must need no glibc newer
@@ -93,9 +97,9 @@ enum Command {
     /// Exit status: 0 built, 2 failed (a build error, or a binary that would not start on
     /// provided.al2023).
     Package(deploy::package::PackageArgs),
-    /// Store the credentials the functions use for Azure and GCP as SSM SecureStrings in
-    /// your AWS account, under the stack's path; list them (names and dates only) or remove
-    /// them.
+    /// Store the credentials the functions use for the other clouds beside them (`--on
+    /// aws`: SSM SecureStrings under the stack's path; `--on azure`: the deployment's Key
+    /// Vault); list them (names and dates only) or remove them.
     Credentials(deploy::CredentialsArgs),
     /// Check the audit trail: every record re-hashed against the day's listing.
     #[command(subcommand)]
@@ -124,20 +128,27 @@ fn main() -> ExitCode {
         // Each cloud's deployment behind the one seam (deploy::seam::Deployment).
         Command::Extend(args) => match args.target.cloud {
             Cloud::Aws => output::run_async(deploy::extend::<AwsDeployment>(args)),
-            cloud @ (Cloud::Azure | Cloud::Gcp) => not_yet(cloud),
+            Cloud::Azure => output::run_async(deploy::extend::<AzureDeployment>(args)),
+            cloud @ Cloud::Gcp => not_yet(cloud),
         },
         Command::Status(args) => match args.target.cloud {
             Cloud::Aws => output::run_async(deploy::status::<AwsDeployment>(args)),
-            cloud @ (Cloud::Azure | Cloud::Gcp) => not_yet(cloud),
+            Cloud::Azure => output::run_async(deploy::status::<AzureDeployment>(args)),
+            cloud @ Cloud::Gcp => not_yet(cloud),
         },
         Command::Destroy(args) => match args.target.cloud {
             Cloud::Aws => output::run_async(deploy::destroy::<AwsDeployment>(args)),
-            cloud @ (Cloud::Azure | Cloud::Gcp) => not_yet(cloud),
+            Cloud::Azure => output::run_async(deploy::destroy::<AzureDeployment>(args)),
+            cloud @ Cloud::Gcp => not_yet(cloud),
         },
         Command::Package(args) => output::run_command(deploy::package::package_command(args)),
-        // The secrets live beside the functions, which only AWS runs so far: no --cloud to
-        // choose the deployment yet (`--cloud` there names whose credentials they are).
-        Command::Credentials(args) => output::run_async(deploy::credentials::<AwsDeployment>(args)),
+        // The secrets live beside the functions of the deployment `--on` names (`--cloud`
+        // there names whose credentials they are).
+        Command::Credentials(args) => match args.deployment {
+            Cloud::Aws => output::run_async(deploy::credentials::<AwsDeployment>(args)),
+            Cloud::Azure => output::run_async(deploy::credentials::<AzureDeployment>(args)),
+            cloud @ Cloud::Gcp => not_yet(cloud),
+        },
         Command::Audit(cmd) => audit_command::run(cmd),
         Command::Scan(cmd) => scan_command::run_scan(cmd),
         Command::Report(cmd) => scan_command::run_report(cmd),

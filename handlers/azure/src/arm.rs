@@ -185,7 +185,7 @@ impl ArmClient {
                     operation,
                     target,
                     None,
-                    format!("no token for Resource Manager from the managed identity: {e}"),
+                    format!("no token for Resource Manager from the Azure credential: {e}"),
                 )
             })?;
         Ok(format!("Bearer {}", token.token.secret()))
@@ -272,7 +272,10 @@ impl ArmClient {
         let location = header(&response, "location");
         let wait = retry_after(&response);
         let first = body_of(operation, path, response).await?;
-        if status != StatusCode::ACCEPTED && status != StatusCode::CREATED {
+        // An update may answer 200 and still run on (a deployment stack does): the
+        // status document says when it ends.
+        if status != StatusCode::ACCEPTED && status != StatusCode::CREATED && async_status.is_none()
+        {
             return Ok(first);
         }
         match (async_status, location) {

@@ -370,7 +370,7 @@ pub async fn status<D: Deployment>(args: StatusArgs) -> anyhow::Result<ExitCode>
     let mut t = table(vec!["function", "name", "code sha256", "last modified"]);
     for f in &report.functions {
         t.add_row(vec![
-            f.function.name().to_string(),
+            f.function.clone(),
             f.name.clone(),
             f.code_sha256
                 .clone()
@@ -475,6 +475,17 @@ pub async fn destroy<D: Deployment>(args: DestroyArgs) -> anyhow::Result<ExitCod
 /// `credentials set | list | remove`: other clouds' credentials as secrets of the
 /// deployment, never printed back.
 pub async fn credentials<D: Deployment>(args: CredentialsArgs) -> anyhow::Result<ExitCode> {
+    let own = match &args.command {
+        CredentialsCommand::Set(set) => Some(set.cloud),
+        CredentialsCommand::Remove { cloud } => Some(*cloud),
+        CredentialsCommand::List { .. } => None,
+    };
+    if own.is_some_and(|c| c.as_str() == args.deployment.as_str()) {
+        bail!(
+            "the functions on {} use their own identity there, not stored credentials; --cloud names another cloud (see --on)",
+            args.deployment.display_name()
+        );
+    }
     let deployment: D = connect(&args.access).await?;
     match args.command {
         CredentialsCommand::Set(set) => {
@@ -511,6 +522,18 @@ pub async fn credentials<D: Deployment>(args: CredentialsArgs) -> anyhow::Result
 /// The JSON the functions read; secrets come from the environment or a file, never argv.
 fn credential_value(set: &CredentialsSetArgs) -> anyhow::Result<String> {
     match set.cloud {
+        OtherCloud::Aws => {
+            let var = |name: &str| {
+                std::env::var(name).with_context(|| {
+                    format!("the AWS access key is read from ${name}, which is not set")
+                })
+            };
+            Ok(serde_json::json!({
+                "access_key_id": var("AWS_ACCESS_KEY_ID")?,
+                "secret_access_key": var("AWS_SECRET_ACCESS_KEY")?,
+            })
+            .to_string())
+        }
         OtherCloud::Azure => {
             let secret = std::env::var(&set.client_secret_env).with_context(|| {
                 format!(
@@ -675,6 +698,9 @@ mod tests {
                 access: AccessArgs {
                     region: None,
                     profile: None,
+                    subscription: None,
+                    location: None,
+                    resource_group: None,
                     endpoint_url: None,
                     config: Some(config),
                 },

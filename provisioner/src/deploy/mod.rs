@@ -3,10 +3,12 @@
 //!
 //! Here: the command line and the functions Escher deploys. [`seam`] is what every cloud's
 //! deployment does ([`seam::Deployment`]), [`flow`] the commands written once over it,
-//! [`aws`] the AWS implementation (CloudFormation, S3, Lambda, SSM), [`package`] the
+//! [`aws`] the AWS implementation (CloudFormation, S3, Lambda, SSM), [`azure`] the Azure one
+//! (what-if, deployment stacks, the Functions package, Key Vault), [`package`] the
 //! functions' zips, [`progress`] the progress display every cloud shares.
 
 pub mod aws;
+pub mod azure;
 mod flow;
 pub mod package;
 pub mod progress;
@@ -28,24 +30,40 @@ pub const EXIT_DECLINED: u8 = 1;
 /// The cloud to deploy into, and how to reach it.
 #[derive(Debug, Clone, Args)]
 pub struct TargetArgs {
-    /// The cloud. Only `aws` is supported so far.
+    /// The cloud: `aws` (a CloudFormation stack) or `azure` (a deployment stack in a
+    /// resource group).
     #[arg(long, value_enum)]
     pub cloud: Cloud,
     #[command(flatten)]
     pub access: AccessArgs,
 }
 
-/// Where and as whom: the standard AWS configuration chain, overridable.
+/// Where and as whom: the cloud's standard credential chain, overridable. On AWS the
+/// configuration chain (profile, environment, instance role); on Azure a service principal
+/// from AZURE_TENANT_ID / AZURE_CLIENT_ID / AZURE_CLIENT_SECRET, else the managed identity
+/// (where IDENTITY_ENDPOINT is set), else the Azure CLI's login (`az login`).
 #[derive(Debug, Clone, Args)]
 pub struct AccessArgs {
     /// AWS region (default: escher.toml `[aws] region`, else AWS_REGION / the profile).
     #[arg(long, value_name = "REGION")]
     pub region: Option<AwsRegion>,
-    /// Named profile from ~/.aws/config (default: AWS_PROFILE, else `default`).
+    /// AWS: named profile from ~/.aws/config (default: AWS_PROFILE, else `default`).
     #[arg(long, value_name = "NAME")]
     pub profile: Option<String>,
-    /// Send every AWS call to this endpoint (an emulator such as moto, or a VPC endpoint).
-    /// AWS_ENDPOINT_URL does the same.
+    /// Azure subscription id (default: escher.toml `[azure] subscription`, else
+    /// AZURE_SUBSCRIPTION_ID).
+    #[arg(long, value_name = "ID")]
+    pub subscription: Option<String>,
+    /// Azure region (default: escher.toml `[azure] location`, else westeurope).
+    #[arg(long, value_name = "LOCATION")]
+    pub location: Option<String>,
+    /// Azure resource group holding the deployment (default: escher.toml
+    /// `[azure] resource_group`, else `escher`); created when missing.
+    #[arg(long, value_name = "NAME")]
+    pub resource_group: Option<String>,
+    /// Send every call to this endpoint: on AWS an emulator such as moto or a VPC endpoint
+    /// (AWS_ENDPOINT_URL does the same); on Azure a Resource Manager stand-in, which then
+    /// also answers for the app's deployment site and Key Vault.
     #[arg(long, value_name = "URL")]
     pub endpoint_url: Option<String>,
     /// Configuration file. Without this option ./escher.toml is used when it exists, and
@@ -62,15 +80,18 @@ pub struct ExtendArgs {
     /// to delete and recreate a stack whose first creation failed (ROLLBACK_COMPLETE).
     #[arg(long, short)]
     pub yes: bool,
-    /// Stop after printing the change set; nothing is changed (the artifacts bucket and
-    /// the zips are still uploaded, since the change set refers to them).
+    /// Stop after printing the preview; nothing is changed. On AWS the artifacts bucket
+    /// and the zips are still uploaded (the change set refers to them); on Azure nothing
+    /// is created, not even the resource group.
     #[arg(long)]
     pub dry_run: bool,
     /// Print the result (change set, outputs) as JSON on stdout.
     #[arg(long)]
     pub json: bool,
-    /// Folder holding the functions' zips as `alert.zip` and `scan.zip`, deployed as they
-    /// are (never rebuilt). Default: cargo lambda's output in the workspace this CLI was
+    /// Folder holding the functions' zips, deployed as they are (never rebuilt): on Azure
+    /// `azure-functions.zip` (default: target/azure/, built by `package --cloud azure`
+    /// when missing or stale; its handler must need no glibc newer than 2.31). On AWS
+    /// `alert.zip` and `scan.zip`. Default: cargo lambda's output in the workspace this CLI was
     /// built from, `target/lambda/<binary>/bootstrap.zip`, built first (as `make package`
     /// does) when missing or stale: older than any file under `handlers/` or `policies/`
     /// (embedded at build time), `Cargo.toml` or `Cargo.lock`. Every zip's `bootstrap` must
@@ -113,6 +134,10 @@ pub struct DestroyArgs {
 
 #[derive(Debug, Args)]
 pub struct CredentialsArgs {
+    /// The deployment whose functions use the credentials: `aws` (SSM Parameter Store) or
+    /// `azure` (the deployment's Key Vault).
+    #[arg(long = "on", value_enum, default_value = "aws", value_name = "CLOUD")]
+    pub deployment: Cloud,
     #[command(flatten)]
     pub access: AccessArgs,
     #[command(subcommand)]
@@ -121,8 +146,9 @@ pub struct CredentialsArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum CredentialsCommand {
-    /// Store the credentials the functions use for another cloud, as an SSM SecureString
-    /// under `/escher/<stack>/credentials/<cloud>` (encrypted with the stack's key).
+    /// Store the credentials the functions use for another cloud: on AWS an SSM
+    /// SecureString under `/escher/<stack>/credentials/<cloud>` (encrypted with the stack's
+    /// key), on Azure the Key Vault secret `credentials-<cloud>`.
     Set(CredentialsSetArgs),
     /// List the stored credentials: names and when they changed, never the values.
     List {
@@ -142,6 +168,7 @@ pub enum CredentialsCommand {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OtherCloud {
+    Aws,
     Azure,
     Gcp,
 }
@@ -149,6 +176,7 @@ pub enum OtherCloud {
 impl OtherCloud {
     pub fn as_str(self) -> &'static str {
         match self {
+            OtherCloud::Aws => "aws",
             OtherCloud::Azure => "azure",
             OtherCloud::Gcp => "gcp",
         }

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::{AccessArgs, Function, OtherCloud};
+use super::{AccessArgs, OtherCloud};
 use crate::cloud::Cloud;
 use crate::config::{EscherConfig, TimeZoneName};
 
@@ -192,7 +192,8 @@ pub struct Status {
 /// One function's deployed code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FunctionStatus {
-    pub function: Function,
+    /// The function's role (`alert`, `scan`; on Azure `events`, `nightly` too).
+    pub function: String,
     pub name: String,
     pub code_sha256: Option<String>,
     pub last_modified: Option<String>,

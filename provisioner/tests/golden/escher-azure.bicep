@@ -12,6 +12,9 @@ param createEventSubscriptions bool = false
 @description('Second deployment only: locks the audit account\'s retention policy (irreversible).')
 param lockAuditRetention bool = false
 
+@description('SHA-256 of the function package `extend` publishes (a new package changes the app settings).')
+param packageSha256 string = ''
+
 @description('Public IPv4 addresses (or CIDR ranges) of the machines that run escher-provision.')
 param operatorAddresses array = []
 
@@ -347,6 +350,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'ESCHER_SCAN_TIME'
           value: '03:30'
+        }
+        {
+          name: 'ESCHER_PACKAGE_SHA256'
+          value: packageSha256
         }
       ]
     }

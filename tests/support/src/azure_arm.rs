@@ -26,6 +26,9 @@ use serde_json::{json, Map, Value};
 
 const SPECS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/azure-rest-api-specs");
 
+#[path = "azure_arm_deploy.rs"]
+mod deploy;
+
 /// One vendored operation.
 #[derive(Debug, Clone)]
 struct Operation {
@@ -37,6 +40,8 @@ struct Operation {
     final_state_via: Option<String>,
     example: Value,
     body_properties: Option<Value>,
+    /// Query parameters the swagger declares beyond the example's.
+    query_parameters: Vec<String>,
 }
 
 fn load_operations() -> Vec<Operation> {
@@ -56,6 +61,13 @@ fn load_operations() -> Vec<Operation> {
                 final_state_via: o["final_state_via"].as_str().map(str::to_string),
                 example: example(example_file),
                 body_properties: o.get("body_properties").cloned(),
+                query_parameters: o["query_parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect(),
             }
         })
         .collect()
@@ -123,12 +135,18 @@ enum Effect {
         vm: String,
         state: &'static str,
     },
+    /// A deployment stack deployed, or deleted.
+    Stack(deploy::StackEffect),
 }
 
 #[derive(Debug)]
 struct Pending {
     polls_left: u32,
     effect: Option<Effect>,
+    /// The final answer's body (a what-if's result), when it has one.
+    result: Option<Value>,
+    /// How the operation ends when it fails: the status document's `error`.
+    failure: Option<Value>,
 }
 
 #[derive(Debug, Default)]
@@ -147,6 +165,8 @@ struct Inner {
     notices: Vec<Value>,
     /// Cost per (day, service), for Cost Management's query.
     costs: BTreeMap<(chrono::NaiveDate, String), f64>,
+    /// Deployment stacks, their templates and what they manage.
+    deploy: deploy::DeployState,
 }
 
 /// The Resource Manager stand-in; stops when dropped with its runtime.
@@ -178,7 +198,11 @@ impl ArmDouble {
                 ..Inner::default()
             })),
         };
-        let app = Router::new().fallback(handle).with_state(double.clone());
+        // Function packages are tens of megabytes; axum's default limit is 2 MB.
+        let app = Router::new()
+            .fallback(handle)
+            .layer(axum::extract::DefaultBodyLimit::max(512 << 20))
+            .with_state(double.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -513,6 +537,7 @@ fn apply(inner: &mut Inner, effect: Effect) {
             delete_rule(inner, &id);
         }
         Effect::PowerState { vm, state } => set_power(inner, &vm, state),
+        Effect::Stack(effect) => deploy::apply(inner, effect),
     }
 }
 
@@ -661,7 +686,7 @@ fn contract_problems(
         if k == "api-version" || k == "$skiptoken" {
             continue;
         }
-        if !declared.is_some_and(|d| d.contains_key(k)) {
+        if !declared.is_some_and(|d| d.contains_key(k)) && !operation.query_parameters.contains(k) {
             problems.push(format!(
                 "query parameter {k} is not in the published example"
             ));
@@ -672,9 +697,12 @@ fn contract_problems(
             let mut sent = Vec::new();
             field_paths(body, "", &mut sent);
             for (path, k) in sent {
-                let known = allowed
-                    .iter()
-                    .any(|(p, ak)| *p == path && (*ak == "any" || *ak == k));
+                // A field the schema lists as `any` (a template, its parameters) may hold
+                // anything beneath it.
+                let known = allowed.iter().any(|(p, ak)| {
+                    (*p == path && (*ak == "any" || *ak == k))
+                        || (*ak == "any" && path.starts_with(&format!("{p}.")))
+                });
                 if !known {
                     problems.push(format!(
                         "body field {path} ({k}) is not in the published request"
@@ -738,6 +766,7 @@ async fn handle(
         &query,
         &headers,
         body_json.as_ref(),
+        &body,
     );
     let mut inner = double.lock();
     inner.requests.push(ArmRequest {
@@ -758,6 +787,7 @@ fn route(
     query: &[(String, String)],
     headers: &HeaderMap,
     body: Option<&Value>,
+    raw: &[u8],
 ) -> (Response, Option<String>) {
     if path == "/msi/token" {
         return (issue_token(double, headers, query), None);
@@ -811,7 +841,13 @@ fn route(
             None,
         );
     }
-    if let Some(name) = path.strip_prefix("/secrets/") {
+    if path.starts_with("/api/") {
+        return deploy::kudu(&mut inner, method, path, query, raw);
+    }
+    if let Some(name) = path
+        .strip_prefix("/secrets/")
+        .filter(|_| method == Method::GET)
+    {
         let api = query
             .iter()
             .find(|(k, _)| k == "api-version")
@@ -869,7 +905,10 @@ fn route(
             Some(operation.id.clone()),
         );
     }
-    let response = act(&mut inner, operation, path, query, body, &double.endpoint);
+    let response = match deploy::act(&mut inner, operation, path, query, body, &double.endpoint) {
+        Some(response) => response,
+        None => act(&mut inner, operation, path, query, body, &double.endpoint),
+    };
     (response, Some(operation.id.clone()))
 }
 
@@ -1061,6 +1100,8 @@ fn start_lro(
         Pending {
             polls_left: inner.lro_polls,
             effect: Some(effect),
+            result: None,
+            failure: None,
         },
     );
     let (async_op, location) = lro_headers(operation);
@@ -1113,13 +1154,19 @@ fn poll(inner: &mut Inner, id: &str, location_style: bool, endpoint: &str) -> Re
         }
         return response;
     }
+    let result = pending.result.take();
+    let failure = pending.failure.take();
     if let Some(effect) = pending.effect.take() {
         apply(inner, effect);
     }
-    if location_style {
-        StatusCode::OK.into_response()
-    } else {
-        ok(StatusCode::OK, json!({"status": "Succeeded"}))
+    match (failure, location_style) {
+        (Some(error), false) => ok(StatusCode::OK, json!({"status": "Failed", "error": error})),
+        (Some(error), true) => ok(StatusCode::BAD_REQUEST, json!({"error": error})),
+        (None, true) => match result {
+            Some(body) => ok(StatusCode::OK, body),
+            None => StatusCode::OK.into_response(),
+        },
+        (None, false) => ok(StatusCode::OK, json!({"status": "Succeeded"})),
     }
 }
 

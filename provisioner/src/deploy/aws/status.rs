@@ -42,7 +42,7 @@ pub(super) async fn status(session: &AwsSession) -> anyhow::Result<Option<Status
             Ok(out) => {
                 let c = out.configuration();
                 FunctionStatus {
-                    function,
+                    function: function.name().to_string(),
                     name: c
                         .and_then(|c| c.function_name())
                         .unwrap_or(arn.as_str())
@@ -54,7 +54,7 @@ pub(super) async fn status(session: &AwsSession) -> anyhow::Result<Option<Status
                 }
             }
             Err(e) => FunctionStatus {
-                function,
+                function: function.name().to_string(),
                 name: arn.clone(),
                 code_sha256: None,
                 last_modified: None,

@@ -103,7 +103,7 @@ impl Workspace {
             .then_some(Workspace { root })
     }
 
-    fn target_dir(&self) -> PathBuf {
+    pub(crate) fn target_dir(&self) -> PathBuf {
         match std::env::var_os("CARGO_TARGET_DIR") {
             Some(dir) if !dir.is_empty() => self.root.join(dir),
             _ => self.root.join("target"),
@@ -122,7 +122,7 @@ impl Workspace {
         self.freshness_of(&self.lambda_zip(function))
     }
 
-    fn freshness_of(&self, zip: &Path) -> anyhow::Result<ZipFreshness> {
+    pub(crate) fn freshness_of(&self, zip: &Path) -> anyhow::Result<ZipFreshness> {
         let zip_modified = match std::fs::metadata(zip) {
             Ok(m) => Some(
                 m.modified()
@@ -236,7 +236,7 @@ fn ensure_rust_target(arch: Architecture) -> anyhow::Result<()> {
 }
 
 /// Runs a step of the build with its output on stderr (stdout stays for `--json`).
-fn run(command: &mut Command, what: &str) -> anyhow::Result<()> {
+pub(crate) fn run(command: &mut Command, what: &str) -> anyhow::Result<()> {
     let status = command
         .stdin(Stdio::null())
         .stdout(std::io::stderr())

@@ -55,6 +55,11 @@ impl From<ArchArg> for Architecture {
 
 #[derive(Debug, Args)]
 pub struct PackageArgs {
+    /// Whose functions: `aws` (cargo lambda zips) or `azure` (the Functions package
+    /// `azure-functions.zip`: host.json, the function folders and the custom handler, built
+    /// with cargo zigbuild against glibc 2.31, into target/azure/).
+    #[arg(long, value_enum, default_value = "aws")]
+    pub cloud: crate::cloud::Cloud,
     /// CPU architecture (default: escher.toml `[aws.functions] architecture`, else arm64).
     #[arg(long, value_enum)]
     pub arch: Option<ArchArg>,
@@ -81,6 +86,35 @@ pub fn package_command(args: PackageArgs) -> anyhow::Result<ExitCode> {
     let workspace = Workspace::of_this_build().context(
         "the sources this escher-provision was built from are not on this machine, so it cannot build the functions; run it from a clone of the repository",
     )?;
+    match args.cloud {
+        crate::cloud::Cloud::Aws => {}
+        crate::cloud::Cloud::Azure => {
+            use crate::deploy::azure::package;
+            let path = match &args.emulator {
+                Some(dir) => package::build_for_stand_in(&workspace, dir)?,
+                None => package::build_release(&workspace)?,
+            };
+            let checked = package::FunctionsPackage::read(&path)?;
+            if args.emulator.is_none() {
+                checked.require_worker_glibc()?;
+            }
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"package": path, "bytes": checked.bytes.len(), "sha256": checked.sha256})
+                );
+            } else {
+                println!(
+                    "{}: {} KiB, sha256 {}",
+                    path.display(),
+                    checked.bytes.len() / 1024,
+                    checked.sha256
+                );
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        cloud @ crate::cloud::Cloud::Gcp => return Err(crate::cloud::NotYet::Deploy(cloud).into()),
+    }
     let arch = match args.arch {
         Some(a) => a.into(),
         None => {

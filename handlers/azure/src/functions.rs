@@ -6,7 +6,7 @@
 //! - `events`: the Event Grid trigger (resource writes and deletes, policy state changes);
 //! - `alert`: the HTTP trigger Azure Monitor's action group posts to (common alert schema),
 //!   which also answers Event Grid's validation handshake when called as a plain webhook;
-//! - `nightly`: the hourly timer that takes the night's scan a step (see [`crate::nightly`]).
+//! - `nightly`: the quarter-hourly timer that takes the night's scan a step (see [`crate::nightly`]).
 //!
 //! Everything after the envelope is the cloud-neutral pipeline. A transient failure answers
 //! 500 to the host (the Event Grid trigger fails and Event Grid redelivers) or 503 to the
@@ -40,7 +40,7 @@ const EVENTS_BINDING: &str = "event";
 pub const ALERT_FUNCTION: &str = "alert";
 const ALERT_BINDING: &str = "req";
 const ALERT_OUTPUT: &str = "res";
-/// The hourly timer's function and binding names.
+/// The quarter-hourly timer's function and binding names.
 pub const NIGHTLY_FUNCTION: &str = "nightly";
 const NIGHTLY_BINDING: &str = "timer";
 
@@ -65,7 +65,7 @@ pub enum Invocation {
     Event(Vec<u8>),
     /// A POST to the HTTP trigger: its body.
     Alert(Vec<u8>),
-    /// The hourly timer.
+    /// The quarter-hourly timer.
     Tick,
 }
 
@@ -319,8 +319,8 @@ mod tests {
         assert_eq!(names(&read(NIGHTLY_FUNCTION), "in"), [NIGHTLY_BINDING]);
         assert_eq!(
             read(NIGHTLY_FUNCTION)["bindings"][0]["schedule"],
-            "0 0 * * * *",
-            "hourly in UTC; the zone is applied in code"
+            "0 */15 * * * *",
+            "every quarter hour in UTC; the zone and the scan time's minutes are applied in code"
         );
         let mut folders: Vec<String> = std::fs::read_dir(host)
             .expect("host/")

@@ -46,13 +46,13 @@ async fn main() -> anyhow::Result<()> {
     let pipeline = build_pipeline(&config, bindings, &meter)?;
     let nightly = match std::env::var("ESCHER_AZURE_SUBSCRIPTION") {
         Ok(subscription) if !subscription.is_empty() => {
-            let (zone, scan_hour) = nightly::schedule_from(|k| std::env::var(k).ok())?;
+            let (zone, scan_time) = nightly::schedule_from(|k| std::env::var(k).ok())?;
             Some(Nightly {
                 scan: AzureScan::new(arm, subscription, Some(meter.clone())),
                 // The reports live in the state store the pipeline already opened.
                 store: ReportStore::new(pipeline.state.clone(), config.state_uri.clone()),
                 zone,
-                scan_hour,
+                scan_time,
                 // The host's functionTimeout (host.json) is 10 minutes.
                 budget: chrono::Duration::minutes(9),
             })

@@ -22,7 +22,11 @@ impl Account {
         let double = ArmDouble::start().await;
         double.subscription(SUBSCRIPTION, "Escher test subscription");
         let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::write(dir.path().join("escher.toml"), "").expect("escher.toml");
+        std::fs::write(
+            dir.path().join("escher.toml"),
+            "[azure]\noperator_addresses = [\"203.0.113.7\"]\n",
+        )
+        .expect("escher.toml");
         let account = Account { double, dir };
         account.package(b"first build");
         account
@@ -193,6 +197,11 @@ async fn extend_deploys_twice_publishes_the_package_and_destroy_keeps_the_audit_
         .expect("the stack");
     assert_eq!(parameters["createEventSubscriptions"]["value"], true);
     assert_eq!(parameters["lockAuditRetention"]["value"], true);
+    assert_eq!(
+        parameters["operatorAddresses"]["value"],
+        serde_json::json!(["203.0.113.7"]),
+        "escher.toml's operator addresses reach the firewalls"
+    );
     let package = std::fs::read(account.artifacts().join("azure-functions.zip")).expect("zip");
     assert_eq!(
         parameters["packageSha256"]["value"],

@@ -21,6 +21,10 @@ pub struct AzureConfig {
     /// Spread the function plan across availability zones. Default true; set false in a
     /// region without availability zones (Azure refuses the plan there).
     pub zone_redundant: ZoneRedundant,
+    /// Public IPv4 addresses or CIDR ranges of the machines that run escher-provision: the
+    /// storage and Key Vault firewalls let them in (for `credentials --on azure`). Default
+    /// none: only the function's subnet and Azure's trusted services pass.
+    pub operator_addresses: Vec<OperatorAddress>,
 }
 
 /// Whether the Flex Consumption plan is zone-redundant; default true.
@@ -103,6 +107,28 @@ impl Default for ResourceGroupName {
     }
 }
 
+checked_string!(
+    /// A public IPv4 address or CIDR range (`203.0.113.7`, `203.0.113.0/24`), as the storage
+    /// and Key Vault firewalls take them.
+    OperatorAddress,
+    |s| {
+        let (address, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let prefix_ok = prefix.is_none_or(|p| p.parse::<u8>().is_ok_and(|n| n <= 30));
+        match address.parse::<std::net::Ipv4Addr>() {
+            Ok(ip) if prefix_ok && !ip.is_private() && !ip.is_loopback() => Ok(()),
+            Ok(_) if prefix_ok => Err(format!(
+                "operator_addresses `{s}`: a private or loopback address; the firewalls take public IPv4 addresses (your machine's as the internet sees it)"
+            )),
+            _ => Err(format!(
+                "operator_addresses `{s}`: use a public IPv4 address or a CIDR range up to /30 (e.g. `203.0.113.7` or `203.0.113.0/24`)"
+            )),
+        }
+    }
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,5 +157,10 @@ mod tests {
         let err = parse("region = \"westeurope\"\n").expect_err("unknown key");
         assert!(err.contains("location"), "names the accepted keys: {err}");
         assert!(parse("subscription = \"0a1b2c3d-0000-4000-8000-00000000abcd\"\n").is_ok());
+        assert!(parse("operator_addresses = [\"203.0.113.7\", \"198.51.100.0/24\"]\n").is_ok());
+        let err = parse("operator_addresses = [\"10.0.0.1\"]\n").expect_err("private");
+        assert!(err.contains("public IPv4"), "{err}");
+        let err = parse("operator_addresses = [\"203.0.113.0/31\"]\n").expect_err("too narrow");
+        assert!(err.contains("/30"), "{err}");
     }
 }

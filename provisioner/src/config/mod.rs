@@ -55,6 +55,7 @@
 //! location = "westeurope"
 //! resource_group = "escher"
 //! zone_redundant = true         # false in a region without availability zones
+//! operator_addresses = []       # public IPv4s / CIDRs of the machines running escher-provision
 //! ```
 //!
 //! Why each key sits where it does:
@@ -68,7 +69,8 @@
 //!   Logs retention values, an SQS dead-letter queue), `buckets` and `artifacts` (S3 names and
 //!   keys);
 //! - `[azure]`: `subscription`, `location` (an Azure region name), `resource_group`,
-//!   `zone_redundant` (the Flex Consumption plan).
+//!   `zone_redundant` (the Flex Consumption plan), `operator_addresses` (the storage and Key
+//!   Vault firewalls).
 //!
 //! Files written before the per-cloud sections keep working: `[stack] region`,
 //! `[cloudtrail]`, `[functions]` (with `[functions.alert]` / `[functions.scan]`), `[buckets]`

@@ -51,7 +51,7 @@ pub struct AccessArgs {
     #[arg(long, value_name = "NAME")]
     pub profile: Option<String>,
     /// Azure subscription id (default: escher.toml `[azure] subscription`, else
-    /// AZURE_SUBSCRIPTION_ID).
+    /// AZURE_SUBSCRIPTION_ID, else the Azure CLI's current one).
     #[arg(long, value_name = "ID")]
     pub subscription: Option<String>,
     /// Azure region (default: escher.toml `[azure] location`, else westeurope).

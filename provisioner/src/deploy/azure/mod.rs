@@ -404,6 +404,19 @@ fn failure_reasons(stack: &Value) -> Vec<String> {
     out
 }
 
+/// The Azure CLI's current subscription (`az account show`), when the CLI is there and
+/// logged in.
+fn cli_subscription() -> Option<String> {
+    let out = std::process::Command::new("az")
+        .args(["account", "show", "--query", "id", "--output", "tsv"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let id = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (out.status.success() && !id.is_empty()).then_some(id)
+}
+
 /// The chain's first credential that applies here, and how to name it.
 fn credential_chain() -> anyhow::Result<(Arc<dyn TokenCredential>, String)> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
@@ -441,7 +454,8 @@ impl Deployment for AzureDeployment {
             .clone()
             .or_else(|| config.azure.subscription.as_ref().map(|s| s.to_string()))
             .or_else(|| std::env::var("AZURE_SUBSCRIPTION_ID").ok().filter(|s| !s.is_empty()))
-            .context("no Azure subscription: pass --subscription, set [azure] subscription in escher.toml or AZURE_SUBSCRIPTION_ID (your current one: `az account show --query id -o tsv`)")?;
+            .or_else(cli_subscription)
+            .context("no Azure subscription: pass --subscription, set [azure] subscription in escher.toml or AZURE_SUBSCRIPTION_ID, or choose one with `az account set`")?;
         let group = access
             .resource_group
             .clone()
@@ -541,13 +555,7 @@ impl Deployment for AzureDeployment {
             },
             None => false,
         };
-        let parameters = deployment_parameters(
-            &self.location,
-            &package.sha256,
-            functions_listed,
-            false,
-            true,
-        );
+        let parameters = self.parameters(&package.sha256, functions_listed, false, true);
         let group_exists = self.group_exists().await?;
         let changes = if group_exists {
             let body = json!({"properties": {
@@ -648,8 +656,7 @@ impl Deployment for AzureDeployment {
         let stack = if pending.functions_listed {
             stack
         } else {
-            let parameters =
-                deployment_parameters(&self.location, &pending.package.sha256, true, false, true);
+            let parameters = self.parameters(&pending.package.sha256, true, false, true);
             self.deploy_stack(
                 &pending.template,
                 &parameters,
@@ -729,7 +736,7 @@ impl Deployment for AzureDeployment {
             .unwrap_or_default()
             .to_string();
         let keep_state = plan.emptied.is_empty();
-        let parameters = deployment_parameters(&self.location, &sha, false, true, keep_state);
+        let parameters = self.parameters(&sha, false, true, keep_state);
         self.deploy_stack(
             &template,
             &parameters,
@@ -818,22 +825,32 @@ impl AzureDeployment {
     }
 }
 
-/// The stack's parameters: the rendered parameters file's values and what this pass sets.
-fn deployment_parameters(
-    location: &str,
-    package_sha256: &str,
-    second_pass: bool,
-    teardown: bool,
-    keep_state: bool,
-) -> Value {
-    json!({
-        "location": {"value": location},
-        "packageSha256": {"value": package_sha256},
-        "createEventSubscriptions": {"value": second_pass},
-        "lockAuditRetention": {"value": second_pass},
-        "teardown": {"value": teardown},
-        "keepState": {"value": keep_state}
-    })
+impl AzureDeployment {
+    /// The stack's parameters: escher.toml's and what this pass sets.
+    fn parameters(
+        &self,
+        package_sha256: &str,
+        second_pass: bool,
+        teardown: bool,
+        keep_state: bool,
+    ) -> Value {
+        let operators: Vec<&str> = self
+            .config
+            .azure
+            .operator_addresses
+            .iter()
+            .map(|a| a.as_str())
+            .collect();
+        json!({
+            "location": {"value": self.location},
+            "packageSha256": {"value": package_sha256},
+            "createEventSubscriptions": {"value": second_pass},
+            "lockAuditRetention": {"value": second_pass},
+            "teardown": {"value": teardown},
+            "keepState": {"value": keep_state},
+            "operatorAddresses": {"value": operators}
+        })
+    }
 }
 
 /// What `destroy` deletes and keeps, from the stack's managed resources: the audit account

@@ -30,7 +30,7 @@ async fn answer(response: reqwest::Response, what: &str) -> anyhow::Result<Value
     if !status.is_success() {
         let message = body["error"]["message"].as_str().unwrap_or("no message");
         let hint = if status.as_u16() == 403 {
-            "; you need the Key Vault Secrets Officer role on the vault, and the vault's firewall must admit this machine ([azure] operator addresses)"
+            "; you need the Key Vault Secrets Officer role on the vault, and its firewall must admit this machine: add its public IPv4 to [azure] operator_addresses in escher.toml, then run `escher-provision extend --cloud azure`"
         } else {
             ""
         };

@@ -128,7 +128,7 @@ fn parameters(config: &EscherConfig) -> String {
             "location": {"value": config.azure.location.as_str()},
             "createEventSubscriptions": {"value": false},
             "lockAuditRetention": {"value": false},
-            "operatorAddresses": {"value": []},
+            "operatorAddresses": {"value": config.azure.operator_addresses.iter().map(|a| a.as_str()).collect::<Vec<_>>()},
         },
     });
     let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();

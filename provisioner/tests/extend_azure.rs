@@ -117,6 +117,14 @@ impl Account {
         self.run(&args, &[]).await
     }
 
+    /// `credentials --on azure <args>` against the stand-in.
+    async fn credentials(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let endpoint = self.double.endpoint().to_string();
+        let mut all = vec!["credentials", "--on", "azure", "--endpoint-url", &endpoint];
+        all.extend_from_slice(args);
+        self.run(&all, env).await
+    }
+
     fn assert_no_violation(&self) {
         assert!(
             self.double.violations().is_empty(),
@@ -256,19 +264,9 @@ async fn extend_deploys_twice_publishes_the_package_and_destroy_keeps_the_audit_
         .all(|f| f["code_sha256"] == escher_core::ids::sha256_hex(&package)));
 
     // Another cloud's credentials in the deployment's Key Vault, never printed back.
-    let endpoint = account.double.endpoint().to_string();
     let set = account
-        .run(
-            &[
-                "credentials",
-                "--on",
-                "azure",
-                "--endpoint-url",
-                &endpoint,
-                "set",
-                "--cloud",
-                "aws",
-            ],
+        .credentials(
+            &["set", "--cloud", "aws"],
             &[
                 ("AWS_ACCESS_KEY_ID", "AKIAESCHERTEST"),
                 ("AWS_SECRET_ACCESS_KEY", "do-not-print"),
@@ -277,31 +275,13 @@ async fn extend_deploys_twice_publishes_the_package_and_destroy_keeps_the_audit_
         .await;
     succeeded(&set);
     assert!(!String::from_utf8_lossy(&set.stdout).contains("do-not-print"));
-    let list = account
-        .run(
-            &[
-                "credentials",
-                "--on",
-                "azure",
-                "--endpoint-url",
-                &endpoint,
-                "list",
-                "--json",
-            ],
-            &[],
-        )
-        .await;
+    let list = account.credentials(&["list", "--json"], &[]).await;
     succeeded(&list);
     assert_eq!(json_of(&list)[0]["cloud"], "aws");
     assert!(!String::from_utf8_lossy(&list.stdout).contains("do-not-print"));
     let own = account
-        .run(
+        .credentials(
             &[
-                "credentials",
-                "--on",
-                "azure",
-                "--endpoint-url",
-                &endpoint,
                 "set",
                 "--cloud",
                 "azure",

@@ -15,7 +15,7 @@ use anyhow::{bail, Context as _};
 
 use crate::config::Architecture;
 use crate::deploy::package::bootstrap::{elf_architecture, glibc_requirements, GlibcVersion};
-use crate::deploy::package::build::{run, Workspace, ZipFreshness};
+use crate::deploy::package::build::{build_debug_binaries, run, Workspace, ZipFreshness};
 
 /// The zip's name in `--artifacts DIR` and under `target/azure/`.
 pub const PACKAGE_FILE: &str = "azure-functions.zip";
@@ -172,13 +172,7 @@ pub fn build_release(workspace: &Workspace) -> anyhow::Result<PathBuf> {
 /// The package from this machine's debug build, for the Resource Manager stand-in (which
 /// never runs it): `cargo build --workspace --bins`, then zipped into `dir`.
 pub fn build_for_stand_in(workspace: &Workspace, dir: &Path) -> anyhow::Result<PathBuf> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    run(
-        Command::new(cargo)
-            .current_dir(&workspace.root)
-            .args(["build", "--workspace", "--bins"]),
-        "cargo build --workspace --bins",
-    )?;
+    build_debug_binaries(workspace)?;
     let binary = workspace.target_dir().join("debug").join(HANDLER_BINARY);
     let out = dir.join(PACKAGE_FILE);
     write_package(workspace, &binary, &out)?;

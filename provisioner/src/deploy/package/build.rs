@@ -341,6 +341,21 @@ pub fn this_machine() -> anyhow::Result<Architecture> {
     }
 }
 
+/// This machine's debug build of every binary (`cargo build --workspace --bins`, the build
+/// that makes the CLI itself, so only the functions are linked once the CLI is built).
+pub(crate) fn build_debug_binaries(workspace: &Workspace) -> anyhow::Result<()> {
+    eprintln!(
+        "building the functions' binaries for this machine (cargo build --workspace --bins, debug)"
+    );
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    run(
+        Command::new(cargo)
+            .current_dir(&workspace.root)
+            .args(["build", "--workspace", "--bins"]),
+        "cargo build --workspace --bins",
+    )
+}
+
 /// The zips for an emulator such as moto, which stores the functions but never runs them:
 /// this machine's debug build of each binary (`cargo build --workspace --bins`, the build
 /// that makes the CLI itself, so only the two binaries are linked once the CLI is built),
@@ -353,16 +368,7 @@ pub fn build_for_emulator(
 ) -> anyhow::Result<Vec<BuiltZip>> {
     let arch = this_machine()?;
     let started = Instant::now();
-    eprintln!(
-        "building the functions' binaries for this machine (cargo build --workspace --bins, debug)"
-    );
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    run(
-        Command::new(cargo)
-            .current_dir(&workspace.root)
-            .args(["build", "--workspace", "--bins"]),
-        "cargo build --workspace --bins",
-    )?;
+    build_debug_binaries(workspace)?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut built = Vec::new();
     for &function in functions {

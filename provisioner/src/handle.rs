@@ -1,6 +1,7 @@
-//! `escher-provision events handle`: runs one alert through the AWS handler's pipeline on
-//! the laptop, built by `escher_aws::build_pipeline` exactly as the Lambda function builds
-//! it, and tells what happened step by step.
+//! `escher-provision events handle`: runs one alert through a cloud's handler pipeline on
+//! the laptop, built exactly as the function builds it (`escher_aws::build_pipeline` for
+//! AWS, `escher_runtime::build_pipeline` with `escher_azure::azure_bindings` for Azure), and
+//! tells what happened step by step.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -8,8 +9,10 @@ use std::process::ExitCode;
 
 use clap::Args;
 use escher_aws::{build_pipeline, load_sdk_config};
-use escher_core::pipeline::{Handled, PipelineError};
-use escher_runtime::HandlerConfig;
+use escher_core::pipeline::{Handled, Pipeline, PipelineError};
+use escher_runtime::{HandlerConfig, RemoteCallMeter};
+
+use crate::cloud::Cloud;
 
 use crate::output::{default_store, read_input, run_async, write_json};
 
@@ -22,9 +25,21 @@ const EXIT_BAD_INPUT: u8 = 2;
 
 #[derive(Debug, Args)]
 pub struct HandleArgs {
-    /// The alert payload (EventBridge, SNS, CloudWatch alarm, …); `-` reads standard input.
+    /// The alert payload (EventBridge, SNS, CloudWatch alarm, …; on Azure an Event Grid
+    /// event or an action group's common-schema alert); `-` reads standard input.
     #[arg(value_name = "FILE|-")]
     file: PathBuf,
+
+    /// Whose fixes and credentials: `aws` (the AWS configuration chain) or `azure` (a
+    /// service principal from AZURE_TENANT_ID / AZURE_CLIENT_ID / AZURE_CLIENT_SECRET, else
+    /// the managed identity, else `az login`).
+    #[arg(long, value_enum, default_value = "aws")]
+    cloud: Cloud,
+
+    /// Azure: send Resource Manager calls to this endpoint instead of
+    /// https://management.azure.com (a sovereign cloud, or a stand-in).
+    #[arg(long, value_name = "URL", env = "ESCHER_ARM_ENDPOINT")]
+    endpoint_url: Option<String>,
 
     /// Run everything but the change, and say exactly what would have been done (also:
     /// ESCHER_DRY_RUN=true).
@@ -55,8 +70,11 @@ pub fn run(args: HandleArgs) -> ExitCode {
 async fn execute(args: HandleArgs) -> anyhow::Result<u8> {
     let (label, payload) = read_input(Some(&args.file))?;
     let config = handler_config(args.state, args.audit, args.approvals, args.dry_run)?;
-    let sdk = load_sdk_config(None, None).await;
-    let pipeline = build_pipeline(&config, &sdk)?;
+    let pipeline = match args.cloud {
+        Cloud::Aws => build_pipeline(&config, &load_sdk_config(None, None).await)?,
+        Cloud::Azure => azure_pipeline(&config, args.endpoint_url.as_deref())?,
+        cloud @ Cloud::Gcp => return Err(crate::cloud::NotYet::Deploy(cloud).into()),
+    };
     let mut out = std::io::stdout().lock();
     match pipeline.handle(&payload).await {
         Ok(handled) => {
@@ -72,10 +90,32 @@ async fn execute(args: HandleArgs) -> anyhow::Result<u8> {
             }
         }
         Err(e @ PipelineError::Retry { .. }) => {
-            eprintln!("error: {e} (the function would return an error so Lambda retries it)");
+            eprintln!("error: {e} (the function would answer with an error, so the platform delivers the alert again)");
             Ok(EXIT_RETRY)
         }
     }
+}
+
+/// The Azure function's pipeline, with this machine's Azure credential.
+fn azure_pipeline(config: &HandlerConfig, endpoint: Option<&str>) -> anyhow::Result<Pipeline> {
+    let (credential, _) = crate::deploy::azure::credential_chain()?;
+    let arm = escher_azure::arm::ArmClient::new(
+        endpoint.unwrap_or(escher_azure::arm::PUBLIC_ENDPOINT),
+        credential.clone(),
+    );
+    let bindings = escher_azure::azure_bindings(
+        arm,
+        credential,
+        std::env::var("APPLICATIONINSIGHTS_CONNECTION_STRING")
+            .ok()
+            .as_deref(),
+        None,
+    );
+    Ok(escher_runtime::build_pipeline(
+        config,
+        bindings,
+        &RemoteCallMeter::new(),
+    )?)
 }
 
 /// The handler's settings on the laptop: the stores from the flags (or the defaults under

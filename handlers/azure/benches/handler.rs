@@ -22,7 +22,7 @@ use escher_azure::{azure_bindings, ArmClient};
 use escher_core::approvals::{Action, Approval, ApprovalStore, Change, Conditions, Scope};
 use escher_core::CloudProvider;
 use escher_runtime::{build_pipeline, HandlerConfig, RemoteCallMeter, ThreadCpu};
-use escher_test_support::azure_arm::ArmDouble;
+use escher_test_support::azure_arm::{public_storage_policy_event, ArmDouble};
 use escher_test_support::figures::{ms, percentile, verdict};
 use escher_test_support::fixtures;
 use escher_test_support::http::closed_port;
@@ -84,22 +84,11 @@ fn uri(dir: &Path, name: &str) -> String {
 }
 
 fn policy_alert(account: &str) -> Value {
-    json!({"Data": {"event": {
-        "id": format!("bench-{}", Utc::now().timestamp_nanos_opt().unwrap_or_default()),
-        "topic": format!("/subscriptions/{SUBSCRIPTION}"),
-        "subject": account,
-        "eventType": "Microsoft.PolicyInsights.PolicyStateChanged",
-        "eventTime": "2026-12-03T02:14:00Z",
-        "data": {
-            "timestamp": "2026-12-03T02:13:59Z",
-            "policyAssignmentId": format!("/subscriptions/{SUBSCRIPTION}/providers/microsoft.authorization/policyassignments/deny-public-blob"),
-            "policyDefinitionId": "/providers/microsoft.authorization/policydefinitions/4fa4b6c0-31ca-4c0d-b10d-24b96f62a751",
-            "complianceState": "NonCompliant",
-            "subscriptionId": SUBSCRIPTION
-        },
-        "dataVersion": "1",
-        "metadataVersion": "1"
-    }}})
+    let delivery = format!(
+        "bench-{}",
+        Utc::now().timestamp_nanos_opt().unwrap_or_default()
+    );
+    json!({"Data": {"event": public_storage_policy_event(SUBSCRIPTION, account, &delivery)}})
 }
 
 /// Spawn → listening → the first event answered, once.

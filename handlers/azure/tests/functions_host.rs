@@ -16,13 +16,10 @@ use chrono::Utc;
 use common::{GROUP, SUBSCRIPTION};
 use escher_core::approvals::{Action, Approval, ApprovalStore, Change, Conditions, Scope};
 use escher_core::CloudProvider;
-use escher_test_support::azure_arm::ArmDouble;
+use escher_test_support::azure_arm::{public_storage_policy_event, ArmDouble};
 use escher_test_support::http::closed_port;
 use serde_json::{json, Value};
 use tokio::process::{Child, Command};
-
-const PUBLIC_BLOB_POLICY: &str =
-    "/providers/microsoft.authorization/policydefinitions/4fa4b6c0-31ca-4c0d-b10d-24b96f62a751";
 
 struct Handler {
     child: Child,
@@ -101,24 +98,7 @@ impl Handler {
 }
 
 fn policy_event(account: &str, delivery: &str) -> Value {
-    json!({
-        "id": delivery,
-        "topic": format!("/subscriptions/{SUBSCRIPTION}"),
-        "subject": account,
-        "eventType": "Microsoft.PolicyInsights.PolicyStateChanged",
-        "eventTime": "2026-12-03T02:14:00.1234567Z",
-        "data": {
-            "timestamp": "2026-12-03T02:13:59.0000000Z",
-            "policyAssignmentId": format!("/subscriptions/{SUBSCRIPTION}/providers/microsoft.authorization/policyassignments/deny-public-blob"),
-            "policyDefinitionId": PUBLIC_BLOB_POLICY,
-            "policyDefinitionReferenceId": "",
-            "complianceState": "NonCompliant",
-            "subscriptionId": SUBSCRIPTION,
-            "complianceReasonCode": ""
-        },
-        "dataVersion": "1",
-        "metadataVersion": "1"
-    })
+    public_storage_policy_event(SUBSCRIPTION, account, delivery)
 }
 
 async fn approve_private_storage(uri: &str) {

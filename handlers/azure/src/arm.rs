@@ -151,8 +151,18 @@ impl std::fmt::Debug for ArmClient {
 impl ArmClient {
     /// `endpoint` is Resource Manager's base URL ([`PUBLIC_ENDPOINT`] in public Azure).
     pub fn new(endpoint: impl Into<String>, credential: Arc<dyn TokenCredential>) -> Self {
+        ArmClient::on(reqwest::Client::new(), endpoint, credential)
+    }
+
+    /// A client sending through `http` (shared with the credential and the other Azure
+    /// calls of the process).
+    pub fn on(
+        http: reqwest::Client,
+        endpoint: impl Into<String>,
+        credential: Arc<dyn TokenCredential>,
+    ) -> Self {
         ArmClient {
-            http: reqwest::Client::new(),
+            http,
             endpoint: endpoint.into().trim_end_matches('/').to_string(),
             credential,
             patience: Patience::default(),

@@ -114,6 +114,23 @@ pub fn managed_identity(
     Ok(credential)
 }
 
+/// [`managed_identity`] sending its token requests through `http`, the client the
+/// process's other Azure calls use: one connection pool, and the system's TLS roots loaded
+/// once (loading them is most of what building a client costs, and a start pays it).
+pub fn managed_identity_on(
+    http: reqwest::Client,
+) -> Result<Arc<dyn azure_core::credentials::TokenCredential>, azure_core::Error> {
+    let options = azure_identity::ManagedIdentityCredentialOptions {
+        client_options: azure_core::http::ClientOptions {
+            transport: Some(azure_core::http::Transport::new(Arc::new(http))),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let credential = azure_identity::ManagedIdentityCredential::new(Some(options))?;
+    Ok(credential)
+}
+
 /// A credential for building clients that make no call (deriving the role offline).
 #[derive(Debug)]
 struct NoCredential;

@@ -12,7 +12,7 @@ use anyhow::Context;
 use escher_azure::arm::PUBLIC_ENDPOINT;
 use escher_azure::functions::Handler;
 use escher_azure::nightly::{self, Nightly};
-use escher_azure::{azure_bindings, functions, managed_identity, ArmClient, AzureScan};
+use escher_azure::{azure_bindings, functions, managed_identity_on, ArmClient, AzureScan};
 use escher_runtime::{build_pipeline, init_function_logs, HandlerConfig, RemoteCallMeter};
 use escher_scan::ReportStore;
 
@@ -27,14 +27,16 @@ async fn main() -> anyhow::Result<()> {
         .context("FUNCTIONS_CUSTOMHANDLER_PORT is not set; the Functions host sets it when it starts the handler")?
         .parse()
         .context("FUNCTIONS_CUSTOMHANDLER_PORT is not a port number")?;
-    let identity = managed_identity().context(
+    // One HTTP client for every Azure call, the identity's token requests included.
+    let http = reqwest::Client::new();
+    let identity = managed_identity_on(http.clone()).context(
         "no managed identity: turn on the Function App's system-assigned identity (escher-provision extend does)",
     )?;
     // Tests and sovereign clouds point Resource Manager elsewhere.
     let endpoint =
         std::env::var("ESCHER_ARM_ENDPOINT").unwrap_or_else(|_| PUBLIC_ENDPOINT.to_string());
     let meter = RemoteCallMeter::new();
-    let arm = ArmClient::new(endpoint, identity.clone());
+    let arm = ArmClient::on(http, endpoint, identity.clone());
     let bindings = azure_bindings(
         arm.clone(),
         identity,

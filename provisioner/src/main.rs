@@ -13,6 +13,7 @@ mod config;
 mod deploy;
 mod events;
 mod handle;
+mod inbox;
 mod output;
 mod render;
 mod render_command;
@@ -110,6 +111,13 @@ enum Command {
     /// Show the morning reports the nightly scan stored.
     #[command(subcommand)]
     Report(scan_command::ReportCommand),
+    /// What the functions told this laptop while it was closed: the notices in the state
+    /// store's inbox (MEDIUM, and any a channel failed to deliver) not read here yet, newest
+    /// first and grouped by resource, with the command to act. Marks them read for this
+    /// laptop; deletes nothing. `--watch` follows new ones.
+    ///
+    /// Exit status: 0 shown (also when there is nothing new), 2 the store is unreadable.
+    Inbox(inbox::InboxArgs),
 }
 
 fn main() -> ExitCode {
@@ -152,6 +160,7 @@ fn main() -> ExitCode {
         Command::Audit(cmd) => audit_command::run(cmd),
         Command::Scan(cmd) => scan_command::run_scan(cmd),
         Command::Report(cmd) => scan_command::run_report(cmd),
+        Command::Inbox(args) => inbox::run(args),
     }
 }
 

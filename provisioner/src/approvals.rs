@@ -164,6 +164,11 @@ struct AddArgs {
     /// encrypt_volume: also turn on the account's default EBS encryption in the region.
     #[arg(long)]
     enable_default_encryption: bool,
+    /// revoke_open_ingress: a network (CIDR) that keeps access, e.g. the company's
+    /// 203.0.113.0/24 (repeatable): a rule open to the world is narrowed to these networks
+    /// instead of removed.
+    #[arg(long = "keep-network", value_name = "CIDR")]
+    keep_networks: Vec<String>,
     /// When the approval stops matching (RFC 3339, e.g. 2026-12-31T23:59:59Z).
     #[arg(long, conflicts_with = "expires_in")]
     expires_at: Option<DateTime<Utc>>,
@@ -318,6 +323,15 @@ fn approval_from(add: &AddArgs, by: &str) -> anyhow::Result<Approval> {
     if add.enable_default_encryption && action != Action::EncryptVolume {
         bail!("--enable-default-encryption only applies to encrypt_volume");
     }
+    if !add.keep_networks.is_empty() && action != Action::RevokeOpenIngress {
+        bail!("--keep-network only applies to revoke_open_ingress");
+    }
+    let keep_networks = add
+        .keep_networks
+        .iter()
+        .map(|n| escher_core::approvals::checked_network(n))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
     if add.min_idle_hours.is_some() && action != Action::StopIdleInstance {
         bail!("--min-idle-hours only applies to stop_idle_instance");
     }
@@ -352,6 +366,7 @@ fn approval_from(add: &AddArgs, by: &str) -> anyhow::Result<Approval> {
             max_resources_per_day: add.max_resources_per_day,
             min_severity: add.min_severity,
             enable_default_encryption: add.enable_default_encryption.then_some(true),
+            keep_networks,
         },
         approved_by: by.to_string(),
         approved_at: now,

@@ -223,6 +223,30 @@ fn mistakes_are_refused_with_a_reason_and_exit_2() {
             "only applies to stop_idle_instance",
         ),
         (
+            vec![
+                "add",
+                "--action",
+                "revoke_open_ingress",
+                "--keep-network",
+                "0.0.0.0/0",
+                "--reason",
+                "x",
+            ],
+            "narrower than the internet",
+        ),
+        (
+            vec![
+                "add",
+                "--action",
+                "make_bucket_private",
+                "--keep-network",
+                "203.0.113.0/24",
+                "--reason",
+                "x",
+            ],
+            "only applies to revoke_open_ingress",
+        ),
+        (
             vec!["check", "--event", "/nonexistent/event.json"],
             "cannot read",
         ),
@@ -238,6 +262,24 @@ fn mistakes_are_refused_with_a_reason_and_exit_2() {
     );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("known actions"));
+    // A network to keep is stored as the fix reads it.
+    let added = json(
+        &store,
+        &[
+            "add",
+            "--action",
+            "revoke_open_ingress",
+            "--keep-network",
+            "203.0.113.0/24",
+            "--reason",
+            "SSH only from the office",
+        ],
+    );
+    assert_eq!(
+        added["change"]["approval"]["conditions"]["keep_networks"],
+        serde_json::json!(["203.0.113.0/24"]),
+        "{added}"
+    );
     std::fs::remove_dir_all(dir).ok();
 }
 

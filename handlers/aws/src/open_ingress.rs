@@ -2,6 +2,10 @@
 //! the whole internet (`0.0.0.0/0`, `::/0`) that the event names, and nothing else. Other
 //! rules, including world-open ones the event did not name, are left alone and reported,
 //! because closing a port may cut off legitimate users and only the named change was seen.
+//!
+//! With the approval's `keep_networks` (the company's ranges), a world-open rule is narrowed
+//! instead: the same protocol and ports are first allowed from each kept network of the same
+//! address family, then the world-open rule is revoked, so those users never lose access.
 
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{IpPermission, IpRange, Ipv6Range};
@@ -24,6 +28,11 @@ pub(crate) const PERMISSIONS: &[RequiredPermission] = &[
         action: "ec2:RevokeSecurityGroupIngress",
         resource: "arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:security-group/*",
         why: "revoke_open_ingress removes the ingress rules open to 0.0.0.0/0 or ::/0",
+    },
+    RequiredPermission {
+        action: "ec2:AuthorizeSecurityGroupIngress",
+        resource: "arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:security-group/*",
+        why: "revoke_open_ingress narrows a world-open rule to the networks the approval keeps (keep_networks) before revoking it",
     },
     RequiredPermission {
         action: "ec2:DescribeSecurityGroups",
@@ -58,6 +67,15 @@ pub(crate) struct Rule {
 }
 
 impl Rule {
+    /// The same protocol and ports, from `cidr`.
+    fn from(&self, cidr: &str) -> Rule {
+        Rule {
+            cidr: cidr.to_string(),
+            description: Some("kept by Escher (keep_networks)".into()),
+            ..self.clone()
+        }
+    }
+
     pub(crate) fn is_world_open(&self) -> bool {
         WORLD.contains(&self.cidr.as_str())
     }
@@ -326,12 +344,46 @@ impl Remediation for OpenIngressRemediation {
             .map(|r| r.words())
             .collect();
 
+        let keep = match request.conditions.keep_networks() {
+            Ok(keep) => keep,
+            Err(why) => {
+                return Err(RemediationError::of_call(
+                    false,
+                    "keep_networks",
+                    group.clone(),
+                    format!("the approval's {why}; correct the approval"),
+                    log.into_calls(),
+                ))
+            }
+        };
+        // The rules that replace the world-open ones: each kept network of the same family,
+        // unless the group already allows it.
+        let mut added: Vec<Rule> = Vec::new();
+        for target in &targets {
+            for network in keep.iter().filter(|n| n.contains(':') == target.is_ipv6()) {
+                let rule = target.from(network);
+                let exists = before
+                    .iter()
+                    .chain(added.iter())
+                    .any(|r| r.same_rule(&rule));
+                if !exists {
+                    added.push(rule);
+                }
+            }
+        }
+
         let mut steps = Vec::new();
         if named.is_empty() {
             steps.push(format!(
                 "the event names no rule, so every ingress rule of {group} open to 0.0.0.0/0 or ::/0 is revoked"
             ));
         }
+        steps.extend(added.iter().map(|r| {
+            format!(
+                "allow ingress {} on {group} (a network the approval keeps)",
+                r.words()
+            )
+        }));
         steps.extend(
             targets
                 .iter()
@@ -391,6 +443,22 @@ impl Remediation for OpenIngressRemediation {
             ));
         }
 
+        if !added.is_empty() {
+            // Allowed first: the kept networks never lose access in between.
+            log.must(
+                "ec2",
+                "AuthorizeSecurityGroupIngress",
+                &group,
+                Access::Write,
+                clients
+                    .ec2
+                    .authorize_security_group_ingress()
+                    .group_id(&group)
+                    .set_ip_permissions(Some(added.iter().map(Rule::permission).collect()))
+                    .send(),
+            )
+            .await?;
+        }
         log.must(
             "ec2",
             "RevokeSecurityGroupIngress",
@@ -418,6 +486,15 @@ impl Remediation for OpenIngressRemediation {
                 )
             })
             .collect();
+        checks.extend(added.iter().map(|a| {
+            let present = after.iter().any(|r| r.same_rule(a));
+            check(
+                format!("ingress {} (kept network)", a.words()),
+                "present",
+                if present { "present" } else { "absent" },
+                present,
+            )
+        }));
         let others: Vec<&Rule> = before
             .iter()
             .filter(|r| !targets.iter().any(|t| t.same_rule(r)))
@@ -438,12 +515,26 @@ impl Remediation for OpenIngressRemediation {
             missing.is_empty(),
         ));
         let verification = Verification::from_checks(checks);
-        let undo = format!(
+        let mut undo = format!(
             "To reopen (this exposes the ports to the internet again): aws ec2 authorize-security-group-ingress --region {} --group-id {group} --ip-permissions '{}'",
             event.region,
             Value::Array(targets.iter().map(Rule::cli_json).collect())
         );
-        let summary = if verification.passed {
+        if !added.is_empty() {
+            undo.push_str(&format!(
+                "; and to remove the kept networks' rules Escher added: aws ec2 revoke-security-group-ingress --region {} --group-id {group} --ip-permissions '{}'",
+                event.region,
+                Value::Array(added.iter().map(Rule::cli_json).collect())
+            ));
+        }
+        let narrowed: Vec<String> = added.iter().map(|r| r.cidr.clone()).collect();
+        let summary = if verification.passed && !narrowed.is_empty() {
+            format!(
+                "Revoked {} on {group}, keeping access from {}; verified.",
+                listed.join("; "),
+                narrowed.join(", ")
+            )
+        } else if verification.passed {
             format!("Revoked {} on {group}; verified.", listed.join("; "))
         } else {
             format!("Revoked rules on {group} but verification failed; check the group by hand.")

@@ -381,25 +381,10 @@ async fn only_the_world_open_rules_the_event_names_are_revoked() {
 
     assert_eq!(report.status, RemediationStatus::Remediated, "{report:#?}");
     assert_verified(&report);
-    let rules = ec2::ingress_rules(&moto.ec2, &group)
-        .await
-        .expect("describe");
-    let mut left: Vec<String> = rules
-        .iter()
-        .flat_map(|p| {
-            let port = p.from_port().unwrap_or_default();
-            p.ip_ranges()
-                .iter()
-                .filter_map(move |r| r.cidr_ip().map(|c| format!("{port} {c}")))
-                .chain(
-                    p.ipv6_ranges()
-                        .iter()
-                        .filter_map(move |r| r.cidr_ipv6().map(|c| format!("{port} {c}"))),
-                )
-        })
-        .collect();
-    left.sort();
-    assert_eq!(left, ["443 10.0.0.0/8", "8080 0.0.0.0/0"]);
+    assert_eq!(
+        ingress_left(&moto, &group).await,
+        ["443 10.0.0.0/8", "8080 0.0.0.0/0"]
+    );
     assert!(
         report
             .next_steps
@@ -419,6 +404,104 @@ async fn only_the_world_open_rules_the_event_names_are_revoked() {
         undo.contains("\"CidrIpv6\":\"::/0\"") && undo.contains("\"Description\":\"temp debug\""),
         "{undo}"
     );
+}
+
+/// The group's ingress rules as `<port> <cidr>`, sorted.
+async fn ingress_left(moto: &Moto, group: &str) -> Vec<String> {
+    let rules = ec2::ingress_rules(&moto.ec2, group)
+        .await
+        .expect("describe");
+    let mut left: Vec<String> = rules
+        .iter()
+        .flat_map(|p| {
+            let port = p.from_port().unwrap_or_default();
+            p.ip_ranges()
+                .iter()
+                .filter_map(move |r| r.cidr_ip().map(|c| format!("{port} {c}")))
+                .chain(
+                    p.ipv6_ranges()
+                        .iter()
+                        .filter_map(move |r| r.cidr_ipv6().map(|c| format!("{port} {c}"))),
+                )
+        })
+        .collect();
+    left.sort();
+    left
+}
+
+#[tokio::test]
+async fn a_world_open_rule_is_narrowed_to_the_networks_the_approval_keeps() {
+    let Some(moto) = moto(REGION).await else {
+        return;
+    };
+    let permissions = vec![IpPermission::builder()
+        .ip_protocol("tcp")
+        .from_port(22)
+        .to_port(22)
+        .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+        .ipv6_ranges(Ipv6Range::builder().cidr_ipv6("::/0").build())
+        .build()];
+    let group = ec2::security_group(&moto.ec2, &unique("escher-sg"), &[], permissions)
+        .await
+        .expect("group");
+    let event = normalize_one(&aws::authorize_ingress(&group, 22, MOTO_ACCOUNT, REGION));
+    let conditions = Conditions {
+        keep_networks: vec!["203.0.113.0/24".into()],
+        ..Conditions::default()
+    };
+    let fix = moto.fix(Action::RevokeOpenIngress, &event.resource.kind);
+
+    let dry = run(
+        fix,
+        &event,
+        Action::RevokeOpenIngress,
+        &conditions,
+        Mode::DryRun,
+    )
+    .await;
+    assert_eq!(dry.status, RemediationStatus::WouldRemediate);
+    assert_no_mutating_call(&dry);
+    assert!(
+        dry.steps
+            .iter()
+            .any(|s| s.contains("would allow ingress tcp port 22 from 203.0.113.0/24")),
+        "{:?}",
+        dry.steps
+    );
+
+    let report = run(
+        fix,
+        &event,
+        Action::RevokeOpenIngress,
+        &conditions,
+        Mode::Apply,
+    )
+    .await;
+    assert_eq!(report.status, RemediationStatus::Remediated, "{report:#?}");
+    assert_verified(&report);
+    // IPv4 narrowed to the kept network; IPv6 has no kept network, so it is only revoked.
+    assert_eq!(ingress_left(&moto, &group).await, ["22 203.0.113.0/24"]);
+    assert!(
+        report
+            .summary
+            .contains("keeping access from 203.0.113.0/24"),
+        "{}",
+        report.summary
+    );
+    let undo = report.undo.expect("undo");
+    assert!(undo.contains("revoke-security-group-ingress"), "{undo}");
+
+    // Run again: the kept rule is not added twice, nothing is open to the world.
+    let again = run(
+        fix,
+        &event,
+        Action::RevokeOpenIngress,
+        &conditions,
+        Mode::Apply,
+    )
+    .await;
+    assert_eq!(again.status, RemediationStatus::AlreadyCompliant);
+    assert_eq!(ingress_left(&moto, &group).await, ["22 203.0.113.0/24"]);
 }
 
 // ---------------------------------------------------------------- idle instances

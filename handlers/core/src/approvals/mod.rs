@@ -13,7 +13,9 @@ pub use decide::{
     NothingUsedYet, Outcome,
 };
 pub use index::{ApprovalIndex, Candidates, IndexError};
-pub use model::{Action, Approval, Conditions, Scope, TagSelector, DEFAULT_MIN_IDLE_HOURS};
+pub use model::{
+    checked_network, Action, Approval, Conditions, Scope, TagSelector, DEFAULT_MIN_IDLE_HOURS,
+};
 pub use policy::{PolicyError, RemediationPolicy, WizardChoice, WizardDefaults};
 pub use store::{
     ApprovalStore, ApprovalStoreError, ApprovalsReader, Change, ChangeRecord, Manifest,

@@ -145,6 +145,10 @@ pub struct Conditions {
     /// `CreateVolume` in the account and region, which the user must choose knowingly).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enable_default_encryption: Option<bool>,
+    /// For `revoke_open_ingress`: networks (CIDR, e.g. the company's `203.0.113.0/24`) that
+    /// keep access: a rule open to the world is narrowed to them instead of removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keep_networks: Vec<String>,
 }
 
 /// Default idle time before `stop_idle_instance` may act, when the approval names none.
@@ -159,6 +163,32 @@ impl Conditions {
     pub fn enable_default_encryption(&self) -> bool {
         self.enable_default_encryption.unwrap_or(false)
     }
+
+    /// `keep_networks`, each checked: an IPv4 or IPv6 network in CIDR form that is not the
+    /// whole internet (keeping that would narrow nothing).
+    pub fn keep_networks(&self) -> Result<Vec<String>, String> {
+        self.keep_networks
+            .iter()
+            .map(|n| checked_network(n))
+            .collect()
+    }
+}
+
+/// `n` when it is a CIDR network narrower than the whole internet, in canonical spelling.
+pub fn checked_network(n: &str) -> Result<String, String> {
+    let bad = || {
+        format!(
+            "keep_networks `{n}`: use a network in CIDR form narrower than the internet, e.g. 203.0.113.0/24 or 2001:db8::/48"
+        )
+    };
+    let (address, prefix) = n.trim().split_once('/').ok_or_else(bad)?;
+    let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+    let ip: std::net::IpAddr = address.parse().map_err(|_| bad())?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    if prefix == 0 || prefix > max {
+        return Err(bad());
+    }
+    Ok(format!("{ip}/{prefix}"))
 }
 
 /// `key=value` or a bare `key`, kept as the user wrote it.
@@ -228,6 +258,27 @@ impl fmt::Display for TagSelector {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn networks_to_keep_are_cidrs_narrower_than_the_internet() {
+        assert_eq!(
+            super::checked_network("203.0.113.0/24"),
+            Ok("203.0.113.0/24".into())
+        );
+        assert_eq!(
+            super::checked_network("2001:db8::/48"),
+            Ok("2001:db8::/48".into())
+        );
+        for bad in [
+            "0.0.0.0/0",
+            "::/0",
+            "203.0.113.0",
+            "203.0.113.0/33",
+            "office",
+        ] {
+            assert!(super::checked_network(bad).is_err(), "{bad}");
+        }
+    }
+
     use super::*;
 
     #[test]

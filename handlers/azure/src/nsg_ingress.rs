@@ -224,6 +224,37 @@ pub(crate) fn open_rules(nsg: &Value, only_rule: Option<&str>) -> Vec<OpenRule> 
         .collect()
 }
 
+/// The rule as PUT back open only to `networks` instead of the internet (read-only fields
+/// out): the approval's `keep_networks`.
+fn kept_for(properties: &Value, networks: &[String]) -> Value {
+    let mut p: Map<String, Value> = properties.as_object().cloned().unwrap_or_default();
+    p.remove("provisioningState");
+    p.remove("sourceAddressPrefix");
+    p.insert(
+        "sourceAddressPrefixes".into(),
+        Value::Array(networks.iter().cloned().map(Value::String).collect()),
+    );
+    json!({ "properties": p })
+}
+
+/// The approval's networks of the family the rule's internet source is (`::/0` is IPv6).
+fn networks_for(rule: &OpenRule, keep: &[String]) -> Vec<String> {
+    let p = &rule.properties;
+    let mut sources: Vec<String> = p
+        .get("sourceAddressPrefix")
+        .and_then(lower)
+        .into_iter()
+        .collect();
+    if let Some(many) = p.get("sourceAddressPrefixes").and_then(Value::as_array) {
+        sources.extend(many.iter().filter_map(lower));
+    }
+    let ipv6_only = sources.iter().all(|s| s == "::/0");
+    keep.iter()
+        .filter(|n| n.contains(':') == ipv6_only)
+        .cloned()
+        .collect()
+}
+
 /// The rule as PUT back with only `keep` as its destination ports (read-only fields out).
 fn narrowed(properties: &Value, keep: &[PortRange]) -> Value {
     let mut p: Map<String, Value> = properties.as_object().cloned().unwrap_or_default();
@@ -329,6 +360,15 @@ impl Remediation for NsgOpenIngressRemediation {
         &self,
         request: &RemediationRequest<'_>,
     ) -> Result<RemediationReport, RemediationError> {
+        let keep_networks = request.conditions.keep_networks().map_err(|why| {
+            RemediationError::of_call(
+                false,
+                "keep_networks",
+                request.event.resource.id.clone(),
+                format!("the approval's {why}; correct the approval"),
+                Vec::new(),
+            )
+        })?;
         let mut log = CallLog::metered(self.meter.as_ref());
         let (nsg, open) = self.open(request, &mut log).await?;
         let name = ids::name(&nsg);
@@ -354,8 +394,32 @@ impl Remediation for NsgOpenIngressRemediation {
             .with_calls(log.into_calls()));
         }
         let mut steps = Vec::new();
+        let mut next_steps = Vec::new();
         for rule in &open {
             let path = format!("{nsg}/securityRules/{}", rule.name);
+            let networks = networks_for(rule, &keep_networks);
+            if rule.keep.is_empty() && !networks.is_empty() {
+                // An admin-only rule: the kept networks keep it, the internet loses it.
+                let body = kept_for(&rule.properties, &networks);
+                log.call(&self.arm, &PUT_RULE, &path, &[], Some(&body))
+                    .await
+                    .map_err(|e| log.fail(e))?;
+                steps.push(format!(
+                    "Narrowed rule {} to {} (it opened {} to the internet)",
+                    rule.name,
+                    networks.join(", "),
+                    join_words(&rule.exposed)
+                ));
+                continue;
+            }
+            if !networks.is_empty() {
+                next_steps.push(format!(
+                    "Rule {} also serves other ports, so its admin ports were closed rather than narrowed; if {} need {}, add a rule for them",
+                    rule.name,
+                    networks.join(", "),
+                    join_words(&rule.exposed)
+                ));
+            }
             if rule.keep.is_empty() {
                 log.call(&self.arm, &DELETE_RULE, &path, &[], None)
                     .await
@@ -409,6 +473,7 @@ impl Remediation for NsgOpenIngressRemediation {
             .with_steps(steps)
             .with_calls(log.into_calls())
             .with_verification(verification)
+            .with_next_steps(next_steps)
             .with_undo(format!("To open them again: {undo}")))
     }
 
@@ -460,6 +525,26 @@ mod tests {
             "admin-only rules are deleted"
         );
         assert_eq!(open_rules(&group, Some("RDP-INTERNET")).len(), 1);
+    }
+
+    #[test]
+    fn a_kept_network_replaces_the_internet_as_the_source() {
+        let group = nsg(json!([rule("ssh", "Internet", json!("22"), "Allow")]));
+        let open = open_rules(&group, None);
+        let keep = vec!["203.0.113.0/24".to_string(), "2001:db8::/48".to_string()];
+        let networks = networks_for(&open[0], &keep);
+        assert_eq!(
+            networks,
+            ["203.0.113.0/24"],
+            "an IPv4 rule keeps the IPv4 network"
+        );
+        let body = kept_for(&open[0].properties, &networks);
+        assert_eq!(
+            body["properties"]["sourceAddressPrefixes"],
+            json!(["203.0.113.0/24"])
+        );
+        assert!(body["properties"].get("sourceAddressPrefix").is_none());
+        assert_eq!(body["properties"]["destinationPortRange"], "22");
     }
 
     #[test]

@@ -263,21 +263,71 @@ async fn a_rule_that_also_serves_the_web_is_narrowed_not_deleted() {
     assert!(double.violations().is_empty(), "{:?}", double.violations());
 }
 
+#[tokio::test]
+async fn an_admin_rule_is_narrowed_to_the_networks_the_approval_keeps() {
+    let (double, arm) = stand_in().await;
+    let nsg = double.nsg(SUBSCRIPTION, GROUP, "office-nsg");
+    double.security_rule(&nsg, "rdp-anywhere", rdp_rule());
+    let event = write_event(&nsg, "Microsoft.Network/networkSecurityGroups/write");
+    let conditions = Conditions {
+        keep_networks: vec!["203.0.113.0/24".into()],
+        ..Conditions::default()
+    };
+    let report = run_with(
+        &arm,
+        &event,
+        Action::RevokeOpenIngress,
+        Mode::Apply,
+        &conditions,
+    )
+    .await;
+    assert_eq!(
+        report.status,
+        RemediationStatus::Remediated,
+        "{}",
+        report.summary
+    );
+    let group = double.resource(&nsg).expect("the group");
+    let rules = group["properties"]["securityRules"]
+        .as_array()
+        .expect("rules");
+    assert_eq!(rules.len(), 1, "the rule is kept, not deleted");
+    assert_eq!(
+        rules[0]["properties"]["sourceAddressPrefixes"],
+        json!(["203.0.113.0/24"])
+    );
+    assert!(rules[0]["properties"].get("sourceAddressPrefix").is_none());
+    assert!(report
+        .steps
+        .iter()
+        .any(|s| s.contains("Narrowed rule rdp-anywhere to 203.0.113.0/24")));
+    assert!(double.violations().is_empty(), "{:?}", double.violations());
+}
+
 async fn run(
     arm: &ArmClient,
     event: &UnifiedEvent,
     action: Action,
     mode: Mode,
 ) -> escher_core::remediate::RemediationReport {
+    run_with(arm, event, action, mode, &Conditions::default()).await
+}
+
+async fn run_with(
+    arm: &ArmClient,
+    event: &UnifiedEvent,
+    action: Action,
+    mode: Mode,
+    conditions: &Conditions,
+) -> escher_core::remediate::RemediationReport {
     let fixes = azure_fixes(arm.clone(), None);
     let fix = fixes
         .lookup(action, &event.resource.kind)
         .unwrap_or_else(|| panic!("{action} on {}", event.resource.kind));
-    let conditions = Conditions::default();
     fix.remediate(&RemediationRequest {
         event,
         action,
-        conditions: &conditions,
+        conditions,
         mode,
     })
     .await

@@ -314,6 +314,7 @@ async fn extend_deploys_twice_publishes_the_package_and_destroy_keeps_the_audit_
     assert!(kept.iter().any(|k| k == "auditaccount"), "{kept:?}");
     assert!(kept.iter().any(|k| k == "stateaccount"), "{kept:?}");
     assert!(!kept.iter().any(|k| k == "functionapp"), "{kept:?}");
+    assert!(kept.iter().any(|k| k == "vault"), "{kept:?}");
     let deleted = account.double.deleted_by_stacks();
     assert!(deleted.iter().any(|id| id.ends_with("/sites/functionapp")));
     assert!(

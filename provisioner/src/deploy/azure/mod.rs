@@ -854,8 +854,8 @@ impl AzureDeployment {
 }
 
 /// What `destroy` deletes and keeps, from the stack's managed resources: the audit account
-/// (locked records) and the network its firewall names are always kept, the state account
-/// unless `delete_data`.
+/// (locked records), the Key Vault (a deleted one's name stays reserved) and the network
+/// their firewalls name are always kept, the state account unless `delete_data`.
 fn destroy_plan(stack: &Value, audit: &str, state: &str, delete_data: bool) -> DestroyPlan {
     let mut plan = DestroyPlan {
         delete: Vec::new(),
@@ -902,6 +902,15 @@ fn destroy_plan(stack: &Value, audit: &str, state: &str, delete_data: bool) -> D
             plan.keep.push(keep(
                 "the kept storage accounts' firewall rules name its subnet",
             ));
+        } else if resource
+            .resource_type
+            .eq_ignore_ascii_case("Microsoft.KeyVault/vaults")
+        {
+            // Purge protection keeps a deleted vault's name for its retention days, and
+            // `extend` again would then fail to create it.
+            plan.keep.push(keep(
+                "a deleted vault keeps its name for 90 days, which would stop `extend` from running again; `credentials remove` deletes its secrets",
+            ));
         } else {
             let note = if under(id, state) {
                 if resource
@@ -911,11 +920,6 @@ fn destroy_plan(stack: &Value, audit: &str, state: &str, delete_data: bool) -> D
                     plan.emptied.push(resource.logical_id.clone());
                 }
                 Some("with every blob in it (--delete-data)".to_string())
-            } else if resource
-                .resource_type
-                .eq_ignore_ascii_case("Microsoft.KeyVault/vaults")
-            {
-                Some("soft-deleted: Azure keeps it recoverable for 90 days".to_string())
             } else {
                 None
             };
@@ -947,13 +951,13 @@ mod tests {
         ]);
         let plan = destroy_plan(&stack, "escau1", "escst1", false);
         let kept: Vec<&str> = plan.keep.iter().map(|k| k.logical_id.as_str()).collect();
-        assert_eq!(kept, ["escau1", "escau1/default", "escst1", "net"]);
+        assert_eq!(kept, ["escau1", "escau1/default", "escst1", "v", "net"]);
         let deleted: Vec<&str> = plan
             .delete
             .iter()
             .map(|d| d.resource.logical_id.as_str())
             .collect();
-        assert_eq!(deleted, ["app", "v"]);
+        assert_eq!(deleted, ["app"]);
         assert!(plan.emptied.is_empty());
 
         let plan = destroy_plan(&stack, "escau1", "escst1", true);

@@ -5,9 +5,6 @@
 
 use std::process::Command;
 
-use chrono::Utc;
-use escher_core::approvals::{Action, Approval, ApprovalStore, Change, Conditions, Scope};
-use escher_core::event::CloudProvider;
 use escher_test_support::azure_arm::{public_storage_policy_event, ArmDouble};
 use serde_json::{json, Value};
 
@@ -20,31 +17,23 @@ async fn an_approved_public_storage_alert_is_fixed_from_the_laptop_and_a_dry_run
     double.blob_container(&account, "invoices", "Container");
     let dir = tempfile::tempdir().expect("temp dir");
     let approvals = format!("fs://{}", dir.path().join("approvals").display());
-    ApprovalStore::open(&approvals)
-        .expect("approvals store")
-        .apply(
-            &Change::Init {
-                approvals: vec![Approval {
-                    id: "apr-laptop-storage".into(),
-                    action: Action::MakeBucketPrivate,
-                    scope: Scope {
-                        clouds: vec![CloudProvider::Azure],
-                        ..Scope::default()
-                    },
-                    conditions: Conditions::default(),
-                    approved_by: "ana".into(),
-                    approved_at: Utc::now() - chrono::Duration::minutes(5),
-                    expires_at: None,
-                    reason: "our storage accounts are never public".into(),
-                    revoked_at: None,
-                    revoked_by: None,
-                    revoke_reason: None,
-                }],
-            },
+    // Approved as an operator does it, from the CLI.
+    let approved = Command::new(env!("CARGO_BIN_EXE_escher-provision"))
+        .args(["approvals", "--store", &approvals, "add"])
+        .args(["--action", "make_bucket_private", "--cloud", "azure"])
+        .args([
+            "--reason",
+            "our storage accounts are never public",
+            "--by",
             "ana",
-        )
-        .await
-        .expect("approved");
+        ])
+        .output()
+        .expect("approvals add");
+    assert!(
+        approved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&approved.stderr)
+    );
 
     let handle = |delivery: &str, extra: &[&str]| {
         let alert = dir.path().join(format!("{delivery}.json"));
@@ -94,20 +83,11 @@ async fn an_approved_public_storage_alert_is_fixed_from_the_laptop_and_a_dry_run
         json!(false)
     );
     // Audited on this machine, as the function audits in the cloud.
-    let audit = walk(&dir.path().join("audit"));
-    assert!(!audit.is_empty(), "an audit record under the Escher folder");
+    let audit = walkdir::WalkDir::new(dir.path().join("audit"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .count();
+    assert!(audit > 0, "an audit record under the Escher folder");
     assert!(double.violations().is_empty(), "{:?}", double.violations());
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }

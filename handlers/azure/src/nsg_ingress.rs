@@ -159,6 +159,22 @@ fn lower(v: &Value) -> Option<String> {
     v.as_str().map(str::to_ascii_lowercase)
 }
 
+/// A rule's sources, lowercase: `sourceAddressPrefix` and `sourceAddressPrefixes`.
+fn sources(properties: &Value) -> Vec<String> {
+    let mut sources: Vec<String> = properties
+        .get("sourceAddressPrefix")
+        .and_then(lower)
+        .into_iter()
+        .collect();
+    if let Some(many) = properties
+        .get("sourceAddressPrefixes")
+        .and_then(Value::as_array)
+    {
+        sources.extend(many.iter().filter_map(lower));
+    }
+    sources
+}
+
 /// A rule that opens admin ports to the internet, with what it opens.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct OpenRule {
@@ -194,15 +210,7 @@ pub(crate) fn open_rules(nsg: &Value, only_rule: Option<&str>) -> Vec<OpenRule> 
             if !PORT_PROTOCOLS.contains(&protocol.as_str()) {
                 return None;
             }
-            let mut sources: Vec<String> = p
-                .get("sourceAddressPrefix")
-                .and_then(lower)
-                .into_iter()
-                .collect();
-            if let Some(many) = p.get("sourceAddressPrefixes").and_then(Value::as_array) {
-                sources.extend(many.iter().filter_map(lower));
-            }
-            if !sources.iter().any(|s| WORLD.contains(&s.as_str())) {
+            if !sources(&p).iter().any(|s| WORLD.contains(&s.as_str())) {
                 return None;
             }
             let ranges = port_ranges(&p)?;
@@ -239,16 +247,7 @@ fn kept_for(properties: &Value, networks: &[String]) -> Value {
 
 /// The approval's networks of the family the rule's internet source is (`::/0` is IPv6).
 fn networks_for(rule: &OpenRule, keep: &[String]) -> Vec<String> {
-    let p = &rule.properties;
-    let mut sources: Vec<String> = p
-        .get("sourceAddressPrefix")
-        .and_then(lower)
-        .into_iter()
-        .collect();
-    if let Some(many) = p.get("sourceAddressPrefixes").and_then(Value::as_array) {
-        sources.extend(many.iter().filter_map(lower));
-    }
-    let ipv6_only = sources.iter().all(|s| s == "::/0");
+    let ipv6_only = sources(&rule.properties).iter().all(|s| s == "::/0");
     keep.iter()
         .filter(|n| n.contains(':') == ipv6_only)
         .cloned()

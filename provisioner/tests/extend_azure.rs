@@ -366,3 +366,35 @@ async fn destroy_with_delete_data_deletes_the_state_account_but_never_the_audit_
         .any(|id| id.contains("/storageaccounts/auditaccount")));
     account.assert_no_violation();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_package_that_failed_to_publish_is_published_again_by_the_next_extend() {
+    let account = Account::new().await;
+    succeeded(&account.extend(&["--yes"]).await);
+    account.package(b"second build");
+    account
+        .double
+        .fail_next_publish("the custom handler did not start");
+    let failed = account.extend(&["--yes"]).await;
+    assert_eq!(failed.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(stderr.contains("did not start"), "{stderr}");
+
+    // The stack still records the package that runs, so the new one is still a change.
+    let dry = account.extend(&["--dry-run"]).await;
+    succeeded(&dry);
+    assert_eq!(
+        json_of(&dry)["changed_parameters"],
+        serde_json::json!(["packageSha256"])
+    );
+    succeeded(&account.extend(&["--yes"]).await);
+    let package = std::fs::read(account.artifacts().join("azure-functions.zip")).expect("zip");
+    assert_eq!(
+        account
+            .double
+            .stack_parameters(&account.stack_id())
+            .expect("stack")["packageSha256"]["value"],
+        escher_core::ids::sha256_hex(&package)
+    );
+    account.assert_no_violation();
+}

@@ -27,10 +27,11 @@ pub(super) struct DeployState {
     deleted: Vec<String>,
     /// The next stack deployment fails on this symbol: (symbol, code, message).
     fail_next: Option<(String, String, String)>,
-    /// The functions of the last package published to the deployment site.
-    published: Vec<String>,
     /// The next publish ends failed with this text.
     fail_publish: Option<String>,
+    /// The deployment site's deployments so far, and the last one's failure text.
+    deployments: u32,
+    last_failure: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -522,8 +523,9 @@ pub(super) fn kudu(
                     )
                 }
             };
-            if inner.deploy.fail_publish.is_none() {
-                inner.deploy.published = functions.clone();
+            inner.deploy.deployments += 1;
+            inner.deploy.last_failure = inner.deploy.fail_publish.take();
+            if inner.deploy.last_failure.is_none() {
                 let sites: Vec<String> = inner
                     .resources
                     .iter()
@@ -548,11 +550,22 @@ pub(super) fn kudu(
             )
         }
         ("GET", "/api/deployments/latest") => {
-            let body = match inner.deploy.fail_publish.take() {
-                Some(text) => {
-                    json!({"id": "latest", "status": 3, "status_text": text, "complete": true, "log_url": "stand-in"})
+            let id = format!("deployment-{}", inner.deploy.deployments);
+            let body = match (&inner.deploy.last_failure, inner.deploy.deployments) {
+                (_, 0) => {
+                    return (
+                        error(
+                            StatusCode::NOT_FOUND,
+                            "NotFound",
+                            "no deployment yet".into(),
+                        ),
+                        Some("Kudu_DeploymentStatus".into()),
+                    )
                 }
-                None => json!({"id": "latest", "status": 4, "status_text": "", "complete": true}),
+                (Some(text), _) => {
+                    json!({"id": id, "status": 3, "status_text": text, "complete": true, "log_url": "stand-in"})
+                }
+                (None, _) => json!({"id": id, "status": 4, "status_text": "", "complete": true}),
             };
             (
                 ok(StatusCode::OK, body),

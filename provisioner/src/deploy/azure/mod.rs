@@ -127,11 +127,13 @@ pub struct AzureDeployment {
 
 struct PendingDeploy {
     template: Value,
-    parameters: Value,
     package: FunctionsPackage,
     group_exists: bool,
-    /// The functions already run (a stack from an earlier `extend`): one pass is enough.
+    /// The functions already run (a stack from an earlier `extend`): no first pass without
+    /// the event subscriptions is needed.
     functions_listed: bool,
+    /// The package hash the stack records: the package the app runs.
+    recorded_sha: Option<String>,
 }
 
 impl AzureDeployment {
@@ -578,11 +580,12 @@ impl Deployment for AzureDeployment {
         } else {
             what_if::all_created(&self.group, &template)
         };
-        let previous_sha = stack
+        let recorded_sha = stack
             .as_ref()
             .and_then(|s| s["properties"]["parameters"]["packageSha256"]["value"].as_str())
+            .filter(|sha| !sha.is_empty())
             .map(str::to_string);
-        let changed_parameters = if previous_sha.as_deref() == Some(package.sha256.as_str()) {
+        let changed_parameters = if recorded_sha.as_deref() == Some(package.sha256.as_str()) {
             Vec::new()
         } else {
             vec!["packageSha256".to_string()]
@@ -590,10 +593,10 @@ impl Deployment for AzureDeployment {
         let up_to_date = changes.is_empty() && changed_parameters.is_empty();
         self.pending = Some(PendingDeploy {
             template,
-            parameters,
             package,
             group_exists,
             functions_listed,
+            recorded_sha,
         });
         Ok(Preview {
             kind: if stack.is_some() {
@@ -628,41 +631,28 @@ impl Deployment for AzureDeployment {
                 .await
                 .with_context(|| format!("cannot create resource group {}", self.group))?;
         }
-        let first_pass = if pending.functions_listed {
-            "deployment"
+        let new_sha = pending.package.sha256.as_str();
+        let publish = !pending.functions_listed || pending.recorded_sha.as_deref() != Some(new_sha);
+        // The stack records a package's hash only once the package runs: after a failed
+        // publish it still names the old one, so the next `extend` publishes again.
+        let first_sha = if publish {
+            pending.recorded_sha.as_deref().unwrap_or_default()
         } else {
-            "first pass (without the event subscriptions)"
+            new_sha
         };
+        let first_pass = match (pending.functions_listed, publish) {
+            (false, _) => "first pass (without the event subscriptions)",
+            (true, true) => "first pass (the new package is recorded once it runs)",
+            (true, false) => "deployment",
+        };
+        let parameters = self.parameters(first_sha, pending.functions_listed, false, true);
         let stack = self
-            .deploy_stack(&pending.template, &pending.parameters, first_pass)
+            .deploy_stack(&pending.template, &parameters, first_pass)
             .await?;
-        let outputs = outputs_of(&stack);
-        let app = outputs.get("functionAppName").cloned().with_context(|| {
-            format!(
-                "{} reports no functionAppName output, so the package cannot be published",
-                self.session.label
-            )
-        })?;
-        let scm = self.scm_endpoint(&app);
-        package_publish::publish(
-            self.arm.http(),
-            self.credential.as_ref(),
-            &scm,
-            &app,
-            &pending.package,
-        )
-        .await?;
-        self.await_functions(&app).await?;
-        let stack = if pending.functions_listed {
-            stack
+        let stack = if publish {
+            self.publish_and_record(&pending, stack).await?
         } else {
-            let parameters = self.parameters(&pending.package.sha256, true, false, true);
-            self.deploy_stack(
-                &pending.template,
-                &parameters,
-                "second pass (event subscriptions, alert webhook, audit retention lock)",
-            )
-            .await?
+            stack
         };
         Ok(Deployed {
             status: state_of(&stack),
@@ -786,6 +776,41 @@ impl Deployment for AzureDeployment {
 }
 
 impl AzureDeployment {
+    /// Publishes the package to the app the first pass deployed, waits until its functions
+    /// are listed, then deploys the stack again recording the package (and, on a first
+    /// deployment, with the event subscriptions, the webhook and the retention lock).
+    async fn publish_and_record(
+        &self,
+        pending: &PendingDeploy,
+        stack: Value,
+    ) -> anyhow::Result<Value> {
+        let app = outputs_of(&stack)
+            .remove("functionAppName")
+            .with_context(|| {
+                format!(
+                    "{} reports no functionAppName output, so the package cannot be published",
+                    self.session.label
+                )
+            })?;
+        package_publish::publish(
+            self.arm.http(),
+            self.credential.as_ref(),
+            &self.scm_endpoint(&app),
+            &app,
+            &pending.package,
+        )
+        .await?;
+        self.await_functions(&app).await?;
+        let second_pass = if pending.functions_listed {
+            "second pass (recording the new package)"
+        } else {
+            "second pass (event subscriptions, alert webhook, audit retention lock)"
+        };
+        let parameters = self.parameters(&pending.package.sha256, true, false, true);
+        self.deploy_stack(&pending.template, &parameters, second_pass)
+            .await
+    }
+
     /// The ARM template rendered from escher.toml (`timezone`: `--timezone`).
     fn template(&self, timezone: Option<crate::config::TimeZoneName>) -> anyhow::Result<Value> {
         let (timezone, _) = crate::config::resolve_timezone(timezone, &self.config.schedule);

@@ -30,6 +30,24 @@ async fn bearer(credential: &dyn TokenCredential) -> anyhow::Result<String> {
     Ok(format!("Bearer {}", token.token.secret()))
 }
 
+/// The deployment site's latest deployment; `None` before the first.
+async fn latest(
+    http: &reqwest::Client,
+    credential: &dyn TokenCredential,
+    url: &str,
+) -> anyhow::Result<Option<Value>> {
+    let response = http
+        .get(url)
+        .header("Authorization", bearer(credential).await?)
+        .send()
+        .await
+        .with_context(|| format!("cannot read the deployment status at {url}"))?;
+    if !response.status().is_success() {
+        return Ok(None);
+    }
+    Ok(response.json().await.ok())
+}
+
 pub async fn publish(
     http: &reqwest::Client,
     credential: &dyn TokenCredential,
@@ -43,6 +61,12 @@ pub async fn publish(
         package.bytes.len() / 1024,
         &package.sha256[..12.min(package.sha256.len())]
     );
+    let status_url = format!("{scm}/api/deployments/latest");
+    // `latest` names the previous deployment until this one is received: it is told apart
+    // by its id.
+    let previous = latest(http, credential, &status_url)
+        .await?
+        .and_then(|d| d["id"].as_str().map(str::to_string));
     let url = format!("{scm}/api/publish?type=zip&RemoteBuild=false");
     let started = Instant::now();
     loop {
@@ -71,15 +95,15 @@ pub async fn publish(
         break;
     }
     let started = Instant::now();
-    let status_url = format!("{scm}/api/deployments/latest");
     loop {
-        let response = http
-            .get(&status_url)
-            .header("Authorization", bearer(credential).await?)
-            .send()
-            .await
-            .with_context(|| format!("cannot read the deployment status of {app}"))?;
-        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let body = latest(http, credential, &status_url)
+            .await?
+            .filter(|d| {
+                d["id"]
+                    .as_str()
+                    .is_some_and(|id| Some(id) != previous.as_deref())
+            })
+            .unwrap_or(Value::Null);
         let complete = body["complete"].as_bool().unwrap_or(false);
         match body["status"].as_i64() {
             Some(STATUS_SUCCESS) if complete => {

@@ -189,7 +189,7 @@ fn parse_action(text: &str) -> Result<Action, String> {
     text.parse()
 }
 
-fn parse_duration(text: &str) -> Result<chrono::Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<chrono::Duration, String> {
     let text = text.trim();
     let (number, unit) = text.split_at(text.len().saturating_sub(1));
     let n: i64 = number

@@ -14,6 +14,7 @@ mod deploy;
 mod events;
 mod handle;
 mod inbox;
+mod incidents_command;
 mod output;
 mod render;
 mod render_command;
@@ -118,6 +119,10 @@ enum Command {
     ///
     /// Exit status: 0 shown (also when there is nothing new), 2 the store is unreadable.
     Inbox(inbox::InboxArgs),
+    /// What happened before: search the events the functions handled (by resource,
+    /// principal, event type, outcome) or rebuild that memory from the audit trail.
+    #[command(subcommand)]
+    Incidents(incidents_command::IncidentsCommand),
 }
 
 fn main() -> ExitCode {
@@ -161,6 +166,7 @@ fn main() -> ExitCode {
         Command::Scan(cmd) => scan_command::run_scan(cmd),
         Command::Report(cmd) => scan_command::run_report(cmd),
         Command::Inbox(args) => inbox::run(args),
+        Command::Incidents(cmd) => incidents_command::run(cmd),
     }
 }
 

@@ -13,6 +13,7 @@ pub mod event;
 pub mod fixes;
 pub mod idleness;
 pub mod ids;
+pub mod incidents;
 pub mod normalize;
 pub mod pipeline;
 pub mod remediate;
@@ -20,6 +21,7 @@ pub mod resource_types;
 pub mod scan;
 pub mod severity;
 pub mod store;
+pub mod tantivy_pack;
 pub(crate) mod time;
 pub mod words;
 

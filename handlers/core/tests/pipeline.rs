@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use escher_core::approvals::{
     Action, Approval, ApprovalStore, ApprovalsReader, Change, Conditions, RemediationPolicy, Scope,
 };
+use escher_core::incidents::IncidentMemory;
 use escher_core::pipeline::audit::{AuditLog, Outcome};
 use escher_core::pipeline::notify::{Notifier, NotifyConfig};
 use escher_core::pipeline::{CloudOperations, Pipeline, PipelineError};
@@ -162,6 +163,7 @@ fn setup_with_store(store: ApprovalStore, mode: Mode, tags: &[(&str, &str)]) -> 
         severity: SeverityPolicy::built_in(),
         remediations: RemediationPolicy::built_in(),
         approvals: Arc::new(ApprovalsReader::new(store, Duration::from_secs(60))),
+        memory: Arc::new(IncidentMemory::new(state.clone())),
         state: state.clone(),
         audit: AuditLog::new(audit.clone(), "memory://audit".into()),
         cloud: Arc::new(cloud),
@@ -233,6 +235,7 @@ async fn an_approved_action_without_a_fix_is_not_supported_and_audited() {
         severity: SeverityPolicy::built_in(),
         remediations: RemediationPolicy::built_in(),
         approvals: s.pipeline.approvals.clone(),
+        memory: s.pipeline.memory.clone(),
         state: s.state.clone(),
         audit: AuditLog::new(s.audit.clone(), "memory://audit".into()),
         cloud: Arc::new(TestCloud {
@@ -374,6 +377,7 @@ async fn a_fix_whose_audit_write_failed_is_audited_by_the_redelivery() {
         severity: SeverityPolicy::built_in(),
         remediations: RemediationPolicy::built_in(),
         approvals: s.pipeline.approvals.clone(),
+        memory: s.pipeline.memory.clone(),
         state: s.state.clone(),
         audit: AuditLog::new(unreachable, "s3://escher/audit (unreachable)".into()),
         cloud: s.pipeline.cloud.clone(),
@@ -523,4 +527,109 @@ async fn an_unrecognised_payload_is_audited_and_acknowledged() {
         .expect("acknowledged");
     assert!(handled.unrecognized());
     assert_eq!(audit_outcomes(&s.audit).await, [Outcome::Unrecognized]);
+}
+
+/// The public-bucket alert as another event on the same bucket (its own ids).
+fn public_bucket_again(n: u8) -> String {
+    PUBLIC_BUCKET
+        .replace("e0c1b2a3-", &format!("e0c1b2{n:02x}-"))
+        .replace("5d4c3b2a-1f0e", &format!("5d4c3b{n:02x}-1f0e"))
+}
+
+#[tokio::test]
+async fn the_third_time_a_bucket_is_made_public_the_notice_and_record_say_so() {
+    let s = setup(vec![approval("apr-1", None)], Mode::Apply, &[]).await;
+    let mut results = Vec::new();
+    for n in 0..3 {
+        let handled = s
+            .pipeline
+            .handle(public_bucket_again(n).as_bytes())
+            .await
+            .expect("handled");
+        results.push(handled.results[0].clone());
+    }
+    assert!(
+        results[0].record.history.is_none(),
+        "nothing happened before the first"
+    );
+    let third = &results[2];
+    assert_eq!(third.outcome, Outcome::Remediated);
+    let history = third
+        .record
+        .history
+        .as_ref()
+        .expect("history in the audit record");
+    assert_eq!(history.occurrences, 3);
+    assert_eq!(
+        history.previous.as_ref().map(|p| p.event_id.as_str()),
+        results[1].event_id.as_deref()
+    );
+    let said = "the 3rd time this bucket was made public in 30 days; last time by the same principal; fixed automatically in ";
+    assert!(history.summary.starts_with(said), "{}", history.summary);
+    assert!(
+        third
+            .steps
+            .iter()
+            .any(|step| step.starts_with(&format!("history: {said}"))),
+        "{:#?}",
+        third.steps
+    );
+}
+
+#[tokio::test]
+async fn a_dry_run_and_a_duplicate_are_not_incidents() {
+    let dry = setup(vec![approval("apr-1", None)], Mode::DryRun, &[]).await;
+    dry.pipeline
+        .handle(PUBLIC_BUCKET.as_bytes())
+        .await
+        .expect("handled");
+    assert!(dry.pipeline.memory.view().await.expect("view").is_empty());
+
+    let s = setup(vec![approval("apr-1", None)], Mode::Apply, &[]).await;
+    for _ in 0..2 {
+        s.pipeline
+            .handle(PUBLIC_BUCKET.as_bytes())
+            .await
+            .expect("handled");
+    }
+    assert_eq!(s.pipeline.memory.view().await.expect("view").len(), 1);
+}
+
+#[tokio::test]
+async fn the_memory_rebuilt_from_the_audit_trail_matches_the_live_one() {
+    let s = setup(vec![approval("apr-1", None)], Mode::Apply, &[]).await;
+    for n in 0..4 {
+        s.pipeline
+            .handle(public_bucket_again(n).as_bytes())
+            .await
+            .expect("handled");
+    }
+    // A redelivery is audited as a duplicate and is not a second incident.
+    s.pipeline
+        .handle(public_bucket_again(0).as_bytes())
+        .await
+        .expect("handled");
+    let live = s
+        .pipeline
+        .memory
+        .view()
+        .await
+        .expect("view")
+        .all()
+        .expect("all");
+    assert_eq!(live.len(), 4);
+
+    let log = AuditLog::new(s.audit.clone(), "memory://audit".into());
+    let elsewhere = IncidentMemory::new(escher_core::store::open("memory://").expect("memory"));
+    let rebuilt = elsewhere.rebuild(&log).await.expect("rebuild");
+    assert_eq!(rebuilt.incidents, 4);
+    let view = elsewhere.view().await.expect("view");
+    assert_eq!(view.all().expect("all"), live);
+
+    // In place, the rebuild becomes the snapshot and takes the pending incidents' place.
+    let in_place = s.pipeline.memory.rebuild(&log).await.expect("rebuild");
+    assert_eq!(in_place.folded, 4);
+    let view = s.pipeline.memory.view().await.expect("view");
+    assert_eq!(view.pending(), 0);
+    assert_eq!(view.all().expect("all"), live);
 }

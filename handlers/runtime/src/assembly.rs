@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use escher_core::approvals::{ApprovalStore, ApprovalsReader, RemediationPolicy};
+use escher_core::incidents::IncidentMemory;
 use escher_core::pipeline::audit::AuditLog;
 use escher_core::pipeline::notify::{Notifier, NotifyConfig, SecretSource, TopicPublisher};
 use escher_core::pipeline::{CloudOperations, Pipeline};
@@ -75,6 +76,7 @@ pub fn build_pipeline(
         severity: SeverityPolicy::built_in(),
         remediations: RemediationPolicy::built_in(),
         approvals: Arc::new(ApprovalsReader::new(approvals, config.approvals_refresh)),
+        memory: Arc::new(IncidentMemory::new(state.clone())),
         state,
         audit: AuditLog::new(audit, config.audit_uri.clone()),
         cloud: bindings.cloud,

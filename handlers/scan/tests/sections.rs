@@ -79,6 +79,7 @@ fn record(event: UnifiedEvent, outcome: Outcome, handled_at: DateTime<Utc>) -> A
         notifications: vec![],
         timings_ms: BTreeMap::new(),
         notes: vec![],
+        history: None,
         error: None,
         sha256: String::new(),
     }

@@ -15,16 +15,11 @@
 //! newest approvals first; that is how the explanation lists a few near misses cheaply.
 
 use std::collections::HashMap;
-use std::io::Read;
-use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use tantivy::columnar::Column;
 use tantivy::directory::RamDirectory;
-use tantivy::directory::TerminatingWrite;
-use tantivy::index::SegmentComponent;
 use tantivy::schema::{Field, IndexRecordOption, Schema, Value, FAST, STORED, STRING};
-use tantivy::Directory;
 use tantivy::{DocSet, Index, IndexSettings, Searcher, TantivyDocument, Term, TERMINATED};
 
 use super::decide::{decide_among, BlastRadiusUsage, Decision};
@@ -391,104 +386,18 @@ impl ApprovalIndex {
 
     /// The index files in one tar archive: what a generation object holds.
     pub fn pack(&self) -> Result<Vec<u8>, IndexError> {
-        let directory = &self.directory;
-        let mut files: Vec<PathBuf> = vec![PathBuf::from("meta.json")];
-        let metas = self
-            .index
-            .searchable_segment_metas()
-            .map_err(IndexError::Query)?;
-        for meta in &metas {
-            for component in [
-                SegmentComponent::Postings,
-                SegmentComponent::Positions,
-                SegmentComponent::FastFields,
-                SegmentComponent::FieldNorms,
-                SegmentComponent::Terms,
-                SegmentComponent::Store,
-                SegmentComponent::Delete,
-            ] {
-                let path = meta.relative_path(component);
-                if directory.exists(&path).unwrap_or(false) {
-                    files.push(path);
-                }
-            }
-        }
-        let mut archive = tar::Builder::new(Vec::new());
-        for path in files {
-            // Raw bytes, footers included, so that unpacking restores the files exactly.
-            let bytes = if path == Path::new("meta.json") {
-                directory.atomic_read(&path).map_err(|e| e.to_string())
-            } else {
-                directory
-                    .open_read(&path)
-                    .map_err(|e| e.to_string())
-                    .and_then(|slice| slice.read_bytes().map_err(|e| e.to_string()))
-                    .map(|bytes| bytes.as_slice().to_vec())
-            }
-            .map_err(|e| damaged(format!("{}: {e}", path.display())))?;
-            append(&mut archive, &path, &bytes)?;
-        }
-        archive
-            .into_inner()
-            .map_err(|e| damaged(format!("cannot finish the archive: {e}")))
+        crate::tantivy_pack::pack(&self.index, &self.directory).map_err(damaged)
     }
 
     /// Opens a packed index (see [`ApprovalIndex::pack`]).
     pub fn unpack(pack: &[u8]) -> Result<Self, IndexError> {
-        let directory = RamDirectory::create();
-        let mut archive = tar::Archive::new(pack);
-        let entries = archive
-            .entries()
-            .map_err(|e| damaged(format!("not a tar archive: {e}")))?;
-        for entry in entries {
-            let mut entry = entry.map_err(|e| damaged(format!("archive entry: {e}")))?;
-            let path = entry
-                .path()
-                .map_err(|e| damaged(format!("archive entry name: {e}")))?
-                .into_owned();
-            let mut bytes = Vec::with_capacity(entry.size() as usize);
-            entry
-                .read_to_end(&mut bytes)
-                .map_err(|e| damaged(format!("{}: {e}", path.display())))?;
-            write_file(&directory, &path, &bytes)?;
-        }
-        let index =
-            Index::open(directory.clone()).map_err(|e| damaged(format!("cannot open: {e}")))?;
+        let (directory, index) = crate::tantivy_pack::unpack(pack).map_err(damaged)?;
         let (expected, fields) = schema();
         if index.schema() != expected {
             return Err(damaged("its schema is not the one this version writes"));
         }
         Self::open(directory, index, fields, None)
     }
-}
-
-fn append(
-    archive: &mut tar::Builder<Vec<u8>>,
-    path: &Path,
-    bytes: &[u8],
-) -> Result<(), IndexError> {
-    let mut header = tar::Header::new_gnu();
-    header.set_size(bytes.len() as u64);
-    header.set_mode(0o644);
-    header.set_cksum();
-    archive
-        .append_data(&mut header, path, bytes)
-        .map_err(|e| damaged(format!("cannot archive {}: {e}", path.display())))
-}
-
-fn write_file(directory: &RamDirectory, path: &Path, bytes: &[u8]) -> Result<(), IndexError> {
-    use std::io::Write;
-    let fail = |e: String| damaged(format!("{}: {e}", path.display()));
-    if path == Path::new("meta.json") {
-        return directory
-            .atomic_write(path, bytes)
-            .map_err(|e| fail(e.to_string()));
-    }
-    let mut writer = directory
-        .open_write(path)
-        .map_err(|e| fail(e.to_string()))?;
-    writer.write_all(bytes).map_err(|e| fail(e.to_string()))?;
-    writer.terminate().map_err(|e| fail(e.to_string()))
 }
 
 fn read_stored(

@@ -104,6 +104,9 @@ pub struct AuditRecord {
     /// Notes on the way (enrichment skipped, a channel not configured, …).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// What the incident memory knew of this resource and principal when it was handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<crate::incidents::IncidentHistory>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     #[serde(default)]
@@ -457,6 +460,7 @@ mod tests {
             notifications: vec![],
             timings_ms: BTreeMap::from([("total".into(), 12)]),
             notes: vec![],
+            history: None,
             error: None,
             sha256: String::new(),
         }

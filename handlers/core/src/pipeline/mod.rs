@@ -28,6 +28,7 @@ use crate::approvals::{
 };
 use crate::fixes::{not_supported, FixRegistry};
 use crate::ids::{sha256_hex, unique_token};
+use crate::incidents::{Incident, IncidentHistory, IncidentMemory, MemoryView, COMPACT_AT};
 use crate::remediate::{
     Mode, RemediationError, RemediationReport, RemediationRequest, RemediationStatus,
 };
@@ -120,6 +121,8 @@ pub struct Pipeline {
     pub cloud: Arc<dyn CloudOperations>,
     pub notifier: Notifier,
     pub mode: Mode,
+    /// What happened before: read for every event's notice, written after its audit.
+    pub memory: Arc<IncidentMemory>,
 }
 
 /// What reading a resource's tags gave.
@@ -131,6 +134,8 @@ struct Run {
     timings: BTreeMap<String, u64>,
     steps: Vec<String>,
     notes: Vec<String>,
+    /// Pending incidents the memory held when the event came in (compaction's trigger).
+    pending_incidents: usize,
 }
 
 impl Run {
@@ -140,6 +145,7 @@ impl Run {
             timings: BTreeMap::new(),
             steps: Vec::new(),
             notes: Vec::new(),
+            pending_incidents: 0,
         }
     }
 
@@ -189,6 +195,7 @@ impl Pipeline {
                         started.elapsed().as_millis() as u64,
                     )]),
                     notes: Vec::new(),
+                    history: None,
                     error: Some(e.to_string()),
                     sha256: String::new(),
                 };
@@ -423,7 +430,7 @@ impl Pipeline {
         // loading the approvals do not depend on each other: one round trip, not several.
         // A load that fails here is retried, and reported, by the decide step.
         let has_fix = !self.remediations.actions_for(event.event_type).is_empty();
-        let (claimed, (tags, tags_ms), _) = tokio::join!(
+        let (claimed, (tags, tags_ms), _, memory) = tokio::join!(
             async {
                 if apply {
                     self.claim(&event).await
@@ -437,13 +444,28 @@ impl Pipeline {
                     let _ = self.approvals.index().await;
                 }
             },
+            self.memory.view(),
         );
         if let Some(marker) = claimed? {
             return self.duplicate(event, marker, payload_sha256, run).await;
         }
         run.timings.insert("enrich".into(), tags_ms);
+        let memory = match memory {
+            Ok(view) => {
+                run.pending_incidents = view.pending();
+                Some(view)
+            }
+            Err(e) => {
+                // The memory only adds context: the fix goes on without it.
+                run.notes.push(format!("incident history not read: {e}"));
+                None
+            }
+        };
         match self.act(&mut event, &mut run, tags).await {
             Ok((outcome, action, decision, report, summary)) => {
+                let history = memory
+                    .as_ref()
+                    .and_then(|m| self.history(m, &event, &mut run));
                 self.conclude(
                     event,
                     payload_sha256,
@@ -453,6 +475,7 @@ impl Pipeline {
                     decision,
                     report,
                     summary,
+                    history,
                 )
                 .await
             }
@@ -610,10 +633,17 @@ impl Pipeline {
         decision: Option<Decision>,
         report: Option<RemediationReport>,
         summary: String,
+        history: Option<IncidentHistory>,
     ) -> Result<EventResult, PipelineError> {
         let t = Instant::now();
-        let notification =
+        let mut notification =
             Notification::compose(&event, outcome, action, decision.as_ref(), report.as_ref());
+        if let Some(history) = &history {
+            notification
+                .happened
+                .push_str(&format!(" Before: {}.", history.summary));
+            run.steps.push(format!("history: {}", history.summary));
+        }
         let notifications = self.notifier.send(&notification, self.mode).await;
         run.time("notify", t);
         run.steps
@@ -640,6 +670,7 @@ impl Pipeline {
             notifications,
             timings_ms: std::mem::take(&mut run.timings),
             notes: std::mem::take(&mut run.notes),
+            history,
             error: None,
             sha256: String::new(),
         };
@@ -661,6 +692,10 @@ impl Pipeline {
         match written {
             Ok(path) => {
                 run.steps.push(format!("audited: {path}"));
+                if self.mode == Mode::Apply {
+                    self.remember(&record, &path, run.pending_incidents + 1)
+                        .await;
+                }
                 Ok(EventResult {
                     event_id: Some(marker_event),
                     outcome,
@@ -686,6 +721,42 @@ impl Pipeline {
                 }
                 Err(retry(&marker_event, e))
             }
+        }
+    }
+
+    /// What the memory says about this event; a memory that cannot answer is noted and the
+    /// event goes on without history.
+    fn history(
+        &self,
+        memory: &MemoryView,
+        event: &UnifiedEvent,
+        run: &mut Run,
+    ) -> Option<IncidentHistory> {
+        let t = Instant::now();
+        let history = memory.history(event, Utc::now());
+        run.time("history", t);
+        history.unwrap_or_else(|e| {
+            run.notes.push(format!("incident history not read: {e}"));
+            None
+        })
+    }
+
+    /// Adds the handled event to the incident memory, and folds the pending incidents into
+    /// a new snapshot once there are enough. The audit record is written already, and the
+    /// memory can be rebuilt from it: a failure here is logged, not retried.
+    async fn remember(&self, record: &AuditRecord, path: &str, pending: usize) {
+        let Some(incident) = Incident::from_record(record, path) else {
+            return;
+        };
+        if let Err(e) = self.memory.record(&incident).await {
+            tracing::warn!(event_id = %incident.event_id, error = %e, "incident not added to the memory; `incidents rebuild` restores it from the audit trail");
+            return;
+        }
+        if pending < COMPACT_AT {
+            return;
+        }
+        if let Err(e) = self.memory.compact(COMPACT_AT).await {
+            tracing::warn!(error = %e, "incident memory not compacted; the next event tries again");
         }
     }
 
@@ -744,6 +815,7 @@ impl Pipeline {
             notifications: Vec::new(),
             timings_ms: run.timings.clone(),
             notes,
+            history: None,
             error: None,
             sha256: String::new(),
         };

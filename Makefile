@@ -10,6 +10,7 @@ help:
 	@echo "make demo-normalize  normalize the bundled sample alerts and print the table"
 	@echo "make test    format check, clippy (warnings are errors), all tests"
 	@echo "make bench   normalizer throughput vs. a plain JSON parse; approvals decide and cold load;"
+	@echo "             the incident memory's look-up, load and fold at 100 000 incidents;"
 	@echo "             the alert handler's cold start and CPU per event (release build, against moto)"
 	@echo "             the nightly scan of a 304-resource estate: our CPU vs waiting on the API, wall time"
 	@echo "             the Azure handler's start and CPU per event (against the Resource Manager stand-in)"
@@ -63,6 +64,7 @@ emulators-stop:
 # their duration. The handler bench spawns the release-built escher-alert (the bench profile).
 bench:
 	$(CARGO) bench -p escher-core --bench normalize
+	$(CARGO) bench -p escher-core --bench incidents
 	bash tests/emulators.sh start
 	set -a && . ./.emulators/env && set +a && $(CARGO) bench -p escher-core --bench approvals \
 	  && $(CARGO) bench -p escher-aws --bench handler \

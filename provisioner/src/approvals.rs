@@ -264,6 +264,9 @@ fn wizard_choices(init: &InitArgs, by: &str) -> anyhow::Result<Vec<Approval>> {
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
     for choice in &defaults.choices {
+        if ask {
+            eprintln!("  today: {}", on_each_cloud(choice.action).join("; "));
+        }
         let enabled = if init.enable.contains(&choice.action) {
             true
         } else if init.disable.contains(&choice.action) {
@@ -290,7 +293,38 @@ fn wizard_choices(init: &InitArgs, by: &str) -> anyhow::Result<Vec<Approval>> {
             chosen.push(choice.to_approval(by, now));
         }
     }
+    if !ask {
+        for approval in &chosen {
+            eprintln!(
+                "{}: {}",
+                approval.action,
+                on_each_cloud(approval.action).join("; ")
+            );
+        }
+    }
     Ok(chosen)
+}
+
+/// What an approval of `action` does on each cloud today, from the clouds' own fix
+/// registries (so it cannot promise a fix that is not there).
+fn on_each_cloud(action: Action) -> Vec<String> {
+    let said = |cloud: &str, pairs: &[(Action, &'static str)]| {
+        let types: Vec<&str> = pairs
+            .iter()
+            .filter(|(a, _)| *a == action)
+            .map(|(_, t)| *t)
+            .collect();
+        if types.is_empty() {
+            format!("{cloud} notifies only (no automatic fix there yet)")
+        } else {
+            format!("{cloud} fixes {}", types.join(", "))
+        }
+    };
+    vec![
+        said("AWS", &escher_aws::fix_pairs()),
+        said("Azure", &escher_azure::fix_pairs()),
+        said("GCP", &[]),
+    ]
 }
 
 fn approval_from(add: &AddArgs, by: &str) -> anyhow::Result<Approval> {

@@ -21,7 +21,8 @@ pub enum IncidentsCommand {
     /// QUERY is words matched against resource names and ids, principals, event types,
     /// outcomes and summaries (all words must match), or `field:value` for event_type,
     /// outcome and principal; e.g. `incidents search marketing-assets`,
-    /// `incidents search 'event_type:bucket_public' --since 7d`. No QUERY lists everything.
+    /// `incidents search 'event_type:bucket_public' --since 7d`; put a value with colons (an
+    /// ARN) in double quotes. No QUERY lists everything.
     ///
     /// Exit status: 0 searched (also when nothing matched), 2 the store is unreadable or
     /// the query is not understood.

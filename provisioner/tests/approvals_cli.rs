@@ -190,7 +190,18 @@ fn mistakes_are_refused_with_a_reason_and_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--yes"));
 
-    ok(&store, &["init", "--yes"]);
+    // Each ticked choice says what it does on each cloud today, from the fix registries.
+    let init = approvals(&store, &["init", "--yes"]);
+    assert!(init.status.success());
+    let said = String::from_utf8_lossy(&init.stderr);
+    assert!(
+        said.contains("make_bucket_private: AWS fixes s3_bucket; Azure fixes azure_blob_container"),
+        "{said}"
+    );
+    assert!(
+        said.contains("scale_up_capacity: AWS notifies only (no automatic fix there yet); Azure notifies only (no automatic fix there yet); GCP notifies only"),
+        "{said}"
+    );
     for (args, expected) in [
         (vec!["init", "--yes"], "already initialised"),
         (

@@ -34,6 +34,7 @@ mod volume_encryption;
 use std::sync::Arc;
 
 use aws_config::SdkConfig;
+use escher_core::approvals::Action;
 use escher_core::fixes::{merge_permissions, FixRegistry};
 use escher_core::remediate::{Remediation, RequiredPermission};
 
@@ -71,16 +72,27 @@ pub fn aws_fixes(clients: AwsClients) -> FixRegistry {
     registry
 }
 
-/// The IAM permissions the functions' role needs, deduplicated and sorted by action then
-/// resource: every registered fix's (derived from [`aws_fixes`]), the tag reads of the
-/// enrich step, and the scan's reads; nothing more.
-pub fn all_required_permissions() -> Vec<RequiredPermission> {
-    // Building clients makes no request, so the registry can be asked without an account.
+/// The registry as the CLI asks it (what each fix needs, what it covers): building clients
+/// makes no request, so it needs no account.
+fn offline_fixes() -> FixRegistry {
     let offline = SdkConfig::builder()
         .behavior_version(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .build();
-    let fixes = aws_fixes(AwsClients::new(&offline)).required_permissions();
+    aws_fixes(AwsClients::new(&offline))
+}
+
+/// Every (action, resource type) pair an AWS fix covers: what `approvals init` says an
+/// approval does on AWS today.
+pub fn fix_pairs() -> Vec<(Action, &'static str)> {
+    offline_fixes().pairs()
+}
+
+/// The IAM permissions the functions' role needs, deduplicated and sorted by action then
+/// resource: every registered fix's (derived from [`aws_fixes`]), the tag reads of the
+/// enrich step, and the scan's reads; nothing more.
+pub fn all_required_permissions() -> Vec<RequiredPermission> {
+    let fixes = offline_fixes().required_permissions();
     // Last: where a fix already needs a permission, its reason is the one kept.
     merge_permissions([fixes.as_slice(), tags::PERMISSIONS, scan::PERMISSIONS])
 }

@@ -25,6 +25,7 @@ mod target;
 
 use std::sync::Arc;
 
+use escher_core::approvals::Action;
 use escher_core::fixes::{merge_permissions, FixRegistry};
 use escher_core::remediate::{ApiCall, Remediation, RequiredPermission};
 use escher_runtime::RemoteCallMeter;
@@ -83,11 +84,24 @@ pub fn azure_fixes(arm: ArmClient, meter: Option<RemoteCallMeter>) -> FixRegistr
     registry
 }
 
+/// The registry as the CLI asks it; a client that is never called needs no credential.
+fn offline_fixes() -> FixRegistry {
+    azure_fixes(
+        ArmClient::new(arm::PUBLIC_ENDPOINT, Arc::new(NoCredential)),
+        None,
+    )
+}
+
+/// Every (action, resource type) pair an Azure fix covers: what `approvals init` says an
+/// approval does on Azure today.
+pub fn fix_pairs() -> Vec<(Action, &'static str)> {
+    offline_fixes().pairs()
+}
+
 /// The role actions of the function's custom role: every registered fix's, the tag reads of
 /// the enrich step and the scan's reads, deduplicated and sorted; never a wildcard.
 pub fn all_required_permissions() -> Vec<RequiredPermission> {
-    let offline = ArmClient::new(arm::PUBLIC_ENDPOINT, Arc::new(NoCredential));
-    let fixes = azure_fixes(offline, None).required_permissions();
+    let fixes = offline_fixes().required_permissions();
     // Last: where a fix already needs a permission, its reason is the one kept.
     merge_permissions([
         fixes.as_slice(),

@@ -22,7 +22,7 @@ use escher_core::approvals::{
     NothingUsedYet, Scope, TagSelector, WizardDefaults,
 };
 use escher_core::{CloudProvider, UnifiedEvent};
-use escher_test_support::figures::percentile;
+use escher_test_support::figures::{percentile, Rng};
 
 // Same allocator as every Escher binary (see the workspace Cargo.toml).
 #[global_allocator]
@@ -44,24 +44,6 @@ const KINDS: [(&str, Action); 4] = [
     ("ec2_instance", Action::StopIdleInstance),
     ("ebs_volume", Action::EncryptVolume),
 ];
-
-/// xorshift: deterministic data without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-}
 
 fn at(day: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0)

@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use chrono::{Duration, Utc};
 use escher_core::approvals::{Action, Approval, ApprovalStore, Change, Conditions, Scope};
 use escher_core::fixes::FixRegistry;
+use escher_core::incidents::Incident;
 use escher_core::pipeline::audit::{AuditLog, Outcome};
 use escher_core::pipeline::CloudOperations;
 use escher_core::remediate::{
@@ -19,7 +20,7 @@ use escher_core::remediate::{
     RemediationStatus, RequiredPermission, Verification, VerificationCheck,
 };
 use escher_core::scan::{Finding, FindingDraft, ReportSettings, ScanCheck, ScanContext, ScanError};
-use escher_core::{CloudProvider, EventType, Resource, UnifiedEvent};
+use escher_core::{CloudProvider, EventType, Resource, Severity, UnifiedEvent};
 use escher_runtime::{build_pipeline, CloudBindings, HandlerConfig, RemoteCallMeter};
 use escher_scan::{ReportStore, ScanRun};
 
@@ -241,7 +242,53 @@ async fn a_new_clouds_fix_and_check_run_through_the_scan_and_the_pipeline() {
         }
         .run()
     };
+    // The memory already holds two alerts on one bucket this week: a repeat offender.
+    for (n, hours_ago) in [(1, 30), (2, 5)] {
+        pipeline
+            .memory
+            .record(&Incident {
+                event_id: format!("azure-earlier-{n}"),
+                handled_at: Utc::now() - chrono::Duration::hours(hours_ago),
+                cloud: CloudProvider::Azure,
+                account_id: "dummy".into(),
+                region: "dummy-region".into(),
+                resource_type: BUCKET.into(),
+                resource_id: "bucket/leaky".into(),
+                resource_name: "leaky".into(),
+                event_type: EventType::BucketPublic,
+                severity: Severity::High,
+                principal: Some("dev@example.com".into()),
+                action: None,
+                outcome: Outcome::ApprovalRequired,
+                summary: "make_bucket_private on leaky needs an approval".into(),
+                handled_in_ms: Some(12),
+                audit_path: format!("audit/earlier/{n}.json"),
+            })
+            .await
+            .expect("record");
+    }
     let result = night().await.expect("scan");
+    let repeats = result
+        .report
+        .repeat_offenders
+        .as_ref()
+        .expect("the night asks the memory");
+    let said: Vec<String> = repeats.offenders.iter().map(ToString::to_string).collect();
+    assert_eq!(said, [format!("{BUCKET} leaky: 2 incidents (1 principal)")]);
+    let markdown = escher_scan::render_markdown(&result.report).expect("markdown");
+    assert!(
+        markdown.contains(&format!(
+            "**Repeat offenders** (last 7 days): {BUCKET} leaky: 2 incidents (1 principal)."
+        )),
+        "{markdown}"
+    );
+    let html = escher_scan::render_html(&result.report).expect("html");
+    assert!(html.contains("<strong>Repeat offenders</strong>"), "{html}");
+    assert_eq!(
+        pipeline.memory.view().await.expect("view").pending(),
+        0,
+        "the night folds the pending incidents into the snapshot"
+    );
 
     // The check found both public buckets; the approved one went through the pipeline.
     let keys: Vec<&str> = result

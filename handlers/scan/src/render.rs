@@ -40,6 +40,27 @@ struct View<'a> {
     changes: Option<ChangesView<'a>>,
     failures: Vec<FailureView>,
     cost: Option<CostView<'a>>,
+    /// `None` when nothing recurs (and the memory could be read).
+    repeat: Option<RepeatView>,
+}
+
+/// The repeat offenders as one line.
+#[derive(Debug, Serialize)]
+struct RepeatView {
+    days: u32,
+    offenders: Vec<String>,
+    failure: Option<String>,
+}
+
+fn repeat_view(section: &escher_core::incidents::RepeatOffenders) -> Option<RepeatView> {
+    if section.offenders.is_empty() && section.failure.is_none() {
+        return None;
+    }
+    Some(RepeatView {
+        days: escher_core::incidents::REPEAT_WINDOW_DAYS,
+        offenders: section.offenders.iter().map(ToString::to_string).collect(),
+        failure: section.failure.clone(),
+    })
 }
 
 /// The cost summary with its amounts written for reading.
@@ -281,6 +302,7 @@ fn view(report: &MorningReport) -> View<'_> {
     View {
         report_date: report.report_date.to_string(),
         critical: report.critical_alerts.as_ref().map(critical_view),
+        repeat: report.repeat_offenders.as_ref().and_then(repeat_view),
         info: report
             .info_events
             .as_ref()

@@ -28,6 +28,32 @@ pub fn verdict(measured: Duration, target: Duration) -> &'static str {
     }
 }
 
+/// xorshift: deterministic benchmark data without a dependency.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    /// True `percent` times in a hundred.
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.next_u64() % 100 < percent
+    }
+
+    /// Below `n`, low numbers far more often (the few that recur in a real estate).
+    pub fn skewed(&mut self, n: usize) -> usize {
+        self.below(n).min(self.below(n))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

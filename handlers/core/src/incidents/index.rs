@@ -52,6 +52,7 @@ fn schema() -> (Schema, Fields) {
         event_type: b.add_text_field("event_type", STRING),
         outcome: b.add_text_field("outcome", STRING),
         at: b.add_i64_field("at", FAST | INDEXED),
+        // With positions: a bucket name like `marketing-assets` is searched as a phrase.
         text: b.add_text_field("text", TEXT),
         json: b.add_text_field("json", STORED),
     };
@@ -416,6 +417,11 @@ mod tests {
                 .collect()
         };
         assert_eq!(ids("logs", None), ["a2", "a1"]);
+        assert_eq!(
+            ids("\"arn:aws:s3:::media\"", None),
+            ["a3"],
+            "names with separators"
+        );
         assert_eq!(ids("ops", None), ["a3", "a1"]);
         assert_eq!(ids("failed", None), ["a3"]);
         assert_eq!(ids("logs", Some("2026-11-15T00:00:00Z")), ["a2"]);

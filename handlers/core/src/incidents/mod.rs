@@ -8,9 +8,11 @@
 //! rebuilt from it at any time ([`IncidentMemory::rebuild`]), so it is never the only copy.
 
 mod index;
+mod offenders;
 mod store;
 
 pub use index::{IncidentIndex, IncidentIndexError};
+pub use offenders::{OffenderKind, RepeatOffender, RepeatOffenders, REPEAT_WINDOW_DAYS};
 pub use store::{Compacted, IncidentMemory, MemoryError, MemoryView, COMPACT_AT};
 
 use chrono::{DateTime, Duration, Utc};

@@ -26,7 +26,7 @@ use opendal::{ErrorKind, Operator};
 use tokio::sync::Mutex;
 
 use super::index::{Found, IncidentIndex, IncidentIndexError, Lookup};
-use super::{window_start, Incident, IncidentHistory};
+use super::{window_start, Incident, IncidentHistory, RepeatOffenders, REPEAT_WINDOW_DAYS};
 use crate::pipeline::audit::AuditLog;
 use crate::store::{create_once, Created};
 use crate::UnifiedEvent;
@@ -418,6 +418,25 @@ impl IncidentMemory {
             }
         }
         Ok(vanished)
+    }
+
+    /// The resources and principals behind several incidents in the days before `until`,
+    /// for the morning report; a memory that cannot be read gives an empty list saying so.
+    pub async fn repeat_offenders(&self, until: DateTime<Utc>) -> RepeatOffenders {
+        let since = until - chrono::Duration::days(i64::from(REPEAT_WINDOW_DAYS));
+        let all = match self.view().await {
+            Ok(view) => view.all(),
+            Err(e) => Err(e),
+        };
+        match all {
+            Ok(all) => RepeatOffenders::find(&all, since, until),
+            Err(e) => RepeatOffenders {
+                since,
+                until,
+                offenders: Vec::new(),
+                failure: Some(e.to_string()),
+            },
+        }
     }
 
     /// Folds the pending incidents into a new snapshot when there are at least

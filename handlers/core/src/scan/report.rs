@@ -207,6 +207,10 @@ pub struct MorningReport {
     /// INFO events queued for the report since the previous one.
     #[serde(default)]
     pub info_events: Option<InfoEvents>,
+    /// Resources and principals behind several incidents in the week before the report,
+    /// from the incident memory; `None` when the run had no pipeline (no memory to ask).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat_offenders: Option<crate::incidents::RepeatOffenders>,
 }
 
 impl MorningReport {
@@ -279,6 +283,7 @@ impl MorningReport {
             cost,
             critical_alerts: None,
             info_events: None,
+            repeat_offenders: None,
         }
     }
 

@@ -194,6 +194,11 @@ struct Cache {
     snapshot: Option<(u64, Arc<IncidentIndex>)>,
     /// Pending incidents read so far, by object path (they never change).
     pending: BTreeMap<String, Incident>,
+    /// Whether each pending incident (by event id) is in the snapshot `checked_for`: asked
+    /// of the index once per snapshot, not once per event. Pending objects go away only by
+    /// being folded into a new snapshot, which empties this.
+    in_snapshot: BTreeMap<String, bool>,
+    checked_for: Option<u64>,
 }
 
 /// The incident memory of one state store.
@@ -366,9 +371,27 @@ impl IncidentMemory {
         };
         let listed: std::collections::BTreeSet<&String> = pending_paths.iter().collect();
         cache.pending.retain(|path, _| listed.contains(path));
-        let mut pending = Vec::with_capacity(cache.pending.len());
-        for incident in cache.pending.values() {
-            if !index.contains(&incident.event_id)? {
+        let current = cache.snapshot.as_ref().map(|(s, _)| *s);
+        if cache.checked_for != current {
+            cache.in_snapshot.clear();
+            cache.checked_for = current;
+        }
+        let Cache {
+            pending: read,
+            in_snapshot,
+            ..
+        } = &mut *cache;
+        let mut pending = Vec::with_capacity(read.len());
+        for incident in read.values() {
+            let folded = match in_snapshot.get(&incident.event_id) {
+                Some(&folded) => folded,
+                None => {
+                    let folded = index.contains(&incident.event_id)?;
+                    in_snapshot.insert(incident.event_id.clone(), folded);
+                    folded
+                }
+            };
+            if !folded {
                 pending.push(incident.clone());
             }
         }

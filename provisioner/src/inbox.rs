@@ -15,14 +15,12 @@ use clap::Args;
 use escher_core::pipeline::notify::Notification;
 use serde::{Deserialize, Serialize};
 
-use crate::output::{default_store, escher_dir, run_async, write_json};
+use crate::output::{escher_dir, run_async, write_json, StateArg};
 
 #[derive(Debug, Args)]
 pub struct InboxArgs {
-    /// The state store the functions write to (for a deployment on AWS
-    /// `s3://<state bucket>/state`). Default: fs://<Escher folder>/state (see --escher-dir).
-    #[arg(long, env = "ESCHER_STATE_URI", value_name = "URI")]
-    state: Option<String>,
+    #[command(flatten)]
+    state: StateArg,
     /// Show the notices already read on this laptop too.
     #[arg(long)]
     all: bool,
@@ -57,7 +55,7 @@ pub fn run(args: InboxArgs) -> ExitCode {
 }
 
 async fn inbox(args: InboxArgs) -> anyhow::Result<()> {
-    let uri = args.state.map_or_else(|| default_store("state"), Ok)?;
+    let uri = args.state.uri()?;
     let operator = escher_core::store::open(&uri)
         .with_context(|| format!("cannot open the state store {uri}"))?;
     let marks_path = marks_path(&uri)?;

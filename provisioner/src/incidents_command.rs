@@ -12,7 +12,7 @@ use escher_core::incidents::{Incident, IncidentMemory};
 use escher_core::pipeline::audit::AuditLog;
 use serde::Serialize;
 
-use crate::output::{default_store, run_async, write_json};
+use crate::output::{default_store, run_async, write_json, StateArg};
 
 #[derive(Debug, Subcommand)]
 pub enum IncidentsCommand {
@@ -33,14 +33,6 @@ pub enum IncidentsCommand {
     ///
     /// Exit status: 0 rebuilt, 2 a store could not be read or written.
     Rebuild(RebuildArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct StateArg {
-    /// The state store the functions write to (for a deployment on AWS
-    /// `s3://<state bucket>/state`). Default: fs://<Escher folder>/state (see --escher-dir).
-    #[arg(long, env = "ESCHER_STATE_URI", value_name = "URI")]
-    state: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -96,7 +88,7 @@ pub fn run(cmd: IncidentsCommand) -> ExitCode {
 }
 
 fn memory(state: StateArg) -> anyhow::Result<(String, IncidentMemory)> {
-    let uri = state.state.map_or_else(|| default_store("state"), Ok)?;
+    let uri = state.uri()?;
     let operator = escher_core::store::open(&uri)
         .with_context(|| format!("cannot open the state store {uri}"))?;
     Ok((uri, IncidentMemory::new(operator)))

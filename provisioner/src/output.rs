@@ -119,3 +119,18 @@ pub fn default_store(name: &str) -> anyhow::Result<String> {
         escher_dir().with_context(|| format!("there is no default {name} store; pass its URI"))?;
     Ok(format!("fs://{}", dir.join(name).display()))
 }
+
+/// `--state`: the state store the functions write to, for the commands that read it.
+#[derive(Debug, clap::Args)]
+pub struct StateArg {
+    /// The state store the functions write to (for a deployment on AWS
+    /// `s3://<state bucket>/state`). Default: fs://<Escher folder>/state (see --escher-dir).
+    #[arg(long, env = "ESCHER_STATE_URI", value_name = "URI")]
+    state: Option<String>,
+}
+
+impl StateArg {
+    pub fn uri(self) -> anyhow::Result<String> {
+        self.state.map_or_else(|| default_store("state"), Ok)
+    }
+}

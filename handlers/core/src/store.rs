@@ -352,6 +352,19 @@ pub enum Created {
 /// Writes `body` at `path` only when nothing is there yet (an If-None-Match / create-only
 /// write): how audit records, reports, idempotency markers and usage counters stay
 /// write-once. An existing object is an answer, not an error.
+/// The objects directly under `folder` (no sub-folders); an absent folder lists nothing.
+pub async fn list_files(operator: &Operator, folder: &str) -> Result<Vec<String>, opendal::Error> {
+    match operator.list(folder).await {
+        Ok(entries) => Ok(entries
+            .into_iter()
+            .map(|e| e.path().to_string())
+            .filter(|p| !p.ends_with('/'))
+            .collect()),
+        Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
 pub async fn create_once(
     operator: &Operator,
     path: &str,

@@ -57,6 +57,8 @@ pub enum MemoryError {
     BadIncident { path: String, reason: String },
     #[error("cannot read the audit trail to rebuild the incident memory: {0}")]
     Audit(String),
+    #[error("other writers kept publishing incident snapshots while this one tried 10 times; retry the rebuild")]
+    Contended,
 }
 
 fn unavailable(operation: &'static str, path: &str, source: opendal::Error) -> MemoryError {
@@ -219,6 +221,14 @@ fn snapshot_path(seq: u64) -> String {
     format!("{SNAPSHOTS}{seq:012}.tar")
 }
 
+/// The number of a snapshot's object path (see [`snapshot_path`]).
+fn snapshot_seq(path: &str) -> Option<u64> {
+    path.strip_prefix(SNAPSHOTS)?
+        .strip_suffix(".tar")?
+        .parse()
+        .ok()
+}
+
 impl IncidentMemory {
     pub fn new(state: Operator) -> Self {
         IncidentMemory {
@@ -229,15 +239,9 @@ impl IncidentMemory {
     }
 
     async fn list(&self, folder: &str) -> Result<Vec<String>, MemoryError> {
-        match self.operator.list(folder).await {
-            Ok(entries) => Ok(entries
-                .into_iter()
-                .map(|e| e.path().to_string())
-                .filter(|p| !p.ends_with('/'))
-                .collect()),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(unavailable("list", folder, e)),
-        }
+        crate::store::list_files(&self.operator, folder)
+            .await
+            .map_err(|e| unavailable("list", folder, e))
     }
 
     async fn latest_snapshot(&self) -> Result<Option<u64>, MemoryError> {
@@ -245,12 +249,7 @@ impl IncidentMemory {
             .list(SNAPSHOTS)
             .await?
             .iter()
-            .filter_map(|p| {
-                p.strip_prefix(SNAPSHOTS)?
-                    .strip_suffix(".tar")?
-                    .parse()
-                    .ok()
-            })
+            .filter_map(|p| snapshot_seq(p))
             .max())
     }
 
@@ -469,13 +468,14 @@ impl IncidentMemory {
         if view.pending() < min_pending.max(1) {
             return Ok(None);
         }
-        let index = view.index.with_added(&view.pending)?;
+        let index = Arc::new(view.index.with_added(&view.pending)?);
+        let pack = index.pack()?;
         let folded: Vec<String> = view
             .pending
             .iter()
             .map(|i| format!("{PENDING}{}.json", i.event_id))
             .collect();
-        self.publish(view.snapshot, index, &folded).await
+        self.publish(view.snapshot, &index, pack, &folded).await
     }
 
     /// Builds the memory again from the audit trail, as the next snapshot, and removes the
@@ -521,35 +521,33 @@ impl IncidentMemory {
         incidents: Vec<Incident>,
         covered: &[String],
     ) -> Result<Compacted, MemoryError> {
-        let index = IncidentIndex::build(&incidents)?;
+        let index = Arc::new(IncidentIndex::build(&incidents)?);
+        let pack = index.pack()?;
+        // A lost race (rare: a handler compacting at the same moment) publishes the same
+        // index again under the next number.
         for _ in 0..10 {
             let latest = self.latest_snapshot().await?;
-            // `build` is consumed by publish; a lost race (rare: a handler compacting at the
-            // same moment) builds again on the next number.
-            let attempt = IncidentIndex::unpack(&index.pack()?)?;
-            if let Some(done) = self.publish(latest, attempt, covered).await? {
+            if let Some(done) = self.publish(latest, &index, pack.clone(), covered).await? {
                 return Ok(done);
             }
         }
-        Err(MemoryError::Audit(
-            "other writers kept publishing snapshots; retry the rebuild".into(),
-        ))
+        Err(MemoryError::Contended)
     }
 
     async fn publish(
         &self,
         base: Option<u64>,
-        index: IncidentIndex,
+        index: &Arc<IncidentIndex>,
+        pack: Vec<u8>,
         folded: &[String],
     ) -> Result<Option<Compacted>, MemoryError> {
         let seq = base.map_or(1, |s| s + 1);
         let path = snapshot_path(seq);
-        let pack = index.pack()?;
         if !self.create_snapshot(base, &path, pack).await? {
             return Ok(None);
         }
         let incidents = index.len();
-        self.cache.lock().await.snapshot = Some((seq, Arc::new(index)));
+        self.cache.lock().await.snapshot = Some((seq, index.clone()));
         for path in folded {
             if let Err(e) = self.operator.delete(path).await {
                 // Left behind, it is read again and dropped as already in the snapshot.
@@ -558,11 +556,7 @@ impl IncidentMemory {
         }
         // The snapshot before stays for readers that listed it a moment ago.
         for old in self.list(SNAPSHOTS).await? {
-            let older = old
-                .strip_prefix(SNAPSHOTS)
-                .and_then(|n| n.strip_suffix(".tar"))
-                .and_then(|n| n.parse::<u64>().ok())
-                .is_some_and(|s| s + 1 < seq);
+            let older = snapshot_seq(&old).is_some_and(|s| s + 1 < seq);
             if older {
                 if let Err(e) = self.operator.delete(&old).await {
                     tracing::warn!(path = %old, error = %e, "cannot delete a superseded incident snapshot");

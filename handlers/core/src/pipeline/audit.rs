@@ -351,15 +351,9 @@ impl AuditLog {
     }
 
     async fn list(&self, folder: &str) -> Result<Vec<String>, AuditError> {
-        match self.operator.list(folder).await {
-            Ok(entries) => Ok(entries
-                .into_iter()
-                .map(|e| e.path().to_string())
-                .filter(|p| !p.ends_with('/'))
-                .collect()),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(self.storage("list", folder, e)),
-        }
+        crate::store::list_files(&self.operator, folder)
+            .await
+            .map_err(|e| self.storage("list", folder, e))
     }
 
     /// The days that have records or listing entries, oldest first.

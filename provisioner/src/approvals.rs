@@ -169,6 +169,21 @@ struct AddArgs {
     /// instead of removed.
     #[arg(long = "keep-network", value_name = "CIDR")]
     keep_networks: Vec<String>,
+    /// scale_up_capacity: the largest step, in percent of the current size (default 20).
+    #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u32).range(1..=100))]
+    max_step_percent: Option<u32>,
+    /// scale_up_capacity: never grow a disk or a database's storage past this many GiB
+    /// (default 1024).
+    #[arg(long, value_name = "GIB")]
+    max_storage_gib: Option<u64>,
+    /// scale_up_capacity: never give a group more instances than this (it never passes the
+    /// group's own maximum either).
+    #[arg(long, value_name = "N")]
+    max_instances: Option<u32>,
+    /// scale_up_capacity: the most one step may add to the monthly bill, in US dollars at
+    /// list prices (default 100).
+    #[arg(long, value_name = "USD", value_parser = non_negative_usd)]
+    max_added_monthly_usd: Option<f64>,
     /// When the approval stops matching (RFC 3339, e.g. 2026-12-31T23:59:59Z).
     #[arg(long, conflicts_with = "expires_in")]
     expires_at: Option<DateTime<Utc>>,
@@ -183,6 +198,15 @@ struct AddArgs {
 /// CLI accepts exactly what files contain.
 fn wire<T: DeserializeOwned>(text: &str) -> Result<T, String> {
     serde_json::from_value(serde_json::Value::String(text.to_string())).map_err(|e| e.to_string())
+}
+
+fn non_negative_usd(text: &str) -> Result<f64, String> {
+    match text.trim().trim_start_matches('$').parse::<f64>() {
+        Ok(usd) if usd.is_finite() && usd >= 0.0 => Ok(usd),
+        _ => Err(format!(
+            "`{text}` is not an amount in US dollars; write e.g. 50 or 250.5"
+        )),
+    }
 }
 
 fn parse_action(text: &str) -> Result<Action, String> {
@@ -401,6 +425,10 @@ fn approval_from(add: &AddArgs, by: &str) -> anyhow::Result<Approval> {
             min_severity: add.min_severity,
             enable_default_encryption: add.enable_default_encryption.then_some(true),
             keep_networks,
+            max_step_percent: add.max_step_percent,
+            max_storage_gib: add.max_storage_gib,
+            max_instances: add.max_instances,
+            max_added_monthly_usd: add.max_added_monthly_usd,
         },
         approved_by: by.to_string(),
         approved_at: now,
@@ -520,6 +548,19 @@ fn conditions_summary(c: &Conditions, action: Action) -> String {
     let mut parts = Vec::new();
     if action == Action::StopIdleInstance {
         parts.push(format!("idle ≥ {}h", c.min_idle_hours()));
+    }
+    if action == Action::ScaleUpCapacity {
+        let limits = c.growth_limits();
+        parts.push(format!(
+            "step ≤ {} %, ≤ {} GiB{}, ≤ ${}/month more",
+            limits.max_step_percent,
+            limits.max_storage_gib,
+            limits
+                .max_instances
+                .map(|n| format!(", ≤ {n} instances"))
+                .unwrap_or_default(),
+            limits.max_added_monthly_usd
+        ));
     }
     if let Some(max) = c.max_resources_per_day {
         parts.push(format!("≤ {max}/day"));

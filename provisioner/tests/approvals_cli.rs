@@ -199,7 +199,7 @@ fn mistakes_are_refused_with_a_reason_and_exit_2() {
         "{said}"
     );
     assert!(
-        said.contains("scale_up_capacity: AWS notifies only (no automatic fix there yet); Azure notifies only (no automatic fix there yet); GCP notifies only"),
+        said.contains("scale_up_capacity: AWS fixes autoscaling_group, ebs_volume, ec2_instance, rds_instance; Azure notifies only (no automatic fix there yet); GCP notifies only"),
         "{said}"
     );
     for (args, expected) in [

@@ -576,6 +576,72 @@ async fn unencrypted_volume_gets_an_encrypted_copy() {
     assert_eq!(original.volumes()[0].encrypted(), Some(false));
 }
 
+// ---------------------------------------------------------------- capacity
+
+/// What the setup wizard ticks by default protects a user who kept the defaults: a disk
+/// alarm grows the instance's volume one step, within the wizard's limits.
+#[tokio::test]
+async fn with_the_wizards_defaults_a_filling_disk_is_grown_within_its_limits() {
+    let Some(moto) = moto().await else {
+        return;
+    };
+    let stores = fs_stores();
+    let defaults = escher_core::approvals::WizardDefaults::built_in();
+    let kept: Vec<Approval> = defaults
+        .choices
+        .iter()
+        .filter(|c| c.enabled)
+        .map(|c| c.to_approval("ana", Utc::now() - Duration::minutes(5)))
+        .collect();
+    assert!(kept.iter().any(|a| a.action == Action::ScaleUpCapacity));
+    approve(&stores, kept).await;
+
+    let instance = moto.running_instance().await;
+    let volume = ec2::root_volume(&moto.ec2, &instance)
+        .await
+        .expect("root volume");
+    let payload = aws::CapacityAlarm {
+        name: &unique("root disk 90%"),
+        namespace: "CWAgent",
+        metric: "disk_used_percent",
+        dimensions: json!({"InstanceId": instance, "path": "/", "device": "xvda1", "fstype": "ext4"}),
+        threshold: 90.0,
+        above: true,
+    }
+    .payload(MOTO_ACCOUNT, REGION);
+    let pipeline = pipeline(&moto, &stores, None).await;
+    let result = handle_one(&pipeline, &payload).await;
+    assert_eq!(result.outcome, Outcome::Remediated, "{:#?}", result.steps);
+    assert!(
+        result.summary.contains("from 8 to 10 GiB"),
+        "{}",
+        result.summary
+    );
+    let size = moto
+        .ec2
+        .describe_volumes()
+        .volume_ids(&volume)
+        .send()
+        .await
+        .expect("describe volume")
+        .volumes()[0]
+        .size();
+    assert_eq!(size, Some(10));
+    let report = result
+        .record
+        .remediation
+        .as_ref()
+        .expect("the fix's report");
+    assert!(
+        report
+            .api_calls
+            .iter()
+            .any(|c| c.operation == "ModifyVolume" && c.mutating),
+        "{:?}",
+        report.api_calls
+    );
+}
+
 // ---------------------------------------------------------------- idempotency
 
 fn outcome_counts(records: &[AuditRecord]) -> BTreeMap<&'static str, usize> {

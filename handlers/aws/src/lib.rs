@@ -2,7 +2,7 @@
 //!
 //! Each fix is one type implementing [`escher_core::remediate::Remediation`]:
 //! [`S3PublicAccessRemediation`], [`OpenIngressRemediation`], [`IdleInstanceRemediation`],
-//! [`VolumeEncryptionRemediation`]. [`aws_fixes`] registers them once in core's
+//! [`VolumeEncryptionRemediation`], [`ScaleUpCapacityRemediation`]. [`aws_fixes`] registers them once in core's
 //! [`FixRegistry`], which the pipeline looks them up in by (action, resource type) and the
 //! role's permissions are derived from (a pair with no fix is answered `not_supported` by
 //! core); [`AwsResourceTags`] reads a resource's tags for the
@@ -25,6 +25,7 @@ mod open_ingress;
 mod report;
 mod rightsizing;
 mod s3_public;
+mod scale_up;
 mod scan;
 pub mod sdk_meter;
 mod tags;
@@ -48,6 +49,7 @@ pub use handler::{
 pub use idle_instance::{IdleInstanceRemediation, DEFAULT_IDLE_CPU_PERCENT};
 pub use open_ingress::OpenIngressRemediation;
 pub use s3_public::S3PublicAccessRemediation;
+pub use scale_up::ScaleUpCapacityRemediation;
 pub use scan::AwsScan;
 pub use tags::AwsResourceTags;
 pub use volume_encryption::VolumeEncryptionRemediation;
@@ -55,11 +57,12 @@ pub use volume_encryption::VolumeEncryptionRemediation;
 /// Every AWS fix, built once per process (a Lambda cold start) from one set of SDK clients
 /// (shared, so this is cheap): the registry the pipeline looks fixes up in.
 pub fn aws_fixes(clients: AwsClients) -> FixRegistry {
-    let fixes: [Arc<dyn Remediation>; 4] = [
+    let fixes: [Arc<dyn Remediation>; 5] = [
         Arc::new(S3PublicAccessRemediation::new(clients.clone())),
         Arc::new(OpenIngressRemediation::new(clients.clone())),
         Arc::new(IdleInstanceRemediation::new(clients.clone())),
-        Arc::new(VolumeEncryptionRemediation::new(clients)),
+        Arc::new(VolumeEncryptionRemediation::new(clients.clone())),
+        Arc::new(ScaleUpCapacityRemediation::new(clients)),
     ];
     let mut registry = FixRegistry::new();
     for fix in fixes {
@@ -110,13 +113,17 @@ mod tests {
             .region(Region::new("us-east-1"))
             .build();
         let fixes = aws_fixes(AwsClients::new(&config));
-        assert_eq!(fixes.fixes().count(), 4, "no fix was refused: {fixes:?}");
+        assert_eq!(fixes.fixes().count(), 5, "no fix was refused: {fixes:?}");
         assert_eq!(
             fixes.pairs(),
             [
                 (Action::EncryptVolume, "ebs_volume"),
                 (Action::MakeBucketPrivate, "s3_bucket"),
                 (Action::RevokeOpenIngress, "security_group"),
+                (Action::ScaleUpCapacity, "autoscaling_group"),
+                (Action::ScaleUpCapacity, "ebs_volume"),
+                (Action::ScaleUpCapacity, "ec2_instance"),
+                (Action::ScaleUpCapacity, "rds_instance"),
                 (Action::StopIdleInstance, "ec2_instance"),
             ]
         );
@@ -127,7 +134,7 @@ mod tests {
         for (action, kind) in [
             (Action::MakeBucketPrivate, "ec2_instance"),
             (Action::RestartService, "ec2_instance"),
-            (Action::ScaleUpCapacity, "rds_instance"),
+            (Action::ScaleUpCapacity, "lambda_function"),
             (Action::RollbackDeployment, "lambda_function"),
         ] {
             assert!(fixes.lookup(action, kind).is_none(), "{action} on {kind}");
@@ -174,6 +181,9 @@ mod tests {
             "ec2:CreateTags",
             "ec2:EnableEbsEncryptionByDefault",
             "ec2:GetEbsEncryptionByDefault",
+            "ec2:ModifyVolume",
+            "rds:ModifyDBInstance",
+            "autoscaling:SetDesiredCapacity",
         ] {
             assert!(actions.contains(&wanted), "missing {wanted}");
         }

@@ -224,6 +224,45 @@ impl FixScenario for UnencryptedVolume {
     }
 }
 
+/// An instance whose root file system is filling up; changed back, its volume is its old
+/// size again.
+struct FillingDisk {
+    moto: Moto,
+    volume: Mutex<Option<String>>,
+}
+
+#[async_trait]
+impl FixScenario for FillingDisk {
+    async fn prepare(&self) -> Result<UnifiedEvent, ScenarioError> {
+        let instance = self.moto.running_instance().await;
+        let volume = ec2::root_volume(&self.moto.ec2, &instance).await?;
+        keep(&self.volume, &volume);
+        let alarm = aws::CapacityAlarm {
+            name: &escher_test_support::names::unique("disk full"),
+            namespace: "CWAgent",
+            metric: "disk_used_percent",
+            dimensions: serde_json::json!({"InstanceId": instance, "path": "/", "device": "xvda1", "fstype": "ext4"}),
+            threshold: 90.0,
+            above: true,
+        };
+        normalized(alarm.payload(MOTO_ACCOUNT, REGION))
+    }
+
+    async fn change_back(&self, _: &UnifiedEvent) -> Result<(), ScenarioError> {
+        // moto lets a volume shrink (EBS does not): the nearest to "as it was" a test can get.
+        let volume = made(&self.volume)?;
+        self.moto
+            .ec2
+            .modify_volume()
+            .volume_id(&volume)
+            .size(8)
+            .send()
+            .await
+            .map_err(sdk("ModifyVolume"))?;
+        Ok(())
+    }
+}
+
 /// The scenario for each action AWS has a fix for.
 fn scenario(moto: &Moto, action: Action) -> Option<Box<dyn FixScenario>> {
     let moto = moto.clone();
@@ -241,6 +280,10 @@ fn scenario(moto: &Moto, action: Action) -> Option<Box<dyn FixScenario>> {
             instance: Mutex::default(),
         }),
         Action::EncryptVolume => Box::new(UnencryptedVolume { moto }),
+        Action::ScaleUpCapacity => Box::new(FillingDisk {
+            moto,
+            volume: Mutex::default(),
+        }),
         _ => return None,
     })
 }
@@ -300,6 +343,11 @@ async fn stop_idle_instance_conforms() {
 #[tokio::test]
 async fn encrypt_volume_conforms() {
     conforms(Action::EncryptVolume).await;
+}
+
+#[tokio::test]
+async fn scale_up_capacity_conforms() {
+    conforms(Action::ScaleUpCapacity).await;
 }
 
 /// Every AWS check, in an account holding one resource each has to report (and a cost

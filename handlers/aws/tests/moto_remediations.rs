@@ -16,112 +16,23 @@ use aws_sdk_s3::types::{Permission, Type};
 use chrono::Duration;
 use escher_aws::{aws_fixes, AwsClients, AwsResourceTags, VolumeEncryptionRemediation};
 use escher_core::approvals::{Action, Conditions};
-use escher_core::fixes::{not_supported, FixRegistry};
-use escher_core::remediate::{
-    Mode, Remediation, RemediationReport, RemediationRequest, RemediationStatus,
-};
-use escher_core::{EventType, Normalized, UnifiedEvent};
+use escher_core::fixes::not_supported;
+use escher_core::remediate::{Mode, RemediationRequest, RemediationStatus};
+use escher_core::{EventType, UnifiedEvent};
 use escher_test_support::fixtures::{aws, set};
-use escher_test_support::moto::{self as kit, ec2, ACCOUNT as MOTO_ACCOUNT};
+use escher_test_support::moto::{ec2, ACCOUNT as MOTO_ACCOUNT};
 use escher_test_support::names::unique;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const REGION: &str = "us-east-1";
 /// The one test that turns on default EBS encryption works in its own region, since that
 /// is a region-wide account setting every other volume test would see.
 const DEFAULT_ENCRYPTION_REGION: &str = "eu-west-2";
 
-/// moto, with AWS's fixes on its clients.
-struct Moto {
-    moto: kit::Moto,
-    fixes: FixRegistry,
-}
-
-impl std::ops::Deref for Moto {
-    type Target = kit::Moto;
-    fn deref(&self) -> &kit::Moto {
-        &self.moto
-    }
-}
-
-impl Moto {
-    /// AWS's fix for the pair, looked up as the pipeline does.
-    fn fix(&self, action: Action, resource_type: &str) -> &dyn Remediation {
-        self.fixes
-            .lookup(action, resource_type)
-            .unwrap_or_else(|| panic!("AWS registers a fix for {action} on {resource_type}"))
-    }
-}
-
-/// Clients for moto in `region`, or `None` (with a notice) when the emulators are not running.
-async fn moto(region: &str) -> Option<Moto> {
-    let moto = kit::Moto::connect(region, "the AWS remediation tests").await?;
-    Some(Moto {
-        fixes: aws_fixes(AwsClients::new(&moto.config)),
-        moto,
-    })
-}
-
-fn normalize_one(payload: &Value) -> UnifiedEvent {
-    match escher_core::normalize(payload.to_string().as_bytes()) {
-        Ok(Normalized::Events(mut events)) if events.len() == 1 => events.remove(0),
-        other => panic!("expected exactly one event, got {other:?}"),
-    }
-}
-
-async fn run(
-    fix: &dyn Remediation,
-    event: &UnifiedEvent,
-    action: Action,
-    conditions: &Conditions,
-    mode: Mode,
-) -> RemediationReport {
-    let request = RemediationRequest {
-        event,
-        action,
-        conditions,
-        mode,
-    };
-    fix.remediate(&request)
-        .await
-        .unwrap_or_else(|e| panic!("{action} on {}: {e}", event.resource.id))
-}
-
-fn assert_no_mutating_call(report: &RemediationReport) {
-    let mutating: Vec<&str> = report
-        .api_calls
-        .iter()
-        .filter(|c| c.mutating)
-        .map(|c| c.operation.as_str())
-        .collect();
-    assert!(
-        mutating.is_empty(),
-        "dry run made mutating calls: {mutating:?}"
-    );
-    assert!(
-        !report.api_calls.is_empty(),
-        "a dry run still reads the resource"
-    );
-}
-
-fn assert_verified(report: &RemediationReport) {
-    let verification = report
-        .verification
-        .as_ref()
-        .unwrap_or_else(|| panic!("no verification in {report:#?}"));
-    assert!(
-        verification.passed,
-        "verification failed: {verification:#?}"
-    );
-}
-
-fn operations(report: &RemediationReport) -> Vec<&str> {
-    report
-        .api_calls
-        .iter()
-        .map(|c| c.operation.as_str())
-        .collect()
-}
+mod common;
+use common::{
+    assert_no_mutating_call, assert_verified, moto, normalize_one, operations, run, Moto,
+};
 
 // ---------------------------------------------------------------- S3
 
@@ -893,7 +804,6 @@ async fn unsupported_actions_report_not_supported_without_calls() {
     let instance = moto.running_instance().await;
     let event = low_cpu_alarm_event(&instance, 5.0);
     for action in [
-        Action::ScaleUpCapacity,
         Action::RestartService,
         Action::RollbackDeployment,
         // A known fix on a resource type it does not handle.

@@ -6,6 +6,7 @@
 //! runs inside a Lambda, an Azure Function, a Cloud Run service and the laptop CLI.
 
 pub mod approvals;
+pub mod capacity;
 pub mod cloudevent;
 pub mod conformance;
 pub mod context;

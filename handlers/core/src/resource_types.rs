@@ -15,6 +15,7 @@ pub mod aws {
     pub const IAM_USER: &str = "iam_user";
     pub const LAMBDA_FUNCTION: &str = "lambda_function";
     pub const CLOUDWATCH_ALARM: &str = "cloudwatch_alarm";
+    pub const AUTOSCALING_GROUP: &str = "autoscaling_group";
     /// The account itself (cost and account-wide findings).
     pub const ACCOUNT: &str = "aws_account";
 }

@@ -149,10 +149,31 @@ pub struct Conditions {
     /// keep access: a rule open to the world is narrowed to them instead of removed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keep_networks: Vec<String>,
+    /// For `scale_up_capacity`: the largest step, in percent of the current size (default
+    /// 20): a volume of 100 GiB grows to at most 120 GiB, a group of 5 to at most 6.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_step_percent: Option<u32>,
+    /// For `scale_up_capacity`: storage (a disk, a database's allocated storage) is never
+    /// grown past this many GiB (default 1024).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_storage_gib: Option<u64>,
+    /// For `scale_up_capacity`: a group never gets more instances than this (it never goes
+    /// past the group's own maximum either; default: that maximum).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_instances: Option<u32>,
+    /// For `scale_up_capacity`: one step never adds more than this to the monthly bill, in
+    /// US dollars at list prices (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_added_monthly_usd: Option<f64>,
 }
 
 /// Default idle time before `stop_idle_instance` may act, when the approval names none.
 pub const DEFAULT_MIN_IDLE_HOURS: f64 = 2.0;
+
+/// `scale_up_capacity`'s limits when the approval names none.
+pub const DEFAULT_MAX_STEP_PERCENT: u32 = 20;
+pub const DEFAULT_MAX_STORAGE_GIB: u64 = 1024;
+pub const DEFAULT_MAX_ADDED_MONTHLY_USD: f64 = 100.0;
 
 impl Conditions {
     pub fn min_idle_hours(&self) -> f64 {
@@ -162,6 +183,22 @@ impl Conditions {
     /// Whether `encrypt_volume` may turn on default EBS encryption (off unless approved).
     pub fn enable_default_encryption(&self) -> bool {
         self.enable_default_encryption.unwrap_or(false)
+    }
+
+    /// The limits `scale_up_capacity` grows within: the approval's, else the defaults.
+    pub fn growth_limits(&self) -> crate::capacity::GrowthLimits {
+        crate::capacity::GrowthLimits {
+            max_step_percent: self
+                .max_step_percent
+                .unwrap_or(DEFAULT_MAX_STEP_PERCENT)
+                .max(1),
+            max_storage_gib: self.max_storage_gib.unwrap_or(DEFAULT_MAX_STORAGE_GIB),
+            max_instances: self.max_instances,
+            max_added_monthly_usd: self
+                .max_added_monthly_usd
+                .unwrap_or(DEFAULT_MAX_ADDED_MONTHLY_USD)
+                .max(0.0),
+        }
     }
 
     /// `keep_networks`, each checked: an IPv4 or IPv6 network in CIDR form that is not the

@@ -49,3 +49,35 @@ pub async fn put_cpu(
     }
     Ok(())
 }
+
+/// A metric alarm named `name` (on `metric` in `namespace`), set to `OK`: an alarm that has
+/// recovered since it fired.
+pub async fn recovered_alarm(
+    cloudwatch: &Client,
+    name: &str,
+    namespace: &str,
+    metric: &str,
+) -> Result<(), String> {
+    cloudwatch
+        .put_metric_alarm()
+        .alarm_name(name)
+        .namespace(namespace)
+        .metric_name(metric)
+        .statistic(aws_sdk_cloudwatch::types::Statistic::Average)
+        .period(300)
+        .evaluation_periods(1)
+        .threshold(80.0)
+        .comparison_operator(aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanThreshold)
+        .send()
+        .await
+        .map_err(|e| sdk_error(&format!("PutMetricAlarm {name}"), e))?;
+    cloudwatch
+        .set_alarm_state()
+        .alarm_name(name)
+        .state_value(aws_sdk_cloudwatch::types::StateValue::Ok)
+        .state_reason("recovered")
+        .send()
+        .await
+        .map_err(|e| sdk_error(&format!("SetAlarmState {name}"), e))?;
+    Ok(())
+}

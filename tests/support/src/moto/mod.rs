@@ -10,6 +10,8 @@
 use crate::emulator;
 
 #[cfg(feature = "aws")]
+pub mod autoscaling;
+#[cfg(feature = "aws")]
 pub mod cloudwatch;
 #[cfg(feature = "aws")]
 pub mod cost;

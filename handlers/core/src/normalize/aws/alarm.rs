@@ -59,6 +59,7 @@ const DIMENSION_KINDS: &[(&str, &str)] = &[
     ("InstanceId", aws_types::EC2_INSTANCE),
     ("VolumeId", aws_types::EBS_VOLUME),
     ("DBInstanceIdentifier", aws_types::RDS_INSTANCE),
+    ("AutoScalingGroupName", aws_types::AUTOSCALING_GROUP),
     ("FunctionName", aws_types::LAMBDA_FUNCTION),
     ("BucketName", aws_types::S3_BUCKET),
     ("TableName", "dynamodb_table"),

@@ -453,6 +453,7 @@ pub(super) fn resource_kind(type_name: &str) -> String {
         "awsec2volume" => aws_types::EBS_VOLUME,
         "awsec2securitygroup" => aws_types::SECURITY_GROUP,
         "awsrdsdbinstance" => aws_types::RDS_INSTANCE,
+        "awsautoscalingautoscalinggroup" => aws_types::AUTOSCALING_GROUP,
         "awsiamuser" => aws_types::IAM_USER,
         "awsiamrole" => "iam_role",
         "awsiamaccesskey" => "iam_access_key",

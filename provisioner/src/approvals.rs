@@ -184,6 +184,9 @@ struct AddArgs {
     /// list prices (default 100).
     #[arg(long, value_name = "USD", value_parser = non_negative_usd)]
     max_added_monthly_usd: Option<f64>,
+    /// restart_service: at most this many restarts of one resource in an hour (default 2).
+    #[arg(long, value_name = "N")]
+    max_restarts_per_hour: Option<u32>,
     /// When the approval stops matching (RFC 3339, e.g. 2026-12-31T23:59:59Z).
     #[arg(long, conflicts_with = "expires_in")]
     expires_at: Option<DateTime<Utc>>,
@@ -429,6 +432,7 @@ fn approval_from(add: &AddArgs, by: &str) -> anyhow::Result<Approval> {
             max_storage_gib: add.max_storage_gib,
             max_instances: add.max_instances,
             max_added_monthly_usd: add.max_added_monthly_usd,
+            max_restarts_per_hour: add.max_restarts_per_hour,
         },
         approved_by: by.to_string(),
         approved_at: now,
@@ -561,6 +565,9 @@ fn conditions_summary(c: &Conditions, action: Action) -> String {
                 .unwrap_or_default(),
             limits.max_added_monthly_usd
         ));
+    }
+    if action == Action::RestartService {
+        parts.push(format!("≤ {} restarts/hour", c.max_restarts_per_hour()));
     }
     if let Some(max) = c.max_resources_per_day {
         parts.push(format!("≤ {max}/day"));

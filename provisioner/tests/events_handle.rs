@@ -600,7 +600,7 @@ async fn with_the_wizards_defaults_a_filling_disk_is_grown_within_its_limits() {
     let volume = ec2::root_volume(&moto.ec2, &instance)
         .await
         .expect("root volume");
-    let payload = aws::CapacityAlarm {
+    let payload = aws::FiringAlarm {
         name: &unique("root disk 90%"),
         namespace: "CWAgent",
         metric: "disk_used_percent",

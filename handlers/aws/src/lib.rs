@@ -2,7 +2,7 @@
 //!
 //! Each fix is one type implementing [`escher_core::remediate::Remediation`]:
 //! [`S3PublicAccessRemediation`], [`OpenIngressRemediation`], [`IdleInstanceRemediation`],
-//! [`VolumeEncryptionRemediation`], [`ScaleUpCapacityRemediation`]. [`aws_fixes`] registers them once in core's
+//! [`VolumeEncryptionRemediation`], [`ScaleUpCapacityRemediation`], [`RestartServiceRemediation`]. [`aws_fixes`] registers them once in core's
 //! [`FixRegistry`], which the pipeline looks them up in by (action, resource type) and the
 //! role's permissions are derived from (a pair with no fix is answered `not_supported` by
 //! core); [`AwsResourceTags`] reads a resource's tags for the
@@ -16,6 +16,7 @@
 //! [`handler`] binds AWS into the cloud-neutral pipeline (the Lambda binaries `escher-alert`
 //! and `escher-scan` and `escher-provision events handle` share [`build_pipeline`]).
 
+mod alarms;
 mod calls;
 mod clients;
 mod config;
@@ -23,6 +24,7 @@ pub mod handler;
 mod idle_instance;
 mod open_ingress;
 mod report;
+mod restart;
 mod rightsizing;
 mod s3_public;
 mod scale_up;
@@ -48,6 +50,7 @@ pub use handler::{
 };
 pub use idle_instance::{IdleInstanceRemediation, DEFAULT_IDLE_CPU_PERCENT};
 pub use open_ingress::OpenIngressRemediation;
+pub use restart::RestartServiceRemediation;
 pub use s3_public::S3PublicAccessRemediation;
 pub use scale_up::ScaleUpCapacityRemediation;
 pub use scan::AwsScan;
@@ -57,12 +60,13 @@ pub use volume_encryption::VolumeEncryptionRemediation;
 /// Every AWS fix, built once per process (a Lambda cold start) from one set of SDK clients
 /// (shared, so this is cheap): the registry the pipeline looks fixes up in.
 pub fn aws_fixes(clients: AwsClients) -> FixRegistry {
-    let fixes: [Arc<dyn Remediation>; 5] = [
+    let fixes: [Arc<dyn Remediation>; 6] = [
         Arc::new(S3PublicAccessRemediation::new(clients.clone())),
         Arc::new(OpenIngressRemediation::new(clients.clone())),
         Arc::new(IdleInstanceRemediation::new(clients.clone())),
         Arc::new(VolumeEncryptionRemediation::new(clients.clone())),
-        Arc::new(ScaleUpCapacityRemediation::new(clients)),
+        Arc::new(ScaleUpCapacityRemediation::new(clients.clone())),
+        Arc::new(RestartServiceRemediation::new(clients)),
     ];
     let mut registry = FixRegistry::new();
     for fix in fixes {
@@ -113,12 +117,14 @@ mod tests {
             .region(Region::new("us-east-1"))
             .build();
         let fixes = aws_fixes(AwsClients::new(&config));
-        assert_eq!(fixes.fixes().count(), 5, "no fix was refused: {fixes:?}");
+        assert_eq!(fixes.fixes().count(), 6, "no fix was refused: {fixes:?}");
         assert_eq!(
             fixes.pairs(),
             [
                 (Action::EncryptVolume, "ebs_volume"),
                 (Action::MakeBucketPrivate, "s3_bucket"),
+                (Action::RestartService, "ec2_instance"),
+                (Action::RestartService, "ecs_service"),
                 (Action::RevokeOpenIngress, "security_group"),
                 (Action::ScaleUpCapacity, "autoscaling_group"),
                 (Action::ScaleUpCapacity, "ebs_volume"),
@@ -133,7 +139,7 @@ mod tests {
         assert!(!bucket.required_permissions().is_empty());
         for (action, kind) in [
             (Action::MakeBucketPrivate, "ec2_instance"),
-            (Action::RestartService, "ec2_instance"),
+            (Action::RestartService, "rds_instance"),
             (Action::ScaleUpCapacity, "lambda_function"),
             (Action::RollbackDeployment, "lambda_function"),
         ] {
@@ -184,6 +190,8 @@ mod tests {
             "ec2:ModifyVolume",
             "rds:ModifyDBInstance",
             "autoscaling:SetDesiredCapacity",
+            "ec2:RebootInstances",
+            "ecs:UpdateService",
         ] {
             assert!(actions.contains(&wanted), "missing {wanted}");
         }

@@ -237,7 +237,7 @@ impl FixScenario for FillingDisk {
         let instance = self.moto.running_instance().await;
         let volume = ec2::root_volume(&self.moto.ec2, &instance).await?;
         keep(&self.volume, &volume);
-        let alarm = aws::CapacityAlarm {
+        let alarm = aws::FiringAlarm {
             name: &escher_test_support::names::unique("disk full"),
             namespace: "CWAgent",
             metric: "disk_used_percent",
@@ -263,6 +263,42 @@ impl FixScenario for FillingDisk {
     }
 }
 
+/// A running instance failing its own status check; changed back, it is down again (moto's
+/// status checks always pass on a running instance).
+struct FailingInstance {
+    moto: Moto,
+    instance: Mutex<Option<String>>,
+}
+
+#[async_trait]
+impl FixScenario for FailingInstance {
+    async fn prepare(&self) -> Result<UnifiedEvent, ScenarioError> {
+        let instance = self.moto.running_instance().await;
+        keep(&self.instance, &instance);
+        let alarm = aws::FiringAlarm {
+            name: &escher_test_support::names::unique("status check"),
+            namespace: "AWS/EC2",
+            metric: "StatusCheckFailed_Instance",
+            dimensions: serde_json::json!({"InstanceId": instance}),
+            threshold: 1.0,
+            above: true,
+        };
+        normalized(alarm.payload(MOTO_ACCOUNT, REGION))
+    }
+
+    async fn change_back(&self, _: &UnifiedEvent) -> Result<(), ScenarioError> {
+        let instance = made(&self.instance)?;
+        self.moto
+            .ec2
+            .stop_instances()
+            .instance_ids(&instance)
+            .send()
+            .await
+            .map_err(sdk("StopInstances"))?;
+        Ok(())
+    }
+}
+
 /// The scenario for each action AWS has a fix for.
 fn scenario(moto: &Moto, action: Action) -> Option<Box<dyn FixScenario>> {
     let moto = moto.clone();
@@ -280,6 +316,10 @@ fn scenario(moto: &Moto, action: Action) -> Option<Box<dyn FixScenario>> {
             instance: Mutex::default(),
         }),
         Action::EncryptVolume => Box::new(UnencryptedVolume { moto }),
+        Action::RestartService => Box::new(FailingInstance {
+            moto,
+            instance: Mutex::default(),
+        }),
         Action::ScaleUpCapacity => Box::new(FillingDisk {
             moto,
             volume: Mutex::default(),
@@ -343,6 +383,11 @@ async fn stop_idle_instance_conforms() {
 #[tokio::test]
 async fn encrypt_volume_conforms() {
     conforms(Action::EncryptVolume).await;
+}
+
+#[tokio::test]
+async fn restart_service_conforms() {
+    conforms(Action::RestartService).await;
 }
 
 #[tokio::test]

@@ -804,7 +804,6 @@ async fn unsupported_actions_report_not_supported_without_calls() {
     let instance = moto.running_instance().await;
     let event = low_cpu_alarm_event(&instance, 5.0);
     for action in [
-        Action::RestartService,
         Action::RollbackDeployment,
         // A known fix on a resource type it does not handle.
         Action::MakeBucketPrivate,

@@ -27,7 +27,7 @@ fn capacity_event(
     dimensions: Value,
     above: bool,
 ) -> UnifiedEvent {
-    let payload = aws::CapacityAlarm {
+    let payload = aws::FiringAlarm {
         name,
         namespace,
         metric,

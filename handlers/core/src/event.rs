@@ -171,6 +171,8 @@ pub enum EventSource {
     AwsHealth,
     #[serde(rename = "aws.ec2")]
     AwsEc2,
+    #[serde(rename = "aws.ecs")]
+    AwsEcs,
     #[serde(rename = "aws.events")]
     AwsEvents,
     #[serde(rename = "azure.monitor")]
@@ -205,7 +207,7 @@ impl EventSource {
         use EventSource::*;
         match self {
             AwsCloudWatch | AwsCloudTrail | AwsConfig | AwsGuardDuty | AwsSecurityHub
-            | AwsHealth | AwsEc2 | AwsEvents => Some(CloudProvider::Aws),
+            | AwsHealth | AwsEc2 | AwsEcs | AwsEvents => Some(CloudProvider::Aws),
             AzureMonitor | AzureResources | AzurePolicy | AzureStorage | AzureHealth => {
                 Some(CloudProvider::Azure)
             }
@@ -294,6 +296,7 @@ wire_names! {
         AwsSecurityHub => "aws.securityhub",
         AwsHealth => "aws.health",
         AwsEc2 => "aws.ec2",
+        AwsEcs => "aws.ecs",
         AwsEvents => "aws.events",
         AzureMonitor => "azure.monitor",
         AzureResources => "azure.resources",

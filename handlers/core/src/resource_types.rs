@@ -16,6 +16,7 @@ pub mod aws {
     pub const LAMBDA_FUNCTION: &str = "lambda_function";
     pub const CLOUDWATCH_ALARM: &str = "cloudwatch_alarm";
     pub const AUTOSCALING_GROUP: &str = "autoscaling_group";
+    pub const ECS_SERVICE: &str = "ecs_service";
     /// The account itself (cost and account-wide findings).
     pub const ACCOUNT: &str = "aws_account";
 }

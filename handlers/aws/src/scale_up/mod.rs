@@ -18,7 +18,6 @@ pub(crate) mod prices;
 mod volume;
 
 use async_trait::async_trait;
-use aws_sdk_cloudwatch::types::StateValue;
 use escher_core::approvals::Action;
 use escher_core::capacity::{plan_growth, Growth, GrowthAsk};
 use escher_core::remediate::{
@@ -26,9 +25,9 @@ use escher_core::remediate::{
     RemediationStatus, RequiredPermission, Verification, VerificationCheck,
 };
 use escher_core::resource_types::aws as aws_types;
-use escher_core::UnifiedEvent;
 
-use crate::calls::{Access, CallLog};
+use crate::alarms::{alarm_is_ok, metadata_text as text};
+use crate::calls::CallLog;
 use crate::clients::AwsClients;
 use crate::report::check;
 use crate::target::{IdOf, Target};
@@ -41,11 +40,9 @@ const DATABASE: &str = "arn:${AWS::Partition}:rds:${AWS::Region}:${AWS::AccountI
 const GROUP: &str = "arn:${AWS::Partition}:autoscaling:${AWS::Region}:${AWS::AccountId}:autoScalingGroup:*:autoScalingGroupName/*";
 
 pub(crate) const PERMISSIONS: &[RequiredPermission] = &[
-    RequiredPermission {
-        action: "cloudwatch:DescribeAlarms",
-        resource: "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:*",
-        why: "scale_up_capacity reads whether the alarm is still firing (an alarm back to OK is not answered)",
-    },
+    crate::alarms::describe_alarms(
+        "scale_up_capacity reads whether the alarm is still firing (an alarm back to OK is not answered)",
+    ),
     RequiredPermission {
         action: "ec2:DescribeInstances",
         resource: "*",
@@ -197,15 +194,6 @@ impl Subject {
     }
 }
 
-fn text<'a>(event: &'a UnifiedEvent, key: &str) -> &'a str {
-    event
-        .resource
-        .metadata
-        .get(key)
-        .and_then(|v| v.as_str())
-        .unwrap_or_default()
-}
-
 /// The metrics a disk-space alarm on an instance watches (the CloudWatch agent's, and the
 /// older monitoring scripts').
 const DISK_METRICS: &[&str] = &["disk_used_percent", "DiskSpaceUtilization"];
@@ -283,35 +271,6 @@ async fn checks_after(
         Subject::Database(id) => database::checks_after(clients, id, to, log).await,
         Subject::Group(name) => group::checks_after(clients, name, to, log).await,
     }
-}
-
-/// Whether the alarm behind the event is back to OK (then the capacity is fine again).
-async fn alarm_is_ok(
-    clients: &AwsClients,
-    event: &UnifiedEvent,
-    log: &mut CallLog,
-) -> Result<bool, RemediationError> {
-    let name = text(event, "alarm_name");
-    if name.is_empty() {
-        return Ok(false);
-    }
-    let out = log
-        .must(
-            "cloudwatch",
-            "DescribeAlarms",
-            name,
-            Access::Read,
-            clients
-                .cloudwatch
-                .describe_alarms()
-                .alarm_names(name)
-                .send(),
-        )
-        .await?;
-    Ok(out
-        .metric_alarms()
-        .iter()
-        .any(|a| a.alarm_name() == Some(name) && a.state_value() == Some(&StateValue::Ok)))
 }
 
 #[async_trait]

@@ -165,6 +165,10 @@ pub struct Conditions {
     /// US dollars at list prices (default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_added_monthly_usd: Option<f64>,
+    /// For `restart_service`: at most this many restarts of one resource in an hour (default
+    /// 2); past it the resource is left to people, so a crash loop is not fed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_restarts_per_hour: Option<u32>,
 }
 
 /// Default idle time before `stop_idle_instance` may act, when the approval names none.
@@ -174,6 +178,8 @@ pub const DEFAULT_MIN_IDLE_HOURS: f64 = 2.0;
 pub const DEFAULT_MAX_STEP_PERCENT: u32 = 20;
 pub const DEFAULT_MAX_STORAGE_GIB: u64 = 1024;
 pub const DEFAULT_MAX_ADDED_MONTHLY_USD: f64 = 100.0;
+/// `restart_service`'s limit when the approval names none.
+pub const DEFAULT_MAX_RESTARTS_PER_HOUR: u32 = 2;
 
 impl Conditions {
     pub fn min_idle_hours(&self) -> f64 {
@@ -183,6 +189,12 @@ impl Conditions {
     /// Whether `encrypt_volume` may turn on default EBS encryption (off unless approved).
     pub fn enable_default_encryption(&self) -> bool {
         self.enable_default_encryption.unwrap_or(false)
+    }
+
+    /// How many restarts of one resource `restart_service` may make in an hour.
+    pub fn max_restarts_per_hour(&self) -> u32 {
+        self.max_restarts_per_hour
+            .unwrap_or(DEFAULT_MAX_RESTARTS_PER_HOUR)
     }
 
     /// The limits `scale_up_capacity` grows within: the approval's, else the defaults.

@@ -444,6 +444,16 @@ fn alert_rules() -> Vec<AlertRule> {
             description: "EC2 instances changing state.",
             pattern: detail_type("aws.ec2", "EC2 Instance State-change Notification"),
         },
+        AlertRule {
+            logical_id: "EcsServiceProblem",
+            // INFO (steady states, reported again and again) would only fill the audit log.
+            description: "ECS services that cannot keep their tasks up, and failed deployments.",
+            pattern: json!({
+                "source": ["aws.ecs"],
+                "detail-type": ["ECS Service Action", "ECS Deployment State Change"],
+                "detail": {"eventType": ["WARN", "ERROR"]},
+            }),
+        },
     ]
 }
 

@@ -18,6 +18,8 @@ pub mod cost;
 #[cfg(feature = "aws")]
 pub mod ec2;
 #[cfg(feature = "aws")]
+pub mod ecs;
+#[cfg(feature = "aws")]
 pub mod rds;
 #[cfg(feature = "aws")]
 pub mod s3;

@@ -8,6 +8,7 @@
 //!   ([`CAPACITY_METRICS`]) and the breach is on the side that means "running out" (above the
 //!   threshold for a utilisation, below it for free space/memory; an anomaly band breached
 //!   on the other side is only unusual, not full), otherwise `metric_alarm`;
+//! - state `ALARM` on one instance's `StatusCheckFailed*` → `service_health`, HIGH;
 //! - `OK` → `alarm_resolved`;
 //! - `INSUFFICIENT_DATA` → `metric_alarm` with source severity MEDIUM (the alarm went blind);
 //! - composite alarms follow the same states but are never `capacity_high` (they watch
@@ -200,6 +201,20 @@ impl Alarm {
         }
     }
 
+    /// An EC2 instance failing its status checks (`StatusCheckFailed`, `_Instance`,
+    /// `_System` on one `InstanceId`): the instance is unhealthy, which `restart_service`
+    /// answers (a reboot for the instance's own check).
+    fn is_status_check(&self) -> bool {
+        match self.metrics.as_slice() {
+            [only] if self.kind() == "metric" => {
+                only.name.starts_with("StatusCheckFailed")
+                    && only.dimensions.iter().any(|(k, _)| k == "InstanceId")
+                    && self.breach_side() != Side::Below
+            }
+            _ => false,
+        }
+    }
+
     fn event_type(
         &self,
         state_pointer: &str,
@@ -207,6 +222,8 @@ impl Alarm {
     ) -> Result<(EventType, Option<Severity>), NormalizeError> {
         Ok(match self.state.as_str() {
             "ALARM" if self.is_idle_instance() => (EventType::InstanceIdle, None),
+            // An instance failing its checks is unreachable or about to be.
+            "ALARM" if self.is_status_check() => (EventType::ServiceHealth, Some(Severity::High)),
             "ALARM" if self.is_capacity() => (EventType::CapacityHigh, None),
             "ALARM" => (EventType::MetricAlarm, None),
             "OK" => (EventType::AlarmResolved, None),

@@ -50,6 +50,9 @@ pub(super) fn normalize(raw: Raw<'_>) -> Result<Vec<EventDraft>, NormalizeError>
             findings::normalize_securityhub_event(raw, &origin)
         }
         "AWS Health Event" | "AWS Health Abuse Event" => health_event(detail, raw, &origin),
+        "ECS Service Action" | "ECS Deployment State Change" => {
+            super::ecs::normalize_service_event(detail_type, detail, raw, &origin)
+        }
         "Scheduled Event" => scheduled(raw, &origin),
         _ => Err(NormalizeError::unrecognized(
             origin.envelope,
@@ -81,7 +84,7 @@ fn origin(event: &Value, source: &str, detail_type: &str) -> Origin {
 }
 
 /// The envelope's `resources` ARNs.
-fn envelope_resources(event: &Value) -> Vec<&str> {
+pub(super) fn envelope_resources(event: &Value) -> Vec<&str> {
     event
         .get("resources")
         .and_then(Value::as_array)
@@ -89,7 +92,7 @@ fn envelope_resources(event: &Value) -> Vec<&str> {
         .unwrap_or_default()
 }
 
-fn base_draft(
+pub(super) fn base_draft(
     source: EventSource,
     event_type: EventType,
     raw: Raw<'_>,
@@ -143,7 +146,7 @@ fn instance_state(
 }
 
 /// An archive replay re-sends old events; a reader should know the alert is not live.
-fn copy_replay(draft: &mut EventDraft, raw: Raw<'_>) {
+pub(super) fn copy_replay(draft: &mut EventDraft, raw: Raw<'_>) {
     if let Some(name) = text(raw.value(), "/replay-name") {
         put(&mut draft.resource.metadata, "replay_name", name);
     }

@@ -10,6 +10,7 @@
 mod alarm;
 mod cloudtrail;
 mod config;
+mod ecs;
 mod eventbridge;
 mod findings;
 mod sns;
@@ -454,6 +455,7 @@ pub(super) fn resource_kind(type_name: &str) -> String {
         "awsec2securitygroup" => aws_types::SECURITY_GROUP,
         "awsrdsdbinstance" => aws_types::RDS_INSTANCE,
         "awsautoscalingautoscalinggroup" => aws_types::AUTOSCALING_GROUP,
+        "awsecsservice" => aws_types::ECS_SERVICE,
         "awsiamuser" => aws_types::IAM_USER,
         "awsiamrole" => "iam_role",
         "awsiamaccesskey" => "iam_access_key",

@@ -187,6 +187,10 @@ struct AddArgs {
     /// restart_service: at most this many restarts of one resource in an hour (default 2).
     #[arg(long, value_name = "N")]
     max_restarts_per_hour: Option<u32>,
+    /// rollback_deployment: only roll back a deployment made at most this many hours ago
+    /// (default 24).
+    #[arg(long, value_name = "HOURS")]
+    rollback_within_hours: Option<f64>,
     /// When the approval stops matching (RFC 3339, e.g. 2026-12-31T23:59:59Z).
     #[arg(long, conflicts_with = "expires_in")]
     expires_at: Option<DateTime<Utc>>,
@@ -433,6 +437,7 @@ fn approval_from(add: &AddArgs, by: &str) -> anyhow::Result<Approval> {
             max_instances: add.max_instances,
             max_added_monthly_usd: add.max_added_monthly_usd,
             max_restarts_per_hour: add.max_restarts_per_hour,
+            rollback_within_hours: add.rollback_within_hours,
         },
         approved_by: by.to_string(),
         approved_at: now,
@@ -564,6 +569,12 @@ fn conditions_summary(c: &Conditions, action: Action) -> String {
                 .map(|n| format!(", ≤ {n} instances"))
                 .unwrap_or_default(),
             limits.max_added_monthly_usd
+        ));
+    }
+    if action == Action::RollbackDeployment {
+        parts.push(format!(
+            "deployed ≤ {} ago",
+            escher_core::words::hours(c.rollback_within_hours())
         ));
     }
     if action == Action::RestartService {

@@ -202,6 +202,35 @@ fn mistakes_are_refused_with_a_reason_and_exit_2() {
         said.contains("scale_up_capacity: AWS fixes autoscaling_group, ebs_volume, ec2_instance, rds_instance; Azure notifies only (no automatic fix there yet); GCP notifies only"),
         "{said}"
     );
+    // The choices not ticked by default, when the user ticks them.
+    let other = tempfile::tempdir().unwrap();
+    let other_store = format!("fs://{}", other.path().display());
+    let ticked = approvals(
+        &other_store,
+        &[
+            "init",
+            "--yes",
+            "--enable",
+            "restart_service",
+            "--enable",
+            "rollback_deployment",
+        ],
+    );
+    assert!(ticked.status.success());
+    let said = String::from_utf8_lossy(&ticked.stderr);
+    for (choice, on_aws) in [
+        ("restart_service", "AWS fixes ec2_instance, ecs_service"),
+        ("rollback_deployment", "AWS fixes ecs_service"),
+    ] {
+        let line = said
+            .lines()
+            .find(|l| l.contains(&format!("{choice}: ")))
+            .unwrap_or_else(|| panic!("no line for {choice} in {said}"));
+        assert!(
+            line.contains(on_aws) && line.contains("Azure notifies only"),
+            "{line}"
+        );
+    }
     for (args, expected) in [
         (vec!["init", "--yes"], "already initialised"),
         (

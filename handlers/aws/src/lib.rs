@@ -2,7 +2,7 @@
 //!
 //! Each fix is one type implementing [`escher_core::remediate::Remediation`]:
 //! [`S3PublicAccessRemediation`], [`OpenIngressRemediation`], [`IdleInstanceRemediation`],
-//! [`VolumeEncryptionRemediation`], [`ScaleUpCapacityRemediation`], [`RestartServiceRemediation`]. [`aws_fixes`] registers them once in core's
+//! [`VolumeEncryptionRemediation`], [`ScaleUpCapacityRemediation`], [`RestartServiceRemediation`], [`RollbackDeploymentRemediation`]. [`aws_fixes`] registers them once in core's
 //! [`FixRegistry`], which the pipeline looks them up in by (action, resource type) and the
 //! role's permissions are derived from (a pair with no fix is answered `not_supported` by
 //! core); [`AwsResourceTags`] reads a resource's tags for the
@@ -20,12 +20,14 @@ mod alarms;
 mod calls;
 mod clients;
 mod config;
+mod ecs_service;
 pub mod handler;
 mod idle_instance;
 mod open_ingress;
 mod report;
 mod restart;
 mod rightsizing;
+mod rollback;
 mod s3_public;
 mod scale_up;
 mod scan;
@@ -51,6 +53,7 @@ pub use handler::{
 pub use idle_instance::{IdleInstanceRemediation, DEFAULT_IDLE_CPU_PERCENT};
 pub use open_ingress::OpenIngressRemediation;
 pub use restart::RestartServiceRemediation;
+pub use rollback::RollbackDeploymentRemediation;
 pub use s3_public::S3PublicAccessRemediation;
 pub use scale_up::ScaleUpCapacityRemediation;
 pub use scan::AwsScan;
@@ -60,13 +63,14 @@ pub use volume_encryption::VolumeEncryptionRemediation;
 /// Every AWS fix, built once per process (a Lambda cold start) from one set of SDK clients
 /// (shared, so this is cheap): the registry the pipeline looks fixes up in.
 pub fn aws_fixes(clients: AwsClients) -> FixRegistry {
-    let fixes: [Arc<dyn Remediation>; 6] = [
+    let fixes: [Arc<dyn Remediation>; 7] = [
         Arc::new(S3PublicAccessRemediation::new(clients.clone())),
         Arc::new(OpenIngressRemediation::new(clients.clone())),
         Arc::new(IdleInstanceRemediation::new(clients.clone())),
         Arc::new(VolumeEncryptionRemediation::new(clients.clone())),
         Arc::new(ScaleUpCapacityRemediation::new(clients.clone())),
-        Arc::new(RestartServiceRemediation::new(clients)),
+        Arc::new(RestartServiceRemediation::new(clients.clone())),
+        Arc::new(RollbackDeploymentRemediation::new(clients)),
     ];
     let mut registry = FixRegistry::new();
     for fix in fixes {
@@ -117,7 +121,7 @@ mod tests {
             .region(Region::new("us-east-1"))
             .build();
         let fixes = aws_fixes(AwsClients::new(&config));
-        assert_eq!(fixes.fixes().count(), 6, "no fix was refused: {fixes:?}");
+        assert_eq!(fixes.fixes().count(), 7, "no fix was refused: {fixes:?}");
         assert_eq!(
             fixes.pairs(),
             [
@@ -126,6 +130,7 @@ mod tests {
                 (Action::RestartService, "ec2_instance"),
                 (Action::RestartService, "ecs_service"),
                 (Action::RevokeOpenIngress, "security_group"),
+                (Action::RollbackDeployment, "ecs_service"),
                 (Action::ScaleUpCapacity, "autoscaling_group"),
                 (Action::ScaleUpCapacity, "ebs_volume"),
                 (Action::ScaleUpCapacity, "ec2_instance"),
@@ -192,6 +197,7 @@ mod tests {
             "autoscaling:SetDesiredCapacity",
             "ec2:RebootInstances",
             "ecs:UpdateService",
+            "ecs:DescribeTaskDefinition",
         ] {
             assert!(actions.contains(&wanted), "missing {wanted}");
         }

@@ -2,8 +2,8 @@
 //! moto server, through the real AWS SDK for Rust: the rules Azure's and GCP's fixes and
 //! checks will be held to on their test doubles.
 //!
-//! Every fix AWS registers is taken from the registry the pipeline uses, and must have a
-//! scenario here: one that makes a resource needing the fix (unique names, since moto is
+//! Every fix AWS registers is taken from the registry the pipeline uses, and has a scenario
+//! here (AWS has a fix for every action): one that makes a resource needing the fix (unique names, since moto is
 //! shared and never reset), builds the event by normalizing the fixture-shaped payload, and
 //! changes the resource back as a person would. The permissions a recorded call needs are
 //! IAM's (`escher_aws::iam_action`), so the role the provisioner derives from the fixes'
@@ -29,7 +29,9 @@ use escher_core::fixes::FixRegistry;
 use escher_core::scan::{ScanContext, ScanThresholds};
 use escher_core::{Normalized, UnifiedEvent};
 use escher_test_support::fixtures::aws;
-use escher_test_support::moto::{self as kit, cost, ec2, rds, s3, Moto, ACCOUNT as MOTO_ACCOUNT};
+use escher_test_support::moto::{
+    self as kit, cost, ec2, ecs, rds, s3, Moto, ACCOUNT as MOTO_ACCOUNT,
+};
 use serde_json::Value;
 
 const REGION: &str = "us-east-1";
@@ -299,10 +301,65 @@ impl FixScenario for FailingInstance {
     }
 }
 
-/// The scenario for each action AWS has a fix for.
-fn scenario(moto: &Moto, action: Action) -> Option<Box<dyn FixScenario>> {
+/// An ECS service whose deployment of revision 2 failed (no tasks wanted, so moto reports
+/// it steady once back on revision 1); changed back, it is on revision 2 again.
+struct FailedEcsDeployment {
+    moto: Moto,
+    service: Mutex<Option<String>>,
+}
+
+#[async_trait]
+impl FixScenario for FailedEcsDeployment {
+    async fn prepare(&self) -> Result<UnifiedEvent, ScenarioError> {
+        let client = aws_sdk_ecs::Client::new(&self.moto.config);
+        let (cluster, name, arn) = ecs::service_with_revisions(&client, 2, 0).await?;
+        let (_, _, deployment) = ecs::counts(&client, &cluster, &name).await?;
+        keep(&self.service, &format!("{cluster}/{name}"));
+        let mut payload = aws::ecs_service_event(
+            &arn,
+            "SERVICE_DEPLOYMENT_FAILED",
+            "ERROR",
+            MOTO_ACCOUNT,
+            REGION,
+        );
+        escher_test_support::fixtures::set(
+            &mut payload,
+            "/detail/deploymentId",
+            serde_json::json!(deployment),
+        );
+        normalized(payload)
+    }
+
+    async fn change_back(&self, _: &UnifiedEvent) -> Result<(), ScenarioError> {
+        let client = aws_sdk_ecs::Client::new(&self.moto.config);
+        let made = made(&self.service)?;
+        let (cluster, name) = made.split_once('/').ok_or("no service")?;
+        let current = ecs::task_definition(&client, cluster, name).await?;
+        let family = current
+            .rsplit_once('/')
+            .map(|(_, s)| s)
+            .unwrap_or(&current)
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        client
+            .update_service()
+            .cluster(cluster)
+            .service(name)
+            .task_definition(format!("{family}:2"))
+            .send()
+            .await
+            .map_err(sdk("UpdateService"))?;
+        Ok(())
+    }
+}
+
+/// The scenario for each action (the match is exhaustive: an action added to the model does
+/// not compile without its scenario here).
+fn scenario(moto: &Moto, action: Action) -> Box<dyn FixScenario> {
     let moto = moto.clone();
-    Some(match action {
+    match action {
         Action::MakeBucketPrivate => Box::new(PublicBucket {
             moto,
             bucket: Mutex::default(),
@@ -316,6 +373,10 @@ fn scenario(moto: &Moto, action: Action) -> Option<Box<dyn FixScenario>> {
             instance: Mutex::default(),
         }),
         Action::EncryptVolume => Box::new(UnencryptedVolume { moto }),
+        Action::RollbackDeployment => Box::new(FailedEcsDeployment {
+            moto,
+            service: Mutex::default(),
+        }),
         Action::RestartService => Box::new(FailingInstance {
             moto,
             instance: Mutex::default(),
@@ -324,8 +385,7 @@ fn scenario(moto: &Moto, action: Action) -> Option<Box<dyn FixScenario>> {
             moto,
             volume: Mutex::default(),
         }),
-        _ => return None,
-    })
+    }
 }
 
 async fn moto_with_fixes() -> Option<(Moto, FixRegistry)> {
@@ -343,25 +403,24 @@ async fn conforms(action: Action) {
         .fixes()
         .find(|f| f.action() == action)
         .unwrap_or_else(|| panic!("AWS registers a fix for {action}"));
-    let scenario = scenario(&moto, action).expect("a scenario");
+    let scenario = scenario(&moto, action);
     match check_fix(fix, scenario.as_ref(), iam_action).await {
         Ok(steps) => println!("{action}: {}", steps.join("; ")),
         Err(e) => panic!("{e}"),
     }
 }
 
-#[tokio::test]
-async fn every_registered_fix_has_a_scenario_here() {
-    let Some((moto, fixes)) = moto_with_fixes().await else {
-        return;
-    };
-    let without: Vec<Action> = conformance::actions(&fixes)
-        .into_iter()
-        .filter(|a| scenario(&moto, *a).is_none())
-        .collect();
-    assert!(
-        without.is_empty(),
-        "no conformance scenario for {without:?}"
+/// Every action the setup wizard offers has an AWS fix (each held to the suite below).
+#[test]
+fn every_action_has_an_aws_fix() {
+    let config = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(REGION))
+        .build();
+    let fixes = aws_fixes(AwsClients::new(&config));
+    assert_eq!(
+        conformance::actions(&fixes),
+        Action::ALL.into_iter().collect::<BTreeSet<_>>()
     );
 }
 
@@ -383,6 +442,11 @@ async fn stop_idle_instance_conforms() {
 #[tokio::test]
 async fn encrypt_volume_conforms() {
     conforms(Action::EncryptVolume).await;
+}
+
+#[tokio::test]
+async fn rollback_deployment_conforms() {
+    conforms(Action::RollbackDeployment).await;
 }
 
 #[tokio::test]

@@ -205,7 +205,7 @@ fn resolve(event: &UnifiedEvent) -> Result<Resolved, RemediationError> {
                     "ECS reported {said}; new tasks would fail the same way, so the service is left to you"
                 )));
             }
-            let (cluster, service) = service::names(event).ok_or_else(|| {
+            let (cluster, service) = crate::ecs_service::names(event).ok_or_else(|| {
                 invalid(format!(
                     "the event names no ECS service (resource id `{}`); act by hand",
                     event.resource.id

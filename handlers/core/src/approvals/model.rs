@@ -169,6 +169,10 @@ pub struct Conditions {
     /// 2); past it the resource is left to people, so a crash loop is not fed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_restarts_per_hour: Option<u32>,
+    /// For `rollback_deployment`: only a deployment made at most this many hours ago is
+    /// rolled back (default 24); an older one has had time to change data or callers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_within_hours: Option<f64>,
 }
 
 /// Default idle time before `stop_idle_instance` may act, when the approval names none.
@@ -180,6 +184,8 @@ pub const DEFAULT_MAX_STORAGE_GIB: u64 = 1024;
 pub const DEFAULT_MAX_ADDED_MONTHLY_USD: f64 = 100.0;
 /// `restart_service`'s limit when the approval names none.
 pub const DEFAULT_MAX_RESTARTS_PER_HOUR: u32 = 2;
+/// `rollback_deployment`'s window when the approval names none.
+pub const DEFAULT_ROLLBACK_WITHIN_HOURS: f64 = 24.0;
 
 impl Conditions {
     pub fn min_idle_hours(&self) -> f64 {
@@ -195,6 +201,13 @@ impl Conditions {
     pub fn max_restarts_per_hour(&self) -> u32 {
         self.max_restarts_per_hour
             .unwrap_or(DEFAULT_MAX_RESTARTS_PER_HOUR)
+    }
+
+    /// How recent a deployment `rollback_deployment` may roll back, in hours.
+    pub fn rollback_within_hours(&self) -> f64 {
+        self.rollback_within_hours
+            .unwrap_or(DEFAULT_ROLLBACK_WITHIN_HOURS)
+            .max(0.0)
     }
 
     /// The limits `scale_up_capacity` grows within: the approval's, else the defaults.

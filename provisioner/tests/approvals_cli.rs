@@ -220,7 +220,10 @@ fn mistakes_are_refused_with_a_reason_and_exit_2() {
     let said = String::from_utf8_lossy(&ticked.stderr);
     for (choice, on_aws) in [
         ("restart_service", "AWS fixes ec2_instance, ecs_service"),
-        ("rollback_deployment", "AWS fixes ecs_service"),
+        (
+            "rollback_deployment",
+            "AWS fixes ecs_service, lambda_function",
+        ),
     ] {
         let line = said
             .lines()

@@ -131,6 +131,7 @@ mod tests {
                 (Action::RestartService, "ecs_service"),
                 (Action::RevokeOpenIngress, "security_group"),
                 (Action::RollbackDeployment, "ecs_service"),
+                (Action::RollbackDeployment, "lambda_function"),
                 (Action::ScaleUpCapacity, "autoscaling_group"),
                 (Action::ScaleUpCapacity, "ebs_volume"),
                 (Action::ScaleUpCapacity, "ec2_instance"),
@@ -146,7 +147,7 @@ mod tests {
             (Action::MakeBucketPrivate, "ec2_instance"),
             (Action::RestartService, "rds_instance"),
             (Action::ScaleUpCapacity, "lambda_function"),
-            (Action::RollbackDeployment, "lambda_function"),
+            (Action::RollbackDeployment, "ec2_instance"),
         ] {
             assert!(fixes.lookup(action, kind).is_none(), "{action} on {kind}");
         }
@@ -198,6 +199,7 @@ mod tests {
             "ec2:RebootInstances",
             "ecs:UpdateService",
             "ecs:DescribeTaskDefinition",
+            "lambda:UpdateAlias",
         ] {
             assert!(actions.contains(&wanted), "missing {wanted}");
         }

@@ -15,7 +15,8 @@ use escher_core::approvals::{Action, Conditions};
 use escher_core::remediate::{Mode, RemediationStatus};
 use escher_core::{EventType, UnifiedEvent};
 use escher_test_support::fixtures::{aws, set};
-use escher_test_support::moto::{ecs, ACCOUNT};
+use escher_test_support::moto::{cloudwatch, ecs, lambda, ACCOUNT};
+use escher_test_support::names::unique;
 use serde_json::json;
 
 const REGION: &str = "us-east-1";
@@ -184,12 +185,142 @@ async fn a_deployment_ecs_moved_on_from_or_with_nothing_before_it_is_left_alone(
     .await;
     assert_eq!(nothing.status, RemediationStatus::Skipped, "{nothing:#?}");
     assert!(
-        nothing
-            .summary
-            .contains("no earlier active task definition"),
+        nothing.summary.contains("nothing earlier than"),
         "{}",
         nothing.summary
     );
     assert_no_mutating_call(&nothing);
     let _ = (cluster, name);
+}
+
+fn alias_errors(alarm: &str, function: &str, alias: &str) -> UnifiedEvent {
+    let event = normalize_one(
+        &aws::FiringAlarm {
+            name: alarm,
+            namespace: "AWS/Lambda",
+            metric: "Errors",
+            dimensions: json!({"FunctionName": function, "Resource": format!("{function}:{alias}")}),
+            threshold: 5.0,
+            above: true,
+        }
+        .payload(ACCOUNT, REGION),
+    );
+    assert_eq!(event.event_type, EventType::DeploymentFailed);
+    assert_eq!(event.resource.kind, "lambda_function");
+    event
+}
+
+#[tokio::test]
+async fn a_lambda_alias_failing_after_a_release_goes_back_to_the_version_before() {
+    let Some(moto) = moto(REGION).await else {
+        return;
+    };
+    let lambda = aws_sdk_lambda::Client::new(&moto.config);
+    let fix = moto.fix(ROLLBACK, "lambda_function");
+    let defaults = Conditions::default();
+    let version = |function: String| {
+        let lambda = lambda.clone();
+        async move {
+            lambda::alias_version(&lambda, &function, "live")
+                .await
+                .expect("alias")
+        }
+    };
+
+    let function = lambda::function_with_alias(&lambda, &moto.config, ACCOUNT, 3, "live")
+        .await
+        .expect("function");
+    assert_eq!(version(function.clone()).await, "3");
+    let dry = run(
+        fix,
+        &alias_errors(&unique("live errors"), &function, "live"),
+        ROLLBACK,
+        &defaults,
+        Mode::DryRun,
+    )
+    .await;
+    assert_eq!(dry.status, RemediationStatus::WouldRemediate, "{dry:#?}");
+    assert!(dry.summary.contains("from 3 to 2"), "{}", dry.summary);
+    assert_no_mutating_call(&dry);
+    assert_eq!(version(function.clone()).await, "3");
+
+    let event = alias_errors(&unique("live errors"), &function, "live");
+    let report = run(fix, &event, ROLLBACK, &defaults, Mode::Apply).await;
+    assert_eq!(report.status, RemediationStatus::Remediated, "{report:#?}");
+    assert_verified(&report);
+    assert_eq!(version(function.clone()).await, "2");
+    assert!(
+        report
+            .undo
+            .as_deref()
+            .is_some_and(|u| u.contains("--function-version 3")),
+        "{:?}",
+        report.undo
+    );
+    let again = run(fix, &event, ROLLBACK, &defaults, Mode::Apply).await;
+    assert_eq!(
+        again.status,
+        RemediationStatus::AlreadyCompliant,
+        "{again:#?}"
+    );
+    assert_no_mutating_call(&again);
+    assert_eq!(version(function.clone()).await, "2");
+
+    // Already fine: the alarm recovered. Past the window: a person decides. Nothing before
+    // version 1.
+    let other = lambda::function_with_alias(&lambda, &moto.config, ACCOUNT, 2, "live")
+        .await
+        .expect("function");
+    let alarm = unique("live recovered");
+    cloudwatch::recovered_alarm(&moto.cloudwatch, &alarm, "AWS/Lambda", "Errors")
+        .await
+        .expect("alarm");
+    let ok = run(
+        fix,
+        &alias_errors(&alarm, &other, "live"),
+        ROLLBACK,
+        &defaults,
+        Mode::Apply,
+    )
+    .await;
+    assert_eq!(ok.status, RemediationStatus::AlreadyCompliant, "{ok:#?}");
+    tokio::time::sleep(StdDuration::from_millis(1100)).await;
+    let tight = Conditions {
+        rollback_within_hours: Some(0.0),
+        ..Conditions::default()
+    };
+    let late = run(
+        fix,
+        &alias_errors(&unique("live errors"), &other, "live"),
+        ROLLBACK,
+        &tight,
+        Mode::Apply,
+    )
+    .await;
+    assert_eq!(late.status, RemediationStatus::Skipped, "{late:#?}");
+    assert!(
+        late.summary.contains("rollback_within_hours"),
+        "{}",
+        late.summary
+    );
+    assert_no_mutating_call(&late);
+    assert_eq!(version(other).await, "2");
+
+    let first = lambda::function_with_alias(&lambda, &moto.config, ACCOUNT, 1, "live")
+        .await
+        .expect("function");
+    let nothing = run(
+        fix,
+        &alias_errors(&unique("live errors"), &first, "live"),
+        ROLLBACK,
+        &defaults,
+        Mode::Apply,
+    )
+    .await;
+    assert_eq!(nothing.status, RemediationStatus::Skipped, "{nothing:#?}");
+    assert!(
+        nothing.summary.contains("nothing earlier than 1"),
+        "{}",
+        nothing.summary
+    );
 }

@@ -20,6 +20,8 @@ pub mod ec2;
 #[cfg(feature = "aws")]
 pub mod ecs;
 #[cfg(feature = "aws")]
+pub mod lambda;
+#[cfg(feature = "aws")]
 pub mod rds;
 #[cfg(feature = "aws")]
 pub mod s3;

@@ -9,6 +9,7 @@
 //!   threshold for a utilisation, below it for free space/memory; an anomaly band breached
 //!   on the other side is only unusual, not full), otherwise `metric_alarm`;
 //! - state `ALARM` on one instance's `StatusCheckFailed*` → `service_health`, HIGH;
+//! - state `ALARM` on a Lambda alias's `Errors` (a deployment alarm) → `deployment_failed`;
 //! - `OK` → `alarm_resolved`;
 //! - `INSUFFICIENT_DATA` → `metric_alarm` with source severity MEDIUM (the alarm went blind);
 //! - composite alarms follow the same states but are never `capacity_high` (they watch
@@ -215,6 +216,35 @@ impl Alarm {
         }
     }
 
+    /// A Lambda alias's `Errors` above a threshold (`FunctionName` with `Resource` =
+    /// `<function>:<alias>`): the alarm a deployment of the alias is watched by (the SAM /
+    /// CodeDeploy deployment-alarm pattern), so a deployment that fails it is `deployment_failed`;
+    /// the rollback itself checks that the alias's version is a recent deployment.
+    fn is_alias_errors(&self) -> bool {
+        match self.metrics.as_slice() {
+            [only] if self.kind() == "metric" => {
+                let dimension = |key: &str| {
+                    only.dimensions
+                        .iter()
+                        .find(|(k, _)| k == key)
+                        .map(|(_, v)| v.as_str())
+                };
+                let qualified = match (dimension("FunctionName"), dimension("Resource")) {
+                    (Some(function), Some(resource)) => resource
+                        .strip_prefix(function)
+                        .and_then(|rest| rest.strip_prefix(':'))
+                        .is_some_and(|q| !q.is_empty() && !q.bytes().all(|b| b.is_ascii_digit())),
+                    _ => false,
+                };
+                only.name == "Errors"
+                    && only.namespace.as_deref().is_none_or(|n| n == "AWS/Lambda")
+                    && qualified
+                    && self.breach_side() != Side::Below
+            }
+            _ => false,
+        }
+    }
+
     fn event_type(
         &self,
         state_pointer: &str,
@@ -224,6 +254,7 @@ impl Alarm {
             "ALARM" if self.is_idle_instance() => (EventType::InstanceIdle, None),
             // An instance failing its checks is unreachable or about to be.
             "ALARM" if self.is_status_check() => (EventType::ServiceHealth, Some(Severity::High)),
+            "ALARM" if self.is_alias_errors() => (EventType::DeploymentFailed, None),
             "ALARM" if self.is_capacity() => (EventType::CapacityHigh, None),
             "ALARM" => (EventType::MetricAlarm, None),
             "OK" => (EventType::AlarmResolved, None),

@@ -129,3 +129,31 @@ async fn a_damaged_pending_incident_names_itself_and_the_fix() {
     );
     assert!(message.contains("incidents rebuild"), "{message}");
 }
+
+/// A handler reuses its listing for a while (so a busy one does not list on every event): its
+/// own incidents are in its next view at once, another handler's once the listing is older
+/// than the handler's refresh, and a fresh view always has them.
+#[tokio::test]
+async fn a_recent_listing_is_reused_with_the_handlers_own_incidents_in_it() {
+    let operator = escher_core::store::open("memory://").expect("store");
+    let (here, there) = (
+        IncidentMemory::new(operator.clone()),
+        IncidentMemory::new(operator),
+    );
+    let refresh = std::time::Duration::from_millis(300);
+    assert_eq!(here.view_within(refresh).await.expect("view").len(), 0);
+
+    here.record(&incident(0, 1)).await.expect("record");
+    there.record(&incident(1, 1)).await.expect("record");
+    let within = here.view_within(refresh).await.expect("view");
+    assert_eq!(within.len(), 1, "its own incident, not yet the other's");
+
+    tokio::time::sleep(refresh).await;
+    assert_eq!(here.view_within(refresh).await.expect("view").len(), 2);
+    there.record(&incident(1, 2)).await.expect("record");
+    assert_eq!(
+        here.view().await.expect("view").len(),
+        3,
+        "a fresh view lists again"
+    );
+}

@@ -74,7 +74,7 @@ fn unavailable(operation: &'static str, path: &str, source: opendal::Error) -> M
 pub struct MemoryView {
     pub snapshot: Option<u64>,
     index: Arc<IncidentIndex>,
-    pending: Arc<Vec<Incident>>,
+    pending: Arc<Vec<Arc<Incident>>>,
 }
 
 impl MemoryView {
@@ -131,7 +131,7 @@ impl MemoryView {
         let mut found = self.index.search(query, since, limit)?;
         if !self.pending.is_empty() {
             // The pending few are matched by the same parser on a throwaway index.
-            let pending = IncidentIndex::build(&self.pending)?;
+            let pending = IncidentIndex::build(&self.pending_owned())?;
             found.extend(pending.search(query, since, limit)?);
             found.sort_by_key(|i| std::cmp::Reverse(i.handled_at));
             found.truncate(limit);
@@ -139,10 +139,14 @@ impl MemoryView {
         Ok(found)
     }
 
+    fn pending_owned(&self) -> Vec<Incident> {
+        self.pending.iter().map(|i| Incident::clone(i)).collect()
+    }
+
     /// Every incident, oldest first.
     pub fn all(&self) -> Result<Vec<Incident>, MemoryError> {
         let mut all = self.index.all()?;
-        all.extend(self.pending.iter().cloned());
+        all.extend(self.pending_owned());
         all.sort_by(|a, b| {
             a.handled_at
                 .cmp(&b.handled_at)
@@ -194,8 +198,10 @@ pub struct Compacted {
 #[derive(Default)]
 struct Cache {
     snapshot: Option<(u64, Arc<IncidentIndex>)>,
-    /// Pending incidents read so far, by object path (they never change).
-    pending: BTreeMap<String, Incident>,
+    /// Pending incidents read (or written here) so far, by object path (they never change).
+    pending: BTreeMap<String, Arc<Incident>>,
+    /// When the pending incidents and snapshots were last listed.
+    listed_at: Option<std::time::Instant>,
     /// Whether each pending incident (by event id) is in the snapshot `checked_for`: asked
     /// of the index once per snapshot, not once per event. Pending objects go away only by
     /// being folded into a new snapshot, which empties this.
@@ -262,12 +268,26 @@ impl IncidentMemory {
         })?;
         if self.local {
             // Renaming over an earlier copy of the same event changes nothing.
-            return self.write_then_rename(&path, body).await;
+            self.write_then_rename(&path, body).await?;
+            self.remember_written(path, incident).await;
+            return Ok(());
         }
         match create_once(&self.operator, &path, body).await {
-            Ok(Created::Written | Created::AlreadyExists) => Ok(()),
+            Ok(Created::Written | Created::AlreadyExists) => {
+                self.remember_written(path, incident).await;
+                Ok(())
+            }
             Err(e) => Err(unavailable("write", &path, e)),
         }
+    }
+
+    /// What this process wrote is in its next view without listing again.
+    async fn remember_written(&self, path: String, incident: &Incident) {
+        self.cache
+            .lock()
+            .await
+            .pending
+            .insert(path, Arc::new(incident.clone()));
     }
 
     async fn write_then_rename(&self, path: &str, body: Vec<u8>) -> Result<(), MemoryError> {
@@ -339,7 +359,26 @@ impl IncidentMemory {
     /// The memory as it is now (two listings; the snapshot and pending incidents already
     /// read are not fetched again).
     pub async fn view(&self) -> Result<MemoryView, MemoryError> {
+        self.view_within(std::time::Duration::ZERO).await
+    }
+
+    /// The memory as listed at most `max_age` ago, with what this process recorded since:
+    /// a busy handler lists once per `max_age`, not on every event (another handler's
+    /// incidents of the last `max_age` may be missing from the history it tells).
+    pub async fn view_within(
+        &self,
+        max_age: std::time::Duration,
+    ) -> Result<MemoryView, MemoryError> {
         let mut cache = self.cache.lock().await;
+        let fresh = cache.listed_at.is_some_and(|at| at.elapsed() < max_age);
+        if !fresh {
+            self.list_into(&mut cache).await?;
+        }
+        self.view_of(&mut cache)
+    }
+
+    /// Lists the pending incidents and snapshots, reading what is new.
+    async fn list_into(&self, cache: &mut Cache) -> Result<(), MemoryError> {
         // Listing pending first: whatever a compaction deletes after this listing is in a
         // snapshot at least as new as the one listed next.
         let mut pending_paths = self.list(PENDING).await?;
@@ -358,18 +397,24 @@ impl IncidentMemory {
                     }
                 }
             }
-            let vanished = self.read_pending(&mut cache, &pending_paths).await?;
+            let vanished = self.read_pending(cache, &pending_paths).await?;
             if !vanished || attempt == 2 {
                 break;
             }
             pending_paths = self.list(PENDING).await?;
         }
+        let listed: std::collections::BTreeSet<&String> = pending_paths.iter().collect();
+        cache.pending.retain(|path, _| listed.contains(path));
+        cache.listed_at = Some(std::time::Instant::now());
+        Ok(())
+    }
+
+    /// The view of what `cache` holds.
+    fn view_of(&self, cache: &mut Cache) -> Result<MemoryView, MemoryError> {
         let index = match &cache.snapshot {
             Some((_, index)) => index.clone(),
             None => Arc::new(IncidentIndex::build(&[])?),
         };
-        let listed: std::collections::BTreeSet<&String> = pending_paths.iter().collect();
-        cache.pending.retain(|path, _| listed.contains(path));
         let current = cache.snapshot.as_ref().map(|(s, _)| *s);
         if cache.checked_for != current {
             cache.in_snapshot.clear();
@@ -379,7 +424,7 @@ impl IncidentMemory {
             pending: read,
             in_snapshot,
             ..
-        } = &mut *cache;
+        } = cache;
         let mut pending = Vec::with_capacity(read.len());
         for incident in read.values() {
             let folded = match in_snapshot.get(&incident.event_id) {
@@ -391,7 +436,7 @@ impl IncidentMemory {
                 }
             };
             if !folded {
-                pending.push(incident.clone());
+                pending.push(Arc::clone(incident));
             }
         }
         Ok(MemoryView {
@@ -434,7 +479,7 @@ impl IncidentMemory {
         for (path, incident) in read {
             match incident {
                 Some(incident) => {
-                    cache.pending.insert(path, incident);
+                    cache.pending.insert(path, Arc::new(incident));
                 }
                 None => vanished = true,
             }
@@ -468,7 +513,7 @@ impl IncidentMemory {
         if view.pending() < min_pending.max(1) {
             return Ok(None);
         }
-        let index = Arc::new(view.index.with_added(&view.pending)?);
+        let index = Arc::new(view.index.with_added(&view.pending_owned())?);
         let pack = index.pack()?;
         let folded: Vec<String> = view
             .pending

@@ -37,6 +37,10 @@ use crate::{Normalized, Normalizer, SeverityPolicy, UnifiedEvent};
 use audit::{AuditLog, AuditRecord, Outcome};
 use notify::{Notification, NotificationResult, Notifier};
 
+/// How long a handler reuses its listing of the incident memory: a busy function lists the
+/// memory once per this, not on every event, and knows its own incidents at once.
+pub const MEMORY_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What a cloud brings to the pipeline.
 #[async_trait]
 pub trait CloudOperations: Send + Sync {
@@ -444,7 +448,7 @@ impl Pipeline {
                     let _ = self.approvals.index().await;
                 }
             },
-            self.memory.view(),
+            self.memory.view_within(MEMORY_REFRESH),
         );
         if let Some(marker) = claimed? {
             return self.duplicate(event, marker, payload_sha256, run).await;

@@ -2,18 +2,18 @@
 //! to OK means the problem cleared by itself, and a fix that would change something stops.
 
 use aws_sdk_cloudwatch::types::StateValue;
-use escher_core::remediate::{RemediationError, RequiredPermission};
+use escher_core::remediate::{RemediationError, RequiredPermission, Verification};
 use escher_core::UnifiedEvent;
 
 use crate::calls::{Access, CallLog};
 use crate::clients::AwsClients;
+use crate::report::check;
+use crate::target::metadata_str;
 
-/// What reading the alarm needs, for each fix that does.
-pub(crate) const DESCRIBE_ALARMS: &str = "cloudwatch:DescribeAlarms";
-pub(crate) const ALARMS: &str =
-    "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:*";
+const DESCRIBE_ALARMS: &str = "cloudwatch:DescribeAlarms";
+const ALARMS: &str = "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:*";
 
-/// The permission, with why `fix` reads it.
+/// The permission to read the alarm, with why the fix does.
 pub(crate) const fn describe_alarms(why: &'static str) -> RequiredPermission {
     RequiredPermission {
         action: DESCRIBE_ALARMS,
@@ -22,25 +22,16 @@ pub(crate) const fn describe_alarms(why: &'static str) -> RequiredPermission {
     }
 }
 
-/// A text field of the event's resource metadata, empty when absent.
-pub(crate) fn metadata_text<'a>(event: &'a UnifiedEvent, key: &str) -> &'a str {
-    event
-        .resource
-        .metadata
-        .get(key)
-        .and_then(|v| v.as_str())
-        .unwrap_or_default()
-}
-
-/// Whether the alarm behind the event is back to OK (then the capacity is fine again).
-pub(crate) async fn alarm_is_ok(
+/// The alarm behind the event, when it is back to OK: its name and the check that says so
+/// (the "already fine" answer of a fix).
+pub(crate) async fn recovered_alarm(
     clients: &AwsClients,
     event: &UnifiedEvent,
     log: &mut CallLog,
-) -> Result<bool, RemediationError> {
-    let name = metadata_text(event, "alarm_name");
+) -> Result<Option<(String, Verification)>, RemediationError> {
+    let name = metadata_str(event, "alarm_name");
     if name.is_empty() {
-        return Ok(false);
+        return Ok(None);
     }
     let out = log
         .must(
@@ -55,8 +46,14 @@ pub(crate) async fn alarm_is_ok(
                 .send(),
         )
         .await?;
-    Ok(out
+    let ok = out
         .metric_alarms()
         .iter()
-        .any(|a| a.alarm_name() == Some(name) && a.state_value() == Some(&StateValue::Ok)))
+        .any(|a| a.alarm_name() == Some(name) && a.state_value() == Some(&StateValue::Ok));
+    Ok(ok.then(|| {
+        (
+            name.to_string(),
+            Verification::from_checks(vec![check("alarm state", "OK", "OK", true)]),
+        )
+    }))
 }

@@ -1,7 +1,7 @@
 //! An ECS service as the fixes that act on one read it: its cluster and name from the
 //! event, the service described (with its tags), and its running/desired counts.
 
-use aws_sdk_ecs::types::{Service, ServiceField};
+use aws_sdk_ecs::types::{Service, ServiceField, Tag};
 use escher_core::remediate::RemediationError;
 use escher_core::UnifiedEvent;
 
@@ -17,7 +17,7 @@ pub(crate) fn names(event: &UnifiedEvent) -> Option<(String, String)> {
             Some((cluster.to_string(), service.to_string()))
         }
         None if !rest.is_empty() => {
-            let cluster = crate::alarms::metadata_text(event, "cluster_arn")
+            let cluster = crate::target::metadata_str(event, "cluster_arn")
                 .rsplit_once("cluster/")
                 .map(|(_, name)| name)
                 .filter(|n| !n.is_empty())
@@ -74,6 +74,31 @@ pub(crate) fn tag<'a>(service: &'a Service, key: &str) -> Option<&'a str> {
         .iter()
         .find(|t| t.key() == Some(key))
         .and_then(|t| t.value())
+}
+
+/// Sets one tag on the service (`arn`; `name` for the record): what a fix leaves on it.
+pub(crate) async fn set_tag(
+    clients: &AwsClients,
+    arn: &str,
+    name: &str,
+    key: &str,
+    value: &str,
+    log: &mut CallLog,
+) -> Result<(), RemediationError> {
+    log.must(
+        "ecs",
+        "TagResource",
+        name,
+        Access::Write,
+        clients
+            .ecs
+            .tag_resource()
+            .resource_arn(arn)
+            .tags(Tag::builder().key(key).value(value).build())
+            .send(),
+    )
+    .await?;
+    Ok(())
 }
 
 /// `running/desired` and the deployments, as ECS reports them now.

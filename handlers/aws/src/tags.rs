@@ -1,11 +1,12 @@
 //! Reading a resource's tags for the pipeline's enrich step, when the event itself carried
 //! none (CloudTrail, alarms): the tags say the environment and the data classification,
-//! which decide severity and which approvals apply.
+//! which decide severity and which approvals apply. Also the one tag a fix leaves on an EC2
+//! resource it changed ([`set_ec2_tag`]).
 
 use escher_core::resource_types::aws as aws_types;
 use std::collections::BTreeMap;
 
-use aws_sdk_ec2::types::Filter;
+use aws_sdk_ec2::types::{Filter, Tag};
 use escher_core::remediate::{RemediationError, RequiredPermission};
 
 use crate::calls::{Access, CallLog};
@@ -103,4 +104,29 @@ impl AwsResourceTags {
             _ => Ok(BTreeMap::new()),
         }
     }
+}
+
+/// Sets one tag on an EC2 resource (an instance, a volume): what a fix leaves on what it
+/// changed.
+pub(crate) async fn set_ec2_tag(
+    clients: &AwsClients,
+    id: &str,
+    key: &str,
+    value: &str,
+    log: &mut CallLog,
+) -> Result<(), RemediationError> {
+    log.must(
+        "ec2",
+        "CreateTags",
+        id,
+        Access::Write,
+        clients
+            .ec2
+            .create_tags()
+            .resources(id)
+            .tags(Tag::builder().key(key).value(value).build())
+            .send(),
+    )
+    .await?;
+    Ok(())
 }

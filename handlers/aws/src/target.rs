@@ -61,6 +61,11 @@ fn after_kind<'a>(id: &'a str, kind: &str) -> Option<&'a str> {
         .filter(|rest| !rest.is_empty() && !rest.contains('/'))
 }
 
+/// A text field of the event's resource metadata, empty when absent.
+pub(crate) fn metadata_str<'a>(event: &'a UnifiedEvent, key: &str) -> &'a str {
+    metadata_text(event, key).unwrap_or_default()
+}
+
 fn metadata_text<'a>(event: &'a UnifiedEvent, key: &str) -> Option<&'a str> {
     event
         .resource

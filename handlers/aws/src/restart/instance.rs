@@ -1,7 +1,7 @@
 //! An EC2 instance failing its own status check, rebooted; verified by both status checks
 //! passing (the instance's and the system's).
 
-use aws_sdk_ec2::types::{InstanceStateName, SummaryStatus, Tag};
+use aws_sdk_ec2::types::{InstanceStateName, SummaryStatus};
 use escher_core::remediate::{RemediationError, VerificationCheck};
 
 use super::{Ledger, Reading, LEDGER_TAG};
@@ -121,20 +121,7 @@ pub(super) async fn restart(
         clients.ec2.reboot_instances().instance_ids(id).send(),
     )
     .await?;
-    log.must(
-        "ec2",
-        "CreateTags",
-        id,
-        Access::Write,
-        clients
-            .ec2
-            .create_tags()
-            .resources(id)
-            .tags(Tag::builder().key(LEDGER_TAG).value(ledger.value()).build())
-            .send(),
-    )
-    .await?;
-    Ok(())
+    crate::tags::set_ec2_tag(clients, id, LEDGER_TAG, &ledger.value(), log).await
 }
 
 pub(super) async fn checks(

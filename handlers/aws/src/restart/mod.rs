@@ -25,10 +25,11 @@ use escher_core::remediate::{
 use escher_core::resource_types::aws as aws_types;
 use escher_core::{EventSource, UnifiedEvent};
 
-use crate::alarms::{alarm_is_ok, metadata_text};
+use crate::alarms::recovered_alarm;
 use crate::calls::CallLog;
 use crate::clients::AwsClients;
 use crate::report::check;
+use crate::target::metadata_str;
 use crate::target::Target;
 
 /// The tag the restarts are counted in: `event=<last event id> at=<unix>,<unix>`.
@@ -194,8 +195,8 @@ fn resolve(event: &UnifiedEvent) -> Result<Resolved, RemediationError> {
                 .and_then(|v| v.as_bool())
                 .unwrap_or(true);
             if !restartable {
-                let name = metadata_text(event, "event_name");
-                let reason = metadata_text(event, "reason");
+                let name = metadata_str(event, "event_name");
+                let reason = metadata_str(event, "reason");
                 let said = if reason.is_empty() {
                     name.to_string()
                 } else {
@@ -214,7 +215,7 @@ fn resolve(event: &UnifiedEvent) -> Result<Resolved, RemediationError> {
             Resolved::Restart(Subject::Service { cluster, service })
         }
         aws_types::EC2_INSTANCE => {
-            let metric = metadata_text(event, "metric_name");
+            let metric = metadata_str(event, "metric_name");
             if event.source == EventSource::AwsHealth {
                 return Ok(Resolved::Leave(
                     "an AWS Health notice about an instance (retirement, maintenance) needs a stop and start at a time you choose, which Escher leaves to you".into(),
@@ -367,19 +368,17 @@ impl Remediation for RestartServiceRemediation {
                 true,
             )])));
         }
-        if matches!(subject, Subject::Instance(_)) && alarm_is_ok(clients, event, &mut log).await? {
-            let name = metadata_text(event, "alarm_name");
+        let recovered = match subject {
+            Subject::Instance(_) => recovered_alarm(clients, event, &mut log).await?,
+            Subject::Service { .. } => None,
+        };
+        if let Some((name, verification)) = recovered {
             return Ok(report(
                 RemediationStatus::AlreadyCompliant,
                 format!("The alarm {name} is back to OK; {what} was not rebooted."),
                 log,
             )
-            .with_verification(Verification::from_checks(vec![check(
-                "alarm state",
-                "OK",
-                "OK",
-                true,
-            )])));
+            .with_verification(verification));
         }
         if let Some(why) = &reading.not_now {
             return Ok(report(

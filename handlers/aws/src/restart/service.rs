@@ -2,13 +2,12 @@
 //! definition, every task replaced); verified by the running count back at desired with the
 //! old deployment drained.
 
-use aws_sdk_ecs::types::Tag;
 use escher_core::remediate::{RemediationError, VerificationCheck};
 
 use super::{Ledger, Reading, LEDGER_TAG};
 use crate::calls::{Access, CallLog};
 use crate::clients::AwsClients;
-use crate::ecs_service::{describe, tag, Counts};
+use crate::ecs_service::{self, describe, tag, Counts};
 
 pub(super) async fn read(
     clients: &AwsClients,
@@ -56,22 +55,8 @@ pub(super) async fn restart(
     let arn = updated
         .service()
         .and_then(|s| s.service_arn())
-        .unwrap_or_default()
-        .to_string();
-    log.must(
-        "ecs",
-        "TagResource",
-        name,
-        Access::Write,
-        clients
-            .ecs
-            .tag_resource()
-            .resource_arn(arn)
-            .tags(Tag::builder().key(LEDGER_TAG).value(ledger.value()).build())
-            .send(),
-    )
-    .await?;
-    Ok(())
+        .unwrap_or_default();
+    ecs_service::set_tag(clients, arn, name, LEDGER_TAG, &ledger.value(), log).await
 }
 
 pub(super) async fn checks(

@@ -29,7 +29,7 @@ use escher_core::remediate::{
 use escher_core::resource_types::aws as aws_types;
 use escher_core::UnifiedEvent;
 
-use crate::alarms::{alarm_is_ok, metadata_text};
+use crate::alarms::recovered_alarm;
 use crate::calls::CallLog;
 use crate::clients::AwsClients;
 use crate::report::check;
@@ -313,19 +313,13 @@ impl Remediation for RollbackDeploymentRemediation {
                 true,
             )])));
         }
-        if alarm_is_ok(clients, event, &mut log).await? {
-            let name = metadata_text(event, "alarm_name");
+        if let Some((name, verification)) = recovered_alarm(clients, event, &mut log).await? {
             return Ok(report(
                 RemediationStatus::AlreadyCompliant,
                 format!("The alarm {name} is back to OK; {what} was not rolled back."),
                 log,
             )
-            .with_verification(Verification::from_checks(vec![check(
-                "alarm state",
-                "OK",
-                "OK",
-                true,
-            )])));
+            .with_verification(verification));
         }
         let from = reading.current.clone();
         let Some(previous) = reading.previous.clone() else {

@@ -1,16 +1,16 @@
 //! An ECS service back on the task definition it ran before a failed deployment.
 
-use aws_sdk_ecs::types::{Service, Tag};
+use aws_sdk_ecs::types::Service;
 use chrono::{DateTime, Utc};
 use escher_core::remediate::{RemediationError, VerificationCheck};
 use escher_core::UnifiedEvent;
 
 use super::{Marker, Reading, MARKER_TAG};
-use crate::alarms::metadata_text;
 use crate::calls::{Access, CallLog};
 use crate::clients::AwsClients;
 use crate::ecs_service::{self, Counts};
 use crate::report::check;
+use crate::target::metadata_str;
 
 /// `family:rev` of a task definition ARN (or of `family:rev` itself).
 fn short(task_definition: &str) -> &str {
@@ -32,7 +32,7 @@ pub(super) async fn read(
         .deployments()
         .iter()
         .find(|d| d.status() == Some("PRIMARY"));
-    let failed = metadata_text(event, "deployment_id");
+    let failed = metadata_str(event, "deployment_id");
     let primary_id = primary.and_then(|d| d.id()).unwrap_or_default();
     let what = format!("service {name} (cluster {cluster})");
     let moved_on = (!failed.is_empty() && !primary_id.is_empty() && primary_id != failed).then(|| {
@@ -140,22 +140,8 @@ pub(super) async fn roll_back(
     let arn = updated
         .service()
         .and_then(|s| s.service_arn())
-        .unwrap_or_default()
-        .to_string();
-    log.must(
-        "ecs",
-        "TagResource",
-        name,
-        Access::Write,
-        clients
-            .ecs
-            .tag_resource()
-            .resource_arn(arn)
-            .tags(Tag::builder().key(MARKER_TAG).value(marker.value()).build())
-            .send(),
-    )
-    .await?;
-    Ok(())
+        .unwrap_or_default();
+    ecs_service::set_tag(clients, arn, name, MARKER_TAG, &marker.value(), log).await
 }
 
 /// The service on `to`, its tasks running, the failed deployment drained.

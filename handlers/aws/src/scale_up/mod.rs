@@ -26,10 +26,11 @@ use escher_core::remediate::{
 };
 use escher_core::resource_types::aws as aws_types;
 
-use crate::alarms::{alarm_is_ok, metadata_text as text};
+use crate::alarms::recovered_alarm;
 use crate::calls::CallLog;
 use crate::clients::AwsClients;
 use crate::report::check;
+use crate::target::metadata_str as text;
 use crate::target::{IdOf, Target};
 
 /// The tag a step leaves on the resource: `event=<event id> from=<size> to=<size>`.
@@ -360,8 +361,7 @@ impl Remediation for ScaleUpCapacityRemediation {
             )
             .with_verification(verification));
         }
-        if alarm_is_ok(clients, event, &mut log).await? {
-            let name = text(event, "alarm_name");
+        if let Some((name, verification)) = recovered_alarm(clients, event, &mut log).await? {
             return Ok(report(
                 RemediationStatus::AlreadyCompliant,
                 format!(
@@ -370,12 +370,7 @@ impl Remediation for ScaleUpCapacityRemediation {
                 ),
                 log,
             )
-            .with_verification(Verification::from_checks(vec![check(
-                "alarm state",
-                "OK",
-                "OK",
-                true,
-            )])));
+            .with_verification(verification));
         }
         if let Some(why) = &reading.not_now {
             return Ok(report(

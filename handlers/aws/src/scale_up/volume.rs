@@ -3,7 +3,7 @@
 
 use std::time::Duration as StdDuration;
 
-use aws_sdk_ec2::types::{Tag, VolumeModificationState};
+use aws_sdk_ec2::types::VolumeModificationState;
 use chrono::{DateTime, Duration, Utc};
 use escher_core::capacity::{GrowthAsk, GrowthLimits};
 use escher_core::remediate::{RemediationError, VerificationCheck};
@@ -18,8 +18,8 @@ use crate::report::check;
 const MODIFICATION_COOLDOWN_HOURS: i64 = 6;
 
 /// How long the fix waits for a modification to reach `optimizing` before reporting it
-/// unverified (a Lambda has 15 minutes; EBS usually takes seconds).
-const WAIT: StdDuration = StdDuration::from_secs(90);
+/// unverified: within the alert function's default 60 s run (EBS usually takes seconds).
+const WAIT: StdDuration = StdDuration::from_secs(30);
 const POLL: StdDuration = StdDuration::from_secs(3);
 
 /// The largest size of a volume type, in GiB.
@@ -222,20 +222,7 @@ pub(super) async fn grow(
         clients.ec2.modify_volume().volume_id(id).size(to).send(),
     )
     .await?;
-    log.must(
-        "ec2",
-        "CreateTags",
-        id,
-        Access::Write,
-        clients
-            .ec2
-            .create_tags()
-            .resources(id)
-            .tags(Tag::builder().key(MARKER_TAG).value(marker.value()).build())
-            .send(),
-    )
-    .await?;
-    Ok(())
+    crate::tags::set_ec2_tag(clients, id, MARKER_TAG, &marker.value(), log).await
 }
 
 /// The volume's size, and its modification at least `optimizing` (waited for).

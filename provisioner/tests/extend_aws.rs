@@ -358,7 +358,7 @@ async fn extend_creates_the_stack_and_what_moto_really_creates() {
         .iter()
         .filter(|(logical, _)| logical.ends_with("Rule"))
         .collect();
-    assert_eq!(rules.len(), 9, "{ids:?}");
+    assert_eq!(rules.len(), 10, "{ids:?}");
     for (logical, name) in rules {
         let rule = events
             .describe_rule()

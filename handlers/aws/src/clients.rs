@@ -8,7 +8,7 @@ use crate::config::s3_config;
 use crate::sdk_meter::metered_client;
 use escher_runtime::RemoteCallMeter;
 
-/// One S3, EC2, CloudWatch, RDS, Auto Scaling, ECS, Lambda and Cost Explorer client, built once; cloning shares them
+/// One S3, EC2, CloudWatch, RDS, Auto Scaling, ECS, Lambda, CloudFormation and Cost Explorer client, built once; cloning shares them
 /// (and their connection pools). Every call they make is metered by one [`RemoteCallMeter`].
 #[derive(Debug, Clone)]
 pub struct AwsClients {
@@ -26,6 +26,8 @@ pub struct AwsClients {
     pub(crate) ecs: aws_sdk_ecs::Client,
     /// rollback_deployment's Lambda aliases.
     pub(crate) lambda: aws_sdk_lambda::Client,
+    /// rollback_deployment's CloudFormation stacks.
+    pub(crate) cloudformation: aws_sdk_cloudformation::Client,
     /// The scan's cost summary (a global API: used through the us-east-1 set).
     pub(crate) cost_explorer: aws_sdk_costexplorer::Client,
 }
@@ -48,6 +50,7 @@ impl AwsClients {
             autoscaling: metered_client!(aws_sdk_autoscaling, config, meter),
             ecs: metered_client!(aws_sdk_ecs, config, meter),
             lambda: metered_client!(aws_sdk_lambda, config, meter),
+            cloudformation: metered_client!(aws_sdk_cloudformation, config, meter),
             cost_explorer: metered_client!(aws_sdk_costexplorer, config, meter),
         }
     }

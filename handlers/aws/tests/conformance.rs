@@ -28,6 +28,7 @@ use escher_core::conformance::{self, check_fix, FixScenario, ScenarioError};
 use escher_core::fixes::FixRegistry;
 use escher_core::scan::{ScanContext, ScanThresholds};
 use escher_core::{Normalized, UnifiedEvent};
+use escher_test_support::cloudformation::{CloudFormationStandIn, StackSeed};
 use escher_test_support::fixtures::aws;
 use escher_test_support::moto::{
     self as kit, cost, ec2, ecs, rds, s3, Moto, ACCOUNT as MOTO_ACCOUNT,
@@ -355,6 +356,37 @@ impl FixScenario for FailedEcsDeployment {
     }
 }
 
+/// A stack stuck after a failed update, on the CloudFormation stand-in (moto plays no such
+/// stack); a person's next failed update puts it back.
+struct StuckStack {
+    cfn: CloudFormationStandIn,
+    stack: Mutex<Option<String>>,
+}
+
+#[async_trait]
+impl FixScenario for StuckStack {
+    async fn prepare(&self) -> Result<UnifiedEvent, ScenarioError> {
+        let id = self
+            .cfn
+            .seed(StackSeed::stuck(&escher_test_support::names::unique(
+                "stack",
+            )));
+        keep(&self.stack, &id);
+        normalized(aws::stack_status_event(
+            &id,
+            "UPDATE_ROLLBACK_FAILED",
+            MOTO_ACCOUNT,
+            REGION,
+        ))
+    }
+
+    async fn change_back(&self, _: &UnifiedEvent) -> Result<(), ScenarioError> {
+        self.cfn
+            .set_status(&made(&self.stack)?, "UPDATE_ROLLBACK_FAILED");
+        Ok(())
+    }
+}
+
 /// The scenario for each action (the match is exhaustive: an action added to the model does
 /// not compile without its scenario here).
 fn scenario(moto: &Moto, action: Action) -> Box<dyn FixScenario> {
@@ -447,6 +479,26 @@ async fn encrypt_volume_conforms() {
 #[tokio::test]
 async fn rollback_deployment_conforms() {
     conforms(Action::RollbackDeployment).await;
+}
+
+/// rollback_deployment's third kind of resource, held to the suite on the stand-in: it runs
+/// without the emulators.
+#[tokio::test]
+async fn rollback_deployment_on_a_stack_conforms() {
+    let cfn = CloudFormationStandIn::start().await;
+    let fixes = aws_fixes(AwsClients::new(&cfn.config().await));
+    let fix = fixes
+        .lookup(Action::RollbackDeployment, "cloudformation_stack")
+        .expect("AWS registers rollback_deployment for stacks");
+    let scenario = StuckStack {
+        cfn: cfn.clone(),
+        stack: Mutex::default(),
+    };
+    match check_fix(fix, &scenario, iam_action).await {
+        Ok(steps) => println!("rollback_deployment on a stack: {}", steps.join("; ")),
+        Err(e) => panic!("{e}"),
+    }
+    assert_eq!(cfn.violations(), Vec::<String>::new());
 }
 
 #[tokio::test]

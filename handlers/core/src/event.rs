@@ -173,6 +173,8 @@ pub enum EventSource {
     AwsEc2,
     #[serde(rename = "aws.ecs")]
     AwsEcs,
+    #[serde(rename = "aws.cloudformation")]
+    AwsCloudFormation,
     #[serde(rename = "aws.events")]
     AwsEvents,
     #[serde(rename = "azure.monitor")]
@@ -207,7 +209,9 @@ impl EventSource {
         use EventSource::*;
         match self {
             AwsCloudWatch | AwsCloudTrail | AwsConfig | AwsGuardDuty | AwsSecurityHub
-            | AwsHealth | AwsEc2 | AwsEcs | AwsEvents => Some(CloudProvider::Aws),
+            | AwsHealth | AwsEc2 | AwsEcs | AwsCloudFormation | AwsEvents => {
+                Some(CloudProvider::Aws)
+            }
             AzureMonitor | AzureResources | AzurePolicy | AzureStorage | AzureHealth => {
                 Some(CloudProvider::Azure)
             }
@@ -297,6 +301,7 @@ wire_names! {
         AwsHealth => "aws.health",
         AwsEc2 => "aws.ec2",
         AwsEcs => "aws.ecs",
+        AwsCloudFormation => "aws.cloudformation",
         AwsEvents => "aws.events",
         AzureMonitor => "azure.monitor",
         AzureResources => "azure.resources",

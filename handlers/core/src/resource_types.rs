@@ -17,6 +17,7 @@ pub mod aws {
     pub const CLOUDWATCH_ALARM: &str = "cloudwatch_alarm";
     pub const AUTOSCALING_GROUP: &str = "autoscaling_group";
     pub const ECS_SERVICE: &str = "ecs_service";
+    pub const CLOUDFORMATION_STACK: &str = "cloudformation_stack";
     /// The account itself (cost and account-wide findings).
     pub const ACCOUNT: &str = "aws_account";
 }

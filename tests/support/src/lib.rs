@@ -10,6 +10,8 @@
 //!   a Resource Manager stand-in answering with Microsoft's published examples and holding
 //!   every request to them, with a managed-identity endpoint. A GCP kit and a Pub/Sub
 //!   emulator's (`pubsub`) go beside them, behind a `gcp` feature.
+//! - [`cloudformation`] (`aws`): a CloudFormation stand-in held to the published API model,
+//!   for the stuck stacks and rollback calls moto does not play.
 //! - [`estate`] (`aws`): a 300-resource AWS estate on moto, for the scan test and bench.
 //! - [`lambda_runtime_api`] (`aws`): a stand-in for the Lambda Runtime API, to run the
 //!   functions' binaries as Lambda does.
@@ -26,6 +28,8 @@
 pub mod azure_arm;
 pub mod azurite;
 pub mod chromium;
+#[cfg(feature = "aws")]
+pub mod cloudformation;
 pub mod emulator;
 #[cfg(feature = "aws")]
 pub mod estate;

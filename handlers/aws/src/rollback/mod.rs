@@ -2,7 +2,8 @@
 //! an ECS service to the task definition it ran before (its older deployment's, else the
 //! family's previous active revision), verified by the service running it, steady; a Lambda
 //! alias whose errors alarm fired to the version before the one it points at, verified by
-//! the alias pointing there with no traffic split.
+//! the alias pointing there with no traffic split; a CloudFormation stack stuck after a
+//! failed update to its last good state (`stack.rs`), verified by its status.
 //!
 //! Only a recent deployment is rolled back (the approval's `rollback_within_hours`, default
 //! 24): an older one has had time to change data or callers, which a person should weigh. A
@@ -16,6 +17,7 @@
 
 mod alias;
 mod service;
+mod stack;
 
 use std::time::Duration as StdDuration;
 
@@ -43,6 +45,7 @@ const POLL: StdDuration = StdDuration::from_secs(3);
 
 const SERVICE: &str = "arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:service/*";
 const FUNCTION: &str = "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:*";
+const STACK: &str = "arn:${AWS::Partition}:cloudformation:${AWS::Region}:${AWS::AccountId}:stack/*";
 
 pub(crate) const PERMISSIONS: &[RequiredPermission] = &[
     RequiredPermission {
@@ -98,11 +101,30 @@ pub(crate) const PERMISSIONS: &[RequiredPermission] = &[
         resource: FUNCTION,
         why: "rollback_deployment records the rollback on the function (escher:rolled-back), so a retry never rolls back twice",
     },
+    RequiredPermission {
+        action: "cloudformation:DescribeStacks",
+        resource: STACK,
+        why: "rollback_deployment reads a stack's status, service role and last update",
+    },
+    RequiredPermission {
+        action: "cloudformation:ContinueUpdateRollback",
+        resource: STACK,
+        why: "rollback_deployment goes on with a stack's rollback that failed (UPDATE_ROLLBACK_FAILED), with the stack's own service role",
+    },
+    RequiredPermission {
+        action: "cloudformation:RollbackStack",
+        resource: STACK,
+        why: "rollback_deployment rolls back a stack whose update failed with rollback disabled (UPDATE_FAILED), with the stack's own service role",
+    },
 ];
 
 const FIX: FixDescription = FixDescription {
     action: Action::RollbackDeployment,
-    resource_types: &[aws_types::ECS_SERVICE, aws_types::LAMBDA_FUNCTION],
+    resource_types: &[
+        aws_types::ECS_SERVICE,
+        aws_types::LAMBDA_FUNCTION,
+        aws_types::CLOUDFORMATION_STACK,
+    ],
     permissions: PERMISSIONS,
 };
 
@@ -249,6 +271,9 @@ impl Remediation for RollbackDeploymentRemediation {
             Ok(e.resource.id.clone())
         })?;
         let (clients, mut log) = (&target.clients, target.log());
+        if request.event.resource.kind == aws_types::CLOUDFORMATION_STACK {
+            return stack::verify(clients, &request.event.resource.id, &mut log).await;
+        }
         let subject = subject(request.event)?;
         let reading = read(&subject, request.event, clients, &mut log).await?;
         let Some(marker) = reading
@@ -279,6 +304,9 @@ impl Remediation for RollbackDeploymentRemediation {
         let report = |status, summary: String, log: CallLog| {
             RemediationReport::new(request, status, summary).with_calls(log.into_calls())
         };
+        if event.resource.kind == aws_types::CLOUDFORMATION_STACK {
+            return stack::remediate(request, clients, log, self.wait).await;
+        }
         let subject = subject(event)?;
         let reading = read(&subject, event, clients, &mut log).await?;
         let what = reading.what.clone();

@@ -454,6 +454,25 @@ fn alert_rules() -> Vec<AlertRule> {
                 "detail": {"eventType": ["WARN", "ERROR"]},
             }),
         },
+        AlertRule {
+            logical_id: "CloudFormationStackFailure",
+            // Progress and success statuses would only fill the audit log.
+            description: "CloudFormation stacks whose operation failed, stuck or rolled back.",
+            pattern: json!({
+                "source": ["aws.cloudformation"],
+                "detail-type": ["CloudFormation Stack Status Change"],
+                "detail": {"status-details": {"status": [
+                    "UPDATE_ROLLBACK_FAILED",
+                    "UPDATE_FAILED",
+                    "UPDATE_ROLLBACK_COMPLETE",
+                    "CREATE_FAILED",
+                    "ROLLBACK_FAILED",
+                    "ROLLBACK_COMPLETE",
+                    "DELETE_FAILED",
+                    "IMPORT_ROLLBACK_FAILED",
+                ]}},
+            }),
+        },
     ]
 }
 

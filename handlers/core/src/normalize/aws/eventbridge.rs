@@ -53,6 +53,9 @@ pub(super) fn normalize(raw: Raw<'_>) -> Result<Vec<EventDraft>, NormalizeError>
         "ECS Service Action" | "ECS Deployment State Change" => {
             super::ecs::normalize_service_event(detail_type, detail, raw, &origin)
         }
+        "CloudFormation Stack Status Change" => {
+            super::cloudformation::normalize_stack_status(detail, raw, &origin)
+        }
         "Scheduled Event" => scheduled(raw, &origin),
         _ => Err(NormalizeError::unrecognized(
             origin.envelope,

@@ -8,6 +8,7 @@
 //! payload are made distinct in one place.
 
 mod alarm;
+mod cloudformation;
 mod cloudtrail;
 mod config;
 mod ecs;
@@ -456,6 +457,7 @@ pub(super) fn resource_kind(type_name: &str) -> String {
         "awsrdsdbinstance" => aws_types::RDS_INSTANCE,
         "awsautoscalingautoscalinggroup" => aws_types::AUTOSCALING_GROUP,
         "awsecsservice" => aws_types::ECS_SERVICE,
+        "awscloudformationstack" => aws_types::CLOUDFORMATION_STACK,
         "awsiamuser" => aws_types::IAM_USER,
         "awsiamrole" => "iam_role",
         "awsiamaccesskey" => "iam_access_key",

@@ -562,6 +562,8 @@ fn wrong_types_anywhere_never_panic() {
         ("Security Hub Findings - Imported", "aws.securityhub"),
         ("AWS Health Event", "aws.health"),
         ("Scheduled Event", "aws.events"),
+        ("ECS Service Action", "aws.ecs"),
+        ("CloudFormation Stack Status Change", "aws.cloudformation"),
     ];
     for (detail_type, source) in kinds {
         for body in &bodies {
@@ -640,4 +642,68 @@ fn ec2_cpu_below_a_fixed_threshold_is_an_idle_instance() {
         )),
         [EventType::MetricAlarm]
     );
+}
+
+#[test]
+fn a_stack_stuck_after_a_failed_update_is_a_failed_deployment_and_progress_is_info() {
+    let stack = "arn:aws:cloudformation:eu-west-1:210987654321:stack/web/9f6c2a10";
+    for (status, event_type, severity, stuck) in [
+        (
+            "UPDATE_ROLLBACK_FAILED",
+            EventType::DeploymentFailed,
+            Severity::High,
+            true,
+        ),
+        (
+            "UPDATE_FAILED",
+            EventType::DeploymentFailed,
+            Severity::High,
+            true,
+        ),
+        (
+            "DELETE_FAILED",
+            EventType::DeploymentFailed,
+            Severity::High,
+            false,
+        ),
+        (
+            "UPDATE_ROLLBACK_COMPLETE",
+            EventType::DeploymentFailed,
+            Severity::Medium,
+            false,
+        ),
+        (
+            "UPDATE_COMPLETE",
+            EventType::ResourceChanged,
+            Severity::Info,
+            false,
+        ),
+    ] {
+        let detail =
+            json!({"stack-id": stack, "status-details": {"status": status, "status-reason": ""}});
+        let event = events(&eventbridge(
+            "CloudFormation Stack Status Change",
+            "aws.cloudformation",
+            detail,
+        ))
+        .remove(0);
+        assert_eq!(event.event_type, event_type, "{status}");
+        assert_eq!(event.severity, severity, "{status}");
+        assert_eq!(event.resource.kind, "cloudformation_stack");
+        assert_eq!(event.resource.name, "web", "{status}");
+        assert_eq!(event.resource.id, stack);
+        assert_eq!(
+            event.resource.metadata["stuck_after_failed_update"],
+            json!(stuck),
+            "{status}"
+        );
+    }
+    let no_stack = json!({"status-details": {"status": "UPDATE_FAILED"}});
+    let err = run(&eventbridge(
+        "CloudFormation Stack Status Change",
+        "aws.cloudformation",
+        no_stack,
+    ))
+    .expect_err("a stack event without its stack is refused");
+    assert!(err.to_string().contains("stack-id"), "{err}");
 }

@@ -166,6 +166,7 @@ fn config(stores: &Stores, notify: Option<&Notify>) -> HandlerConfig {
         dry_run: false,
         pagerduty_url: notify.map(|n| format!("{}/pagerduty", n.received.base)),
         approvals_refresh: std::time::Duration::from_secs(60),
+        claim_lease: escher_core::pipeline::DEFAULT_CLAIM_LEASE,
     }
 }
 

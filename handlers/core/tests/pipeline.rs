@@ -17,7 +17,7 @@ use escher_core::approvals::{
 use escher_core::incidents::IncidentMemory;
 use escher_core::pipeline::audit::{AuditLog, Outcome};
 use escher_core::pipeline::notify::{Notifier, NotifyConfig};
-use escher_core::pipeline::{CloudOperations, Pipeline, PipelineError};
+use escher_core::pipeline::{CloudOperations, Pipeline, PipelineError, DEFAULT_CLAIM_LEASE};
 use escher_core::remediate::{
     FixDescription, Mode, Remediation, RemediationError, RemediationReport, RemediationRequest,
     RemediationStatus, Verification, VerificationCheck,
@@ -164,6 +164,7 @@ fn setup_with_store(store: ApprovalStore, mode: Mode, tags: &[(&str, &str)]) -> 
         remediations: RemediationPolicy::built_in(),
         approvals: Arc::new(ApprovalsReader::new(store, Duration::from_secs(60))),
         memory: Arc::new(IncidentMemory::new(state.clone())),
+        claim_lease: DEFAULT_CLAIM_LEASE,
         state: state.clone(),
         audit: AuditLog::new(audit.clone(), "memory://audit".into()),
         cloud: Arc::new(cloud),
@@ -236,6 +237,7 @@ async fn an_approved_action_without_a_fix_is_not_supported_and_audited() {
         remediations: RemediationPolicy::built_in(),
         approvals: s.pipeline.approvals.clone(),
         memory: s.pipeline.memory.clone(),
+        claim_lease: DEFAULT_CLAIM_LEASE,
         state: s.state.clone(),
         audit: AuditLog::new(s.audit.clone(), "memory://audit".into()),
         cloud: Arc::new(TestCloud {
@@ -378,6 +380,7 @@ async fn a_fix_whose_audit_write_failed_is_audited_by_the_redelivery() {
         remediations: RemediationPolicy::built_in(),
         approvals: s.pipeline.approvals.clone(),
         memory: s.pipeline.memory.clone(),
+        claim_lease: DEFAULT_CLAIM_LEASE,
         state: s.state.clone(),
         audit: AuditLog::new(unreachable, "s3://escher/audit (unreachable)".into()),
         cloud: s.pipeline.cloud.clone(),
@@ -632,4 +635,93 @@ async fn the_memory_rebuilt_from_the_audit_trail_matches_the_live_one() {
     let view = s.pipeline.memory.view().await.expect("view");
     assert_eq!(view.pending(), 0);
     assert_eq!(view.all().expect("all"), live);
+}
+
+/// The marker a delivery leaves when it claims `PUBLIC_BUCKET`'s event at `at` and stops
+/// before finishing (the function timed out or was stopped).
+async fn plant_unfinished_claim(s: &Setup, at: chrono::DateTime<chrono::Utc>) {
+    let event_id = match escher_core::normalize(PUBLIC_BUCKET.as_bytes()) {
+        Ok(escher_core::Normalized::Events(events)) => events[0].event_id.clone(),
+        other => panic!("the sample normalizes: {other:?}"),
+    };
+    let marker = serde_json::json!({"status": "in_progress", "at": at.to_rfc3339()});
+    s.state
+        .write(&format!("markers/{event_id}.json"), marker.to_string())
+        .await
+        .expect("plant the marker");
+}
+
+async fn audit_notes(audit: &opendal::Operator) -> Vec<(Outcome, Vec<String>)> {
+    let log = AuditLog::new(audit.clone(), "memory://audit".into());
+    let mut out = Vec::new();
+    for day in log.days().await.expect("days") {
+        for record in log.records(day).await.expect("records") {
+            out.push((record.outcome, record.notes.clone()));
+        }
+    }
+    out
+}
+
+/// A delivery that stopped without finishing (its function timed out) does not lose the
+/// event: once its claim is older than the lease, the next deliveries take it over, exactly
+/// one of them acts, and the record says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_event_whose_delivery_stopped_unfinished_is_taken_over_once() {
+    let s = setup(vec![approval("apr-1", None)], Mode::Apply, &[]).await;
+    plant_unfinished_claim(&s, chrono::Utc::now() - chrono::Duration::hours(1)).await;
+    let tasks: Vec<_> = (0..5)
+        .map(|_| {
+            let pipeline = s.pipeline.clone();
+            tokio::spawn(async move { pipeline.handle(PUBLIC_BUCKET.as_bytes()).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task").expect("handled");
+    }
+    assert_eq!(
+        s.fix.calls.load(Ordering::SeqCst),
+        1,
+        "exactly one takes it over"
+    );
+    let records = audit_notes(&s.audit).await;
+    let fixed: Vec<_> = records
+        .iter()
+        .filter(|(o, _)| *o == Outcome::Remediated)
+        .collect();
+    assert_eq!(fixed.len(), 1, "{records:?}");
+    assert!(
+        fixed[0]
+            .1
+            .iter()
+            .any(|n| n.contains("stopped without finishing")),
+        "{:?}",
+        fixed[0].1
+    );
+    assert_eq!(
+        records
+            .iter()
+            .filter(|(o, _)| *o == Outcome::Duplicate)
+            .count(),
+        4
+    );
+    // Finished now: a later delivery is a duplicate, not another takeover.
+    s.pipeline
+        .handle(PUBLIC_BUCKET.as_bytes())
+        .await
+        .expect("handled");
+    assert_eq!(s.fix.calls.load(Ordering::SeqCst), 1);
+}
+
+/// A claim within its lease belongs to a delivery still at work: the event is left to it.
+#[tokio::test]
+async fn an_event_claimed_within_the_lease_is_left_to_its_delivery() {
+    let s = setup(vec![approval("apr-1", None)], Mode::Apply, &[]).await;
+    plant_unfinished_claim(&s, chrono::Utc::now() - chrono::Duration::minutes(5)).await;
+    let handled = s
+        .pipeline
+        .handle(PUBLIC_BUCKET.as_bytes())
+        .await
+        .expect("handled");
+    assert_eq!(handled.results[0].outcome, Outcome::Duplicate);
+    assert_eq!(s.fix.calls.load(Ordering::SeqCst), 0);
 }

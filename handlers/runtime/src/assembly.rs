@@ -77,6 +77,7 @@ pub fn build_pipeline(
         remediations: RemediationPolicy::built_in(),
         approvals: Arc::new(ApprovalsReader::new(approvals, config.approvals_refresh)),
         memory: Arc::new(IncidentMemory::new(state.clone())),
+        claim_lease: config.claim_lease,
         state,
         audit: AuditLog::new(audit, config.audit_uri.clone()),
         cloud: bindings.cloud,

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use escher_core::pipeline::DEFAULT_CLAIM_LEASE;
 use escher_core::remediate::Mode;
 use escher_core::store::StoreError;
 
@@ -68,6 +69,10 @@ pub struct HandlerConfig {
     pub pagerduty_url: Option<String>,
     /// `ESCHER_APPROVALS_REFRESH_SECS` (default 60).
     pub approvals_refresh: Duration,
+    /// `ESCHER_CLAIM_LEASE_SECS`: how long an unfinished claim on an event is trusted before
+    /// the next delivery takes it over (the template sets the function's timeout plus 30 s;
+    /// default [`DEFAULT_CLAIM_LEASE`], the longest a Lambda function runs).
+    pub claim_lease: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,16 +116,19 @@ impl HandlerConfig {
                 expected: "true/false, 1/0 or yes/no",
             })?,
         };
-        let approvals_refresh = match set(lookup("ESCHER_APPROVALS_REFRESH_SECS")) {
-            None => DEFAULT_APPROVALS_REFRESH,
-            Some(v) => {
-                Duration::from_secs(v.trim().parse().map_err(|_| HandlerError::InvalidSetting {
-                    name: "ESCHER_APPROVALS_REFRESH_SECS",
+        let seconds = |name: &'static str, default: Duration| match set(lookup(name)) {
+            None => Ok(default),
+            Some(v) => v.trim().parse().map(Duration::from_secs).map_err(|_| {
+                HandlerError::InvalidSetting {
+                    name,
                     value: v.clone(),
                     expected: "a whole number of seconds",
-                })?)
-            }
+                }
+            }),
         };
+        let approvals_refresh =
+            seconds("ESCHER_APPROVALS_REFRESH_SECS", DEFAULT_APPROVALS_REFRESH)?;
+        let claim_lease = seconds("ESCHER_CLAIM_LEASE_SECS", DEFAULT_CLAIM_LEASE)?;
         Ok(HandlerConfig {
             state_uri: required(&STATE_URI)?,
             approvals_uri: required(&APPROVALS_URI)?,
@@ -131,6 +139,7 @@ impl HandlerConfig {
             dry_run,
             pagerduty_url: set(lookup("ESCHER_PAGERDUTY_URL")),
             approvals_refresh,
+            claim_lease,
         })
     }
 
@@ -185,10 +194,12 @@ mod tests {
             ("ESCHER_CRITICAL_TOPIC", "arn:aws:sns:eu-west-1:1:c"),
             ("ESCHER_DRY_RUN", "yes"),
             ("ESCHER_APPROVALS_REFRESH_SECS", "5"),
+            ("ESCHER_CLAIM_LEASE_SECS", "90"),
         ]);
         let config = HandlerConfig::from_lookup(lookup(&env)).expect("config");
         assert_eq!(config.mode(), Mode::DryRun);
         assert_eq!(config.approvals_refresh, Duration::from_secs(5));
+        assert_eq!(config.claim_lease, Duration::from_secs(90));
         assert_eq!(
             config.critical_topic.as_deref(),
             Some("arn:aws:sns:eu-west-1:1:c")
@@ -201,6 +212,7 @@ mod tests {
         let defaults = HandlerConfig::from_lookup(lookup(&STORES)).expect("config");
         assert_eq!(defaults.mode(), Mode::Apply);
         assert_eq!(defaults.approvals_refresh, DEFAULT_APPROVALS_REFRESH);
+        assert_eq!(defaults.claim_lease, DEFAULT_CLAIM_LEASE);
         assert_eq!(defaults.secret_name(PAGERDUTY_KEY_SECRET), None);
     }
 
@@ -229,6 +241,13 @@ mod tests {
         let err = HandlerConfig::from_lookup(lookup(&env)).expect_err("bad bool");
         assert!(
             err.to_string().contains("ESCHER_DRY_RUN=\"maybe\""),
+            "{err}"
+        );
+        let mut env = STORES.to_vec();
+        env.push(("ESCHER_CLAIM_LEASE_SECS", "2m"));
+        let err = HandlerConfig::from_lookup(lookup(&env)).expect_err("bad seconds");
+        assert!(
+            err.to_string().contains("ESCHER_CLAIM_LEASE_SECS=\"2m\""),
             "{err}"
         );
     }

@@ -41,6 +41,23 @@ use notify::{Notification, NotificationResult, Notifier};
 /// memory once per this, not on every event, and knows its own incidents at once.
 pub const MEMORY_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// How long an unfinished claim is trusted when nothing says otherwise: the longest a Lambda
+/// function may run (and more than the Azure functions' 10 minutes). A claim older than its
+/// lease belongs to a run that stopped without finishing (the function timed out or was
+/// stopped), and the next delivery takes the event over instead of dropping it as a
+/// duplicate.
+pub const DEFAULT_CLAIM_LEASE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// What claiming an event found.
+enum Claim {
+    /// No delivery had claimed it: this one acts.
+    New,
+    /// A delivery claimed it at this time and never finished; this one acts instead.
+    TakenOver(chrono::DateTime<Utc>),
+    /// Another delivery handled it, or is handling it.
+    Held(Box<Marker>),
+}
+
 /// What a cloud brings to the pipeline.
 #[async_trait]
 pub trait CloudOperations: Send + Sync {
@@ -127,6 +144,9 @@ pub struct Pipeline {
     pub mode: Mode,
     /// What happened before: read for every event's notice, written after its audit.
     pub memory: Arc<IncidentMemory>,
+    /// How long an unfinished claim is trusted: set above the longest a handler runs
+    /// ([`DEFAULT_CLAIM_LEASE`] unless the function's timeout is known).
+    pub claim_lease: std::time::Duration,
 }
 
 /// What reading a resource's tags gave.
@@ -248,9 +268,17 @@ impl Pipeline {
         format!("markers/{event_id}.json")
     }
 
-    /// Creates the marker; `Some(existing)` when another delivery got there first.
-    async fn claim(&self, event: &UnifiedEvent) -> Result<Option<Marker>, PipelineError> {
+    /// Creates the marker, or finds who holds it. An unfinished marker older than the lease
+    /// is taken over by exactly one delivery: the one that creates the takeover object named
+    /// after that marker's time (create-only, so two deliveries never both take it).
+    async fn claim(&self, event: &UnifiedEvent) -> Result<Claim, PipelineError> {
         let path = Self::marker_path(&event.event_id);
+        let unavailable = |e: opendal::Error, what: &str| {
+            retry(
+                &event.event_id,
+                format!("state store unavailable ({what}): {e}"),
+            )
+        };
         let marker = Marker {
             status: MarkerStatus::InProgress,
             at: Utc::now(),
@@ -259,25 +287,44 @@ impl Pipeline {
             audit_pending: None,
         };
         let body = serde_json::to_vec(&marker).map_err(|e| retry(&event.event_id, e))?;
-        match create_once(&self.state, &path, body).await {
-            Ok(Created::Written) => Ok(None),
-            Ok(Created::AlreadyExists) => {
-                let existing = self.state.read(&path).await.map_err(|e| {
-                    retry(&event.event_id, format!("cannot read marker {path}: {e}"))
-                })?;
-                let marker = serde_json::from_slice(&existing.to_vec()).unwrap_or(Marker {
-                    status: MarkerStatus::InProgress,
-                    at: Utc::now(),
-                    outcome: None,
-                    audit_path: None,
-                    audit_pending: None,
-                });
-                Ok(Some(marker))
+        match create_once(&self.state, &path, body.clone()).await {
+            Ok(Created::Written) => return Ok(Claim::New),
+            Ok(Created::AlreadyExists) => {}
+            Err(e) => return Err(unavailable(e, &path)),
+        }
+        let existing = self
+            .state
+            .read(&path)
+            .await
+            .map_err(|e| retry(&event.event_id, format!("cannot read marker {path}: {e}")))?;
+        // An unreadable marker (a write cut short) is held as fresh: never act twice on a guess.
+        let held: Marker = serde_json::from_slice(&existing.to_vec()).unwrap_or(Marker {
+            status: MarkerStatus::InProgress,
+            at: Utc::now(),
+            outcome: None,
+            audit_path: None,
+            audit_pending: None,
+        });
+        let lease = chrono::Duration::from_std(self.claim_lease).unwrap_or(chrono::Duration::MAX);
+        if held.status != MarkerStatus::InProgress || Utc::now() - held.at <= lease {
+            return Ok(Claim::Held(Box::new(held)));
+        }
+        let takeover = format!(
+            "markers/{}.takeover-{}.json",
+            event.event_id,
+            held.at.timestamp_millis()
+        );
+        match create_once(&self.state, &takeover, body.clone()).await {
+            Ok(Created::Written) => {
+                self.state
+                    .write(&path, body)
+                    .await
+                    .map_err(|e| unavailable(e, &path))?;
+                tracing::warn!(event_id = %event.event_id, claimed_at = %held.at, "taking over an event whose earlier delivery stopped without finishing");
+                Ok(Claim::TakenOver(held.at))
             }
-            Err(e) => Err(retry(
-                &event.event_id,
-                format!("state store unavailable ({path}): {e}"),
-            )),
+            Ok(Created::AlreadyExists) => Ok(Claim::Held(Box::new(held))),
+            Err(e) => Err(unavailable(e, &takeover)),
         }
     }
 
@@ -439,7 +486,7 @@ impl Pipeline {
                 if apply {
                     self.claim(&event).await
                 } else {
-                    Ok(None)
+                    Ok(Claim::New)
                 }
             },
             self.read_tags(&event),
@@ -450,8 +497,16 @@ impl Pipeline {
             },
             self.memory.view_within(MEMORY_REFRESH),
         );
-        if let Some(marker) = claimed? {
-            return self.duplicate(event, marker, payload_sha256, run).await;
+        match claimed? {
+            Claim::New => {}
+            Claim::TakenOver(at) => run.notes.push(format!(
+                "an earlier delivery claimed this event at {} and stopped without finishing (longer than the {} s a handler may run); this delivery handled it",
+                at.to_rfc3339(),
+                self.claim_lease.as_secs()
+            )),
+            Claim::Held(marker) => {
+                return self.duplicate(event, *marker, payload_sha256, run).await;
+            }
         }
         run.timings.insert("enrich".into(), tags_ms);
         let memory = match memory {

@@ -247,6 +247,10 @@ struct Lifecycle {
     noncurrent_days: u32,
 }
 
+/// A claim outlives its function's timeout by this much (the clocks of a store and a
+/// function differ by a little); Lambda's first retry comes about a minute after a timeout.
+const CLAIM_LEASE_MARGIN_SECONDS: u32 = 30;
+
 #[derive(Debug, Serialize)]
 struct FunctionContext {
     logical_id: &'static str,
@@ -256,6 +260,9 @@ struct FunctionContext {
     code_key_parameter: &'static str,
     memory_mb: u32,
     timeout_seconds: u32,
+    /// How long the function's claim on an event is trusted: past its timeout, a claim
+    /// belongs to a run Lambda stopped, and the retry takes the event over.
+    claim_lease_seconds: u32,
     /// Absent: no reservation.
     reserved_concurrency: Option<u32>,
     statements: Vec<IamStatement>,
@@ -302,6 +309,7 @@ impl StackContext {
                     code_key_parameter: kind.code_key_parameter(),
                     memory_mb: sizing.memory_mb,
                     timeout_seconds: sizing.timeout_seconds,
+                    claim_lease_seconds: sizing.timeout_seconds + CLAIM_LEASE_MARGIN_SECONDS,
                     reserved_concurrency: Some(sizing.reserved_concurrency).filter(|n| *n > 0),
                     statements,
                 }

@@ -210,6 +210,16 @@ async fn extend_deploys_twice_publishes_the_package_and_destroy_keeps_the_audit_
         serde_json::json!(["203.0.113.7"]),
         "escher.toml's operator addresses reach the firewalls"
     );
+    // The names Azure's uniqueString gives the group, so earlier accounts are kept:
+    // uniqueString('/subscriptions/00000000-0000-0000-0000-0000000e5c4e/resourceGroups/escher').
+    assert_eq!(
+        parameters["stateStorageAccountName"]["value"],
+        "escstf3onra6hfimhy"
+    );
+    assert_eq!(
+        parameters["auditStorageAccountName"]["value"],
+        "escauf3onra6hfimhy"
+    );
     let package = std::fs::read(account.artifacts().join("azure-functions.zip")).expect("zip");
     assert_eq!(
         parameters["packageSha256"]["value"],
@@ -303,6 +313,28 @@ async fn extend_deploys_twice_publishes_the_package_and_destroy_keeps_the_audit_
     succeeded(&destroyed);
     let report = json_of(&destroyed);
     assert_eq!(report["result"], "deleted");
+    // Every deployment of the stack, the teardown included, names the same accounts, in its
+    // parameters and in the template it deploys.
+    let deployments: Vec<Value> = account
+        .double
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PUT" && r.path.contains("/deploymentStacks/"))
+        .filter_map(|r| r.body)
+        .collect();
+    assert_eq!(deployments.len(), 3, "two passes and the teardown");
+    for body in &deployments {
+        for (parameter, name) in [
+            ("stateStorageAccountName", "escstf3onra6hfimhy"),
+            ("auditStorageAccountName", "escauf3onra6hfimhy"),
+        ] {
+            assert_eq!(body["properties"]["parameters"][parameter]["value"], name);
+            assert_eq!(
+                body["properties"]["template"]["parameters"][parameter]["defaultValue"],
+                name
+            );
+        }
+    }
     // Resource Manager compares names without case; so does this.
     let kept: Vec<String> = report["kept"]
         .as_array()

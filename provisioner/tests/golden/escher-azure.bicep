@@ -15,13 +15,21 @@ param lockAuditRetention bool = false
 @description('SHA-256 of the function package `extend` publishes (a new package changes the app settings).')
 param packageSha256 string = ''
 
+@description('The state account: escst and the resource group\'s uniqueString (the name the group\'s earlier deployments gave it).')
+@minLength(3)
+@maxLength(24)
+param stateStorageAccountName string = 'escstvkygrhdfkwaaq'
+
+@description('The audit account: escau and the resource group\'s uniqueString (the name the group\'s earlier deployments gave it).')
+@minLength(3)
+@maxLength(24)
+param auditStorageAccountName string = 'escauvkygrhdfkwaaq'
+
 @description('Public IPv4 addresses (or CIDR ranges) of the machines that run escher-provision.')
 param operatorAddresses array = []
 
 var namePrefix = 'acme-escher'
 var suffix = uniqueString(resourceGroup().id)
-var stateAccountName = 'escst${suffix}'
-var auditAccountName = 'escau${suffix}'
 var vaultName = 'escher-${suffix}'
 var functionAppName = '${namePrefix}-${suffix}'
 var storageAddresses = [for address in operatorAddresses: {
@@ -97,8 +105,7 @@ resource network 'Microsoft.Network/virtualNetworks@2023-05-01' = {
 var subnetId = resourceId('Microsoft.Network/virtualNetworks/subnets', network.name, 'functions')
 
 resource stateAccount 'Microsoft.Storage/storageAccounts@2023-05-01' = {
-  // checkov:skip=CKV_AZURE_43: the name is escst plus uniqueString of the resource group: 18 lowercase letters and digits, unique per subscription and group, known only when Azure evaluates it
-  name: stateAccountName
+  name: stateStorageAccountName
   location: location
   kind: 'StorageV2'
   sku: {
@@ -177,8 +184,7 @@ resource packageContainer 'Microsoft.Storage/storageAccounts/blobServices/contai
 }
 
 resource auditAccount 'Microsoft.Storage/storageAccounts@2023-05-01' = {
-  // checkov:skip=CKV_AZURE_43: the name is escau plus uniqueString of the resource group: 18 lowercase letters and digits, unique per subscription and group, known only when Azure evaluates it
-  name: auditAccountName
+  name: auditStorageAccountName
   location: location
   kind: 'StorageV2'
   sku: {
@@ -239,8 +245,11 @@ resource auditContainer 'Microsoft.Storage/storageAccounts/blobServices/containe
   }
 }
 
+// The vault keeps its public endpoint, closed by its firewall (default deny; only the
+// function's subnet, through a service endpoint, and the operator addresses pass): Flex
+// Consumption reaches it without a private endpoint, and escher-provision writes secrets from
+// the operator's machine.
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
-  // checkov:skip=CKV_AZURE_189: the vault keeps a public endpoint behind its firewall (default deny; only the function's subnet, through a service endpoint, and the operator addresses pass), because Flex Consumption reaches it without a private endpoint and escher-provision writes secrets from the operator's machine
   name: vaultName
   location: location
   dependsOn: [
@@ -284,7 +293,6 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 }
 
 resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
-  // checkov:skip=CKV_AZURE_17: callers are Event Grid and Azure Monitor action groups, which present no client certificate; the HTTP trigger requires a function key instead
   // checkov:skip=CKV_AZURE_212: Flex Consumption scales by instance count (functionAppConfig.scaleAndConcurrency), not by siteConfig.numberOfWorkers
   // checkov:skip=CKV_AZURE_213: Flex Consumption has no App Service health check; the platform restarts an instance whose custom handler stops answering
   // checkov:skip=CKV_AZURE_222: Event Grid and Azure Monitor action groups deliver over the public endpoint; every trigger needs a function key or Event Grid's own delivery, and httpsOnly is set
@@ -300,6 +308,11 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
+    // Asked for during the TLS handshake and forwarded when sent; Optional lets Event Grid and
+    // action groups, which send none, through as before (a function key or Event Grid's own
+    // delivery authenticates them), and needs no TLS renegotiation, so HTTP/2 and TLS 1.3 work.
+    clientCertEnabled: true
+    clientCertMode: 'Optional'
     virtualNetworkSubnetId: subnetId
     siteConfig: {
       minTlsVersion: '1.2'

@@ -35,6 +35,7 @@ use super::seam::{
 use super::{AccessArgs, OtherCloud};
 use crate::cloud::Cloud;
 use crate::config::EscherConfig;
+use crate::render::azure::{is_storage_account_name, AccountNames};
 use package::FunctionsPackage;
 
 const fn op(
@@ -129,6 +130,8 @@ struct PendingDeploy {
     template: Value,
     package: FunctionsPackage,
     group_exists: bool,
+    /// The storage accounts the template names, passed on every pass.
+    accounts: AccountNames,
     /// The functions already run (a stack from an earlier `extend`): no first pass without
     /// the event subscriptions is needed.
     functions_listed: bool,
@@ -171,16 +174,22 @@ impl AzureDeployment {
         }
     }
 
-    async fn group_exists(&self) -> anyhow::Result<bool> {
+    /// The resource group as Resource Manager holds it; `None` when there is none.
+    async fn resource_group(&self) -> anyhow::Result<Option<Value>> {
         match self
             .arm
             .call(&GET_GROUP, &self.group_path(), &[], None)
             .await
         {
-            Ok(_) => Ok(true),
-            Err(e) if is_not_found(&e) => Ok(false),
+            Ok(group) => Ok(Some(group)),
+            Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(e).context(format!("cannot read resource group {}", self.group)),
         }
+    }
+
+    /// [`account_names`] in this deployment's subscription and group.
+    fn account_names(&self, stack: Option<&Value>, group: Option<&Value>) -> AccountNames {
+        account_names(&self.subscription, &self.group, stack, group)
     }
 
     /// The functions the app's host lists (`alert`, `events`, `nightly`).
@@ -325,6 +334,32 @@ impl AzureDeployment {
             )
         })?;
         Ok(outputs_of(&stack))
+    }
+}
+
+/// The storage accounts' names: those the stack was deployed with (its parameters, else, for a
+/// stack deployed before they were parameters, its outputs), else the ones Azure gives the
+/// group (`escst` / `escau` and `uniqueString(resourceGroup().id)`, with the group's name as
+/// Azure spells it, from `found`), which an earlier deployment's accounts already have.
+fn account_names(
+    subscription: &str,
+    group: &str,
+    stack: Option<&Value>,
+    found: Option<&Value>,
+) -> AccountNames {
+    let group = found.and_then(|g| g["name"].as_str()).unwrap_or(group);
+    let computed = AccountNames::for_group(subscription, group);
+    let outputs = stack.map(outputs_of).unwrap_or_default();
+    let recorded = |parameter: &str, output: &str| {
+        stack
+            .and_then(|s| s["properties"]["parameters"][parameter]["value"].as_str())
+            .or_else(|| outputs.get(output).map(String::as_str))
+            .filter(|name| is_storage_account_name(name))
+            .map(str::to_string)
+    };
+    AccountNames {
+        state: recorded("stateStorageAccountName", "stateAccountName").unwrap_or(computed.state),
+        audit: recorded("auditStorageAccountName", "auditAccountName").unwrap_or(computed.audit),
     }
 }
 
@@ -548,8 +583,11 @@ impl Deployment for AzureDeployment {
 
     async fn preview(&mut self, request: &PreviewRequest<'_>) -> anyhow::Result<Preview> {
         let package = self.package(request)?;
-        let template = self.template(request.timezone)?;
         let stack = self.stack().await?;
+        let group = self.resource_group().await?;
+        let group_exists = group.is_some();
+        let accounts = self.account_names(stack.as_ref(), group.as_ref());
+        let template = self.template(request.timezone, &accounts)?;
         let functions_listed = match stack.as_ref().map(outputs_of) {
             Some(outputs) => match outputs.get("functionAppName") {
                 Some(app) => !self.listed_functions(app).await?.is_empty(),
@@ -557,8 +595,7 @@ impl Deployment for AzureDeployment {
             },
             None => false,
         };
-        let parameters = self.parameters(&package.sha256, functions_listed, false, true);
-        let group_exists = self.group_exists().await?;
+        let parameters = self.parameters(&package.sha256, functions_listed, false, true, &accounts);
         let changes = if group_exists {
             let body = json!({"properties": {
                 "template": template,
@@ -595,6 +632,7 @@ impl Deployment for AzureDeployment {
             template,
             package,
             group_exists,
+            accounts,
             functions_listed,
             recorded_sha,
         });
@@ -645,7 +683,13 @@ impl Deployment for AzureDeployment {
             (true, true) => "first pass (the new package is recorded once it runs)",
             (true, false) => "deployment",
         };
-        let parameters = self.parameters(first_sha, pending.functions_listed, false, true);
+        let parameters = self.parameters(
+            first_sha,
+            pending.functions_listed,
+            false,
+            true,
+            &pending.accounts,
+        );
         let stack = self
             .deploy_stack(&pending.template, &parameters, first_pass)
             .await?;
@@ -720,13 +764,15 @@ impl Deployment for AzureDeployment {
             .context("the deployment stack is gone already")?;
         // The stack does not hand its template back; with teardown set, what the template
         // says besides the kept accounts does not matter.
-        let template = self.template(None)?;
+        let group = self.resource_group().await?;
+        let accounts = self.account_names(Some(&stack), group.as_ref());
+        let template = self.template(None, &accounts)?;
         let sha = stack["properties"]["parameters"]["packageSha256"]["value"]
             .as_str()
             .unwrap_or_default()
             .to_string();
         let keep_state = plan.emptied.is_empty();
-        let parameters = self.parameters(&sha, false, true, keep_state);
+        let parameters = self.parameters(&sha, false, true, keep_state, &accounts);
         self.deploy_stack(
             &template,
             &parameters,
@@ -806,18 +852,30 @@ impl AzureDeployment {
         } else {
             "second pass (event subscriptions, alert webhook, audit retention lock)"
         };
-        let parameters = self.parameters(&pending.package.sha256, true, false, true);
+        let parameters = self.parameters(
+            &pending.package.sha256,
+            true,
+            false,
+            true,
+            &pending.accounts,
+        );
         self.deploy_stack(&pending.template, &parameters, second_pass)
             .await
     }
 
-    /// The ARM template rendered from escher.toml (`timezone`: `--timezone`).
-    fn template(&self, timezone: Option<crate::config::TimeZoneName>) -> anyhow::Result<Value> {
+    /// The ARM template rendered from escher.toml (`timezone`: `--timezone`), naming
+    /// `accounts`.
+    fn template(
+        &self,
+        timezone: Option<crate::config::TimeZoneName>,
+        accounts: &AccountNames,
+    ) -> anyhow::Result<Value> {
         let (timezone, _) = crate::config::resolve_timezone(timezone, &self.config.schedule);
         let files = crate::render::azure::render(&crate::render::azure::AzureRenderInputs {
             config: &self.config,
             timezone,
             permissions: &escher_azure::all_required_permissions(),
+            accounts: Some(accounts.clone()),
         })?;
         serde_json::from_str(&files[0].contents).context("the rendered ARM template is not JSON")
     }
@@ -858,6 +916,7 @@ impl AzureDeployment {
         second_pass: bool,
         teardown: bool,
         keep_state: bool,
+        accounts: &AccountNames,
     ) -> Value {
         let operators: Vec<&str> = self
             .config
@@ -873,6 +932,8 @@ impl AzureDeployment {
             "lockAuditRetention": {"value": second_pass},
             "teardown": {"value": teardown},
             "keepState": {"value": keep_state},
+            "stateStorageAccountName": {"value": accounts.state},
+            "auditStorageAccountName": {"value": accounts.audit},
             "operatorAddresses": {"value": operators}
         })
     }
@@ -992,6 +1053,34 @@ mod tests {
             .any(|d| d.resource.logical_id == "escst1"));
         assert_eq!(plan.emptied, ["escst1"]);
         assert!(plan.keep.iter().any(|k| k.logical_id == "escau1"));
+    }
+
+    #[test]
+    fn the_accounts_keep_the_names_they_were_deployed_with() {
+        let subscription = "00000000-0000-0000-0000-0000000e5c4e";
+        // A new deployment: the group's name as Azure spells it, not as escher.toml does.
+        let found = json!({"name": "Escher"});
+        assert_eq!(
+            account_names(subscription, "escher", None, Some(&found)),
+            AccountNames::for_group(subscription, "Escher")
+        );
+        assert_eq!(
+            account_names(subscription, "escher", None, None),
+            AccountNames::for_group(subscription, "escher")
+        );
+        // A stack's own parameters, else (deployed before they were parameters) its outputs.
+        let stack = json!({"properties": {
+            "parameters": {"stateStorageAccountName": {"value": "escstrecorded"}},
+            "outputs": {"stateAccountName": {"type": "String", "value": "escstoutput"},
+                        "auditAccountName": {"type": "String", "value": "escauoutput"}}
+        }});
+        let names = account_names(subscription, "escher", Some(&stack), Some(&found));
+        assert_eq!(names.state, "escstrecorded");
+        assert_eq!(names.audit, "escauoutput");
+        // What is not a storage account name is not taken.
+        let stack = json!({"properties": {"outputs": {"stateAccountName": "stateAccount"}}});
+        let names = account_names(subscription, "escher", Some(&stack), None);
+        assert_eq!(names, AccountNames::for_group(subscription, "escher"));
     }
 
     #[test]

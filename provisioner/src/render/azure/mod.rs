@@ -8,6 +8,7 @@
 
 #[cfg(test)]
 mod checks;
+mod names;
 mod notify;
 
 use std::collections::BTreeSet;
@@ -19,6 +20,7 @@ use serde_json::{json, Value};
 use super::{registry, RenderError, RenderedFile, Rendering};
 use crate::config::{EscherConfig, TimeZoneName};
 
+pub use names::{is_storage_account_name, AccountNames};
 use notify::{notice_groups, NoticeGroup};
 
 const ARM_TEMPLATE: &str = include_str!("../../../../templates/azure/escher-azure.json.hbs");
@@ -35,24 +37,29 @@ pub const EVENT_FUNCTION: &str = "events";
 pub const ALERT_FUNCTION: &str = "alert";
 
 /// Everything the Azure templates are rendered from.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct AzureRenderInputs<'a> {
     pub config: &'a EscherConfig,
     /// Time zone of the nightly scan (the function decides from it when it is 02:00).
     pub timezone: TimeZoneName,
     /// What the remediations need (`escher_azure::all_required_permissions()`).
     pub permissions: &'a [RequiredPermission],
+    /// The storage accounts' names, when the subscription is known: written into the
+    /// templates. `None`: Azure computes them at deployment (the same names).
+    pub accounts: Option<AccountNames>,
 }
 
 /// The ARM template as `render` writes it, to read before anything is deployed.
 pub fn for_review(config: &EscherConfig, timezone: TimeZoneName) -> Result<Rendering, RenderError> {
     let permissions = remediation_permissions();
+    let azure = &config.azure;
+    let accounts = accounts_of(config);
     let files = render(&AzureRenderInputs {
         config,
         timezone,
         permissions: &permissions,
+        accounts: accounts.clone(),
     })?;
-    let azure = &config.azure;
     let details = vec![
         format!(
             "resource group `{}` in {}{}",
@@ -65,6 +72,10 @@ pub fn for_review(config: &EscherConfig, timezone: TimeZoneName) -> Result<Rende
                 .unwrap_or_default()
         ),
         format!("Bicep companion  {BICEP_FILE} (the same resources)"),
+        match &accounts {
+            Some(a) => format!("storage accounts {} (state) and {} (audit)", a.state, a.audit),
+            None => "storage accounts named by Azure at deployment (escher.toml names no subscription)".to_string(),
+        },
         "deployed twice: first as written; then, with the function package uploaded, with createEventSubscriptions = true and lockAuditRetention = true".to_string(),
     ];
     Ok(Rendering {
@@ -78,6 +89,16 @@ pub fn for_review(config: &EscherConfig, timezone: TimeZoneName) -> Result<Rende
         notices: Vec::new(),
         details,
     })
+}
+
+/// The storage accounts' names for escher.toml's subscription and resource group; `None`
+/// when it names no subscription.
+pub fn accounts_of(config: &EscherConfig) -> Option<AccountNames> {
+    let azure = &config.azure;
+    azure
+        .subscription
+        .as_ref()
+        .map(|s| AccountNames::for_group(s.as_str(), azure.resource_group.as_str()))
 }
 
 /// The permissions the Azure remediations need.
@@ -183,6 +204,8 @@ struct Context {
     role_actions: Vec<String>,
     event_function: &'static str,
     alert_function: &'static str,
+    /// The storage accounts' names, or null: the templates then let Azure compute them.
+    accounts: Option<AccountNames>,
     state_containers: Vec<Container>,
     data_roles: Vec<DataRole>,
     system_topics: Vec<SystemTopic>,
@@ -245,6 +268,7 @@ impl Context {
             role_actions: role_actions(inputs.permissions)?,
             event_function: EVENT_FUNCTION,
             alert_function: ALERT_FUNCTION,
+            accounts: inputs.accounts.clone(),
             state_containers: vec![
                 Container { name: "state", symbol: "stateContainer" },
                 Container { name: "approvals", symbol: "approvalsContainer" },
@@ -427,6 +451,7 @@ pub(crate) mod tests {
             config,
             timezone: "Europe/Berlin".parse().expect("tz"),
             permissions,
+            accounts: None,
         })
         .expect("render")
     }

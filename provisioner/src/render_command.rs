@@ -9,7 +9,7 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::cloud::Cloud;
-use crate::config::{resolve_timezone, TimeZoneName, TimeZoneSource};
+use crate::config::{resolve_timezone, SubscriptionId, TimeZoneName, TimeZoneSource};
 use crate::render;
 
 /// Exit code for a failure the user can fix (bad config, unsupported cloud).
@@ -17,7 +17,7 @@ const EXIT_FAILED: u8 = 2;
 
 #[derive(Debug, Args)]
 pub struct RenderArgs {
-    /// The cloud to render for. Only `aws` is supported so far.
+    /// The cloud to render for: `aws` or `azure`.
     #[arg(long, value_enum)]
     cloud: Cloud,
 
@@ -34,6 +34,13 @@ pub struct RenderArgs {
     /// Default: the machine's time zone, else UTC.
     #[arg(long, value_name = "TZ")]
     timezone: Option<TimeZoneName>,
+
+    /// Azure: the subscription id the template is for (overrides escher.toml's `[azure]
+    /// subscription`, else AZURE_SUBSCRIPTION_ID). With it the storage accounts are named in
+    /// the template (the names Azure gives them there); without it Azure names them when the
+    /// template is deployed.
+    #[arg(long, value_name = "ID")]
+    subscription: Option<SubscriptionId>,
 
     /// Print where the files went (and what was decided) as JSON on stdout.
     #[arg(long)]
@@ -75,7 +82,30 @@ pub fn run(args: RenderArgs) -> ExitCode {
 
 fn render_command(args: &RenderArgs) -> anyhow::Result<()> {
     let render_files = render::for_cloud(args.cloud)?;
-    let (config, config_used) = crate::config::load_for_command(args.config.as_deref())?;
+    let (mut config, config_used) = crate::config::load_for_command(args.config.as_deref())?;
+    if args.cloud == Cloud::Azure {
+        let from_env = || {
+            std::env::var("AZURE_SUBSCRIPTION_ID")
+                .ok()
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| {
+                    s.trim()
+                        .parse::<SubscriptionId>()
+                        .map_err(|e| anyhow::anyhow!("AZURE_SUBSCRIPTION_ID: {e}"))
+                })
+                .transpose()
+        };
+        if let Some(subscription) = args.subscription.clone() {
+            config.azure.subscription = Some(subscription);
+        } else if config.azure.subscription.is_none() {
+            config.azure.subscription = from_env()?;
+        }
+    } else if args.subscription.is_some() {
+        anyhow::bail!(
+            "--subscription is an Azure subscription; it does not apply to --cloud {}",
+            args.cloud.as_str()
+        );
+    }
     let config_used = config_used.map(|path| absolute(&path));
     let (timezone, timezone_source) = resolve_timezone(args.timezone, &config.schedule);
     if timezone_source == TimeZoneSource::UtcFallback {

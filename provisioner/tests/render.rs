@@ -402,3 +402,71 @@ fn render_azure_writes_the_arm_template_its_parameters_and_the_bicep() {
         );
     }
 }
+
+/// With the subscription given (`--subscription`, escher.toml or AZURE_SUBSCRIPTION_ID), the
+/// Azure template names its storage accounts itself, as Azure would; without one it leaves
+/// the names to Azure. `--subscription` is refused for another cloud.
+#[test]
+fn render_azure_names_the_storage_accounts_when_the_subscription_is_given() {
+    let render = |extra: &[&str]| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let out = bin()
+            .current_dir(dir.path())
+            .env_remove("AZURE_SUBSCRIPTION_ID")
+            .args(["render", "--cloud", "azure", "--out", "out", "--json"])
+            .args(extra)
+            .output()
+            .expect("run escher-provision");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let template: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(dir.path().join("out/escher-azure.json")).expect("template"),
+        )
+        .expect("template is JSON");
+        template["parameters"]["stateStorageAccountName"]["defaultValue"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let named = render(&["--subscription", "0a1b2c3d-0000-4000-8000-00000000abcd"]);
+    assert!(
+        named.starts_with("escst")
+            && named.len() <= 24
+            && named
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()),
+        "a literal storage account name: {named:?}"
+    );
+    let other = render(&["--subscription", "0a1b2c3d-0000-4000-8000-00000000abce"]);
+    assert_ne!(named, other, "each subscription its own names");
+    let unnamed = render(&[]);
+    assert!(
+        unnamed.starts_with('['),
+        "without a subscription Azure computes the name: {unnamed:?}"
+    );
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = bin()
+        .current_dir(dir.path())
+        .args([
+            "render",
+            "--cloud",
+            "aws",
+            "--subscription",
+            "0a1b2c3d-0000-4000-8000-00000000abcd",
+        ])
+        .output()
+        .expect("run escher-provision");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("Azure subscription"),
+        "{}",
+        text(&out.stderr)
+    );
+    let bad = bin()
+        .current_dir(dir.path())
+        .args(["render", "--cloud", "azure", "--subscription", "my-sub"])
+        .output()
+        .expect("run escher-provision");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad.stderr).contains("GUID"), "{}", text(&bad.stderr));
+}

@@ -89,7 +89,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use aws::{Architecture, AwsConfig, AwsRegion, CreateTrail};
-pub use azure::AzureConfig;
+pub use azure::{AzureConfig, SubscriptionId};
 pub use schedule::{resolve_timezone, ScheduleConfig, TimeZoneName, TimeZoneSource};
 
 use aws::{ArtifactsConfig, BucketsConfig, CloudTrailConfig, FunctionsConfig};

@@ -97,11 +97,20 @@ impl FromStr for StoreLocation {
     type Err = StoreError;
 
     fn from_str(uri: &str) -> Result<Self, Self::Err> {
+        // A refused URI is printed and logged, and a credential pasted into it is often why
+        // it is refused: the error shows it without the credential.
         let invalid = |reason: String| StoreError::InvalidUri {
-            uri: uri.to_string(),
+            uri: shown(uri),
             reason,
         };
         let parsed = url::Url::parse(uri).map_err(|e| invalid(e.to_string()))?;
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            // Once ignored, and then repeated wherever the store was named (the audit
+            // store's errors, the morning report's summary): refused instead.
+            return Err(invalid(
+                "credentials (`user:password@`) are never read from a store URI; they come from the environment or the cloud's credential chain".into(),
+            ));
+        }
         let mut params: BTreeMap<String, String> = parsed.query_pairs().into_owned().collect();
         let mut take = |name: &str| params.remove(name).filter(|v| !v.is_empty());
         let host = parsed.host_str().unwrap_or_default().to_string();
@@ -174,6 +183,46 @@ impl FromStr for StoreLocation {
         }
         Ok(location)
     }
+}
+
+/// The query parameters a store URI may have; any other one's value is hidden in errors.
+const KNOWN_PARAMETERS: [&str; 4] = ["region", "endpoint", "account", "anonymous"];
+
+/// `uri` as an error shows it: without `user:password@`, a fragment or the values of
+/// unknown query parameters, which is where a pasted credential would be.
+fn shown(uri: &str) -> String {
+    let Ok(mut url) = url::Url::parse(uri) else {
+        // Unreadable, so where a credential sits is unknown: only what comes before any
+        // user info or query is shown.
+        let end = uri.find(['?', '#']).unwrap_or(uri.len());
+        let head = &uri[..end];
+        return match (head.find("://"), head.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!("{}://…@{}", &head[..scheme], &head[at + 1..])
+            }
+            _ => head.to_string(),
+        };
+    };
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.set_fragment(None);
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(name, value)| {
+            let value = if KNOWN_PARAMETERS.contains(&name.as_ref()) {
+                value.into_owned()
+            } else {
+                "***".to_string()
+            };
+            (name.into_owned(), value)
+        })
+        .collect();
+    if pairs.is_empty() {
+        url.set_query(None);
+    } else {
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.to_string()
 }
 
 impl fmt::Display for StoreLocation {
@@ -450,9 +499,37 @@ mod tests {
             ("ftp://host/x", "unknown scheme `ftp`"),
             ("not a uri", "not valid"),
             ("gcs://b?anonymous=yes", "true or false"),
+            (
+                "s3://AKIAEXAMPLE:hunter2@bucket/p",
+                "never read from a store URI",
+            ),
         ] {
             let err = uri.parse::<StoreLocation>().unwrap_err().to_string();
             assert!(err.contains(expect), "{uri}: {err}");
+        }
+    }
+
+    /// The refusal names the parameter, not its value: a credential pasted into a URI is
+    /// what the error is about, and errors are logged.
+    #[test]
+    fn a_refused_uri_is_shown_without_its_credentials() {
+        for (uri, shown) in [
+            (
+                "s3://bucket/p?region=eu-west-1&secret_access_key=hunter2",
+                "s3://bucket/p?region=eu-west-1&secret_access_key=***",
+            ),
+            ("s3://AKIAEXAMPLE:hunter2@bucket/p", "s3://bucket/p"),
+            (
+                "s3://AKIAEXAMPLE:hunter2@bucket:x/p?k=hunter2",
+                "s3://…@bucket:x/p",
+            ),
+        ] {
+            let err = uri.parse::<StoreLocation>().unwrap_err();
+            assert!(!format!("{err} {err:?}").contains("hunter2"), "{err:?}");
+            let StoreError::InvalidUri { uri: said, .. } = err else {
+                panic!("{uri}: not an invalid URI");
+            };
+            assert_eq!(said, shown);
         }
     }
 

@@ -222,7 +222,7 @@ fn mistakes_are_refused_with_a_reason_and_exit_2() {
         ("restart_service", "AWS fixes ec2_instance, ecs_service"),
         (
             "rollback_deployment",
-            "AWS fixes ecs_service, lambda_function",
+            "AWS fixes cloudformation_stack, ecs_service, lambda_function",
         ),
     ] {
         let line = said

@@ -130,6 +130,7 @@ mod tests {
                 (Action::RestartService, "ec2_instance"),
                 (Action::RestartService, "ecs_service"),
                 (Action::RevokeOpenIngress, "security_group"),
+                (Action::RollbackDeployment, "cloudformation_stack"),
                 (Action::RollbackDeployment, "ecs_service"),
                 (Action::RollbackDeployment, "lambda_function"),
                 (Action::ScaleUpCapacity, "autoscaling_group"),

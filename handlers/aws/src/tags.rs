@@ -1,7 +1,8 @@
 //! Reading a resource's tags for the pipeline's enrich step, when the event itself carried
 //! none (CloudTrail, alarms): the tags say the environment and the data classification,
 //! which decide severity and which approvals apply. Also the one tag a fix leaves on an EC2
-//! resource it changed ([`set_ec2_tag`]).
+//! resource it changed ([`set_ec2_tag`]), and how such a tag's value is read back
+//! ([`marker_fields`]).
 
 use escher_core::resource_types::aws as aws_types;
 use std::collections::BTreeMap;
@@ -129,4 +130,29 @@ pub(crate) async fn set_ec2_tag(
     )
     .await?;
     Ok(())
+}
+
+/// The `key=value` words of a tag a fix leaves on a resource it changed
+/// (`event=aws-1 from=100 to=120`); a word without `=` is ignored. One reading for every
+/// fix's marker, so they all read a value the same way.
+pub(crate) fn marker_fields(value: &str) -> BTreeMap<&str, &str> {
+    value
+        .split_whitespace()
+        .filter_map(|word| word.split_once('='))
+        .collect()
+}
+
+#[cfg(test)]
+mod marker_tests {
+    use super::marker_fields;
+
+    #[test]
+    fn a_marker_value_reads_as_its_fields() {
+        let fields = marker_fields("event=aws-1 from=web:7  to=web:6 stray");
+        assert_eq!(fields.get("event"), Some(&"aws-1"));
+        assert_eq!(fields.get("from"), Some(&"web:7"));
+        assert_eq!(fields.get("to"), Some(&"web:6"));
+        assert_eq!(fields.len(), 3);
+        assert!(marker_fields("").is_empty());
+    }
 }

@@ -121,17 +121,17 @@ pub(crate) struct Ledger {
 
 impl Ledger {
     pub(crate) fn parse(value: &str) -> Ledger {
-        let mut ledger = Ledger::default();
-        for part in value.split_whitespace() {
-            match part.split_once('=') {
-                Some(("event", v)) => ledger.last_event = v.to_string(),
-                Some(("at", v)) => {
-                    ledger.times = v.split(',').filter_map(|t| t.parse().ok()).collect()
-                }
-                _ => {}
-            }
+        let fields = crate::tags::marker_fields(value);
+        Ledger {
+            last_event: fields
+                .get("event")
+                .map(|v| v.to_string())
+                .unwrap_or_default(),
+            times: fields
+                .get("at")
+                .map(|v| v.split(',').filter_map(|t| t.parse().ok()).collect())
+                .unwrap_or_default(),
         }
-        ledger
     }
 
     pub(crate) fn value(&self) -> String {

@@ -158,19 +158,11 @@ impl Marker {
     }
 
     pub(crate) fn parse(value: &str) -> Option<Marker> {
-        let (mut event_id, mut from, mut to) = (None, None, None);
-        for (k, v) in value.split_whitespace().filter_map(|p| p.split_once('=')) {
-            match k {
-                "event" => event_id = Some(v.to_string()),
-                "from" => from = Some(v.to_string()),
-                "to" => to = Some(v.to_string()),
-                _ => {}
-            }
-        }
+        let fields = crate::tags::marker_fields(value);
         Some(Marker {
-            event_id: event_id?,
-            from: from?,
-            to: to?,
+            event_id: fields.get("event")?.to_string(),
+            from: fields.get("from")?.to_string(),
+            to: fields.get("to")?.to_string(),
         })
     }
 }

@@ -143,20 +143,11 @@ impl Marker {
     }
 
     pub(crate) fn parse(value: &str) -> Option<Marker> {
-        let mut event_id = None;
-        let (mut from, mut to) = (None, None);
-        for part in value.split_whitespace() {
-            match part.split_once('=')? {
-                ("event", v) => event_id = Some(v.to_string()),
-                ("from", v) => from = v.parse().ok(),
-                ("to", v) => to = v.parse().ok(),
-                _ => {}
-            }
-        }
+        let fields = crate::tags::marker_fields(value);
         Some(Marker {
-            event_id: event_id?,
-            from: from?,
-            to: to?,
+            event_id: fields.get("event")?.to_string(),
+            from: fields.get("from")?.parse().ok()?,
+            to: fields.get("to")?.parse().ok()?,
         })
     }
 }

@@ -986,17 +986,7 @@ async fn no_channel_store_log_or_error_shows_a_secret_in_any_path() {
         lines.iter().any(|l| l.contains("notification failed")),
         "the failed channels were logged: {lines:#?}"
     );
-    for (n, line) in lines.iter().enumerate() {
-        evidence.add(format!("log line {}", n + 1), line);
-    }
-    report(&evidence, lines.len());
-    let leaks = evidence.leaks(&secrets);
-    assert!(
-        leaks.is_empty(),
-        "secrets leaked ({}):\n{}",
-        leaks.len(),
-        leaks.join("\n")
-    );
+    assert_nothing_leaked(evidence, &lines, &secrets);
 }
 
 /// Credentials pasted into a store URI (in the query, or as `user:password@`) are refused,
@@ -1067,11 +1057,18 @@ async fn credentials_pasted_into_a_store_uri_are_never_repeated() {
     }
     drop(_capture);
     let lines = logs.lines();
+    assert_nothing_leaked(evidence, &lines, &secrets);
+}
+
+/// What was searched, for the test's output (`--nocapture`).
+/// Adds the captured log lines to what was collected, prints the counts, and fails naming
+/// every place a secret showed up.
+fn assert_nothing_leaked(mut evidence: Evidence, lines: &[String], secrets: &Secrets) {
     for (n, line) in lines.iter().enumerate() {
         evidence.add(format!("log line {}", n + 1), line);
     }
     report(&evidence, lines.len());
-    let leaks = evidence.leaks(&secrets);
+    let leaks = evidence.leaks(secrets);
     assert!(
         leaks.is_empty(),
         "secrets leaked ({}):\n{}",
@@ -1080,7 +1077,6 @@ async fn credentials_pasted_into_a_store_uri_are_never_repeated() {
     );
 }
 
-/// What was searched, for the test's output (`--nocapture`).
 fn report(evidence: &Evidence, log_lines: usize) {
     println!("searched for secrets          count");
     println!("log lines (JSON, TRACE)    {log_lines:>8}");

@@ -229,7 +229,7 @@ pub(super) async fn remediate(
         return Ok(report(
             RemediationStatus::Skipped,
             format!(
-                "The {what} is {status}{} but has no service role: CloudFormation would roll it back with Escher's own permissions, which cover only its fixes. Give the stack a service role (update-stack --role-arn) so Escher can roll it back, or run `{command}` yourself.",
+                "The {what} is {status}{} but has no service role: CloudFormation would roll it back with Escher's own permissions, which cover only its fixes. Roll it back yourself with a role that can manage its resources: `{command} --role-arn <role ARN>` (the stack keeps that role, so Escher can roll it back the next time).",
                 reason_of(&stack)
             ),
             log,
@@ -266,6 +266,7 @@ pub(super) async fn remediate(
     }
     let token = request_token(&event.event_id);
     let cf = &clients.cloudformation;
+    let operation = rollback.operation();
     match rollback {
         Rollback::Continue => {
             let call = cf
@@ -273,14 +274,8 @@ pub(super) async fn remediate(
                 .stack_name(id)
                 .client_request_token(&token)
                 .send();
-            log.must(
-                "cloudformation",
-                "ContinueUpdateRollback",
-                id,
-                Access::Write,
-                call,
-            )
-            .await?;
+            log.must("cloudformation", operation, id, Access::Write, call)
+                .await?;
         }
         Rollback::Start => {
             let call = cf
@@ -288,7 +283,7 @@ pub(super) async fn remediate(
                 .stack_name(id)
                 .client_request_token(&token)
                 .send();
-            log.must("cloudformation", "RollbackStack", id, Access::Write, call)
+            log.must("cloudformation", operation, id, Access::Write, call)
                 .await?;
         }
     }

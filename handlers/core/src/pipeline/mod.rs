@@ -298,13 +298,8 @@ impl Pipeline {
             .await
             .map_err(|e| retry(&event.event_id, format!("cannot read marker {path}: {e}")))?;
         // An unreadable marker (a write cut short) is held as fresh: never act twice on a guess.
-        let held: Marker = serde_json::from_slice(&existing.to_vec()).unwrap_or(Marker {
-            status: MarkerStatus::InProgress,
-            at: Utc::now(),
-            outcome: None,
-            audit_path: None,
-            audit_pending: None,
-        });
+        let held: Marker =
+            serde_json::from_slice(&existing.to_vec()).unwrap_or_else(|_| marker.clone());
         let lease = chrono::Duration::from_std(self.claim_lease).unwrap_or(chrono::Duration::MAX);
         if held.status != MarkerStatus::InProgress || Utc::now() - held.at <= lease {
             return Ok(Claim::Held(Box::new(held)));

@@ -8,8 +8,9 @@
 //!   instances, CPU metrics, topics with subscribed queues).
 //! - [`azurite`] (Azure Blob) and [`fake_gcs`] (GCS): their stores. [`azure_arm`] (`azure`):
 //!   a Resource Manager stand-in answering with Microsoft's published examples and holding
-//!   every request to them, with a managed-identity endpoint. A GCP kit and a Pub/Sub
-//!   emulator's (`pubsub`) go beside them, behind a `gcp` feature.
+//!   every request to them, with a managed-identity endpoint. [`gcp_api`] (`gcp`): a
+//!   contract server for Cloud Storage, Compute Engine and Cloud Monitoring holding every
+//!   request to Google's published discovery documents.
 //! - [`cloudformation`] (`aws`): a CloudFormation stand-in held to the published API model,
 //!   for the stuck stacks and rollback calls moto does not play.
 //! - [`estate`] (`aws`): a 300-resource AWS estate on moto, for the scan test and bench.
@@ -36,6 +37,8 @@ pub mod estate;
 pub mod fake_gcs;
 pub mod figures;
 pub mod fixtures;
+#[cfg(feature = "gcp")]
+pub mod gcp_api;
 pub mod http;
 #[cfg(feature = "aws")]
 pub mod lambda_runtime_api;

@@ -1,0 +1,1191 @@
+//! A contract server for the Google Cloud APIs the fixes call, on 127.0.0.1, since no fake
+//! exists for Compute Engine, bucket IAM or Cloud Monitoring (fake-gcs-server answers bucket
+//! IAM 404 and drops public access prevention). It holds a small project in memory (buckets
+//! with IAM policies and `iamConfiguration`, firewall rules, VMs, disks, CPU utilization) and
+//! answers Cloud Storage JSON API v1, Compute Engine v1 and Cloud Monitoring v3 under one
+//! origin, at Google's own paths (`/storage/v1/…`, `/compute/v1/…`, `/v3/…`).
+//!
+//! Every request is held to Google's published discovery documents, sliced into
+//! `tests/support/gcp-discovery/` (see its SOURCES.md): the method and path template must be
+//! published, required parameters present, query parameters known, and every request body
+//! field must exist in the method's request schema (an unknown field is a violation). A
+//! request that breaks the contract is answered 400 and recorded; tests assert
+//! [`GcpApi::violations`] is empty.
+//!
+//! It also plays what a client must cope with: [`GcpApi::throttle`] answers the next requests
+//! 429 with `Retry-After`, [`GcpApi::lro_polls`] keeps Compute operations running for that
+//! many polls, [`GcpApi::fail_next_operation`] ends the next one with an error,
+//! [`GcpApi::deny`] answers 403 to calls that need a permission, and
+//! [`GcpApi::page_size`] splits Monitoring's points into pages. The metadata server's token
+//! endpoint is served too, so the production token source can be exercised.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde_json::{json, Map, Value};
+
+const DISCOVERY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/gcp-discovery");
+const DOCUMENTS: [&str; 3] = ["storage.v1", "compute.v1", "monitoring.v3"];
+
+/// One published method.
+#[derive(Debug, Clone)]
+struct Published {
+    id: String,
+    http_method: String,
+    template: Vec<String>,
+    parameters: Map<String, Value>,
+    request: Option<String>,
+    document: usize,
+}
+
+#[derive(Debug)]
+struct Discovery {
+    methods: Vec<Published>,
+    /// Per document: its global query parameters and its schemas.
+    globals: Vec<Vec<String>>,
+    schemas: Vec<Map<String, Value>>,
+}
+
+fn collect(resource: &Value, document: usize, prefix: &str, out: &mut Vec<Published>) {
+    if let Some(methods) = resource.get("methods").and_then(Value::as_object) {
+        for method in methods.values() {
+            let path = method
+                .get("flatPath")
+                .or_else(|| method.get("path"))
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let full = format!("{prefix}/{path}");
+            out.push(Published {
+                id: method["id"].as_str().unwrap_or_default().to_string(),
+                http_method: method["httpMethod"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                template: segments(&full),
+                parameters: method
+                    .get("parameters")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default(),
+                request: method
+                    .pointer("/request/$ref")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                document,
+            });
+        }
+    }
+    if let Some(resources) = resource.get("resources").and_then(Value::as_object) {
+        for child in resources.values() {
+            collect(child, document, prefix, out);
+        }
+    }
+}
+
+fn load_discovery() -> Discovery {
+    let mut discovery = Discovery {
+        methods: Vec::new(),
+        globals: Vec::new(),
+        schemas: Vec::new(),
+    };
+    for (i, name) in DOCUMENTS.iter().enumerate() {
+        let path = format!("{DISCOVERY}/{name}.json");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let doc: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let prefix = doc["servicePath"].as_str().unwrap_or_default();
+        collect(
+            &doc,
+            i,
+            prefix.trim_end_matches('/'),
+            &mut discovery.methods,
+        );
+        discovery.globals.push(
+            doc["parameters"]
+                .as_object()
+                .map(|p| p.keys().cloned().collect())
+                .unwrap_or_default(),
+        );
+        discovery
+            .schemas
+            .push(doc["schemas"].as_object().cloned().unwrap_or_default());
+    }
+    discovery
+}
+
+fn segments(path: &str) -> Vec<String> {
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn is_variable(segment: &str) -> bool {
+    segment.starts_with('{') && segment.ends_with('}')
+}
+
+fn matches(template: &[String], path: &[String]) -> bool {
+    template.len() == path.len()
+        && template
+            .iter()
+            .zip(path)
+            .all(|(t, p)| is_variable(t) || t == p)
+}
+
+/// The JSON types a discovery schema allows for `value`, and its unknown fields.
+fn check_body(
+    schemas: &Map<String, Value>,
+    schema: &Value,
+    value: &Value,
+    at: &str,
+    out: &mut Vec<String>,
+) {
+    let schema = match schema.get("$ref").and_then(Value::as_str) {
+        Some(name) => match schemas.get(name) {
+            Some(s) => s,
+            None => {
+                out.push(format!("{at}: schema {name} is not in the vendored slice"));
+                return;
+            }
+        },
+        None => schema,
+    };
+    let kind = schema.get("type").and_then(Value::as_str).unwrap_or("any");
+    match (kind, value) {
+        (_, Value::Null) | ("any", _) => {}
+        ("object", Value::Object(fields)) => {
+            let properties = schema.get("properties").and_then(Value::as_object);
+            for (key, field) in fields {
+                let path = format!("{at}.{key}");
+                match (
+                    properties.and_then(|p| p.get(key)),
+                    schema.get("additionalProperties"),
+                ) {
+                    (Some(s), _) | (None, Some(s)) => check_body(schemas, s, field, &path, out),
+                    (None, None) => {
+                        out.push(format!("{path} is not a field of the published schema"))
+                    }
+                }
+            }
+        }
+        ("array", Value::Array(items)) => {
+            if let Some(item) = schema.get("items") {
+                for (i, v) in items.iter().enumerate() {
+                    check_body(schemas, item, v, &format!("{at}[{i}]"), out);
+                }
+            }
+        }
+        ("string", Value::String(s)) => {
+            if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
+                if !allowed.iter().any(|a| a.as_str() == Some(s)) {
+                    out.push(format!("{at} = {s:?} is not one of the published values"));
+                }
+            }
+        }
+        // int64 travels as a string, but Google's parser also takes a number.
+        ("string", Value::Number(_)) if schema.get("format").is_some() => {}
+        ("integer", Value::Number(_)) | ("number", Value::Number(_)) => {}
+        ("integer", Value::String(s)) if s.parse::<i64>().is_ok() => {}
+        ("boolean", Value::Bool(_)) => {}
+        (kind, value) => out.push(format!("{at} should be {kind}, was {value}")),
+    }
+}
+
+/// One request as the server saw it.
+#[derive(Debug, Clone)]
+pub struct GcpRequest {
+    pub method: String,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    /// The published method it matched (`compute.firewalls.patch`), if any.
+    pub operation: Option<String>,
+    pub body: Option<Value>,
+    pub status: u16,
+}
+
+#[derive(Debug, Clone)]
+enum Change {
+    Firewall { key: String, patch: Value },
+    Stop { key: String },
+}
+
+#[derive(Debug, Clone)]
+struct PendingOperation {
+    resource: Value,
+    polls_left: u32,
+    change: Option<Change>,
+    error: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    buckets: BTreeMap<String, Value>,
+    policies: BTreeMap<String, Value>,
+    firewalls: BTreeMap<String, Value>,
+    instances: BTreeMap<String, Value>,
+    disks: BTreeMap<String, Value>,
+    /// CPU utilization in percent by instance id; `None`: no datapoints.
+    cpu: HashMap<String, Option<f64>>,
+    operations: HashMap<String, PendingOperation>,
+    next_id: u64,
+    lro_polls: u32,
+    fail_next: Option<String>,
+    throttle: VecDeque<u64>,
+    denied: BTreeSet<String>,
+    page_size: usize,
+    requests: Vec<GcpRequest>,
+    violations: Vec<String>,
+    tokens: Vec<String>,
+}
+
+/// The contract server; stops when dropped with its runtime.
+#[derive(Clone)]
+pub struct GcpApi {
+    endpoint: String,
+    discovery: Arc<Discovery>,
+    inner: Arc<Mutex<Inner>>,
+}
+
+/// The IAM permission each published method needs (Google's IAM permissions reference).
+fn permission_of(method: &str) -> &'static str {
+    match method {
+        "storage.buckets.get" => "storage.buckets.get",
+        "storage.buckets.patch" => "storage.buckets.update",
+        "storage.buckets.getIamPolicy" => "storage.buckets.getIamPolicy",
+        "storage.buckets.setIamPolicy" => "storage.buckets.setIamPolicy",
+        "compute.firewalls.get" => "compute.firewalls.get",
+        "compute.firewalls.patch" => "compute.firewalls.update",
+        "compute.instances.get" => "compute.instances.get",
+        "compute.instances.stop" => "compute.instances.stop",
+        "compute.disks.get" => "compute.disks.get",
+        "compute.zoneOperations.get" | "compute.zoneOperations.wait" => {
+            "compute.zoneOperations.get"
+        }
+        "compute.globalOperations.get" | "compute.globalOperations.wait" => {
+            "compute.globalOperations.get"
+        }
+        "monitoring.projects.timeSeries.list" => "monitoring.timeSeries.list",
+        _ => "an unlisted permission",
+    }
+}
+
+fn google_error(status: StatusCode, reason: &str, message: &str) -> Response {
+    let status_name = match status.as_u16() {
+        400 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        412 => "FAILED_PRECONDITION",
+        429 => "RESOURCE_EXHAUSTED",
+        _ => "UNKNOWN",
+    };
+    (
+        status,
+        axum::Json(json!({"error": {
+            "code": status.as_u16(),
+            "message": message,
+            "status": status_name,
+            "errors": [{"message": message, "domain": "global", "reason": reason}]
+        }})),
+    )
+        .into_response()
+}
+
+fn ok(value: Value) -> Response {
+    (StatusCode::OK, axum::Json(value)).into_response()
+}
+
+/// RFC 7396 merge patch, as Compute Engine and Cloud Storage apply PATCH bodies.
+fn merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
+impl GcpApi {
+    /// A bearer token the server always accepts.
+    pub const TEST_TOKEN: &'static str = "escher-gcp-api-test-token";
+
+    pub async fn start() -> GcpApi {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1");
+        let port = listener.local_addr().expect("local address").port();
+        let api = GcpApi {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            discovery: Arc::new(load_discovery()),
+            inner: Arc::new(Mutex::new(Inner {
+                lro_polls: 1,
+                page_size: 100_000,
+                next_id: 4_711_000_000_000_000_000,
+                ..Inner::default()
+            })),
+        };
+        let app = Router::new().fallback(handle).with_state(api.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        api
+    }
+
+    /// The origin every API answers under (`Endpoints::all_at` in escher-gcp).
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// `GCE_METADATA_HOST` for a metadata-server token source (host:port).
+    pub fn metadata_host(&self) -> &str {
+        self.endpoint.trim_start_matches("http://")
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn requests(&self) -> Vec<GcpRequest> {
+        self.lock().requests.clone()
+    }
+
+    /// Requests that broke the published contract (each was answered 400).
+    pub fn violations(&self) -> Vec<String> {
+        self.lock().violations.clone()
+    }
+
+    /// Answers the next `count` requests 429 with `Retry-After: retry_after_secs`.
+    pub fn throttle(&self, count: usize, retry_after_secs: u64) {
+        self.lock()
+            .throttle
+            .extend(std::iter::repeat_n(retry_after_secs, count));
+    }
+
+    /// How many polls a Compute operation answers RUNNING before it is DONE (0: done at once).
+    pub fn lro_polls(&self, polls: u32) {
+        self.lock().lro_polls = polls;
+    }
+
+    /// The next Compute operation ends DONE with this error, and changes nothing.
+    pub fn fail_next_operation(&self, message: &str) {
+        self.lock().fail_next = Some(message.to_string());
+    }
+
+    /// Answers 403 to every call that needs `permission` (`storage.buckets.setIamPolicy`).
+    pub fn deny(&self, permission: &str) {
+        self.lock().denied.insert(permission.to_string());
+    }
+
+    /// At most this many Monitoring points per page (the rest behind `nextPageToken`).
+    pub fn page_size(&self, size: usize) {
+        self.lock().page_size = size.max(1);
+    }
+
+    // ---- the project ----
+
+    /// A bucket; `public` grants `allUsers` object read. Returns its resource name.
+    pub fn bucket(&self, name: &str, public: bool) -> String {
+        let mut inner = self.lock();
+        let mut bindings = vec![
+            json!({"role": "roles/storage.legacyBucketOwner", "members": ["projectOwner:shop-prod-4711", "projectEditor:shop-prod-4711"]}),
+            json!({"role": "roles/storage.legacyBucketReader", "members": ["projectViewer:shop-prod-4711"]}),
+        ];
+        if public {
+            bindings.push(json!({"role": "roles/storage.objectViewer", "members": ["allUsers"]}));
+        }
+        inner.buckets.insert(
+            name.to_string(),
+            json!({
+                "kind": "storage#bucket", "id": name, "name": name,
+                "selfLink": format!("https://www.googleapis.com/storage/v1/b/{name}"),
+                "projectNumber": "480028761092", "metageneration": "1",
+                "location": "EUROPE-WEST3", "storageClass": "STANDARD",
+                "labels": {"team": "payments", "environment": "prod"},
+                "iamConfiguration": {
+                    "uniformBucketLevelAccess": {"enabled": true},
+                    "publicAccessPrevention": "inherited"
+                }
+            }),
+        );
+        inner.policies.insert(
+            name.to_string(),
+            json!({"kind": "storage#policy", "resourceId": format!("projects/_/buckets/{name}"),
+                   "version": 1, "etag": "CAE=", "bindings": bindings}),
+        );
+        format!("projects/_/buckets/{name}")
+    }
+
+    /// The bucket's resource and IAM policy as the server holds them.
+    pub fn bucket_state(&self, name: &str) -> Option<(Value, Value)> {
+        let inner = self.lock();
+        Some((
+            inner.buckets.get(name)?.clone(),
+            inner.policies.get(name)?.clone(),
+        ))
+    }
+
+    /// Changes a bucket's resource and policy as a person would (the policy's etag moves).
+    pub fn update_bucket(&self, name: &str, change: impl FnOnce(&mut Value, &mut Value)) {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let (Some(bucket), Some(policy)) =
+            (inner.buckets.get_mut(name), inner.policies.get_mut(name))
+        else {
+            panic!("no bucket {name} on the GCP contract server");
+        };
+        change(bucket, policy);
+        bump_etag(policy);
+    }
+
+    /// A firewall rule from its published fields (`allowed`, `sourceRanges`, …). Returns its
+    /// resource name.
+    pub fn firewall(&self, project: &str, name: &str, fields: Value) -> String {
+        let key = format!("projects/{project}/global/firewalls/{name}");
+        let mut inner = self.lock();
+        inner.next_id += 1;
+        let mut rule = json!({
+            "kind": "compute#firewall", "id": inner.next_id.to_string(), "name": name,
+            "network": format!("https://www.googleapis.com/compute/v1/projects/{project}/global/networks/default"),
+            "priority": 1000, "direction": "INGRESS", "disabled": false,
+            "selfLink": format!("https://www.googleapis.com/compute/v1/{key}"),
+            "creationTimestamp": "2026-11-30T08:12:44.000-08:00"
+        });
+        merge(&mut rule, &fields);
+        inner.firewalls.insert(key.clone(), rule);
+        key
+    }
+
+    pub fn firewall_rule(&self, name: &str) -> Option<Value> {
+        self.lock().firewalls.get(name).cloned()
+    }
+
+    pub fn update_firewall(&self, name: &str, change: impl FnOnce(&mut Value)) {
+        let mut inner = self.lock();
+        let rule = inner
+            .firewalls
+            .get_mut(name)
+            .unwrap_or_else(|| panic!("no firewall rule {name} on the GCP contract server"));
+        change(rule);
+    }
+
+    /// A VM in `status` (`RUNNING`, `TERMINATED`, …). Returns its resource name.
+    pub fn instance(&self, project: &str, zone: &str, name: &str, status: &str) -> String {
+        let key = format!("projects/{project}/zones/{zone}/instances/{name}");
+        let mut inner = self.lock();
+        inner.next_id += 1;
+        let id = inner.next_id.to_string();
+        inner.instances.insert(
+            key.clone(),
+            json!({
+                "kind": "compute#instance", "id": id, "name": name,
+                "zone": format!("https://www.googleapis.com/compute/v1/projects/{project}/zones/{zone}"),
+                "machineType": format!("https://www.googleapis.com/compute/v1/projects/{project}/zones/{zone}/machineTypes/e2-standard-4"),
+                "status": status, "labels": {"team": "batch", "environment": "prod"},
+                "selfLink": format!("https://www.googleapis.com/compute/v1/{key}")
+            }),
+        );
+        key
+    }
+
+    pub fn instance_status(&self, name: &str) -> Option<String> {
+        self.lock()
+            .instances
+            .get(name)
+            .and_then(|i| i["status"].as_str().map(str::to_string))
+    }
+
+    pub fn set_instance_status(&self, name: &str, status: &str) {
+        let mut inner = self.lock();
+        let instance = inner
+            .instances
+            .get_mut(name)
+            .unwrap_or_else(|| panic!("no VM {name} on the GCP contract server"));
+        instance["status"] = json!(status);
+    }
+
+    /// The VM's CPU utilization in percent at every point; `None`: no datapoints at all.
+    pub fn cpu(&self, instance: &str, percent: Option<f64>) {
+        let mut inner = self.lock();
+        let id = inner
+            .instances
+            .get(instance)
+            .and_then(|i| i["id"].as_str().map(str::to_string))
+            .unwrap_or_else(|| panic!("no VM {instance} on the GCP contract server"));
+        inner.cpu.insert(id, percent);
+    }
+
+    /// A persistent disk; `kms_key` names a Cloud KMS key. Returns its resource name.
+    pub fn disk(&self, project: &str, zone: &str, name: &str, kms_key: Option<&str>) -> String {
+        let key = format!("projects/{project}/zones/{zone}/disks/{name}");
+        let mut inner = self.lock();
+        inner.next_id += 1;
+        let mut disk = json!({
+            "kind": "compute#disk", "id": inner.next_id.to_string(), "name": name,
+            "sizeGb": "50", "status": "READY", "labels": {"team": "batch"},
+            "selfLink": format!("https://www.googleapis.com/compute/v1/{key}")
+        });
+        if let Some(kms) = kms_key {
+            disk["diskEncryptionKey"] = json!({"kmsKeyName": kms});
+        }
+        inner.disks.insert(key.clone(), disk);
+        key
+    }
+
+    // ---- serving ----
+
+    fn check_contract(
+        &self,
+        method: &Method,
+        path: &[String],
+        query: &[(String, String)],
+        body: Option<&Value>,
+    ) -> Result<&Published, Vec<String>> {
+        let candidates: Vec<&Published> = self
+            .discovery
+            .methods
+            .iter()
+            .filter(|m| matches(&m.template, path))
+            .collect();
+        let published = match candidates.iter().find(|m| m.http_method == method.as_str()) {
+            Some(m) => *m,
+            None if candidates.is_empty() => {
+                return Err(vec![format!(
+                    "{method} /{}: no published method has this path",
+                    path.join("/")
+                )])
+            }
+            None => {
+                return Err(vec![format!(
+                    "{method} /{}: the published methods here are {}",
+                    path.join("/"),
+                    candidates
+                        .iter()
+                        .map(|m| format!("{} {}", m.http_method, m.id))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )])
+            }
+        };
+        let mut problems = Vec::new();
+        let globals = &self.discovery.globals[published.document];
+        for (key, _) in query {
+            let declared = published
+                .parameters
+                .get(key)
+                .is_some_and(|p| p["location"] == "query");
+            if !declared && !globals.contains(key) {
+                problems.push(format!(
+                    "{}: query parameter {key} is not published",
+                    published.id
+                ));
+            }
+        }
+        for (name, parameter) in &published.parameters {
+            if parameter["required"] == true
+                && parameter["location"] == "query"
+                && !query.iter().any(|(k, _)| k == name)
+            {
+                problems.push(format!(
+                    "{}: required query parameter {name} is missing",
+                    published.id
+                ));
+            }
+        }
+        match (&published.request, body) {
+            (Some(schema), Some(body)) => check_body(
+                &self.discovery.schemas[published.document],
+                &json!({"$ref": schema}),
+                body,
+                &format!("{} body", published.id),
+                &mut problems,
+            ),
+            (None, Some(body)) if !body.is_null() => {
+                problems.push(format!("{} takes no request body", published.id))
+            }
+            _ => {}
+        }
+        if problems.is_empty() {
+            Ok(published)
+        } else {
+            Err(problems)
+        }
+    }
+}
+
+fn bump_etag(policy: &mut Value) {
+    let n = policy["etag"].as_str().map(|e| e.len() as u64).unwrap_or(0);
+    policy["etag"] = json!(format!("CA{}=", "E".repeat((n % 7 + 1) as usize)));
+}
+
+async fn handle(
+    State(api): State<GcpApi>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_string();
+    let query: Vec<(String, String)> = uri
+        .query()
+        .map(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let body_json: Option<Value> = if body.is_empty() {
+        None
+    } else {
+        serde_json::from_slice(&body).ok()
+    };
+    let (response, operation) = route(&api, &method, &path, &query, &headers, body_json.as_ref());
+    api.lock().requests.push(GcpRequest {
+        method: method.to_string(),
+        path,
+        query,
+        operation,
+        body: body_json,
+        status: response.status().as_u16(),
+    });
+    response
+}
+
+fn route(
+    api: &GcpApi,
+    method: &Method,
+    path: &str,
+    query: &[(String, String)],
+    headers: &HeaderMap,
+    body: Option<&Value>,
+) -> (Response, Option<String>) {
+    if path == "/computeMetadata/v1/instance/service-accounts/default/token" {
+        return (metadata_token(api, headers), None);
+    }
+    let bearer = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_string();
+    let segments = segments(path);
+    let published = match api.check_contract(method, &segments, query, body) {
+        Ok(p) => p.clone(),
+        Err(problems) => {
+            let message = problems.join("; ");
+            api.lock().violations.extend(problems);
+            return (
+                google_error(StatusCode::BAD_REQUEST, "invalid", &message),
+                None,
+            );
+        }
+    };
+    let id = Some(published.id.clone());
+    let mut inner = api.lock();
+    if bearer != GcpApi::TEST_TOKEN && !inner.tokens.contains(&bearer) {
+        return (
+            google_error(
+                StatusCode::UNAUTHORIZED,
+                "authError",
+                "Request had invalid authentication credentials.",
+            ),
+            id,
+        );
+    }
+    if let Some(seconds) = inner.throttle.pop_front() {
+        let mut response = google_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rateLimitExceeded",
+            "Quota exceeded for quota metric 'Queries' of service.",
+        );
+        if let Ok(value) = seconds.to_string().parse() {
+            response.headers_mut().insert("retry-after", value);
+        }
+        return (response, id);
+    }
+    let permission = permission_of(&published.id);
+    if inner.denied.contains(permission) {
+        return (
+            google_error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                &format!("escher@shop-prod-4711.iam.gserviceaccount.com does not have {permission} access to the resource."),
+            ),
+            id,
+        );
+    }
+    let response = serve(
+        &mut inner,
+        &api.endpoint,
+        &published.id,
+        &segments,
+        query,
+        body,
+    );
+    (response, id)
+}
+
+fn metadata_token(api: &GcpApi, headers: &HeaderMap) -> Response {
+    if headers.get("metadata-flavor").and_then(|v| v.to_str().ok()) != Some("Google") {
+        return (
+            StatusCode::FORBIDDEN,
+            "Missing Metadata-Flavor:Google header.",
+        )
+            .into_response();
+    }
+    let mut inner = api.lock();
+    let token = format!("ya29.escher-metadata-{}", inner.tokens.len() + 1);
+    inner.tokens.push(token.clone());
+    ok(json!({"access_token": token, "expires_in": 3599, "token_type": "Bearer"}))
+}
+
+fn not_found(what: &str) -> Response {
+    google_error(
+        StatusCode::NOT_FOUND,
+        "notFound",
+        &format!("The resource '{what}' was not found"),
+    )
+}
+
+/// The relative name after the service prefix (`projects/p/zones/z/instances/i`).
+fn name_from(segments: &[String], skip: usize, take: usize) -> String {
+    segments[skip..skip + take].join("/")
+}
+
+fn serve(
+    inner: &mut Inner,
+    endpoint: &str,
+    id: &str,
+    segments: &[String],
+    query: &[(String, String)],
+    body: Option<&Value>,
+) -> Response {
+    // storage/v1/b/{bucket}[/iam]; compute/v1/projects/…; v3/projects/{p}/timeSeries
+    match id {
+        "storage.buckets.get" => match inner.buckets.get(&segments[3]) {
+            Some(b) => ok(b.clone()),
+            None => not_found(&format!("projects/_/buckets/{}", segments[3])),
+        },
+        "storage.buckets.patch" => match inner.buckets.get_mut(&segments[3]) {
+            Some(bucket) => {
+                if let Some(patch) = body {
+                    merge(bucket, patch);
+                }
+                let generation = bucket["metageneration"]
+                    .as_str()
+                    .and_then(|g| g.parse::<u64>().ok())
+                    .unwrap_or(1);
+                bucket["metageneration"] = json!((generation + 1).to_string());
+                ok(bucket.clone())
+            }
+            None => not_found(&format!("projects/_/buckets/{}", segments[3])),
+        },
+        "storage.buckets.getIamPolicy" => match inner.policies.get(&segments[3]) {
+            Some(p) => ok(p.clone()),
+            None => not_found(&format!("projects/_/buckets/{}", segments[3])),
+        },
+        "storage.buckets.setIamPolicy" => {
+            let Some(policy) = inner.policies.get_mut(&segments[3]) else {
+                return not_found(&format!("projects/_/buckets/{}", segments[3]));
+            };
+            let sent = body.cloned().unwrap_or(Value::Null);
+            if let Some(etag) = sent.get("etag").and_then(Value::as_str) {
+                if Some(etag) != policy["etag"].as_str() {
+                    return google_error(
+                        StatusCode::PRECONDITION_FAILED,
+                        "conditionNotMet",
+                        "The precondition you specified did not hold (etag).",
+                    );
+                }
+            }
+            policy["bindings"] = sent.get("bindings").cloned().unwrap_or(json!([]));
+            if let Some(version) = sent.get("version") {
+                policy["version"] = version.clone();
+            }
+            bump_etag(policy);
+            ok(policy.clone())
+        }
+        "compute.firewalls.get" => {
+            let key = name_from(segments, 2, 5);
+            match inner.firewalls.get(&key) {
+                Some(f) => ok(f.clone()),
+                None => not_found(&key),
+            }
+        }
+        "compute.firewalls.patch" => {
+            let key = name_from(segments, 2, 5);
+            if !inner.firewalls.contains_key(&key) {
+                return not_found(&key);
+            }
+            let project = segments[3].clone();
+            let change = Change::Firewall {
+                key: key.clone(),
+                patch: body.cloned().unwrap_or(json!({})),
+            };
+            ok(start_operation(
+                inner, endpoint, &project, None, "patch", &key, change,
+            ))
+        }
+        "compute.instances.get" => {
+            let key = name_from(segments, 2, 6);
+            match inner.instances.get(&key) {
+                Some(i) => ok(i.clone()),
+                None => not_found(&key),
+            }
+        }
+        "compute.instances.stop" => {
+            let key = name_from(segments, 2, 6);
+            let Some(instance) = inner.instances.get_mut(&key) else {
+                return not_found(&key);
+            };
+            if instance["status"] == "RUNNING" {
+                instance["status"] = json!("STOPPING");
+            }
+            let (project, zone) = (segments[3].clone(), segments[5].clone());
+            let change = Change::Stop { key: key.clone() };
+            ok(start_operation(
+                inner,
+                endpoint,
+                &project,
+                Some(&zone),
+                "stop",
+                &key,
+                change,
+            ))
+        }
+        "compute.disks.get" => {
+            let key = name_from(segments, 2, 6);
+            match inner.disks.get(&key) {
+                Some(d) => ok(d.clone()),
+                None => not_found(&key),
+            }
+        }
+        "compute.zoneOperations.get"
+        | "compute.zoneOperations.wait"
+        | "compute.globalOperations.get"
+        | "compute.globalOperations.wait" => {
+            let name = segments
+                .iter()
+                .position(|s| s == "operations")
+                .and_then(|i| segments.get(i + 1))
+                .cloned()
+                .unwrap_or_default();
+            poll_operation(inner, &name)
+        }
+        "monitoring.projects.timeSeries.list" => time_series(inner, &segments[2], query),
+        other => google_error(
+            StatusCode::NOT_IMPLEMENTED,
+            "notImplemented",
+            &format!("{other} is published but this server does not play it"),
+        ),
+    }
+}
+
+fn start_operation(
+    inner: &mut Inner,
+    endpoint: &str,
+    project: &str,
+    zone: Option<&str>,
+    kind: &str,
+    target: &str,
+    change: Change,
+) -> Value {
+    inner.next_id += 1;
+    let name = format!("operation-{}-{kind}", inner.next_id);
+    let scope = match zone {
+        Some(z) => format!("projects/{project}/zones/{z}"),
+        None => format!("projects/{project}/global"),
+    };
+    let mut resource = json!({
+        "kind": "compute#operation", "id": inner.next_id.to_string(), "name": name,
+        "operationType": kind, "status": "RUNNING", "progress": 0,
+        "targetLink": format!("{endpoint}/compute/v1/{target}"),
+        "selfLink": format!("{endpoint}/compute/v1/{scope}/operations/{name}"),
+        "user": "escher@shop-prod-4711.iam.gserviceaccount.com"
+    });
+    if let Some(z) = zone {
+        resource["zone"] = json!(format!(
+            "{endpoint}/compute/v1/projects/{project}/zones/{z}"
+        ));
+    }
+    let pending = PendingOperation {
+        resource,
+        polls_left: inner.lro_polls,
+        change: Some(change),
+        error: inner.fail_next.take(),
+    };
+    inner.operations.insert(name.clone(), pending);
+    if inner.lro_polls == 0 {
+        finish(inner, &name);
+    }
+    inner.operations[&name].resource.clone()
+}
+
+fn finish(inner: &mut Inner, name: &str) {
+    let Some(mut op) = inner.operations.remove(name) else {
+        return;
+    };
+    op.resource["status"] = json!("DONE");
+    op.resource["progress"] = json!(100);
+    match (&op.error, op.change.take()) {
+        (Some(message), _) => {
+            op.resource["error"] =
+                json!({"errors": [{"code": "RESOURCE_OPERATION_FAILED", "message": message}]});
+            op.resource["httpErrorStatusCode"] = json!(400);
+        }
+        (None, Some(Change::Firewall { key, patch })) => {
+            if let Some(rule) = inner.firewalls.get_mut(&key) {
+                merge(rule, &patch);
+            }
+        }
+        (None, Some(Change::Stop { key })) => {
+            if let Some(instance) = inner.instances.get_mut(&key) {
+                instance["status"] = json!("TERMINATED");
+            }
+        }
+        (None, None) => {}
+    }
+    inner.operations.insert(name.to_string(), op);
+}
+
+fn poll_operation(inner: &mut Inner, name: &str) -> Response {
+    let Some(op) = inner.operations.get_mut(name) else {
+        return not_found(&format!("operations/{name}"));
+    };
+    if op.resource["status"] != "DONE" {
+        if op.polls_left > 0 {
+            op.polls_left -= 1;
+            op.resource["progress"] = json!(50);
+            return ok(op.resource.clone());
+        }
+        finish(inner, name);
+    }
+    ok(inner.operations[name].resource.clone())
+}
+
+fn parse_time(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
+}
+
+/// `instance_id = "N"` (or `instance_id="N"`) out of a Monitoring filter.
+fn filter_value<'a>(filter: &'a str, label: &str) -> Option<&'a str> {
+    let rest = &filter[filter.find(label)? + label.len()..];
+    let rest = rest
+        .trim_start()
+        .strip_prefix('=')?
+        .trim_start()
+        .strip_prefix('"')?;
+    rest.split('"').next()
+}
+
+fn time_series(inner: &mut Inner, project: &str, query: &[(String, String)]) -> Response {
+    let get = |k: &str| {
+        query
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    let filter = get("filter").unwrap_or_default();
+    let (Some(start), Some(end)) = (
+        get("interval.startTime").and_then(parse_time),
+        get("interval.endTime").and_then(parse_time),
+    ) else {
+        return google_error(
+            StatusCode::BAD_REQUEST,
+            "badRequest",
+            "interval.startTime and interval.endTime must be RFC 3339 times",
+        );
+    };
+    let period = get("aggregation.alignmentPeriod")
+        .and_then(|p| p.strip_suffix('s'))
+        .and_then(|p| p.parse::<i64>().ok())
+        .unwrap_or(60)
+        .max(60);
+    if !filter.contains("metric.type = \"compute.googleapis.com/instance/cpu/utilization\"")
+        && !filter.contains("metric.type=\"compute.googleapis.com/instance/cpu/utilization\"")
+    {
+        return ok(json!({}));
+    }
+    let Some(instance_id) = filter_value(filter, "resource.labels.instance_id") else {
+        return ok(json!({}));
+    };
+    let Some(Some(percent)) = inner.cpu.get(instance_id).copied() else {
+        return ok(json!({}));
+    };
+    // Newest first, as Monitoring lists them; one point per alignment period.
+    let mut points = Vec::new();
+    let mut at = end;
+    while at - chrono::Duration::seconds(period) >= start {
+        points.push(json!({
+            "interval": {
+                "startTime": (at - chrono::Duration::seconds(period)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "endTime": at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            },
+            "value": {"doubleValue": percent / 100.0}
+        }));
+        at -= chrono::Duration::seconds(period);
+    }
+    let offset = get("pageToken")
+        .and_then(|t| t.parse::<usize>().ok())
+        .unwrap_or(0);
+    let page: Vec<Value> = points
+        .iter()
+        .skip(offset)
+        .take(inner.page_size)
+        .cloned()
+        .collect();
+    let mut answer = json!({"timeSeries": [{
+        "metric": {"type": "compute.googleapis.com/instance/cpu/utilization", "labels": {"instance_name": "vm"}},
+        "resource": {"type": "gce_instance", "labels": {"project_id": project, "instance_id": instance_id}},
+        "metricKind": "GAUGE", "valueType": "DOUBLE", "points": page
+    }]});
+    if offset + inner.page_size < points.len() {
+        answer["nextPageToken"] = json!((offset + inner.page_size).to_string());
+    }
+    ok(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api() -> GcpApi {
+        GcpApi {
+            endpoint: "http://127.0.0.1:1".into(),
+            discovery: Arc::new(load_discovery()),
+            inner: Arc::new(Mutex::new(Inner::default())),
+        }
+    }
+
+    fn path(p: &str) -> Vec<String> {
+        segments(p)
+    }
+
+    #[test]
+    fn published_methods_are_found_by_method_and_path() {
+        let api = api();
+        let found = api
+            .check_contract(&Method::PUT, &path("/storage/v1/b/site/iam"), &[], None)
+            .expect("published");
+        assert_eq!(found.id, "storage.buckets.setIamPolicy");
+        let wait = api
+            .check_contract(
+                &Method::POST,
+                &path("/compute/v1/projects/p/zones/z/operations/op-1/wait"),
+                &[],
+                None,
+            )
+            .expect("published");
+        assert_eq!(wait.id, "compute.zoneOperations.wait");
+        let wrong = api
+            .check_contract(&Method::DELETE, &path("/storage/v1/b/site/iam"), &[], None)
+            .expect_err("no DELETE on a policy");
+        assert!(
+            wrong[0].contains("PUT storage.buckets.setIamPolicy"),
+            "{wrong:?}"
+        );
+        assert!(api
+            .check_contract(&Method::GET, &path("/storage/v1/b/site/acl"), &[], None)
+            .is_err());
+    }
+
+    #[test]
+    fn a_body_field_outside_the_published_schema_is_a_violation() {
+        let api = api();
+        let body = json!({"iamConfiguration": {"publicAccessPrevention": "enforced", "publicAccess": "off"}});
+        let problems = api
+            .check_contract(
+                &Method::PATCH,
+                &path("/storage/v1/b/site"),
+                &[],
+                Some(&body),
+            )
+            .expect_err("an unknown field");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("iamConfiguration.publicAccess "),
+            "{problems:?}"
+        );
+        let firewall =
+            json!({"allowed": [{"IPProtocol": "tcp", "ports": ["443"]}], "disabled": true});
+        assert!(api
+            .check_contract(
+                &Method::PATCH,
+                &path("/compute/v1/projects/p/global/firewalls/ssh"),
+                &[],
+                Some(&firewall)
+            )
+            .is_ok());
+        let typed = json!({"disabled": "yes"});
+        assert!(api
+            .check_contract(
+                &Method::PATCH,
+                &path("/compute/v1/projects/p/global/firewalls/ssh"),
+                &[],
+                Some(&typed)
+            )
+            .is_err());
+    }
+
+    #[test]
+    fn unknown_and_missing_query_parameters_are_violations() {
+        let api = api();
+        let q = |k: &str| vec![(k.to_string(), "1".to_string())];
+        assert!(api
+            .check_contract(
+                &Method::GET,
+                &path("/storage/v1/b/site/iam"),
+                &q("optionsRequestedPolicyVersion"),
+                None
+            )
+            .is_ok());
+        assert!(api
+            .check_contract(
+                &Method::GET,
+                &path("/storage/v1/b/site/iam"),
+                &q("policyVersion"),
+                None
+            )
+            .is_err());
+        assert!(api
+            .check_contract(
+                &Method::GET,
+                &path("/v3/projects/p/timeSeries"),
+                &q("interval.endTime"),
+                None
+            )
+            .is_ok());
+        assert!(
+            api.check_contract(
+                &Method::POST,
+                &path("/compute/v1/projects/p/zones/z/instances/i/stop"),
+                &[],
+                Some(&json!({"force": true}))
+            )
+            .is_err(),
+            "stop takes no body"
+        );
+    }
+
+    #[test]
+    fn the_filter_names_the_instance() {
+        assert_eq!(
+            filter_value(
+                "metric.type = \"compute.googleapis.com/instance/cpu/utilization\" AND resource.labels.instance_id = \"42\"",
+                "resource.labels.instance_id"
+            ),
+            Some("42")
+        );
+    }
+}

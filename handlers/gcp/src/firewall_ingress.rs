@@ -345,11 +345,12 @@ impl Remediation for FirewallOpenIngressRemediation {
         };
         let exposed = join_words(&open.exposed);
         let sources = kept_sources(&open, &keep_networks);
-        let (body, step, undo) = if !open.keep.is_empty() {
+        // (the PATCH body, what it does in words, the gcloud flag that puts it back)
+        let (body, change, undo) = if !open.keep.is_empty() {
             (
                 json!({"allowed": open.keep}),
                 format!(
-                    "Narrowed firewall rule {name} to {} (closed {exposed})",
+                    "allow only {} (closing {exposed})",
                     allowed_words(&Value::Array(open.keep.clone()))
                 ),
                 format!("--allow={}", allowed_words(&open.allowed)),
@@ -358,7 +359,7 @@ impl Remediation for FirewallOpenIngressRemediation {
             (
                 json!({"sourceRanges": sources}),
                 format!(
-                    "Narrowed firewall rule {name} to {} (it opened {exposed} to the internet)",
+                    "admit only {} (instead of the internet, to {exposed})",
                     sources.join(", ")
                 ),
                 format!("--source-ranges={}", open.source_ranges.join(",")),
@@ -366,7 +367,7 @@ impl Remediation for FirewallOpenIngressRemediation {
         } else {
             (
                 json!({"disabled": true}),
-                format!("Disabled firewall rule {name} (it opened {exposed} to the internet)"),
+                format!("be disabled (it opens {exposed} to the internet)"),
                 "--no-disabled".to_string(),
             )
         };
@@ -374,13 +375,11 @@ impl Remediation for FirewallOpenIngressRemediation {
             return Ok(RemediationReport::new(
                 request,
                 RemediationStatus::WouldRemediate,
-                format!(
-                    "Would close {exposed} on firewall rule {name}: {}.",
-                    step.to_lowercase()
-                ),
+                format!("Would change firewall rule {name} to {change}."),
             )
             .with_calls(log.into_calls()));
         }
+        let step = format!("Changed firewall rule {name} to {change}");
         let mut next_steps = Vec::new();
         if !open.keep.is_empty() && !keep_networks.is_empty() {
             next_steps.push(format!(

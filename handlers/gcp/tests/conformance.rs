@@ -120,7 +120,10 @@ async fn every_registered_fix_has_a_scenario_here() {
         .into_iter()
         .filter(|a| scenario(&api, *a).is_none() && !PLATFORM_GUARANTEED.contains(a))
         .collect();
-    assert!(without.is_empty(), "no conformance scenario for {without:?}");
+    assert!(
+        without.is_empty(),
+        "no conformance scenario for {without:?}"
+    );
 }
 
 #[tokio::test]
@@ -143,13 +146,18 @@ async fn encrypt_volume_says_google_already_encrypts_and_changes_nothing() {
     let (api, client) = server().await;
     let fixes = gcp_fixes(client, None);
     for (disk, words) in [
-        (api.disk(PROJECT, ZONE, "batch-worker-3-boot", None), "Google-managed keys"),
+        (
+            api.disk(PROJECT, ZONE, "batch-worker-3-boot", None),
+            "Google-managed keys",
+        ),
         (
             api.disk(
                 PROJECT,
                 ZONE,
                 "ledger-data",
-                Some("projects/shop-prod-4711/locations/europe-west3/keyRings/prod/cryptoKeys/disks"),
+                Some(
+                    "projects/shop-prod-4711/locations/europe-west3/keyRings/prod/cryptoKeys/disks",
+                ),
             ),
             "your Cloud KMS key",
         ),

@@ -232,6 +232,13 @@ async fn an_admin_only_rule_is_disabled_and_a_mixed_one_keeps_its_other_ports() 
     let event = firewall_event(&ssh);
     let dry = run(&client, &event, Action::RevokeOpenIngress, Mode::DryRun).await;
     assert_eq!(dry.status, RemediationStatus::WouldRemediate);
+    assert!(
+        dry.summary.contains(
+            "Would change firewall rule allow-ssh-anywhere to be disabled (it opens SSH (22)"
+        ),
+        "{}",
+        dry.summary
+    );
     assert_eq!(api.firewall_rule(&ssh).expect("rule")["disabled"], false);
     let report = run(&client, &event, Action::RevokeOpenIngress, Mode::Apply).await;
     assert_eq!(

@@ -62,17 +62,37 @@ pub fn audit_event(name: &str, service: &str, method: &str, monitored: &str) -> 
 }
 
 pub fn bucket_event(name: &str) -> UnifiedEvent {
-    audit_event(name, "storage.googleapis.com", "storage.setIamPermissions", "gcs_bucket")
+    audit_event(
+        name,
+        "storage.googleapis.com",
+        "storage.setIamPermissions",
+        "gcs_bucket",
+    )
 }
 
 pub fn firewall_event(name: &str) -> UnifiedEvent {
-    audit_event(name, "compute.googleapis.com", "v1.compute.firewalls.insert", "gce_firewall_rule")
+    audit_event(
+        name,
+        "compute.googleapis.com",
+        "v1.compute.firewalls.insert",
+        "gce_firewall_rule",
+    )
 }
 
 pub fn instance_event(name: &str) -> UnifiedEvent {
-    audit_event(name, "compute.googleapis.com", "v1.compute.instances.insert", "gce_instance")
+    audit_event(
+        name,
+        "compute.googleapis.com",
+        "v1.compute.instances.insert",
+        "gce_instance",
+    )
 }
 
 pub fn disk_event(name: &str) -> UnifiedEvent {
-    audit_event(name, "compute.googleapis.com", "v1.compute.disks.insert", "gce_disk")
+    audit_event(
+        name,
+        "compute.googleapis.com",
+        "v1.compute.disks.insert",
+        "gce_disk",
+    )
 }

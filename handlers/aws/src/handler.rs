@@ -174,8 +174,10 @@ impl SecretSource for SsmSecretSource {
 }
 
 /// The AWS side of the pipeline, every SDK client metered by `meter`: the fixes and tag
-/// reader, SNS for the topics, SSM Parameter Store for the secrets.
+/// reader, SNS for the topics, SSM Parameter Store for the secrets; every attempt of a call
+/// bounded ([`with_call_timeouts`](crate::with_call_timeouts)).
 pub fn aws_bindings(sdk: &SdkConfig, meter: &RemoteCallMeter) -> CloudBindings {
+    let sdk = &crate::config::with_call_timeouts(sdk);
     CloudBindings {
         cloud: Arc::new(AwsCloud::new(AwsClients::metered(sdk, meter))),
         topics: Some(Arc::new(SnsTopicPublisher::metered(sdk, meter))),

@@ -45,7 +45,7 @@ use escher_core::remediate::{Remediation, RequiredPermission};
 
 pub use calls::iam_action;
 pub use clients::AwsClients;
-pub use config::{load_sdk_config, s3_client};
+pub use config::{load_sdk_config, s3_client, with_call_timeouts, CALL_ATTEMPT_TIMEOUT};
 pub use handler::{
     aws_bindings, build_metered_pipeline, build_pipeline, AwsCloud, SnsTopicPublisher,
     SsmSecretSource,

@@ -121,6 +121,10 @@ struct Marker {
     /// The record, when writing it to the audit store failed: the next delivery writes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     audit_pending: Option<AuditRecord>,
+    /// Who wrote the claim: a token of the delivery that claimed the event, so a delivery
+    /// whose claim was applied but whose answer was lost knows the marker is its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    claimed_by: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -285,12 +289,21 @@ impl Pipeline {
             outcome: None,
             audit_path: None,
             audit_pending: None,
+            claimed_by: Some(unique_token(8)),
         };
         let body = serde_json::to_vec(&marker).map_err(|e| retry(&event.event_id, e))?;
         match create_once(&self.state, &path, body.clone()).await {
             Ok(Created::Written) => return Ok(Claim::New),
             Ok(Created::AlreadyExists) => {}
-            Err(e) => return Err(unavailable(e, &path)),
+            Err(e) => {
+                // The write may have been applied with its answer lost: then the marker is
+                // ours, and answering "retry" would leave it to hold every redelivery off as
+                // a duplicate until its lease ran out, with the event never handled.
+                return match self.state.read(&path).await {
+                    Ok(found) if Self::claimed_by(&found.to_vec(), &marker) => Ok(Claim::New),
+                    _ => Err(unavailable(e, &path)),
+                };
+            }
         }
         let existing = self
             .state
@@ -321,6 +334,12 @@ impl Pipeline {
             Ok(Created::AlreadyExists) => Ok(Claim::Held(Box::new(held))),
             Err(e) => Err(unavailable(e, &takeover)),
         }
+    }
+
+    /// Whether the marker `found` is the claim `ours` (written by this delivery).
+    fn claimed_by(found: &[u8], ours: &Marker) -> bool {
+        serde_json::from_slice::<Marker>(found)
+            .is_ok_and(|m| m.claimed_by.is_some() && m.claimed_by == ours.claimed_by)
     }
 
     /// Gives the event back so a retry can act (after a transient failure).
@@ -736,6 +755,7 @@ impl Pipeline {
             outcome: Some(outcome),
             audit_path: Some(record.path()),
             audit_pending: None,
+            claimed_by: None,
         };
         let (written, ()) = futures::future::join(self.audit.write_sealing(&mut record), async {
             if self.mode == Mode::Apply {

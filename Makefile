@@ -3,7 +3,7 @@ CARGO ?= cargo
 FIXTURES := tests/fixtures
 BIN := target/debug/escher-provision
 
-.PHONY: test fmt-check clippy unit demo demo-normalize bench fuzz schema expected help emulators-start emulators-stop package package-azure report-preview
+.PHONY: test fmt-check clippy unit demo demo-normalize bench faults fuzz schema expected help emulators-start emulators-stop package package-azure report-preview
 
 help:
 	@echo "make demo    no AWS account needed: deploy into moto, handle a public-bucket alert, print the story, destroy"
@@ -15,6 +15,9 @@ help:
 	@echo "             the nightly scan of a 304-resource estate: our CPU vs waiting on the API, wall time"
 	@echo "             1 000 alerts delivered 3 times, 16 in flight: exactly-once checked, throughput, CPU"
 	@echo "             the Azure handler's start and CPU per event (against the Resource Manager stand-in)"
+	@echo "make faults  the alert handler under faults: every step x every fault kind through a proxy"
+	@echo "             in front of moto, redelivered until handled; prints events lost, double fixes"
+	@echo "             and unaudited fixes (all must be 0)"
 	@echo "make fuzz    run the normalizer fuzz target (by hand; needs 'cargo install cargo-fuzz')"
 	@echo "make schema  regenerate schemas/unified-event.schema.json from the Rust type"
 	@echo "make package build the functions' zips for extend (cargo lambda, release; not part of make test)"
@@ -35,6 +38,13 @@ clippy:
 unit:
 	bash tests/emulators.sh start
 	set -a && . ./.emulators/env && set +a && $(CARGO) test --workspace; \
+	  status=$$?; bash tests/emulators.sh stop; exit $$status
+
+# The fault suite in full (make test runs a subset of it): every step of the alert pipeline
+# under every fault kind, with its table printed.
+faults:
+	bash tests/emulators.sh start
+	set -a && . ./.emulators/env && set +a && ESCHER_FAULTS=full $(CARGO) test -p escher-aws --test faults -- --nocapture; \
 	  status=$$?; bash tests/emulators.sh stop; exit $$status
 
 # One debug build of every binary (the CLI and the functions), moto only, the functions

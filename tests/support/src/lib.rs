@@ -14,6 +14,8 @@
 //! - [`cloudformation`] (`aws`): a CloudFormation stand-in held to the published API model,
 //!   for the stuck stacks and rollback calls moto does not play.
 //! - [`estate`] (`aws`): a 300-resource AWS estate on moto, for the scan test and bench.
+//! - [`fault_proxy`] (`aws`): a proxy in front of moto that logs every request and answers
+//!   the ones its rules pick with a fault (closed, reset, hung, 5xx, 429, `SlowDown`, cut short).
 //! - [`lambda_runtime_api`] (`aws`): a stand-in for the Lambda Runtime API, to run the
 //!   functions' binaries as Lambda does.
 //!
@@ -35,6 +37,8 @@ pub mod emulator;
 #[cfg(feature = "aws")]
 pub mod estate;
 pub mod fake_gcs;
+#[cfg(feature = "aws")]
+pub mod fault_proxy;
 pub mod figures;
 pub mod fixtures;
 #[cfg(feature = "gcp")]

@@ -18,7 +18,9 @@ help:
 	@echo "make faults  the alert handler under faults: every step x every fault kind through a proxy"
 	@echo "             in front of moto, redelivered until handled; prints events lost, double fixes"
 	@echo "             and unaudited fixes (all must be 0)"
-	@echo "make fuzz    run the normalizer fuzz target (by hand; needs 'cargo install cargo-fuzz')"
+	@echo "make fuzz    run every fuzz target for FUZZ_SECONDS each (default 120), one after the other:"
+	@echo "             alerts, Lambda and Functions payloads, approvals, policies, report settings,"
+	@echo "             escher.toml; prints each target's executions (by hand; 'cargo install cargo-fuzz')"
 	@echo "make schema  regenerate schemas/unified-event.schema.json from the Rust type"
 	@echo "make package build the functions' zips for extend (cargo lambda, release; not part of make test)"
 	@echo "make package-azure  build and check the Azure Functions package (cargo zigbuild, glibc 2.31)"
@@ -84,12 +86,12 @@ bench:
 	  && $(CARGO) bench -p escher-azure --bench handler; \
 	  status=$$?; bash tests/emulators.sh stop; exit $$status
 
-# Seeded with the bundled fixtures so the fuzzer starts inside every payload kind.
-FUZZ_SECONDS ?= 300
+# Every target (tests/fuzz.sh lists them), each seeded at run time from the repository's own
+# samples so the fuzzer starts inside every input kind. FUZZ_RUNS=N stops each after N
+# executions instead; FUZZ_TARGETS="a b" runs a subset.
+FUZZ_SECONDS ?= 120
 fuzz:
-	mkdir -p handlers/core/fuzz/corpus/normalize
-	cp $(FIXTURES)/aws/*.json $(FIXTURES)/azure/*.json $(FIXTURES)/gcp/*.json handlers/core/fuzz/corpus/normalize/
-	cd handlers/core && $(CARGO) fuzz run normalize --sanitizer none -- -max_total_time=$(FUZZ_SECONDS)
+	CARGO="$(CARGO)" FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/fuzz.sh
 
 schema:
 	UPDATE_SCHEMA=1 $(CARGO) test -p escher-core --test schema

@@ -252,7 +252,7 @@ impl Remediation for IdleInstanceRemediation {
         }
 
         let window_hours = request.conditions.min_idle_hours();
-        let window = Duration::seconds((window_hours * 3600.0).round() as i64);
+        let window = request.conditions.idle_window();
         let period = period_for(window);
         let (threshold, threshold_source) = threshold_of(event);
         let samples = cpu_samples(clients, &instance, window, period, &mut log).await?;

@@ -232,7 +232,7 @@ impl Remediation for IdleVmRemediation {
             }
         }
         let window_hours = request.conditions.min_idle_hours();
-        let window = Duration::seconds((window_hours * 3600.0) as i64);
+        let window = request.conditions.idle_window();
         let (interval, period) = interval_for(window);
         let end = Utc::now();
         let samples = cpu_samples(&self.arm, &vm, end - window, end, interval, &mut log).await?;

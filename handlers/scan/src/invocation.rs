@@ -51,18 +51,10 @@ pub async fn invoke(
     invocation: Invocation<'_>,
     handoff: &dyn HandOff,
 ) -> Result<Value, InvocationError> {
-    let run: Option<RunRef> = match invocation.payload.get(RUN_KEY) {
-        Some(run) => Some(serde_json::from_value(run.clone()).map_err(InvocationError::BadRun)?),
-        None => None,
-    };
-    let progress = match run {
-        Some(run) => scan.step(Some(run), invocation.deadline).await?,
-        None => {
-            // The scheduled event's id (the same in the platform's retries of this
-            // invocation), else the request id: a retry continues the run the failed try
-            // started.
-            let (trigger, date) = trigger_of(invocation.payload, invocation.request_id);
-            scan.step_for_trigger(&trigger, date, invocation.deadline)
+    let progress = match start_of(invocation.payload, invocation.request_id)? {
+        Start::Continue(run) => scan.step(Some(run), invocation.deadline).await?,
+        Start::Trigger { id, date } => {
+            scan.step_for_trigger(&id, date, invocation.deadline)
                 .await?
         }
     };
@@ -91,6 +83,31 @@ pub async fn invoke(
     }))
 }
 
+/// What an invocation's payload asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Start {
+    /// `{"escher_scan_run": …}`: the next step of a run an earlier invocation handed on.
+    Continue(RunRef),
+    /// Any other payload: the run of this trigger, started or (on a retry) continued.
+    Trigger { id: String, date: NaiveDate },
+}
+
+/// Reads an invocation's payload (pure, so it can be fuzzed): a hand-off names its run,
+/// which must be one this version reads; anything else is a trigger. For a trigger, the
+/// scheduled event's id (the same in the platform's retries of this invocation), else the
+/// request id: a retry continues the run the failed try started.
+pub fn start_of(payload: &Value, request_id: &str) -> Result<Start, InvocationError> {
+    match payload.get(RUN_KEY) {
+        Some(run) => serde_json::from_value(run.clone())
+            .map(Start::Continue)
+            .map_err(InvocationError::BadRun),
+        None => {
+            let (id, date) = trigger_of(payload, request_id);
+            Ok(Start::Trigger { id, date })
+        }
+    }
+}
+
 /// The id and day of the event that started this run: a scheduled event's `id` and `time`
 /// (EventBridge's fields), or the invocation's request id and today for any other payload.
 pub fn trigger_of(payload: &Value, request_id: &str) -> (String, NaiveDate) {
@@ -111,6 +128,36 @@ pub fn trigger_of(payload: &Value, request_id: &str) -> (String, NaiveDate) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A hand-off payload whose run name climbs out of `scans/` is refused, not scanned into
+    /// another folder of the state store; the names runs really have are read.
+    #[test]
+    fn a_handed_on_run_must_have_a_run_name() {
+        for run in ["../../audit", "a/b", "", "ev ent", &"x".repeat(129)] {
+            let payload = json!({RUN_KEY: {"date": "2026-11-30", "run": run, "invocation": 2}});
+            let err = start_of(&payload, "req-9").unwrap_err();
+            assert!(
+                matches!(err, InvocationError::BadRun(_)) && err.to_string().contains("run name"),
+                "{run}: {err}"
+            );
+        }
+        for run in ["event-ev-1", "013000-1a2b3c4d", "event-a_b"] {
+            let payload = json!({RUN_KEY: {"date": "2026-11-30", "run": run, "invocation": 2}});
+            assert!(
+                matches!(start_of(&payload, "req-9"), Ok(Start::Continue(r)) if r.run == run),
+                "{run}"
+            );
+        }
+        let trigger = RunRef::for_trigger(
+            "../ev 1",
+            NaiveDate::from_ymd_opt(2026, 11, 30).expect("date"),
+        );
+        let handed_on = json!({RUN_KEY: trigger.clone()});
+        assert_eq!(
+            start_of(&handed_on, "req-9").ok(),
+            Some(Start::Continue(trigger))
+        );
+    }
 
     #[test]
     fn the_trigger_is_the_scheduled_event_else_the_request() {

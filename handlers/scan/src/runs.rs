@@ -18,6 +18,8 @@ use crate::store::{ReportFiles, StoreError};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunRef {
     pub date: NaiveDate,
+    /// Becomes a folder name in the state store, so a name read from a payload is checked.
+    #[serde(deserialize_with = "run_name")]
     pub run: String,
     /// The invocation that continues the run (1 for the first).
     pub invocation: u32,
@@ -30,6 +32,28 @@ pub struct RunManifest {
     pub started_at: DateTime<Utc>,
     pub regions: Vec<String>,
     pub pairs: Vec<ScanPair>,
+}
+
+/// The longest run name: `event-` and the trigger's 64 characters, with room to spare.
+const MAX_RUN_NAME: usize = 128;
+
+/// A run name as [`RunRef::for_trigger`] and a fresh run make them (letters, digits, `-` and
+/// `_`): one read from a payload is a folder of the state store, so `..` or `/` in it would
+/// put the run's files outside `scans/`.
+fn run_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let name = String::deserialize(d)?;
+    let ok = !name.is_empty()
+        && name.len() <= MAX_RUN_NAME
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(name)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "run name {name:?} is not one a scan run has: 1 to {MAX_RUN_NAME} letters, digits, `-` or `_`"
+        )))
+    }
 }
 
 impl RunRef {

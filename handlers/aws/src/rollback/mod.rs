@@ -22,7 +22,7 @@ mod stack;
 use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use escher_core::approvals::Action;
 use escher_core::remediate::{
     FixDescription, Mode, Remediation, RemediationError, RemediationReport, RemediationRequest,
@@ -350,7 +350,7 @@ impl Remediation for RollbackDeploymentRemediation {
             ));
         };
         let within = request.conditions.rollback_within_hours();
-        let window = Duration::seconds((within * 3600.0).round() as i64);
+        let window = request.conditions.rollback_window();
         if let Some(at) = reading.deployed_at.filter(|at| Utc::now() - *at > window) {
             return Ok(report(
                 RemediationStatus::Skipped,

@@ -16,7 +16,7 @@
 use std::time::{Duration as StdDuration, Instant};
 
 use aws_sdk_cloudformation::types::{Stack, StackStatus};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use escher_core::remediate::{
     Mode, RemediationError, RemediationReport, RemediationRequest, RemediationStatus, Verification,
     VerificationCheck,
@@ -236,7 +236,7 @@ pub(super) async fn remediate(
         ));
     }
     let within = request.conditions.rollback_within_hours();
-    let window = Duration::seconds((within * 3600.0).round() as i64);
+    let window = request.conditions.rollback_window();
     let updated_at = stack
         .last_updated_time()
         .or(stack.creation_time())

@@ -132,7 +132,11 @@ pub struct Scope {
 #[serde(deny_unknown_fields)]
 pub struct Conditions {
     /// For `stop_idle_instance`: how long the instance must have been idle (default 2).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "idle_hours"
+    )]
     pub min_idle_hours: Option<f64>,
     /// Blast radius: at most this many resources acted on per UTC day under this approval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -171,7 +175,11 @@ pub struct Conditions {
     pub max_restarts_per_hour: Option<u32>,
     /// For `rollback_deployment`: only a deployment made at most this many hours ago is
     /// rolled back (default 24); an older one has had time to change data or callers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "rollback_hours"
+    )]
     pub rollback_within_hours: Option<f64>,
 }
 
@@ -186,10 +194,65 @@ pub const DEFAULT_MAX_ADDED_MONTHLY_USD: f64 = 100.0;
 pub const DEFAULT_MAX_RESTARTS_PER_HOUR: u32 = 2;
 /// `rollback_deployment`'s window when the approval names none.
 pub const DEFAULT_ROLLBACK_WITHIN_HOURS: f64 = 24.0;
+/// The longest window a condition in hours may name (a year): past it a window means
+/// nothing the clouds can measure, and a number of hours too large for a clock (`1e300`)
+/// must be refused when the approval is read rather than overflow when a fix uses it.
+pub const MAX_CONDITION_HOURS: f64 = 366.0 * 24.0;
+
+/// `min_idle_hours` as read: above 0 and at most [`MAX_CONDITION_HOURS`].
+fn idle_hours<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    checked_hours(d, "min_idle_hours", |h| h > 0.0, "above 0")
+}
+
+/// `rollback_within_hours` as read: 0 (roll back nothing) to [`MAX_CONDITION_HOURS`].
+fn rollback_hours<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    checked_hours(d, "rollback_within_hours", |h| h >= 0.0, "0 or more")
+}
+
+fn checked_hours<'de, D: serde::Deserializer<'de>>(
+    d: D,
+    field: &str,
+    low_ok: fn(f64) -> bool,
+    low: &str,
+) -> Result<Option<f64>, D::Error> {
+    let hours = Option::<f64>::deserialize(d)?;
+    match hours {
+        Some(h) if !(h.is_finite() && low_ok(h) && h <= MAX_CONDITION_HOURS) => {
+            Err(serde::de::Error::custom(format!(
+                "{field} {h}: use a number of hours {low} and at most {MAX_CONDITION_HOURS} (a year)"
+            )))
+        }
+        _ => Ok(hours),
+    }
+}
+
+/// `hours` (else `default`) held within what a clock can use; the parse already refuses
+/// anything outside, so this only guards approvals built in code or stored by an older
+/// version.
+fn usable_hours(hours: Option<f64>, default: f64, min: f64) -> f64 {
+    match hours {
+        Some(h) if h.is_finite() => h.clamp(min, MAX_CONDITION_HOURS),
+        _ => default,
+    }
+}
+
+/// A window of `hours`, rounded to the second; `hours` is within [`MAX_CONDITION_HOURS`].
+fn window(hours: f64) -> chrono::TimeDelta {
+    chrono::TimeDelta::seconds((hours * 3600.0).round() as i64)
+}
 
 impl Conditions {
     pub fn min_idle_hours(&self) -> f64 {
-        self.min_idle_hours.unwrap_or(DEFAULT_MIN_IDLE_HOURS)
+        usable_hours(
+            self.min_idle_hours,
+            DEFAULT_MIN_IDLE_HOURS,
+            f64::MIN_POSITIVE,
+        )
+    }
+
+    /// How long `stop_idle_instance` looks back for the instance's CPU.
+    pub fn idle_window(&self) -> chrono::TimeDelta {
+        window(self.min_idle_hours())
     }
 
     /// Whether `encrypt_volume` may turn on default EBS encryption (off unless approved).
@@ -205,9 +268,16 @@ impl Conditions {
 
     /// How recent a deployment `rollback_deployment` may roll back, in hours.
     pub fn rollback_within_hours(&self) -> f64 {
-        self.rollback_within_hours
-            .unwrap_or(DEFAULT_ROLLBACK_WITHIN_HOURS)
-            .max(0.0)
+        usable_hours(
+            self.rollback_within_hours,
+            DEFAULT_ROLLBACK_WITHIN_HOURS,
+            0.0,
+        )
+    }
+
+    /// How long after a deployment `rollback_deployment` may still roll it back.
+    pub fn rollback_window(&self) -> chrono::TimeDelta {
+        window(self.rollback_within_hours())
     }
 
     /// The limits `scale_up_capacity` grows within: the approval's, else the defaults.
@@ -363,6 +433,71 @@ mod tests {
         let present: TagSelector = "team".parse().expect("parse");
         assert!(!present.matches(&tags));
         assert!("=x".parse::<TagSelector>().is_err());
+    }
+
+    /// An approval file whose hours no clock can hold (`1e300`, found while fuzzing the
+    /// approval's conditions): refused when read, naming the field and the accepted range,
+    /// instead of overflowing the fix's time window when the alert handler applies it.
+    #[test]
+    fn hours_past_a_year_are_refused_when_the_approval_is_read() {
+        for (field, value) in [
+            ("min_idle_hours", "1e300"),
+            ("min_idle_hours", "-1e300"),
+            ("min_idle_hours", "0"),
+            ("rollback_within_hours", "1e300"),
+            ("rollback_within_hours", "-1"),
+            ("rollback_within_hours", "8785"),
+        ] {
+            let text = format!(
+                r#"{{"id": "a", "action": "stop_idle_instance", "approved_by": "me",
+                "approved_at": "2026-11-01T00:00:00Z", "reason": "r",
+                "conditions": {{"{field}": {value}}}}}"#
+            );
+            let err = serde_json::from_str::<Approval>(&text).unwrap_err();
+            assert!(
+                err.to_string().contains(field) && err.to_string().contains("8784"),
+                "{field} {value}: {err}"
+            );
+        }
+        let year = r#"{"id": "a", "action": "rollback_deployment", "approved_by": "me",
+            "approved_at": "2026-11-01T00:00:00Z", "reason": "r",
+            "conditions": {"rollback_within_hours": 8784, "min_idle_hours": 0.5}}"#;
+        let approval = serde_json::from_str::<Approval>(year).expect("a year is accepted");
+        assert_eq!(
+            approval.conditions.rollback_window(),
+            chrono::TimeDelta::days(366)
+        );
+        assert_eq!(
+            approval.conditions.idle_window(),
+            chrono::TimeDelta::minutes(30)
+        );
+    }
+
+    /// Conditions that did not come through the file (built in code, or stored by an older
+    /// version) still give a window a clock can use.
+    #[test]
+    fn windows_stay_within_a_year_whatever_the_conditions_hold() {
+        for hours in [1e300, f64::INFINITY, f64::NAN, -1e300] {
+            let c = Conditions {
+                min_idle_hours: Some(hours),
+                rollback_within_hours: Some(hours),
+                ..Conditions::default()
+            };
+            for window in [c.idle_window(), c.rollback_window()] {
+                assert!(
+                    window >= chrono::TimeDelta::zero() && window <= chrono::TimeDelta::days(366),
+                    "{hours}: {window}"
+                );
+            }
+        }
+        assert_eq!(
+            Conditions::default().idle_window(),
+            chrono::TimeDelta::hours(2)
+        );
+        assert_eq!(
+            Conditions::default().rollback_window(),
+            chrono::TimeDelta::hours(24)
+        );
     }
 
     #[test]

@@ -12,9 +12,12 @@ help:
 	@echo "make bench   normalizer throughput vs. a plain JSON parse; approvals decide and cold load;"
 	@echo "             the incident memory's look-up, load and fold at 100 000 incidents;"
 	@echo "             the alert handler's cold start and CPU per event (release build, against moto)"
-	@echo "             the nightly scan of a 304-resource estate: our CPU vs waiting on the API, wall time"
+	@echo "             its peak memory once it answered and after the corpus three times over"
+	@echo "             the nightly scan of a 304-resource estate: our CPU vs waiting on the API, wall time;"
+	@echo "             then of a 3 040-resource estate: findings exactly once, wall time, our CPU"
 	@echo "             1 000 alerts delivered 3 times, 16 in flight: exactly-once checked, throughput, CPU"
 	@echo "             the Azure handler's start and CPU per event (against the Resource Manager stand-in)"
+	@echo "             escher-provision events handle as a whole process: wall time and peak memory"
 	@echo "make faults  the alert handler under faults: every step x every fault kind through a proxy"
 	@echo "             in front of moto, redelivered until handled; prints events lost, double fixes"
 	@echo "             and unaudited fixes (all must be 0)"
@@ -83,7 +86,8 @@ bench:
 	  && $(CARGO) bench -p escher-aws --bench handler \
 	  && $(CARGO) bench -p escher-aws --bench scan \
 	  && $(CARGO) bench -p escher-aws --bench load \
-	  && $(CARGO) bench -p escher-azure --bench handler; \
+	  && $(CARGO) bench -p escher-azure --bench handler \
+	  && $(CARGO) bench -p escher-provision --bench events_handle; \
 	  status=$$?; bash tests/emulators.sh stop; exit $$status
 
 # Every target (tests/fuzz.sh lists them), each seeded at run time from the repository's own

@@ -9,7 +9,9 @@
 //!   heaviest first event alone, an approved public bucket made private. Split into spawn →
 //!   first poll (initialisation, all ours) and the first event, which the function's own
 //!   remote-call meter splits into the wait on moto and the rest (it returns the figures
-//!   with its answer). Target: p50 ≤ 25 ms.
+//!   with its answer). Target: p50 ≤ 25 ms. Each function's peak resident memory (`VmHWM`, what
+//!   Lambda reports as Max Memory Used) once it answered, and that of one warm function after
+//!   the whole corpus three times over. Target: ≤ 30 MB.
 //! - CPU per event: the same pipeline in this process on a current-thread runtime, over
 //!   every payload in `tests/fixtures/aws/`, measuring the thread's CPU time
 //!   (`CLOCK_THREAD_CPUTIME_ID`, user and system from `getrusage`) and, with
@@ -24,7 +26,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use aws_sdk_s3::types::BucketCannedAcl;
 use chrono::Utc;
 use escher_aws::{build_metered_pipeline, load_sdk_config};
 use escher_core::approvals::{Action, Approval, ApprovalStore, Change, Conditions, Scope};
@@ -50,6 +51,8 @@ const CORPUS_ROUNDS: usize = 3;
 const CPU_PASSES: usize = 20;
 const START_TARGET: Duration = Duration::from_millis(25);
 const CPU_TARGET: Duration = Duration::from_millis(1);
+/// Peak resident memory of a deployed function (what Lambda's "Max Memory Used" reports).
+const MEMORY_TARGET_MB: f64 = 30.0;
 
 /// Stores on one moto S3 bucket, approvals for every action, SNS topics.
 struct Setup {
@@ -145,21 +148,7 @@ impl Setup {
 
 /// Makes `bucket` public again (as the fixtures say it is), so every pass runs the full fix.
 async fn make_public(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(), String> {
-    s3::create_bucket(s3, bucket, REGION, Some(BucketCannedAcl::PublicRead)).await?;
-    // Not having a block is the point; an absent one is fine.
-    let _ = s3.delete_public_access_block().bucket(bucket).send().await;
-    s3.put_bucket_acl()
-        .bucket(bucket)
-        .acl(BucketCannedAcl::PublicRead)
-        .send()
-        .await
-        .map_err(|e| {
-            format!(
-                "make {bucket} public: {}",
-                aws_sdk_s3::error::DisplayErrorContext(&e)
-            )
-        })?;
-    Ok(())
+    s3::make_public(s3, bucket, REGION).await
 }
 
 struct ColdStart {
@@ -171,6 +160,16 @@ struct ColdStart {
     remote_calls: u64,
     remote_wait: Duration,
     own_cpu: Duration,
+    /// The process's peak resident memory once it answered (VmHWM), in MB.
+    peak_rss_mb: Option<f64>,
+}
+
+/// The peak resident memory of a running process so far (`VmHWM`), in MB.
+fn peak_rss_mb(pid: Option<u32>) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }
 
 fn ms_field(remote: &Value, name: &str) -> Duration {
@@ -187,6 +186,7 @@ async fn one_cold_start(setup: &Setup, run: &str, payload: Value) -> Result<Cold
         .spawn()
         .map_err(|e| format!("start escher-alert: {e}"))?;
     let answers = api.wait_for_answers(1, Duration::from_secs(30)).await;
+    let peak_rss_mb = peak_rss_mb(child.id());
     let _ = child.kill().await;
     let answer = answers
         .first()
@@ -218,6 +218,7 @@ async fn one_cold_start(setup: &Setup, run: &str, payload: Value) -> Result<Cold
         remote_calls: remote["calls"].as_u64().unwrap_or_default(),
         remote_wait: ms_field(remote, "wait_ms"),
         own_cpu: ms_field(remote, "own_cpu_ms"),
+        peak_rss_mb,
     })
 }
 
@@ -252,6 +253,7 @@ fn cold_start_corpus(runtime: &tokio::runtime::Runtime, setup: &Setup) -> Vec<St
     let mut not_waiting = Vec::new();
     let mut waits = Vec::new();
     let mut ready = Vec::new();
+    let mut peaks = Vec::new();
     let mut by_outcome: BTreeMap<String, (Vec<Duration>, Vec<u64>)> = BTreeMap::new();
     for round in 0..CORPUS_ROUNDS {
         for (name, bytes) in &corpus {
@@ -273,6 +275,7 @@ fn cold_start_corpus(runtime: &tokio::runtime::Runtime, setup: &Setup) -> Vec<St
             not_waiting.push(c.answered.saturating_sub(c.remote_wait));
             waits.push(c.remote_wait);
             ready.push(c.ready);
+            peaks.extend(c.peak_rss_mb);
             let entry = by_outcome.entry(c.outcomes.join("+")).or_default();
             entry.0.push(c.answered);
             entry.1.push(c.remote_calls);
@@ -315,7 +318,72 @@ fn cold_start_corpus(runtime: &tokio::runtime::Runtime, setup: &Setup) -> Vec<St
             verdict(p50_not_waiting, START_TARGET),
         ),
         format!("  by first event's outcome: {}", outcomes.join(", ")),
+        memory_line(
+            "peak resident memory of a function that handled its first event",
+            &mut peaks,
+        ),
     ]
+}
+
+/// p50 and max of peak memory figures against the target.
+fn memory_line(what: &str, peaks: &mut [f64]) -> String {
+    peaks.sort_by(f64::total_cmp);
+    match (peaks.get(peaks.len() / 2), peaks.last()) {
+        (Some(p50), Some(max)) => format!(
+            "{what}: p50 {p50:.1} MB, max {max:.1} MB (target ≤ {MEMORY_TARGET_MB:.0} MB): {}",
+            if *max <= MEMORY_TARGET_MB {
+                "PASS"
+            } else {
+                "FAIL"
+            }
+        ),
+        _ => format!("{what}: not measured (no /proc/<pid>/status here)"),
+    }
+}
+
+/// One warm function handling the whole corpus `CORPUS_ROUNDS` times over, one invocation
+/// after the other as Lambda hands them to one instance: its peak memory afterwards, so a
+/// leak or a cache that grows per event shows.
+fn warm_instance_memory(runtime: &tokio::runtime::Runtime, setup: &Setup) -> Vec<String> {
+    let run = runtime.block_on(async {
+        let corpus = corpus()?;
+        let normalizer = escher_core::Normalizer::default();
+        let mut payloads = Vec::new();
+        for _ in 0..CORPUS_ROUNDS {
+            for (name, bytes) in &corpus {
+                for bucket in buckets_named(&normalizer, bytes) {
+                    make_public(&setup.s3, &bucket).await?;
+                }
+                payloads.push(
+                    serde_json::from_slice::<Value>(bytes).map_err(|e| format!("{name}: {e}"))?,
+                );
+            }
+        }
+        let count = payloads.len();
+        let api = RuntimeApi::start(payloads).await;
+        let mut function = api.function(Path::new(env!("CARGO_BIN_EXE_escher-alert")));
+        function.envs(setup.env(&unique("state-warm")));
+        let mut child = function
+            .spawn()
+            .map_err(|e| format!("start escher-alert: {e}"))?;
+        let answers = api.wait_for_answers(count, Duration::from_secs(120)).await;
+        let peak = peak_rss_mb(child.id());
+        let _ = child.kill().await;
+        if answers.len() != count {
+            return Err(format!(
+                "{} of {count} invocations answered within 120 s",
+                answers.len()
+            ));
+        }
+        Ok((count, peak))
+    });
+    match run {
+        Ok((count, peak)) => vec![memory_line(
+            &format!("peak resident memory of one warm function after {count} events"),
+            &mut peak.into_iter().collect::<Vec<_>>(),
+        )],
+        Err(e) => vec![format!("warm function memory: failed: {e}")],
+    }
 }
 
 /// The buckets a payload's events name.
@@ -338,6 +406,7 @@ fn cold_start(runtime: &tokio::runtime::Runtime, setup: &Setup) -> Vec<String> {
     let mut not_waiting = Vec::with_capacity(COLD_STARTS);
     let mut own_cpu = Vec::with_capacity(COLD_STARTS);
     let mut calls = Vec::with_capacity(COLD_STARTS);
+    let mut peaks = Vec::with_capacity(COLD_STARTS);
     for run in 0..COLD_STARTS {
         match runtime.block_on(public_bucket_cold_start(setup, run)) {
             Ok(c) => {
@@ -348,6 +417,7 @@ fn cold_start(runtime: &tokio::runtime::Runtime, setup: &Setup) -> Vec<String> {
                 not_waiting.push(c.answered.saturating_sub(c.remote_wait));
                 own_cpu.push(c.own_cpu);
                 calls.push(c.remote_calls);
+                peaks.extend(c.peak_rss_mb);
             }
             Err(e) => return vec![format!("cold start, run {run}: failed: {e}")],
         }
@@ -393,6 +463,10 @@ fn cold_start(runtime: &tokio::runtime::Runtime, setup: &Setup) -> Vec<String> {
             ms(percentile(&not_waiting, 0.99)),
             ms(START_TARGET),
             verdict(p50_not_waiting, START_TARGET),
+        ),
+        memory_line(
+            "  peak resident memory once it answered (Lambda's Max Memory Used)",
+            &mut peaks,
         ),
     ]
 }
@@ -682,6 +756,7 @@ fn main() {
     };
     let mut report = cold_start_corpus(&runtime, &setup);
     report.extend(cold_start(&runtime, &setup));
+    report.extend(warm_instance_memory(&runtime, &setup));
     report.extend(cpu_per_event(&setup));
     println!("\nAlert handler (escher-alert, release build, against moto):");
     for line in report {

@@ -11,8 +11,15 @@
 //!
 //! A warm-up pass (first connections) is excluded; p50 over the passes after it. Every pass
 //! must report exactly the estate's findings, or the bench says so instead of a figure.
+//!
+//! Then the same estate ten times over (about 3,000 resources, `ESCHER_BENCH_LARGE_ESTATE=0`
+//! skips it), scanned with the checks' own page size: every finding reported exactly once
+//! by the checks themselves (counted before the scan's merge by key could hide a page read
+//! twice), with the wall time and our CPU of one pass on one thread and of one pass at the
+//! shipped concurrency.
 //! Without moto the bench prints a notice and measures nothing.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,6 +29,7 @@ use escher_core::scan::{
 };
 use escher_test_support::estate::{Estate, REGIONS};
 use escher_test_support::moto;
+use futures::StreamExt;
 
 const PASSES: usize = 5;
 
@@ -44,6 +52,9 @@ fn checks(estate: &Estate) -> Vec<Arc<dyn ScanCheck>> {
         .filter(|c| c.scope() == CheckScope::Region)
         .collect()
 }
+
+/// The large estate's size, as a multiple of the estate.
+const LARGE_SCALE: usize = 10;
 
 fn regions() -> Vec<String> {
     REGIONS.map(String::from).to_vec()
@@ -122,6 +133,110 @@ fn concurrent(
     Ok(passes)
 }
 
+/// Every regional check in every region, `concurrency` at a time, with the checks' own page
+/// size: each finding's key counted as the checks report it, then compared with the
+/// estate's, so a finding reported twice or missed is an error, not a figure.
+async fn findings_once(estate: &Estate, concurrency: usize) -> Result<usize, String> {
+    let checks: Vec<Arc<dyn ScanCheck>> =
+        AwsScan::new(AwsClients::new(&estate.sdk), estate.account.clone())
+            .checks()
+            .into_iter()
+            .filter(|c| c.scope() == CheckScope::Region)
+            .collect();
+    let context = ScanContext::new(ScanThresholds {
+        snapshot_age_days: 0,
+        ..ScanThresholds::default()
+    });
+    let pairs: Vec<(Arc<dyn ScanCheck>, &str)> = REGIONS
+        .iter()
+        .flat_map(|region| checks.iter().map(move |c| (Arc::clone(c), *region)))
+        .collect();
+    let results: Vec<_> = futures::stream::iter(pairs)
+        .map(|(check, region)| {
+            let context = context.clone();
+            async move { (check.id(), region, check.run(region, &context).await) }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    let mut reported: BTreeMap<String, usize> = BTreeMap::new();
+    for (check, region, result) in results {
+        let findings = result.map_err(|e| format!("{check} in {region} failed: {e}"))?;
+        for finding in findings {
+            *reported.entry(finding.key).or_default() += 1;
+        }
+    }
+    let twice: Vec<&String> = reported
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(k, _)| k)
+        .collect();
+    let found: BTreeSet<&String> = reported.keys().collect();
+    let expected: BTreeSet<&String> = estate.expected.iter().collect();
+    let missing = expected.difference(&found).count();
+    let unexpected = found.difference(&expected).count();
+    if !twice.is_empty() || missing > 0 || unexpected > 0 {
+        return Err(format!(
+            "{} findings reported more than once (first: {:?}), {missing} missing, {unexpected} unexpected",
+            twice.len(),
+            twice.first()
+        ));
+    }
+    Ok(found.len())
+}
+
+/// The large estate: one pass on one thread at concurrency 1 (wall, our CPU), one at the
+/// shipped concurrency on `runtime` (wall).
+fn large_estate(
+    runtime: &tokio::runtime::Runtime,
+    endpoint: &str,
+    concurrency: usize,
+) -> Result<(), String> {
+    let building = Instant::now();
+    let estate = runtime
+        .block_on(Estate::build_scaled(endpoint, LARGE_SCALE))
+        .map_err(|e| format!("building the large estate on moto failed: {e}"))?;
+    let built = building.elapsed();
+    let one_thread = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a runtime: {e}"))?;
+    // A warm-up pass is not worth its minutes here: the first connections are a few among
+    // thousands of calls.
+    let started = Instant::now();
+    let cpu = escher_runtime::ThreadCpu::now();
+    let findings = one_thread
+        .block_on(findings_once(&estate, 1))
+        .map_err(|e| format!("concurrency 1: {e}"))?;
+    let (serial_cpu, serial_wall) = (
+        escher_runtime::ThreadCpu::now().since(&cpu).total,
+        started.elapsed(),
+    );
+    let started = Instant::now();
+    runtime
+        .block_on(findings_once(&estate, concurrency))
+        .map_err(|e| format!("concurrency {concurrency}: {e}"))?;
+    let concurrent_wall = started.elapsed();
+    println!(
+        "\nNightly scan of a large estate ({} resources in {}, {findings} findings, each reported exactly once; the checks' own page size; against moto; estate built in {}):",
+        estate.resources,
+        REGIONS.join(" and "),
+        secs(built),
+    );
+    println!(
+        "  concurrency 1, one thread: wall {}; our CPU {} ({:.0} % of it; {:.2} ms per resource)",
+        secs(serial_wall),
+        secs(serial_cpu),
+        100.0 * serial_cpu.as_secs_f64() / serial_wall.as_secs_f64().max(f64::EPSILON),
+        1000.0 * serial_cpu.as_secs_f64() / estate.resources.max(1) as f64,
+    );
+    println!(
+        "  concurrency {concurrency} (the shipped scan.concurrency), multi-thread runtime: wall {}",
+        secs(concurrent_wall),
+    );
+    Ok(())
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument selects nothing here.
     let Some((endpoint, runtime)) = moto::bench_start("the scan benchmark") else {
@@ -175,4 +290,12 @@ fn main() {
         secs(concurrent.iter().copied().min().unwrap_or_default()),
         secs(concurrent.iter().copied().max().unwrap_or_default()),
     );
+    if std::env::var("ESCHER_BENCH_LARGE_ESTATE").as_deref() == Ok("0") {
+        println!("\nThe large estate is skipped (ESCHER_BENCH_LARGE_ESTATE=0).");
+        return;
+    }
+    if let Err(e) = large_estate(&runtime, &endpoint, concurrency) {
+        println!("scan benchmark, large estate: {e}");
+        std::process::exit(1);
+    }
 }

@@ -1,5 +1,6 @@
 //! A 300-resource AWS estate over two regions in moto, for the estate scan test
-//! (`handlers/aws/tests/scan_estate.rs`) and the scan bench (`handlers/aws/benches/scan.rs`).
+//! (`handlers/aws/tests/scan_estate.rs`) and the scan bench (`handlers/aws/benches/scan.rs`),
+//! which also builds it ten times over ([`Estate::build_scaled`]: about 3,000 resources).
 //!
 //! It lives in an account of its own ([`moto::fresh_account`]), new for every build, so the
 //! scan sees exactly this estate: moto is shared by every test and never reset. Built with
@@ -178,35 +179,36 @@ async fn make(r: Region, job: Job) -> Result<Made, String> {
     }
 }
 
-fn jobs() -> Vec<Job> {
+/// One region's jobs, every count multiplied by `scale`.
+fn jobs(scale: usize) -> Vec<Job> {
     let mut jobs = Vec::new();
-    for n in 0..PUBLIC_BUCKETS {
+    for n in 0..PUBLIC_BUCKETS * scale {
         jobs.push(Job::Bucket { public: true, n });
     }
-    for n in 0..PRIVATE_BUCKETS {
+    for n in 0..PRIVATE_BUCKETS * scale {
         jobs.push(Job::Bucket {
             public: false,
-            n: PUBLIC_BUCKETS + n,
+            n: PUBLIC_BUCKETS * scale + n,
         });
     }
     jobs.extend(std::iter::repeat_n(
         Job::UnencryptedVolume,
-        UNENCRYPTED_VOLUMES,
+        UNENCRYPTED_VOLUMES * scale,
     ));
     jobs.extend(std::iter::repeat_n(
         Job::SnapshottedVolume,
-        SNAPSHOTTED_VOLUMES,
+        SNAPSHOTTED_VOLUMES * scale,
     ));
     jobs.extend(std::iter::repeat_n(
         Job::OrphanedSnapshot,
-        ORPHANED_SNAPSHOTS,
+        ORPHANED_SNAPSHOTS * scale,
     ));
     for (count, port, cidr) in [
         (SSH_OPEN_GROUPS, 22, "0.0.0.0/0"),
         (WEB_GROUPS, 443, "0.0.0.0/0"),
         (INTERNAL_DB_GROUPS, 5432, "10.0.0.0/8"),
     ] {
-        for n in 0..count {
+        for n in 0..count * scale {
             jobs.push(Job::Group { port, cidr, n });
         }
     }
@@ -215,7 +217,7 @@ fn jobs() -> Vec<Job> {
         (BUSY_INSTANCES, Some(50.0)),
         (UNMEASURED_INSTANCES, None),
     ] {
-        jobs.extend(std::iter::repeat_n(Job::Instance { cpu }, count));
+        jobs.extend(std::iter::repeat_n(Job::Instance { cpu }, count * scale));
     }
     jobs
 }
@@ -223,6 +225,12 @@ fn jobs() -> Vec<Job> {
 impl Estate {
     /// Builds the estate on moto at `endpoint`, in a new account.
     pub async fn build(endpoint: &str) -> Result<Estate, String> {
+        Self::build_scaled(endpoint, 1).await
+    }
+
+    /// The estate with every kind of resource `scale` times over (10: about 3,000
+    /// resources), for the scan bench's large estate.
+    pub async fn build_scaled(endpoint: &str, scale: usize) -> Result<Estate, String> {
         let account = moto::fresh_account();
         let home = Moto::at(endpoint, REGIONS[0])
             .await
@@ -240,7 +248,7 @@ impl Estate {
         let permits = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
         let mut tasks = tokio::task::JoinSet::new();
         for region in &per_region {
-            for job in jobs() {
+            for job in jobs(scale) {
                 let (region, permits) = (region.clone(), Arc::clone(&permits));
                 tasks.spawn(async move {
                     let _permit = permits.acquire_owned().await;

@@ -21,6 +21,21 @@ pub fn client(config: &SdkConfig) -> Client {
     Client::from_conf(builder.build())
 }
 
+/// Makes `bucket` public (created public-read if missing, its public access block removed,
+/// its ACL public-read again), so every pass of a bench runs the full fix.
+pub async fn make_public(s3: &Client, bucket: &str, region: &str) -> Result<(), String> {
+    create_bucket(s3, bucket, region, Some(BucketCannedAcl::PublicRead)).await?;
+    // Not having a block is the point; an absent one is fine.
+    let _ = s3.delete_public_access_block().bucket(bucket).send().await;
+    s3.put_bucket_acl()
+        .bucket(bucket)
+        .acl(BucketCannedAcl::PublicRead)
+        .send()
+        .await
+        .map_err(|e| sdk_error(&format!("make {bucket} public"), e))?;
+    Ok(())
+}
+
 /// Creates `bucket` in `region` with `acl`. A bucket of ours by that name already is fine
 /// (a bench makes its buckets again every pass).
 pub async fn create_bucket(

@@ -226,12 +226,13 @@ pub(crate) fn parse_duration(text: &str) -> Result<chrono::Duration, String> {
     let n: i64 = number
         .parse()
         .map_err(|_| format!("`{text}` is not a duration; write e.g. 90m, 12h or 30d"))?;
-    match unit {
-        "m" => Ok(chrono::Duration::minutes(n)),
-        "h" => Ok(chrono::Duration::hours(n)),
-        "d" => Ok(chrono::Duration::days(n)),
-        _ => Err(format!("`{text}`: the unit must be m, h or d")),
-    }
+    let duration = match unit {
+        "m" => chrono::Duration::try_minutes(n),
+        "h" => chrono::Duration::try_hours(n),
+        "d" => chrono::Duration::try_days(n),
+        _ => return Err(format!("`{text}`: the unit must be m, h or d")),
+    };
+    duration.ok_or_else(|| format!("`{text}` is longer than a clock can count; write e.g. 30d"))
 }
 
 pub fn run(args: ApprovalsArgs) -> ExitCode {
@@ -408,13 +409,16 @@ fn approval_from(add: &AddArgs, by: &str) -> anyhow::Result<Approval> {
     }
     let expires_at = match (add.expires_at, add.expires_in) {
         (Some(at), _) => Some(at),
-        (None, Some(d)) => Some(now + d),
+        (None, Some(d)) => Some(
+            now.checked_add_signed(d)
+                .context("--expires-in is longer than a clock can count; write e.g. 30d")?,
+        ),
         (None, None) => None,
     };
     if expires_at.is_some_and(|at| at <= now) {
         bail!("the approval would already be expired");
     }
-    Ok(Approval {
+    let approval = Approval {
         id: add.id.clone().unwrap_or_else(|| new_id(now)),
         action,
         scope: Scope {
@@ -446,7 +450,12 @@ fn approval_from(add: &AddArgs, by: &str) -> anyhow::Result<Approval> {
         revoked_at: None,
         revoked_by: None,
         revoke_reason: None,
-    })
+    };
+    // Read back as the store will read it, so a value the file format refuses (hours past
+    // a year) is refused here rather than published into an index nobody can then open.
+    serde_json::to_value(&approval)
+        .and_then(serde_json::from_value::<Approval>)
+        .map_err(|e| anyhow::anyhow!("the approval cannot be stored: {e}"))
 }
 
 /// `apr-20261122-1a2b3c4d`: sortable by day, unique per call.
@@ -832,4 +841,25 @@ async fn check(
     } else {
         ExitCode::from(EXIT_NOT_APPROVED)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+
+    /// `--expires-in` (and `incidents --since`) with more days than a clock counts is an
+    /// error naming the value, not a panic.
+    #[test]
+    fn durations_past_what_a_clock_counts_are_refused() {
+        assert_eq!(parse_duration("30d"), Ok(chrono::Duration::days(30)));
+        assert_eq!(parse_duration("90m"), Ok(chrono::Duration::minutes(90)));
+        for text in [
+            "99999999999999d",
+            "9223372036854775807h",
+            "-9223372036854775807m",
+        ] {
+            let err = parse_duration(text).unwrap_err();
+            assert!(err.contains(text), "{err}");
+        }
+    }
 }

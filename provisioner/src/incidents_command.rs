@@ -72,9 +72,11 @@ fn parse_since(text: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(at) = DateTime::parse_from_rfc3339(text.trim()) {
         return Ok(at.with_timezone(&Utc));
     }
-    crate::approvals::parse_duration(text)
-        .map(|back| Utc::now() - back)
-        .map_err(|e| format!("{e}, a date (YYYY-MM-DD) or a time (RFC 3339)"))
+    let back = crate::approvals::parse_duration(text)
+        .map_err(|e| format!("{e}, a date (YYYY-MM-DD) or a time (RFC 3339)"))?;
+    Utc::now().checked_sub_signed(back).ok_or_else(|| {
+        format!("`{text}` reaches back before any date a clock can count; write e.g. 30d")
+    })
 }
 
 pub fn run(cmd: IncidentsCommand) -> ExitCode {
@@ -200,4 +202,15 @@ async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// `--since` further back than a clock counts is an error naming the value, not a panic.
+    #[test]
+    fn a_since_before_any_date_is_refused() {
+        let err = super::parse_since("100000000d").unwrap_err();
+        assert!(err.contains("100000000d"), "{err}");
+        assert!(super::parse_since("7d").is_ok());
+    }
 }

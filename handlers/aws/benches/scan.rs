@@ -19,7 +19,7 @@
 //! shipped concurrency.
 //! Without moto the bench prints a notice and measures nothing.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -166,23 +166,7 @@ async fn findings_once(estate: &Estate, concurrency: usize) -> Result<usize, Str
             *reported.entry(finding.key).or_default() += 1;
         }
     }
-    let twice: Vec<&String> = reported
-        .iter()
-        .filter(|(_, n)| **n > 1)
-        .map(|(k, _)| k)
-        .collect();
-    let found: BTreeSet<&String> = reported.keys().collect();
-    let expected: BTreeSet<&String> = estate.expected.iter().collect();
-    let missing = expected.difference(&found).count();
-    let unexpected = found.difference(&expected).count();
-    if !twice.is_empty() || missing > 0 || unexpected > 0 {
-        return Err(format!(
-            "{} findings reported more than once (first: {:?}), {missing} missing, {unexpected} unexpected",
-            twice.len(),
-            twice.first()
-        ));
-    }
-    Ok(found.len())
+    estate.check_reported(&reported)
 }
 
 /// The large estate: one pass on one thread at concurrency 1 (wall, our CPU), one at the

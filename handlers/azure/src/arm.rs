@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use azure_core::credentials::TokenCredential;
-use chrono::Utc;
 use escher_core::remediate::{ApiCall, RemediationError};
 use escher_runtime::RemoteCallMeter;
 use reqwest::{Method, StatusCode};
@@ -31,6 +30,18 @@ pub struct ArmOperation {
     pub api_version: &'static str,
     /// The role action the call needs (`Microsoft.Storage/storageAccounts/write`).
     pub permission: &'static str,
+}
+
+impl ArmOperation {
+    /// The call on `path`, as a fix's audit record names it (its provider is the service).
+    fn name<'a>(&'a self, path: &'a str) -> escher_runtime::calls::CallName<'a> {
+        escher_runtime::calls::CallName {
+            service: self.permission.split('/').next().unwrap_or(self.permission),
+            operation: self.id,
+            target: path,
+            mutating: self.method.mutating(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -538,17 +549,11 @@ fn encode(value: &str) -> String {
 
 /// The calls made so far for one fix, in order, for its audit record.
 #[derive(Debug, Default)]
-pub(crate) struct CallLog {
-    calls: Vec<ApiCall>,
-    meter: Option<RemoteCallMeter>,
-}
+pub(crate) struct CallLog(escher_runtime::calls::CallLog);
 
 impl CallLog {
     pub fn metered(meter: Option<&RemoteCallMeter>) -> Self {
-        CallLog {
-            calls: Vec::new(),
-            meter: meter.cloned(),
-        }
+        CallLog(escher_runtime::calls::CallLog::metered(meter))
     }
 
     /// Runs one ARM operation and records it (with its error, if any).
@@ -560,15 +565,10 @@ impl CallLog {
         query: &[(&str, &str)],
         body: Option<&Value>,
     ) -> Result<Value, ArmError> {
-        let started_at = Utc::now();
-        let clock = Instant::now();
         let call = arm.call(operation, path, query, body);
-        let result = match &self.meter {
-            Some(meter) => meter.call(call).await,
-            None => call.await,
-        };
-        self.record(operation, path, started_at, clock, &result);
-        result
+        self.0
+            .record(operation.name(path), call, |e| e.message.clone())
+            .await
     }
 
     /// Every item of a list operation, recorded as one call.
@@ -579,54 +579,19 @@ impl CallLog {
         path: &str,
         query: &[(&str, &str)],
     ) -> Result<Vec<Value>, ArmError> {
-        let started_at = Utc::now();
-        let clock = Instant::now();
         let call = arm.list(operation, path, query);
-        let result = match &self.meter {
-            Some(meter) => meter.call(call).await,
-            None => call.await,
-        };
-        self.record(operation, path, started_at, clock, &result);
-        result
-    }
-
-    fn record<T>(
-        &mut self,
-        operation: &ArmOperation,
-        path: &str,
-        started_at: chrono::DateTime<Utc>,
-        clock: Instant,
-        result: &Result<T, ArmError>,
-    ) {
-        let provider = operation
-            .permission
-            .split('/')
-            .next()
-            .unwrap_or(operation.permission);
-        tracing::debug!(
-            operation = operation.id,
-            target = path,
-            ok = result.is_ok(),
-            "ARM call"
-        );
-        self.calls.push(ApiCall {
-            service: provider.to_string(),
-            operation: operation.id.to_string(),
-            target: path.to_string(),
-            mutating: operation.method.mutating(),
-            started_at,
-            duration_ms: u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX),
-            error: result.as_ref().err().map(|e| e.message.clone()),
-        });
+        self.0
+            .record(operation.name(path), call, |e| e.message.clone())
+            .await
     }
 
     pub fn into_calls(self) -> Vec<ApiCall> {
-        self.calls
+        self.0.into_calls()
     }
 
     /// `error` as the pipeline sees it, with the calls so far.
     pub fn fail(&self, error: ArmError) -> RemediationError {
-        error.into_remediation_error(self.calls.clone())
+        error.into_remediation_error(self.0.calls().to_vec())
     }
 }
 

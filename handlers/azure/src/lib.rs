@@ -36,7 +36,7 @@ pub use bindings::{
 };
 pub use disk_encryption::ManagedDiskEncryption;
 pub use idle_vm::IdleVmRemediation;
-pub use nsg_ingress::{NsgOpenIngressRemediation, ADMIN_PORTS};
+pub use nsg_ingress::NsgOpenIngressRemediation;
 pub use scan::AzureScan;
 pub use storage_public::StoragePublicAccessRemediation;
 

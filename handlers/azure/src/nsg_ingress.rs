@@ -5,6 +5,7 @@
 //! off legitimate users. When the event names one rule, only that rule is touched.
 
 use async_trait::async_trait;
+use escher_core::admin_ports::{format_range, without_admin_ports, PortRange, ADMIN_PORTS};
 use escher_core::approvals::Action;
 use escher_core::remediate::{
     FixDescription, Mode, Remediation, RemediationError, RemediationReport, RemediationRequest,
@@ -64,14 +65,6 @@ const FIX: FixDescription = FixDescription {
     permissions: PERMISSIONS,
 };
 
-/// The ports an attacker scans for first: remote shells and desktops.
-pub const ADMIN_PORTS: [(u16, &str); 4] = [
-    (22, "SSH"),
-    (3389, "RDP"),
-    (5985, "WinRM"),
-    (5986, "WinRM over HTTPS"),
-];
-
 /// Source prefixes that mean "anyone on the internet" in an NSG rule.
 const WORLD: [&str; 5] = ["*", "internet", "any", "0.0.0.0/0", "::/0"];
 
@@ -90,9 +83,6 @@ impl NsgOpenIngressRemediation {
         NsgOpenIngressRemediation { arm, meter }
     }
 }
-
-/// One inclusive port range.
-pub(crate) type PortRange = (u16, u16);
 
 /// A rule's destination ports: `destinationPortRange` or `destinationPortRanges`, each `*`,
 /// `N` or `N-M`. `None` when one cannot be read (such a rule is left alone).
@@ -120,39 +110,6 @@ pub(crate) fn port_ranges(properties: &Value) -> Option<Vec<PortRange>> {
             },
         })
         .collect()
-}
-
-/// The ranges with every admin port taken out.
-pub(crate) fn without_admin_ports(ranges: &[PortRange]) -> Vec<PortRange> {
-    let mut left: Vec<PortRange> = ranges.to_vec();
-    for (port, _) in ADMIN_PORTS {
-        left = left
-            .into_iter()
-            .flat_map(|(from, to)| {
-                if port < from || port > to {
-                    vec![(from, to)]
-                } else {
-                    let mut parts = Vec::new();
-                    if from < port {
-                        parts.push((from, port - 1));
-                    }
-                    if port < to {
-                        parts.push((port + 1, to));
-                    }
-                    parts
-                }
-            })
-            .collect();
-    }
-    left
-}
-
-fn format_range((from, to): PortRange) -> String {
-    if from == to {
-        from.to_string()
-    } else {
-        format!("{from}-{to}")
-    }
 }
 
 fn lower(v: &Value) -> Option<String> {

@@ -5,6 +5,7 @@
 //! only ever see that type. This crate does no I/O and links no cloud SDK, so the same code
 //! runs inside a Lambda, an Azure Function, a Cloud Run service and the laptop CLI.
 
+pub mod admin_ports;
 pub mod approvals;
 pub mod capacity;
 pub mod cloudevent;

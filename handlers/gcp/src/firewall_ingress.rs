@@ -7,6 +7,7 @@
 //! waited for before the rule is read back.
 
 use async_trait::async_trait;
+use escher_core::admin_ports::{format_range, without_admin_ports, PortRange, ADMIN_PORTS};
 use escher_core::approvals::Action;
 use escher_core::remediate::{
     FixDescription, Mode, Remediation, RemediationError, RemediationReport, RemediationRequest,
@@ -66,14 +67,6 @@ const FIX: FixDescription = FixDescription {
     permissions: PERMISSIONS,
 };
 
-/// The ports an attacker scans for first: remote shells and desktops (the Azure fix's list).
-pub const ADMIN_PORTS: [(u16, &str); 4] = [
-    (22, "SSH"),
-    (3389, "RDP"),
-    (5985, "WinRM"),
-    (5986, "WinRM over HTTPS"),
-];
-
 /// Source ranges that mean "anyone on the internet".
 const WORLD: [&str; 2] = ["0.0.0.0/0", "::/0"];
 
@@ -93,46 +86,11 @@ impl FirewallOpenIngressRemediation {
     }
 }
 
-type PortRange = (u16, u16);
-
 fn parse_range(text: &str) -> Option<PortRange> {
     match text.trim().split_once('-') {
         Some((a, b)) => Some((a.trim().parse().ok()?, b.trim().parse().ok()?)),
         None => text.trim().parse().ok().map(|p| (p, p)),
     }
-}
-
-fn format_range((from, to): PortRange) -> String {
-    if from == to {
-        from.to_string()
-    } else {
-        format!("{from}-{to}")
-    }
-}
-
-/// The ranges with every admin port taken out.
-fn without_admin_ports(ranges: &[PortRange]) -> Vec<PortRange> {
-    let mut left: Vec<PortRange> = ranges.to_vec();
-    for (port, _) in ADMIN_PORTS {
-        left = left
-            .into_iter()
-            .flat_map(|(from, to)| {
-                if port < from || port > to {
-                    vec![(from, to)]
-                } else {
-                    let mut parts = Vec::new();
-                    if from < port {
-                        parts.push((from, port - 1));
-                    }
-                    if port < to {
-                        parts.push((port + 1, to));
-                    }
-                    parts
-                }
-            })
-            .collect();
-    }
-    left
 }
 
 /// A rule that opens admin ports to the internet, and what it should keep.

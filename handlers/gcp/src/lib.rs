@@ -32,7 +32,7 @@ use escher_runtime::RemoteCallMeter;
 pub use bucket_private::BucketPublicAccessRemediation;
 pub use cloud::GcpCloud;
 pub use disk_encryption::PersistentDiskEncryption;
-pub use firewall_ingress::{FirewallOpenIngressRemediation, ADMIN_PORTS};
+pub use firewall_ingress::FirewallOpenIngressRemediation;
 pub use idle_instance::{IdleInstanceRemediation, CPU_METRIC};
 pub use rest::{
     Endpoints, GcpClient, GcpError, GcpOperation, HttpMethod, MetadataServer, Patience, Problem,

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use chrono::Utc;
 use escher_core::remediate::{ApiCall, RemediationError};
 use escher_runtime::RemoteCallMeter;
 use reqwest::{Method, StatusCode};
@@ -110,6 +109,18 @@ pub struct GcpOperation {
     pub mutating: bool,
     /// Whether it answers with a Compute Engine operation to wait for.
     pub long_running: bool,
+}
+
+impl GcpOperation {
+    /// The call on `path`, as a fix's audit record names it.
+    fn name<'a>(&'a self, path: &'a str) -> escher_runtime::calls::CallName<'a> {
+        escher_runtime::calls::CallName {
+            service: self.service.name(),
+            operation: self.id,
+            target: path,
+            mutating: self.mutating,
+        }
+    }
 }
 
 /// Compute Engine's operation waits, by where the operation runs.
@@ -712,17 +723,11 @@ fn encode(value: &str) -> String {
 
 /// The calls made so far for one fix, in order, for its audit record.
 #[derive(Debug, Default)]
-pub(crate) struct CallLog {
-    calls: Vec<ApiCall>,
-    meter: Option<RemoteCallMeter>,
-}
+pub(crate) struct CallLog(escher_runtime::calls::CallLog);
 
 impl CallLog {
     pub fn metered(meter: Option<&RemoteCallMeter>) -> Self {
-        CallLog {
-            calls: Vec::new(),
-            meter: meter.cloned(),
-        }
+        CallLog(escher_runtime::calls::CallLog::metered(meter))
     }
 
     /// Runs one method (and waits for its operation) and records it, with its error if any.
@@ -734,15 +739,10 @@ impl CallLog {
         query: &[(&str, &str)],
         body: Option<&Value>,
     ) -> Result<Value, GcpError> {
-        let started_at = Utc::now();
-        let clock = Instant::now();
         let call = client.call(operation, path, query, body);
-        let result = match &self.meter {
-            Some(meter) => meter.call(call).await,
-            None => call.await,
-        };
-        self.record(operation, path, started_at, clock, &result);
-        result
+        self.0
+            .record(operation.name(path), call, |e| e.problem.to_string())
+            .await
     }
 
     /// Every item of a list method, recorded as one call.
@@ -754,49 +754,19 @@ impl CallLog {
         query: &[(&str, &str)],
         items_key: &str,
     ) -> Result<Vec<Value>, GcpError> {
-        let started_at = Utc::now();
-        let clock = Instant::now();
         let call = client.list(operation, path, query, items_key);
-        let result = match &self.meter {
-            Some(meter) => meter.call(call).await,
-            None => call.await,
-        };
-        self.record(operation, path, started_at, clock, &result);
-        result
-    }
-
-    fn record<T>(
-        &mut self,
-        operation: &GcpOperation,
-        path: &str,
-        started_at: chrono::DateTime<Utc>,
-        clock: Instant,
-        result: &Result<T, GcpError>,
-    ) {
-        tracing::debug!(
-            operation = operation.id,
-            target = path,
-            ok = result.is_ok(),
-            "Google Cloud call"
-        );
-        self.calls.push(ApiCall {
-            service: operation.service.name().to_string(),
-            operation: operation.id.to_string(),
-            target: path.to_string(),
-            mutating: operation.mutating,
-            started_at,
-            duration_ms: u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX),
-            error: result.as_ref().err().map(|e| e.problem.to_string()),
-        });
+        self.0
+            .record(operation.name(path), call, |e| e.problem.to_string())
+            .await
     }
 
     pub fn into_calls(self) -> Vec<ApiCall> {
-        self.calls
+        self.0.into_calls()
     }
 
     /// `error` as the pipeline sees it, with the calls so far.
     pub fn fail(&self, error: GcpError) -> RemediationError {
-        error.into_remediation_error(self.calls.clone())
+        error.into_remediation_error(self.0.calls().to_vec())
     }
 }
 

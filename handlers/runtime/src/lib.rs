@@ -1,10 +1,12 @@
 //! `escher-runtime`: what every cloud's function shares, with no cloud SDK: the handler's
 //! settings ([`HandlerConfig`]), building the pipeline from a cloud's [`CloudBindings`]
 //! ([`build_pipeline`]), the functions' JSON logs, and the remote-call meter ([`meter`]:
-//! thread CPU, calls and the wait on them, an opendal layer for the stores). A cloud's crate
+//! thread CPU, calls and the wait on them, an opendal layer for the stores), and a fix's record
+//! of the calls it made ([`calls::CallLog`]). A cloud's crate
 //! (`escher-aws`, …) adds its SDK adapters and its binaries on top.
 
 pub mod assembly;
+pub mod calls;
 pub mod config;
 pub mod meter;
 

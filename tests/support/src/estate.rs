@@ -8,7 +8,7 @@
 //! every finding the AWS checks must report about it (`<check>:<resource id>`), and nothing
 //! else is there to report.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use aws_config::SdkConfig;
@@ -223,6 +223,25 @@ fn jobs(scale: usize) -> Vec<Job> {
 }
 
 impl Estate {
+    /// Whether the checks reported exactly the estate's findings, each once: `reported`
+    /// counts each finding's key as the checks gave it (before any merge by key). The number
+    /// of findings, or what was reported twice, missed or unexpected.
+    pub fn check_reported(&self, reported: &BTreeMap<String, usize>) -> Result<usize, String> {
+        let twice: Vec<(&String, &usize)> = reported.iter().filter(|(_, n)| **n > 1).collect();
+        let found: BTreeSet<&String> = reported.keys().collect();
+        let expected: BTreeSet<&String> = self.expected.iter().collect();
+        let missing: Vec<&&String> = expected.difference(&found).collect();
+        let unexpected: Vec<&&String> = found.difference(&expected).collect();
+        if twice.is_empty() && missing.is_empty() && unexpected.is_empty() {
+            return Ok(found.len());
+        }
+        Err(format!(
+            "reported more than once: {twice:?}\nmissing {} findings: {missing:#?}\nunexpected {} findings: {unexpected:#?}",
+            missing.len(),
+            unexpected.len()
+        ))
+    }
+
     /// Builds the estate on moto at `endpoint`, in a new account.
     pub async fn build(endpoint: &str) -> Result<Estate, String> {
         Self::build_scaled(endpoint, 1).await

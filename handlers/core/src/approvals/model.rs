@@ -226,9 +226,8 @@ fn checked_hours<'de, D: serde::Deserializer<'de>>(
     }
 }
 
-/// `hours` (else `default`) held within what a clock can use; the parse already refuses
-/// anything outside, so this only guards approvals built in code or stored by an older
-/// version.
+/// `hours` (else `default`) held within what a clock can use; reading an approval already
+/// refuses anything outside, so this guards approvals built in code.
 fn usable_hours(hours: Option<f64>, default: f64, min: f64) -> f64 {
     match hours {
         Some(h) if h.is_finite() => h.clamp(min, MAX_CONDITION_HOURS),

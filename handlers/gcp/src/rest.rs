@@ -23,6 +23,8 @@ pub enum Service {
     Storage,
     Compute,
     Monitoring,
+    /// Infrastructure Manager (`config.googleapis.com`), which deploys Escher itself.
+    Config,
 }
 
 impl Service {
@@ -32,6 +34,7 @@ impl Service {
             Service::Storage => "storage",
             Service::Compute => "compute",
             Service::Monitoring => "monitoring",
+            Service::Config => "config",
         }
     }
 }
@@ -45,6 +48,8 @@ pub struct Endpoints {
     pub compute: String,
     /// Cloud Monitoring v3 (`…/v3`).
     pub monitoring: String,
+    /// Infrastructure Manager v1 (`…/v1`, paths start at `projects/`).
+    pub config: String,
 }
 
 impl Default for Endpoints {
@@ -53,6 +58,7 @@ impl Default for Endpoints {
             storage: "https://storage.googleapis.com/storage/v1".into(),
             compute: "https://compute.googleapis.com/compute/v1".into(),
             monitoring: "https://monitoring.googleapis.com/v3".into(),
+            config: "https://config.googleapis.com/v1".into(),
         }
     }
 }
@@ -65,6 +71,7 @@ impl Endpoints {
             storage: format!("{origin}/storage/v1"),
             compute: format!("{origin}/compute/v1"),
             monitoring: format!("{origin}/v3"),
+            config: format!("{origin}/v1"),
         }
     }
 
@@ -73,6 +80,7 @@ impl Endpoints {
             Service::Storage => &self.storage,
             Service::Compute => &self.compute,
             Service::Monitoring => &self.monitoring,
+            Service::Config => &self.config,
         }
     }
 }
@@ -83,6 +91,7 @@ pub enum HttpMethod {
     Put,
     Patch,
     Post,
+    Delete,
 }
 
 impl HttpMethod {
@@ -92,6 +101,7 @@ impl HttpMethod {
             HttpMethod::Put => Method::PUT,
             HttpMethod::Patch => Method::PATCH,
             HttpMethod::Post => Method::POST,
+            HttpMethod::Delete => Method::DELETE,
         }
     }
 }

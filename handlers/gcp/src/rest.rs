@@ -25,6 +25,10 @@ pub enum Service {
     Monitoring,
     /// Infrastructure Manager (`config.googleapis.com`), which deploys Escher itself.
     Config,
+    /// BigQuery v2: the nightly scan reads the billing export with `jobs.query`.
+    BigQuery,
+    /// Cloud Billing Budget API v1: the nightly scan lists the billing account's budgets.
+    BillingBudgets,
 }
 
 impl Service {
@@ -35,6 +39,8 @@ impl Service {
             Service::Compute => "compute",
             Service::Monitoring => "monitoring",
             Service::Config => "config",
+            Service::BigQuery => "bigquery",
+            Service::BillingBudgets => "billingbudgets",
         }
     }
 }
@@ -50,6 +56,10 @@ pub struct Endpoints {
     pub monitoring: String,
     /// Infrastructure Manager v1 (`…/v1`, paths start at `projects/`).
     pub config: String,
+    /// BigQuery v2 (`…/bigquery/v2`).
+    pub bigquery: String,
+    /// Cloud Billing Budget API v1 (`…/v1`, paths start at `billingAccounts/`).
+    pub billing_budgets: String,
 }
 
 impl Default for Endpoints {
@@ -59,12 +69,14 @@ impl Default for Endpoints {
             compute: "https://compute.googleapis.com/compute/v1".into(),
             monitoring: "https://monitoring.googleapis.com/v3".into(),
             config: "https://config.googleapis.com/v1".into(),
+            bigquery: "https://bigquery.googleapis.com/bigquery/v2".into(),
+            billing_budgets: "https://billingbudgets.googleapis.com/v1".into(),
         }
     }
 }
 
 impl Endpoints {
-    /// Every API under one origin, at the paths Google uses (a test server serves all three).
+    /// Every API under one origin, at the paths Google uses (a test server serves them all).
     pub fn all_at(origin: &str) -> Self {
         let origin = origin.trim_end_matches('/');
         Endpoints {
@@ -72,6 +84,8 @@ impl Endpoints {
             compute: format!("{origin}/compute/v1"),
             monitoring: format!("{origin}/v3"),
             config: format!("{origin}/v1"),
+            bigquery: format!("{origin}/bigquery/v2"),
+            billing_budgets: format!("{origin}/v1"),
         }
     }
 
@@ -81,6 +95,8 @@ impl Endpoints {
             Service::Compute => &self.compute,
             Service::Monitoring => &self.monitoring,
             Service::Config => &self.config,
+            Service::BigQuery => &self.bigquery,
+            Service::BillingBudgets => &self.billing_budgets,
         }
     }
 }
@@ -585,6 +601,37 @@ impl GcpClient {
         query: &[(&str, &str)],
         items_key: &str,
     ) -> Result<Vec<Value>, GcpError> {
+        self.pages(operation, path, query, |page| {
+            page.get(items_key)
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        })
+        .await
+    }
+
+    /// Every item of a Compute Engine `aggregatedList` method (every zone's `items_key`
+    /// list), following `nextPageToken`.
+    pub async fn aggregated_list(
+        &self,
+        operation: &GcpOperation,
+        path: &str,
+        query: &[(&str, &str)],
+        items_key: &str,
+    ) -> Result<Vec<Value>, GcpError> {
+        self.pages(operation, path, query, |page| {
+            aggregated_items(page, items_key)
+        })
+        .await
+    }
+
+    async fn pages(
+        &self,
+        operation: &GcpOperation,
+        path: &str,
+        query: &[(&str, &str)],
+        items_of: impl Fn(&Value) -> Vec<Value>,
+    ) -> Result<Vec<Value>, GcpError> {
         let mut items = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -594,15 +641,26 @@ impl GcpClient {
             }
             let url = self.url(operation, path, &q);
             let page = self.send(operation, path, &url, None).await?;
-            if let Some(values) = page.get(items_key).and_then(Value::as_array) {
-                items.extend(values.iter().cloned());
-            }
+            items.extend(items_of(&page));
             match page.get("nextPageToken").and_then(Value::as_str) {
                 Some(next) if !next.is_empty() => token = Some(next.to_string()),
                 _ => return Ok(items),
             }
         }
     }
+}
+
+/// The items of one page of an `aggregatedList` answer: each scope's (`zones/…`) `items_key`
+/// list; a scope with only a `warning` (nothing there) adds none.
+fn aggregated_items(page: &Value, items_key: &str) -> Vec<Value> {
+    page.get("items")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flat_map(|scopes| scopes.values())
+        .filter_map(|scope| scope.get(items_key).and_then(Value::as_array))
+        .flatten()
+        .cloned()
+        .collect()
 }
 
 /// The wait method and path for a Compute operation: zonal when it names a zone, else global.
@@ -770,6 +828,21 @@ impl CallLog {
             .await
     }
 
+    /// Every item of an `aggregatedList` method, recorded as one call.
+    pub async fn aggregated_list(
+        &mut self,
+        client: &GcpClient,
+        operation: &GcpOperation,
+        path: &str,
+        query: &[(&str, &str)],
+        items_key: &str,
+    ) -> Result<Vec<Value>, GcpError> {
+        let call = client.aggregated_list(operation, path, query, items_key);
+        self.0
+            .record(operation.name(path), call, |e| e.problem.to_string())
+            .await
+    }
+
     pub fn into_calls(self) -> Vec<ApiCall> {
         self.0.into_calls()
     }
@@ -833,6 +906,22 @@ mod tests {
         assert!(error
             .to_string()
             .contains("grant compute.zoneOperations.get to the service account"));
+    }
+
+    #[test]
+    fn an_aggregated_page_is_every_zones_items() {
+        let page = json!({"items": {
+            "zones/europe-west3-a": {"disks": [{"name": "a"}, {"name": "b"}]},
+            "zones/us-central1-f": {"warning": {"code": "NO_RESULTS_ON_PAGE"}},
+            "zones/asia-east1-b": {"disks": [{"name": "c"}]}
+        }});
+        let mut names: Vec<String> = aggregated_items(&page, "disks")
+            .iter()
+            .filter_map(|d| d["name"].as_str().map(str::to_string))
+            .collect();
+        names.sort();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert!(aggregated_items(&json!({}), "disks").is_empty());
     }
 
     #[test]

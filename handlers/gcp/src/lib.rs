@@ -19,6 +19,7 @@ mod disk_encryption;
 mod firewall_ingress;
 mod idle_instance;
 pub mod ids;
+pub mod oidc;
 pub mod rest;
 mod target;
 

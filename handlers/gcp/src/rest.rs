@@ -29,6 +29,8 @@ pub enum Service {
     BigQuery,
     /// Cloud Billing Budget API v1: the nightly scan lists the billing account's budgets.
     BillingBudgets,
+    /// Secret Manager v1: the Slack webhook and PagerDuty key the notices need.
+    SecretManager,
 }
 
 impl Service {
@@ -41,6 +43,7 @@ impl Service {
             Service::Config => "config",
             Service::BigQuery => "bigquery",
             Service::BillingBudgets => "billingbudgets",
+            Service::SecretManager => "secretmanager",
         }
     }
 }
@@ -60,6 +63,8 @@ pub struct Endpoints {
     pub bigquery: String,
     /// Cloud Billing Budget API v1 (`…/v1`, paths start at `billingAccounts/`).
     pub billing_budgets: String,
+    /// Secret Manager v1 (`…/v1`, paths start at `projects/`).
+    pub secret_manager: String,
 }
 
 impl Default for Endpoints {
@@ -71,6 +76,7 @@ impl Default for Endpoints {
             config: "https://config.googleapis.com/v1".into(),
             bigquery: "https://bigquery.googleapis.com/bigquery/v2".into(),
             billing_budgets: "https://billingbudgets.googleapis.com/v1".into(),
+            secret_manager: "https://secretmanager.googleapis.com/v1".into(),
         }
     }
 }
@@ -86,6 +92,7 @@ impl Endpoints {
             config: format!("{origin}/v1"),
             bigquery: format!("{origin}/bigquery/v2"),
             billing_budgets: format!("{origin}/v1"),
+            secret_manager: format!("{origin}/v1"),
         }
     }
 
@@ -97,6 +104,7 @@ impl Endpoints {
             Service::Config => &self.config,
             Service::BigQuery => &self.bigquery,
             Service::BillingBudgets => &self.billing_budgets,
+            Service::SecretManager => &self.secret_manager,
         }
     }
 }

@@ -17,24 +17,43 @@ import os
 import sys
 
 METHODS = {
+    "config.v1": [
+        "projects.locations.deployments.get",
+        "projects.locations.deployments.create",
+        "projects.locations.deployments.patch",
+        "projects.locations.deployments.delete",
+        "projects.locations.deployments.revisions.get",
+        "projects.locations.previews.create",
+        "projects.locations.previews.get",
+        "projects.locations.previews.delete",
+        "projects.locations.previews.resourceChanges.list",
+        "projects.locations.operations.get",
+    ],
     "storage.v1": [
+        "buckets.list",
         "buckets.get",
         "buckets.patch",
         "buckets.getIamPolicy",
         "buckets.setIamPolicy",
     ],
     "compute.v1": [
+        "firewalls.list",
         "firewalls.get",
         "firewalls.patch",
         "instances.get",
         "instances.stop",
         "disks.get",
+        "disks.aggregatedList",
+        "instances.aggregatedList",
+        "snapshots.list",
         "globalOperations.get",
         "globalOperations.wait",
         "zoneOperations.get",
         "zoneOperations.wait",
     ],
     "monitoring.v3": ["projects.timeSeries.list"],
+    "bigquery.v2": ["jobs.query"],
+    "billingbudgets.v1": ["billingAccounts.budgets.list"],
 }
 
 KEEP = ["kind", "name", "version", "revision", "rootUrl", "servicePath", "baseUrl", "parameters"]

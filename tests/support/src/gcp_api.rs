@@ -1,9 +1,12 @@
-//! A contract server for the Google Cloud APIs the fixes call, on 127.0.0.1, since no fake
-//! exists for Compute Engine, bucket IAM or Cloud Monitoring (fake-gcs-server answers bucket
-//! IAM 404 and drops public access prevention). It holds a small project in memory (buckets
-//! with IAM policies and `iamConfiguration`, firewall rules, VMs, disks, CPU utilization) and
-//! answers Cloud Storage JSON API v1, Compute Engine v1 and Cloud Monitoring v3 under one
-//! origin, at Google's own paths (`/storage/v1/…`, `/compute/v1/…`, `/v3/…`).
+//! A contract server for the Google Cloud APIs the fixes and the nightly scan call, on
+//! 127.0.0.1, since no fake exists for Compute Engine, bucket IAM, Cloud Monitoring, BigQuery's
+//! billing export or the Budget API (fake-gcs-server answers bucket IAM 404 and drops public
+//! access prevention). It holds a small project in memory (buckets with IAM policies and
+//! `iamConfiguration`, firewall rules, VMs, disks, snapshots, CPU utilization, a billing export
+//! table's rows, a billing account's budgets) and answers Cloud Storage JSON API v1, Compute
+//! Engine v1, Cloud Monitoring v3, BigQuery v2 and the Cloud Billing Budget API v1 under one
+//! origin, at Google's own paths (`/storage/v1/…`, `/compute/v1/…`, `/v3/…`,
+//! `/bigquery/v2/…`, `/v1/billingAccounts/…`).
 //!
 //! Every request is held to Google's published discovery documents, sliced into
 //! `tests/support/gcp-discovery/` (see its SOURCES.md): the method and path template must be
@@ -16,7 +19,8 @@
 //! 429 with `Retry-After`, [`GcpApi::lro_polls`] keeps Compute operations running for that
 //! many polls, [`GcpApi::fail_next_operation`] ends the next one with an error,
 //! [`GcpApi::deny`] answers 403 to calls that need a permission, and
-//! [`GcpApi::page_size`] splits Monitoring's points into pages. The metadata server's token
+//! [`GcpApi::page_size`] splits every listing (and Monitoring's points) into pages behind
+//! `nextPageToken`. The metadata server's token
 //! endpoint is served too, so the production token source can be exercised.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -30,7 +34,17 @@ use axum::Router;
 use serde_json::{json, Map, Value};
 
 const DISCOVERY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/gcp-discovery");
-const DOCUMENTS: [&str; 3] = ["storage.v1", "compute.v1", "monitoring.v3"];
+const DOCUMENTS: [&str; 5] = [
+    "storage.v1",
+    "compute.v1",
+    "monitoring.v3",
+    "bigquery.v2",
+    "billingbudgets.v1",
+];
+
+/// The project number every seeded project answers with (buckets and budgets name projects
+/// by number).
+pub const PROJECT_NUMBER: &str = "480028761092";
 
 /// One published method.
 #[derive(Debug, Clone)]
@@ -221,6 +235,16 @@ struct PendingOperation {
     error: Option<String>,
 }
 
+/// One line of the billing export: a day's cost of one service in one project.
+#[derive(Debug, Clone)]
+struct BillingRow {
+    day: chrono::NaiveDate,
+    service: String,
+    project: String,
+    cost: f64,
+    currency: String,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     buckets: BTreeMap<String, Value>,
@@ -228,6 +252,12 @@ struct Inner {
     firewalls: BTreeMap<String, Value>,
     instances: BTreeMap<String, Value>,
     disks: BTreeMap<String, Value>,
+    snapshots: BTreeMap<String, Value>,
+    /// The billing export table (`project.dataset.table`) and its rows: (day, service,
+    /// project id, cost, currency).
+    billing_export: Option<(String, Vec<BillingRow>)>,
+    /// Budgets by billing account id.
+    budgets: BTreeMap<String, Vec<Value>>,
     /// CPU utilization in percent by instance id; `None`: no datapoints.
     cpu: HashMap<String, Option<f64>>,
     operations: HashMap<String, PendingOperation>,
@@ -253,11 +283,18 @@ pub struct GcpApi {
 /// The IAM permission each published method needs (Google's IAM permissions reference).
 fn permission_of(method: &str) -> &'static str {
     match method {
+        "storage.buckets.list" => "storage.buckets.list",
         "storage.buckets.get" => "storage.buckets.get",
         "storage.buckets.patch" => "storage.buckets.update",
         "storage.buckets.getIamPolicy" => "storage.buckets.getIamPolicy",
         "storage.buckets.setIamPolicy" => "storage.buckets.setIamPolicy",
+        "compute.firewalls.list" => "compute.firewalls.list",
         "compute.firewalls.get" => "compute.firewalls.get",
+        "compute.instances.aggregatedList" => "compute.instances.list",
+        "compute.disks.aggregatedList" => "compute.disks.list",
+        "compute.snapshots.list" => "compute.snapshots.list",
+        "bigquery.jobs.query" => "bigquery.jobs.create",
+        "billingbudgets.billingAccounts.budgets.list" => "billing.budgets.list",
         "compute.firewalls.patch" => "compute.firewalls.update",
         "compute.instances.get" => "compute.instances.get",
         "compute.instances.stop" => "compute.instances.stop",
@@ -386,7 +423,8 @@ impl GcpApi {
         self.lock().denied.insert(permission.to_string());
     }
 
-    /// At most this many Monitoring points per page (the rest behind `nextPageToken`).
+    /// At most this many items per page of every listing, and Monitoring points per page
+    /// (the rest behind `nextPageToken`).
     pub fn page_size(&self, size: usize) {
         self.lock().page_size = size.max(1);
     }
@@ -532,6 +570,9 @@ impl GcpApi {
         let mut disk = json!({
             "kind": "compute#disk", "id": inner.next_id.to_string(), "name": name,
             "sizeGb": "50", "status": "READY", "labels": {"team": "batch"},
+            "zone": format!("https://www.googleapis.com/compute/v1/projects/{project}/zones/{zone}"),
+            "type": format!("https://www.googleapis.com/compute/v1/projects/{project}/zones/{zone}/diskTypes/pd-balanced"),
+            "creationTimestamp": "2026-09-14T06:51:02.316-07:00",
             "selfLink": format!("https://www.googleapis.com/compute/v1/{key}")
         });
         if let Some(kms) = kms_key {
@@ -539,6 +580,96 @@ impl GcpApi {
         }
         inner.disks.insert(key.clone(), disk);
         key
+    }
+
+    /// Changes a persistent disk as a person would (`users`, `sizeGb`, `type`, …).
+    pub fn update_disk(&self, name: &str, change: impl FnOnce(&mut Value)) {
+        let mut inner = self.lock();
+        let disk = inner
+            .disks
+            .get_mut(name)
+            .unwrap_or_else(|| panic!("no disk {name} on the GCP contract server"));
+        change(disk);
+    }
+
+    /// A snapshot of `source_disk` (a disk's resource name, which may no longer exist) taken
+    /// `age_days` ago, storing `storage_gb`. Returns its resource name.
+    pub fn snapshot(
+        &self,
+        project: &str,
+        name: &str,
+        source_disk: &str,
+        storage_gb: u64,
+        age_days: i64,
+    ) -> String {
+        let key = format!("projects/{project}/global/snapshots/{name}");
+        let created = chrono::Utc::now() - chrono::Duration::days(age_days);
+        let mut inner = self.lock();
+        inner.next_id += 1;
+        let snapshot = json!({
+            "kind": "compute#snapshot", "id": inner.next_id.to_string(), "name": name,
+            "status": "READY", "diskSizeGb": "100",
+            "storageBytes": (storage_gb * 1024 * 1024 * 1024).to_string(),
+            "storageBytesStatus": "UP_TO_DATE",
+            "sourceDisk": format!("https://www.googleapis.com/compute/v1/{source_disk}"),
+            "creationTimestamp": created.format("%Y-%m-%dT%H:%M:%S%.3f-00:00").to_string(),
+            "storageLocations": ["eu"], "labels": {"team": "batch"},
+            "selfLink": format!("https://www.googleapis.com/compute/v1/{key}")
+        });
+        inner.snapshots.insert(key.clone(), snapshot);
+        key
+    }
+
+    /// The BigQuery billing export table (`project.dataset.table`) the scan may read.
+    pub fn billing_export(&self, table: &str) {
+        let mut inner = self.lock();
+        let rows = inner.billing_export.take().map(|(_, rows)| rows);
+        inner.billing_export = Some((table.to_string(), rows.unwrap_or_default()));
+    }
+
+    /// One service's cost on `day` in `project`, as a line of the billing export.
+    pub fn cost(&self, project: &str, day: chrono::NaiveDate, service: &str, amount: f64) {
+        let mut inner = self.lock();
+        let export = inner
+            .billing_export
+            .get_or_insert_with(|| (String::new(), Vec::new()));
+        export.1.push(BillingRow {
+            day,
+            service: service.to_string(),
+            project: project.to_string(),
+            cost: amount,
+            currency: "USD".to_string(),
+        });
+    }
+
+    /// A monthly budget of `amount` USD on `billing_account`, tracking `project` (or the
+    /// whole account when `None`), with thresholds at 50 %, 90 % and 100 % of current spend.
+    pub fn budget(&self, billing_account: &str, name: &str, project: Option<&str>, amount: f64) {
+        let mut inner = self.lock();
+        inner.next_id += 1;
+        let mut filter =
+            json!({"calendarPeriod": "MONTH", "creditTypesTreatment": "INCLUDE_ALL_CREDITS"});
+        if project.is_some() {
+            filter["projects"] = json!([format!("projects/{PROJECT_NUMBER}")]);
+        }
+        let budget = json!({
+            "name": format!("billingAccounts/{billing_account}/budgets/{}", inner.next_id),
+            "displayName": name,
+            "budgetFilter": filter,
+            "amount": {"specifiedAmount": {"currencyCode": "USD", "units": format!("{}", amount.trunc() as i64), "nanos": ((amount.fract() * 1e9).round() as i64)}},
+            "thresholdRules": [
+                {"thresholdPercent": 0.5, "spendBasis": "CURRENT_SPEND"},
+                {"thresholdPercent": 0.9, "spendBasis": "CURRENT_SPEND"},
+                {"thresholdPercent": 1.0, "spendBasis": "FORECASTED_SPEND"}
+            ],
+            "etag": "a8e3c1",
+            "ownershipScope": "ALL_USERS"
+        });
+        inner
+            .budgets
+            .entry(billing_account.to_string())
+            .or_default()
+            .push(budget);
     }
 
     // ---- serving ----
@@ -771,6 +902,105 @@ fn serve(
 ) -> Response {
     // storage/v1/b/{bucket}[/iam]; compute/v1/projects/…; v3/projects/{p}/timeSeries
     match id {
+        "storage.buckets.list" => {
+            let items: Vec<Value> = inner.buckets.values().cloned().collect();
+            ok(page_of(
+                json!({"kind": "storage#buckets"}),
+                "items",
+                &items,
+                query,
+                inner.page_size,
+            ))
+        }
+        "compute.firewalls.list" => {
+            let prefix = format!("projects/{}/global/firewalls/", segments[3]);
+            let items = under(&inner.firewalls, &prefix);
+            ok(page_of(
+                json!({"kind": "compute#firewallList", "id": format!("projects/{}/global/firewalls", segments[3]),
+                       "selfLink": format!("https://www.googleapis.com/compute/v1/projects/{}/global/firewalls", segments[3])}),
+                "items",
+                &items,
+                query,
+                inner.page_size,
+            ))
+        }
+        "compute.snapshots.list" => {
+            let prefix = format!("projects/{}/global/snapshots/", segments[3]);
+            let items = under(&inner.snapshots, &prefix);
+            ok(page_of(
+                json!({"kind": "compute#snapshotList", "id": format!("projects/{}/global/snapshots", segments[3]),
+                       "selfLink": format!("https://www.googleapis.com/compute/v1/projects/{}/global/snapshots", segments[3])}),
+                "items",
+                &items,
+                query,
+                inner.page_size,
+            ))
+        }
+        "compute.disks.aggregatedList" => {
+            let prefix = format!("projects/{}/zones/", segments[3]);
+            let items: Vec<(String, Value)> = inner
+                .disks
+                .iter()
+                .filter(|(k, _)| k.starts_with(&prefix))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            ok(aggregated_page(
+                "compute#diskAggregatedList",
+                "disks",
+                &segments[3],
+                &items,
+                query,
+                inner.page_size,
+            ))
+        }
+        "compute.instances.aggregatedList" => {
+            let prefix = format!("projects/{}/zones/", segments[3]);
+            let items: Vec<(String, Value)> = inner
+                .instances
+                .iter()
+                .filter(|(k, _)| k.starts_with(&prefix))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            ok(aggregated_page(
+                "compute#instanceAggregatedList",
+                "instances",
+                &segments[3],
+                &items,
+                query,
+                inner.page_size,
+            ))
+        }
+        "bigquery.jobs.query" => billing_query(inner, &segments[3], body),
+        "billingbudgets.billingAccounts.budgets.list" => {
+            let all = inner.budgets.get(&segments[2]).cloned().unwrap_or_default();
+            let scope = query
+                .iter()
+                .find(|(k, _)| k == "scope")
+                .map(|(_, v)| v.as_str());
+            let tracked: Vec<Value> = all
+                .into_iter()
+                .filter(|b| match scope {
+                    // The scope names the project by id; budgets name it by number.
+                    Some(_) => b
+                        .pointer("/budgetFilter/projects")
+                        .and_then(Value::as_array)
+                        .is_none_or(|p| {
+                            p.is_empty()
+                                || p.iter().any(|p| {
+                                    p.as_str() == Some(&format!("projects/{PROJECT_NUMBER}"))
+                                })
+                        }),
+                    None => true,
+                })
+                .collect();
+            ok(page_of(
+                json!({}),
+                "budgets",
+                &tracked,
+                query,
+                inner.page_size,
+            ))
+        }
         "storage.buckets.get" => match inner.buckets.get(&segments[3]) {
             Some(b) => ok(b.clone()),
             None => not_found(&format!("projects/_/buckets/{}", segments[3])),
@@ -888,6 +1118,173 @@ fn serve(
             &format!("{other} is published but this server does not play it"),
         ),
     }
+}
+
+/// The values whose key starts with `prefix`, in key order.
+fn under(map: &BTreeMap<String, Value>, prefix: &str) -> Vec<Value> {
+    map.range(prefix.to_string()..)
+        .take_while(|(k, _)| k.starts_with(prefix))
+        .map(|(_, v)| v.clone())
+        .collect()
+}
+
+/// Where a page starts: the offset its `pageToken` carries.
+fn offset_of(query: &[(String, String)]) -> usize {
+    query
+        .iter()
+        .find(|(k, _)| k == "pageToken")
+        .and_then(|(_, t)| t.parse().ok())
+        .unwrap_or(0)
+}
+
+/// One page of `items` under `key` in `envelope`, with `nextPageToken` when more follow.
+fn page_of(
+    mut envelope: Value,
+    key: &str,
+    items: &[Value],
+    query: &[(String, String)],
+    page_size: usize,
+) -> Value {
+    let offset = offset_of(query);
+    let page: Vec<Value> = items.iter().skip(offset).take(page_size).cloned().collect();
+    if !page.is_empty() {
+        envelope[key] = Value::Array(page);
+    }
+    if offset + page_size < items.len() {
+        envelope["nextPageToken"] = json!((offset + page_size).to_string());
+    }
+    envelope
+}
+
+/// One page of an `aggregatedList`: the page's items grouped by zone (`zones/<zone>`), and,
+/// as Compute Engine answers, a zone with nothing on the page as a `warning` only.
+fn aggregated_page(
+    kind: &str,
+    key: &str,
+    project: &str,
+    items: &[(String, Value)],
+    query: &[(String, String)],
+    page_size: usize,
+) -> Value {
+    let offset = offset_of(query);
+    let mut scopes = Map::new();
+    for (name, item) in items.iter().skip(offset).take(page_size) {
+        let zone = name.split('/').nth(3).unwrap_or("unknown");
+        let scope = scopes
+            .entry(format!("zones/{zone}"))
+            .or_insert_with(|| json!({ key: [] }));
+        if let Some(list) = scope[key].as_array_mut() {
+            list.push(item.clone());
+        }
+    }
+    scopes.insert(
+        "zones/us-central1-a".to_string(),
+        json!({"warning": {"code": "NO_RESULTS_ON_PAGE", "message": "There are no results for scope 'zones/us-central1-a' on this page.",
+                            "data": [{"key": "scope", "value": "zones/us-central1-a"}]}}),
+    );
+    let mut answer = json!({
+        "kind": kind, "id": format!("projects/{project}/aggregated/{key}"),
+        "items": scopes,
+        "selfLink": format!("https://www.googleapis.com/compute/v1/projects/{project}/aggregated/{key}")
+    });
+    if offset + page_size < items.len() {
+        answer["nextPageToken"] = json!((offset + page_size).to_string());
+    }
+    answer
+}
+
+/// A query parameter's value out of a `jobs.query` request.
+fn parameter<'a>(request: &'a Value, name: &str) -> Option<&'a str> {
+    request
+        .get("queryParameters")
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|p| p.get("name").and_then(Value::as_str) == Some(name))?
+        .pointer("/parameterValue/value")
+        .and_then(Value::as_str)
+}
+
+/// `jobs.query` on the billing export. No SQL engine runs here: the server answers the one
+/// question the scan asks (cost per day and service of one project between two dates, in
+/// columns `day`, `service`, `cost`, `currency`) when the statement reads the seeded table
+/// in standard SQL with the named parameters `project`, `start_day` and `end_day`, and says
+/// what is wrong otherwise, as BigQuery would (404 for an unknown table, 400 for a bad query).
+fn billing_query(inner: &mut Inner, project: &str, body: Option<&Value>) -> Response {
+    let request = body.cloned().unwrap_or(Value::Null);
+    let statement = request
+        .get("query")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let Some((table, rows)) = inner.billing_export.clone() else {
+        return google_error(
+            StatusCode::NOT_FOUND,
+            "notFound",
+            &format!("Not found: Dataset {project}:billing was not found in location EU"),
+        );
+    };
+    if !statement.contains(&format!("`{table}`")) {
+        return google_error(
+            StatusCode::NOT_FOUND,
+            "notFound",
+            &format!(
+                "Not found: Table named in the query; this project's billing export is {table}"
+            ),
+        );
+    }
+    if request.get("useLegacySql").and_then(Value::as_bool) != Some(false)
+        || request.get("parameterMode").and_then(Value::as_str) != Some("NAMED")
+    {
+        return google_error(
+            StatusCode::BAD_REQUEST,
+            "invalidQuery",
+            "Query parameters cannot be used in legacy SQL queries; set useLegacySql to false and parameterMode to NAMED",
+        );
+    }
+    let day =
+        |name: &str| parameter(&request, name).and_then(|d| d.parse::<chrono::NaiveDate>().ok());
+    let (Some(wanted), Some(start), Some(end)) = (
+        parameter(&request, "project"),
+        day("start_day"),
+        day("end_day"),
+    ) else {
+        return google_error(
+            StatusCode::BAD_REQUEST,
+            "invalidQuery",
+            "Query parameters project, start_day and end_day must be set (start_day and end_day as DATE)",
+        );
+    };
+    let mut totals: BTreeMap<(chrono::NaiveDate, String, String), f64> = BTreeMap::new();
+    for row in rows
+        .iter()
+        .filter(|r| r.project == wanted && r.day >= start && r.day < end)
+    {
+        *totals
+            .entry((row.day, row.service.clone(), row.currency.clone()))
+            .or_default() += row.cost;
+    }
+    let cell = |v: String| json!({ "v": v });
+    let answer_rows: Vec<Value> = totals
+        .iter()
+        .map(|((day, service, currency), cost)| {
+            json!({"f": [cell(day.to_string()), cell(service.clone()), cell(cost.to_string()), cell(currency.clone())]})
+        })
+        .collect();
+    inner.next_id += 1;
+    ok(json!({
+        "kind": "bigquery#queryResponse",
+        "schema": {"fields": [
+            {"name": "day", "type": "DATE", "mode": "NULLABLE"},
+            {"name": "service", "type": "STRING", "mode": "NULLABLE"},
+            {"name": "cost", "type": "FLOAT", "mode": "NULLABLE"},
+            {"name": "currency", "type": "STRING", "mode": "NULLABLE"}
+        ]},
+        "jobReference": {"projectId": project, "jobId": format!("job_{}", inner.next_id), "location": "EU"},
+        "totalRows": answer_rows.len().to_string(),
+        "rows": answer_rows,
+        "totalBytesProcessed": "1048576",
+        "jobComplete": true,
+        "cacheHit": false
+    }))
 }
 
 fn start_operation(

@@ -9,6 +9,7 @@
 
 pub mod aws;
 pub mod azure;
+pub mod gcp;
 mod flow;
 pub mod package;
 pub mod progress;

@@ -43,6 +43,10 @@ pub mod figures;
 pub mod fixtures;
 #[cfg(feature = "gcp")]
 pub mod gcp_api;
+#[cfg(feature = "gcp")]
+pub mod gcp_discovery;
+#[cfg(feature = "gcp")]
+pub mod gcp_infra_manager;
 pub mod http;
 #[cfg(feature = "aws")]
 pub mod lambda_runtime_api;

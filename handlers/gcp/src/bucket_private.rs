@@ -98,16 +98,16 @@ impl BucketPublicAccessRemediation {
 
 /// The bucket's policy and public access prevention at one moment.
 #[derive(Debug, Clone, PartialEq)]
-struct BucketState {
+pub(crate) struct BucketState {
     policy: Value,
     /// (role, member) pairs granting a public principal.
-    public_grants: Vec<(String, String)>,
+    pub(crate) public_grants: Vec<(String, String)>,
     /// `enforced`, `inherited` or `unspecified`; absent means inherited.
-    prevention: Option<String>,
+    pub(crate) prevention: Option<String>,
 }
 
 impl BucketState {
-    fn prevented(&self) -> bool {
+    pub(crate) fn prevented(&self) -> bool {
         self.prevention.as_deref() == Some("enforced")
     }
 
@@ -200,7 +200,9 @@ fn without_public(policy: &Value) -> Value {
     policy
 }
 
-async fn read_state(
+/// The bucket's public members and public access prevention, as the fix and the nightly scan
+/// judge them.
+pub(crate) async fn read_state(
     client: &GcpClient,
     bucket: &str,
     log: &mut CallLog,

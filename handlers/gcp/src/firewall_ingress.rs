@@ -95,15 +95,15 @@ fn parse_range(text: &str) -> Option<PortRange> {
 
 /// A rule that opens admin ports to the internet, and what it should keep.
 #[derive(Debug, Clone, PartialEq)]
-struct OpenRule {
+pub(crate) struct OpenRule {
     /// The admin services it exposes (`SSH (22)`).
-    exposed: Vec<String>,
+    pub(crate) exposed: Vec<String>,
     /// Its `allowed` entries without the admin ports; empty: nothing else is open.
     keep: Vec<Value>,
     /// Whether an `all` entry was split into TCP and UDP (other protocols then close).
     dropped_other_protocols: bool,
     allowed: Value,
-    source_ranges: Vec<String>,
+    pub(crate) source_ranges: Vec<String>,
 }
 
 fn strings(value: Option<&Value>) -> Vec<String> {
@@ -125,7 +125,7 @@ fn entry(protocol: &str, ranges: &[PortRange]) -> Value {
 
 /// The rule's exposure, when it is an enabled ingress allow rule open to the internet on an
 /// admin port. `None` for anything else (a rule whose ports cannot be read is left alone).
-fn open_rule(firewall: &Value) -> Option<OpenRule> {
+pub(crate) fn open_rule(firewall: &Value) -> Option<OpenRule> {
     let direction = firewall
         .get("direction")
         .and_then(Value::as_str)

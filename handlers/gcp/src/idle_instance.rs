@@ -102,7 +102,7 @@ fn period_for(window: Duration) -> i64 {
 }
 
 /// The VM's per-period mean CPU over `[start, end)`, in percent.
-async fn cpu_samples(
+pub(crate) async fn cpu_samples(
     client: &GcpClient,
     vm: &Zonal,
     instance_id: &str,

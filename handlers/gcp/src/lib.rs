@@ -21,6 +21,7 @@ mod idle_instance;
 pub mod ids;
 pub mod oidc;
 pub mod rest;
+pub mod scan;
 mod target;
 
 use std::sync::Arc;
@@ -39,6 +40,7 @@ pub use rest::{
     Endpoints, GcpClient, GcpError, GcpOperation, HttpMethod, MetadataServer, Patience, Problem,
     Service, StaticToken, TokenError, TokenSource,
 };
+pub use scan::{GcpScan, GcpScanSettings};
 
 /// Every method a fix calls, so a recorded call can be mapped back to its IAM permission.
 /// A call missing here maps to no permission, which the conformance suite reports.
@@ -93,12 +95,14 @@ pub fn fix_pairs() -> Vec<(Action, &'static str)> {
     offline_fixes().pairs()
 }
 
-/// The IAM permissions of the handler's custom role: every registered fix's and the label
-/// reads of the enrich step, deduplicated and sorted; never a wildcard.
+/// The IAM permissions of the handler's custom role: every registered fix's, the label
+/// reads of the enrich step and the nightly scan's reads, deduplicated and sorted; never a
+/// wildcard. The budgets' read is granted on the billing account instead
+/// ([`scan::BILLING_ACCOUNT_PERMISSIONS`]).
 pub fn all_required_permissions() -> Vec<RequiredPermission> {
     let fixes = offline_fixes().required_permissions();
-    // Last: where a fix already needs a permission, its reason is the one kept.
-    merge_permissions([fixes.as_slice(), cloud::TAG_PERMISSIONS])
+    // Later lists: where a fix already needs a permission, its reason is the one kept.
+    merge_permissions([fixes.as_slice(), cloud::TAG_PERMISSIONS, scan::PERMISSIONS])
 }
 
 /// The IAM permission a recorded call needed. The conformance suite holds every fix's calls
@@ -106,6 +110,7 @@ pub fn all_required_permissions() -> Vec<RequiredPermission> {
 pub fn iam_permission(call: &ApiCall) -> String {
     OPERATIONS
         .iter()
+        .chain(scan::OPERATIONS)
         .find(|o| o.id == call.operation)
         .map(|o| o.permission.to_string())
         .unwrap_or_else(|| format!("unknown method {}", call.operation))

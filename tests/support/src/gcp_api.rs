@@ -612,7 +612,7 @@ impl GcpApi {
             "storageBytes": (storage_gb * 1024 * 1024 * 1024).to_string(),
             "storageBytesStatus": "UP_TO_DATE",
             "sourceDisk": format!("https://www.googleapis.com/compute/v1/{source_disk}"),
-            "creationTimestamp": created.format("%Y-%m-%dT%H:%M:%S%.3f-00:00").to_string(),
+            "creationTimestamp": created.format("%Y-%m-%dT%H:%M:%S%.3f+00:00").to_string(),
             "storageLocations": ["eu"], "labels": {"team": "batch"},
             "selfLink": format!("https://www.googleapis.com/compute/v1/{key}")
         });
@@ -1451,6 +1451,182 @@ fn time_series(inner: &mut Inner, project: &str, query: &[(String, String)]) -> 
         answer["nextPageToken"] = json!((offset + inner.page_size).to_string());
     }
     ok(answer)
+}
+
+/// A project of about 300 resources on the contract server for the GCP scan's tests: most
+/// fine, a few of each problem every check reports, spread over three zones. [`GcpEstate::expected`]
+/// holds the key of every finding the checks must report about it (`<check>:<resource id>`),
+/// and nothing else is there to report; compare with [`GcpEstate::check_reported`].
+pub struct GcpEstate {
+    pub project: String,
+    pub resources: usize,
+    pub expected: BTreeSet<String>,
+}
+
+/// The billing account and export table a seeded estate's cost comes from.
+pub const ESTATE_BILLING_ACCOUNT: &str = "01A2B3-C4D5E6-F7A8B9";
+pub const ESTATE_EXPORT_TABLE: &str =
+    "shop-billing-4711.billing_export.gcp_billing_export_v1_01A2B3_C4D5E6_F7A8B9";
+
+impl GcpEstate {
+    pub const ZONES: [&'static str; 3] = ["europe-west3-a", "europe-west3-b", "us-central1-f"];
+
+    /// Seeds `project` on `api`: buckets (some granting `allUsers`), firewall rules (some
+    /// open to the internet on SSH or RDP, others on 443, from private ranges, disabled or
+    /// egress), persistent disks (some attached to nothing), snapshots (some old with their
+    /// disk gone, some recent, most of live disks), VMs (idle, over-provisioned, busy and
+    /// stopped), a month of billing export with yesterday's spike and a budget it runs past.
+    pub fn seed(api: &GcpApi, project: &str) -> GcpEstate {
+        let mut expected = BTreeSet::new();
+        let mut resources = 0;
+        let zone = |i: usize| Self::ZONES[i % Self::ZONES.len()];
+        for i in 0..40 {
+            let public = i % 8 == 0;
+            let bucket = api.bucket(&format!("{project}-estate-{i:03}"), public);
+            if i % 8 == 4 {
+                // Private and locked: public access prevention enforced.
+                api.update_bucket(&format!("{project}-estate-{i:03}"), |b, _| {
+                    b["iamConfiguration"]["publicAccessPrevention"] = json!("enforced")
+                });
+            }
+            if public {
+                expected.insert(format!("public_bucket:{bucket}"));
+            }
+            resources += 1;
+        }
+        for i in 0..80 {
+            let fields = match i % 10 {
+                0 => {
+                    json!({"sourceRanges": ["0.0.0.0/0"], "allowed": [{"IPProtocol": "tcp", "ports": ["22", "443"]}]})
+                }
+                5 => {
+                    json!({"sourceRanges": ["::/0"], "allowed": [{"IPProtocol": "tcp", "ports": ["3389"]}], "disabled": true})
+                }
+                6 => {
+                    json!({"sourceRanges": ["::/0"], "allowed": [{"IPProtocol": "tcp", "ports": ["3000-4000"]}]})
+                }
+                7 => {
+                    json!({"sourceRanges": ["10.0.0.0/8"], "allowed": [{"IPProtocol": "tcp", "ports": ["22"]}]})
+                }
+                3 => {
+                    json!({"direction": "EGRESS", "destinationRanges": ["0.0.0.0/0"], "allowed": [{"IPProtocol": "tcp", "ports": ["22"]}]})
+                }
+                _ => {
+                    json!({"sourceRanges": ["0.0.0.0/0"], "allowed": [{"IPProtocol": "tcp", "ports": ["443"]}]})
+                }
+            };
+            let rule = api.firewall(project, &format!("estate-rule-{i:03}"), fields);
+            if i % 10 == 0 || i % 10 == 6 {
+                expected.insert(format!("open_admin_port:{rule}"));
+            }
+            resources += 1;
+        }
+        let mut live_disks = Vec::new();
+        for i in 0..80 {
+            let disk = api.disk(project, zone(i), &format!("estate-disk-{i:03}"), None);
+            let attached = i % 10 != 3;
+            let users = if attached {
+                json!([format!("https://www.googleapis.com/compute/v1/projects/{project}/zones/{}/instances/estate-vm-{i:03}", zone(i))])
+            } else {
+                Value::Null
+            };
+            api.update_disk(&disk, |d| {
+                d["sizeGb"] = json!("200");
+                d["type"] = json!(format!("https://www.googleapis.com/compute/v1/projects/{project}/zones/{}/diskTypes/pd-ssd", zone(i)));
+                if !users.is_null() {
+                    d["users"] = users;
+                }
+            });
+            if !attached {
+                expected.insert(format!("unattached_disk:{disk}"));
+            }
+            live_disks.push(disk);
+            resources += 1;
+        }
+        for i in 0..40 {
+            let gone = format!("projects/{project}/zones/{}/disks/deleted-{i:03}", zone(i));
+            let (source, age) = match i % 8 {
+                0 => (gone, 200),
+                1 => (gone, 10),
+                _ => (live_disks[i].clone(), 400),
+            };
+            let snapshot = api.snapshot(project, &format!("estate-snap-{i:03}"), &source, 64, age);
+            if i % 8 == 0 {
+                expected.insert(format!("old_snapshot:{snapshot}"));
+            }
+            resources += 1;
+        }
+        for i in 0..60 {
+            let stopped = i % 20 == 19;
+            let vm = api.instance(
+                project,
+                zone(i),
+                &format!("estate-vm-{i:03}"),
+                if stopped { "TERMINATED" } else { "RUNNING" },
+            );
+            let cpu = match (stopped, i % 10) {
+                // A stopped VM idle before it stopped is not reported.
+                (true, _) => 0.4,
+                (false, 1) => 0.7,
+                (false, 2) => 14.0,
+                _ => 55.0,
+            };
+            api.cpu(&vm, Some(cpu));
+            if !stopped && i % 10 == 1 {
+                expected.insert(format!("instance_usage:{vm}"));
+            }
+            if !stopped && i % 10 == 2 {
+                expected.insert(format!("overprovisioned_instance:{vm}"));
+            }
+            resources += 1;
+        }
+        // Cost: yesterday jumped from 100 to 400 USD (a spike); the month, projected, runs far
+        // past the project's 1 000 USD budget. Another project's lines are not this one's.
+        api.billing_export(ESTATE_EXPORT_TABLE);
+        let today = chrono::Utc::now().date_naive();
+        for back in 1..=40 {
+            let day = today - chrono::Duration::days(back);
+            api.cost(
+                project,
+                day,
+                "Compute Engine",
+                if back == 1 { 400.0 } else { 100.0 },
+            );
+            api.cost(project, day, "Cloud Storage", 5.0);
+            api.cost("another-project", day, "Compute Engine", 9_000.0);
+        }
+        api.budget(
+            ESTATE_BILLING_ACCOUNT,
+            "shop monthly",
+            Some(project),
+            1000.0,
+        );
+        expected.insert(format!("cost_spike:projects/{project}"));
+        expected.insert(format!("budget_exceeded:projects/{project}"));
+        GcpEstate {
+            project: project.to_string(),
+            resources,
+            expected,
+        }
+    }
+
+    /// `Ok(n)` when `reported` (finding key → times reported) holds each expected finding
+    /// exactly once and nothing else; else what differs (as the AWS estate's comparison).
+    pub fn check_reported(&self, reported: &BTreeMap<String, usize>) -> Result<usize, String> {
+        let twice: Vec<(&String, &usize)> = reported.iter().filter(|(_, n)| **n > 1).collect();
+        let found: BTreeSet<&String> = reported.keys().collect();
+        let expected: BTreeSet<&String> = self.expected.iter().collect();
+        let missing: Vec<&&String> = expected.difference(&found).collect();
+        let unexpected: Vec<&&String> = found.difference(&expected).collect();
+        if twice.is_empty() && missing.is_empty() && unexpected.is_empty() {
+            return Ok(found.len());
+        }
+        Err(format!(
+            "reported more than once: {twice:?}\nmissing {} findings: {missing:#?}\nunexpected {} findings: {unexpected:#?}",
+            missing.len(),
+            unexpected.len()
+        ))
+    }
 }
 
 #[cfg(test)]

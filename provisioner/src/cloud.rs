@@ -43,8 +43,6 @@ impl fmt::Display for Cloud {
 /// A command this version offers for AWS only.
 #[derive(Debug, thiserror::Error)]
 pub enum NotYet {
-    #[error("rendering for --cloud {0} is not yet supported; only --cloud aws is available in this version")]
-    Render(Cloud),
     #[error("--cloud {0} is not supported yet; only --cloud aws can be deployed in this version")]
     Deploy(Cloud),
 }

@@ -11,13 +11,14 @@ use serde::Serialize;
 use crate::cloud::Cloud;
 use crate::config::{resolve_timezone, SubscriptionId, TimeZoneName, TimeZoneSource};
 use crate::render;
+use crate::render::gcp::GcpFormat;
 
 /// Exit code for a failure the user can fix (bad config, unsupported cloud).
 const EXIT_FAILED: u8 = 2;
 
 #[derive(Debug, Args)]
 pub struct RenderArgs {
-    /// The cloud to render for: `aws` or `azure`.
+    /// The cloud to render for: `aws`, `azure` or `gcp`.
     #[arg(long, value_enum)]
     cloud: Cloud,
 
@@ -42,6 +43,12 @@ pub struct RenderArgs {
     #[arg(long, value_name = "ID")]
     subscription: Option<SubscriptionId>,
 
+    /// Google Cloud: `terraform` (default), a root module for Infrastructure Manager, or
+    /// `deployment-manager`, the same resources as Deployment Manager YAML (which no longer
+    /// deploys: for keeping or migrating Deployment Manager configurations).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    format: Option<GcpFormat>,
+
     /// Print where the files went (and what was decided) as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -55,7 +62,11 @@ struct RenderSummary {
     region: Option<String>,
     config: Option<PathBuf>,
     template: PathBuf,
-    parameters: PathBuf,
+    /// Absent for a format without a parameters file (Deployment Manager YAML).
+    parameters: Option<PathBuf>,
+    /// Google Cloud only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    format: Option<GcpFormat>,
     timezone: String,
     timezone_source: TimeZoneSource,
     scan_time: String,
@@ -81,7 +92,13 @@ pub fn run(args: RenderArgs) -> ExitCode {
 }
 
 fn render_command(args: &RenderArgs) -> anyhow::Result<()> {
-    let render_files = render::for_cloud(args.cloud)?;
+    let render_files = render::for_cloud(args.cloud);
+    if args.format.is_some() && args.cloud != Cloud::Gcp {
+        anyhow::bail!(
+            "--format chooses between Google Cloud's Terraform and Deployment Manager files; it does not apply to --cloud {}",
+            args.cloud.as_str()
+        );
+    }
     let (mut config, config_used) = crate::config::load_for_command(args.config.as_deref())?;
     if args.cloud == Cloud::Azure {
         let from_env = || {
@@ -114,7 +131,11 @@ fn render_command(args: &RenderArgs) -> anyhow::Result<()> {
             config.schedule.scan_time
         );
     }
-    let rendering = render_files(&config, timezone)?;
+    let format = (args.cloud == Cloud::Gcp).then(|| args.format.unwrap_or_default());
+    let rendering = match format {
+        Some(format) => render::gcp::for_review_as(&config, timezone, format)?,
+        None => render_files(&config, timezone)?,
+    };
     for notice in &rendering.notices {
         eprintln!("{notice}");
     }
@@ -137,7 +158,9 @@ fn render_command(args: &RenderArgs) -> anyhow::Result<()> {
         region: rendering.region,
         config: config_used,
         template: path_of(rendering.template_file),
-        parameters: path_of(rendering.parameters_file),
+        parameters: (!rendering.parameters_file.is_empty())
+            .then(|| path_of(rendering.parameters_file)),
+        format,
         timezone: timezone.to_string(),
         timezone_source,
         scan_time: config.schedule.scan_time.to_string(),
@@ -161,7 +184,12 @@ fn print_summary(s: &RenderSummary) {
         s.cloud.display_name()
     );
     println!("  template    {}", s.template.display());
-    println!("  parameters  {}", s.parameters.display());
+    if let Some(parameters) = &s.parameters {
+        println!("  parameters  {}", parameters.display());
+    }
+    if !s.missing_parameters.is_empty() {
+        println!("  to fill in  {}", s.missing_parameters.join(", "));
+    }
     println!(
         "  nightly scan at {} {} ({})",
         s.scan_time,

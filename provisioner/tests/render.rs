@@ -98,25 +98,120 @@ fn json_says_where_the_files_went_and_what_was_decided() {
     );
 }
 
+/// `render --cloud gcp` writes the Terraform module for Infrastructure Manager by default,
+/// with the custom role derived from the Google Cloud fixes; `--format deployment-manager`
+/// writes the Deployment Manager YAML instead and says that Deployment Manager no longer
+/// deploys. The files themselves are checked in `src/render/gcp/checks.rs` (golden files,
+/// checkov, the provider's schema, parity of the two formats).
 #[test]
-fn gcp_is_not_yet_supported() {
-    let cloud = "gcp";
-    {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let out = bin()
-            .current_dir(dir.path())
-            .args(["render", "--cloud", cloud, "--out", "out"])
-            .output()
-            .expect("run");
-        assert_eq!(out.status.code(), Some(2), "{cloud}");
-        let stderr = text(&out.stderr);
-        assert!(stderr.contains("not yet supported"), "{cloud}: {stderr}");
-        assert!(stderr.contains(cloud), "{cloud}: {stderr}");
-        assert!(
-            !dir.path().join("out").exists(),
-            "{cloud}: nothing is written"
-        );
+fn render_gcp_writes_the_terraform_module_or_the_deployment_manager_yaml() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = bin()
+        .current_dir(dir.path())
+        .args([
+            "render",
+            "--cloud",
+            "gcp",
+            "--out",
+            "tf",
+            "--json",
+            "--timezone",
+            "Asia/Tokyo",
+        ])
+        .output()
+        .expect("run escher-provision");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    assert_eq!(summary["cloud"], "gcp");
+    assert_eq!(summary["format"], "terraform");
+    assert_eq!(summary["region"], "europe-west1");
+    assert_eq!(
+        summary["missing_parameters"],
+        serde_json::json!(["project", "handler_image"])
+    );
+    let tf = dir.path().join("tf");
+    for name in ["main.tf", "variables.tf", "outputs.tf", "terraform.tfvars"] {
+        assert!(tf.join(name).exists(), "{name} written");
     }
+    assert!(summary["template"]
+        .as_str()
+        .is_some_and(|t| t.ends_with("main.tf")));
+    assert!(summary["parameters"]
+        .as_str()
+        .is_some_and(|t| t.ends_with("terraform.tfvars")));
+    let main = std::fs::read_to_string(tf.join("main.tf")).expect("main.tf");
+    assert!(
+        !main.contains("backend \""),
+        "Infrastructure Manager keeps the state"
+    );
+    assert!(main.contains("time_zone        = \"Asia/Tokyo\""));
+    let role = main
+        .split("resource \"google_project_iam_custom_role\" \"remediation\"")
+        .nth(1)
+        .and_then(|r| r.split("\n}\n").next())
+        .expect("the custom role");
+    let permissions = role
+        .lines()
+        .filter(|l| l.trim_end().ends_with("\","))
+        .count() as u64;
+    assert_eq!(
+        permissions,
+        summary["remediation_permissions"].as_u64().unwrap_or(0)
+    );
+    assert!(permissions > 0);
+    assert!(
+        !main.contains("google_scc_notification_config"),
+        "without an organization there is no SCC notification config"
+    );
+
+    let out = bin()
+        .current_dir(dir.path())
+        .args([
+            "render",
+            "--cloud",
+            "gcp",
+            "--format",
+            "deployment-manager",
+            "--out",
+            "dm",
+        ])
+        .output()
+        .expect("run escher-provision");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("Deployment Manager no longer deploys"),
+        "{stderr}"
+    );
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("left out of escher-gcp.dm.yaml"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("parameters  "), "{stdout}");
+    assert!(dir.path().join("dm/escher-gcp.dm.yaml").exists());
+    assert!(!dir.path().join("dm/main.tf").exists());
+
+    let out = bin()
+        .current_dir(dir.path())
+        .args([
+            "render",
+            "--cloud",
+            "aws",
+            "--format",
+            "terraform",
+            "--out",
+            "aws",
+        ])
+        .output()
+        .expect("run escher-provision");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--format"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!dir.path().join("aws").exists(), "nothing is written");
 }
 
 #[test]

@@ -56,6 +56,18 @@
 //! resource_group = "escher"
 //! zone_redundant = true         # false in a region without availability zones
 //! operator_addresses = []       # public IPv4s / CIDRs of the machines running escher-provision
+//!
+//! # Google Cloud only: where the Google Cloud deployment goes.
+//! [gcp]
+//! project = "acme-prod-1234"    # absent: the Terraform variable `project` decides
+//! region = "europe-west1"
+//! organization = "123456789012" # absent: no Security Command Center notifications
+//! lock_audit_retention = false  # true locks the audit bucket's retention: irreversible
+//!
+//! [gcp.buckets]                 # absent: <project>-escher-state, -audit, -access-logs
+//! state = "acme-escher-state"
+//! audit = "acme-escher-audit"
+//! access_logs = "acme-escher-access-logs"
 //! ```
 //!
 //! Why each key sits where it does:
@@ -70,7 +82,10 @@
 //!   keys);
 //! - `[azure]`: `subscription`, `location` (an Azure region name), `resource_group`,
 //!   `zone_redundant` (the Flex Consumption plan), `operator_addresses` (the storage and Key
-//!   Vault firewalls).
+//!   Vault firewalls);
+//! - `[gcp]`: `project`, `region` (a Google Cloud region name), `organization` (Security
+//!   Command Center notifications are organization-wide), `lock_audit_retention` (a bucket
+//!   lock cannot be undone, so it is asked for explicitly), `buckets` (global names).
 //!
 //! Files written before the per-cloud sections keep working: `[stack] region`,
 //! `[cloudtrail]`, `[functions]` (with `[functions.alert]` / `[functions.scan]`), `[buckets]`
@@ -81,6 +96,7 @@
 pub mod aws;
 pub mod azure;
 mod checked;
+pub mod gcp;
 mod schedule;
 
 use std::fmt;
@@ -90,6 +106,7 @@ use serde::{Deserialize, Serialize};
 
 pub use aws::{Architecture, AwsConfig, AwsRegion, CreateTrail};
 pub use azure::{AzureConfig, SubscriptionId};
+pub use gcp::GcpConfig;
 pub use schedule::{resolve_timezone, ScheduleConfig, TimeZoneName, TimeZoneSource};
 
 use aws::{ArtifactsConfig, BucketsConfig, CloudTrailConfig, FunctionsConfig};
@@ -128,6 +145,7 @@ pub struct EscherConfig {
     pub notifications: NotificationsConfig,
     pub aws: AwsConfig,
     pub azure: AzureConfig,
+    pub gcp: GcpConfig,
     /// The old spellings this file used (read all the same), for the warnings.
     pub old_spellings: Vec<OldSpelling>,
 }
@@ -170,6 +188,7 @@ struct ConfigFile {
     notifications: NotificationsConfig,
     aws: AwsSection,
     azure: AzureConfig,
+    gcp: GcpConfig,
     /// Old spelling of `[aws.cloudtrail]`.
     cloudtrail: Option<CloudTrailConfig>,
     /// Old spelling of `[aws.functions]`.
@@ -267,6 +286,7 @@ impl EscherConfig {
             notifications: file.notifications,
             aws,
             azure: file.azure,
+            gcp: file.gcp,
             old_spellings: old,
         })
     }

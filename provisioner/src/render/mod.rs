@@ -6,24 +6,25 @@
 
 pub mod aws;
 pub mod azure;
+pub mod gcp;
 
 use std::path::{Path, PathBuf};
 
 use handlebars::Handlebars;
 
-use crate::cloud::{Cloud, NotYet};
+use crate::cloud::Cloud;
 use crate::config::{EscherConfig, TimeZoneName};
 
 /// Renders a cloud's files from the configuration and the scan's time zone.
 pub type Renderer = fn(&EscherConfig, TimeZoneName) -> Result<Rendering, RenderError>;
 
-/// The one place `render` chooses a cloud: its renderer, or why there is none yet. Chosen
-/// before anything is read, so an unavailable cloud is the first thing reported.
-pub fn for_cloud(cloud: Cloud) -> Result<Renderer, NotYet> {
+/// The one place `render` chooses a cloud's renderer (Google Cloud's default format; `render
+/// --format` picks the other through [`gcp::for_review_as`]).
+pub fn for_cloud(cloud: Cloud) -> Renderer {
     match cloud {
-        Cloud::Aws => Ok(aws::for_review),
-        Cloud::Azure => Ok(azure::for_review),
-        Cloud::Gcp => Err(NotYet::Render(cloud)),
+        Cloud::Aws => aws::for_review,
+        Cloud::Azure => azure::for_review,
+        Cloud::Gcp => gcp::for_review,
     }
 }
 
@@ -31,7 +32,8 @@ pub fn for_cloud(cloud: Cloud) -> Result<Renderer, NotYet> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendering {
     pub files: Vec<RenderedFile>,
-    /// The names, among `files`, of the template and of its parameters.
+    /// The names, among `files`, of the template and of its parameters (empty when the
+    /// format takes no parameters file: Deployment Manager YAML).
     pub template_file: &'static str,
     pub parameters_file: &'static str,
     /// Where it deploys, when escher.toml says.

@@ -1,18 +1,23 @@
-//! The fix conformance suite (`escher_core::conformance`) on every Google Cloud fix, against
-//! the contract server held to Google's published discovery documents. Each fix has a
-//! scenario here; a registered fix without one fails the test. `encrypt_volume` never acts
-//! on Google Cloud (every persistent disk is encrypted at rest), so it is held to that.
+//! The fix and check conformance suite (`escher_core::conformance`) on every Google Cloud fix
+//! and nightly check, against the contract server held to Google's published discovery
+//! documents. Each fix and each check has a scenario here; one registered without a scenario
+//! fails the test. `encrypt_volume` never acts on Google Cloud (every persistent disk is
+//! encrypted at rest), so it is held to that.
 
 mod common;
 
 use async_trait::async_trait;
 use common::{bucket_event, disk_event, firewall_event, instance_event, server, PROJECT, ZONE};
 use escher_core::approvals::{Action, Conditions};
-use escher_core::conformance::{self, check_fix, FixScenario, ScenarioError};
-use escher_core::remediate::{Mode, RemediationRequest, RemediationStatus};
+use escher_core::conformance::{self, check_fix, check_scan_check, FixScenario, ScenarioError};
+use escher_core::remediate::{ApiCall, Mode, RemediationRequest, RemediationStatus};
+use escher_core::scan::{ReportSettings, ScanContext, ACCOUNT_WIDE};
 use escher_core::UnifiedEvent;
-use escher_gcp::{gcp_fixes, iam_permission};
-use escher_test_support::gcp_api::GcpApi;
+use escher_gcp::scan::BILLING_ACCOUNT_PERMISSIONS;
+use escher_gcp::{all_required_permissions, gcp_fixes, iam_permission, GcpScan, GcpScanSettings};
+use escher_test_support::gcp_api::{
+    GcpApi, GcpEstate, ESTATE_BILLING_ACCOUNT, ESTATE_EXPORT_TABLE,
+};
 use serde_json::json;
 
 struct PublicBucket(GcpApi);
@@ -190,4 +195,104 @@ async fn encrypt_volume_says_google_already_encrypts_and_changes_nothing() {
         }
     }
     assert!(api.violations().is_empty(), "{:?}", api.violations());
+}
+
+/// What each nightly check must find in the seeded project (`GcpEstate`): the names it
+/// reports under. A check listed in `GcpScan::checks` without a line here fails the suite.
+const CHECK_SCENARIOS: &[(&str, &[&str])] = &[
+    ("public_bucket", &["public_bucket"]),
+    ("open_admin_port", &["open_admin_port"]),
+    ("unused_storage", &["unattached_disk", "old_snapshot"]),
+    (
+        "instance_usage",
+        &["instance_usage", "overprovisioned_instance"],
+    ),
+    ("cost", &["cost_spike", "budget_exceeded"]),
+];
+
+#[tokio::test]
+async fn every_check_conforms_and_finds_its_scenario() {
+    let (api, client) = server().await;
+    // Every listing in a few pages (a month of hourly CPU is 720 points: 15 pages).
+    api.page_size(50);
+    let estate = GcpEstate::seed(&api, PROJECT);
+    let fixes = gcp_fixes(client.clone(), None);
+    let settings = GcpScanSettings {
+        billing_export_table: Some(ESTATE_EXPORT_TABLE.into()),
+        billing_account: Some(ESTATE_BILLING_ACCOUNT.into()),
+    };
+    let context = ScanContext::new(ReportSettings::built_in().thresholds.clone());
+    let checks = GcpScan::new(client, PROJECT, settings, None).checks();
+    let without: Vec<&str> = checks
+        .iter()
+        .map(|c| c.id())
+        .filter(|id| !CHECK_SCENARIOS.iter().any(|(check, _)| check == id))
+        .collect();
+    assert!(
+        without.is_empty(),
+        "no conformance scenario for {without:?}"
+    );
+    for check in &checks {
+        let (_, names) = CHECK_SCENARIOS
+            .iter()
+            .find(|(id, _)| *id == check.id())
+            .expect("a scenario");
+        let found = check_scan_check(check.as_ref(), &fixes, ACCOUNT_WIDE, &context)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let expected = estate
+            .expected
+            .iter()
+            .filter(|key| names.iter().any(|n| key.starts_with(&format!("{n}:"))))
+            .count();
+        assert!(
+            expected > 0,
+            "the estate seeds something for {}",
+            check.id()
+        );
+        assert_eq!(found, expected, "{} findings", check.id());
+    }
+    assert!(api.violations().is_empty(), "{:?}", api.violations());
+}
+
+#[tokio::test]
+async fn the_role_covers_every_call_the_scan_makes() {
+    let (api, client) = server().await;
+    GcpEstate::seed(&api, PROJECT);
+    let settings = GcpScanSettings {
+        billing_export_table: Some(ESTATE_EXPORT_TABLE.into()),
+        billing_account: Some(ESTATE_BILLING_ACCOUNT.into()),
+    };
+    let context = ScanContext::new(ReportSettings::built_in().thresholds.clone());
+    for check in GcpScan::new(client, PROJECT, settings, None).checks() {
+        check.output(ACCOUNT_WIDE, &context).await.expect("ran");
+    }
+    let granted: Vec<&str> = all_required_permissions()
+        .iter()
+        .chain(BILLING_ACCOUNT_PERMISSIONS)
+        .map(|p| p.action)
+        .collect();
+    let mut methods: Vec<String> = api
+        .requests()
+        .into_iter()
+        .filter_map(|r| r.operation)
+        .collect();
+    methods.sort();
+    methods.dedup();
+    assert!(methods.len() >= 8, "{methods:?}");
+    for method in methods {
+        let permission = iam_permission(&ApiCall {
+            service: String::new(),
+            operation: method.clone(),
+            target: String::new(),
+            mutating: false,
+            started_at: chrono::Utc::now(),
+            duration_ms: 0,
+            error: None,
+        });
+        assert!(
+            granted.contains(&permission.as_str()),
+            "{method} needs {permission}, which the role does not grant"
+        );
+    }
 }

@@ -6,6 +6,7 @@
 //! [`invocation::HandOff`] for a scan longer than one invocation. No cloud SDK here.
 
 pub mod invocation;
+pub mod nightly;
 pub mod render;
 pub mod runs;
 pub mod store;

@@ -7,8 +7,10 @@
 //! `deliveryAttempt`, snake_case duplicates) freely.
 //!
 //! The base64 `data` is decoded. When it is a JSON object of a kind we know, that payload is
-//! normalized; when it is not JSON at all (text or bytes) it is a Cloud Scheduler message,
-//! because Scheduler jobs publish arbitrary bodies and nothing else we route here does.
+//! normalized; anything else (another JSON document, text, bytes) is unrecognised: audited
+//! and acknowledged by the pipeline, since delivering it again cannot help. In particular
+//! text is not taken for a Cloud Scheduler tick: a scan starts only from Escher's own
+//! Scheduler job, which calls the service directly with its marker and token.
 
 use crate::normalize::JsonAt;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
@@ -17,7 +19,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::{resource, scheduler, Payload};
+use super::{resource, Payload};
 use crate::normalize::{json_kind, EventDraft, NormalizeError};
 
 /// Name used in field errors, as operators search for it.
@@ -176,11 +178,19 @@ pub(super) fn drafts(value: &Value) -> Result<Vec<EventDraft>, NormalizeError> {
             crate::normalize::resolve_inner_payload(&mut drafts, inner);
             drafts
         }
+        // Text or bytes: no alert source Escher reads publishes those. It used to be taken
+        // for a Cloud Scheduler tick, which let any publisher to the topic start a scan; the
+        // nightly scan now starts only from Escher's own Scheduler job calling the service.
         None => {
-            let mut draft =
-                scheduler::message_draft(&bytes, &data, delivery.subscription.as_deref());
-            draft.raw_event = Some(body_as_json(&bytes, &data));
-            vec![draft]
+            return Err(NormalizeError::unrecognized(
+                delivery.envelope_name(),
+                format!(
+                    "its decoded message.data is {} and not JSON, so it is no alert (the \
+                     nightly scan is started by Escher's own Cloud Scheduler job, never by a \
+                     Pub/Sub message)",
+                    describe_body(&bytes)
+                ),
+            ))
         }
     };
     Ok(drafts
@@ -251,6 +261,17 @@ fn nest_error(error: NormalizeError, delivery: &Delivery) -> NormalizeError {
             detail,
         },
         other => other,
+    }
+}
+
+/// A non-JSON body in a few words, without repeating it (it may hold anything).
+fn describe_body(bytes: &[u8]) -> String {
+    if bytes.is_empty() {
+        return "empty".to_string();
+    }
+    match as_text(bytes) {
+        Some(text) => format!("{} character(s) of text", text.chars().count()),
+        None => format!("{} byte(s) of binary data", bytes.len()),
     }
 }
 

@@ -1,10 +1,12 @@
-//! Cloud Scheduler messages → `scheduled_scan` from `gcp.scheduler`.
+//! Cloud Scheduler job data → `scheduled_scan` from `gcp.scheduler` (informational: it
+//! starts nothing).
 //!
-//! Two shapes: Eventarc's `SchedulerJobData` (`{"customData": base64}`), and any Pub/Sub
-//! push whose data is not JSON — Scheduler jobs publish whatever body their author typed
-//! ("Hello Cloud Pub/Sub!", bytes), so a non-JSON body is taken as a Scheduler tick. The job
-//! itself is named in neither, so the resource is the subscription that delivered it when
-//! there is one (the delivery fills that in), else an unnamed `cloud_scheduler_job`.
+//! Only Eventarc's `SchedulerJobData` (`{"customData": base64}`), the one shape that says it
+//! is a Scheduler execution. A Pub/Sub message whose data is text or bytes is not read as a
+//! Scheduler tick (see `pubsub`): Escher's nightly scan starts only when its own Scheduler
+//! job calls the service's `/scan` with its marker and token. The job itself is named in
+//! neither, so the resource is the subscription that delivered it when there is one (the
+//! delivery fills that in), else an unnamed `cloud_scheduler_job`.
 
 use serde_json::{Map, Value};
 
@@ -59,12 +61,8 @@ pub(super) fn job_data_drafts(
     Ok(vec![draft])
 }
 
-/// A Pub/Sub message body that is not JSON; the delivery adds ids, time and raw_event.
-pub(super) fn message_draft(
-    bytes: &[u8],
-    original_base64: &str,
-    subscription: Option<&str>,
-) -> EventDraft {
+/// Job data that came in a push delivery; the delivery adds ids, time and raw_event.
+fn message_draft(bytes: &[u8], original_base64: &str, subscription: Option<&str>) -> EventDraft {
     let mut draft = base_draft(bytes, original_base64, Value::Null);
     draft.resource.kind = "pubsub_subscription".into();
     if let Some(subscription) = subscription {

@@ -1543,12 +1543,12 @@ impl GcpEstate {
             live_disks.push(disk);
             resources += 1;
         }
-        for i in 0..40 {
+        for (i, live_disk) in live_disks.iter().take(40).enumerate() {
             let gone = format!("projects/{project}/zones/{}/disks/deleted-{i:03}", zone(i));
             let (source, age) = match i % 8 {
                 0 => (gone, 200),
                 1 => (gone, 10),
-                _ => (live_disks[i].clone(), 400),
+                _ => (live_disk.clone(), 400),
             };
             let snapshot = api.snapshot(project, &format!("estate-snap-{i:03}"), &source, 64, age);
             if i % 8 == 0 {
@@ -1749,6 +1749,69 @@ mod tests {
             .is_err(),
             "stop takes no body"
         );
+    }
+
+    #[test]
+    fn the_scans_listings_are_published_and_aggregated_pages_group_by_zone() {
+        let api = api();
+        for (method, url, query) in [
+            (Method::GET, "/storage/v1/b", vec![("project", "p")]),
+            (
+                Method::GET,
+                "/compute/v1/projects/p/aggregated/disks",
+                vec![],
+            ),
+            (
+                Method::GET,
+                "/compute/v1/projects/p/global/snapshots",
+                vec![],
+            ),
+            (
+                Method::GET,
+                "/v1/billingAccounts/01A2B3-C4D5E6-F7A8B9/budgets",
+                vec![("scope", "projects/p")],
+            ),
+        ] {
+            let query: Vec<(String, String)> = query
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            assert!(
+                api.check_contract(&method, &path(url), &query, None)
+                    .is_ok(),
+                "{url}"
+            );
+        }
+        assert!(
+            api.check_contract(&Method::GET, &path("/storage/v1/b"), &[], None)
+                .is_err(),
+            "buckets.list needs its project"
+        );
+        let items: Vec<(String, Value)> = ["a", "b", "c"]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                (
+                    format!("projects/p/zones/z{}/disks/{n}", i % 2),
+                    json!({"name": n}),
+                )
+            })
+            .collect();
+        let first = aggregated_page("compute#diskAggregatedList", "disks", "p", &items, &[], 2);
+        assert_eq!(first["items"]["zones/z0"]["disks"][0]["name"], "a");
+        assert_eq!(first["items"]["zones/z1"]["disks"][0]["name"], "b");
+        assert!(first["items"]["zones/us-central1-a"]["warning"].is_object());
+        assert_eq!(first["nextPageToken"], "2");
+        let rest = aggregated_page(
+            "compute#diskAggregatedList",
+            "disks",
+            "p",
+            &items,
+            &[("pageToken".to_string(), "2".to_string())],
+            2,
+        );
+        assert_eq!(rest["items"]["zones/z0"]["disks"][0]["name"], "c");
+        assert!(rest.get("nextPageToken").is_none());
     }
 
     #[test]

@@ -209,6 +209,9 @@ pub enum TokenError {
     Refused { url: String, status: u16 },
     #[error("the metadata server's answer held no access token ({message})")]
     Unreadable { message: String },
+    /// Credentials other than the metadata server's (a laptop's): what failed and what to do.
+    #[error("{0}")]
+    Credentials(String),
 }
 
 /// Where bearer tokens come from.

@@ -346,14 +346,11 @@ impl InfraManager {
         on_step: &mut dyn FnMut(&str),
     ) -> Result<PlannedChanges, InfraManagerError> {
         let mut body = blueprint.body();
-        let Some(preview) = body.as_object_mut() else {
-            unreachable!("Blueprint::body builds an object");
-        };
         if deployed {
-            preview.insert("deployment".into(), json!(self.deployment_name(id)));
+            body["deployment"] = json!(self.deployment_name(id));
         }
-        preview.insert("previewMode".into(), json!("DEFAULT"));
-        preview.insert("labels".into(), json!({ "escher-deployment": id }));
+        body["previewMode"] = json!("DEFAULT");
+        body["labels"] = json!({ "escher-deployment": id });
         let started = self
             .client
             .call(

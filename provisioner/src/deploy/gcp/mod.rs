@@ -7,6 +7,9 @@
 #[cfg_attr(not(test), allow(dead_code))]
 pub mod infra_manager;
 
+#[cfg_attr(not(test), allow(dead_code))]
+pub mod access;
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;

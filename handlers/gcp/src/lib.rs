@@ -13,6 +13,7 @@
 //! [`all_required_permissions`] lists the IAM permissions they and the label reads of
 //! [`GcpCloud`] call, for the custom role a deployment grants.
 
+mod bindings;
 mod bucket_private;
 mod cloud;
 mod disk_encryption;
@@ -22,6 +23,8 @@ pub mod ids;
 pub mod oidc;
 pub mod rest;
 pub mod scan;
+pub mod secrets;
+pub mod service;
 mod target;
 
 use std::sync::Arc;
@@ -31,6 +34,7 @@ use escher_core::fixes::{merge_permissions, FixRegistry};
 use escher_core::remediate::{ApiCall, Remediation, RequiredPermission};
 use escher_runtime::RemoteCallMeter;
 
+pub use bindings::{gcp_bindings, LoggedNotices, NoticeSink, CRITICAL_NOTICES, HIGH_NOTICES};
 pub use bucket_private::BucketPublicAccessRemediation;
 pub use cloud::GcpCloud;
 pub use disk_encryption::PersistentDiskEncryption;

@@ -54,11 +54,14 @@ async fn a_token_of_the_invoker_signed_by_google_is_accepted() {
     assert_eq!(check(&verifier, &text).await, Ok(INVOKER.to_string()));
 }
 
+/// What a refusal must be, for one wrong token.
+type Refusal = fn(&OidcError) -> bool;
+
 #[tokio::test]
 async fn each_wrong_token_is_refused_with_its_reason() {
     let (_jwks, verifier) = verifier().await;
     let now = chrono::Utc::now().timestamp();
-    let cases: Vec<(&str, String, fn(&OidcError) -> bool)> = vec![
+    let cases: Vec<(&str, String, Refusal)> = vec![
         (
             "wrong audience",
             signed(

@@ -1,0 +1,449 @@
+//! The Cloud Run service in-process on loopback, against the GCP contract server and local
+//! stores, with tokens signed as Google signs them: a public-bucket alert pushed by Pub/Sub
+//! is fixed, verified, audited and noticed once, however often it is delivered; a failure
+//! that may recover answers non-2xx so Pub/Sub delivers again; only Escher's Scheduler job
+//! starts the night's scan, once per night.
+
+#[path = "oidc/tokens.rs"]
+mod tokens;
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use chrono::Utc;
+use escher_core::approvals::{Action, Approval, ApprovalStore, Change, Conditions, Scope};
+use escher_core::CloudProvider;
+use escher_gcp::oidc::OidcPolicy;
+use escher_gcp::service::{build_service, router, ServiceSettings};
+use escher_gcp::{Endpoints, LoggedNotices, StaticToken};
+use escher_runtime::{HandlerConfig, RemoteCallMeter};
+use escher_test_support::gcp_api::GcpApi;
+use serde_json::{json, Value};
+use tokens::*;
+
+const PROJECT: &str = "shop-prod-4711";
+
+/// What the service wrote to "stdout" as notices.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn lines(&self) -> Vec<Value> {
+        let bytes = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        String::from_utf8(bytes)
+            .expect("text")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect()
+    }
+}
+
+struct Running {
+    base: String,
+    http: reqwest::Client,
+    notices: Captured,
+}
+
+impl Running {
+    async fn post(&self, path: &str, token: Option<&str>, body: &[u8]) -> (u16, Value) {
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+        if let Some(token) = token {
+            request = request.header("authorization", bearer(token));
+        }
+        let response = request.send().await.expect("the service answers");
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    async fn push(&self, envelope: &Value) -> (u16, Value) {
+        self.post(
+            "/alerts",
+            Some(&valid_token()),
+            envelope.to_string().as_bytes(),
+        )
+        .await
+    }
+}
+
+async fn approve_private_buckets(uri: &str) {
+    ApprovalStore::open(uri)
+        .expect("approvals store")
+        .apply(
+            &Change::Init {
+                approvals: vec![Approval {
+                    id: "apr-gcp-buckets".into(),
+                    action: Action::MakeBucketPrivate,
+                    scope: Scope {
+                        clouds: vec![CloudProvider::Gcp],
+                        ..Scope::default()
+                    },
+                    conditions: Conditions::default(),
+                    approved_by: "ana".into(),
+                    approved_at: Utc::now() - chrono::Duration::minutes(5),
+                    expires_at: None,
+                    reason: "our buckets are never public".into(),
+                    revoked_at: None,
+                    revoked_by: None,
+                    revoke_reason: None,
+                }],
+            },
+            "ana",
+        )
+        .await
+        .expect("approved");
+}
+
+async fn start(api: &GcpApi, jwks: &Jwks, stores: &Path) -> Running {
+    let uri = |name: &str| format!("fs://{}", stores.join(name).display());
+    approve_private_buckets(&uri("approvals")).await;
+    let env = [
+        ("ESCHER_STATE_URI", uri("state")),
+        ("ESCHER_AUDIT_URI", uri("audit")),
+        ("ESCHER_APPROVALS_URI", uri("approvals")),
+    ];
+    let config = HandlerConfig::from_lookup(|k| {
+        env.iter()
+            .find(|(name, _)| *name == k)
+            .map(|(_, v)| v.clone())
+    })
+    .expect("config");
+    let settings = ServiceSettings {
+        project: PROJECT.into(),
+        oidc: OidcPolicy {
+            audience: AUDIENCE.into(),
+            invoker: INVOKER.into(),
+        },
+        jwks_url: jwks.url.clone(),
+        zone: chrono_tz::UTC,
+        scan_time: escher_scan::nightly::DEFAULT_SCAN_TIME,
+        endpoints: Endpoints::all_at(api.endpoint()),
+        scan: Default::default(),
+    };
+    let notices = Captured::default();
+    let service = build_service(
+        &config,
+        &settings,
+        reqwest::Client::new(),
+        Arc::new(StaticToken::new(GcpApi::TEST_TOKEN)),
+        LoggedNotices::to(Arc::new(Mutex::new(Box::new(notices.clone())))),
+        &RemoteCallMeter::new(),
+    )
+    .expect("the service is built");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router(Arc::new(service))).await;
+    });
+    Running {
+        base,
+        http: reqwest::Client::new(),
+        notices,
+    }
+}
+
+/// The audit-log entry of someone granting `allUsers` read on `bucket`.
+fn public_grant(bucket: &str) -> Value {
+    json!({
+        "insertId": "b7c1x9e2kq",
+        "logName": format!("projects/{PROJECT}/logs/cloudaudit.googleapis.com%2Factivity"),
+        "protoPayload": {
+            "@type": "type.googleapis.com/google.cloud.audit.AuditLog",
+            "status": {},
+            "authenticationInfo": {"principalEmail": "dev-oncall@example.com"},
+            "requestMetadata": {"callerIp": "203.0.113.24"},
+            "serviceName": "storage.googleapis.com",
+            "methodName": "storage.setIamPermissions",
+            "authorizationInfo": [{"resource": format!("projects/_/buckets/{bucket}"), "permission": "storage.buckets.setIamPolicy", "granted": true}],
+            "resourceName": format!("projects/_/buckets/{bucket}"),
+            "serviceData": {
+                "@type": "type.googleapis.com/google.iam.v1.logging.AuditData",
+                "policyDelta": {"bindingDeltas": [{"action": "ADD", "role": "roles/storage.objectViewer", "member": "allUsers"}]}
+            }
+        },
+        "resource": {"type": "gcs_bucket", "labels": {"project_id": PROJECT, "bucket_name": bucket, "location": "europe-west3"}},
+        "timestamp": "2026-12-03T09:12:44.117Z",
+        "severity": "NOTICE",
+        "receiveTimestamp": "2026-12-03T09:12:45.882310456Z"
+    })
+}
+
+/// Pub/Sub's push envelope around `data`.
+fn pushed(data: &[u8], message_id: &str) -> Value {
+    json!({
+        "message": {
+            "data": base64::engine::general_purpose::STANDARD.encode(data),
+            "attributes": {"logging.googleapis.com/timestamp": "2026-12-03T09:12:44.117Z"},
+            "messageId": message_id,
+            "publishTime": "2026-12-03T09:12:46.004Z"
+        },
+        "subscription": format!("projects/{PROJECT}/subscriptions/escher-alerts-push")
+    })
+}
+
+fn outcomes(answer: &Value) -> Vec<String> {
+    answer["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e["outcome"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+fn policy_writes(api: &GcpApi) -> usize {
+    api.requests()
+        .iter()
+        .filter(|r| {
+            r.operation.as_deref() == Some("storage.buckets.setIamPolicy") && r.status == 200
+        })
+        .count()
+}
+
+fn files_under(dir: &Path) -> Vec<String> {
+    fn walk(dir: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else {
+                out.push(path.display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, &mut out);
+    out
+}
+
+#[tokio::test]
+async fn a_pushed_public_bucket_alert_is_fixed_once_and_noticed() {
+    let api = GcpApi::start().await;
+    let bucket = api.bucket("crm-exports", true);
+    let jwks = Jwks::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let service = start(&api, &jwks, dir.path()).await;
+
+    let envelope = pushed(
+        public_grant("crm-exports").to_string().as_bytes(),
+        "9410021",
+    );
+    let (status, answer) = service.push(&envelope).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(outcomes(&answer), ["remediated"], "{answer}");
+    let (_, policy) = api.bucket_state("crm-exports").expect("the bucket");
+    assert!(
+        !policy.to_string().contains("allUsers"),
+        "allUsers is out of {bucket}'s policy: {policy}"
+    );
+    let audit = answer["events"][0]["audit"].as_str().expect("audited");
+    let record = files_under(&dir.path().join("audit"));
+    assert!(
+        record
+            .iter()
+            .any(|p| p.ends_with(audit) || p.contains(audit)),
+        "{audit} in {record:?}"
+    );
+    let notices = service.notices.lines();
+    let event_id = answer["events"][0]["event_id"].as_str().expect("an id");
+    assert!(
+        notices
+            .iter()
+            .any(|n| n["escher_notice"]["event_id"] == event_id
+                && n["escher_notice"]["resource"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("crm-exports"))),
+        "{notices:?}"
+    );
+
+    // Pub/Sub delivers at least once: the same message again changes nothing.
+    let (status, again) = service.push(&envelope).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(outcomes(&again), ["duplicate"], "{again}");
+    assert_eq!(
+        policy_writes(&api),
+        1,
+        "one fix, however often it is delivered"
+    );
+    assert!(api.violations().is_empty(), "{:?}", api.violations());
+}
+
+#[tokio::test]
+async fn an_alert_pushed_without_the_wrapper_is_handled_too() {
+    let api = GcpApi::start().await;
+    api.bucket("raw-exports", true);
+    let jwks = Jwks::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let service = start(&api, &jwks, dir.path()).await;
+    let (status, answer) = service
+        .post(
+            "/alerts",
+            Some(&valid_token()),
+            public_grant("raw-exports").to_string().as_bytes(),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(outcomes(&answer), ["remediated"], "{answer}");
+}
+
+#[tokio::test]
+async fn a_failure_that_may_recover_is_delivered_again_and_fixed_once() {
+    let api = GcpApi::start().await;
+    api.bucket("busy-exports", true);
+    let jwks = Jwks::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let service = start(&api, &jwks, dir.path()).await;
+    // Google answers 429 long enough for the first delivery to give up.
+    api.throttle(8, 0);
+    let envelope = pushed(
+        public_grant("busy-exports").to_string().as_bytes(),
+        "9410099",
+    );
+    let (status, answer) = service.push(&envelope).await;
+    assert!(
+        status == 503,
+        "a failure that may recover is not acknowledged: {status} {answer}"
+    );
+    assert_eq!(policy_writes(&api), 0);
+    // Pub/Sub delivers it again until it is handled.
+    let mut last = Value::Null;
+    for _ in 0..4 {
+        let (status, answer) = service.push(&envelope).await;
+        last = answer;
+        if status == 200 {
+            break;
+        }
+    }
+    assert_eq!(outcomes(&last), ["remediated"], "{last}");
+    let (status, again) = service.push(&envelope).await;
+    assert_eq!(
+        (status, outcomes(&again)),
+        (200, vec!["duplicate".to_string()])
+    );
+    assert_eq!(policy_writes(&api), 1);
+}
+
+#[tokio::test]
+async fn requests_without_the_invokers_token_are_refused_on_both_paths() {
+    let api = GcpApi::start().await;
+    api.bucket("crm-exports", true);
+    let jwks = Jwks::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let service = start(&api, &jwks, dir.path()).await;
+    let envelope = pushed(public_grant("crm-exports").to_string().as_bytes(), "1");
+    let marker = br#"{"escher":"nightly-scan"}"#;
+    let intruder = signed(
+        &{
+            let mut c = google_claims();
+            c["email"] = json!("someone@other.iam.gserviceaccount.com");
+            c
+        },
+        KID,
+    );
+    for path in ["/alerts", "/scan"] {
+        let body = if path == "/scan" {
+            marker.to_vec()
+        } else {
+            envelope.to_string().into_bytes()
+        };
+        let (status, _) = service.post(path, None, &body).await;
+        assert_eq!(status, 401, "{path} without a token");
+        let (status, _) = service
+            .post(path, Some(&signed_by_stranger(&google_claims())), &body)
+            .await;
+        assert_eq!(status, 401, "{path} with a forged token");
+        let (status, answer) = service.post(path, Some(&intruder), &body).await;
+        assert_eq!(status, 403, "{path} from another account: {answer}");
+    }
+    assert_eq!(policy_writes(&api), 0, "nothing was fixed");
+    assert!(
+        files_under(&dir.path().join("audit")).is_empty(),
+        "nothing was handled"
+    );
+    assert!(!dir.path().join("state/scans").exists(), "no scan started");
+}
+
+#[tokio::test]
+async fn only_the_scheduler_jobs_call_starts_the_nights_scan_once() {
+    let api = GcpApi::start().await;
+    api.bucket("forgotten-share", true);
+    let jwks = Jwks::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let service = start(&api, &jwks, dir.path()).await;
+
+    // A Pub/Sub message whose data is the marker, or any text, is not a scan.
+    for data in [
+        &b"nightly-scan"[..],
+        br#"{"escher":"nightly-scan"}"#,
+        b"Hello Cloud Pub/Sub!",
+    ] {
+        let (status, answer) = service.push(&pushed(data, "77")).await;
+        assert_eq!(status, 200, "acknowledged: {answer}");
+        assert_eq!(outcomes(&answer), ["unrecognized"], "{answer}");
+    }
+    assert!(
+        !dir.path().join("state/scans").exists(),
+        "no scan started from /alerts"
+    );
+    assert!(!dir.path().join("state/reports").exists());
+
+    // /scan wants the job's body.
+    let (status, answer) = service
+        .post(
+            "/scan",
+            Some(&valid_token()),
+            b"{\"escher\":\"scan-everything\"}",
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(!dir.path().join("state/reports").exists());
+
+    let marker = br#"{"escher":"nightly-scan"}"#;
+    let (status, first) = service.post("/scan", Some(&valid_token()), marker).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["already_done"], false, "{first}");
+    assert!(first["report"].is_object(), "the report is stored: {first}");
+    assert!(dir.path().join("state/reports/latest.json").exists());
+    assert!(
+        first["findings"].as_u64().is_some_and(|n| n >= 1),
+        "the public bucket is found: {first}"
+    );
+    let night = first["night"].clone();
+    let listings = |api: &GcpApi| {
+        api.requests()
+            .iter()
+            .filter(|r| r.operation.as_deref() == Some("storage.buckets.list"))
+            .count()
+    };
+    let scanned = listings(&api);
+    assert!(scanned >= 1, "the checks ran");
+
+    // Scheduler's retry, or a second call the same night, answers from the stored report.
+    let (status, second) = service.post("/scan", Some(&valid_token()), marker).await;
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(second["already_done"], true, "{second}");
+    assert_eq!(second["night"], night);
+    assert_eq!(second["report"], first["report"]);
+    assert_eq!(
+        listings(&api),
+        scanned,
+        "nothing is scanned twice in a night"
+    );
+    assert!(api.violations().is_empty(), "{:?}", api.violations());
+}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts (or stops) the local cloud emulators the tests run against, on 127.0.0.1 only:
 # moto (S3, EC2, CloudWatch, SNS, SQS, SSM, CloudFormation), azurite (Azure Blob),
-# fake-gcs-server (GCS); and installs the template checkers (cfn-lint, checkov).
+# fake-gcs-server (GCS), the Pub/Sub emulator when the Google Cloud CLI has it; and installs
+# the template checkers (cfn-lint, checkov).
 # Installs them on first use into .venv/ and .emulators/ (both git-ignored), writes the
 # variables the tests read to .emulators/env, and keeps PIDs and logs in .emulators/.
 #   tests/emulators.sh start [moto]   (`moto` alone: what `make demo` needs, nothing else
@@ -15,6 +16,7 @@ mkdir -p "$state"
 MOTO_PORT=${ESCHER_MOTO_PORT:-5055}
 AZURITE_PORT=${ESCHER_AZURITE_PORT:-10055}
 GCS_PORT=${ESCHER_GCS_PORT:-4455}
+PUBSUB_PORT=${ESCHER_PUBSUB_PORT:-8555}
 # Azurite's published development account and key (not a secret).
 AZ_ACCOUNT=devstoreaccount1
 AZ_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
@@ -110,8 +112,24 @@ start() {
     -public-host "127.0.0.1:$GCS_PORT" >"$state/gcs.log" 2>&1 &
   echo $! >"$state/gcs.pid"
 
+  # Google's Pub/Sub emulator ships with the Google Cloud CLI (Java); without it the
+  # emulator test skips locally and fails where it is required (CI).
+  local pubsub_bin="" sdk_root
+  sdk_root=$(gcloud info --format='value(installation.sdk_root)' 2>/dev/null || true)
+  for candidate in "$sdk_root/platform/pubsub-emulator/bin/cloud-pubsub-emulator" \
+                   /usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator; do
+    if [ -x "$candidate" ]; then pubsub_bin=$candidate; break; fi
+  done
+  if [ -n "$pubsub_bin" ] && command -v java >/dev/null 2>&1; then
+    "$pubsub_bin" --host=127.0.0.1 --port="$PUBSUB_PORT" >"$state/pubsub.log" 2>&1 &
+    echo $! >"$state/pubsub.pid"
+  else
+    log "no Pub/Sub emulator (google-cloud-cli's pubsub-emulator component and Java): its test skips"
+  fi
+
   wait_for azurite "http://127.0.0.1:$AZURITE_PORT/"
   wait_for gcs "http://127.0.0.1:$GCS_PORT/storage/v1/b"
+  [ -z "$pubsub_bin" ] || [ ! -f "$state/pubsub.pid" ] || wait_for pubsub "http://127.0.0.1:$PUBSUB_PORT/v1/projects/escher-test/topics"
 
   # Buckets and the container the suite writes into.
   curl -sf -X PUT -o /dev/null "http://127.0.0.1:$MOTO_PORT/$BUCKET"
@@ -141,11 +159,14 @@ ESCHER_CFN_LINT='$PWD/.venv/bin/cfn-lint'
 ESCHER_CHECKOV='$PWD/.venv/bin/checkov'
 ESCHER_REQUIRE_EMULATORS='1'
 ENV
+  if [ -f "$state/pubsub.pid" ]; then
+    echo "PUBSUB_EMULATOR_HOST='127.0.0.1:$PUBSUB_PORT'" >>"$state/env"
+  fi
   log "moto :$MOTO_PORT, azurite :$AZURITE_PORT, fake-gcs-server :$GCS_PORT are up"
 }
 
 stop() {
-  for name in moto azurite gcs; do
+  for name in moto azurite gcs pubsub; do
     if [ -f "$state/$name.pid" ]; then
       kill "$(cat "$state/$name.pid")" 2>/dev/null || true
       rm -f "$state/$name.pid"

@@ -455,3 +455,56 @@ async fn a_300_resource_project_reports_each_problem_once() {
     }
     assert!(api.violations().is_empty(), "{:?}", api.violations());
 }
+
+#[tokio::test]
+async fn a_finding_with_a_fix_is_one_the_fix_takes_and_corrects() {
+    use escher_core::approvals::Conditions;
+    use escher_core::remediate::{Mode, RemediationRequest, RemediationStatus};
+
+    let (api, client) = server().await;
+    api.bucket("shop-public-exports", true);
+    api.firewall(
+        PROJECT,
+        "allow-ssh-anywhere",
+        json!({"sourceRanges": ["0.0.0.0/0"], "allowed": [{"IPProtocol": "tcp", "ports": ["22"]}]}),
+    );
+    let idle = api.instance(PROJECT, ZONE, "batch-worker-3", "RUNNING");
+    api.cpu(&idle, Some(0.8));
+    let fixes = escher_gcp::gcp_fixes(client.clone(), None);
+    let mut fixed = Vec::new();
+    for check in GcpScan::new(client, PROJECT, GcpScanSettings::default(), None).checks() {
+        if check.id() == "cost" {
+            continue;
+        }
+        for finding in check.run(ACCOUNT_WIDE, &context()).await.expect("ran") {
+            let action = finding.action.expect("each of these findings has a fix");
+            let fix = fixes
+                .lookup(action, &finding.event.resource.kind)
+                .expect("registered for the finding's resource type");
+            let report = fix
+                .remediate(&RemediationRequest {
+                    event: &finding.event,
+                    action,
+                    conditions: &Conditions::default(),
+                    mode: Mode::Apply,
+                })
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e}", finding.key));
+            assert_eq!(
+                report.status,
+                RemediationStatus::Remediated,
+                "{}: {}",
+                finding.key,
+                report.summary
+            );
+            fixed.push(finding.check);
+        }
+    }
+    fixed.sort();
+    assert_eq!(
+        fixed,
+        ["instance_usage", "open_admin_port", "public_bucket"]
+    );
+    assert_eq!(api.instance_status(&idle).as_deref(), Some("TERMINATED"));
+    assert!(api.violations().is_empty(), "{:?}", api.violations());
+}

@@ -94,14 +94,13 @@ pub fn for_review_as(
         missing_parameters.push("project");
     }
     missing_parameters.push("handler_image");
-    let mut details = vec![format!(
-        "project {} in {}",
-        gcp.project
-            .as_ref()
-            .map(|p| format!("`{p}`"))
-            .unwrap_or_else(|| "not named in escher.toml (set `project`)".to_string()),
-        gcp.region
-    )];
+    let mut details = vec![match &gcp.project {
+        Some(project) => format!("project `{project}`, region {}", gcp.region),
+        None => format!(
+            "region {}; no project in escher.toml: set [gcp] project, or fill `project` in the values",
+            gcp.region
+        ),
+    }];
     let mut notices = Vec::new();
     match format {
         GcpFormat::Terraform => {
@@ -122,6 +121,11 @@ pub fn for_review_as(
                 dm_placeholders(config).join(" and ")
             ));
         }
+    }
+    if !config.notifications.critical.sms.is_empty() || !config.notifications.high.sms.is_empty() {
+        details.push(
+            "SMS channels deliver once each number is verified in the Cloud console (Monitoring, notification channels)".to_string(),
+        );
     }
     match &gcp.organization {
         Some(org) => details.push(format!(

@@ -295,7 +295,8 @@ resource "google_secret_manager_secret_iam_member" "credentials_azure" {
 
 # The handler: alerts on /alerts (Pub/Sub push), the nightly scan on /scan (Cloud Scheduler).
 # Internal ingress: Pub/Sub and Cloud Scheduler of the same project still reach it; the
-# internet does not.
+# internet does not. Not deletion-protected, so that deleting the Infrastructure Manager
+# deployment removes it; the audit bucket's retention keeps the records regardless.
 resource "google_cloud_run_v2_service" "handler" {
   name                = "acme-escher"
   project             = var.project

@@ -335,7 +335,7 @@ async fn without_a_billing_export_the_report_says_what_to_set_and_lists_the_budg
     assert!(
         error
             .message
-            .starts_with("cost: not configured — set ESCHER_GCP_BILLING_EXPORT_TABLE"),
+            .starts_with("not configured — set ESCHER_GCP_BILLING_EXPORT_TABLE"),
         "{}",
         error.message
     );
@@ -347,6 +347,13 @@ async fn without_a_billing_export_the_report_says_what_to_set_and_lists_the_budg
         error.message
     );
     assert!(!error.transient);
+    // What the report's "Not scanned" section prints after "global cost: ".
+    assert!(
+        error.to_string().starts_with(&format!(
+            "billing export on projects/{PROJECT} failed: not configured — set"
+        )),
+        "{error}"
+    );
     let nothing = check(&client, GcpScanSettings::default(), "cost")
         .output(ACCOUNT_WIDE, &context())
         .await

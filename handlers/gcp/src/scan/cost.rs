@@ -363,11 +363,12 @@ impl ScanCheck for Cost {
 
     async fn output(&self, _region: &str, scan: &ScanContext) -> Result<CheckOutput, ScanError> {
         let Some(table) = self.0.settings.billing_export_table.clone() else {
+            // The report reads "cost: billing export on projects/… failed: not configured — …".
             return Err(ScanError {
-                operation: QUERY_BILLING.id.into(),
+                operation: "billing export".into(),
                 resource: self.scope(),
                 message: format!(
-                    "cost: not configured — set {BILLING_EXPORT_TABLE_ENV} to the BigQuery table Cloud Billing exports detailed cost to (project.dataset.table; Billing > Billing export in the console){}",
+                    "not configured — set {BILLING_EXPORT_TABLE_ENV} to the BigQuery table Cloud Billing exports detailed cost to (project.dataset.table; Billing > Billing export in the console){}",
                     self.budgets_in_words().await
                 ),
                 transient: false,

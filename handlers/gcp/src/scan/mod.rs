@@ -328,6 +328,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_method_the_scan_calls_has_its_permission_declared() {
+        for operation in OPERATIONS {
+            assert!(!operation.mutating, "{} reads only", operation.id);
+            assert!(
+                PERMISSIONS
+                    .iter()
+                    .chain(BILLING_ACCOUNT_PERMISSIONS)
+                    .any(|p| p.action == operation.permission),
+                "{} needs {}",
+                operation.id,
+                operation.permission
+            );
+        }
+        let role = crate::all_required_permissions();
+        for p in PERMISSIONS {
+            assert!(role.iter().any(|r| r.action == p.action), "{}", p.action);
+        }
+        assert!(
+            !role.iter().any(|r| r.action == "billing.budgets.list"),
+            "a project's custom role cannot hold a billing account's permission"
+        );
+    }
+
+    #[test]
     fn a_zone_belongs_to_its_region() {
         assert_eq!(region_of_zone("europe-west3-b"), "europe-west3");
         assert_eq!(region_of_zone("us-central1-f"), "us-central1");

@@ -719,6 +719,106 @@ pub(crate) mod tests {
         );
     }
 
+    /// The contract with the Cloud Run service: the environment it reads, the paths it
+    /// serves, the scan's marker body, and one audience for every token signed for it, the
+    /// one it is told to accept.
+    #[test]
+    fn the_handler_gets_the_environment_paths_and_tokens_the_service_expects() {
+        let config = EscherConfig::parse(
+            "[gcp]\nproject = \"acme-prod-1234\"\n",
+            std::path::Path::new("escher.toml"),
+        )
+        .expect("config");
+        let inputs = GcpRenderInputs {
+            config: &config,
+            timezone: "Europe/Berlin".parse().expect("zone"),
+            permissions: &PERMISSIONS,
+            format: GcpFormat::Terraform,
+        };
+        let context = Context::new(&inputs).expect("context");
+        let names: Vec<&str> = context.env.iter().map(|e| e.name).collect();
+        assert_eq!(
+            names,
+            [
+                "ESCHER_STATE_URI",
+                "ESCHER_APPROVALS_URI",
+                "ESCHER_AUDIT_URI",
+                "ESCHER_SECRETS_PREFIX",
+                "ESCHER_TIME_ZONE",
+                "ESCHER_SCAN_TIME",
+                "ESCHER_GCP_PROJECT",
+                "ESCHER_OIDC_AUDIENCE",
+                "ESCHER_INVOKER_SERVICE_ACCOUNT",
+            ]
+        );
+        let value = |name: &str| {
+            context
+                .env
+                .iter()
+                .find(|e| e.name == name)
+                .map(|e| e.dm_value.clone())
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            value("ESCHER_STATE_URI"),
+            "gcs://acme-prod-1234-escher-state/state"
+        );
+        assert_eq!(
+            value("ESCHER_AUDIT_URI"),
+            "gcs://acme-prod-1234-escher-audit/audit"
+        );
+        assert_eq!(value("ESCHER_SECRETS_PREFIX"), "escher-extend-");
+        assert_eq!(value("ESCHER_TIME_ZONE"), "Europe/Berlin");
+        assert_eq!(
+            value("ESCHER_OIDC_AUDIENCE"),
+            "escher-extend-acme-prod-1234"
+        );
+        for secret in &context.secrets {
+            assert!(
+                secret.secret_id.starts_with("escher-extend-"),
+                "{}",
+                secret.secret_id
+            );
+        }
+        assert!(context.secrets.iter().any(|s| s
+            .secret_id
+            .ends_with(escher_runtime::config::SLACK_WEBHOOK_SECRET)));
+
+        let main = &rendered(&config, GcpFormat::Terraform)[0].contents;
+        assert!(
+            main.contains("push_endpoint = \"${google_cloud_run_v2_service.handler.uri}/alerts\"")
+        );
+        assert!(main.contains("uri         = \"${google_cloud_run_v2_service.handler.uri}/scan\""));
+        assert!(
+            main.contains(r#"body        = base64encode("{\"escher\":\"nightly-scan\"}")"#),
+            "{main}"
+        );
+        assert!(main.contains("\"Content-Type\" = \"application/json\""));
+        assert!(main.contains("oidc_audience = \"escher-extend-acme-prod-1234\""));
+        // Both signers use the invoker and the one audience.
+        assert_eq!(
+            main.matches("audience              = local.oidc_audience")
+                .count(),
+            2
+        );
+        assert_eq!(
+            main.matches("service_account_email = google_service_account.invoker.email")
+                .count(),
+            2
+        );
+        assert!(main.contains("value = local.oidc_audience"));
+        assert!(main.contains("value = google_service_account.invoker.email"));
+
+        let dm = &rendered(&config, GcpFormat::DeploymentManager)[0].contents;
+        assert!(dm.contains("pushEndpoint: $(ref.handler-service.uri)/alerts"));
+        assert!(dm.contains("uri: $(ref.handler-service.uri)/scan"));
+        assert_eq!(
+            dm.matches("audience: \"escher-extend-acme-prod-1234\"")
+                .count(),
+            2
+        );
+    }
+
     #[test]
     fn the_tfvars_carry_escher_toml_and_leave_the_image_to_the_deployment() {
         let config = EscherConfig::parse(

@@ -9,9 +9,11 @@
 //! Each fix is one type implementing [`escher_core::remediate::Remediation`]:
 //! [`BucketPublicAccessRemediation`], [`FirewallOpenIngressRemediation`],
 //! [`IdleInstanceRemediation`], and [`PersistentDiskEncryption`] (which says why a persistent
-//! disk needs nothing). [`gcp_fixes`] registers them in core's [`FixRegistry`];
-//! [`all_required_permissions`] lists the IAM permissions they and the label reads of
-//! [`GcpCloud`] call, for the custom role a deployment grants.
+//! disk needs nothing). [`gcp_fixes`] registers them in core's [`FixRegistry`].
+//!
+//! [`scan`] holds the nightly scan's checks ([`GcpScan`]), which judge resources with the
+//! fixes' own readers. [`all_required_permissions`] lists the IAM permissions the fixes, the
+//! label reads of [`GcpCloud`] and the checks call, for the custom role a deployment grants.
 
 mod bindings;
 mod bucket_private;

@@ -3,7 +3,7 @@
 //!
 //! Every check reads the whole project at once (Cloud Storage lists buckets by project;
 //! Compute Engine's `aggregatedList` covers every zone; firewall rules and snapshots are
-//! global), so each is account-wide ([`CheckScope::Account`]) and runs once per scan. Each
+//! global), so each is account-wide ([`escher_core::scan::CheckScope::Account`]) and runs once per scan. Each
 //! judges a resource with the helper its fix uses (a bucket's public members, a firewall
 //! rule's open admin ports, a VM's CPU from Cloud Monitoring), so the scan and the fix never
 //! disagree about what "public", "open" or "idle" means. Every listing follows

@@ -663,7 +663,8 @@ fn the_deployment_manager_file_holds_the_terraform_resources_but_the_listed_ones
 }
 
 /// The Deployment Manager file is YAML whose resources are the ones counted above (checked
-/// with PyYAML from tests/emulators.sh's venv).
+/// with PyYAML from tests/emulators.sh's venv), and its buckets' properties are Cloud
+/// Storage's published Bucket resource.
 #[test]
 fn the_deployment_manager_file_is_yaml_of_name_type_properties() {
     let Some(python) = venv_python() else {
@@ -708,6 +709,34 @@ fn the_deployment_manager_file_is_yaml_of_name_type_properties() {
                 "{label}: {keys:?}"
             );
             assert!(r["properties"].is_object(), "{label}: {r}");
+        }
+        // The buckets' properties are Cloud Storage's Bucket resource, held to the published
+        // discovery document (the vendored slice has buckets.patch, which takes a Bucket).
+        let storage = escher_test_support::gcp_discovery::Discovery::load(&["storage.v1"]);
+        let buckets: Vec<&Value> = resources
+            .iter()
+            .filter(|r| r["type"] == "storage.v1.bucket")
+            .collect();
+        assert_eq!(buckets.len(), 3, "{label}");
+        for bucket in buckets {
+            let mut body = bucket["properties"].clone();
+            let project = body
+                .as_object_mut()
+                .and_then(|b| b.remove("project"))
+                .expect("the bucket's project");
+            assert!(project.is_string(), "{label}: {bucket}");
+            let path: Vec<String> = ["storage", "v1", "b", body["name"].as_str().expect("name")]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            if let Err(problems) =
+                storage.check(&axum::http::Method::PATCH, &path, &[], Some(&body))
+            {
+                panic!(
+                    "{label}: {} is not a Cloud Storage bucket: {problems:?}",
+                    bucket["name"]
+                );
+            }
         }
         let job = resources
             .iter()

@@ -10,6 +10,9 @@ pub mod infra_manager;
 #[cfg_attr(not(test), allow(dead_code))]
 pub mod access;
 
+#[cfg_attr(not(test), allow(dead_code))]
+pub mod image;
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;

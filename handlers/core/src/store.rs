@@ -18,9 +18,16 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use opendal::layers::TimeoutLayer;
 use opendal::Operator;
+
+/// How long one store call may take before it is given up (Lambda's SDK calls get the same).
+pub const STORE_CALL_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long one chunk of a read or write may take.
+pub const STORE_IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -296,6 +303,20 @@ impl StoreLocation {
         &self,
         azure_tokens: Option<Arc<dyn StorageTokenSource>>,
     ) -> Result<Operator, StoreError> {
+        self.operator_within(azure_tokens, STORE_CALL_TIMEOUT, STORE_IO_TIMEOUT)
+    }
+
+    /// The operator, every call of which gives up after `call` (listing, reading an object's
+    /// metadata, starting a read or write) or `io` (each chunk read or written): opendal's
+    /// HTTP client has no timeout of its own, and a store that stops answering would
+    /// otherwise hold the function until its platform kills it, with nothing recorded.
+    /// The error is temporary, so the event is retried.
+    fn operator_within(
+        &self,
+        azure_tokens: Option<Arc<dyn StorageTokenSource>>,
+        call: Duration,
+        io: Duration,
+    ) -> Result<Operator, StoreError> {
         // The HTTP client behind the cloud services; idempotent, and done here so that no
         // caller can forget it (we build without opendal's before-main constructor).
         opendal::install_default();
@@ -381,7 +402,9 @@ impl StoreLocation {
                 Operator::new(builder)
             }
         };
-        operator.map_err(open)
+        Ok(operator
+            .map_err(open)?
+            .layer(TimeoutLayer::new().with_timeout(call).with_io_timeout(io)))
     }
 }
 
@@ -548,5 +571,38 @@ mod tests {
             let err = open("azblob://c/p").unwrap_err().to_string();
             assert!(err.contains("AZURE_STORAGE_ACCOUNT"), "{err}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_store_that_stops_answering_is_given_up_with_a_temporary_error() {
+        // Accepts connections and never answers, as a hung endpoint does.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                open.push(socket);
+            }
+        });
+        let location = parse(&format!(
+            "gcs://escher-state?endpoint=http://{address}&anonymous=true"
+        ));
+        let operator = location
+            .operator_within(None, Duration::from_millis(300), Duration::from_millis(300))
+            .expect("an operator");
+        let error = operator
+            .read("markers/e-1.json")
+            .await
+            .expect_err("no answer");
+        assert!(error.is_temporary(), "{error}");
+        assert!(error.to_string().contains("timeout"), "{error}");
+        let error = operator
+            .stat("reports/latest.json")
+            .await
+            .expect_err("no answer");
+        assert!(error.is_temporary(), "{error}");
+        held.abort();
     }
 }

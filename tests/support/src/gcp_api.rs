@@ -33,7 +33,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde_json::{json, Map, Value};
 
-const DISCOVERY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/gcp-discovery");
+use crate::gcp_discovery::{google_error, segments, Discovery, Published};
+
 const DOCUMENTS: [&str; 5] = [
     "storage.v1",
     "compute.v1",
@@ -45,169 +46,6 @@ const DOCUMENTS: [&str; 5] = [
 /// The project number every seeded project answers with (buckets and budgets name projects
 /// by number).
 pub const PROJECT_NUMBER: &str = "480028761092";
-
-/// One published method.
-#[derive(Debug, Clone)]
-struct Published {
-    id: String,
-    http_method: String,
-    template: Vec<String>,
-    parameters: Map<String, Value>,
-    request: Option<String>,
-    document: usize,
-}
-
-#[derive(Debug)]
-struct Discovery {
-    methods: Vec<Published>,
-    /// Per document: its global query parameters and its schemas.
-    globals: Vec<Vec<String>>,
-    schemas: Vec<Map<String, Value>>,
-}
-
-fn collect(resource: &Value, document: usize, prefix: &str, out: &mut Vec<Published>) {
-    if let Some(methods) = resource.get("methods").and_then(Value::as_object) {
-        for method in methods.values() {
-            let path = method
-                .get("flatPath")
-                .or_else(|| method.get("path"))
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let full = format!("{prefix}/{path}");
-            out.push(Published {
-                id: method["id"].as_str().unwrap_or_default().to_string(),
-                http_method: method["httpMethod"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-                template: segments(&full),
-                parameters: method
-                    .get("parameters")
-                    .and_then(Value::as_object)
-                    .cloned()
-                    .unwrap_or_default(),
-                request: method
-                    .pointer("/request/$ref")
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
-                document,
-            });
-        }
-    }
-    if let Some(resources) = resource.get("resources").and_then(Value::as_object) {
-        for child in resources.values() {
-            collect(child, document, prefix, out);
-        }
-    }
-}
-
-fn load_discovery() -> Discovery {
-    let mut discovery = Discovery {
-        methods: Vec::new(),
-        globals: Vec::new(),
-        schemas: Vec::new(),
-    };
-    for (i, name) in DOCUMENTS.iter().enumerate() {
-        let path = format!("{DISCOVERY}/{name}.json");
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        let doc: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
-        let prefix = doc["servicePath"].as_str().unwrap_or_default();
-        collect(
-            &doc,
-            i,
-            prefix.trim_end_matches('/'),
-            &mut discovery.methods,
-        );
-        discovery.globals.push(
-            doc["parameters"]
-                .as_object()
-                .map(|p| p.keys().cloned().collect())
-                .unwrap_or_default(),
-        );
-        discovery
-            .schemas
-            .push(doc["schemas"].as_object().cloned().unwrap_or_default());
-    }
-    discovery
-}
-
-fn segments(path: &str) -> Vec<String> {
-    path.split('/')
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
-fn is_variable(segment: &str) -> bool {
-    segment.starts_with('{') && segment.ends_with('}')
-}
-
-fn matches(template: &[String], path: &[String]) -> bool {
-    template.len() == path.len()
-        && template
-            .iter()
-            .zip(path)
-            .all(|(t, p)| is_variable(t) || t == p)
-}
-
-/// The JSON types a discovery schema allows for `value`, and its unknown fields.
-fn check_body(
-    schemas: &Map<String, Value>,
-    schema: &Value,
-    value: &Value,
-    at: &str,
-    out: &mut Vec<String>,
-) {
-    let schema = match schema.get("$ref").and_then(Value::as_str) {
-        Some(name) => match schemas.get(name) {
-            Some(s) => s,
-            None => {
-                out.push(format!("{at}: schema {name} is not in the vendored slice"));
-                return;
-            }
-        },
-        None => schema,
-    };
-    let kind = schema.get("type").and_then(Value::as_str).unwrap_or("any");
-    match (kind, value) {
-        (_, Value::Null) | ("any", _) => {}
-        ("object", Value::Object(fields)) => {
-            let properties = schema.get("properties").and_then(Value::as_object);
-            for (key, field) in fields {
-                let path = format!("{at}.{key}");
-                match (
-                    properties.and_then(|p| p.get(key)),
-                    schema.get("additionalProperties"),
-                ) {
-                    (Some(s), _) | (None, Some(s)) => check_body(schemas, s, field, &path, out),
-                    (None, None) => {
-                        out.push(format!("{path} is not a field of the published schema"))
-                    }
-                }
-            }
-        }
-        ("array", Value::Array(items)) => {
-            if let Some(item) = schema.get("items") {
-                for (i, v) in items.iter().enumerate() {
-                    check_body(schemas, item, v, &format!("{at}[{i}]"), out);
-                }
-            }
-        }
-        ("string", Value::String(s)) => {
-            if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
-                if !allowed.iter().any(|a| a.as_str() == Some(s)) {
-                    out.push(format!("{at} = {s:?} is not one of the published values"));
-                }
-            }
-        }
-        // int64 travels as a string, but Google's parser also takes a number.
-        ("string", Value::Number(_)) if schema.get("format").is_some() => {}
-        ("integer", Value::Number(_)) | ("number", Value::Number(_)) => {}
-        ("integer", Value::String(s)) if s.parse::<i64>().is_ok() => {}
-        ("boolean", Value::Bool(_)) => {}
-        (kind, value) => out.push(format!("{at} should be {kind}, was {value}")),
-    }
-}
 
 /// One request as the server saw it.
 #[derive(Debug, Clone)]
@@ -310,28 +148,6 @@ fn permission_of(method: &str) -> &'static str {
     }
 }
 
-fn google_error(status: StatusCode, reason: &str, message: &str) -> Response {
-    let status_name = match status.as_u16() {
-        400 => "INVALID_ARGUMENT",
-        401 => "UNAUTHENTICATED",
-        403 => "PERMISSION_DENIED",
-        404 => "NOT_FOUND",
-        412 => "FAILED_PRECONDITION",
-        429 => "RESOURCE_EXHAUSTED",
-        _ => "UNKNOWN",
-    };
-    (
-        status,
-        axum::Json(json!({"error": {
-            "code": status.as_u16(),
-            "message": message,
-            "status": status_name,
-            "errors": [{"message": message, "domain": "global", "reason": reason}]
-        }})),
-    )
-        .into_response()
-}
-
 fn ok(value: Value) -> Response {
     (StatusCode::OK, axum::Json(value)).into_response()
 }
@@ -363,7 +179,7 @@ impl GcpApi {
         let port = listener.local_addr().expect("local address").port();
         let api = GcpApi {
             endpoint: format!("http://127.0.0.1:{port}"),
-            discovery: Arc::new(load_discovery()),
+            discovery: Arc::new(Discovery::load(&DOCUMENTS)),
             inner: Arc::new(Mutex::new(Inner {
                 lro_polls: 1,
                 page_size: 100_000,
@@ -681,75 +497,7 @@ impl GcpApi {
         query: &[(String, String)],
         body: Option<&Value>,
     ) -> Result<&Published, Vec<String>> {
-        let candidates: Vec<&Published> = self
-            .discovery
-            .methods
-            .iter()
-            .filter(|m| matches(&m.template, path))
-            .collect();
-        let published = match candidates.iter().find(|m| m.http_method == method.as_str()) {
-            Some(m) => *m,
-            None if candidates.is_empty() => {
-                return Err(vec![format!(
-                    "{method} /{}: no published method has this path",
-                    path.join("/")
-                )])
-            }
-            None => {
-                return Err(vec![format!(
-                    "{method} /{}: the published methods here are {}",
-                    path.join("/"),
-                    candidates
-                        .iter()
-                        .map(|m| format!("{} {}", m.http_method, m.id))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )])
-            }
-        };
-        let mut problems = Vec::new();
-        let globals = &self.discovery.globals[published.document];
-        for (key, _) in query {
-            let declared = published
-                .parameters
-                .get(key)
-                .is_some_and(|p| p["location"] == "query");
-            if !declared && !globals.contains(key) {
-                problems.push(format!(
-                    "{}: query parameter {key} is not published",
-                    published.id
-                ));
-            }
-        }
-        for (name, parameter) in &published.parameters {
-            if parameter["required"] == true
-                && parameter["location"] == "query"
-                && !query.iter().any(|(k, _)| k == name)
-            {
-                problems.push(format!(
-                    "{}: required query parameter {name} is missing",
-                    published.id
-                ));
-            }
-        }
-        match (&published.request, body) {
-            (Some(schema), Some(body)) => check_body(
-                &self.discovery.schemas[published.document],
-                &json!({"$ref": schema}),
-                body,
-                &format!("{} body", published.id),
-                &mut problems,
-            ),
-            (None, Some(body)) if !body.is_null() => {
-                problems.push(format!("{} takes no request body", published.id))
-            }
-            _ => {}
-        }
-        if problems.is_empty() {
-            Ok(published)
-        } else {
-            Err(problems)
-        }
+        self.discovery.check(method, path, query, body)
     }
 }
 
@@ -1636,7 +1384,7 @@ mod tests {
     fn api() -> GcpApi {
         GcpApi {
             endpoint: "http://127.0.0.1:1".into(),
-            discovery: Arc::new(load_discovery()),
+            discovery: Arc::new(Discovery::load(&DOCUMENTS)),
             inner: Arc::new(Mutex::new(Inner::default())),
         }
     }

@@ -129,13 +129,12 @@ impl Discovery {
                 &self.schemas[published.document],
                 &json!({ "$ref": schema }),
                 body,
-                &published.id,
+                &format!("{} body", published.id),
                 &mut problems,
             ),
-            (None, Some(_)) => problems.push(format!(
-                "{}: the published method takes no request body",
-                published.id
-            )),
+            (None, Some(body)) if !body.is_null() => {
+                problems.push(format!("{} takes no request body", published.id))
+            }
             _ => {}
         }
         if problems.is_empty() {

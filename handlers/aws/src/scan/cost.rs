@@ -18,7 +18,6 @@ use escher_core::scan::{
     ACCOUNT_WIDE,
 };
 use escher_core::{CloudProvider, Resource};
-use serde_json::json;
 
 use super::{scan_error, AwsScan};
 use crate::calls::classify;
@@ -131,18 +130,7 @@ impl Cost {
             kind: aws_types::ACCOUNT.into(),
             id: account.clone(),
             name: format!("account {account}"),
-            metadata: json!({
-                "yesterday": summary.yesterday,
-                "yesterday_amount": summary.yesterday_amount,
-                "day_before_amount": summary.day_before_amount,
-                "month_to_date_amount": summary.month_to_date_amount,
-                "projected_month_amount": summary.projected_month_amount,
-                "monthly_budget": summary.monthly_budget,
-                "currency": summary.currency,
-            })
-            .as_object()
-            .cloned()
-            .unwrap_or_default(),
+            metadata: summary.resource_metadata(),
             ..Resource::default()
         };
         let look = |start: NaiveDate, granularity: &str| {

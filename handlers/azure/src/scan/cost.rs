@@ -185,17 +185,7 @@ impl ScanCheck for Cost {
             kind: azure_types::SUBSCRIPTION.into(),
             id: self.scope(),
             name: format!("subscription {subscription}"),
-            metadata: json!({
-                "yesterday": summary.yesterday,
-                "yesterday_amount": summary.yesterday_amount,
-                "month_to_date_amount": summary.month_to_date_amount,
-                "projected_month_amount": summary.projected_month_amount,
-                "monthly_budget": summary.monthly_budget,
-                "currency": summary.currency,
-            })
-            .as_object()
-            .cloned()
-            .unwrap_or_default(),
+            metadata: summary.resource_metadata(),
             ..Resource::default()
         };
         let look = |from: NaiveDate| {

@@ -190,6 +190,23 @@ fn ranked(mut costs: Vec<ServiceCost>) -> Vec<ServiceCost> {
 }
 
 impl CostSummary {
+    /// The figures a cost finding's resource (the account, subscription or project) carries,
+    /// the same on every cloud.
+    pub fn resource_metadata(&self) -> serde_json::Map<String, serde_json::Value> {
+        serde_json::json!({
+            "yesterday": self.yesterday,
+            "yesterday_amount": self.yesterday_amount,
+            "day_before_amount": self.day_before_amount,
+            "month_to_date_amount": self.month_to_date_amount,
+            "projected_month_amount": self.projected_month_amount,
+            "monthly_budget": self.monthly_budget,
+            "currency": self.currency,
+        })
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+    }
+
     /// The summary of `costs` over `window`, flagged by `thresholds`: a spike when
     /// yesterday rose by more than `cost_spike_usd` or by more than `cost_spike_percent`
     /// against the day before; over budget when month to date, projected over the month,

@@ -261,30 +261,9 @@ fn a_bad_timezone_flag_is_rejected() {
 #[test]
 fn golden_template_for_a_fully_configured_escher_toml() {
     let dir = render_ok(&["--config", &full_config()]);
-    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     for name in [TEMPLATE, PARAMETERS] {
         let rendered = std::fs::read_to_string(dir.path().join("out").join(name)).expect(name);
-        let golden = golden_dir().join(name);
-        if update {
-            std::fs::write(&golden, &rendered).expect("update golden");
-            continue;
-        }
-        let expected = std::fs::read_to_string(&golden)
-            .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", golden.display()));
-        if rendered != expected {
-            let first = rendered
-                .lines()
-                .zip(expected.lines())
-                .position(|(a, b)| a != b)
-                .unwrap_or(rendered.lines().count().min(expected.lines().count()));
-            panic!(
-                "{name} differs from {} from line {}:\n  rendered: {:?}\n  expected: {:?}\n(UPDATE_GOLDEN=1 to accept)",
-                golden.display(),
-                first + 1,
-                rendered.lines().nth(first),
-                expected.lines().nth(first),
-            );
-        }
+        escher_test_support::golden::check(&golden_dir().join(name), &rendered);
     }
 }
 

@@ -10,7 +10,9 @@
 //!   a Resource Manager stand-in answering with Microsoft's published examples and holding
 //!   every request to them, with a managed-identity endpoint. [`gcp_api`] (`gcp`): a
 //!   contract server for Cloud Storage, Compute Engine and Cloud Monitoring holding every
-//!   request to Google's published discovery documents.
+//!   request to Google's published discovery documents; [`gcp_infra_manager`] and
+//!   [`gcp_project_api`] (`gcp`): Infrastructure Manager and the project APIs `extend --cloud
+//!   gcp` calls, at one origin.
 //! - [`cloudformation`] (`aws`): a CloudFormation stand-in held to the published API model,
 //!   for the stuck stacks and rollback calls moto does not play.
 //! - [`estate`] (`aws`): a 300-resource AWS estate on moto, for the scan test and bench.
@@ -47,6 +49,9 @@ pub mod gcp_api;
 pub mod gcp_discovery;
 #[cfg(feature = "gcp")]
 pub mod gcp_infra_manager;
+#[cfg(feature = "gcp")]
+pub mod gcp_project_api;
+pub mod golden;
 pub mod http;
 #[cfg(feature = "aws")]
 pub mod lambda_runtime_api;

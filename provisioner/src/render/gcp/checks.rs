@@ -41,7 +41,6 @@ fn golden_files_for_a_fully_configured_escher_toml() {
     let config = full_config();
     let terraform = rendered(&config, GcpFormat::Terraform);
     let dm = rendered(&config, GcpFormat::DeploymentManager);
-    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     let dir = manifest_dir().join("tests/golden/escher-gcp");
     for (name, files) in [
         (MAIN_FILE, &terraform),
@@ -50,29 +49,7 @@ fn golden_files_for_a_fully_configured_escher_toml() {
         (TFVARS_FILE, &terraform),
         (DM_FILE, &dm),
     ] {
-        let rendered = file(files, name);
-        let golden = dir.join(name);
-        if update {
-            std::fs::create_dir_all(&dir).expect("golden dir");
-            std::fs::write(&golden, rendered).expect("update golden");
-            continue;
-        }
-        let expected = std::fs::read_to_string(&golden)
-            .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", golden.display()));
-        if rendered != expected {
-            let first = rendered
-                .lines()
-                .zip(expected.lines())
-                .position(|(a, b)| a != b)
-                .unwrap_or(rendered.lines().count().min(expected.lines().count()));
-            panic!(
-                "{name} differs from {} from line {}:\n  rendered: {:?}\n  expected: {:?}\n(UPDATE_GOLDEN=1 to accept)",
-                golden.display(),
-                first + 1,
-                rendered.lines().nth(first),
-                expected.lines().nth(first),
-            );
-        }
+        escher_test_support::golden::check(&dir.join(name), file(files, name));
     }
 }
 

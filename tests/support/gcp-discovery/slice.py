@@ -23,6 +23,7 @@ METHODS = {
         "projects.locations.deployments.patch",
         "projects.locations.deployments.delete",
         "projects.locations.deployments.revisions.get",
+        "projects.locations.deployments.revisions.resources.list",
         "projects.locations.previews.create",
         "projects.locations.previews.get",
         "projects.locations.previews.delete",
@@ -35,6 +36,26 @@ METHODS = {
         "buckets.patch",
         "buckets.getIamPolicy",
         "buckets.setIamPolicy",
+        "buckets.insert",
+        "buckets.delete",
+        "objects.insert",
+        "objects.list",
+        "objects.delete",
+    ],
+    "serviceusage.v1": ["services.batchGet", "services.batchEnable", "operations.get"],
+    "iam.v1": ["projects.serviceAccounts.get", "projects.serviceAccounts.create"],
+    "cloudresourcemanager.v1": ["projects.getIamPolicy", "projects.setIamPolicy"],
+    "artifactregistry.v1": [
+        "projects.locations.repositories.get",
+        "projects.locations.repositories.create",
+        "projects.locations.repositories.delete",
+        "projects.locations.operations.get",
+    ],
+    "secretmanager.v1": [
+        "projects.secrets.addVersion",
+        "projects.secrets.list",
+        "projects.secrets.versions.list",
+        "projects.secrets.versions.destroy",
     ],
     "compute.v1": [
         "firewalls.list",
@@ -59,9 +80,15 @@ METHODS = {
 KEEP = ["kind", "name", "version", "revision", "rootUrl", "servicePath", "baseUrl", "parameters"]
 
 
-def strip(value):
+def strip(value, names=False):
+    """Drops descriptions; `names`: the keys are field or parameter names (a field may be
+    called `description`), kept all."""
     if isinstance(value, dict):
-        return {k: strip(v) for k, v in value.items() if k != "description" and k != "enumDescriptions"}
+        return {
+            k: strip(v, k in ("properties", "parameters") and not names)
+            for k, v in value.items()
+            if names or (k != "description" and k != "enumDescriptions")
+        }
     if isinstance(value, list):
         return [strip(v) for v in value]
     return value

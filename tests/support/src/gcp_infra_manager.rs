@@ -97,6 +97,7 @@ enum Work {
     },
     Delete {
         deployment: String,
+        failure: Option<Vec<TerraformError>>,
     },
     Preview {
         preview: String,
@@ -114,9 +115,14 @@ struct Operation {
     result: Option<Value>,
 }
 
-#[derive(Debug, Default)]
+/// Plans a source nobody registered (`gs://…` and the request's input values), as a project
+/// stand-in that holds the uploaded files does ([`crate::gcp_project_api`]).
+pub type Planner = Arc<dyn Fn(&str, &Value) -> Option<Blueprint> + Send + Sync>;
+
+#[derive(Default)]
 struct Inner {
     blueprints: HashMap<String, Blueprint>,
+    planner: Option<Planner>,
     deployments: BTreeMap<String, Deployment>,
     revisions: BTreeMap<String, Value>,
     previews: BTreeMap<String, Value>,
@@ -126,6 +132,8 @@ struct Inner {
     lro_polls: u32,
     page_size: usize,
     fail_next_apply: Option<Vec<TerraformError>>,
+    fail_next_delete: Option<Vec<TerraformError>>,
+    abandoned: Vec<String>,
     requests: Vec<InfraManagerRequest>,
     violations: Vec<String>,
 }
@@ -162,20 +170,50 @@ impl InfraManagerApi {
             .await
             .expect("bind 127.0.0.1");
         let port = listener.local_addr().expect("local address").port();
-        let api = InfraManagerApi {
-            endpoint: format!("http://127.0.0.1:{port}"),
+        let api = InfraManagerApi::serving_at(&format!("http://127.0.0.1:{port}"));
+        let app = Router::new().fallback(handle).with_state(api.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        api
+    }
+
+    /// The server's state without a listener of its own: another server at `endpoint`
+    /// passes it the requests [`InfraManagerApi::serves`] (one origin for every API).
+    pub fn serving_at(endpoint: &str) -> InfraManagerApi {
+        InfraManagerApi {
+            endpoint: endpoint.to_string(),
             discovery: Arc::new(Discovery::load(&["config.v1"])),
             inner: Arc::new(Mutex::new(Inner {
                 lro_polls: 1,
                 page_size: 100,
                 ..Inner::default()
             })),
-        };
-        let app = Router::new().fallback(handle).with_state(api.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        api
+        }
+    }
+
+    /// Whether `method path` is a published Infrastructure Manager method.
+    pub fn serves(&self, method: &Method, path: &str) -> bool {
+        match self.discovery.check(method, &segments(path), &[], None) {
+            Ok(_) => true,
+            Err(problems) => !problems.iter().any(|p| p.contains("no published method")),
+        }
+    }
+
+    /// Answers one request as this server does (for a server holding it).
+    pub async fn answer(
+        &self,
+        method: Method,
+        uri: Uri,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Response {
+        handle(State(self.clone()), method, uri, headers, body).await
+    }
+
+    /// Plans the sources no test registered with `planner`.
+    pub fn plan_unregistered_with(&self, planner: Planner) {
+        self.lock().planner = Some(planner);
     }
 
     /// The origin; Infrastructure Manager's base URL is `{endpoint}/v1`.
@@ -205,6 +243,18 @@ impl InfraManagerApi {
     /// The next apply ends with these Terraform errors (the deployment `FAILED`).
     pub fn fail_next_apply(&self, errors: Vec<TerraformError>) {
         self.lock().fail_next_apply = Some(errors);
+    }
+
+    /// The next deletion (`deletePolicy=DELETE`) ends with these Terraform errors: their
+    /// resources stay in the deployment (now `FAILED`), everything else is deleted.
+    pub fn fail_next_delete(&self, errors: Vec<TerraformError>) {
+        self.lock().fail_next_delete = Some(errors);
+    }
+
+    /// The resources of deployments deleted with `deletePolicy=ABANDON` (left in the
+    /// project, no longer managed).
+    pub fn abandoned(&self) -> Vec<String> {
+        self.lock().abandoned.clone()
     }
 
     pub fn requests(&self) -> Vec<InfraManagerRequest> {
@@ -341,16 +391,62 @@ fn route(
                 }
             }
         }
-        "deployments.delete" => match inner.deployments.get_mut(&name) {
-            None => not_found(&name),
-            Some(d) => {
-                d.record["state"] = json!("DELETING");
-                let work = Work::Delete {
-                    deployment: name.clone(),
-                };
-                ok(start(&mut inner, &name, "delete", work))
+        "deployments.delete" => {
+            let abandon = param("deletePolicy") == Some("ABANDON");
+            let failure = if abandon {
+                None
+            } else {
+                inner.fail_next_delete.take()
+            };
+            match inner.deployments.get_mut(&name) {
+                None => not_found(&name),
+                Some(d) if abandon => {
+                    let left: Vec<String> = d.resources.iter().map(|r| r.address.clone()).collect();
+                    inner.deployments.remove(&name);
+                    inner.abandoned.extend(left);
+                    inner.next_id += 1;
+                    let op = format!(
+                        "{}/operations/operation-{}",
+                        location_of(&name),
+                        inner.next_id
+                    );
+                    ok(
+                        json!({"name": op, "done": true, "response": {"name": name, "state": "DELETED"}}),
+                    )
+                }
+                Some(d) => {
+                    d.record["state"] = json!("DELETING");
+                    let work = Work::Delete {
+                        deployment: name.clone(),
+                        failure,
+                    };
+                    ok(start(&mut inner, &name, "delete", work))
+                }
             }
-        },
+        }
+        "deployments.revisions.resources.list" => {
+            let revision = name.trim_end_matches("/resources").to_string();
+            let deployment = revision.split("/revisions/").next().unwrap_or_default();
+            match inner.deployments.get(deployment) {
+                Some(d) if d.record["latestRevision"] == revision.as_str() => {
+                    let resources: Vec<Value> = d
+                        .resources
+                        .iter()
+                        .enumerate()
+                        .map(|(i, r)| {
+                            json!({
+                                "name": format!("{revision}/resources/{i}"),
+                                "terraformInfo": {"address": r.address, "type": r.kind, "id": format!("{}-id", r.address)},
+                                "intent": "CREATE",
+                                "state": "RECONCILED",
+                            })
+                        })
+                        .collect();
+                    ok(json!({"resources": resources}))
+                }
+                _ => not_found(&revision),
+            }
+        }
         "deployments.revisions.get" => match inner.revisions.get(&name) {
             Some(r) => ok(r.clone()),
             None => not_found(&name),
@@ -464,7 +560,7 @@ fn deploy(
     create: bool,
 ) -> Result<Value, Response> {
     let (source, request) = blueprint_of(body)?;
-    let blueprint = inner.blueprints.get(&source).cloned();
+    let blueprint = planned(inner, &source, &request);
     let failure = inner.fail_next_apply.take();
     let entry = inner
         .deployments
@@ -502,6 +598,20 @@ fn deploy(
     ))
 }
 
+/// What Terraform would make of `source`: the test's registration, else the planner's.
+fn planned(inner: &Inner, source: &str, request: &Value) -> Option<Blueprint> {
+    inner.blueprints.get(source).cloned().or_else(|| {
+        let inputs = request
+            .pointer("/terraformBlueprint/inputValues")
+            .cloned()
+            .unwrap_or_default();
+        inner
+            .planner
+            .as_ref()
+            .and_then(|plan| plan(source, &inputs))
+    })
+}
+
 fn preview_create(
     inner: &mut Inner,
     preview: &str,
@@ -521,7 +631,11 @@ fn preview_create(
             return Err(not_found(deployment));
         }
     }
-    let blueprint = inner.blueprints.get(&source).cloned();
+    let blueprint = if delete {
+        None
+    } else {
+        planned(inner, &source, &request)
+    };
     let mut record = request;
     record["name"] = json!(preview);
     record["state"] = json!("CREATING");
@@ -587,7 +701,7 @@ fn poll(inner: &mut Inner, name: &str) -> Response {
             "deploymentMetadata",
             &APPLY_STEPS,
         ),
-        Work::Delete { deployment } => (
+        Work::Delete { deployment, .. } => (
             deployment.clone(),
             "delete",
             "deploymentMetadata",
@@ -718,7 +832,36 @@ fn finish(inner: &mut Inner, name: &str, work: Work, target: &str, verb: &str, k
                 Some(message) => failed(message, "FAILED"),
             }
         }
-        Work::Delete { deployment } => {
+        Work::Delete {
+            deployment,
+            failure: Some(errors),
+        } => {
+            let Some(d) = inner.deployments.get_mut(&deployment) else {
+                return failed(format!("{deployment} disappeared"), "FAILED");
+            };
+            let failing: BTreeSet<&str> =
+                errors.iter().map(|e| e.resource_address.as_str()).collect();
+            d.resources.retain(|r| failing.contains(r.address.as_str()));
+            let tf_errors: Vec<Value> = errors
+                .iter()
+                .map(|e| {
+                    json!({
+                        "resourceAddress": e.resource_address,
+                        "httpResponseCode": e.http_response_code,
+                        "errorDescription": e.description,
+                    })
+                })
+                .collect();
+            d.record["state"] = json!("FAILED");
+            d.record["tfErrors"] = json!(tf_errors);
+            d.record["errorCode"] = json!("DELETE_BUILD_RUN_FAILED");
+            d.record["stateDetail"] = json!("Terraform destroy failed; see the Terraform errors");
+            failed(
+                "Terraform destroy failed; see the Terraform errors".to_string(),
+                "FAILED",
+            )
+        }
+        Work::Delete { deployment, .. } => {
             inner.deployments.remove(&deployment);
             json!({
                 "name": name,

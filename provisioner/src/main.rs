@@ -24,18 +24,19 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use cloud::{Cloud, NotYet};
+use cloud::Cloud;
 use deploy::aws::AwsDeployment;
 use deploy::azure::AzureDeployment;
+use deploy::gcp::GcpDeployment;
 
 // Same allocator as every Escher binary (see the workspace Cargo.toml).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Escher Extend: your cloud alerts handled and your account scanned every night, while
-/// your laptop is closed, by functions deployed into your own AWS account or Azure
-/// subscription. Deploy and check them, pre-approve the fixes they may make, and run the
-/// same alert handling, scan and audit check from this machine. GCP is not available yet.
+/// your laptop is closed, by functions deployed into your own AWS account, Azure
+/// subscription or Google Cloud project. Deploy and check them, pre-approve the fixes they
+/// may make, and run the same alert handling, scan and audit check from this machine.
 #[derive(Debug, Parser)]
 #[command(name = "escher-provision", version)]
 struct Cli {
@@ -70,20 +71,41 @@ enum Command {
     /// cloud is not supported yet (the reason is printed on stderr).
     Render(render_command::RenderArgs),
 
-    /// Deploy Escher Extend into your AWS account (a CloudFormation stack) or Azure
-    /// subscription (a deployment stack): show what changes, ask, apply it with progress,
-    /// publish the functions, print and save the outputs (GCP is not available yet).
+    /// Deploy Escher Extend into your AWS account (a CloudFormation stack), Azure
+    /// subscription (a deployment stack) or Google Cloud project (an Infrastructure Manager
+    /// deployment running the Terraform of `render --cloud gcp`): show what changes, ask,
+    /// apply it with progress, publish the functions, print and save the outputs.
+    ///
+    /// On Google Cloud, before the preview, the project is readied, each step only when
+    /// something is missing: the APIs Escher and Infrastructure Manager use are enabled;
+    /// the service account Infrastructure Manager runs Terraform as (`<stack>-deployer`) is
+    /// created and given roles/config.agent and the predefined roles for what the
+    /// deployment creates (never owner or editor); the Terraform files go to a private
+    /// bucket (`<project>-<stack>-blueprints`) under a folder named by their content; the
+    /// handler's image goes to the Artifact Registry repository `<stack>`. With --dry-run
+    /// the image is neither built into the registry nor pushed (the preview names it by the
+    /// digest a push would give), but the APIs, the deployer account and its roles, the
+    /// bucket and the files are made: Infrastructure Manager's preview reads them.
     ///
     /// Exit status: 0 deployed, no changes, or dry run; 1 declined (nothing changed);
     /// 2 failed (the failing resource and the reason are printed on stderr).
     Extend(deploy::ExtendArgs),
-    /// The deployment in your AWS account or Azure subscription: status, last update,
-    /// outputs, the functions' code, drift (where the cloud reports it).
+    /// The deployment in your AWS account, Azure subscription or Google Cloud project:
+    /// status, last update, outputs, the functions' code (on Google Cloud the handler
+    /// image's digest), drift (where the cloud reports it).
     ///
     /// Exit status: 0 reported (also when there is no stack), 2 failed.
     Status(deploy::StatusArgs),
-    /// Delete the deployment from your AWS account or Azure subscription. The immutable
-    /// audit storage is always kept; the state storage too, unless --delete-data.
+    /// Delete the deployment from your AWS account, Azure subscription or Google Cloud
+    /// project. The immutable audit storage is always kept; the state storage too, unless
+    /// --delete-data.
+    ///
+    /// On Google Cloud, Terraform deletes what it may; Cloud Storage refuses to delete a
+    /// bucket holding objects, so the audit bucket (its records under retention), its
+    /// access-logs bucket and the state bucket stay, and the deployment is then removed
+    /// leaving them in the project. --delete-data empties the state bucket first (so it is
+    /// deleted too) and deletes the blueprint bucket and the image repository `extend`
+    /// made. The deployer service account is kept.
     ///
     /// Exit status: 0 deleted (or no stack), 1 declined, 2 failed.
     Destroy(deploy::DestroyArgs),
@@ -101,7 +123,9 @@ enum Command {
     Package(deploy::package::PackageArgs),
     /// Store the credentials the functions use for the other clouds beside them (`--on
     /// aws`: SSM SecureStrings under the stack's path; `--on azure`: the deployment's Key
-    /// Vault); list them (names and dates only) or remove them.
+    /// Vault; `--on gcp`: a new version of the deployment's Secret Manager secret
+    /// `<stack>-credentials-<cloud>`); list them (names and dates only) or remove them (on
+    /// Google Cloud every version is destroyed; the secret stays with the deployment).
     Credentials(deploy::CredentialsArgs),
     /// Check the audit trail: every record re-hashed against the day's listing.
     #[command(subcommand)]
@@ -142,17 +166,17 @@ fn main() -> ExitCode {
         Command::Extend(args) => match args.target.cloud {
             Cloud::Aws => output::run_async(deploy::extend::<AwsDeployment>(args)),
             Cloud::Azure => output::run_async(deploy::extend::<AzureDeployment>(args)),
-            cloud @ Cloud::Gcp => not_yet(cloud),
+            Cloud::Gcp => output::run_async(deploy::extend::<GcpDeployment>(args)),
         },
         Command::Status(args) => match args.target.cloud {
             Cloud::Aws => output::run_async(deploy::status::<AwsDeployment>(args)),
             Cloud::Azure => output::run_async(deploy::status::<AzureDeployment>(args)),
-            cloud @ Cloud::Gcp => not_yet(cloud),
+            Cloud::Gcp => output::run_async(deploy::status::<GcpDeployment>(args)),
         },
         Command::Destroy(args) => match args.target.cloud {
             Cloud::Aws => output::run_async(deploy::destroy::<AwsDeployment>(args)),
             Cloud::Azure => output::run_async(deploy::destroy::<AzureDeployment>(args)),
-            cloud @ Cloud::Gcp => not_yet(cloud),
+            Cloud::Gcp => output::run_async(deploy::destroy::<GcpDeployment>(args)),
         },
         Command::Package(args) => output::run_command(deploy::package::package_command(args)),
         // The secrets live beside the functions of the deployment `--on` names (`--cloud`
@@ -160,7 +184,7 @@ fn main() -> ExitCode {
         Command::Credentials(args) => match args.deployment {
             Cloud::Aws => output::run_async(deploy::credentials::<AwsDeployment>(args)),
             Cloud::Azure => output::run_async(deploy::credentials::<AzureDeployment>(args)),
-            cloud @ Cloud::Gcp => not_yet(cloud),
+            Cloud::Gcp => output::run_async(deploy::credentials::<GcpDeployment>(args)),
         },
         Command::Audit(cmd) => audit_command::run(cmd),
         Command::Scan(cmd) => scan_command::run_scan(cmd),
@@ -168,11 +192,6 @@ fn main() -> ExitCode {
         Command::Inbox(args) => inbox::run(args),
         Command::Incidents(cmd) => incidents_command::run(cmd),
     }
-}
-
-/// A deployment command for a cloud this version cannot deploy into: said as any failure.
-fn not_yet(cloud: Cloud) -> ExitCode {
-    output::run_command(Err(NotYet::Deploy(cloud).into()))
 }
 
 /// Human-readable logs on stderr, so stdout stays clean JSON for pipes.

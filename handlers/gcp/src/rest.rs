@@ -31,6 +31,16 @@ pub enum Service {
     BillingBudgets,
     /// Secret Manager v1: the Slack webhook and PagerDuty key the notices need.
     SecretManager,
+    /// Service Usage v1: `extend` enables the APIs the deployment needs.
+    ServiceUsage,
+    /// IAM v1: `extend` makes the service account Infrastructure Manager deploys as.
+    Iam,
+    /// Resource Manager v1: `extend` grants that account its roles on the project.
+    ResourceManager,
+    /// Artifact Registry v1: `extend` makes the repository the handler's image goes to.
+    ArtifactRegistry,
+    /// Cloud Storage's media upload (`…/upload/storage/v1`): the blueprint's files.
+    StorageUpload,
 }
 
 impl Service {
@@ -44,6 +54,11 @@ impl Service {
             Service::BigQuery => "bigquery",
             Service::BillingBudgets => "billingbudgets",
             Service::SecretManager => "secretmanager",
+            Service::ServiceUsage => "serviceusage",
+            Service::Iam => "iam",
+            Service::ResourceManager => "cloudresourcemanager",
+            Service::ArtifactRegistry => "artifactregistry",
+            Service::StorageUpload => "storage",
         }
     }
 }
@@ -65,6 +80,16 @@ pub struct Endpoints {
     pub billing_budgets: String,
     /// Secret Manager v1 (`…/v1`, paths start at `projects/`).
     pub secret_manager: String,
+    /// Service Usage v1 (`…/v1`, paths start at `projects/` or `operations/`).
+    pub service_usage: String,
+    /// IAM v1 (`…/v1`, paths start at `projects/`).
+    pub iam: String,
+    /// Resource Manager v1 (`…/v1`, paths start at `projects/`).
+    pub resource_manager: String,
+    /// Artifact Registry v1 (`…/v1`, paths start at `projects/`).
+    pub artifact_registry: String,
+    /// Cloud Storage's upload endpoint (`…/upload/storage/v1`).
+    pub storage_upload: String,
 }
 
 impl Default for Endpoints {
@@ -77,6 +102,11 @@ impl Default for Endpoints {
             bigquery: "https://bigquery.googleapis.com/bigquery/v2".into(),
             billing_budgets: "https://billingbudgets.googleapis.com/v1".into(),
             secret_manager: "https://secretmanager.googleapis.com/v1".into(),
+            service_usage: "https://serviceusage.googleapis.com/v1".into(),
+            iam: "https://iam.googleapis.com/v1".into(),
+            resource_manager: "https://cloudresourcemanager.googleapis.com/v1".into(),
+            artifact_registry: "https://artifactregistry.googleapis.com/v1".into(),
+            storage_upload: "https://storage.googleapis.com/upload/storage/v1".into(),
         }
     }
 }
@@ -93,6 +123,11 @@ impl Endpoints {
             bigquery: format!("{origin}/bigquery/v2"),
             billing_budgets: format!("{origin}/v1"),
             secret_manager: format!("{origin}/v1"),
+            service_usage: format!("{origin}/v1"),
+            iam: format!("{origin}/v1"),
+            resource_manager: format!("{origin}/v1"),
+            artifact_registry: format!("{origin}/v1"),
+            storage_upload: format!("{origin}/upload/storage/v1"),
         }
     }
 
@@ -105,6 +140,11 @@ impl Endpoints {
             Service::BigQuery => &self.bigquery,
             Service::BillingBudgets => &self.billing_budgets,
             Service::SecretManager => &self.secret_manager,
+            Service::ServiceUsage => &self.service_usage,
+            Service::Iam => &self.iam,
+            Service::ResourceManager => &self.resource_manager,
+            Service::ArtifactRegistry => &self.artifact_registry,
+            Service::StorageUpload => &self.storage_upload,
         }
     }
 }

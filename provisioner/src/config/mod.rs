@@ -106,7 +106,7 @@ use serde::{Deserialize, Serialize};
 
 pub use aws::{Architecture, AwsConfig, AwsRegion, CreateTrail};
 pub use azure::{AzureConfig, SubscriptionId};
-pub use gcp::GcpConfig;
+pub use gcp::{GcpConfig, GcpRegion};
 pub use schedule::{resolve_timezone, ScheduleConfig, TimeZoneName, TimeZoneSource};
 
 use aws::{ArtifactsConfig, BucketsConfig, CloudTrailConfig, FunctionsConfig};

@@ -80,6 +80,7 @@ pub async fn extend<D: Deployment>(args: ExtendArgs) -> anyhow::Result<ExitCode>
             timezone: args.timezone,
             artifacts: args.artifacts.as_deref(),
             build: !args.no_build,
+            dry_run: args.dry_run,
         })
         .await?;
     let mut report = ExtendReport {
@@ -697,6 +698,7 @@ mod tests {
                 cloud: Cloud::Gcp,
                 access: AccessArgs {
                     region: None,
+                    project: None,
                     profile: None,
                     subscription: None,
                     location: None,

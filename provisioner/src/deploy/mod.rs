@@ -9,8 +9,8 @@
 
 pub mod aws;
 pub mod azure;
-pub mod gcp;
 mod flow;
+pub mod gcp;
 pub mod package;
 pub mod progress;
 pub mod seam;
@@ -23,7 +23,7 @@ use serde::Serialize;
 pub use flow::{credentials, destroy, extend, status};
 
 use crate::cloud::Cloud;
-use crate::config::{AwsRegion, TimeZoneName};
+use crate::config::TimeZoneName;
 
 /// Exit status: the user declined (nothing was changed).
 pub const EXIT_DECLINED: u8 = 1;
@@ -31,8 +31,8 @@ pub const EXIT_DECLINED: u8 = 1;
 /// The cloud to deploy into, and how to reach it.
 #[derive(Debug, Clone, Args)]
 pub struct TargetArgs {
-    /// The cloud: `aws` (a CloudFormation stack) or `azure` (a deployment stack in a
-    /// resource group).
+    /// The cloud: `aws` (a CloudFormation stack), `azure` (a deployment stack in a
+    /// resource group) or `gcp` (an Infrastructure Manager deployment in a project).
     #[arg(long, value_enum)]
     pub cloud: Cloud,
     #[command(flatten)]
@@ -42,12 +42,21 @@ pub struct TargetArgs {
 /// Where and as whom: the cloud's standard credential chain, overridable. On AWS the
 /// configuration chain (profile, environment, instance role); on Azure a service principal
 /// from AZURE_TENANT_ID / AZURE_CLIENT_ID / AZURE_CLIENT_SECRET, else the managed identity
-/// (where IDENTITY_ENDPOINT is set), else the Azure CLI's login (`az login`).
+/// (where IDENTITY_ENDPOINT is set), else the Azure CLI's login (`az login`); on Google
+/// Cloud GOOGLE_APPLICATION_CREDENTIALS, else gcloud's application default login, else
+/// gcloud's own login.
 #[derive(Debug, Clone, Args)]
 pub struct AccessArgs {
-    /// AWS region (default: escher.toml `[aws] region`, else AWS_REGION / the profile).
+    /// AWS region (default: escher.toml `[aws] region`, else AWS_REGION / the profile), or
+    /// with --cloud gcp the Google Cloud region (default: escher.toml `[gcp] region`, else
+    /// europe-west1).
     #[arg(long, value_name = "REGION")]
-    pub region: Option<AwsRegion>,
+    pub region: Option<String>,
+    /// Google Cloud project id (default: escher.toml `[gcp] project`, else
+    /// GOOGLE_CLOUD_PROJECT / CLOUDSDK_CORE_PROJECT, else the credentials' or gcloud's
+    /// project).
+    #[arg(long, value_name = "ID")]
+    pub project: Option<String>,
     /// AWS: named profile from ~/.aws/config (default: AWS_PROFILE, else `default`).
     #[arg(long, value_name = "NAME")]
     pub profile: Option<String>,
@@ -64,7 +73,8 @@ pub struct AccessArgs {
     pub resource_group: Option<String>,
     /// Send every call to this endpoint: on AWS an emulator such as moto or a VPC endpoint
     /// (AWS_ENDPOINT_URL does the same); on Azure a Resource Manager stand-in, which then
-    /// also answers for the app's deployment site and Key Vault.
+    /// also answers for the app's deployment site and Key Vault; on Google Cloud a stand-in
+    /// answering every Google API at Google's paths, and the image registry.
     #[arg(long, value_name = "URL")]
     pub endpoint_url: Option<String>,
     /// Configuration file. Without this option ./escher.toml is used when it exists, and
@@ -83,7 +93,9 @@ pub struct ExtendArgs {
     pub yes: bool,
     /// Stop after printing the preview; nothing is changed. On AWS the artifacts bucket
     /// and the zips are still uploaded (the change set refers to them); on Azure nothing
-    /// is created, not even the resource group.
+    /// is created, not even the resource group; on Google Cloud the APIs are enabled and
+    /// the deployer account, its roles, the blueprint bucket and files are made (the
+    /// preview reads them), but no image is pushed.
     #[arg(long)]
     pub dry_run: bool,
     /// Print the result (change set, outputs) as JSON on stdout.
@@ -96,7 +108,10 @@ pub struct ExtendArgs {
     /// built from, `target/lambda/<binary>/bootstrap.zip`, built first (as `make package`
     /// does) when missing or stale: older than any file under `handlers/` or `policies/`
     /// (embedded at build time), `Cargo.toml` or `Cargo.lock`. Every zip's `bootstrap` must
-    /// need no glibc newer than 2.34 (Amazon Linux 2023).
+    /// need no glibc newer than 2.34 (Amazon Linux 2023). On Google Cloud the folder holds
+    /// `escher-gcp-service` (default: `target/release/escher-gcp-service` in the workspace
+    /// this CLI was built from, built with `cargo build --release -p escher-gcp` when
+    /// missing or stale), made into the Cloud Run image with the libraries it loads.
     #[arg(long, value_name = "DIR")]
     pub artifacts: Option<PathBuf>,
     /// Never build: deploy cargo lambda's zips as they are (a stale one with a warning) and
@@ -135,8 +150,9 @@ pub struct DestroyArgs {
 
 #[derive(Debug, Args)]
 pub struct CredentialsArgs {
-    /// The deployment whose functions use the credentials: `aws` (SSM Parameter Store) or
-    /// `azure` (the deployment's Key Vault).
+    /// The deployment whose functions use the credentials: `aws` (SSM Parameter Store),
+    /// `azure` (the deployment's Key Vault) or `gcp` (the deployment's Secret Manager
+    /// secrets).
     #[arg(long = "on", value_enum, default_value = "aws", value_name = "CLOUD")]
     pub deployment: Cloud,
     #[command(flatten)]

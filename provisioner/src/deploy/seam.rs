@@ -118,6 +118,9 @@ pub struct PreviewRequest<'a> {
     pub artifacts: Option<&'a Path>,
     /// Build a missing or stale zip (not `--no-build`).
     pub build: bool,
+    /// `--dry-run`: make only what the preview itself reads (a cloud whose preview needs
+    /// nothing uploaded makes nothing).
+    pub dry_run: bool,
 }
 
 /// A preview of the changes `extend` would apply.

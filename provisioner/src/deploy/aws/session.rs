@@ -45,8 +45,13 @@ pub async fn connect(access: &AccessArgs, config: EscherConfig) -> anyhow::Resul
         loader = loader.profile_name(profile);
     }
     // --region wins over escher.toml, which wins over the chain (AWS_REGION, the profile).
-    if let Some(region) = access
+    let flag = access
         .region
+        .as_deref()
+        .map(|r| r.parse::<crate::config::AwsRegion>())
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--region: {e}"))?;
+    if let Some(region) = flag
         .as_ref()
         .or(config.aws.region.as_ref())
         .map(|r| r.to_string())

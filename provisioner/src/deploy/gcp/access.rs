@@ -296,7 +296,7 @@ impl TokenSource for GcloudTokens {
 }
 
 /// One value gcloud prints (`config get-value project`); `None` when unset or failing.
-async fn gcloud_value(program: &Path, args: &[&str]) -> Option<String> {
+pub(crate) async fn gcloud_value(program: &Path, args: &[&str]) -> Option<String> {
     let output = tokio::process::Command::new(program)
         .args(args)
         .arg("--quiet")

@@ -73,6 +73,7 @@ pub struct HandlerImage {
 
 impl HandlerImage {
     /// `sha256:…` of the compressed layer.
+    #[cfg(test)]
     pub fn layer_digest(&self) -> String {
         sha256(&self.layer)
     }
@@ -83,8 +84,30 @@ impl HandlerImage {
     }
 
     /// The gzip-compressed layer (a tar stream).
+    #[cfg(test)]
     pub fn layer(&self) -> &[u8] {
         &self.layer
+    }
+
+    /// The reference [`push`] answers for this image in `repository`, computed without the
+    /// registry: the digest of the manifest as oci-client sends it (canonical JSON). A dry
+    /// run previews with it and pushes nothing.
+    pub fn reference_in(&self, repository: &Repository) -> String {
+        use serde::Serialize as _;
+        let (_, _, manifest) = self.manifest();
+        let mut body = Vec::new();
+        let mut writer = serde_json::Serializer::with_formatter(
+            &mut body,
+            olpc_cjson::CanonicalFormatter::new(),
+        );
+        // Serializing plain data into a Vec cannot fail.
+        let _ = oci_client::manifest::OciManifest::Image(manifest).serialize(&mut writer);
+        format!(
+            "{}/{}@{}",
+            repository.registry,
+            repository.path,
+            sha256(&body)
+        )
     }
 
     /// The manifest pushed for this image.
@@ -288,6 +311,21 @@ impl Repository {
             insecure: false,
         }
     }
+
+    /// A registry answering at `endpoint` (`http://127.0.0.1:port`, a stand-in for
+    /// Artifact Registry): plain HTTP unless the endpoint is `https://`.
+    pub fn at_endpoint(endpoint: &str, project: &str, repository: &str) -> Repository {
+        let insecure = !endpoint.starts_with("https://");
+        let host = endpoint
+            .trim_start_matches("https://")
+            .trim_start_matches("http://")
+            .trim_end_matches('/');
+        Repository {
+            registry: host.split('/').next().unwrap_or(host).to_string(),
+            path: format!("{project}/{repository}/escher-handler"),
+            insecure,
+        }
+    }
 }
 
 /// What [`push`] did.
@@ -461,6 +499,11 @@ mod tests {
             .await
             .expect("pushed");
         assert!(!first.already_there);
+        assert_eq!(
+            first.reference,
+            image.reference_in(&repository),
+            "a dry run names the image as the push does"
+        );
         assert!(
             first
                 .reference

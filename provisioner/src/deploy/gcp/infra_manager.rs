@@ -66,6 +66,12 @@ const GET_REVISION: GcpOperation = config_call(
     "config.revisions.get",
     false,
 );
+const LIST_RESOURCES: GcpOperation = config_call(
+    "config.projects.locations.deployments.revisions.resources.list",
+    HttpMethod::Get,
+    "config.resources.list",
+    false,
+);
 const CREATE_PREVIEW: GcpOperation = config_call(
     "config.projects.locations.previews.create",
     HttpMethod::Post,
@@ -185,6 +191,8 @@ pub struct DeploymentState {
     pub update_time: Option<String>,
     /// Where Cloud Build's logs of the last run are.
     pub logs: Option<String>,
+    /// The blueprint's input values the deployment was last given (`handler_image`).
+    pub inputs: BTreeMap<String, Value>,
 }
 
 impl DeploymentState {
@@ -198,6 +206,13 @@ impl DeploymentState {
             errors: terraform_errors(record),
             update_time: text("updateTime"),
             logs: text("errorLogs").or_else(|| text("logs")),
+            inputs: record
+                .pointer("/terraformBlueprint/inputValues")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v["inputValue"].clone()))
+                .collect(),
         }
     }
 }
@@ -273,6 +288,13 @@ fn describe(error: &GcpError) -> String {
         }
         other => format!("{call}: {other}"),
     }
+}
+
+/// What deleting a deployment does to its resources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeletePolicy {
+    Delete,
+    Abandon,
 }
 
 /// How long to wait on an operation, and how often to look.
@@ -550,19 +572,64 @@ impl InfraManager {
             .collect())
     }
 
-    /// Deletes the deployment `id` and what Terraform created (`ABANDON` would keep them; a
-    /// kept resource such as a locked audit bucket is left out of the blueprint beforehand).
+    /// The Terraform resources a revision holds: `(address, type, id)`.
+    pub async fn resources(
+        &self,
+        revision: &str,
+    ) -> Result<Vec<(String, String, String)>, InfraManagerError> {
+        let items = self
+            .client
+            .list(
+                &LIST_RESOURCES,
+                &format!("{revision}/resources"),
+                &[],
+                "resources",
+            )
+            .await
+            .map_err(Self::call_error)?;
+        Ok(items
+            .iter()
+            .filter_map(|r| {
+                let info = &r["terraformInfo"];
+                let address = info["address"].as_str()?.to_string();
+                let kind = info["type"]
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| address.split('.').next().unwrap_or_default().to_string());
+                let id = info["id"].as_str().unwrap_or_default().to_string();
+                Some((address, kind, id))
+            })
+            .collect())
+    }
+
+    /// Deletes the deployment `id` and what Terraform created.
     pub async fn delete(
         &self,
         id: &str,
         on_step: &mut dyn FnMut(&str),
     ) -> Result<(), InfraManagerError> {
+        self.delete_as(id, DeletePolicy::Delete, on_step).await
+    }
+
+    /// Deletes the deployment `id`: with [`DeletePolicy::Delete`] Terraform destroys what
+    /// it holds; with [`DeletePolicy::Abandon`] only the deployment goes and its resources
+    /// stay in the project, no longer managed.
+    pub async fn delete_as(
+        &self,
+        id: &str,
+        policy: DeletePolicy,
+        on_step: &mut dyn FnMut(&str),
+    ) -> Result<(), InfraManagerError> {
+        let policy = match policy {
+            DeletePolicy::Delete => "DELETE",
+            DeletePolicy::Abandon => "ABANDON",
+        };
         let started = match self
             .client
             .call(
                 &DELETE_DEPLOYMENT,
                 &self.deployment_name(id),
-                &[("deletePolicy", "DELETE")],
+                &[("deletePolicy", policy)],
                 None,
             )
             .await

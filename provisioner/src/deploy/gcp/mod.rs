@@ -1,17 +1,15 @@
-//! Deploying Escher into a Google Cloud project: the rendered Terraform root module run by
-//! Infrastructure Manager ([`infra_manager`]), previewed as the change table every cloud
-//! prints, then applied.
+//! Deploying Escher into a Google Cloud project ([`GcpDeployment`]): the laptop's Google
+//! credentials ([`access`]), the project readied ([`bootstrap`]), the handler's image
+//! ([`image`]) and the rendered Terraform root module run by Infrastructure Manager
+//! ([`infra_manager`]), previewed as the change table every cloud prints, then applied.
 
-// `extend --cloud gcp` is built on this client; until the image push, the blueprint upload and
-// the deployer's service account are in place too, only its tests call it.
-#[cfg_attr(not(test), allow(dead_code))]
+pub mod access;
+pub mod bootstrap;
+mod deployment;
+pub mod image;
 pub mod infra_manager;
 
-#[cfg_attr(not(test), allow(dead_code))]
-pub mod access;
-
-#[cfg_attr(not(test), allow(dead_code))]
-pub mod image;
+pub use deployment::GcpDeployment;
 
 #[cfg(test)]
 mod tests {

@@ -87,23 +87,6 @@ impl Step {
         }
     }
 
-    /// Why this step under `fault` breaks the promise today, when it does (reported, not
-    /// counted). Both are one gap: a fix that fails transiently after moto applied a change
-    /// answers an error that carries no calls, the claim is released and the event retried;
-    /// the redelivery finds the bucket already private and records `already_compliant`, so
-    /// no record says Escher made it private.
-    fn known_gap(self, fault: Fault) -> Option<&'static str> {
-        match (self, fault) {
-            (Step::Verify, _) => Some(
-                "the change is made, reading it back fails: retried, and the redelivery records already_compliant (the change made by the first delivery is in no record)",
-            ),
-            (Step::FixAcl, Fault::TruncatedAnswer) => Some(
-                "PutBucketAcl is applied but its answer is lost (the last change): retried, and the redelivery records already_compliant (the change made by the first delivery is in no record)",
-            ),
-            _ => None,
-        }
-    }
-
     /// The rule faulting this step's requests about `bucket` (stores sit in a folder named
     /// after the scenario, so no two scenarios' requests are alike).
     fn rule(self, fault: Fault, bucket: &str, folder: &str) -> Rule {
@@ -414,7 +397,7 @@ async fn every_step_under_every_fault_keeps_exactly_once() {
     // In the pipeline's order, whatever order they finished in.
     results.sort_by_key(|(step, fault, _)| (*step, fault.name()));
     let (mut lost, mut double, mut unaudited, mut unclean, mut broken) = (0, 0, 0, 0, 0);
-    let (mut rows, mut gaps, mut gaps_kept) = (Vec::new(), 0, Vec::new());
+    let mut rows = Vec::new();
     for (step, fault, result) in &results {
         match result {
             Ok(found) => {
@@ -432,15 +415,6 @@ async fn every_step_under_every_fault_keeps_exactly_once() {
                     found.unclean.len(),
                     found.answers.join(", ")
                 );
-                if let Some(reason) = step.known_gap(*fault) {
-                    gaps += 1;
-                    if kept {
-                        gaps_kept.push(format!("{} × {}", step.name(), fault.name()));
-                    } else {
-                        rows.push(format!("  KNOWN GAP {row}\n      why: {reason}"));
-                    }
-                    continue;
-                }
                 lost += usize::from(found.lost);
                 double += found.double_fixes;
                 unaudited += found.unaudited_fixes;
@@ -474,7 +448,6 @@ async fn every_step_under_every_fault_keeps_exactly_once() {
             tried.iter().map(|(s, _)| *s).collect::<std::collections::BTreeSet<_>>().len(),
             tried.iter().map(|(_, f)| f.name()).collect::<std::collections::BTreeSet<_>>().len(),
         ),
-            format!("  known gaps        {gaps} scenarios (listed below, not counted)"),
             format!("  events lost       {lost}"),
             format!("  double fixes      {double}"),
             format!("  unaudited fixes   {unaudited}"),
@@ -487,10 +460,6 @@ async fn every_step_under_every_fault_keeps_exactly_once() {
         0,
         "scenarios that could not run:\n{}",
         table.join("\n")
-    );
-    assert!(
-        gaps_kept.is_empty(),
-        "known gaps that now keep the promise (take them out of Step::known_gap): {gaps_kept:?}"
     );
     assert_eq!(lost, 0, "{}", table.join("\n"));
     assert_eq!(double, 0, "{}", table.join("\n"));

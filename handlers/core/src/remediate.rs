@@ -225,6 +225,9 @@ pub enum RemediationError {
         operation: String,
         resource: String,
         message: String,
+        /// Calls made before the failure: a change among them may have been applied, and
+        /// the retry's record must say so (it may find the resource already compliant).
+        api_calls: Vec<ApiCall>,
     },
     /// Access denied, resource gone, invalid request: retrying will not help.
     #[error("{operation} on {resource} failed: {message}")]
@@ -260,6 +263,7 @@ impl RemediationError {
                 operation,
                 resource,
                 message,
+                api_calls,
             }
         } else {
             RemediationError::Failed {
@@ -274,6 +278,17 @@ impl RemediationError {
     /// Whether the whole event should be retried (Lambda retry, then the DLQ).
     pub fn is_transient(&self) -> bool {
         matches!(self, RemediationError::Transient { .. })
+    }
+
+    /// The changing calls a transient failure came after (answered or not: a change whose
+    /// answer was lost may still have been applied).
+    pub fn changes_attempted(&self) -> Vec<ApiCall> {
+        match self {
+            RemediationError::Transient { api_calls, .. } => {
+                api_calls.iter().filter(|c| c.mutating).cloned().collect()
+            }
+            _ => Vec::new(),
+        }
     }
 }
 
@@ -356,6 +371,7 @@ mod tests {
             operation: "StopInstances".into(),
             resource: "i-0abc".into(),
             message: "Throttling".into(),
+            api_calls: vec![],
         };
         let failed = RemediationError::Failed {
             operation: "StopInstances".into(),

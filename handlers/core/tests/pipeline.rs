@@ -19,20 +19,36 @@ use escher_core::pipeline::audit::{AuditLog, Outcome};
 use escher_core::pipeline::notify::{Notifier, NotifyConfig};
 use escher_core::pipeline::{CloudOperations, Pipeline, PipelineError, DEFAULT_CLAIM_LEASE};
 use escher_core::remediate::{
-    FixDescription, Mode, Remediation, RemediationError, RemediationReport, RemediationRequest,
-    RemediationStatus, Verification, VerificationCheck,
+    ApiCall, FixDescription, Mode, Remediation, RemediationError, RemediationReport,
+    RemediationRequest, RemediationStatus, Verification, VerificationCheck,
 };
 use escher_core::{Normalizer, Severity, SeverityPolicy, UnifiedEvent};
 
 const PUBLIC_BUCKET: &str =
     include_str!("../../../tests/fixtures/aws/cloudtrail-eventbridge-putbucketacl-allusers.json");
 
-/// Records every call; fails transiently the first `fail_first` times.
+/// Records every call; fails transiently the first `fail_first` times; the first
+/// `change_then_fail` times it makes the change, then fails transiently (its answer lost),
+/// after which the bucket is found private.
 #[derive(Default)]
 struct RecordingFix {
     calls: AtomicUsize,
     modes: Mutex<Vec<Mode>>,
     fail_first: AtomicUsize,
+    change_then_fail: AtomicUsize,
+    changed: std::sync::atomic::AtomicBool,
+}
+
+fn call(operation: &str, target: &str, mutating: bool, error: Option<&str>) -> ApiCall {
+    ApiCall {
+        service: "s3".into(),
+        operation: operation.into(),
+        target: target.into(),
+        mutating,
+        started_at: chrono::Utc::now(),
+        duration_ms: 5,
+        error: error.map(str::to_string),
+    }
 }
 
 #[async_trait]
@@ -48,12 +64,51 @@ impl Remediation for RecordingFix {
         &self,
         request: &RemediationRequest<'_>,
     ) -> Result<RemediationReport, RemediationError> {
+        let bucket = request.event.resource.name.clone();
+        if self.change_then_fail.load(Ordering::SeqCst) > 0 {
+            self.change_then_fail.fetch_sub(1, Ordering::SeqCst);
+            self.changed.store(true, Ordering::SeqCst);
+            return Err(RemediationError::Transient {
+                operation: "PutPublicAccessBlock".into(),
+                resource: bucket.clone(),
+                message: "the connection was reset before the answer".into(),
+                api_calls: vec![
+                    call("GetPublicAccessBlock", &bucket, false, None),
+                    call(
+                        "PutPublicAccessBlock",
+                        &bucket,
+                        true,
+                        Some("connection reset"),
+                    ),
+                ],
+            });
+        }
+        if self.changed.load(Ordering::SeqCst) {
+            return Ok(RemediationReport {
+                action: request.action,
+                resource_id: request.event.resource.id.clone(),
+                status: RemediationStatus::AlreadyCompliant,
+                summary: format!("{bucket} already blocks public access; nothing changed"),
+                steps: vec![],
+                api_calls: vec![call("GetPublicAccessBlock", &bucket, false, None)],
+                verification: Some(Verification::from_checks(vec![VerificationCheck {
+                    name: "block_public_acls".into(),
+                    expected: "true".into(),
+                    observed: "true".into(),
+                    passed: true,
+                }])),
+                created: vec![],
+                next_steps: vec![],
+                undo: None,
+            });
+        }
         if self.fail_first.load(Ordering::SeqCst) > 0 {
             self.fail_first.fetch_sub(1, Ordering::SeqCst);
             return Err(RemediationError::Transient {
                 operation: "PutPublicAccessBlock".into(),
                 resource: request.event.resource.name.clone(),
                 message: "SlowDown".into(),
+                api_calls: Vec::new(),
             });
         }
         self.calls.fetch_add(1, Ordering::SeqCst);
@@ -365,6 +420,91 @@ async fn a_transient_failure_is_retried_and_the_retry_fixes_it() {
         .expect("handled");
     assert_eq!(handled.results[0].outcome, Outcome::Remediated);
     assert_eq!(s.fix.calls.load(Ordering::SeqCst), 1);
+}
+
+/// A change made just before a temporary failure (its answer lost) is not lost from the
+/// record: the retry finds the bucket private and records the event as remediated by the
+/// earlier delivery, with its calls; the deliveries after that are duplicates.
+#[tokio::test]
+async fn a_change_made_before_a_transient_failure_is_recorded_by_the_retry() {
+    let s = setup(vec![approval("apr-1", None)], Mode::Apply, &[]).await;
+    s.fix.change_then_fail.store(1, Ordering::SeqCst);
+    s.pipeline
+        .handle(PUBLIC_BUCKET.as_bytes())
+        .await
+        .expect_err("retry");
+    let handled = s
+        .pipeline
+        .handle(PUBLIC_BUCKET.as_bytes())
+        .await
+        .expect("handled");
+    assert_eq!(handled.results[0].outcome, Outcome::Remediated);
+    let again = s
+        .pipeline
+        .handle(PUBLIC_BUCKET.as_bytes())
+        .await
+        .expect("handled");
+    assert_eq!(again.results[0].outcome, Outcome::Duplicate);
+
+    let log = AuditLog::new(s.audit.clone(), "memory://audit".into());
+    let mut records = Vec::new();
+    for day in log.days().await.expect("days") {
+        records.extend(log.records(day).await.expect("records"));
+    }
+    let fixed: Vec<_> = records
+        .iter()
+        .filter(|r| r.outcome == Outcome::Remediated)
+        .collect();
+    assert_eq!(fixed.len(), 1, "one record says the bucket was fixed");
+    let report = fixed[0].remediation.as_ref().expect("the fix's report");
+    assert_eq!(report.status, RemediationStatus::Remediated);
+    assert!(
+        report
+            .api_calls
+            .iter()
+            .any(|c| c.operation == "PutPublicAccessBlock" && c.mutating),
+        "the earlier delivery's change is in the record: {:?}",
+        report.api_calls
+    );
+    assert!(
+        report.summary.contains("earlier delivery"),
+        "{}",
+        report.summary
+    );
+    assert!(
+        fixed[0]
+            .notes
+            .iter()
+            .any(|n| n.contains("PutPublicAccessBlock")),
+        "{:?}",
+        fixed[0].notes
+    );
+}
+
+/// A temporary failure before any change gives the event back whole: the retry acts as the
+/// first delivery would, and its record holds no earlier calls.
+#[tokio::test]
+async fn a_transient_failure_before_any_change_leaves_nothing_for_the_retry_to_carry() {
+    let s = setup(vec![approval("apr-1", None)], Mode::Apply, &[]).await;
+    s.fix.fail_first.store(1, Ordering::SeqCst);
+    s.pipeline
+        .handle(PUBLIC_BUCKET.as_bytes())
+        .await
+        .expect_err("retry");
+    s.pipeline
+        .handle(PUBLIC_BUCKET.as_bytes())
+        .await
+        .expect("handled");
+    let log = AuditLog::new(s.audit.clone(), "memory://audit".into());
+    for day in log.days().await.expect("days") {
+        for record in log.records(day).await.expect("records") {
+            assert!(
+                !record.notes.iter().any(|n| n.contains("earlier delivery")),
+                "{:?}",
+                record.notes
+            );
+        }
+    }
 }
 
 #[tokio::test]

@@ -222,6 +222,7 @@ impl Work<'_> {
                         self.source,
                         started.elapsed().as_secs()
                     ),
+                    api_calls: self.log.calls().to_vec(),
                 });
             }
             tokio::time::sleep(interval).await;

@@ -30,7 +30,7 @@ use crate::fixes::{not_supported, FixRegistry};
 use crate::ids::{sha256_hex, unique_token};
 use crate::incidents::{Incident, IncidentHistory, IncidentMemory, MemoryView, COMPACT_AT};
 use crate::remediate::{
-    Mode, RemediationError, RemediationReport, RemediationRequest, RemediationStatus,
+    ApiCall, Mode, RemediationError, RemediationReport, RemediationRequest, RemediationStatus,
 };
 use crate::store::{create_once, Created};
 use crate::{Normalized, Normalizer, SeverityPolicy, UnifiedEvent};
@@ -52,8 +52,12 @@ pub const DEFAULT_CLAIM_LEASE: std::time::Duration = std::time::Duration::from_s
 enum Claim {
     /// No delivery had claimed it: this one acts.
     New,
-    /// A delivery claimed it at this time and never finished; this one acts instead.
-    TakenOver(chrono::DateTime<Utc>),
+    /// A delivery claimed it at this time and never finished; this one acts instead,
+    /// carrying the changes earlier deliveries attempted.
+    TakenOver(chrono::DateTime<Utc>, Vec<ApiCall>),
+    /// An earlier delivery attempted these changes, then failed temporarily and gave the
+    /// event back: this one finishes it, and its record names them.
+    Resumed(Vec<ApiCall>),
     /// Another delivery handled it, or is handling it.
     Held(Box<Marker>),
 }
@@ -125,6 +129,11 @@ struct Marker {
     /// whose claim was applied but whose answer was lost knows the marker is its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     claimed_by: Option<String>,
+    /// Changes earlier deliveries attempted before failing temporarily (a released claim):
+    /// the delivery that finishes the event records them, even when it finds nothing left
+    /// to change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    carried_calls: Vec<ApiCall>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,6 +141,8 @@ struct Marker {
 enum MarkerStatus {
     InProgress,
     Done,
+    /// Given back after a temporary failure that came after a change was attempted.
+    Released,
 }
 
 /// One handler's pipeline: built once per cold start, used for every event.
@@ -164,6 +175,10 @@ struct Run {
     notes: Vec<String>,
     /// Pending incidents the memory held when the event came in (compaction's trigger).
     pending_incidents: usize,
+    /// Changes earlier deliveries attempted (from the claim).
+    carried: Vec<ApiCall>,
+    /// Changes this delivery attempted before a temporary failure.
+    attempted: Vec<ApiCall>,
 }
 
 impl Run {
@@ -174,6 +189,8 @@ impl Run {
             steps: Vec::new(),
             notes: Vec::new(),
             pending_incidents: 0,
+            carried: Vec::new(),
+            attempted: Vec::new(),
         }
     }
 
@@ -290,6 +307,7 @@ impl Pipeline {
             audit_path: None,
             audit_pending: None,
             claimed_by: Some(unique_token(8)),
+            carried_calls: Vec::new(),
         };
         let body = serde_json::to_vec(&marker).map_err(|e| retry(&event.event_id, e))?;
         match create_once(&self.state, &path, body.clone()).await {
@@ -314,22 +332,35 @@ impl Pipeline {
         let held: Marker =
             serde_json::from_slice(&existing.to_vec()).unwrap_or_else(|_| marker.clone());
         let lease = chrono::Duration::from_std(self.claim_lease).unwrap_or(chrono::Duration::MAX);
-        if held.status != MarkerStatus::InProgress || Utc::now() - held.at <= lease {
+        let released = held.status == MarkerStatus::Released;
+        let stopped = held.status == MarkerStatus::InProgress && Utc::now() - held.at > lease;
+        if !released && !stopped {
             return Ok(Claim::Held(Box::new(held)));
         }
+        // One delivery takes the event over (the takeover marker is create-only), and its
+        // claim carries the changes attempted so far, should it fail in turn.
         let takeover = format!(
             "markers/{}.takeover-{}.json",
             event.event_id,
             held.at.timestamp_millis()
         );
+        let ours = Marker {
+            carried_calls: held.carried_calls.clone(),
+            ..marker
+        };
+        let body = serde_json::to_vec(&ours).map_err(|e| retry(&event.event_id, e))?;
         match create_once(&self.state, &takeover, body.clone()).await {
             Ok(Created::Written) => {
                 self.state
                     .write(&path, body)
                     .await
                     .map_err(|e| unavailable(e, &path))?;
+                if released {
+                    tracing::info!(event_id = %event.event_id, released_at = %held.at, "finishing an event an earlier delivery gave back after attempting changes");
+                    return Ok(Claim::Resumed(held.carried_calls));
+                }
                 tracing::warn!(event_id = %event.event_id, claimed_at = %held.at, "taking over an event whose earlier delivery stopped without finishing");
-                Ok(Claim::TakenOver(held.at))
+                Ok(Claim::TakenOver(held.at, held.carried_calls))
             }
             Ok(Created::AlreadyExists) => Ok(Claim::Held(Box::new(held))),
             Err(e) => Err(unavailable(e, &takeover)),
@@ -342,10 +373,38 @@ impl Pipeline {
             .is_ok_and(|m| m.claimed_by.is_some() && m.claimed_by == ours.claimed_by)
     }
 
-    /// Gives the event back so a retry can act (after a transient failure).
-    async fn release(&self, event: &UnifiedEvent) {
-        if let Err(e) = self.state.delete(&Self::marker_path(&event.event_id)).await {
-            tracing::error!(event_id = %event.event_id, error = %e, "cannot remove the idempotency marker; the retry will be recorded as a duplicate");
+    /// Gives the event back so a retry can act (after a transient failure). When changes
+    /// were attempted (by this delivery or earlier ones), the marker is kept as released and
+    /// holds them, so the retry records them even if it finds nothing left to change;
+    /// otherwise the marker goes.
+    async fn release(&self, event: &UnifiedEvent, run: &Run) {
+        let path = Self::marker_path(&event.event_id);
+        let attempted: Vec<ApiCall> = run.carried.iter().chain(&run.attempted).cloned().collect();
+        if attempted.is_empty() {
+            if let Err(e) = self.state.delete(&path).await {
+                tracing::error!(event_id = %event.event_id, error = %e, "cannot remove the idempotency marker; the retry will be recorded as a duplicate");
+            }
+            return;
+        }
+        let released = Marker {
+            status: MarkerStatus::Released,
+            at: Utc::now(),
+            outcome: None,
+            audit_path: None,
+            audit_pending: None,
+            claimed_by: None,
+            carried_calls: attempted,
+        };
+        let written = match serde_json::to_vec(&released) {
+            Ok(body) => self
+                .state
+                .write(&path, body)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = written {
+            tracing::error!(event_id = %event.event_id, error = %e, "cannot give the event back with the changes it attempted; the retry waits for the claim's lease and carries what earlier deliveries recorded");
         }
     }
 
@@ -513,11 +572,26 @@ impl Pipeline {
         );
         match claimed? {
             Claim::New => {}
-            Claim::TakenOver(at) => run.notes.push(format!(
-                "an earlier delivery claimed this event at {} and stopped without finishing (longer than the {} s a handler may run); this delivery handled it",
-                at.to_rfc3339(),
-                self.claim_lease.as_secs()
-            )),
+            Claim::TakenOver(at, carried) => {
+                run.notes.push(format!(
+                    "an earlier delivery claimed this event at {} and stopped without finishing (longer than the {} s a handler may run); this delivery handled it",
+                    at.to_rfc3339(),
+                    self.claim_lease.as_secs()
+                ));
+                run.carried = carried;
+            }
+            Claim::Resumed(carried) => {
+                run.notes.push(format!(
+                    "an earlier delivery attempted {} change(s) before failing temporarily: {}; this delivery finished the event",
+                    carried.len(),
+                    carried
+                        .iter()
+                        .map(|c| format!("{} {} on {}", c.service, c.operation, c.target))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+                run.carried = carried;
+            }
             Claim::Held(marker) => {
                 return self.duplicate(event, *marker, payload_sha256, run).await;
             }
@@ -554,7 +628,7 @@ impl Pipeline {
             }
             Err(e) => {
                 if apply {
-                    self.release(&event).await;
+                    self.release(&event, &run).await;
                 }
                 Err(e)
             }
@@ -636,7 +710,10 @@ impl Pipeline {
         };
         let report = match fixed {
             Ok(report) => report,
-            Err(e) if e.is_transient() => return Err(retry(&event.event_id, e)),
+            Err(e) if e.is_transient() => {
+                run.attempted = e.changes_attempted();
+                return Err(retry(&event.event_id, e));
+            }
             Err(e) => {
                 run.time("remediate", t);
                 run.steps.push(format!("fix: FAILED ({e})"));
@@ -651,6 +728,7 @@ impl Pipeline {
             }
         };
         run.time("remediate", t);
+        let report = finish_carried(report, &run.carried);
         for step in &report.steps {
             run.steps.push(format!("  {step}"));
         }
@@ -756,6 +834,7 @@ impl Pipeline {
             audit_path: Some(record.path()),
             audit_pending: None,
             claimed_by: None,
+            carried_calls: Vec::new(),
         };
         let (written, ()) = futures::future::join(self.audit.write_sealing(&mut record), async {
             if self.mode == Mode::Apply {
@@ -919,4 +998,33 @@ fn describe(results: &[NotificationResult]) -> String {
         .map(|r| format!("{} {}", r.channel.as_str(), r.status.as_str()))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// A fix's report on an event whose earlier deliveries attempted `carried` changes: their
+/// calls come first in the record, and when this delivery found the resource already as
+/// the fix leaves it (verified), the earlier delivery's change is what made it so: the event
+/// is recorded as remediated, not as found compliant.
+fn finish_carried(mut report: RemediationReport, carried: &[ApiCall]) -> RemediationReport {
+    if carried.is_empty() {
+        return report;
+    }
+    let mut calls = carried.to_vec();
+    calls.append(&mut report.api_calls);
+    report.api_calls = calls;
+    let verified = report.verification.as_ref().is_some_and(|v| v.passed);
+    if report.status == RemediationStatus::AlreadyCompliant && verified {
+        report.status = RemediationStatus::Remediated;
+        report.steps.insert(
+            0,
+            format!(
+                "{} change(s) made by an earlier delivery of this event, which failed temporarily before it could verify and record them; found in place now",
+                carried.len()
+            ),
+        );
+        report.summary = format!(
+            "{} fixed by an earlier delivery of this event (it failed temporarily before recording it); verified now.",
+            report.resource_id
+        );
+    }
+    report
 }

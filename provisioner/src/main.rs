@@ -100,10 +100,11 @@ enum Command {
     /// project. The immutable audit storage is always kept; the state storage too, unless
     /// --delete-data.
     ///
-    /// On Google Cloud, Terraform deletes what it may; Cloud Storage refuses to delete a
-    /// bucket holding objects, so the audit bucket (its records under retention), its
-    /// access-logs bucket and the state bucket stay, and the deployment is then removed
-    /// leaving them in the project. --delete-data empties the state bucket first (so it is
+    /// On Google Cloud, destroy first writes its own record (who, when, what) into the audit
+    /// bucket under `destroyed/`; Terraform then deletes what it may. Cloud Storage refuses
+    /// to delete a bucket holding objects, so the audit bucket (its records under
+    /// retention), its access-logs bucket and the state bucket stay, and the deployment is
+    /// then removed leaving them in the project. --delete-data empties the state bucket first (so it is
     /// deleted too) and deletes the blueprint bucket and the image repository `extend`
     /// made. The deployer service account is kept.
     ///

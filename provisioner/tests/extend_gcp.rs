@@ -22,6 +22,7 @@ const BLUEPRINTS: &str = "shop-prod-4711-escher-extend-blueprints";
 const REPOSITORY: &str =
     "projects/shop-prod-4711/locations/europe-west1/repositories/escher-extend";
 const STATE_BUCKET: &str = "shop-prod-4711-escher-state";
+const AUDIT_BUCKET: &str = "shop-prod-4711-escher-audit";
 
 struct Project {
     api: GoogleProjectApi,
@@ -52,6 +53,7 @@ impl Project {
         });
         api.registry_behind(&format!("http://{address}"));
         api.plan_output("state_bucket", STATE_BUCKET);
+        api.plan_output("audit_bucket", AUDIT_BUCKET);
 
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(
@@ -536,6 +538,8 @@ fn not_empty(address: &str) -> TerraformError {
 async fn destroy_keeps_the_audit_trail_and_delete_data_takes_the_state_and_what_extend_made() {
     let project = Project::new().await;
     succeeded(&project.extend("ls", &["--yes"]).await);
+    // Terraform made the audit bucket; the handler has written no record yet.
+    project.api.put_bucket(AUDIT_BUCKET);
 
     // Cloud Storage refuses the buckets that hold objects; everything else is deleted.
     project.api.infra_manager().fail_next_delete(vec![
@@ -580,6 +584,10 @@ async fn destroy_keeps_the_audit_trail_and_delete_data_takes_the_state_and_what_
     );
     assert!(project.api.bucket(BLUEPRINTS).is_some());
     assert!(project.api.repository(REPOSITORY).is_some());
+    // The destroy's own record keeps even an audit bucket the handler never wrote to.
+    let records = project.api.objects(AUDIT_BUCKET);
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert!(records[0].starts_with("destroyed/"), "{records:?}");
 
     let status = project.command("status", &["--json"]).await;
     succeeded(&status);

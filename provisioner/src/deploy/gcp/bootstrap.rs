@@ -557,6 +557,7 @@ impl ProjectSetup {
                 bucket,
                 &format!("{folder}{}", file.name),
                 file.contents.as_bytes(),
+                "text/plain; charset=utf-8",
             )
             .await?;
         }
@@ -565,7 +566,13 @@ impl ProjectSetup {
 
     /// One object, by Cloud Storage's simple media upload (a body that is not JSON, so
     /// not through the JSON client).
-    async fn upload(&self, bucket: &str, name: &str, bytes: &[u8]) -> Result<(), BootstrapError> {
+    pub async fn upload(
+        &self,
+        bucket: &str,
+        name: &str,
+        bytes: &[u8],
+        content_type: &str,
+    ) -> Result<(), BootstrapError> {
         let step = format!("uploading gs://{bucket}/{name}");
         let token = self
             .tokens
@@ -581,7 +588,7 @@ impl ProjectSetup {
             .post(&url)
             .query(&[("uploadType", "media"), ("name", name)])
             .bearer_auth(token)
-            .header("Content-Type", "text/plain; charset=utf-8")
+            .header("Content-Type", content_type)
             .body(bytes.to_vec())
             .send()
             .await

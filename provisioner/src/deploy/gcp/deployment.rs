@@ -7,12 +7,14 @@
 //! ([`super::infra_manager`]); the same files and the same image give the same source and
 //! input, so a second run previews no change.
 //!
-//! `destroy` keeps the audit trail. Terraform destroys what the deployment holds, but Cloud
-//! Storage refuses to delete a bucket that still holds objects (the template sets no
-//! `force_destroy`, and the audit bucket's retention policy forbids deleting its records
-//! anyway): when the only resources Terraform could not delete are the buckets `destroy`
-//! keeps, the deployment itself is then deleted with `ABANDON`, which leaves them in the
-//! project, no longer managed. A `prevent_destroy` lifecycle would instead fail every
+//! `destroy` keeps the audit trail. It first writes its own record (who destroyed what,
+//! when) into the audit bucket, beside the trail. Terraform then destroys what the
+//! deployment holds, but Cloud Storage refuses to delete a bucket that still holds objects
+//! (the template sets no `force_destroy`, and the audit bucket's retention policy forbids
+//! deleting its records anyway): when the only resources Terraform could not delete are the
+//! buckets `destroy` keeps, the deployment itself is then deleted with `ABANDON`, which
+//! leaves them in the project, no longer managed (the access-logs bucket stays with them:
+//! Terraform deletes it only after the buckets that log into it). A `prevent_destroy` lifecycle would instead fail every
 //! deletion, and the audit bucket made outside Terraform would lose the deployment's
 //! retention settings; this way the template stays whole and the records stay where they
 //! are.
@@ -277,6 +279,39 @@ impl GcpDeployment {
         Ok(())
     }
 
+    /// Writes who destroyed what, and when, into the audit bucket (beside the audit trail,
+    /// under `destroyed/`), before the deletion: the bucket then always holds an object,
+    /// so Cloud Storage refuses Terraform's deletion of it even when the handler never
+    /// wrote a record, and the trail ends with its own destruction.
+    async fn record_destroy(&self, plan: &DestroyPlan) -> anyhow::Result<()> {
+        let Some(state) = self
+            .infra_manager
+            .deployment(&self.names.deployment)
+            .await?
+        else {
+            return Ok(());
+        };
+        let outputs = match &state.latest_revision {
+            Some(revision) => self.infra_manager.outputs(revision).await?,
+            None => BTreeMap::new(),
+        };
+        let Some(audit) = outputs.get("audit_bucket") else {
+            // Never applied: no audit bucket was made.
+            return Ok(());
+        };
+        let at = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let record = destroy_record(&self.session, &state.name, plan, &at);
+        let name = format!("destroyed/{at}.json");
+        self.setup
+            .upload(audit, &name, record.to_string().as_bytes(), "application/json")
+            .await
+            .with_context(|| {
+                format!("the destroy was stopped before anything was deleted: its record could not be written to the audit bucket gs://{audit}")
+            })?;
+        Self::progress(&format!("recorded in gs://{audit}/{name}"));
+        Ok(())
+    }
+
     async fn delete_bucket(&self, bucket: &str) -> anyhow::Result<()> {
         self.empty_bucket(bucket).await?;
         match self
@@ -307,6 +342,21 @@ fn encode_segment(name: &str) -> String {
             other => format!("%{other:02X}"),
         })
         .collect()
+}
+
+/// What `destroy` writes into the audit bucket before deleting anything.
+fn destroy_record(session: &Session, deployment: &str, plan: &DestroyPlan, at: &str) -> Value {
+    json!({
+        "escher": "destroy",
+        "at": at,
+        "deployment": deployment,
+        "project": session.account,
+        "region": session.region,
+        "by": session.identity,
+        "deleting": plan.delete.iter().map(|d| d.resource.logical_id.clone()).collect::<Vec<_>>(),
+        "keeping": plan.keep.iter().map(|k| k.logical_id.clone()).collect::<Vec<_>>(),
+        "emptied": plan.emptied,
+    })
 }
 
 /// `…@sha256:abcd` → `abcd`.
@@ -754,6 +804,7 @@ impl Deployment for GcpDeployment {
             self.empty_bucket(bucket).await?;
         }
         let kept: BTreeSet<&str> = plan.keep.iter().map(|k| k.logical_id.as_str()).collect();
+        self.record_destroy(plan).await?;
         eprintln!("deleting with Infrastructure Manager:");
         match self
             .infra_manager
@@ -964,6 +1015,48 @@ mod tests {
             destroy_decision("google_project_service.run", false),
             Ok(Some(note)) if note.contains("stays enabled")
         ));
+    }
+
+    #[test]
+    fn the_destroy_record_says_who_destroyed_what_and_what_was_kept() {
+        let session = Session {
+            cloud: Cloud::Gcp,
+            name: "escher-extend".into(),
+            account: "shop-prod-4711".into(),
+            region: "europe-west1".into(),
+            identity: "ops@shop.example".into(),
+            label: String::new(),
+        };
+        let plan = DestroyPlan {
+            delete: vec![Deletion {
+                resource: Resource {
+                    logical_id: "google_cloud_run_v2_service.handler".into(),
+                    resource_type: "google_cloud_run_v2_service".into(),
+                    physical_id: "escher-extend".into(),
+                },
+                note: None,
+            }],
+            keep: vec![KeptResource {
+                logical_id: AUDIT_BUCKET.into(),
+                resource_type: "google_storage_bucket".into(),
+                physical_id: "shop-prod-4711-escher-audit".into(),
+                why: "kept".into(),
+            }],
+            emptied: vec![],
+        };
+        let record = destroy_record(
+            &session,
+            "projects/p/locations/l/deployments/d",
+            &plan,
+            "2026-12-04T17:00:00Z",
+        );
+        assert_eq!(record["by"], "ops@shop.example");
+        assert_eq!(
+            record["deleting"],
+            json!(["google_cloud_run_v2_service.handler"])
+        );
+        assert_eq!(record["keeping"], json!([AUDIT_BUCKET]));
+        assert_eq!(record["at"], "2026-12-04T17:00:00Z");
     }
 
     #[test]

@@ -87,6 +87,7 @@ bench:
 	  && $(CARGO) bench -p escher-aws --bench scan \
 	  && $(CARGO) bench -p escher-aws --bench load \
 	  && $(CARGO) bench -p escher-azure --bench handler \
+	  && $(CARGO) bench -p escher-gcp --bench handler \
 	  && $(CARGO) bench -p escher-provision --bench events_handle; \
 	  status=$$?; bash tests/emulators.sh stop; exit $$status
 

@@ -67,6 +67,8 @@ struct Inner {
     next_id: u64,
     registry: Option<String>,
     outputs: BTreeMap<String, Value>,
+    refuse_next: Option<String>,
+    race_next_policy_write: Option<(String, String)>,
     requests: Vec<ProjectRequest>,
     violations: Vec<String>,
 }
@@ -145,6 +147,18 @@ impl GoogleProjectApi {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The next call of the published method `id` is refused (403) as IAM refuses a call
+    /// its caller lacks the permission for.
+    pub fn refuse_next(&self, id: &str) {
+        self.lock().refuse_next = Some(id.to_string());
+    }
+
+    /// Just before the next `setIamPolicy` lands, another administrator grants `role` to
+    /// `member`: the write carries a stale etag and is refused, as Google refuses it.
+    pub fn race_next_policy_write(&self, role: &str, member: &str) {
+        self.lock().race_next_policy_write = Some((role.to_string(), member.to_string()));
     }
 
     /// The value Terraform's apply gives the output `name` (others read as their own name).
@@ -539,6 +553,23 @@ fn route(
         segments[1..].join("/")
     };
     let project = &api.project;
+    if api.lock().refuse_next.as_deref() == Some(published.as_str()) {
+        api.lock().refuse_next = None;
+        return (
+            google_error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                &format!("The caller does not have permission ({published})"),
+            ),
+            Some(published),
+        );
+    }
+    if published == "cloudresourcemanager.projects.setIamPolicy" {
+        let race = api.lock().race_next_policy_write.take();
+        if let Some((role, member)) = race {
+            api.grant_elsewhere(&role, &member);
+        }
+    }
     let mut inner = api.lock();
     let response = match published.as_str() {
         "serviceusage.services.batchGet" => {

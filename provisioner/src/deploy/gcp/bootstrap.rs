@@ -662,7 +662,114 @@ fn is_conflict(error: &GcpError) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use escher_gcp::rest::{Endpoints, StaticToken};
+    use escher_test_support::gcp_project_api::GoogleProjectApi;
+
     use super::*;
+
+    const PROJECT: &str = "shop-prod-4711";
+    const DEPLOYER: &str =
+        "serviceAccount:escher-extend-deployer@shop-prod-4711.iam.gserviceaccount.com";
+
+    fn setup(api: &GoogleProjectApi) -> ProjectSetup {
+        let tokens: Arc<dyn TokenSource> = Arc::new(StaticToken::new(GoogleProjectApi::TEST_TOKEN));
+        ProjectSetup {
+            client: GcpClient::new(Endpoints::all_at(api.endpoint()), tokens.clone()),
+            tokens,
+            http: reqwest::Client::new(),
+            project: PROJECT.into(),
+            region: "europe-west1".into(),
+            poll_every: Duration::from_millis(5),
+            give_up_after: Duration::from_secs(10),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_policy_changed_by_someone_else_meanwhile_is_read_again_and_both_grants_stay() {
+        let api = GoogleProjectApi::start(PROJECT).await;
+        api.race_next_policy_write("roles/viewer", "user:auditor@example.com");
+        let added = setup(&api)
+            .grant(DEPLOYER, &DEPLOYER_ROLES)
+            .await
+            .expect("granted on the second write");
+        assert_eq!(added.len(), DEPLOYER_ROLES.len());
+        let policy = api.policy();
+        let holds = |role: &str, member: &str| {
+            policy["bindings"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|b| {
+                    b["role"] == role
+                        && b["members"]
+                            .as_array()
+                            .is_some_and(|m| m.iter().any(|x| x == member))
+                })
+        };
+        assert!(
+            holds("roles/viewer", "user:auditor@example.com"),
+            "the other grant is not lost: {policy}"
+        );
+        assert!(holds(CONFIG_AGENT, DEPLOYER), "{policy}");
+        assert!(holds("roles/owner", "user:owner@example.com"), "{policy}");
+        let writes = api
+            .operations()
+            .iter()
+            .filter(|o| o.ends_with("setIamPolicy"))
+            .count();
+        assert_eq!(writes, 2, "the stale write is refused, the second lands");
+        assert!(api.violations().is_empty(), "{:?}", api.violations());
+    }
+
+    #[tokio::test]
+    async fn a_refused_call_names_the_permission_and_the_role_that_holds_it() {
+        let api = GoogleProjectApi::start(PROJECT).await;
+        api.refuse_next("cloudresourcemanager.projects.setIamPolicy");
+        let error = setup(&api)
+            .grant(DEPLOYER, &DEPLOYER_ROLES)
+            .await
+            .expect_err("refused");
+        let text = error.to_string();
+        assert!(
+            text.contains("granting serviceAccount:escher-extend-deployer"),
+            "{text}"
+        );
+        assert!(
+            text.contains("resourcemanager.projects.setIamPolicy"),
+            "{text}"
+        );
+        assert!(
+            text.contains("roles/resourcemanager.projectIamAdmin"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn services_already_enabled_are_left_alone_and_the_rest_enabled_in_one_batch() {
+        let api = GoogleProjectApi::start(PROJECT).await;
+        let setup = setup(&api);
+        let first = setup
+            .enable_services(&["config.googleapis.com", "run.googleapis.com"])
+            .await
+            .expect("enabled");
+        assert_eq!(first, vec!["config.googleapis.com", "run.googleapis.com"]);
+        let again = setup
+            .enable_services(&[
+                "config.googleapis.com",
+                "run.googleapis.com",
+                "iam.googleapis.com",
+            ])
+            .await
+            .expect("enabled");
+        assert_eq!(again, vec!["iam.googleapis.com"]);
+        let enables = api
+            .operations()
+            .iter()
+            .filter(|o| o.ends_with("batchEnable"))
+            .count();
+        assert_eq!(enables, 2);
+        assert!(api.violations().is_empty(), "{:?}", api.violations());
+    }
 
     #[test]
     fn the_deployer_is_added_to_each_missing_role_and_nothing_else_changes() {

@@ -133,9 +133,9 @@ pub fn destroy_decision(
     delete_data: bool,
 ) -> Result<Option<&'static str>, &'static str> {
     match address {
-        AUDIT_BUCKET => Err("the audit trail is always kept: Cloud Storage refuses to delete it while it holds records (its retention policy protects them), and the deployment then leaves it in the project"),
+        AUDIT_BUCKET => Err("the audit trail, always kept: destroy first writes its own record into it, Cloud Storage refuses to delete a bucket holding records (its retention policy protects them), and the deployment then leaves it in the project"),
         ACCESS_LOGS_BUCKET => Err("the access logs of the audit and state buckets, kept with the audit bucket"),
-        STATE_BUCKET if !delete_data => Err("approvals, handler state and morning reports; --delete-data deletes it"),
+        STATE_BUCKET if !delete_data => Err("approvals, handler state and morning reports: Cloud Storage refuses to delete it while it holds them (an empty one is deleted); --delete-data empties and deletes it"),
         STATE_BUCKET => Ok(Some("emptied first (every version): approvals, handler state and reports are lost")),
         a if a.starts_with("google_project_service.") => Ok(Some("only from the deployment: the API stays enabled, other workloads may use it")),
         a if a.starts_with("google_storage_bucket_iam_member.handler_audit") => Ok(Some("the handler's access to the audit bucket")),
@@ -519,6 +519,7 @@ impl Deployment for GcpDeployment {
         let added = self.setup.grant(&self.member(), &DEPLOYER_ROLES).await?;
         if !added.is_empty() {
             Self::progress(&format!("granted it {}", added.join(", ")));
+            Self::progress("(IAM can take a few minutes to apply new grants: a preview refused a permission the deployer was just given succeeds when extend is run again)");
         }
 
         let (timezone, _) =

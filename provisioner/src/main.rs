@@ -82,10 +82,11 @@ enum Command {
     /// created and given roles/config.agent and the predefined roles for what the
     /// deployment creates (never owner or editor); the Terraform files go to a private
     /// bucket (`<project>-<stack>-blueprints`) under a folder named by their content; the
-    /// handler's image goes to the Artifact Registry repository `<stack>`. With --dry-run
-    /// the image is neither built into the registry nor pushed (the preview names it by the
-    /// digest a push would give), but the APIs, the deployer account and its roles, the
-    /// bucket and the files are made: Infrastructure Manager's preview reads them.
+    /// handler's image goes to the Artifact Registry repository `<stack>`. With --dry-run no
+    /// repository is made and no image pushed (the handler is still built: the preview names
+    /// its image by the digest a push would give), but the APIs, the deployer account and
+    /// its roles, the bucket and the files are made: Infrastructure Manager's preview reads
+    /// them.
     ///
     /// Exit status: 0 deployed, no changes, or dry run; 1 declined (nothing changed);
     /// 2 failed (the failing resource and the reason are printed on stderr).

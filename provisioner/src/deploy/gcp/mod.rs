@@ -23,7 +23,7 @@ mod tests {
     };
     use serde_json::json;
 
-    use super::infra_manager::{Blueprint, InfraManager, InfraManagerError, Waiting};
+    use super::infra_manager::{Blueprint, DeletePolicy, InfraManager, InfraManagerError, Waiting};
     use crate::deploy::seam::{ChangeKind, Replacement};
 
     const SOURCE: &str = "gs://shop-prod-4711-escher-blueprints/escher/r1/";
@@ -292,6 +292,67 @@ mod tests {
         im.delete("escher", &mut |_| {})
             .await
             .expect("nothing left to delete");
+    }
+
+    #[tokio::test]
+    async fn a_deletion_terraform_could_not_finish_names_what_stays_and_abandon_leaves_it() {
+        let api = InfraManagerApi::start().await;
+        api.blueprint(SOURCE, first_plan());
+        let im = manager(&api);
+        let (state, _) = im
+            .apply("escher", false, &blueprint(SOURCE), &mut |_| {})
+            .await
+            .expect("apply");
+        let revision = state.latest_revision.expect("a revision");
+        let resources = im.resources(&revision).await.expect("resources");
+        let addresses: Vec<&str> = resources.iter().map(|(a, _, _)| a.as_str()).collect();
+        assert_eq!(addresses.len(), 4, "{addresses:?}");
+        assert!(resources
+            .iter()
+            .any(|(a, kind, _)| a == "google_storage_bucket.audit"
+                && kind == "google_storage_bucket"));
+        assert_eq!(
+            state.inputs["image"],
+            json!("europe-west1-docker.pkg.dev/shop-prod-4711/escher/handler@sha256:ab12"),
+            "the deployment says which image it runs"
+        );
+
+        api.fail_next_delete(vec![TerraformError {
+            resource_address: "google_storage_bucket.audit".into(),
+            http_response_code: 409,
+            description: "The bucket you tried to delete is not empty.".into(),
+        }]);
+        let error = im
+            .delete("escher", &mut |_| {})
+            .await
+            .expect_err("the audit bucket stays");
+        let text = error.to_string();
+        assert!(
+            text.contains("google_storage_bucket.audit: HTTP 409"),
+            "{text}"
+        );
+        assert_eq!(
+            api.deployed_resources(DEPLOYMENT),
+            vec!["google_storage_bucket.audit"]
+        );
+
+        im.delete_as("escher", DeletePolicy::Abandon, &mut |_| {})
+            .await
+            .expect("abandoned");
+        assert!(api.deployment(DEPLOYMENT).is_none());
+        assert_eq!(api.abandoned(), vec!["google_storage_bucket.audit"]);
+        let abandon = api
+            .requests()
+            .into_iter()
+            .filter(|r| {
+                r.operation.as_deref() == Some("config.projects.locations.deployments.delete")
+            })
+            .last()
+            .expect("a delete call");
+        assert!(abandon
+            .query
+            .contains(&("deletePolicy".into(), "ABANDON".into())));
+        assert!(api.violations().is_empty(), "{:?}", api.violations());
     }
 
     #[tokio::test]

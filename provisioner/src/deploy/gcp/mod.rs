@@ -344,10 +344,10 @@ mod tests {
         let abandon = api
             .requests()
             .into_iter()
-            .filter(|r| {
+            .rev()
+            .find(|r| {
                 r.operation.as_deref() == Some("config.projects.locations.deployments.delete")
             })
-            .last()
             .expect("a delete call");
         assert!(abandon
             .query

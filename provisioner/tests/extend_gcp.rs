@@ -526,6 +526,43 @@ async fn credentials_are_versions_of_the_deployments_secrets_never_printed() {
     project.assert_no_violation();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_handler_or_a_wrong_region_stops_extend_before_the_project_is_touched() {
+    let project = Project::new().await;
+    let empty = project.dir.path().join("artifacts").join("empty");
+    std::fs::create_dir_all(&empty).expect("folder");
+    let out = project.extend("empty", &["--yes"]).await;
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("escher-gcp-service is missing"), "{stderr}");
+    assert!(
+        stderr.contains("cargo build --release -p escher-gcp"),
+        "{stderr}"
+    );
+
+    let out = project
+        .extend("ls", &["--yes", "--region", "eu-west-1"])
+        .await;
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--region"), "{stderr}");
+
+    let changed: Vec<String> = project
+        .api
+        .operations()
+        .into_iter()
+        .filter(|c| !c.ends_with(".get") && !c.ends_with("batchGet") && !c.ends_with(".list"))
+        .collect();
+    assert!(changed.is_empty(), "{changed:?}");
+    assert!(project.api.enabled_services().is_empty());
+    assert!(project
+        .api
+        .infra_manager()
+        .requests()
+        .iter()
+        .all(|r| r.method == "GET"));
+}
+
 fn not_empty(address: &str) -> TerraformError {
     TerraformError {
         resource_address: address.into(),

@@ -501,6 +501,11 @@ impl Deployment for GcpDeployment {
         let deployed = deployed_state.is_some();
         let mut uploaded = Vec::new();
 
+        // The handler first: a missing or unusable binary stops extend before the project
+        // is touched.
+        let binary = Self::handler_binary(request)?;
+        let assembled = image::assemble(&binary, Path::new("/"))?;
+
         let services = required_services(self.config.gcp.organization.is_some());
         eprintln!("readying project {}:", self.project);
         let enabled = self.setup.enable_services(&services).await?;
@@ -544,8 +549,6 @@ impl Deployment for GcpDeployment {
             uploaded.push(source.clone());
         }
 
-        let binary = Self::handler_binary(request)?;
-        let assembled = image::assemble(&binary, Path::new("/"))?;
         let repository = self.repository();
         let image_reference = if request.dry_run {
             assembled.reference_in(&repository)

@@ -151,6 +151,7 @@ struct Pending {
     deployed: bool,
 }
 
+/// Escher's deployment in one Google Cloud project and region, and the clients it works with.
 pub struct GcpDeployment {
     session: Session,
     config: EscherConfig,
@@ -324,12 +325,6 @@ impl GcpDeployment {
             Err(e) => Err(e).with_context(|| format!("cannot delete the bucket gs://{bucket}")),
         }
     }
-
-    fn outputs_or_empty(
-        outputs: Result<BTreeMap<String, String>, InfraManagerError>,
-    ) -> anyhow::Result<BTreeMap<String, String>> {
-        outputs.map_err(anyhow::Error::from)
-    }
 }
 
 /// One path segment of an object name (`escher/ab12/main.tf` → `escher%2Fab12%2Fmain.tf`).
@@ -472,7 +467,7 @@ impl Deployment for GcpDeployment {
             );
         }
         let outputs = match &state.latest_revision {
-            Some(revision) => Self::outputs_or_empty(self.infra_manager.outputs(revision).await)?,
+            Some(revision) => self.infra_manager.outputs(revision).await?,
             None => BTreeMap::new(),
         };
         Ok(Current {
@@ -664,7 +659,7 @@ impl Deployment for GcpDeployment {
             return Ok(None);
         };
         let outputs = match &state.latest_revision {
-            Some(revision) => Self::outputs_or_empty(self.infra_manager.outputs(revision).await)?,
+            Some(revision) => self.infra_manager.outputs(revision).await?,
             None => BTreeMap::new(),
         };
         let image = state.inputs.get("handler_image").and_then(Value::as_str);
@@ -715,7 +710,7 @@ impl Deployment for GcpDeployment {
         let (resources, outputs) = match &state.latest_revision {
             Some(revision) => (
                 self.infra_manager.resources(revision).await?,
-                Self::outputs_or_empty(self.infra_manager.outputs(revision).await)?,
+                self.infra_manager.outputs(revision).await?,
             ),
             None => (Vec::new(), BTreeMap::new()),
         };

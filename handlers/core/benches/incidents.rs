@@ -68,7 +68,7 @@ fn incident(rng: &mut Rng, n: usize) -> Incident {
         severity: Severity::High,
         principal: Some(format!("arn:aws:iam::{account}:user/p{}", rng.skewed(400))),
         action: Some(action),
-        outcome: if rng.next_u64() % 4 == 0 {
+        outcome: if rng.next_u64().is_multiple_of(4) {
             Outcome::ApprovalRequired
         } else {
             Outcome::Remediated

@@ -64,7 +64,7 @@ pub enum ConformanceFailure {
     Fix {
         subject: String,
         #[source]
-        source: RemediationError,
+        source: Box<RemediationError>,
     },
     #[error("{subject}: {source}")]
     Check {
@@ -101,7 +101,7 @@ pub async fn check_fix(
     };
     let fix_failed = |source| ConformanceFailure::Fix {
         subject: subject.clone(),
-        source,
+        source: Box::new(source),
     };
     let declared: BTreeSet<&str> = fix
         .required_permissions()

@@ -542,3 +542,28 @@ fn readers_share_nothing_mutable_with_writers() {
     assert_send_sync::<ApprovalsReader>();
     assert_send_sync::<Arc<ApprovalStore>>();
 }
+
+/// A request arriving while the approvals load (a service warming up at start) waits for
+/// that load and uses what it read: one load, the same index for both.
+#[tokio::test]
+async fn concurrent_first_reads_load_the_approvals_once() {
+    let root = std::env::temp_dir().join(unique("escher-one-load"));
+    let store = ApprovalStore::open(&format!("fs://{}", root.display())).expect("open");
+    store
+        .apply(
+            &Change::Init {
+                approvals: wizard_defaults(),
+            },
+            "ana",
+        )
+        .await
+        .expect("init");
+    let reader = ApprovalsReader::new(store, Duration::from_secs(60));
+    let (first, second) = tokio::join!(reader.index(), reader.index());
+    let (first, second) = (first.expect("loaded"), second.expect("loaded"));
+    assert!(
+        Arc::ptr_eq(&first, &second),
+        "the second read waited for the first load instead of loading again"
+    );
+    std::fs::remove_dir_all(&root).ok();
+}

@@ -148,6 +148,22 @@ impl GoogleKeys {
         set.keys.get(kid).cloned()
     }
 
+    /// Reads the key set unless one is already held: done at start, so the first push does
+    /// not wait for Google's keys. The number of keys read (0 when they were held already).
+    pub async fn warm(&self) -> Result<usize, OidcError> {
+        let _one_fetch = self.fetching.lock().await;
+        if self.current.read().await.is_some() {
+            return Ok(0);
+        }
+        let keys = self.fetch().await?;
+        let count = keys.len();
+        *self.current.write().await = Some(KeySet {
+            keys,
+            read_at: Instant::now(),
+        });
+        Ok(count)
+    }
+
     /// The key `kid`, from the cache or a fresh read of the key set.
     pub async fn key(&self, kid: &str) -> Result<DecodingKey, OidcError> {
         if let Some(key) = self.cached(kid).await {
@@ -293,6 +309,10 @@ impl OidcVerifier {
 
     pub fn policy(&self) -> &OidcPolicy {
         &self.policy
+    }
+
+    pub fn keys(&self) -> &GoogleKeys {
+        &self.keys
     }
 
     /// Checks the request's `Authorization` header value.

@@ -61,6 +61,42 @@ pub struct Service {
     pub pipeline: Pipeline,
     pub oidc: OidcVerifier,
     pub nightly: NightlyScan,
+    /// The service account's tokens for the Google APIs (the fixes' client holds them too).
+    pub tokens: Arc<dyn TokenSource>,
+}
+
+impl Service {
+    /// Reads, all at once, what the first request would otherwise read one after another:
+    /// Google's signing keys, the service account's token, the approvals and the incident
+    /// memory. Run beside the listener at start (Cloud Run sends the first request once the
+    /// port listens); a request arriving meanwhile waits for the same reads rather than
+    /// repeating them. A read that fails is logged and left to that request, which retries it.
+    pub async fn warm(&self) {
+        let started = std::time::Instant::now();
+        let (keys, token, warmed) = tokio::join!(
+            self.oidc.keys().warm(),
+            self.tokens.token(),
+            self.pipeline.warm()
+        );
+        if let Err(e) = keys {
+            tracing::warn!(error = %e, "Google's signing keys not read at start; the first request reads them");
+        }
+        if let Err(e) = token {
+            tracing::warn!(error = %e, "no token from the metadata server at start; the first request asks again");
+        }
+        if let Some(Err(e)) = &warmed.approvals {
+            tracing::warn!(error = %e, "approvals not loaded at start; the first alert loads them");
+        }
+        if let Err(e) = &warmed.incidents {
+            tracing::warn!(error = %e, "incident history not read at start; the first alert reads it");
+        }
+        tracing::debug!(
+            ms = started.elapsed().as_millis() as u64,
+            approvals = warmed.approvals.and_then(Result::ok),
+            incidents = warmed.incidents.ok(),
+            "warmed up"
+        );
+    }
 }
 
 /// The routes: `POST /alerts` and `POST /scan`.
@@ -291,7 +327,7 @@ pub fn build_service(
     // Notices are log lines named by their severity (see `bindings`); no topic to configure.
     config.critical_topic = Some(CRITICAL_NOTICES.to_string());
     config.high_topic = Some(HIGH_NOTICES.to_string());
-    let client = GcpClient::on(http.clone(), settings.endpoints.clone(), tokens);
+    let client = GcpClient::on(http.clone(), settings.endpoints.clone(), tokens.clone());
     let checks = GcpScan::new(
         client.clone(),
         settings.project.clone(),
@@ -316,6 +352,7 @@ pub fn build_service(
         ),
         pipeline,
         nightly,
+        tokens,
     })
 }
 

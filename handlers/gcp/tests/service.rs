@@ -229,3 +229,49 @@ async fn only_the_scheduler_jobs_call_starts_the_nights_scan_once() {
     );
     assert!(api.violations().is_empty(), "{:?}", api.violations());
 }
+
+#[tokio::test]
+async fn a_service_warmed_at_start_answers_its_first_push_with_what_it_read_then() {
+    let api = GcpApi::start().await;
+    api.bucket("warm-exports", true);
+    let jwks = Jwks::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (service, notices) = assemble(&api, &jwks, dir.path()).await;
+    service.warm().await;
+    assert_eq!(jwks.reads(), 1, "Google's keys are read at start");
+    // The approvals were loaded at start: with their store gone, the first push still
+    // decides on them (within the refresh interval), which it could not if it read them.
+    std::fs::remove_dir_all(dir.path().join("approvals")).expect("approvals removed");
+    let running = serve(std::sync::Arc::new(service), notices).await;
+    let envelope = pushed(
+        public_grant("warm-exports").to_string().as_bytes(),
+        "9410301",
+    );
+    let (status, answer) = running.push(&envelope).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(outcomes(&answer), ["remediated"], "{answer}");
+    assert_eq!(
+        jwks.reads(),
+        1,
+        "the first push does not read the keys again"
+    );
+}
+
+#[tokio::test]
+async fn a_push_arriving_during_the_warm_up_waits_for_its_reads() {
+    let api = GcpApi::start().await;
+    api.bucket("early-exports", true);
+    let jwks = Jwks::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (service, notices) = assemble(&api, &jwks, dir.path()).await;
+    let service = std::sync::Arc::new(service);
+    let running = serve(service.clone(), notices).await;
+    let envelope = pushed(
+        public_grant("early-exports").to_string().as_bytes(),
+        "9410302",
+    );
+    let (_, (status, answer)) = tokio::join!(service.warm(), running.push(&envelope));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(outcomes(&answer), ["remediated"], "{answer}");
+    assert_eq!(jwks.reads(), 1, "one read of Google's keys between the two");
+}

@@ -50,6 +50,13 @@ impl RemediationPolicy {
             .map(Vec::as_slice)
             .unwrap_or_default()
     }
+
+    /// Whether any event type has a fix (else no event ever reads the approvals).
+    pub fn has_fixes(&self) -> bool {
+        self.remediations
+            .values()
+            .any(|actions| !actions.is_empty())
+    }
 }
 
 /// One choice the setup wizard offers.

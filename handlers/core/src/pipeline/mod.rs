@@ -207,7 +207,37 @@ fn retry(event: &str, reason: impl std::fmt::Display) -> PipelineError {
     }
 }
 
+/// What a warm-up loaded ahead of the first event ([`Pipeline::warm`]).
+#[derive(Debug)]
+pub struct WarmedUp {
+    /// The approvals held (`None` when no event type has a fix, so none are read).
+    pub approvals: Option<Result<usize, crate::approvals::ApprovalStoreError>>,
+    /// The incidents remembered.
+    pub incidents: Result<u64, crate::incidents::MemoryError>,
+}
+
 impl Pipeline {
+    /// Loads what every event reads (the approvals and the incident memory) ahead of the
+    /// first event, for a service that listens before its first request comes. A load
+    /// that fails is only reported: the first event loads again, and retries as usual.
+    pub async fn warm(&self) -> WarmedUp {
+        let has_fix = self.remediations.has_fixes();
+        let (approvals, incidents) = tokio::join!(
+            async {
+                if has_fix {
+                    Some(self.approvals.index().await.map(|index| index.len()))
+                } else {
+                    None
+                }
+            },
+            self.memory.view_within(MEMORY_REFRESH),
+        );
+        WarmedUp {
+            approvals,
+            incidents: incidents.map(|view| view.len()),
+        }
+    }
+
     /// Handles one payload as delivered by the trigger.
     pub async fn handle(&self, payload: &[u8]) -> Result<Handled, PipelineError> {
         let started = Instant::now();

@@ -3,8 +3,9 @@
 //! decision `escher_core::pipeline`, assembled by `escher_runtime::build_pipeline` with
 //! Google Cloud's bindings on the service's account (tokens from the metadata server).
 //!
-//! Cloud Run sets `PORT` and routes to 0.0.0.0 on it; nothing is fetched before listening
-//! (approvals and Google's keys load on the first request).
+//! Cloud Run sets `PORT` and routes to 0.0.0.0 on it; nothing is fetched before listening.
+//! Google's keys, the token, the approvals and the incident memory are read beside the
+//! listener as it starts ([`escher_gcp::service::Service::warm`]), not by the first request.
 
 use std::sync::Arc;
 
@@ -41,7 +42,12 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on 0.0.0.0:{port}"))?;
     tracing::info!(port, project = %settings.project, "listening for Pub/Sub pushes and the nightly scan");
-    axum::serve(listener, router(Arc::new(service)))
+    let service = Arc::new(service);
+    tokio::spawn({
+        let service = service.clone();
+        async move { service.warm().await }
+    });
+    axum::serve(listener, router(service))
         .await
         .context("the service's server stopped")
 }

@@ -14,7 +14,7 @@ use chrono::Utc;
 use escher_core::approvals::{Action, Approval, ApprovalStore, Change, Conditions, Scope};
 use escher_core::CloudProvider;
 use escher_gcp::oidc::OidcPolicy;
-use escher_gcp::service::{build_service, router, ServiceSettings};
+use escher_gcp::service::{build_service, router, Service, ServiceSettings};
 use escher_gcp::{Endpoints, LoggedNotices, StaticToken};
 use escher_runtime::{HandlerConfig, RemoteCallMeter};
 pub use escher_test_support::gcp_api::GcpApi;
@@ -107,6 +107,12 @@ pub async fn approve_private_buckets(uri: &str) {
 }
 
 pub async fn start(api: &GcpApi, jwks: &Jwks, stores: &Path) -> Running {
+    let (service, notices) = assemble(api, jwks, stores).await;
+    serve(Arc::new(service), notices).await
+}
+
+/// The service as the binary builds it, its fix approved, not yet serving.
+pub async fn assemble(api: &GcpApi, jwks: &Jwks, stores: &Path) -> (Service, Captured) {
     let uri = |name: &str| format!("fs://{}", stores.join(name).display());
     approve_private_buckets(&uri("approvals")).await;
     let env = [
@@ -142,12 +148,17 @@ pub async fn start(api: &GcpApi, jwks: &Jwks, stores: &Path) -> Running {
         &RemoteCallMeter::new(),
     )
     .expect("the service is built");
+    (service, notices)
+}
+
+/// `service` on a loopback port.
+pub async fn serve(service: Arc<Service>, notices: Captured) -> Running {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("address"));
     tokio::spawn(async move {
-        let _ = axum::serve(listener, router(Arc::new(service))).await;
+        let _ = axum::serve(listener, router(service)).await;
     });
     Running {
         base,

@@ -25,6 +25,9 @@ pub struct ApprovalsReader {
     store: ApprovalStore,
     refresh_interval: Duration,
     loaded: Mutex<Option<Arc<Loaded>>>,
+    /// One load at a time: a request arriving while the start's warm-up loads waits for
+    /// that load instead of reading the same objects again.
+    loading: tokio::sync::Mutex<()>,
 }
 
 impl ApprovalsReader {
@@ -33,6 +36,7 @@ impl ApprovalsReader {
             store,
             refresh_interval,
             loaded: Mutex::new(None),
+            loading: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -53,6 +57,13 @@ impl ApprovalsReader {
     /// The current index. Errors when storage cannot be reached once the refresh interval
     /// has passed: a decision must never rest on approvals that may have been revoked.
     pub async fn index(&self) -> Result<Arc<ApprovalIndex>, ApprovalStoreError> {
+        if let Some(c) = self.cached() {
+            if c.checked_at.elapsed() < self.refresh_interval {
+                return Ok(c.index.clone());
+            }
+        }
+        let _one_load = self.loading.lock().await;
+        // What the load this one waited for read is as good as a fresh read.
         let cached = self.cached();
         let unchanged = |c: &Loaded| Loaded {
             index: c.index.clone(),

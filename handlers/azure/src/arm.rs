@@ -195,6 +195,12 @@ impl ArmClient {
         &self.http
     }
 
+    /// Asks the credential for Resource Manager's token ahead of the first call (the
+    /// credential keeps it until it nears expiry).
+    pub async fn warm(&self) -> Result<(), azure_core::Error> {
+        self.credential.get_token(&[SCOPE], None).await.map(|_| ())
+    }
+
     async fn bearer(&self, operation: &ArmOperation, target: &str) -> Result<String, ArmError> {
         let token = self
             .credential

@@ -33,6 +33,21 @@ pub struct Handler {
     pub nightly: Option<Nightly>,
 }
 
+impl Handler {
+    /// Reads, at once, what the first event would otherwise read one after another (the
+    /// identity's token for Resource Manager, the approvals, the incident memory), beside
+    /// the listener at start: the host forwards the first event once the port listens. A
+    /// read that fails is logged and left to the first event, which retries it.
+    pub async fn warm(&self, arm: &crate::ArmClient) {
+        let started = std::time::Instant::now();
+        let (token, warmed) = tokio::join!(arm.warm(), self.pipeline.warm());
+        if let Err(e) = token {
+            tracing::warn!(error = %e, "no token from the managed identity at start; the first event asks again");
+        }
+        warmed.log(started);
+    }
+}
+
 /// The Event Grid trigger's function (its folder under `host/`) and binding name.
 pub const EVENTS_FUNCTION: &str = "events";
 const EVENTS_BINDING: &str = "event";

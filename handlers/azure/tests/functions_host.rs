@@ -10,6 +10,7 @@ mod common;
 
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -19,12 +20,15 @@ use escher_core::CloudProvider;
 use escher_test_support::azure_arm::{public_storage_policy_event, ArmDouble};
 use escher_test_support::http::closed_port;
 use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 struct Handler {
     child: Child,
     base: String,
     http: reqwest::Client,
+    /// The handler's log lines so far (its stdout, read as it writes).
+    logs: Arc<Mutex<Vec<String>>>,
 }
 
 impl Handler {
@@ -42,7 +46,7 @@ impl Handler {
     ) -> Handler {
         let port = closed_port();
         let uri = |name: &str| format!("fs://{}", stores.join(name).display());
-        let child = Command::new(env!("CARGO_BIN_EXE_escher-azure-functions"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_escher-azure-functions"))
             .env_clear()
             .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
             .env("IDENTITY_ENDPOINT", double.identity_endpoint())
@@ -61,11 +65,24 @@ impl Handler {
             .env("ESCHER_AZURE_SUBSCRIPTION", SUBSCRIPTION)
             .env("ESCHER_TIME_ZONE", zone)
             .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
             .expect("the handler binary starts");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let mut stdout = child.stdout.take().map(|s| BufReader::new(s).lines());
+        tokio::spawn({
+            let logs = logs.clone();
+            async move {
+                while let Some(Ok(Some(line))) = match stdout.as_mut() {
+                    Some(lines) => Some(lines.next_line().await),
+                    None => None,
+                } {
+                    logs.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+                }
+            }
+        });
         let base = format!("http://127.0.0.1:{port}");
         for _ in 0..300 {
             if tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -76,11 +93,24 @@ impl Handler {
                     child,
                     base,
                     http: reqwest::Client::new(),
+                    logs,
                 };
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         panic!("the handler did not listen on {port} within 6 s");
+    }
+
+    /// Waits (at most 10 s) for a log line containing `text`.
+    async fn logged(&self, text: &str) -> String {
+        for _ in 0..500 {
+            let logs = self.logs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            if let Some(line) = logs.into_iter().find(|l| l.contains(text)) {
+                return line;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the handler never logged {text:?}");
     }
 
     /// One invocation of `function`, as the host sends it: (status, the host's answer).
@@ -178,6 +208,32 @@ async fn a_public_storage_alert_is_fixed_once_and_notified() {
         .contains("paymentsexports"));
     assert!(double.violations().is_empty(), "{:?}", double.violations());
     drop(handler);
+}
+
+#[tokio::test]
+async fn the_handler_reads_its_token_and_approvals_at_start_not_at_the_first_event() {
+    let double = ArmDouble::start().await;
+    let account = double.storage_account(SUBSCRIPTION, GROUP, "warmexports", Some(true));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let approvals = format!("fs://{}", dir.path().join("approvals").display());
+    approve_private_storage(&approvals).await;
+    let handler = Handler::start(&double, dir.path(), &approvals).await;
+    let warmed = handler.logged("warmed up").await;
+    assert!(warmed.contains(r#""approvals":1"#), "{warmed}");
+    // Held since start: with their store gone, the first event still decides on them
+    // (within the refresh interval), which it could not if it read them itself.
+    std::fs::remove_dir_all(dir.path().join("approvals")).expect("approvals removed");
+    let (status, answer) = handler
+        .invoke(
+            "events",
+            json!({"event": policy_event(&account, "warm-delivery")}),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        answer["Logs"].to_string().contains("remediated"),
+        "{answer}"
+    );
 }
 
 #[tokio::test]

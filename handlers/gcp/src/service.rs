@@ -84,18 +84,7 @@ impl Service {
         if let Err(e) = token {
             tracing::warn!(error = %e, "no token from the metadata server at start; the first request asks again");
         }
-        if let Some(Err(e)) = &warmed.approvals {
-            tracing::warn!(error = %e, "approvals not loaded at start; the first alert loads them");
-        }
-        if let Err(e) = &warmed.incidents {
-            tracing::warn!(error = %e, "incident history not read at start; the first alert reads it");
-        }
-        tracing::debug!(
-            ms = started.elapsed().as_millis() as u64,
-            approvals = warmed.approvals.and_then(Result::ok),
-            incidents = warmed.incidents.ok(),
-            "warmed up"
-        );
+        warmed.log(started);
     }
 }
 

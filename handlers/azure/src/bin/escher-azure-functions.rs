@@ -4,7 +4,8 @@
 //! managed identity.
 //!
 //! The host starts it with `FUNCTIONS_CUSTOMHANDLER_PORT` and waits at most 60 s for it to
-//! listen: nothing is fetched before listening (approvals load on the first event).
+//! listen: nothing is fetched before listening. The token, the approvals and the incident
+//! memory are read beside the listener as it starts (`Handler::warm`), not by the first event.
 
 use std::sync::Arc;
 
@@ -37,6 +38,7 @@ async fn main() -> anyhow::Result<()> {
         std::env::var("ESCHER_ARM_ENDPOINT").unwrap_or_else(|_| PUBLIC_ENDPOINT.to_string());
     let meter = RemoteCallMeter::new();
     let arm = ArmClient::on(http, endpoint, identity.clone());
+    let warm_arm = arm.clone();
     let bindings = azure_bindings(
         arm.clone(),
         identity,
@@ -66,6 +68,10 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
     tracing::info!(port, "listening for the Functions host");
+    tokio::spawn({
+        let handler = handler.clone();
+        async move { handler.warm(&warm_arm).await }
+    });
     axum::serve(listener, functions::router(handler))
         .await
         .context("the handler's server stopped")

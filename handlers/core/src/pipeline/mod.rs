@@ -216,6 +216,24 @@ pub struct WarmedUp {
     pub incidents: Result<u64, crate::incidents::MemoryError>,
 }
 
+impl WarmedUp {
+    /// Logs what could not be read (the first event reads it again) and what was.
+    pub fn log(&self, started: Instant) {
+        if let Some(Err(e)) = &self.approvals {
+            tracing::warn!(error = %e, "approvals not loaded at start; the first alert loads them");
+        }
+        if let Err(e) = &self.incidents {
+            tracing::warn!(error = %e, "incident history not read at start; the first alert reads it");
+        }
+        tracing::info!(
+            ms = started.elapsed().as_millis() as u64,
+            approvals = self.approvals.as_ref().and_then(|a| a.as_ref().ok()),
+            incidents = self.incidents.as_ref().ok(),
+            "warmed up"
+        );
+    }
+}
+
 impl Pipeline {
     /// Loads what every event reads (the approvals and the incident memory) ahead of the
     /// first event, for a service that listens before its first request comes. A load

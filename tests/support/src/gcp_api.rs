@@ -26,14 +26,16 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Router;
 use serde_json::{json, Map, Value};
 
-use crate::gcp_discovery::{google_error, segments, Discovery, Published};
+use crate::gcp_discovery::google_error;
+use crate::gcp_incoming::{
+    loopback, not_played, ok, param, serve_in_background, unauthenticated, ContractLog,
+    GoogleRequest, Incoming,
+};
 
 const DOCUMENTS: [&str; 5] = [
     "storage.v1",
@@ -46,18 +48,6 @@ const DOCUMENTS: [&str; 5] = [
 /// The project number every seeded project answers with (buckets and budgets name projects
 /// by number).
 pub const PROJECT_NUMBER: &str = "480028761092";
-
-/// One request as the server saw it.
-#[derive(Debug, Clone)]
-pub struct GcpRequest {
-    pub method: String,
-    pub path: String,
-    pub query: Vec<(String, String)>,
-    /// The published method it matched (`compute.firewalls.patch`), if any.
-    pub operation: Option<String>,
-    pub body: Option<Value>,
-    pub status: u16,
-}
 
 #[derive(Debug, Clone)]
 enum Change {
@@ -105,8 +95,6 @@ struct Inner {
     throttle: VecDeque<u64>,
     denied: BTreeSet<String>,
     page_size: usize,
-    requests: Vec<GcpRequest>,
-    violations: Vec<String>,
     tokens: Vec<String>,
 }
 
@@ -114,7 +102,7 @@ struct Inner {
 #[derive(Clone)]
 pub struct GcpApi {
     endpoint: String,
-    discovery: Arc<Discovery>,
+    contract: ContractLog,
     inner: Arc<Mutex<Inner>>,
 }
 
@@ -148,10 +136,6 @@ fn permission_of(method: &str) -> &'static str {
     }
 }
 
-fn ok(value: Value) -> Response {
-    (StatusCode::OK, axum::Json(value)).into_response()
-}
-
 /// RFC 7396 merge patch, as Compute Engine and Cloud Storage apply PATCH bodies.
 fn merge(target: &mut Value, patch: &Value) {
     match (target, patch) {
@@ -173,13 +157,10 @@ impl GcpApi {
     pub const TEST_TOKEN: &'static str = "escher-gcp-api-test-token";
 
     pub async fn start() -> GcpApi {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1");
-        let port = listener.local_addr().expect("local address").port();
+        let (listener, endpoint) = loopback().await;
         let api = GcpApi {
-            endpoint: format!("http://127.0.0.1:{port}"),
-            discovery: Arc::new(Discovery::load(&DOCUMENTS)),
+            endpoint,
+            contract: ContractLog::load(&DOCUMENTS),
             inner: Arc::new(Mutex::new(Inner {
                 lro_polls: 1,
                 page_size: 100_000,
@@ -187,10 +168,7 @@ impl GcpApi {
                 ..Inner::default()
             })),
         };
-        let app = Router::new().fallback(handle).with_state(api.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        serve_in_background(listener, handle, api.clone());
         api
     }
 
@@ -208,13 +186,13 @@ impl GcpApi {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn requests(&self) -> Vec<GcpRequest> {
-        self.lock().requests.clone()
+    pub fn requests(&self) -> Vec<GoogleRequest> {
+        self.contract.requests()
     }
 
     /// Requests that broke the published contract (each was answered 400).
     pub fn violations(&self) -> Vec<String> {
-        self.lock().violations.clone()
+        self.contract.violations()
     }
 
     /// Answers the next `count` requests 429 with `Retry-After: retry_after_secs`.
@@ -487,18 +465,6 @@ impl GcpApi {
             .or_default()
             .push(budget);
     }
-
-    // ---- serving ----
-
-    fn check_contract(
-        &self,
-        method: &Method,
-        path: &[String],
-        query: &[(String, String)],
-        body: Option<&Value>,
-    ) -> Result<&Published, Vec<String>> {
-        self.discovery.check(method, path, query, body)
-    }
 }
 
 fn bump_etag(policy: &mut Value) {
@@ -506,79 +472,25 @@ fn bump_etag(policy: &mut Value) {
     policy["etag"] = json!(format!("CA{}=", "E".repeat((n % 7 + 1) as usize)));
 }
 
-async fn handle(
-    State(api): State<GcpApi>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let path = uri.path().to_string();
-    let query: Vec<(String, String)> = uri
-        .query()
-        .map(|q| {
-            form_urlencoded::parse(q.as_bytes())
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect()
-        })
-        .unwrap_or_default();
-    let body_json: Option<Value> = if body.is_empty() {
-        None
-    } else {
-        serde_json::from_slice(&body).ok()
-    };
-    let (response, operation) = route(&api, &method, &path, &query, &headers, body_json.as_ref());
-    api.lock().requests.push(GcpRequest {
-        method: method.to_string(),
-        path,
-        query,
-        operation,
-        body: body_json,
-        status: response.status().as_u16(),
-    });
-    response
+async fn handle(State(api): State<GcpApi>, incoming: Incoming) -> Response {
+    api.contract
+        .answer(incoming, |incoming| route(&api, incoming))
 }
 
-fn route(
-    api: &GcpApi,
-    method: &Method,
-    path: &str,
-    query: &[(String, String)],
-    headers: &HeaderMap,
-    body: Option<&Value>,
-) -> (Response, Option<String>) {
-    if path == "/computeMetadata/v1/instance/service-accounts/default/token" {
-        return (metadata_token(api, headers), None);
+fn route(api: &GcpApi, incoming: &Incoming) -> (Response, Option<String>) {
+    if incoming.path() == "/computeMetadata/v1/instance/service-accounts/default/token" {
+        return (metadata_token(api, &incoming.headers), None);
     }
-    let bearer = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default()
-        .to_string();
-    let segments = segments(path);
-    let published = match api.check_contract(method, &segments, query, body) {
-        Ok(p) => p.clone(),
-        Err(problems) => {
-            let message = problems.join("; ");
-            api.lock().violations.extend(problems);
-            return (
-                google_error(StatusCode::BAD_REQUEST, "invalid", &message),
-                None,
-            );
-        }
+    let segments = &incoming.segments;
+    let published = match api.contract.hold(incoming, segments) {
+        Ok(p) => p.id.clone(),
+        Err(refused) => return (refused, None),
     };
-    let id = Some(published.id.clone());
+    let id = Some(published.clone());
     let mut inner = api.lock();
-    if bearer != GcpApi::TEST_TOKEN && !inner.tokens.contains(&bearer) {
-        return (
-            google_error(
-                StatusCode::UNAUTHORIZED,
-                "authError",
-                "Request had invalid authentication credentials.",
-            ),
-            id,
-        );
+    let bearer = incoming.bearer().unwrap_or_default();
+    if bearer != GcpApi::TEST_TOKEN && !inner.tokens.iter().any(|t| t == bearer) {
+        return (unauthenticated(), id);
     }
     if let Some(seconds) = inner.throttle.pop_front() {
         let mut response = google_error(
@@ -591,7 +503,7 @@ fn route(
         }
         return (response, id);
     }
-    let permission = permission_of(&published.id);
+    let permission = permission_of(&published);
     if inner.denied.contains(permission) {
         return (
             google_error(
@@ -605,10 +517,10 @@ fn route(
     let response = serve(
         &mut inner,
         &api.endpoint,
-        &published.id,
-        &segments,
-        query,
-        body,
+        &published,
+        segments,
+        &incoming.query,
+        incoming.body.as_ref(),
     );
     (response, id)
 }
@@ -721,10 +633,7 @@ fn serve(
         "bigquery.jobs.query" => billing_query(inner, &segments[3], body),
         "billingbudgets.billingAccounts.budgets.list" => {
             let all = inner.budgets.get(&segments[2]).cloned().unwrap_or_default();
-            let scope = query
-                .iter()
-                .find(|(k, _)| k == "scope")
-                .map(|(_, v)| v.as_str());
+            let scope = param(query, "scope");
             let tracked: Vec<Value> = all
                 .into_iter()
                 .filter(|b| match scope {
@@ -860,11 +769,9 @@ fn serve(
             poll_operation(inner, &name)
         }
         "monitoring.projects.timeSeries.list" => time_series(inner, &segments[2], query),
-        other => google_error(
-            StatusCode::NOT_IMPLEMENTED,
-            "notImplemented",
-            &format!("{other} is published but this server does not play it"),
-        ),
+        other => not_played(&format!(
+            "{other} is published but this server does not play it"
+        )),
     }
 }
 
@@ -878,10 +785,8 @@ fn under(map: &BTreeMap<String, Value>, prefix: &str) -> Vec<Value> {
 
 /// Where a page starts: the offset its `pageToken` carries.
 fn offset_of(query: &[(String, String)]) -> usize {
-    query
-        .iter()
-        .find(|(k, _)| k == "pageToken")
-        .and_then(|(_, t)| t.parse().ok())
+    param(query, "pageToken")
+        .and_then(|t| t.parse().ok())
         .unwrap_or(0)
 }
 
@@ -1135,12 +1040,7 @@ fn filter_value<'a>(filter: &'a str, label: &str) -> Option<&'a str> {
 }
 
 fn time_series(inner: &mut Inner, project: &str, query: &[(String, String)]) -> Response {
-    let get = |k: &str| {
-        query
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.as_str())
-    };
+    let get = |k: &str| param(query, k);
     let filter = get("filter").unwrap_or_default();
     let (Some(start), Some(end)) = (
         get("interval.startTime").and_then(parse_time),
@@ -1181,9 +1081,7 @@ fn time_series(inner: &mut Inner, project: &str, query: &[(String, String)]) -> 
         }));
         at -= chrono::Duration::seconds(period);
     }
-    let offset = get("pageToken")
-        .and_then(|t| t.parse::<usize>().ok())
-        .unwrap_or(0);
+    let offset = offset_of(query);
     let page: Vec<Value> = points
         .iter()
         .skip(offset)
@@ -1381,12 +1279,13 @@ impl GcpEstate {
 mod tests {
     use super::*;
 
-    fn api() -> GcpApi {
-        GcpApi {
-            endpoint: "http://127.0.0.1:1".into(),
-            discovery: Arc::new(Discovery::load(&DOCUMENTS)),
-            inner: Arc::new(Mutex::new(Inner::default())),
-        }
+    use axum::http::Method;
+
+    use crate::gcp_discovery::{segments, Discovery};
+
+    /// The contract every request to the server is held to.
+    fn discovery() -> Discovery {
+        Discovery::load(&DOCUMENTS)
     }
 
     fn path(p: &str) -> Vec<String> {
@@ -1395,13 +1294,13 @@ mod tests {
 
     #[test]
     fn published_methods_are_found_by_method_and_path() {
-        let api = api();
-        let found = api
-            .check_contract(&Method::PUT, &path("/storage/v1/b/site/iam"), &[], None)
+        let discovery = discovery();
+        let found = discovery
+            .check(&Method::PUT, &path("/storage/v1/b/site/iam"), &[], None)
             .expect("published");
         assert_eq!(found.id, "storage.buckets.setIamPolicy");
-        let wait = api
-            .check_contract(
+        let wait = discovery
+            .check(
                 &Method::POST,
                 &path("/compute/v1/projects/p/zones/z/operations/op-1/wait"),
                 &[],
@@ -1409,24 +1308,24 @@ mod tests {
             )
             .expect("published");
         assert_eq!(wait.id, "compute.zoneOperations.wait");
-        let wrong = api
-            .check_contract(&Method::DELETE, &path("/storage/v1/b/site/iam"), &[], None)
+        let wrong = discovery
+            .check(&Method::DELETE, &path("/storage/v1/b/site/iam"), &[], None)
             .expect_err("no DELETE on a policy");
         assert!(
             wrong[0].contains("PUT storage.buckets.setIamPolicy"),
             "{wrong:?}"
         );
-        assert!(api
-            .check_contract(&Method::GET, &path("/storage/v1/b/site/acl"), &[], None)
+        assert!(discovery
+            .check(&Method::GET, &path("/storage/v1/b/site/acl"), &[], None)
             .is_err());
     }
 
     #[test]
     fn a_body_field_outside_the_published_schema_is_a_violation() {
-        let api = api();
+        let discovery = discovery();
         let body = json!({"iamConfiguration": {"publicAccessPrevention": "enforced", "publicAccess": "off"}});
-        let problems = api
-            .check_contract(
+        let problems = discovery
+            .check(
                 &Method::PATCH,
                 &path("/storage/v1/b/site"),
                 &[],
@@ -1440,8 +1339,8 @@ mod tests {
         );
         let firewall =
             json!({"allowed": [{"IPProtocol": "tcp", "ports": ["443"]}], "disabled": true});
-        assert!(api
-            .check_contract(
+        assert!(discovery
+            .check(
                 &Method::PATCH,
                 &path("/compute/v1/projects/p/global/firewalls/ssh"),
                 &[],
@@ -1449,8 +1348,8 @@ mod tests {
             )
             .is_ok());
         let typed = json!({"disabled": "yes"});
-        assert!(api
-            .check_contract(
+        assert!(discovery
+            .check(
                 &Method::PATCH,
                 &path("/compute/v1/projects/p/global/firewalls/ssh"),
                 &[],
@@ -1461,26 +1360,26 @@ mod tests {
 
     #[test]
     fn unknown_and_missing_query_parameters_are_violations() {
-        let api = api();
+        let discovery = discovery();
         let q = |k: &str| vec![(k.to_string(), "1".to_string())];
-        assert!(api
-            .check_contract(
+        assert!(discovery
+            .check(
                 &Method::GET,
                 &path("/storage/v1/b/site/iam"),
                 &q("optionsRequestedPolicyVersion"),
                 None
             )
             .is_ok());
-        assert!(api
-            .check_contract(
+        assert!(discovery
+            .check(
                 &Method::GET,
                 &path("/storage/v1/b/site/iam"),
                 &q("policyVersion"),
                 None
             )
             .is_err());
-        assert!(api
-            .check_contract(
+        assert!(discovery
+            .check(
                 &Method::GET,
                 &path("/v3/projects/p/timeSeries"),
                 &q("interval.endTime"),
@@ -1488,20 +1387,21 @@ mod tests {
             )
             .is_ok());
         assert!(
-            api.check_contract(
-                &Method::POST,
-                &path("/compute/v1/projects/p/zones/z/instances/i/stop"),
-                &[],
-                Some(&json!({"force": true}))
-            )
-            .is_err(),
+            discovery
+                .check(
+                    &Method::POST,
+                    &path("/compute/v1/projects/p/zones/z/instances/i/stop"),
+                    &[],
+                    Some(&json!({"force": true}))
+                )
+                .is_err(),
             "stop takes no body"
         );
     }
 
     #[test]
     fn the_scans_listings_are_published_and_aggregated_pages_group_by_zone() {
-        let api = api();
+        let discovery = discovery();
         for (method, url, query) in [
             (Method::GET, "/storage/v1/b", vec![("project", "p")]),
             (
@@ -1525,13 +1425,13 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
             assert!(
-                api.check_contract(&method, &path(url), &query, None)
-                    .is_ok(),
+                discovery.check(&method, &path(url), &query, None).is_ok(),
                 "{url}"
             );
         }
         assert!(
-            api.check_contract(&Method::GET, &path("/storage/v1/b"), &[], None)
+            discovery
+                .check(&Method::GET, &path("/storage/v1/b"), &[], None)
                 .is_err(),
             "buckets.list needs its project"
         );

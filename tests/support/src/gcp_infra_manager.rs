@@ -21,14 +21,16 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
-use axum::Router;
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
 use serde_json::{json, Value};
 
-use crate::gcp_discovery::{google_error, segments, Discovery};
+use crate::gcp_discovery::{google_error, segments};
+use crate::gcp_incoming::{
+    already_exists, found, loopback, not_found, not_played, ok, serve_in_background,
+    unauthenticated, ContractLog, GoogleRequest, Incoming,
+};
 
 /// One resource of a blueprint's plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,18 +68,6 @@ pub struct TerraformError {
     pub resource_address: String,
     pub http_response_code: u16,
     pub description: String,
-}
-
-/// One request as the server saw it.
-#[derive(Debug, Clone)]
-pub struct InfraManagerRequest {
-    pub method: String,
-    pub path: String,
-    pub query: Vec<(String, String)>,
-    /// The published method it matched, if any.
-    pub operation: Option<String>,
-    pub body: Option<Value>,
-    pub status: u16,
 }
 
 #[derive(Debug, Clone)]
@@ -134,15 +124,13 @@ struct Inner {
     fail_next_apply: Option<Vec<TerraformError>>,
     fail_next_delete: Option<Vec<TerraformError>>,
     abandoned: Vec<String>,
-    requests: Vec<InfraManagerRequest>,
-    violations: Vec<String>,
 }
 
 /// The contract server; stops when dropped with its runtime.
 #[derive(Clone)]
 pub struct InfraManagerApi {
     endpoint: String,
-    discovery: Arc<Discovery>,
+    contract: ContractLog,
     inner: Arc<Mutex<Inner>>,
 }
 
@@ -166,15 +154,9 @@ impl InfraManagerApi {
     pub const TEST_TOKEN: &'static str = "escher-infra-manager-test-token";
 
     pub async fn start() -> InfraManagerApi {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1");
-        let port = listener.local_addr().expect("local address").port();
-        let api = InfraManagerApi::serving_at(&format!("http://127.0.0.1:{port}"));
-        let app = Router::new().fallback(handle).with_state(api.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (listener, endpoint) = loopback().await;
+        let api = InfraManagerApi::serving_at(&endpoint);
+        serve_in_background(listener, handle, api.clone());
         api
     }
 
@@ -183,7 +165,7 @@ impl InfraManagerApi {
     pub fn serving_at(endpoint: &str) -> InfraManagerApi {
         InfraManagerApi {
             endpoint: endpoint.to_string(),
-            discovery: Arc::new(Discovery::load(&["config.v1"])),
+            contract: ContractLog::load(&["config.v1"]),
             inner: Arc::new(Mutex::new(Inner {
                 lro_polls: 1,
                 page_size: 100,
@@ -194,21 +176,20 @@ impl InfraManagerApi {
 
     /// Whether `method path` is a published Infrastructure Manager method.
     pub fn serves(&self, method: &Method, path: &str) -> bool {
-        match self.discovery.check(method, &segments(path), &[], None) {
+        match self
+            .contract
+            .discovery()
+            .check(method, &segments(path), &[], None)
+        {
             Ok(_) => true,
             Err(problems) => !problems.iter().any(|p| p.contains("no published method")),
         }
     }
 
     /// Answers one request as this server does (for a server holding it).
-    pub async fn answer(
-        &self,
-        method: Method,
-        uri: Uri,
-        headers: HeaderMap,
-        body: Bytes,
-    ) -> Response {
-        handle(State(self.clone()), method, uri, headers, body).await
+    pub fn answer(&self, incoming: Incoming) -> Response {
+        self.contract
+            .answer(incoming, |incoming| route(self, incoming))
     }
 
     /// Plans the sources no test registered with `planner`.
@@ -257,12 +238,12 @@ impl InfraManagerApi {
         self.lock().abandoned.clone()
     }
 
-    pub fn requests(&self) -> Vec<InfraManagerRequest> {
-        self.lock().requests.clone()
+    pub fn requests(&self) -> Vec<GoogleRequest> {
+        self.contract.requests()
     }
 
     pub fn violations(&self) -> Vec<String> {
-        self.lock().violations.clone()
+        self.contract.violations()
     }
 
     /// The deployment as Google would answer `deployments.get`, if it exists.
@@ -285,95 +266,30 @@ impl InfraManagerApi {
     }
 }
 
-async fn handle(
-    State(api): State<InfraManagerApi>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let path = uri.path().to_string();
-    let query: Vec<(String, String)> = uri
-        .query()
-        .map(|q| {
-            form_urlencoded::parse(q.as_bytes())
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect()
-        })
-        .unwrap_or_default();
-    let body_json: Option<Value> = if body.is_empty() {
-        None
-    } else {
-        serde_json::from_slice(&body).ok()
-    };
-    let (response, operation) = route(&api, &method, &path, &query, &headers, body_json.as_ref());
-    api.lock().requests.push(InfraManagerRequest {
-        method: method.to_string(),
-        path,
-        query,
-        operation,
-        body: body_json,
-        status: response.status().as_u16(),
-    });
-    response
+async fn handle(State(api): State<InfraManagerApi>, incoming: Incoming) -> Response {
+    api.answer(incoming)
 }
 
-fn route(
-    api: &InfraManagerApi,
-    method: &Method,
-    path: &str,
-    query: &[(String, String)],
-    headers: &HeaderMap,
-    body: Option<&Value>,
-) -> (Response, Option<String>) {
-    let segments = segments(path);
-    let published = match api.discovery.check(method, &segments, query, body) {
+fn route(api: &InfraManagerApi, incoming: &Incoming) -> (Response, Option<String>) {
+    let segments = &incoming.segments;
+    let published = match api.contract.hold(incoming, segments) {
         Ok(p) => p.id.clone(),
-        Err(problems) => {
-            let message = problems.join("; ");
-            api.lock().violations.extend(problems);
-            return (
-                google_error(StatusCode::BAD_REQUEST, "invalid", &message),
-                None,
-            );
-        }
+        Err(refused) => return (refused, None),
     };
-    let bearer = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if bearer != Some(InfraManagerApi::TEST_TOKEN) {
-        return (
-            google_error(
-                StatusCode::UNAUTHORIZED,
-                "authError",
-                "Request had invalid authentication credentials.",
-            ),
-            Some(published),
-        );
+    if incoming.bearer() != Some(InfraManagerApi::TEST_TOKEN) {
+        return (unauthenticated(), Some(published));
     }
     // Everything after `v1/`: `projects/p/locations/l/…`.
     let name = segments[1..].join("/");
-    let param = |key: &str| {
-        query
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    };
+    let param = |key: &str| incoming.param(key);
+    let body = incoming.body.as_ref();
     let mut inner = api.lock();
     let response = match published.trim_start_matches("config.projects.locations.") {
-        "deployments.get" => match inner.deployments.get(&name) {
-            Some(d) => ok(d.record.clone()),
-            None => not_found(&name),
-        },
+        "deployments.get" => found(inner.deployments.get(&name).map(|d| &d.record), &name),
         "deployments.create" => {
             let deployment = format!("{name}/{}", param("deploymentId").unwrap_or_default());
             if inner.deployments.contains_key(&deployment) {
-                google_error(
-                    StatusCode::CONFLICT,
-                    "alreadyExists",
-                    &format!("Resource '{deployment}' already exists"),
-                )
+                already_exists(&format!("Resource '{deployment}' already exists"))
             } else {
                 match deploy(&mut inner, &deployment, body, true) {
                     Ok(op) => ok(op),
@@ -447,10 +363,7 @@ fn route(
                 _ => not_found(&revision),
             }
         }
-        "deployments.revisions.get" => match inner.revisions.get(&name) {
-            Some(r) => ok(r.clone()),
-            None => not_found(&name),
-        },
+        "deployments.revisions.get" => found(inner.revisions.get(&name), &name),
         "previews.create" => {
             let id = match param("previewId") {
                 Some(id) => id.to_string(),
@@ -465,10 +378,7 @@ fn route(
                 Err(r) => r,
             }
         }
-        "previews.get" => match inner.previews.get(&name) {
-            Some(p) => ok(p.clone()),
-            None => not_found(&name),
-        },
+        "previews.get" => found(inner.previews.get(&name), &name),
         "previews.delete" => match inner.previews.remove(&name) {
             Some(_) => {
                 inner.changes.remove(&name);
@@ -502,25 +412,9 @@ fn route(
             }
         }
         "operations.get" => poll(&mut inner, &name),
-        other => google_error(
-            StatusCode::NOT_IMPLEMENTED,
-            "notImplemented",
-            &format!("the contract server does not play {other}"),
-        ),
+        other => not_played(&format!("the contract server does not play {other}")),
     };
     (response, Some(published))
-}
-
-fn ok(value: Value) -> Response {
-    (StatusCode::OK, axum::Json(value)).into_response()
-}
-
-fn not_found(name: &str) -> Response {
-    google_error(
-        StatusCode::NOT_FOUND,
-        "notFound",
-        &format!("Resource '{name}' was not found"),
-    )
 }
 
 /// `projects/p/locations/l` of any name under it.

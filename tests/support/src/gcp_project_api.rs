@@ -23,27 +23,17 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Router;
 use serde_json::{json, Value};
 
-use crate::gcp_discovery::{google_error, segments, Discovery};
+use crate::gcp_discovery::google_error;
+use crate::gcp_incoming::{
+    already_exists, found, loopback, not_found, not_played, ok, serve_in_background,
+    unauthenticated, ContractLog, GoogleRequest, Incoming,
+};
 use crate::gcp_infra_manager::{Blueprint, InfraManagerApi, PlannedResource};
-
-/// One request as the server saw it.
-#[derive(Debug, Clone)]
-pub struct ProjectRequest {
-    pub method: String,
-    pub path: String,
-    pub query: Vec<(String, String)>,
-    /// The published method it matched, if any.
-    pub operation: Option<String>,
-    pub body: Option<Value>,
-    pub status: u16,
-}
 
 #[derive(Debug, Clone)]
 struct SecretVersion {
@@ -69,8 +59,6 @@ struct Inner {
     outputs: BTreeMap<String, Value>,
     refuse_next: Option<String>,
     race_next_policy_write: Option<(String, String)>,
-    requests: Vec<ProjectRequest>,
-    violations: Vec<String>,
 }
 
 /// The project stand-in; stops when dropped with its runtime.
@@ -78,7 +66,7 @@ struct Inner {
 pub struct GoogleProjectApi {
     endpoint: String,
     project: String,
-    discovery: Arc<Discovery>,
+    contract: ContractLog,
     infra_manager: InfraManagerApi,
     http: reqwest::Client,
     inner: Arc<Mutex<Inner>>,
@@ -90,23 +78,19 @@ impl GoogleProjectApi {
 
     /// A project `project` whose IAM policy grants its owner `user:owner@example.com`.
     pub async fn start(project: &str) -> GoogleProjectApi {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1");
-        let port = listener.local_addr().expect("local address").port();
-        let endpoint = format!("http://127.0.0.1:{port}");
+        let (listener, endpoint) = loopback().await;
         let api = GoogleProjectApi {
             infra_manager: InfraManagerApi::serving_at(&endpoint),
             endpoint,
             project: project.to_string(),
-            discovery: Arc::new(Discovery::load(&[
+            contract: ContractLog::load(&[
                 "serviceusage.v1",
                 "iam.v1",
                 "cloudresourcemanager.v1",
                 "storage.v1",
                 "artifactregistry.v1",
                 "secretmanager.v1",
-            ])),
+            ]),
             http: reqwest::Client::new(),
             inner: Arc::new(Mutex::new(Inner {
                 policy: json!({
@@ -123,10 +107,7 @@ impl GoogleProjectApi {
             .plan_unregistered_with(Arc::new(move |source, inputs| {
                 planner_view.plan(source, inputs)
             }));
-        let app = Router::new().fallback(handle).with_state(api.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        serve_in_background(listener, handle, api.clone());
         api
     }
 
@@ -166,22 +147,22 @@ impl GoogleProjectApi {
         self.lock().outputs.insert(name.to_string(), json!(value));
     }
 
-    pub fn requests(&self) -> Vec<ProjectRequest> {
-        self.lock().requests.clone()
+    pub fn requests(&self) -> Vec<GoogleRequest> {
+        self.contract.requests()
     }
 
     /// The published methods called, in order (Infrastructure Manager's are in its own log).
     pub fn operations(&self) -> Vec<String> {
-        self.lock()
-            .requests
-            .iter()
-            .filter_map(|r| r.operation.clone())
+        self.contract
+            .requests()
+            .into_iter()
+            .filter_map(|r| r.operation)
             .collect()
     }
 
     /// Every way a request broke the published contract, both servers' together.
     pub fn violations(&self) -> Vec<String> {
-        let mut all = self.lock().violations.clone();
+        let mut all = self.contract.violations();
         all.extend(self.infra_manager.violations());
         all
     }
@@ -345,24 +326,8 @@ fn terraform_blocks(text: &str, inputs: &Value) -> (Vec<PlannedResource>, BTreeM
     (resources, outputs)
 }
 
-fn query_of(uri: &Uri) -> Vec<(String, String)> {
-    uri.query()
-        .map(|q| {
-            form_urlencoded::parse(q.as_bytes())
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-async fn handle(
-    State(api): State<GoogleProjectApi>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let path = uri.path().to_string();
+async fn handle(State(api): State<GoogleProjectApi>, mut incoming: Incoming) -> Response {
+    let path = incoming.path();
     if path == "/token" {
         return ok(json!({
             "access_token": GoogleProjectApi::TEST_TOKEN,
@@ -372,46 +337,21 @@ async fn handle(
         }));
     }
     if path.starts_with("/v2/") || path == "/v2" {
-        return api.to_registry(method, &uri, headers, body).await;
+        return api.to_registry(&incoming).await;
     }
-    if api.infra_manager.serves(&method, &path) {
-        return api.infra_manager.answer(method, uri, headers, body).await;
+    if api.infra_manager.serves(&incoming.method, path) {
+        return api.infra_manager.answer(incoming);
     }
-    let query = query_of(&uri);
-    let upload = path.starts_with("/upload/");
-    let body_json: Option<Value> = if body.is_empty() || upload {
-        None
-    } else {
-        serde_json::from_slice(&body).ok()
-    };
-    let (response, operation) = route(
-        &api,
-        &method,
-        &path,
-        &query,
-        &headers,
-        body_json.as_ref(),
-        &body,
-    );
-    api.lock().requests.push(ProjectRequest {
-        method: method.to_string(),
-        path,
-        query,
-        operation,
-        body: body_json,
-        status: response.status().as_u16(),
-    });
-    response
+    if path.starts_with("/upload/") {
+        // A media upload's body is the object, never JSON.
+        incoming.body = None;
+    }
+    api.contract
+        .answer(incoming, |incoming| route(&api, incoming))
 }
 
 impl GoogleProjectApi {
-    async fn to_registry(
-        &self,
-        method: Method,
-        uri: &Uri,
-        headers: HeaderMap,
-        body: Bytes,
-    ) -> Response {
+    async fn to_registry(&self, incoming: &Incoming) -> Response {
         let Some(origin) = self.lock().registry.clone() else {
             return google_error(
                 StatusCode::NOT_FOUND,
@@ -421,11 +361,18 @@ impl GoogleProjectApi {
         };
         let url = format!(
             "{origin}{}{}",
-            two_level(uri.path()),
-            uri.query().map(|q| format!("?{q}")).unwrap_or_default()
+            two_level(incoming.path()),
+            incoming
+                .uri
+                .query()
+                .map(|q| format!("?{q}"))
+                .unwrap_or_default()
         );
-        let mut request = self.http.request(method, &url).body(body.to_vec());
-        for (name, value) in &headers {
+        let mut request = self
+            .http
+            .request(incoming.method.clone(), &url)
+            .body(incoming.raw.clone());
+        for (name, value) in &incoming.headers {
             if name != "host" && name != "content-length" {
                 request = request.header(name, value);
             }
@@ -487,65 +434,27 @@ fn three_level(location: &str) -> String {
     }
 }
 
-fn route(
-    api: &GoogleProjectApi,
-    method: &Method,
-    path: &str,
-    query: &[(String, String)],
-    headers: &HeaderMap,
-    body: Option<&Value>,
-    raw: &Bytes,
-) -> (Response, Option<String>) {
-    let mut segments = segments(path);
+fn route(api: &GoogleProjectApi, incoming: &Incoming) -> (Response, Option<String>) {
+    let mut segments = incoming.segments.clone();
     // The media upload is `objects.insert` at Google's upload path.
     let upload = segments.first().map(String::as_str) == Some("upload");
     if upload {
         segments.remove(0);
     }
-    let published = match api.discovery.check(method, &segments, query, body) {
+    let published = match api.contract.hold(incoming, &segments) {
         Ok(p) => p.id.clone(),
-        Err(problems) => {
-            let message = problems.join("; ");
-            api.lock().violations.extend(problems);
-            return (
-                google_error(StatusCode::BAD_REQUEST, "invalid", &message),
-                None,
-            );
-        }
+        Err(refused) => return (refused, None),
     };
     if upload && published != "storage.objects.insert" {
         let problem = format!("{published} has no media upload");
-        api.lock().violations.push(problem.clone());
-        return (
-            google_error(StatusCode::BAD_REQUEST, "invalid", &problem),
-            Some(published),
-        );
+        return (api.contract.refuse(vec![problem]), Some(published));
     }
-    let bearer = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if bearer != Some(GoogleProjectApi::TEST_TOKEN) {
-        return (
-            google_error(
-                StatusCode::UNAUTHORIZED,
-                "authError",
-                "Request had invalid authentication credentials.",
-            ),
-            Some(published),
-        );
+    if incoming.bearer() != Some(GoogleProjectApi::TEST_TOKEN) {
+        return (unauthenticated(), Some(published));
     }
-    let param = |key: &str| {
-        query
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.to_string())
-    };
-    let field = |key: &str| {
-        body.and_then(|b| b.get(key))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    };
+    let (query, body, raw) = (&incoming.query, incoming.body.as_ref(), &incoming.raw);
+    let param = |key: &str| incoming.param(key).map(str::to_string);
+    let field = |key: &str| incoming.field(key).map(str::to_string);
     // `v1/projects/p/…` → `projects/p/…`; Storage's `storage/v1/b/…` → `b/…`.
     let name = if segments.first().map(String::as_str) == Some("storage") {
         segments[2..].join("/")
@@ -657,13 +566,9 @@ fn route(
                 "oauth2ClientId": "104857600000000000001",
             });
             match inner.service_accounts.entry(email) {
-                std::collections::btree_map::Entry::Occupied(_) => google_error(
-                    StatusCode::CONFLICT,
-                    "alreadyExists",
-                    &format!(
-                        "Service account {id} already exists within project projects/{project}."
-                    ),
-                ),
+                std::collections::btree_map::Entry::Occupied(_) => already_exists(&format!(
+                    "Service account {id} already exists within project projects/{project}."
+                )),
                 std::collections::btree_map::Entry::Vacant(slot) => {
                     slot.insert(account.clone());
                     ok(account)
@@ -692,10 +597,7 @@ fn route(
         }
         "storage.buckets.get" => {
             let bucket = segments.last().cloned().unwrap_or_default();
-            match inner.buckets.get(&bucket) {
-                Some(b) => ok(b.clone()),
-                None => not_found(&bucket),
-            }
+            found(inner.buckets.get(&bucket), &bucket)
         }
         "storage.buckets.insert" => {
             let bucket = field("name").unwrap_or_default();
@@ -780,19 +682,12 @@ fn route(
             }
         }
         "artifactregistry.projects.locations.repositories.get" => {
-            match inner.repositories.get(&name) {
-                Some(r) => ok(r.clone()),
-                None => not_found(&name),
-            }
+            found(inner.repositories.get(&name), &name)
         }
         "artifactregistry.projects.locations.repositories.create" => {
             let repository = format!("{name}/{}", param("repositoryId").unwrap_or_default());
             if inner.repositories.contains_key(&repository) {
-                google_error(
-                    StatusCode::CONFLICT,
-                    "alreadyExists",
-                    &format!("the repository already exists: {repository}"),
-                )
+                already_exists(&format!("the repository already exists: {repository}"))
             } else {
                 let mut record = body.cloned().unwrap_or_default();
                 record["name"] = json!(repository);
@@ -888,25 +783,9 @@ fn route(
                 _ => not_found(&version),
             }
         }
-        other => google_error(
-            StatusCode::NOT_IMPLEMENTED,
-            "notImplemented",
-            &format!("the project stand-in does not play {other}"),
-        ),
+        other => not_played(&format!("the project stand-in does not play {other}")),
     };
     (response, Some(published))
-}
-
-fn ok(value: Value) -> Response {
-    (StatusCode::OK, axum::Json(value)).into_response()
-}
-
-fn not_found(name: &str) -> Response {
-    google_error(
-        StatusCode::NOT_FOUND,
-        "notFound",
-        &format!("Resource '{name}' was not found"),
-    )
 }
 
 #[cfg(test)]

@@ -12,7 +12,9 @@
 //!   contract server for Cloud Storage, Compute Engine and Cloud Monitoring holding every
 //!   request to Google's published discovery documents; [`gcp_infra_manager`] and
 //!   [`gcp_project_api`] (`gcp`): Infrastructure Manager and the project APIs `extend --cloud
-//!   gcp` calls, at one origin.
+//!   gcp` calls, at one origin. What the three share (reading a request, holding it to the
+//!   discovery documents of [`gcp_discovery`], logging it, Google's answers) is
+//!   [`gcp_incoming`].
 //! - [`cloudformation`] (`aws`): a CloudFormation stand-in held to the published API model,
 //!   for the stuck stacks and rollback calls moto does not play.
 //! - [`estate`] (`aws`): a 300-resource AWS estate on moto, for the scan test and bench.
@@ -47,6 +49,8 @@ pub mod fixtures;
 pub mod gcp_api;
 #[cfg(feature = "gcp")]
 pub mod gcp_discovery;
+#[cfg(feature = "gcp")]
+pub mod gcp_incoming;
 #[cfg(feature = "gcp")]
 pub mod gcp_infra_manager;
 #[cfg(feature = "gcp")]

@@ -421,9 +421,6 @@ pub enum Created {
     AlreadyExists,
 }
 
-/// Writes `body` at `path` only when nothing is there yet (an If-None-Match / create-only
-/// write): how audit records, reports, idempotency markers and usage counters stay
-/// write-once. An existing object is an answer, not an error.
 /// The objects directly under `folder` (no sub-folders); an absent folder lists nothing.
 pub async fn list_files(operator: &Operator, folder: &str) -> Result<Vec<String>, opendal::Error> {
     match operator.list(folder).await {
@@ -437,6 +434,45 @@ pub async fn list_files(operator: &Operator, folder: &str) -> Result<Vec<String>
     }
 }
 
+/// Reads a whole object: what every store read goes through.
+///
+/// On a local folder (`fs://`) opendal reads an object of unknown size in zero-filled
+/// buffers of 2 MiB, one per read in flight, so reading fifty small incidents at once cost
+/// tens of megabytes. Asking the size first (a `stat`, microseconds on a local disk) reads
+/// exactly the object. Should the object be replaced between the `stat` and the read (a
+/// marker or manifest rewritten by another process), the sizes disagree and it is read
+/// again. Other stores answer one request with the object as it is, so they read directly.
+pub async fn read_whole(
+    operator: &Operator,
+    path: &str,
+) -> Result<opendal::Buffer, opendal::Error> {
+    if operator.info().scheme() != "fs" {
+        return operator.read(path).await;
+    }
+    for _ in 0..3 {
+        let len = operator.stat(path).await?.content_length();
+        if len == 0 {
+            break;
+        }
+        match operator.read_with(path).range(0..len).await {
+            // Shrunk since the stat: read again.
+            Err(e) if e.kind() == opendal::ErrorKind::RangeNotSatisfied => continue,
+            Err(e) => return Err(e),
+            // Grown since the stat, the read stopped short of its end: read again.
+            Ok(buffer) if operator.stat(path).await?.content_length() != len => {
+                drop(buffer);
+                continue;
+            }
+            Ok(buffer) => return Ok(buffer),
+        }
+    }
+    // Empty, or rewritten at every attempt: read it as opendal does by default.
+    operator.read(path).await
+}
+
+/// Writes `body` at `path` only when nothing is there yet (an If-None-Match / create-only
+/// write): how audit records, reports, idempotency markers and usage counters stay
+/// write-once. An existing object is an answer, not an error.
 pub async fn create_once(
     operator: &Operator,
     path: &str,
@@ -604,5 +640,27 @@ mod tests {
             .expect_err("no answer");
         assert!(error.is_temporary(), "{error}");
         held.abort();
+    }
+
+    #[tokio::test]
+    async fn whole_objects_of_every_size_are_read_from_a_local_folder() {
+        let dir = std::env::temp_dir().join(format!("escher-read-{}", crate::ids::unique_token(8)));
+        let operator = open(&format!("fs://{}", dir.display())).expect("fs store");
+        // Empty, small, and larger than opendal's 2 MiB read buffer.
+        let large: Vec<u8> = (0..3 * 1024 * 1024 + 17).map(|i| (i % 251) as u8).collect();
+        for (name, body) in [
+            ("empty.json", Vec::new()),
+            ("incident.json", br#"{"event_id":"e-1"}"#.to_vec()),
+            ("snapshot.tar", large),
+        ] {
+            operator.write(name, body.clone()).await.expect("written");
+            let read = read_whole(&operator, name).await.expect("read");
+            assert_eq!(read.to_vec(), body, "{name}");
+        }
+        let missing = read_whole(&operator, "missing.json")
+            .await
+            .expect_err("nothing there");
+        assert_eq!(missing.kind(), opendal::ErrorKind::NotFound);
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

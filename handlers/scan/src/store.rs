@@ -127,7 +127,7 @@ impl ReportStore {
     }
 
     async fn read_optional(&self, path: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.operator.read(path).await {
+        match escher_core::store::read_whole(&self.operator, path).await {
             Ok(bytes) => Ok(Some(bytes.to_vec())),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(self.storage("read", path, e)),

@@ -240,7 +240,7 @@ impl ApprovalStore {
 
     async fn get(&self, path: &str) -> Result<Option<Vec<u8>>, ApprovalStoreError> {
         self.counts.gets.fetch_add(1, Ordering::Relaxed);
-        match self.operator.read(path).await {
+        match crate::store::read_whole(&self.operator, path).await {
             Ok(buffer) => Ok(Some(buffer.to_vec())),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(self.unavailable("read", path, e)),

@@ -386,7 +386,7 @@ impl IncidentMemory {
             let latest = self.latest_snapshot().await?;
             if let Some(seq) = latest {
                 if cache.snapshot.as_ref().map(|(s, _)| *s) != Some(seq) {
-                    match self.operator.read(&snapshot_path(seq)).await {
+                    match crate::store::read_whole(&self.operator, &snapshot_path(seq)).await {
                         Ok(bytes) => {
                             let index = IncidentIndex::unpack(&bytes.to_vec())?;
                             cache.snapshot = Some((seq, Arc::new(index)));
@@ -459,7 +459,7 @@ impl IncidentMemory {
             .map(|path| {
                 let operator = self.operator.clone();
                 async move {
-                    match operator.read(&path).await {
+                    match crate::store::read_whole(&operator, &path).await {
                         Ok(bytes) => match serde_json::from_slice(&bytes.to_vec()) {
                             Ok(incident) => Ok((path, Some(incident))),
                             Err(e) => Err(MemoryError::BadIncident {

@@ -243,9 +243,7 @@ impl AuditLog {
         match create_once(&self.operator, path, body.clone()).await {
             Ok(Created::Written) => Ok(()),
             Ok(Created::AlreadyExists) => {
-                let found = self
-                    .operator
-                    .read(path)
+                let found = crate::store::read_whole(&self.operator, &path)
                     .await
                     .map_err(|e| self.storage("read", path, e))?;
                 if found.to_bytes() == body.to_bytes() {
@@ -335,9 +333,7 @@ impl AuditLog {
             .collect();
         let mut records: Vec<AuditRecord> = futures::stream::iter(paths)
             .map(|path| async move {
-                let bytes = self
-                    .operator
-                    .read(&path)
+                let bytes = crate::store::read_whole(&self.operator, &path)
                     .await
                     .map_err(|e| self.storage("read", &path, e))?;
                 Ok::<_, AuditError>(serde_json::from_slice::<AuditRecord>(&bytes.to_vec()).ok())
@@ -384,9 +380,7 @@ impl AuditLog {
         let listing_folder = format!("{LISTING}{}/", day_folder(day));
         let mut listed: BTreeMap<String, String> = BTreeMap::new();
         for path in self.list(&listing_folder).await? {
-            let hash = self
-                .operator
-                .read(&path)
+            let hash = crate::store::read_whole(&self.operator, &path)
                 .await
                 .map_err(|e| self.storage("read", &path, e))?;
             let name = path.trim_start_matches(&listing_folder).to_string();
@@ -399,9 +393,7 @@ impl AuditLog {
         for path in self.list(&records_folder).await? {
             report.checked += 1;
             let name = path.trim_start_matches(&records_folder).to_string();
-            let bytes = self
-                .operator
-                .read(&path)
+            let bytes = crate::store::read_whole(&self.operator, &path)
                 .await
                 .map_err(|e| self.storage("read", &path, e))?;
             let Ok(record) = serde_json::from_slice::<AuditRecord>(&bytes.to_vec()) else {

@@ -365,15 +365,13 @@ impl Pipeline {
                 // The write may have been applied with its answer lost: then the marker is
                 // ours, and answering "retry" would leave it to hold every redelivery off as
                 // a duplicate until its lease ran out, with the event never handled.
-                return match self.state.read(&path).await {
+                return match crate::store::read_whole(&self.state, &path).await {
                     Ok(found) if Self::claimed_by(&found.to_vec(), &marker) => Ok(Claim::New),
                     _ => Err(unavailable(e, &path)),
                 };
             }
         }
-        let existing = self
-            .state
-            .read(&path)
+        let existing = crate::store::read_whole(&self.state, &path)
             .await
             .map_err(|e| retry(&event.event_id, format!("cannot read marker {path}: {e}")))?;
         // An unreadable marker (a write cut short) is held as fresh: never act twice on a guess.

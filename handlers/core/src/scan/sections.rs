@@ -230,7 +230,7 @@ pub async fn info_events(
             }
         }
         for (path, queued_at) in paths {
-            let bytes = match state.read(&path).await {
+            let bytes = match crate::store::read_whole(state, &path).await {
                 Ok(bytes) => bytes.to_vec(),
                 Err(e) if e.kind() == ErrorKind::NotFound => continue,
                 Err(e) => {

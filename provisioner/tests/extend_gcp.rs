@@ -684,3 +684,61 @@ async fn destroy_keeps_the_audit_trail_and_delete_data_takes_the_state_and_what_
     assert!(project.api.infra_manager().deployment(DEPLOYMENT).is_some());
     project.assert_no_violation();
 }
+
+/// Without `--artifacts`, `extend` builds the handler in the workspace this CLI was built
+/// from (cargo is a recording stand-in here: a release build takes minutes), makes the image
+/// of what it built, and builds nothing while the binary is newer than the sources.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extend_builds_the_handler_it_deploys_when_no_artifacts_are_given() {
+    let project = Project::new().await;
+    let target = project.dir.path().join("target");
+    let calls = project.dir.path().join("cargo-calls");
+    let cargo = project.dir.path().join("cargo");
+    std::fs::write(
+        &cargo,
+        format!(
+            "#!/bin/sh\necho \"$(pwd) $*\" >> '{calls}'\nmkdir -p '{release}'\ncp /bin/ls '{release}/escher-gcp-service'\n",
+            calls = calls.display(),
+            release = target.join("release").display(),
+        ),
+    )
+    .expect("the cargo stand-in");
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&cargo, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let (cargo, target) = (cargo.display().to_string(), target.display().to_string());
+    let env = [
+        ("CARGO", cargo.as_str()),
+        ("CARGO_TARGET_DIR", target.as_str()),
+    ];
+    let mut args = project.target("extend");
+    args.extend(["--json".to_string(), "--yes".to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+
+    let out = project.run(&args, &env).await;
+    succeeded(&out);
+    assert_eq!(json_of(&out)["result"], "deployed");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("building escher-gcp-service"), "{stderr}");
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the workspace")
+        .canonicalize()
+        .expect("the workspace's path");
+    let recorded = std::fs::read_to_string(&calls).expect("cargo was run");
+    assert_eq!(
+        recorded.trim(),
+        format!(
+            "{} build --release -p escher-gcp --bin escher-gcp-service",
+            workspace.display()
+        )
+    );
+    assert!(project.deployed_image().contains("escher-handler@sha256:"));
+
+    // Built and newer than every source: deployed as it is.
+    let again = project.run(&args, &env).await;
+    succeeded(&again);
+    assert_eq!(json_of(&again)["result"], "no_changes");
+    let recorded = std::fs::read_to_string(&calls).expect("calls");
+    assert_eq!(recorded.lines().count(), 1, "built once: {recorded}");
+    project.assert_no_violation();
+}

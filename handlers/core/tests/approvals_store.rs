@@ -59,6 +59,22 @@ fn wizard_defaults() -> Vec<Approval> {
         .collect()
 }
 
+/// A store in a new local folder holding the wizard's defaults: (its folder, the store).
+async fn local_store_with_defaults(name: &str) -> (std::path::PathBuf, ApprovalStore) {
+    let root = std::env::temp_dir().join(unique(name));
+    let store = ApprovalStore::open(&format!("fs://{}", root.display())).expect("open");
+    store
+        .apply(
+            &Change::Init {
+                approvals: wizard_defaults(),
+            },
+            "ana",
+        )
+        .await
+        .expect("init");
+    (root, store)
+}
+
 async fn decide(reader: &ApprovalsReader, account: &str) -> Result<Decision, ApprovalStoreError> {
     reader
         .decide(
@@ -461,18 +477,7 @@ async fn an_unreachable_store_gives_an_error_not_a_decision() {
 /// (one of them may have been revoked meanwhile).
 #[tokio::test]
 async fn a_store_failing_after_a_refresh_interval_gives_an_error() {
-    let root = std::env::temp_dir().join(unique("escher-outage"));
-    let uri = format!("fs://{}", root.display());
-    let store = ApprovalStore::open(&uri).expect("open");
-    store
-        .apply(
-            &Change::Init {
-                approvals: wizard_defaults(),
-            },
-            "ana",
-        )
-        .await
-        .expect("init");
+    let (root, store) = local_store_with_defaults("escher-outage").await;
     let reader = ApprovalsReader::new(store, Duration::from_millis(50));
     assert!(decide(&reader, "1").await.expect("decide").is_approved());
     // The folder turns into a file: every read now fails with an I/O error.
@@ -547,17 +552,7 @@ fn readers_share_nothing_mutable_with_writers() {
 /// that load and uses what it read: one load, the same index for both.
 #[tokio::test]
 async fn concurrent_first_reads_load_the_approvals_once() {
-    let root = std::env::temp_dir().join(unique("escher-one-load"));
-    let store = ApprovalStore::open(&format!("fs://{}", root.display())).expect("open");
-    store
-        .apply(
-            &Change::Init {
-                approvals: wizard_defaults(),
-            },
-            "ana",
-        )
-        .await
-        .expect("init");
+    let (root, store) = local_store_with_defaults("escher-one-load").await;
     let reader = ApprovalsReader::new(store, Duration::from_secs(60));
     let (first, second) = tokio::join!(reader.index(), reader.index());
     let (first, second) = (first.expect("loaded"), second.expect("loaded"));

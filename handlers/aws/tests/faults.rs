@@ -14,6 +14,10 @@
 //! The default run takes a subset (every step and every fault kind at least once);
 //! `ESCHER_FAULTS=full` runs every step × every kind (`make faults`). Without moto the test
 //! prints a notice and passes, unless the emulators are required.
+//!
+//! The scenarios, the deliveries, the verdict and the table are
+//! `escher_test_support::fault_suite`'s, shared with Google Cloud's suite; this file holds
+//! what is AWS's: the steps and their requests, moto's set-up, the Lambda alert.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,23 +28,17 @@ use aws_config::SdkConfig;
 use chrono::Utc;
 use escher_aws::{build_metered_pipeline, load_sdk_config};
 use escher_core::approvals::{Action, Approval, ApprovalStore, Change, Conditions, Scope};
-use escher_core::pipeline::audit::{AuditLog, Outcome};
 use escher_runtime::{HandlerConfig, RemoteCallMeter};
-use escher_test_support::fault_proxy::{Exchange, Fault, FaultProxy, Request, Rule};
+use escher_test_support::audit_findings;
+use escher_test_support::fault_proxy::{Fault, FaultProxy, Request, Rule};
+use escher_test_support::fault_suite::{self, Answer, Found};
 use escher_test_support::fixtures::aws::put_bucket_acl;
 use escher_test_support::moto::{self, s3, ACCOUNT};
 use escher_test_support::names::unique;
-use futures::stream::{self, StreamExt};
 
 const REGION: &str = "eu-west-1";
 /// One attempt of an SDK call, for this test: short, so a hung service costs seconds.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(800);
-/// How long a hung request is held: past the attempt timeout.
-const HANG: Duration = Duration::from_secs(3);
-/// Deliveries while the fault lasts (Lambda tries an asynchronous event three times).
-const FAULTY_DELIVERIES: usize = 3;
-/// Redeliveries after the fault cleared before the scenario counts the event as lost.
-const CLEAR_DELIVERIES: usize = 4;
 const IN_FLIGHT: usize = 4;
 
 /// A step of the pipeline and which requests are its own.
@@ -71,21 +69,6 @@ impl Step {
         Step::NotifyTopic,
         Step::Memory,
     ];
-
-    fn name(self) -> &'static str {
-        match self {
-            Step::Claim => "claim (markers/ PUT)",
-            Step::Enrich => "enrich (GetBucketTagging)",
-            Step::Approvals => "approvals load (approvals/ GET)",
-            Step::FixBlock => "fix: PutPublicAccessBlock",
-            Step::FixAcl => "fix: PutBucketAcl",
-            Step::Verify => "verify (GetBucketPolicyStatus after the change)",
-            Step::Audit => "audit (audit/ PUT)",
-            Step::NotifySecret => "notify: SSM GetParameter",
-            Step::NotifyTopic => "notify: SNS Publish",
-            Step::Memory => "incident memory (incidents/ PUT)",
-        }
-    }
 
     /// The rule faulting this step's requests about `bucket` (stores sit in a folder named
     /// after the scenario, so no two scenarios' requests are alike).
@@ -125,33 +108,21 @@ impl Step {
     }
 }
 
-/// The scenarios of a run: every step × every kind with `ESCHER_FAULTS=full`; else each
-/// step with one kind, the kinds taken in turn (there are more steps than kinds, so each
-/// kind is tried at least once).
-fn scenarios() -> Vec<(Step, Fault)> {
-    let kinds = Fault::all(HANG);
-    if std::env::var("ESCHER_FAULTS").is_ok_and(|v| v == "full") {
-        return Step::ALL
-            .iter()
-            .flat_map(|s| kinds.iter().map(move |k| (*s, *k)))
-            .collect();
+impl fault_suite::Step for Step {
+    fn name(self) -> &'static str {
+        match self {
+            Step::Claim => "claim (markers/ PUT)",
+            Step::Enrich => "enrich (GetBucketTagging)",
+            Step::Approvals => "approvals load (approvals/ GET)",
+            Step::FixBlock => "fix: PutPublicAccessBlock",
+            Step::FixAcl => "fix: PutBucketAcl",
+            Step::Verify => "verify (GetBucketPolicyStatus after the change)",
+            Step::Audit => "audit (audit/ PUT)",
+            Step::NotifySecret => "notify: SSM GetParameter",
+            Step::NotifyTopic => "notify: SNS Publish",
+            Step::Memory => "incident memory (incidents/ PUT)",
+        }
     }
-    Step::ALL
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (*s, kinds[i % kinds.len()]))
-        .collect()
-}
-
-/// What one scenario found.
-#[derive(Default, Debug)]
-struct Found {
-    lost: bool,
-    double_fixes: usize,
-    unaudited_fixes: usize,
-    unclean: Vec<String>,
-    deliveries: usize,
-    answers: Vec<String>,
 }
 
 /// moto, the stores' bucket and the topic every scenario shares.
@@ -238,86 +209,27 @@ async fn scenario(shared: &Shared, step: Step, fault: Fault) -> Result<Found, St
         .to_string()
         .into_bytes();
 
-    let mut found = Found::default();
     proxy.add(step.rule(fault, &bucket, &folder));
-    let mut handled = false;
-    for _ in 0..FAULTY_DELIVERIES {
-        found.deliveries += 1;
+    let deliveries = fault_suite::deliver(&[&proxy], || async {
         match pipeline.handle(&payload).await {
-            Ok(h) => {
-                found.answers.push(outcomes(&h));
-                handled = true;
-                break;
-            }
-            Err(_) => found.answers.push("retry".into()),
+            Ok(h) => Answer::Handled(outcomes(&h)),
+            Err(_) => Answer::Retry,
         }
-    }
-    proxy.clear();
-    for _ in 0..CLEAR_DELIVERIES {
-        if handled {
-            break;
-        }
-        found.deliveries += 1;
-        match pipeline.handle(&payload).await {
-            Ok(h) => {
-                found.answers.push(outcomes(&h));
-                handled = true;
-            }
-            Err(_) => found.answers.push("retry".into()),
-        }
-    }
+    })
+    .await;
 
     // The verdict, read straight from moto (not through the proxy).
     let still_public = !s3::public_grants(&client, &bucket).await?.is_empty();
-    let audit = escher_core::store::open(&direct_uri("audit")).map_err(|e| e.to_string())?;
-    let log = AuditLog::new(audit, direct_uri("audit"));
-    let mut remediated = 0;
-    for day in log.days().await.map_err(|e| e.to_string())? {
-        for record in log.records(day).await.map_err(|e| e.to_string())? {
-            let ours = record
-                .event
-                .as_ref()
-                .is_some_and(|e| e.resource.name == bucket);
-            if ours && record.outcome == Outcome::Remediated {
-                remediated += 1;
-            }
-        }
-        let verified = log.verify_day(day).await.map_err(|e| e.to_string())?;
-        if !verified.is_clean() {
-            found.unclean.push(format!("{day}: {verified:?}"));
-        }
-    }
-    found.lost = still_public || remediated == 0;
-    let exchanges = proxy.log();
-    let changes: Vec<&Exchange> = exchanges
-        .iter()
-        .filter(|x| {
-            x.request.method == "PUT"
-                && x.request.bucket() == bucket
-                && matches!(
-                    x.request.s3_subresource(),
-                    Some("publicAccessBlock") | Some("acl")
-                )
-        })
-        .collect();
-    // A change applied again after an earlier application of it was answered: the handler
-    // knew it was made and made it again. (A change whose answer was lost is re-sent by the
-    // SDK; that is not a second fix.)
-    for (i, change) in changes.iter().enumerate() {
-        let sub = change.request.s3_subresource();
-        let known_before = changes[..i]
-            .iter()
-            .any(|c| c.request.s3_subresource() == sub && c.applied() && c.answered.is_some());
-        if change.applied() && known_before {
-            found.double_fixes += 1;
-        }
-    }
-    // Changes moto applied that no `remediated` record accounts for.
-    let applied = changes.iter().any(|c| c.applied());
-    if applied && remediated == 0 {
-        found.unaudited_fixes += 1;
-    }
-    Ok(found)
+    let audit = audit_findings!(&direct_uri("audit"), &bucket).await?;
+    let changes = fault_suite::changes(&proxy.log(), |r: &Request| {
+        let change = match r.s3_subresource() {
+            Some("publicAccessBlock") => "PutPublicAccessBlock",
+            Some("acl") => "PutBucketAcl",
+            _ => return None,
+        };
+        (r.method == "PUT" && r.bucket() == bucket).then_some(change)
+    });
+    Ok(Found::judge(deliveries, still_public, audit, changes))
 }
 
 fn outcomes(handled: &escher_core::pipeline::Handled) -> String {
@@ -384,85 +296,11 @@ async fn every_step_under_every_fault_keeps_exactly_once() {
         direct,
     });
 
-    let tried = scenarios();
-    let mut results: Vec<(Step, Fault, Result<Found, String>)> = stream::iter(tried.clone())
-        .map(|(step, fault)| {
-            let shared = Arc::clone(&shared);
-            async move { (step, fault, scenario(&shared, step, fault).await) }
-        })
-        .buffer_unordered(IN_FLIGHT)
-        .collect()
-        .await;
-
-    // In the pipeline's order, whatever order they finished in.
-    results.sort_by_key(|(step, fault, _)| (*step, fault.name()));
-    let (mut lost, mut double, mut unaudited, mut unclean, mut broken) = (0, 0, 0, 0, 0);
-    let mut rows = Vec::new();
-    for (step, fault, result) in &results {
-        match result {
-            Ok(found) => {
-                let kept = !found.lost
-                    && found.double_fixes == 0
-                    && found.unaudited_fixes == 0
-                    && found.unclean.is_empty();
-                let row = format!(
-                    "{:<48} {:<10} lost {} double {} unaudited {} unclean {}; answers: {}",
-                    step.name(),
-                    fault.name(),
-                    u8::from(found.lost),
-                    found.double_fixes,
-                    found.unaudited_fixes,
-                    found.unclean.len(),
-                    found.answers.join(", ")
-                );
-                lost += usize::from(found.lost);
-                double += found.double_fixes;
-                unaudited += found.unaudited_fixes;
-                unclean += found.unclean.len();
-                if kept {
-                    rows.push(format!("  ok   {row}"));
-                } else {
-                    rows.push(format!("  FAIL {row}; {:?}", found.unclean));
-                }
-            }
-            Err(e) => {
-                broken += 1;
-                rows.push(format!(
-                    "  COULD NOT RUN {} × {}: {e}",
-                    step.name(),
-                    fault.name()
-                ));
-            }
-        }
-    }
-    let deliveries: usize = results
-        .iter()
-        .filter_map(|(_, _, r)| r.as_ref().ok())
-        .map(|f| f.deliveries)
-        .sum();
-    let mut table =
-        vec![
-            format!(
-            "fault suite: {} scenarios ({} steps × {} fault kinds tried), {deliveries} deliveries",
-            results.len(),
-            tried.iter().map(|(s, _)| *s).collect::<std::collections::BTreeSet<_>>().len(),
-            tried.iter().map(|(_, f)| f.name()).collect::<std::collections::BTreeSet<_>>().len(),
-        ),
-            format!("  events lost       {lost}"),
-            format!("  double fixes      {double}"),
-            format!("  unaudited fixes   {unaudited}"),
-            format!("  audit verify      {unclean} unclean"),
-        ];
-    table.extend(rows);
-    println!("{}", table.join("\n"));
-    assert_eq!(
-        broken,
-        0,
-        "scenarios that could not run:\n{}",
-        table.join("\n")
-    );
-    assert_eq!(lost, 0, "{}", table.join("\n"));
-    assert_eq!(double, 0, "{}", table.join("\n"));
-    assert_eq!(unaudited, 0, "{}", table.join("\n"));
-    assert_eq!(unclean, 0, "{}", table.join("\n"));
+    let tried = fault_suite::scenarios(&Step::ALL, &fault_suite::kinds());
+    let results = fault_suite::run(&tried, IN_FLIGHT, |step, fault| {
+        let shared = Arc::clone(&shared);
+        async move { scenario(&shared, step, fault).await }
+    })
+    .await;
+    fault_suite::conclude("fault suite", &tried, &results);
 }

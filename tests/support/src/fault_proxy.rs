@@ -1,11 +1,19 @@
-//! A fault proxy on 127.0.0.1: every HTTP request the handler's SDK clients and stores send
-//! passes through it on its way to moto, is logged with what it was answered, and the
-//! requests a [`Rule`] picks get a fault instead of (or on top of) moto's answer.
+//! A fault proxy on 127.0.0.1: every HTTP request the handler's clients and stores send
+//! passes through it on its way to the service behind it (moto, fake-gcs-server, the Google
+//! APIs contract server), is logged with what it was answered, and the requests a [`Rule`]
+//! picks get a fault instead of (or on top of) the service's answer.
 //!
 //! Hand-written because the fault crates on crates.io inject at random rates (noxy,
 //! tower-fault) or run as separate programs (fault-cli, lowdown): a test needs "the first N
-//! requests that match", and a truncated answer to a request moto did apply, which neither
-//! offers. HTTP/1.1 only, as the SDK and opendal speak it to an `http://` endpoint.
+//! requests that match", and a truncated answer to a request the service did apply, which
+//! neither offers. HTTP/1.1 only, as the SDK, reqwest and opendal speak it to an `http://`
+//! endpoint. A `Location` naming the service behind is rewritten to the proxy (as a reverse
+//! proxy does), so a Cloud Storage resumable upload's session comes back through it too.
+//!
+//! In front of fake-gcs-server ([`FaultProxy::start_in_front_of_fake_gcs`]) the proxy also
+//! refuses a create-only upload (`ifGenerationMatch=0`) of an object that exists, with
+//! Cloud Storage's 412: fake-gcs-server up to v1.54 (the one `tests/emulators.sh` installs)
+//! writes it anyway, and the pipeline's claim markers and audit records rely on that refusal.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -21,7 +29,7 @@ pub enum Fault {
     /// The connection is reset (TCP RST) without an answer.
     Reset,
     /// No answer for this long, then the connection is closed; the request never reaches
-    /// moto (a server that stopped answering: longer than the client's timeout).
+    /// the service (a server that stopped answering: longer than the client's timeout).
     Hang(Duration),
     /// 500 Internal Server Error, not forwarded.
     InternalError,
@@ -29,11 +37,13 @@ pub enum Fault {
     Unavailable,
     /// 429 Too Many Requests with `Retry-After: 1`, not forwarded.
     TooManyRequests,
-    /// S3's `SlowDown`: 503 with S3's XML error body, not forwarded.
+    /// S3's `SlowDown`: 503 with S3's XML error body, not forwarded (to any other client, the
+    /// 503 it is).
     SlowDown,
-    /// Forwarded, so moto applies it; its answer is cut short and the connection closed: a
-    /// body is sent in part under a `Content-Length` larger than what follows, an answer
-    /// without a body (a PUT's) loses half its head. The answer to an applied change is lost.
+    /// Forwarded, so the service applies it; its answer is cut short and the connection
+    /// closed: a body is sent in part under a `Content-Length` larger than what follows, an
+    /// answer without a body (a PUT's) loses half its head. The answer to an applied change
+    /// is lost.
     TruncatedAnswer,
 }
 
@@ -71,7 +81,8 @@ impl Fault {
 #[derive(Debug, Clone)]
 pub struct Request {
     pub method: String,
-    /// The path, percent-encoded as sent (S3 path style: `/bucket/key`).
+    /// The path, percent-encoded as sent (S3 path style: `/bucket/key`; Cloud Storage's JSON
+    /// API: `/storage/v1/b/{bucket}/o/{object}`).
     pub path: String,
     /// The query string, without `?` (empty when none).
     pub query: String,
@@ -126,8 +137,82 @@ impl Request {
         self.method == "GET" && self.s3_subresource().is_none() && self.key().contains(folder)
     }
 
+    /// The query parameter `name`, decoded; `None` when the query has none.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        form_urlencoded::parse(self.query.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    }
+
+    /// A Cloud Storage JSON API call's bucket and what follows it, as sent: `/storage/v1/b/
+    /// {bucket}/{rest}`, also under `/upload/` and `/download/`.
+    fn gcs_parts(&self) -> Option<(&str, &str)> {
+        let path = self.path.as_str();
+        let api = path
+            .strip_prefix("/upload")
+            .or_else(|| path.strip_prefix("/download"))
+            .unwrap_or(path);
+        let rest = api.strip_prefix("/storage/v1/b/")?;
+        let (bucket, under) = rest.split_once('/').unwrap_or((rest, ""));
+        (!bucket.is_empty()).then_some((bucket, under))
+    }
+
+    /// The bucket a Cloud Storage JSON API call names, or `None` for any other call.
+    pub fn gcs_bucket(&self) -> Option<&str> {
+        self.gcs_parts().map(|(bucket, _)| bucket)
+    }
+
+    /// What a Cloud Storage call names below its bucket, as sent: `""` for the bucket itself
+    /// (`storage.buckets.get`, `patch`), `iam` for its IAM policy, `o` for its objects (a
+    /// listing, an upload), `o/{object}` for one object.
+    pub fn gcs_under_bucket(&self) -> Option<&str> {
+        self.gcs_parts().map(|(_, under)| under)
+    }
+
+    /// The object a Cloud Storage call reads or writes, decoded: from the path
+    /// (`…/o/{object}`), or from an upload's `name` (a resumable upload's session names it
+    /// when its URI carries the name, as fake-gcs-server's does).
+    pub fn gcs_object(&self) -> Option<String> {
+        let (_, under) = self.gcs_parts()?;
+        if let Some(encoded) = under.strip_prefix("o/") {
+            return Some(
+                percent_encoding::percent_decode_str(encoded)
+                    .decode_utf8_lossy()
+                    .into_owned(),
+            );
+        }
+        (under == "o" && self.path.starts_with("/upload/"))
+            .then(|| self.query_param("name"))
+            .flatten()
+    }
+
+    /// Whether this is a Cloud Storage object upload (an upload's POST or a resumable
+    /// session's PUT) of an object whose name holds `folder`.
+    pub fn is_gcs_object_write_under(&self, folder: &str) -> bool {
+        matches!(self.method.as_str(), "POST" | "PUT")
+            && self.path.starts_with("/upload/")
+            && self.gcs_object().is_some_and(|o| o.contains(folder))
+    }
+
+    /// Whether this is a Cloud Storage object read (its data or its metadata) of an object
+    /// whose name holds `folder`; a listing names no object and is not one.
+    pub fn is_gcs_object_read_under(&self, folder: &str) -> bool {
+        self.method == "GET" && self.gcs_object().is_some_and(|o| o.contains(folder))
+    }
+
+    /// Whether this upload may only create its object (`ifGenerationMatch=0`).
+    fn is_gcs_create_only(&self) -> bool {
+        self.path.starts_with("/upload/")
+            && self.method == "POST"
+            && self.query_param("ifGenerationMatch").as_deref() == Some("0")
+    }
+
     /// A one-line description for the log.
     pub fn describe(&self) -> String {
+        if let Some((bucket, under)) = self.gcs_parts() {
+            let what = self.gcs_object().unwrap_or_else(|| under.to_string());
+            return format!("{} gs://{bucket} {what}", self.method);
+        }
         let what = if !self.operation.is_empty() {
             self.operation.clone()
         } else if let Some(sub) = self.s3_subresource() {
@@ -145,7 +230,8 @@ pub struct Exchange {
     pub request: Request,
     /// The fault a rule applied, if any.
     pub fault: Option<Fault>,
-    /// moto's status, when the request reached it.
+    /// The status of the service behind the proxy, when the request reached it (412 when the
+    /// proxy refused a create-only upload for fake-gcs-server).
     pub upstream_status: Option<u16>,
     /// The status the client received in full; `None` when it got no complete answer
     /// (closed, reset, hung, truncated).
@@ -153,7 +239,8 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    /// Whether moto applied the request (answered it 2xx), whatever the client then saw.
+    /// Whether the service applied the request (answered it 2xx), whatever the client then
+    /// saw.
     pub fn applied(&self) -> bool {
         self.upstream_status
             .is_some_and(|s| (200..300).contains(&s))
@@ -208,9 +295,31 @@ pub struct FaultProxy {
     shared: Arc<Mutex<Shared>>,
 }
 
+/// Where the proxy forwards, and what it holds that service to.
+#[derive(Clone)]
+struct Upstream {
+    origin: String,
+    /// The proxy's own origin, for the `Location`s it rewrites.
+    proxy: String,
+    /// Refuse create-only uploads of existing objects (for fake-gcs-server).
+    create_only: bool,
+}
+
 impl FaultProxy {
     /// Listens on 127.0.0.1 (a free port) and forwards to `upstream` (`http://host:port`).
     pub async fn start(upstream: &str) -> Result<FaultProxy, String> {
+        FaultProxy::listen(upstream, false).await
+    }
+
+    /// In front of fake-gcs-server: forwards to `upstream` and refuses a create-only upload
+    /// (`ifGenerationMatch=0`) of an object that exists with Cloud Storage's 412, which
+    /// fake-gcs-server up to v1.54 does not (see the module's doc). Checked when the upload
+    /// starts, which is enough for one writer at a time.
+    pub async fn start_in_front_of_fake_gcs(upstream: &str) -> Result<FaultProxy, String> {
+        FaultProxy::listen(upstream, true).await
+    }
+
+    async fn listen(upstream: &str, create_only: bool) -> Result<FaultProxy, String> {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| format!("fault proxy: cannot listen on 127.0.0.1: {e}"))?;
@@ -225,7 +334,11 @@ impl FaultProxy {
             url: format!("http://{addr}"),
             shared: Arc::new(Mutex::new(Shared::default())),
         };
-        let upstream = upstream.trim_end_matches('/').to_string();
+        let upstream = Upstream {
+            origin: upstream.trim_end_matches('/').to_string(),
+            proxy: proxy.url.clone(),
+            create_only,
+        };
         let shared = Arc::clone(&proxy.shared);
         tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
@@ -400,7 +513,7 @@ async fn read_one(socket: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Incoming>
     })
 }
 
-/// moto's answer, read whole.
+/// The service's answer, read whole.
 struct Answer {
     status: u16,
     headers: Vec<(String, String)>,
@@ -409,12 +522,12 @@ struct Answer {
 
 async fn forward(
     client: &reqwest::Client,
-    upstream: &str,
+    upstream: &Upstream,
     incoming: &Incoming,
 ) -> Result<Answer, String> {
     let method = reqwest::Method::from_bytes(incoming.request.method.as_bytes())
         .map_err(|e| format!("method {}: {e}", incoming.request.method))?;
-    let mut url = format!("{upstream}{}", incoming.request.path);
+    let mut url = format!("{}{}", upstream.origin, incoming.request.path);
     if !incoming.request.query.is_empty() {
         url = format!("{url}?{}", incoming.request.query);
     }
@@ -432,22 +545,25 @@ async fn forward(
         .body(incoming.body.clone())
         .send()
         .await
-        .map_err(|e| format!("forwarding to moto: {e}"))?;
+        .map_err(|e| format!("forwarding to {}: {e}", upstream.origin))?;
     let status = response.status().as_u16();
     let headers = response
         .headers()
         .iter()
         .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).to_string(),
-            )
+            let value = String::from_utf8_lossy(v.as_bytes()).to_string();
+            // The next request of a resumable upload goes where `Location` says: here.
+            let value = match value.strip_prefix(&upstream.origin) {
+                Some(rest) if k == reqwest::header::LOCATION => format!("{}{rest}", upstream.proxy),
+                _ => value,
+            };
+            (k.as_str().to_string(), value)
         })
         .collect();
     let body = response
         .bytes()
         .await
-        .map_err(|e| format!("reading moto's answer: {e}"))?
+        .map_err(|e| format!("reading the answer of {}: {e}", upstream.origin))?
         .to_vec();
     Ok(Answer {
         status,
@@ -464,7 +580,7 @@ fn reason(status: u16) -> &'static str {
 }
 
 /// The bytes of an answer; `declared` overrides the body's length in `Content-Length`.
-/// A HEAD answer keeps moto's `Content-Length` and carries no body.
+/// A HEAD answer keeps the service's `Content-Length` and carries no body.
 fn wire(answer: &Answer, head_only: bool, declared: Option<usize>) -> Vec<u8> {
     let mut out = format!("HTTP/1.1 {} {}\r\n", answer.status, reason(answer.status));
     for (name, value) in &answer.headers {
@@ -493,7 +609,9 @@ fn canned(status: u16, extra: &[(&str, &str)], body: &str) -> Answer {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    headers.push(("content-type".into(), "application/xml".into()));
+    if !extra.iter().any(|(k, _)| *k == "content-type") {
+        headers.push(("content-type".into(), "application/xml".into()));
+    }
     Answer {
         status,
         headers,
@@ -503,11 +621,30 @@ fn canned(status: u16, extra: &[(&str, &str)], body: &str) -> Answer {
 
 const SLOW_DOWN: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message><RequestId>fault-proxy</RequestId></Error>";
 
+/// Cloud Storage's answer to a precondition that does not hold.
+const CONDITION_NOT_MET: &str = r#"{"error":{"code":412,"message":"At least one of the pre-conditions you specified did not hold.","errors":[{"message":"At least one of the pre-conditions you specified did not hold.","domain":"global","reason":"conditionNotMet","locationType":"header","location":"If-Match"}]}}"#;
+
+/// Whether a create-only upload must be refused because its object exists (asked of the
+/// service behind); `false` when it cannot tell, so the upload goes on.
+async fn object_exists(client: &reqwest::Client, upstream: &Upstream, request: &Request) -> bool {
+    let (Some(bucket), Some(object)) = (request.gcs_bucket(), request.gcs_object()) else {
+        return false;
+    };
+    let encoded =
+        percent_encoding::utf8_percent_encode(&object, percent_encoding::NON_ALPHANUMERIC);
+    let url = format!("{}/storage/v1/b/{bucket}/o/{encoded}", upstream.origin);
+    client
+        .get(url)
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+}
+
 async fn serve(
     mut socket: TcpStream,
     shared: Arc<Mutex<Shared>>,
     client: reqwest::Client,
-    upstream: String,
+    upstream: Upstream,
 ) {
     let mut buf = Vec::new();
     while let Some(incoming) = read_one(&mut socket, &mut buf).await {
@@ -534,13 +671,25 @@ async fn serve(
             Some(Fault::Unavailable) => Some(canned(503, &[], "")),
             Some(Fault::TooManyRequests) => Some(canned(429, &[("retry-after", "1")], "")),
             Some(Fault::SlowDown) => Some(canned(503, &[], SLOW_DOWN)),
+            Some(Fault::TruncatedAnswer) | None
+                if upstream.create_only
+                    && incoming.request.is_gcs_create_only()
+                    && object_exists(&client, &upstream, &incoming.request).await =>
+            {
+                exchange.upstream_status = Some(412);
+                Some(canned(
+                    412,
+                    &[("content-type", "application/json; charset=UTF-8")],
+                    CONDITION_NOT_MET,
+                ))
+            }
             Some(Fault::TruncatedAnswer) | None => {
                 match forward(&client, &upstream, &incoming).await {
                     Ok(answer) => {
                         exchange.upstream_status = Some(answer.status);
                         Some(answer)
                     }
-                    // moto unreachable: the client sees a closed connection, as it would.
+                    // The service unreachable: the client sees a closed connection, as it would.
                     Err(_) => None,
                 }
             }
@@ -552,7 +701,7 @@ async fn serve(
         if fault == Some(Fault::TruncatedAnswer) {
             let bytes = if answer.body.is_empty() || head_only {
                 // Nothing to cut in the body (a PUT's answer): cut the head, so the client
-                // never learns the status of a change moto made.
+                // never learns the status of a change the service made.
                 let head = wire(&answer, head_only, None);
                 head[..head.len() / 2].to_vec()
             } else {
@@ -612,5 +761,38 @@ mod tests {
         assert_eq!(acl.s3_subresource(), Some("acl"));
         let list = request("GET", "/stores?list-type=2&prefix=state%2Fmarkers");
         assert_eq!(list.s3_subresource(), None);
+    }
+
+    #[test]
+    fn cloud_storage_calls_are_told_apart_by_bucket_part_and_object() {
+        let policy = request("PUT", "/storage/v1/b/crm-exports/iam");
+        assert_eq!(policy.gcs_bucket(), Some("crm-exports"));
+        assert_eq!(policy.gcs_under_bucket(), Some("iam"));
+        assert_eq!(policy.gcs_object(), None);
+        let bucket = request("PATCH", "/storage/v1/b/crm-exports");
+        assert_eq!(bucket.gcs_under_bucket(), Some(""));
+        let upload = request(
+            "POST",
+            "/upload/storage/v1/b/stores/o?uploadType=resumable&name=f1%2Fstate%2Fmarkers%2Fe1.json&ifGenerationMatch=0",
+        );
+        assert_eq!(upload.gcs_bucket(), Some("stores"));
+        assert_eq!(
+            upload.gcs_object().as_deref(),
+            Some("f1/state/markers/e1.json")
+        );
+        assert!(upload.is_gcs_object_write_under("f1/state/markers/"));
+        assert!(!upload.is_gcs_object_read_under("f1/"));
+        assert!(upload.is_gcs_create_only());
+        let read = request(
+            "GET",
+            "/storage/v1/b/stores/o/f1%2Fapprovals%2Fcurrent.json?alt=media",
+        );
+        assert!(read.is_gcs_object_read_under("f1/approvals/"));
+        assert!(!read.is_gcs_object_write_under("f1/"));
+        let listing = request("GET", "/storage/v1/b/stores/o?prefix=f1%2Fapprovals%2F");
+        assert_eq!(listing.gcs_object(), None, "a listing reads no object");
+        assert_eq!(request("GET", "/storage/v1/b").gcs_bucket(), None);
+        assert_eq!(request("GET", "/stores/key").gcs_bucket(), None);
+        assert_eq!(policy.describe(), "PUT gs://crm-exports iam");
     }
 }

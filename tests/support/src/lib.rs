@@ -18,8 +18,10 @@
 //! - [`cloudformation`] (`aws`): a CloudFormation stand-in held to the published API model,
 //!   for the stuck stacks and rollback calls moto does not play.
 //! - [`estate`] (`aws`): a 300-resource AWS estate on moto, for the scan test and bench.
-//! - [`fault_proxy`] (`aws`): a proxy in front of moto that logs every request and answers
-//!   the ones its rules pick with a fault (closed, reset, hung, 5xx, 429, `SlowDown`, cut short).
+//! - [`fault_proxy`] (`faults`, with `aws` or `gcp`): a proxy in front of an emulator or a
+//!   contract server that logs every request and answers the ones its rules pick with a
+//!   fault (closed, reset, hung, 5xx, 429, `SlowDown`, cut short); [`fault_suite`]: what every
+//!   cloud's fault suite shares (scenarios, deliveries, the verdict, the table).
 //! - [`lambda_runtime_api`] (`aws`): a stand-in for the Lambda Runtime API, to run the
 //!   functions' binaries as Lambda does.
 //!
@@ -41,8 +43,10 @@ pub mod emulator;
 #[cfg(feature = "aws")]
 pub mod estate;
 pub mod fake_gcs;
-#[cfg(feature = "aws")]
+#[cfg(feature = "faults")]
 pub mod fault_proxy;
+#[cfg(feature = "faults")]
+pub mod fault_suite;
 pub mod figures;
 pub mod fixtures;
 #[cfg(feature = "gcp")]

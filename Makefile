@@ -19,8 +19,9 @@ help:
 	@echo "             the Azure handler's start and CPU per event (against the Resource Manager stand-in)"
 	@echo "             escher-provision events handle as a whole process: wall time and peak memory"
 	@echo "make faults  the alert handler under faults: every step x every fault kind through a proxy"
-	@echo "             in front of moto, redelivered until handled; prints events lost, double fixes"
-	@echo "             and unaudited fixes (all must be 0)"
+	@echo "             in front of moto, redelivered until handled; then the Google Cloud service, its"
+	@echo "             stores on fake-gcs-server and Google's APIs each behind a proxy; prints events"
+	@echo "             lost, double fixes and unaudited fixes (all must be 0)"
 	@echo "make fuzz    run every fuzz target for FUZZ_SECONDS each (default 120), one after the other:"
 	@echo "             alerts, Lambda and Functions payloads, approvals, policies, report settings,"
 	@echo "             escher.toml; prints each target's executions (by hand; 'cargo install cargo-fuzz')"
@@ -45,11 +46,12 @@ unit:
 	set -a && . ./.emulators/env && set +a && $(CARGO) test --workspace; \
 	  status=$$?; bash tests/emulators.sh stop; exit $$status
 
-# The fault suite in full (make test runs a subset of it): every step of the alert pipeline
-# under every fault kind, with its table printed.
+# The fault suites in full (make test runs a subset of each): every step of the alert
+# pipeline under every fault kind, on AWS then on Google Cloud, with their tables printed.
 faults:
 	bash tests/emulators.sh start
-	set -a && . ./.emulators/env && set +a && ESCHER_FAULTS=full $(CARGO) test -p escher-aws --test faults -- --nocapture; \
+	set -a && . ./.emulators/env && set +a && ESCHER_FAULTS=full $(CARGO) test -p escher-aws --test faults -- --nocapture \
+	  && ESCHER_FAULTS=full $(CARGO) test -p escher-gcp --test faults -- --nocapture; \
 	  status=$$?; bash tests/emulators.sh stop; exit $$status
 
 # One debug build of every binary (the CLI and the functions), moto only, the functions

@@ -1,7 +1,7 @@
 //! `escher-provision events handle`: runs one alert through a cloud's handler pipeline on
 //! the laptop, built exactly as the function builds it (`escher_aws::build_pipeline` for
-//! AWS, `escher_runtime::build_pipeline` with `escher_azure::azure_bindings` for Azure), and
-//! tells what happened step by step.
+//! AWS, `escher_runtime::build_pipeline` with `escher_azure::azure_bindings` for Azure and
+//! `escher_gcp::gcp_bindings` for Google Cloud), and tells what happened step by step.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -30,16 +30,23 @@ pub struct HandleArgs {
     #[arg(value_name = "FILE|-")]
     file: PathBuf,
 
-    /// Whose fixes and credentials: `aws` (the AWS configuration chain) or `azure` (a
+    /// Whose fixes and credentials: `aws` (the AWS configuration chain), `azure` (a
     /// service principal from AZURE_TENANT_ID / AZURE_CLIENT_ID / AZURE_CLIENT_SECRET, else
-    /// the managed identity, else `az login`).
+    /// the managed identity, else `az login`) or `gcp` (GOOGLE_APPLICATION_CREDENTIALS, else
+    /// gcloud's application default login, else `gcloud auth print-access-token`).
     #[arg(long, value_enum, default_value = "aws")]
     cloud: Cloud,
 
-    /// Azure: send Resource Manager calls to this endpoint instead of
-    /// https://management.azure.com (a sovereign cloud, or a stand-in).
-    #[arg(long, value_name = "URL", env = "ESCHER_ARM_ENDPOINT")]
+    /// Send the cloud's API calls to this origin instead of the public one (a sovereign
+    /// cloud, or a stand-in). Azure: Resource Manager (also ESCHER_ARM_ENDPOINT); Google
+    /// Cloud: every Google API (also ESCHER_GCP_API_ENDPOINT).
+    #[arg(long, value_name = "URL")]
     endpoint_url: Option<String>,
+
+    /// Google Cloud: the project the alert's fixes act in. Default: `project` under [gcp]
+    /// in escher.toml, else GOOGLE_CLOUD_PROJECT, the credentials file's, gcloud's.
+    #[arg(long, value_name = "PROJECT_ID")]
+    project: Option<String>,
 
     /// Run everything but the change, and say exactly what would have been done (also:
     /// ESCHER_DRY_RUN=true).
@@ -72,8 +79,22 @@ async fn execute(args: HandleArgs) -> anyhow::Result<u8> {
     let config = handler_config(args.state, args.audit, args.approvals, args.dry_run)?;
     let pipeline = match args.cloud {
         Cloud::Aws => build_pipeline(&config, &load_sdk_config(None, None).await)?,
-        Cloud::Azure => azure_pipeline(&config, args.endpoint_url.as_deref())?,
-        cloud @ Cloud::Gcp => return Err(crate::cloud::NotYet::Deploy(cloud).into()),
+        Cloud::Azure => azure_pipeline(
+            &config,
+            args.endpoint_url
+                .or_else(|| std::env::var("ESCHER_ARM_ENDPOINT").ok())
+                .as_deref(),
+        )?,
+        Cloud::Gcp => {
+            gcp_pipeline(
+                &config,
+                args.endpoint_url
+                    .or_else(|| std::env::var("ESCHER_GCP_API_ENDPOINT").ok())
+                    .as_deref(),
+                args.project,
+            )
+            .await?
+        }
     };
     let mut out = std::io::stdout().lock();
     match pipeline.handle(&payload).await {
@@ -114,6 +135,35 @@ fn azure_pipeline(config: &HandlerConfig, endpoint: Option<&str>) -> anyhow::Res
     Ok(escher_runtime::build_pipeline(
         config,
         bindings,
+        &RemoteCallMeter::new(),
+    )?)
+}
+
+/// The Google Cloud service's pipeline, with this machine's Google credentials. Its
+/// CRITICAL and HIGH notices (log lines the deployed service's alert policies turn into
+/// e-mail) go to stderr, apart from the story.
+async fn gcp_pipeline(
+    config: &HandlerConfig,
+    endpoint: Option<&str>,
+    project: Option<String>,
+) -> anyhow::Result<Pipeline> {
+    let (escher_toml, _) = crate::config::load_for_command(None)?;
+    let project = project.or_else(|| escher_toml.gcp.project.as_ref().map(|p| p.to_string()));
+    let env = crate::deploy::gcp::access::Environment::from_process();
+    let access = crate::deploy::gcp::access::find(&env, project.as_deref()).await?;
+    let endpoints = match endpoint {
+        Some(origin) => escher_gcp::Endpoints::all_at(origin.trim_end_matches('/')),
+        None => escher_gcp::Endpoints::default(),
+    };
+    let client = escher_gcp::GcpClient::new(endpoints, access.tokens);
+    let notices = escher_gcp::LoggedNotices::to(std::sync::Arc::new(std::sync::Mutex::new(
+        Box::new(std::io::stderr()),
+    )));
+    Ok(escher_gcp::service::alert_pipeline(
+        config,
+        client,
+        &access.project,
+        notices,
         &RemoteCallMeter::new(),
     )?)
 }

@@ -302,6 +302,23 @@ impl ServiceSettings {
 /// with margin to store what it did.
 pub const SCAN_BUDGET_MINUTES: i64 = 25;
 
+/// The alert pipeline as Google Cloud runs it (the service, and `events handle --cloud gcp`
+/// on a laptop): `config`'s stores, Google Cloud's fixes through `client` in `project`, and
+/// notices as log lines named by their severity (see `bindings`: no topic to configure).
+pub fn alert_pipeline(
+    config: &HandlerConfig,
+    client: GcpClient,
+    project: &str,
+    notices: LoggedNotices,
+    meter: &RemoteCallMeter,
+) -> Result<Pipeline, HandlerError> {
+    let mut config = config.clone();
+    config.critical_topic = Some(CRITICAL_NOTICES.to_string());
+    config.high_topic = Some(HIGH_NOTICES.to_string());
+    let bindings = gcp_bindings(client, project, notices, Some(meter.clone()));
+    build_pipeline(&config, bindings, meter)
+}
+
 /// The service, assembled: the pipeline on `config`'s stores with Google Cloud's bindings,
 /// the OIDC check, and the night's scan in the state store.
 pub fn build_service(
@@ -312,10 +329,6 @@ pub fn build_service(
     notices: LoggedNotices,
     meter: &RemoteCallMeter,
 ) -> Result<Service, HandlerError> {
-    let mut config = config.clone();
-    // Notices are log lines named by their severity (see `bindings`); no topic to configure.
-    config.critical_topic = Some(CRITICAL_NOTICES.to_string());
-    config.high_topic = Some(HIGH_NOTICES.to_string());
     let client = GcpClient::on(http.clone(), settings.endpoints.clone(), tokens.clone());
     let checks = GcpScan::new(
         client.clone(),
@@ -324,8 +337,7 @@ pub fn build_service(
         Some(meter.clone()),
     )
     .checks();
-    let bindings = gcp_bindings(client, &settings.project, notices, Some(meter.clone()));
-    let pipeline = build_pipeline(&config, bindings, meter)?;
+    let pipeline = alert_pipeline(config, client, &settings.project, notices, meter)?;
     let nightly = NightlyScan {
         checks,
         // The reports live in the state store the pipeline already opened.

@@ -74,8 +74,7 @@ pub struct Environment {
 }
 
 impl Environment {
-    // Read only by `extend --cloud gcp`'s connect; tests build their own.
-    #[allow(dead_code)]
+    /// The process's environment (tests build their own).
     pub fn from_process() -> Environment {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         let gcloud_config = var("CLOUDSDK_CONFIG")

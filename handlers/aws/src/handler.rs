@@ -183,6 +183,7 @@ pub fn aws_bindings(sdk: &SdkConfig, meter: &RemoteCallMeter) -> CloudBindings {
         topics: Some(Arc::new(SnsTopicPublisher::metered(sdk, meter))),
         secrets: Some(Arc::new(SsmSecretSource::metered(sdk, meter))),
         store_tokens: None,
+        redelivery: escher_core::pipeline::Redelivery::PerDelivery,
     }
 }
 

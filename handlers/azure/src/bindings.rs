@@ -326,6 +326,7 @@ pub fn azure_bindings(
         secrets: Some(Arc::new(KeyVaultSecrets::new(credential.clone(), http))),
         cloud: Arc::new(AzureCloud::new(arm, meter)),
         store_tokens: Some(Arc::new(StorageTokens(credential))),
+        redelivery: escher_core::pipeline::Redelivery::PerMessage,
     }
 }
 

@@ -220,6 +220,7 @@ fn setup_with_store(store: ApprovalStore, mode: Mode, tags: &[(&str, &str)]) -> 
         approvals: Arc::new(ApprovalsReader::new(store, Duration::from_secs(60))),
         memory: Arc::new(IncidentMemory::new(state.clone())),
         claim_lease: DEFAULT_CLAIM_LEASE,
+        redelivery: escher_core::pipeline::Redelivery::PerDelivery,
         state: state.clone(),
         audit: AuditLog::new(audit.clone(), "memory://audit".into()),
         cloud: Arc::new(cloud),
@@ -293,6 +294,7 @@ async fn an_approved_action_without_a_fix_is_not_supported_and_audited() {
         approvals: s.pipeline.approvals.clone(),
         memory: s.pipeline.memory.clone(),
         claim_lease: DEFAULT_CLAIM_LEASE,
+        redelivery: escher_core::pipeline::Redelivery::PerDelivery,
         state: s.state.clone(),
         audit: AuditLog::new(s.audit.clone(), "memory://audit".into()),
         cloud: Arc::new(TestCloud {
@@ -521,6 +523,7 @@ async fn a_fix_whose_audit_write_failed_is_audited_by_the_redelivery() {
         approvals: s.pipeline.approvals.clone(),
         memory: s.pipeline.memory.clone(),
         claim_lease: DEFAULT_CLAIM_LEASE,
+        redelivery: escher_core::pipeline::Redelivery::PerDelivery,
         state: s.state.clone(),
         audit: AuditLog::new(unreachable, "s3://escher/audit (unreachable)".into()),
         cloud: s.pipeline.cloud.clone(),
@@ -850,6 +853,51 @@ async fn an_event_whose_delivery_stopped_unfinished_is_taken_over_once() {
         .await
         .expect("handled");
     assert_eq!(s.fix.calls.load(Ordering::SeqCst), 1);
+}
+
+/// On a platform where the first acknowledged delivery ends a message's deliveries (Pub/Sub
+/// push, Event Grid), a delivery that finds the event at work elsewhere asks to be delivered
+/// again: acknowledged, the event would be lost should the other delivery fail. Once the
+/// other one has finished, a redelivery is a duplicate.
+#[tokio::test]
+async fn where_one_acknowledgement_ends_a_message_an_event_at_work_elsewhere_is_delivered_again() {
+    let mut s = setup(vec![approval("apr-1", None)], Mode::Apply, &[]).await;
+    Arc::get_mut(&mut s.pipeline)
+        .expect("not shared yet")
+        .redelivery = escher_core::pipeline::Redelivery::PerMessage;
+    let at = chrono::Utc::now() - chrono::Duration::minutes(5);
+    plant_unfinished_claim(&s, at).await;
+    let error = s
+        .pipeline
+        .handle(PUBLIC_BUCKET.as_bytes())
+        .await
+        .expect_err("delivered again");
+    let PipelineError::Retry { reason, .. } = &error;
+    assert!(reason.contains("another delivery"), "{error}");
+    assert_eq!(s.fix.calls.load(Ordering::SeqCst), 0);
+    assert!(
+        audit_outcomes(&s.audit).await.is_empty(),
+        "nothing to audit yet"
+    );
+
+    // The other delivery finished: the redelivery is acknowledged as a duplicate.
+    let event_id = match escher_core::normalize(PUBLIC_BUCKET.as_bytes()) {
+        Ok(escher_core::Normalized::Events(events)) => events[0].event_id.clone(),
+        other => panic!("the sample normalizes: {other:?}"),
+    };
+    let done =
+        serde_json::json!({"status": "done", "at": at.to_rfc3339(), "outcome": "remediated"});
+    s.state
+        .write(&format!("markers/{event_id}.json"), done.to_string())
+        .await
+        .expect("the other delivery's marker");
+    let handled = s
+        .pipeline
+        .handle(PUBLIC_BUCKET.as_bytes())
+        .await
+        .expect("handled");
+    assert_eq!(handled.results[0].outcome, Outcome::Duplicate);
+    assert_eq!(s.fix.calls.load(Ordering::SeqCst), 0);
 }
 
 /// A claim within its lease belongs to a delivery still at work: the event is left to it.

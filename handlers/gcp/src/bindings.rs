@@ -141,6 +141,7 @@ pub fn gcp_bindings(
         topics: Some(Arc::new(notices)),
         secrets: Some(Arc::new(SecretManagerSecrets::new(client, project))),
         store_tokens: None,
+        redelivery: escher_core::pipeline::Redelivery::PerMessage,
     }
 }
 

@@ -8,7 +8,7 @@ use escher_core::approvals::{ApprovalStore, ApprovalsReader, RemediationPolicy};
 use escher_core::incidents::IncidentMemory;
 use escher_core::pipeline::audit::AuditLog;
 use escher_core::pipeline::notify::{Notifier, NotifyConfig, SecretSource, TopicPublisher};
-use escher_core::pipeline::{CloudOperations, Pipeline};
+use escher_core::pipeline::{CloudOperations, Pipeline, Redelivery};
 use escher_core::store::{StorageTokenSource, StoreLocation};
 use escher_core::{Normalizer, SeverityPolicy};
 
@@ -26,6 +26,8 @@ pub struct CloudBindings {
     /// Bearer tokens for Azure Blob stores (a Function's managed identity); `None`: stores
     /// use the environment's keys or the cloud's own credential chain.
     pub store_tokens: Option<Arc<dyn StorageTokenSource>>,
+    /// How the cloud's trigger retries a delivery (see [`Redelivery`]).
+    pub redelivery: Redelivery,
 }
 
 /// Builds the pipeline once (per cold start, per CLI run): opens the three stores, each
@@ -78,6 +80,7 @@ pub fn build_pipeline(
         approvals: Arc::new(ApprovalsReader::new(approvals, config.approvals_refresh)),
         memory: Arc::new(IncidentMemory::new(state.clone())),
         claim_lease: config.claim_lease,
+        redelivery: bindings.redelivery,
         state,
         audit: AuditLog::new(audit, config.audit_uri.clone()),
         cloud: bindings.cloud,

@@ -222,6 +222,7 @@ async fn a_new_clouds_fix_and_check_run_through_the_scan_and_the_pipeline() {
         topics: None,
         secrets: None,
         store_tokens: None,
+        redelivery: escher_core::pipeline::Redelivery::PerDelivery,
     };
     let pipeline = build_pipeline(&config, bindings, &RemoteCallMeter::new()).expect("pipeline");
     let store = ReportStore::new(

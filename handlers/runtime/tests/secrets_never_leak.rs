@@ -700,6 +700,7 @@ fn function(
         topics: Some(topics),
         secrets: Some(source),
         store_tokens: None,
+        redelivery: escher_core::pipeline::Redelivery::PerDelivery,
     };
     build_pipeline(&config, bindings, &RemoteCallMeter::new()).expect("pipeline")
 }
@@ -1033,6 +1034,7 @@ async fn credentials_pasted_into_a_store_uri_are_never_repeated() {
             topics: None,
             secrets: None,
             store_tokens: None,
+            redelivery: escher_core::pipeline::Redelivery::PerDelivery,
         };
         match build_pipeline(&config, bindings, &RemoteCallMeter::new()) {
             Err(e) => evidence.error("the function's start", &e),

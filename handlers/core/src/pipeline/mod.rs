@@ -48,6 +48,20 @@ pub const MEMORY_REFRESH: std::time::Duration = std::time::Duration::from_secs(5
 /// duplicate.
 pub const DEFAULT_CLAIM_LEASE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
+/// How the platform that delivers alerts retries: what a delivery that finds the event
+/// claimed by another delivery still at work answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redelivery {
+    /// Each delivery is retried on its own until it succeeds (Lambda's asynchronous
+    /// invocations): the delivery at work retries itself should it fail, so another one is
+    /// acknowledged as a duplicate.
+    PerDelivery,
+    /// Acknowledging any delivery ends the message's deliveries (Pub/Sub push, Event Grid,
+    /// action groups' webhooks): a delivery that finds the event at work elsewhere asks to be
+    /// delivered again, so the event is not dropped should the other delivery fail.
+    PerMessage,
+}
+
 /// What claiming an event found.
 enum Claim {
     /// No delivery had claimed it: this one acts.
@@ -162,6 +176,8 @@ pub struct Pipeline {
     /// How long an unfinished claim is trusted: set above the longest a handler runs
     /// ([`DEFAULT_CLAIM_LEASE`] unless the function's timeout is known).
     pub claim_lease: std::time::Duration,
+    /// What a delivery finding the event at work elsewhere answers.
+    pub redelivery: Redelivery,
 }
 
 /// What reading a resource's tags gave.
@@ -639,6 +655,17 @@ impl Pipeline {
                 run.carried = carried;
             }
             Claim::Held(marker) => {
+                if marker.status == MarkerStatus::InProgress
+                    && self.redelivery == Redelivery::PerMessage
+                {
+                    return Err(retry(
+                        &event.event_id,
+                        format!(
+                            "another delivery has been handling this event since {}; deliver it again once that one finishes (an acknowledged delivery would end the message's deliveries, and the event would be lost should the other fail)",
+                            marker.at.to_rfc3339()
+                        ),
+                    ));
+                }
                 return self.duplicate(event, *marker, payload_sha256, run).await;
             }
         }

@@ -14,6 +14,9 @@ use escher_gcp::service::{build_service, router, ServiceSettings};
 use escher_gcp::{LoggedNotices, MetadataServer};
 use escher_runtime::{init_function_logs, HandlerConfig, RemoteCallMeter};
 
+/// How long one call to a Google API may take.
+const GOOGLE_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(90);
+
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -26,8 +29,13 @@ async fn main() -> anyhow::Result<()> {
         .context("PORT is not set; Cloud Run sets it (for a local run, export PORT=8080)")?
         .parse()
         .context("PORT is not a port number")?;
-    // One HTTP client for every Google call: the APIs, the metadata server, the JWKS.
-    let http = reqwest::Client::new();
+    // One HTTP client for every Google call: the APIs, the metadata server, the JWKS. A call
+    // that hangs is given up after a while (BigQuery's query answers within 60 s), so the push
+    // answers "retry" long before Pub/Sub's acknowledgement deadline instead of hanging.
+    let http = reqwest::Client::builder()
+        .timeout(GOOGLE_CALL_TIMEOUT)
+        .build()
+        .context("the HTTP client could not be built (the system's TLS roots)")?;
     let tokens = Arc::new(MetadataServer::new(http.clone()));
     let meter = RemoteCallMeter::new();
     let service = build_service(

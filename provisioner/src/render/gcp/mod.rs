@@ -45,7 +45,10 @@ pub const SCAN_BODY: &str = r#"{"escher":"nightly-scan"}"#;
 
 /// How long one request of the handler may run; the scheduler's attempt deadline is the
 /// same (Cloud Scheduler allows at most 30 minutes for HTTP targets).
-const REQUEST_TIMEOUT: &str = "1800s";
+const REQUEST_TIMEOUT_SECONDS: u32 = 1800;
+/// How long the handler trusts an unfinished claim on an event: longer than a request may
+/// run, so a delivery still at work is never taken over (which could fix twice).
+const CLAIM_LEASE_SECONDS: u32 = REQUEST_TIMEOUT_SECONDS + 60;
 
 /// Which files `render --cloud gcp` writes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -384,7 +387,7 @@ struct Context {
     role_permissions: Vec<String>,
     secrets: Vec<Secret>,
     service_name: String,
-    request_timeout: &'static str,
+    request_timeout: String,
     max_instances: u32,
     memory: &'static str,
     env: Vec<EnvVar>,
@@ -484,6 +487,11 @@ impl Context {
                 dm_value: scan_time.to_string(),
             },
             EnvVar {
+                name: "ESCHER_CLAIM_LEASE_SECS",
+                value: hcl_string(&CLAIM_LEASE_SECONDS.to_string()),
+                dm_value: CLAIM_LEASE_SECONDS.to_string(),
+            },
+            EnvVar {
                 name: "ESCHER_GCP_PROJECT",
                 value: "var.project".into(),
                 dm_value: project.clone(),
@@ -544,7 +552,7 @@ impl Context {
                     secret_id: format!("{secrets_prefix}{name}"),
                 })
                 .collect(),
-            request_timeout: REQUEST_TIMEOUT,
+            request_timeout: format!("{REQUEST_TIMEOUT_SECONDS}s"),
             max_instances: 10,
             memory: "512Mi",
             env,
@@ -746,6 +754,7 @@ pub(crate) mod tests {
                 "ESCHER_SECRETS_PREFIX",
                 "ESCHER_TIME_ZONE",
                 "ESCHER_SCAN_TIME",
+                "ESCHER_CLAIM_LEASE_SECS",
                 "ESCHER_GCP_PROJECT",
                 "ESCHER_OIDC_AUDIENCE",
                 "ESCHER_INVOKER_SERVICE_ACCOUNT",

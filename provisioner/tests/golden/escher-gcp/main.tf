@@ -345,6 +345,10 @@ resource "google_cloud_run_v2_service" "handler" {
         value = "03:30"
       }
       env {
+        name  = "ESCHER_CLAIM_LEASE_SECS"
+        value = "1860"
+      }
+      env {
         name  = "ESCHER_GCP_PROJECT"
         value = var.project
       }

@@ -142,7 +142,7 @@ async fn unread(
         if read && !all {
             continue;
         }
-        let bytes = escher_core::store::read_whole(&operator, &key)
+        let bytes = escher_core::store::read_whole(operator, &key)
             .await
             .with_context(|| format!("cannot read {key} in {uri}"))?;
         match serde_json::from_slice::<Notification>(&bytes.to_vec()) {

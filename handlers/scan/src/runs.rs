@@ -133,7 +133,7 @@ impl RunStore<'_> {
     }
 
     async fn read<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>, StoreError> {
-        match escher_core::store::read_whole(&self.operator, path).await {
+        match escher_core::store::read_whole(self.operator, path).await {
             Ok(bytes) => serde_json::from_slice(&bytes.to_vec())
                 .map(Some)
                 .map_err(|e| self.unreadable(path, e)),

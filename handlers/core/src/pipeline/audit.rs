@@ -243,7 +243,7 @@ impl AuditLog {
         match create_once(&self.operator, path, body.clone()).await {
             Ok(Created::Written) => Ok(()),
             Ok(Created::AlreadyExists) => {
-                let found = crate::store::read_whole(&self.operator, &path)
+                let found = crate::store::read_whole(&self.operator, path)
                     .await
                     .map_err(|e| self.storage("read", path, e))?;
                 if found.to_bytes() == body.to_bytes() {

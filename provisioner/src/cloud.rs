@@ -40,9 +40,9 @@ impl fmt::Display for Cloud {
     }
 }
 
-/// A command this version offers for AWS only.
+/// Why `package` builds nothing for a cloud.
 #[derive(Debug, thiserror::Error)]
-pub enum NotYet {
-    #[error("--cloud {0} is not supported yet; only --cloud aws can be deployed in this version")]
-    Deploy(Cloud),
+pub enum NoPackage {
+    #[error("--cloud {0} has no package to build: `escher-provision extend --cloud {0}` builds the handler and makes its container image itself")]
+    BuiltByExtend(Cloud),
 }

@@ -113,7 +113,9 @@ pub fn package_command(args: PackageArgs) -> anyhow::Result<ExitCode> {
             }
             return Ok(ExitCode::SUCCESS);
         }
-        cloud @ crate::cloud::Cloud::Gcp => return Err(crate::cloud::NotYet::Deploy(cloud).into()),
+        cloud @ crate::cloud::Cloud::Gcp => {
+            return Err(crate::cloud::NoPackage::BuiltByExtend(cloud).into())
+        }
     }
     let arch = match args.arch {
         Some(a) => a.into(),

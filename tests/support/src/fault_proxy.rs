@@ -1,7 +1,8 @@
 //! A fault proxy on 127.0.0.1: every HTTP request the handler's clients and stores send
-//! passes through it on its way to the service behind it (moto, fake-gcs-server, the Google
-//! APIs contract server), is logged with what it was answered, and the requests a [`Rule`]
-//! picks get a fault instead of (or on top of) the service's answer.
+//! passes through it on its way to the service behind it (moto, fake-gcs-server, azurite,
+//! the Google APIs contract server, the Resource Manager stand-in), is logged with what it
+//! was answered, and the requests a [`Rule`] picks get a fault instead of (or on top of)
+//! the service's answer.
 //!
 //! Hand-written because the fault crates on crates.io inject at random rates (noxy,
 //! tower-fault) or run as separate programs (fault-cli, lowdown): a test needs "the first N
@@ -198,6 +199,38 @@ impl Request {
     /// whose name holds `folder`; a listing names no object and is not one.
     pub fn is_gcs_object_read_under(&self, folder: &str) -> bool {
         self.method == "GET" && self.gcs_object().is_some_and(|o| o.contains(folder))
+    }
+
+    /// The container and blob an Azure Blob call names, path style as azurite serves it
+    /// (`/{account}/{container}/{blob}`), the blob decoded; `None` for an account-level call.
+    /// A container-level call (a listing) names an empty blob.
+    pub fn azblob_parts(&self) -> Option<(&str, String)> {
+        let mut parts = self.path.trim_start_matches('/').splitn(3, '/');
+        let (_account, container) = (parts.next()?, parts.next()?);
+        let blob = parts.next().unwrap_or_default();
+        (!container.is_empty()).then(|| {
+            (
+                container,
+                percent_encoding::percent_decode_str(blob)
+                    .decode_utf8_lossy()
+                    .into_owned(),
+            )
+        })
+    }
+
+    /// Whether this is an Azure Blob write (a blob's PUT, a block's or its block list's)
+    /// of a blob whose name holds `folder`.
+    pub fn is_azblob_write_under(&self, folder: &str) -> bool {
+        self.method == "PUT" && self.azblob_parts().is_some_and(|(_, b)| b.contains(folder))
+    }
+
+    /// Whether this is an Azure Blob read (its data or its properties) of a blob whose name
+    /// holds `folder`; a listing names no blob and is not one.
+    pub fn is_azblob_read_under(&self, folder: &str) -> bool {
+        matches!(self.method.as_str(), "GET" | "HEAD")
+            && self
+                .azblob_parts()
+                .is_some_and(|(_, b)| !b.is_empty() && b.contains(folder))
     }
 
     /// Whether this upload may only create its object (`ifGenerationMatch=0`).
@@ -794,5 +827,34 @@ mod tests {
         assert_eq!(request("GET", "/storage/v1/b").gcs_bucket(), None);
         assert_eq!(request("GET", "/stores/key").gcs_bucket(), None);
         assert_eq!(policy.describe(), "PUT gs://crm-exports iam");
+    }
+
+    #[test]
+    fn azure_blob_calls_are_told_apart_by_blob_and_method() {
+        let marker = request(
+            "PUT",
+            "/devstoreaccount1/escher-conformance/conformance/f1/state/markers/e1.json",
+        );
+        assert_eq!(
+            marker.azblob_parts(),
+            Some((
+                "escher-conformance",
+                "conformance/f1/state/markers/e1.json".to_string()
+            ))
+        );
+        assert!(marker.is_azblob_write_under("f1/state/markers/"));
+        assert!(!marker.is_azblob_write_under("f1/audit/"));
+        assert!(!marker.is_azblob_read_under("f1/"));
+        let read = request(
+            "GET",
+            "/devstoreaccount1/escher-conformance/conformance%2Ff1%2Fapprovals%2Fcurrent.json",
+        );
+        assert!(read.is_azblob_read_under("f1/approvals/"));
+        let listing = request(
+            "GET",
+            "/devstoreaccount1/escher-conformance?restype=container&comp=list&prefix=f1",
+        );
+        assert!(!listing.is_azblob_read_under(""), "a listing reads no blob");
+        assert_eq!(request("GET", "/devstoreaccount1").azblob_parts(), None);
     }
 }

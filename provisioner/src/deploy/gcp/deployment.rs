@@ -29,7 +29,7 @@ use base64::Engine as _;
 use escher_gcp::rest::{Endpoints, GcpClient, GcpOperation, HttpMethod, Service, TokenSource};
 use serde_json::{json, Value};
 
-use super::access::{self, CredentialSource, Environment};
+use super::access::{self, CredentialSource};
 use super::bootstrap::{
     blueprint_folder, required_services, ProjectSetup, DELETE_BUCKET, DELETE_OBJECT,
     DELETE_REPOSITORY, DEPLOYER_ROLES, LIST_OBJECTS,
@@ -369,12 +369,7 @@ impl Deployment for GcpDeployment {
         access: &crate::deploy::AccessArgs,
         config: EscherConfig,
     ) -> anyhow::Result<Self> {
-        let project_flag = access
-            .project
-            .clone()
-            .or_else(|| config.gcp.project.as_ref().map(|p| p.to_string()));
-        let env = Environment::from_process();
-        let found = access::find(&env, project_flag.as_deref()).await?;
+        let (env, found) = access::find_for_command(access.project.as_deref(), &config).await?;
         let region = match &access.region {
             Some(r) => r
                 .parse::<GcpRegion>()

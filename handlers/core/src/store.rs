@@ -467,6 +467,23 @@ pub async fn read_whole(
     operator.read(path).await
 }
 
+/// `operator`, its calls tried again (three times more, from 200 ms apart) when they fail
+/// for a reason that may pass (a connection reset, a timeout, a 503). Only for calls that
+/// may be repeated safely, as deleting an object or overwriting one with the same body: a
+/// create-only write repeated after its answer was lost would find itself and say "exists".
+pub fn retrying(operator: &Operator) -> Operator {
+    operator.clone().layer(
+        opendal::layers::RetryLayer::new()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(2))
+            .with_max_times(3)
+            .with_jitter()
+            .with_notify(|e: opendal::layers::RetryEvent<'_>| {
+                tracing::warn!(operation = ?e.op, attempt = e.attempt, error = %e.err, "store call failed; trying again");
+            }),
+    )
+}
+
 /// Writes `body` at `path` only when nothing is there yet (an If-None-Match / create-only
 /// write): how audit records, reports, idempotency markers and usage counters stay
 /// write-once. An existing object is an answer, not an error.

@@ -23,6 +23,8 @@ use escher_core::remediate::{
     RemediationRequest, RemediationStatus, Verification, VerificationCheck,
 };
 use escher_core::{Normalizer, Severity, SeverityPolicy, UnifiedEvent};
+use escher_test_support::fault_proxy::{Fault, FaultProxy, Request, Rule};
+use escher_test_support::names::unique;
 
 const PUBLIC_BUCKET: &str =
     include_str!("../../../tests/fixtures/aws/cloudtrail-eventbridge-putbucketacl-allusers.json");
@@ -204,6 +206,15 @@ async fn setup(approvals: Vec<Approval>, mode: Mode, tags: &[(&str, &str)]) -> S
 
 fn setup_with_store(store: ApprovalStore, mode: Mode, tags: &[(&str, &str)]) -> Setup {
     let state = escher_core::store::open("memory://").expect("memory");
+    setup_with_stores(store, state, mode, tags)
+}
+
+fn setup_with_stores(
+    store: ApprovalStore,
+    state: opendal::Operator,
+    mode: Mode,
+    tags: &[(&str, &str)],
+) -> Setup {
     let audit = escher_core::store::open("memory://").expect("memory");
     let fix = Arc::new(RecordingFix::default());
     let cloud = TestCloud {
@@ -912,4 +923,123 @@ async fn an_event_claimed_within_the_lease_is_left_to_its_delivery() {
         .expect("handled");
     assert_eq!(handled.results[0].outcome, Outcome::Duplicate);
     assert_eq!(s.fix.calls.load(Ordering::SeqCst), 0);
+}
+
+/// The state store in moto's bucket, its requests sent through a fault proxy; `None` (after
+/// a notice) without moto.
+async fn state_behind_a_proxy(what: &str) -> Option<(opendal::Operator, FaultProxy)> {
+    let uri = escher_test_support::moto::s3_store(what)?;
+    let uri = escher_test_support::emulator::sub_store(&uri, &unique("release"));
+    let (path, options) = uri.split_once('?').expect("an S3 store URI has options");
+    let moto = options
+        .split('&')
+        .find_map(|o| o.strip_prefix("endpoint="))
+        .expect("moto's store names its endpoint");
+    let proxy = FaultProxy::start(moto).await.expect("the fault proxy");
+    let options = options.replace(
+        &format!("endpoint={moto}"),
+        &format!("endpoint={}", proxy.url()),
+    );
+    let state = escher_core::store::open(&format!("{path}?{options}")).expect("the state store");
+    Some((state, proxy))
+}
+
+async fn approved_in_memory() -> ApprovalStore {
+    let store = ApprovalStore::with_operator(
+        escher_core::store::open("memory://").expect("memory"),
+        "memory://approvals".into(),
+    );
+    store
+        .apply(
+            &Change::Init {
+                approvals: vec![approval("apr-1", None)],
+            },
+            "ana",
+        )
+        .await
+        .expect("init");
+    store
+}
+
+fn is_marker(r: &Request) -> bool {
+    r.key().contains("/markers/")
+}
+
+#[tokio::test]
+async fn a_claim_whose_release_meets_a_passing_store_fault_is_still_given_back() {
+    let Some((state, proxy)) =
+        state_behind_a_proxy("the release of a claim under a store fault").await
+    else {
+        return;
+    };
+    let s = setup_with_stores(approved_in_memory().await, state, Mode::Apply, &[]);
+    // The fix fails for a passing reason before changing anything, so the delivery removes
+    // its claim; that removal's first try has its connection reset.
+    s.fix.fail_first.store(1, Ordering::SeqCst);
+    proxy.add(Rule::new(Fault::Reset, 1, |r| {
+        r.method == "DELETE" && is_marker(r)
+    }));
+    s.pipeline
+        .handle(PUBLIC_BUCKET.as_bytes())
+        .await
+        .expect_err("retry");
+    assert!(
+        proxy.log().iter().any(|x| x.fault.is_some()),
+        "the claim's removal was faulted"
+    );
+    let handled = s
+        .pipeline
+        .handle(PUBLIC_BUCKET.as_bytes())
+        .await
+        .expect("handled");
+    assert_eq!(
+        handled.results[0].outcome,
+        Outcome::Remediated,
+        "the redelivery found the event given back: {:#?}",
+        handled.results[0].steps
+    );
+    assert_eq!(s.fix.calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn changes_given_back_under_a_passing_store_fault_reach_the_redelivery() {
+    let Some((state, proxy)) =
+        state_behind_a_proxy("the release of a claim with its changes under a store fault").await
+    else {
+        return;
+    };
+    let s = setup_with_stores(approved_in_memory().await, state, Mode::Apply, &[]);
+    // The fix changes the bucket and then fails, so the delivery gives the event back with
+    // the change it attempted (the marker rewritten, after the claim's own write); that
+    // rewrite's first try is answered 503.
+    s.fix.change_then_fail.store(1, Ordering::SeqCst);
+    proxy.add(Rule::new(Fault::Unavailable, 1, |r| r.method == "PUT" && is_marker(r)).after(1));
+    s.pipeline
+        .handle(PUBLIC_BUCKET.as_bytes())
+        .await
+        .expect_err("retry");
+    assert!(
+        proxy.log().iter().any(|x| x.fault.is_some()),
+        "the marker's rewrite was faulted"
+    );
+    let handled = s
+        .pipeline
+        .handle(PUBLIC_BUCKET.as_bytes())
+        .await
+        .expect("handled");
+    let result = &handled.results[0];
+    assert_eq!(result.outcome, Outcome::Remediated, "{:#?}", result.steps);
+    let report = result
+        .record
+        .remediation
+        .as_ref()
+        .expect("the fix's report");
+    assert!(
+        report
+            .api_calls
+            .iter()
+            .any(|c| c.operation == "PutPublicAccessBlock" && c.mutating),
+        "the earlier delivery's change is in the record: {:?}",
+        report.api_calls
+    );
 }

@@ -438,12 +438,14 @@ impl Pipeline {
     /// Gives the event back so a retry can act (after a transient failure). When changes
     /// were attempted (by this delivery or earlier ones), the marker is kept as released and
     /// holds them, so the retry records them even if it finds nothing left to change;
-    /// otherwise the marker goes.
+    /// otherwise the marker goes. Both are tried again when the store fails for a passing
+    /// reason: a claim not given back holds every redelivery off until its lease runs out.
     async fn release(&self, event: &UnifiedEvent, run: &Run) {
         let path = Self::marker_path(&event.event_id);
+        let state = crate::store::retrying(&self.state);
         let attempted: Vec<ApiCall> = run.carried.iter().chain(&run.attempted).cloned().collect();
         if attempted.is_empty() {
-            if let Err(e) = self.state.delete(&path).await {
+            if let Err(e) = state.delete(&path).await {
                 tracing::error!(event_id = %event.event_id, error = %e, "cannot remove the idempotency marker; the retry will be recorded as a duplicate");
             }
             return;
@@ -458,11 +460,7 @@ impl Pipeline {
             carried_calls: attempted,
         };
         let written = match serde_json::to_vec(&released) {
-            Ok(body) => self
-                .state
-                .write(&path, body)
-                .await
-                .map_err(|e| e.to_string()),
+            Ok(body) => state.write(&path, body).await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         if let Err(e) = written {
@@ -474,7 +472,7 @@ impl Pipeline {
         let path = Self::marker_path(event_id);
         match serde_json::to_vec(marker) {
             Ok(body) => {
-                if let Err(e) = self.state.write(&path, body).await {
+                if let Err(e) = crate::store::retrying(&self.state).write(&path, body).await {
                     tracing::warn!(%event_id, error = %e, "cannot update the idempotency marker");
                 }
             }

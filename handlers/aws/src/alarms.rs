@@ -40,7 +40,7 @@ pub(crate) async fn recovered_alarm(
             name,
             Access::Read,
             clients
-                .cloudwatch
+                .cloudwatch()
                 .describe_alarms()
                 .alarm_names(name)
                 .send(),

@@ -42,7 +42,7 @@ pub(crate) async fn describe(
             name,
             Access::Read,
             clients
-                .ecs
+                .ecs()
                 .describe_services()
                 .cluster(cluster)
                 .services(name)
@@ -91,7 +91,7 @@ pub(crate) async fn set_tag(
         name,
         Access::Write,
         clients
-            .ecs
+            .ecs()
             .tag_resource()
             .resource_arn(arn)
             .tags(Tag::builder().key(key).value(value).build())

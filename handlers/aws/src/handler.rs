@@ -4,7 +4,7 @@
 
 use escher_core::resource_types::aws as aws_types;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
@@ -65,7 +65,9 @@ impl CloudOperations for AwsCloud {
 /// Publishes notifications to SNS topics.
 #[derive(Debug, Clone)]
 pub struct SnsTopicPublisher {
-    client: aws_sdk_sns::Client,
+    /// Built on the first notice (most events send none through SNS).
+    client: OnceLock<aws_sdk_sns::Client>,
+    config: SdkConfig,
     meter: RemoteCallMeter,
 }
 
@@ -77,9 +79,15 @@ impl SnsTopicPublisher {
     /// A publisher whose calls `meter` counts.
     pub fn metered(config: &SdkConfig, meter: &RemoteCallMeter) -> Self {
         SnsTopicPublisher {
-            client: metered_client!(aws_sdk_sns, config, meter),
+            client: OnceLock::new(),
+            config: config.clone(),
             meter: meter.clone(),
         }
+    }
+
+    fn client(&self) -> &aws_sdk_sns::Client {
+        self.client
+            .get_or_init(|| metered_client!(aws_sdk_sns, &self.config, &self.meter))
     }
 }
 
@@ -92,7 +100,7 @@ impl TopicPublisher for SnsTopicPublisher {
         message: &str,
     ) -> Result<String, CloudCallError> {
         let publish = self
-            .client
+            .client()
             .publish()
             .topic_arn(topic)
             .subject(subject)
@@ -112,7 +120,9 @@ impl TopicPublisher for SnsTopicPublisher {
 /// Lambda cold start): a secret changed in SSM is picked up by the next cold start.
 #[derive(Debug)]
 pub struct SsmSecretSource {
-    client: aws_sdk_ssm::Client,
+    /// Built on the first secret read (only channels with secrets read any).
+    client: OnceLock<aws_sdk_ssm::Client>,
+    config: SdkConfig,
     meter: RemoteCallMeter,
     cache: Mutex<HashMap<String, Option<String>>>,
 }
@@ -125,10 +135,16 @@ impl SsmSecretSource {
     /// A secret source whose calls `meter` counts.
     pub fn metered(config: &SdkConfig, meter: &RemoteCallMeter) -> Self {
         SsmSecretSource {
-            client: metered_client!(aws_sdk_ssm, config, meter),
+            client: OnceLock::new(),
+            config: config.clone(),
             meter: meter.clone(),
             cache: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn client(&self) -> &aws_sdk_ssm::Client {
+        self.client
+            .get_or_init(|| metered_client!(aws_sdk_ssm, &self.config, &self.meter))
     }
 
     fn cached(&self, name: &str) -> Option<Option<String>> {
@@ -143,7 +159,7 @@ impl SecretSource for SsmSecretSource {
             return Ok(value);
         }
         let get = self
-            .client
+            .client()
             .get_parameter()
             .name(name)
             .with_decryption(true)

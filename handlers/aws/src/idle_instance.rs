@@ -99,7 +99,7 @@ async fn instance_state(
             instance,
             Access::Read,
             clients
-                .ec2
+                .ec2()
                 .describe_instances()
                 .instance_ids(instance)
                 .send(),
@@ -131,7 +131,7 @@ pub(crate) async fn cpu_samples(
             instance,
             Access::Read,
             clients
-                .cloudwatch
+                .cloudwatch()
                 .get_metric_statistics()
                 .namespace("AWS/EC2")
                 .metric_name("CPUUtilization")
@@ -298,7 +298,11 @@ impl Remediation for IdleInstanceRemediation {
             "StopInstances",
             &instance,
             Access::Write,
-            clients.ec2.stop_instances().instance_ids(&instance).send(),
+            clients
+                .ec2()
+                .stop_instances()
+                .instance_ids(&instance)
+                .send(),
         )
         .await?;
         let after = instance_state(clients, &instance, &mut log).await?;

@@ -265,7 +265,7 @@ async fn describe_rules(
             group_id,
             Access::Read,
             clients
-                .ec2
+                .ec2()
                 .describe_security_groups()
                 .group_ids(group_id)
                 .send(),
@@ -451,7 +451,7 @@ impl Remediation for OpenIngressRemediation {
                 &group,
                 Access::Write,
                 clients
-                    .ec2
+                    .ec2()
                     .authorize_security_group_ingress()
                     .group_id(&group)
                     .set_ip_permissions(Some(added.iter().map(Rule::permission).collect()))
@@ -465,7 +465,7 @@ impl Remediation for OpenIngressRemediation {
             &group,
             Access::Write,
             clients
-                .ec2
+                .ec2()
                 .revoke_security_group_ingress()
                 .group_id(&group)
                 .set_ip_permissions(Some(targets.iter().map(Rule::permission).collect()))

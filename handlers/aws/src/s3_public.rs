@@ -197,7 +197,7 @@ pub(crate) async fn read_state(
     bucket: &str,
     log: &mut CallLog,
 ) -> Result<BucketState, RemediationError> {
-    let s3 = &clients.s3;
+    let s3 = &clients.s3();
     // The three reads are independent: one round trip instead of three. Each has a log of
     // its own, appended in the order they are listed here.
     let (mut block_log, mut acl_log, mut policy_log) = (
@@ -486,7 +486,7 @@ impl Remediation for S3PublicAccessRemediation {
             ));
         }
 
-        let s3 = &clients.s3;
+        let s3 = &clients.s3();
         if !off.is_empty() {
             let all_on = PublicAccessBlockConfiguration::builder()
                 .block_public_acls(true)

@@ -57,7 +57,7 @@ impl AwsResourceTags {
                         "GetBucketTagging",
                         short,
                         Access::Read,
-                        clients.s3.get_bucket_tagging().bucket(short).send(),
+                        clients.s3().get_bucket_tagging().bucket(short).send(),
                     )
                     .await;
                 match result {
@@ -81,7 +81,7 @@ impl AwsResourceTags {
                             short,
                             Access::Read,
                             clients
-                                .ec2
+                                .ec2()
                                 .describe_tags()
                                 .filters(
                                     Filter::builder().name("resource-id").values(short).build(),
@@ -122,7 +122,7 @@ pub(crate) async fn set_ec2_tag(
         id,
         Access::Write,
         clients
-            .ec2
+            .ec2()
             .create_tags()
             .resources(id)
             .tags(Tag::builder().key(key).value(value).build())

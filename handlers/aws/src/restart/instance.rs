@@ -22,7 +22,7 @@ pub(super) async fn read(
             "DescribeInstances",
             id,
             Access::Read,
-            clients.ec2.describe_instances().instance_ids(id).send(),
+            clients.ec2().describe_instances().instance_ids(id).send(),
         )
         .await?;
     let Some(instance) = out
@@ -84,7 +84,7 @@ async fn statuses(
             id,
             Access::Read,
             clients
-                .ec2
+                .ec2()
                 .describe_instance_status()
                 .instance_ids(id)
                 .include_all_instances(true)
@@ -118,7 +118,7 @@ pub(super) async fn restart(
         "RebootInstances",
         id,
         Access::Write,
-        clients.ec2.reboot_instances().instance_ids(id).send(),
+        clients.ec2().reboot_instances().instance_ids(id).send(),
     )
     .await?;
     crate::tags::set_ec2_tag(clients, id, LEDGER_TAG, &ledger.value(), log).await

@@ -44,7 +44,7 @@ pub(super) async fn restart(
             name,
             Access::Write,
             clients
-                .ecs
+                .ecs()
                 .update_service()
                 .cluster(cluster)
                 .service(name)

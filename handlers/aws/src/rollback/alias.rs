@@ -39,7 +39,7 @@ async fn alias_versions(
             &format!("{function}:{alias}"),
             Access::Read,
             clients
-                .lambda
+                .lambda()
                 .get_alias()
                 .function_name(function)
                 .name(alias)
@@ -74,7 +74,7 @@ pub(super) async fn read(
                 function,
                 Access::Read,
                 clients
-                    .lambda
+                    .lambda()
                     .list_versions_by_function()
                     .function_name(function)
                     .set_marker(next.clone())
@@ -103,7 +103,7 @@ pub(super) async fn read(
             &format!("{function}:{current}"),
             Access::Read,
             clients
-                .lambda
+                .lambda()
                 .get_function_configuration()
                 .function_name(function)
                 .qualifier(&current)
@@ -119,7 +119,7 @@ pub(super) async fn read(
                     "ListTags",
                     function,
                     Access::Read,
-                    clients.lambda.list_tags().resource(&arn).send(),
+                    clients.lambda().list_tags().resource(&arn).send(),
                 )
                 .await?;
             tags.tags()
@@ -169,7 +169,7 @@ pub(super) async fn roll_back(
             &format!("{function}:{alias}"),
             Access::Write,
             clients
-                .lambda
+                .lambda()
                 .update_alias()
                 .function_name(function)
                 .name(alias)
@@ -190,7 +190,7 @@ pub(super) async fn roll_back(
         function,
         Access::Write,
         clients
-            .lambda
+            .lambda()
             .tag_resource()
             .resource(arn)
             .tags(MARKER_TAG, marker.value())

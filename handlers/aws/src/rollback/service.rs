@@ -86,7 +86,7 @@ async fn previous_task_definition(
             &wanted,
             Access::Read,
             clients
-                .ecs
+                .ecs()
                 .describe_task_definition()
                 .task_definition(&wanted)
                 .send(),
@@ -117,7 +117,7 @@ pub(super) async fn roll_back(
             name,
             Access::Write,
             clients
-                .ecs
+                .ecs()
                 .update_service()
                 .cluster(cluster)
                 .service(name)

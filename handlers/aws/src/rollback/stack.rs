@@ -72,7 +72,7 @@ async fn describe(
     log: &mut CallLog,
 ) -> Result<Option<Stack>, RemediationError> {
     let call = clients
-        .cloudformation
+        .cloudformation()
         .describe_stacks()
         .stack_name(stack)
         .send();
@@ -265,7 +265,7 @@ pub(super) async fn remediate(
         .with_steps(vec![format!("would {step}")]));
     }
     let token = request_token(&event.event_id);
-    let cf = &clients.cloudformation;
+    let cf = &clients.cloudformation();
     let operation = rollback.operation();
     match rollback {
         Rollback::Continue => {

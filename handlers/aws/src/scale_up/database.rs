@@ -52,7 +52,7 @@ async fn describe(
             id,
             Access::Read,
             clients
-                .rds
+                .rds()
                 .describe_db_instances()
                 .db_instance_identifier(id)
                 .send(),
@@ -153,7 +153,7 @@ pub(super) async fn grow(
             id,
             Access::Write,
             clients
-                .rds
+                .rds()
                 .modify_db_instance()
                 .db_instance_identifier(id)
                 .allocated_storage(i32::try_from(marker.to).unwrap_or(i32::MAX))
@@ -172,7 +172,7 @@ pub(super) async fn grow(
         id,
         Access::Write,
         clients
-            .rds
+            .rds()
             .add_tags_to_resource()
             .resource_name(arn)
             .tags(Tag::builder().key(MARKER_TAG).value(marker.value()).build())

@@ -44,7 +44,7 @@ async fn describe(
             name,
             Access::Read,
             clients
-                .autoscaling
+                .autoscaling()
                 .describe_auto_scaling_groups()
                 .auto_scaling_group_names(name)
                 .send(),
@@ -89,7 +89,7 @@ pub(super) async fn read(
             name,
             Access::Read,
             clients
-                .autoscaling
+                .autoscaling()
                 .describe_policies()
                 .auto_scaling_group_name(name)
                 .send(),
@@ -166,7 +166,7 @@ pub(super) async fn grow(
         name,
         Access::Write,
         clients
-            .autoscaling
+            .autoscaling()
             .set_desired_capacity()
             .auto_scaling_group_name(name)
             .desired_capacity(i32::try_from(marker.to).unwrap_or(i32::MAX))
@@ -180,7 +180,7 @@ pub(super) async fn grow(
         name,
         Access::Write,
         clients
-            .autoscaling
+            .autoscaling()
             .create_or_update_tags()
             .tags(
                 Tag::builder()

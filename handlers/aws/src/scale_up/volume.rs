@@ -58,7 +58,7 @@ pub(super) async fn behind_disk_alarm(
             instance,
             Access::Read,
             clients
-                .ec2
+                .ec2()
                 .describe_instances()
                 .instance_ids(instance)
                 .send(),
@@ -120,7 +120,7 @@ pub(super) async fn read(
             "DescribeVolumes",
             id,
             Access::Read,
-            clients.ec2.describe_volumes().volume_ids(id).send(),
+            clients.ec2().describe_volumes().volume_ids(id).send(),
         )
         .await?;
     let Some(volume) = out.volumes().iter().find(|v| v.volume_id() == Some(id)) else {
@@ -181,7 +181,7 @@ async fn recent_modification(
             id,
             Access::Read,
             clients
-                .ec2
+                .ec2()
                 .describe_volumes_modifications()
                 .volume_ids(id)
                 .send(),
@@ -219,7 +219,7 @@ pub(super) async fn grow(
         "ModifyVolume",
         id,
         Access::Write,
-        clients.ec2.modify_volume().volume_id(id).size(to).send(),
+        clients.ec2().modify_volume().volume_id(id).size(to).send(),
     )
     .await?;
     crate::tags::set_ec2_tag(clients, id, MARKER_TAG, &marker.value(), log).await
@@ -241,7 +241,7 @@ pub(super) async fn checks_after(
                 id,
                 Access::Read,
                 clients
-                    .ec2
+                    .ec2()
                     .describe_volumes_modifications()
                     .volume_ids(id)
                     .send(),
@@ -268,7 +268,7 @@ pub(super) async fn checks_after(
             "DescribeVolumes",
             id,
             Access::Read,
-            clients.ec2.describe_volumes().volume_ids(id).send(),
+            clients.ec2().describe_volumes().volume_ids(id).send(),
         )
         .await?;
     let size = out

@@ -23,7 +23,7 @@ impl AwsCheck for OpenAdminPorts {
     async fn find(&self, at: InRegion<'_>) -> Result<Vec<Finding>, ScanError> {
         let (aws, clients, region, scan) = at.parts();
         let mut pages = clients
-            .ec2
+            .ec2()
             .describe_security_groups()
             .set_max_results(aws.page_size)
             .into_paginator()

@@ -66,7 +66,7 @@ impl Cost {
         let mut token: Option<String> = None;
         loop {
             let page = clients
-                .cost_explorer
+                .cost_explorer()
                 .get_cost_and_usage()
                 .time_period(period.clone())
                 .granularity(Granularity::Daily)

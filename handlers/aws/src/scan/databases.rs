@@ -108,7 +108,7 @@ impl AwsCheck for UnencryptedDatabases {
         let (aws, clients, region, scan) = at.parts();
         let mut findings = Vec::new();
         let mut pages = clients
-            .rds
+            .rds()
             .describe_db_instances()
             .set_max_records(rds_page_size(aws.page_size))
             .into_paginator()
@@ -164,7 +164,7 @@ impl AwsCheck for UnencryptedDatabases {
             findings.push(draft.finish(scan));
         }
         let mut pages = clients
-            .rds
+            .rds()
             .describe_db_clusters()
             .set_max_records(rds_page_size(aws.page_size))
             .into_paginator()

@@ -31,7 +31,7 @@ impl AwsCheck for InstanceUsage {
     async fn find(&self, at: InRegion<'_>) -> Result<Vec<Finding>, ScanError> {
         let (aws, clients, region, scan) = at.parts();
         let mut pages = clients
-            .ec2
+            .ec2()
             .describe_instances()
             .filters(
                 Filter::builder()

@@ -185,7 +185,7 @@ impl AwsScan {
 
     async fn volumes(&self, clients: &AwsClients, region: &str) -> Result<Vec<Volume>, ScanError> {
         let mut pages = clients
-            .ec2
+            .ec2()
             .describe_volumes()
             .set_max_results(self.page_size)
             .into_paginator()
@@ -204,7 +204,7 @@ impl AwsScan {
         region: &str,
     ) -> Result<Vec<Snapshot>, ScanError> {
         let mut pages = clients
-            .ec2
+            .ec2()
             .describe_snapshots()
             .owner_ids("self")
             // The same again as a filter: moto ignores `OwnerIds` (and lists the public

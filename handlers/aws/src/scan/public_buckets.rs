@@ -25,7 +25,7 @@ impl AwsCheck for PublicBuckets {
         // No page size here: moto honours MaxBuckets but never returns the continuation
         // token, so small pages would silently drop buckets. Without it S3 returns up to
         // 10 000 buckets per page (the default quota) and the paginator follows any token.
-        let mut pages = clients.s3.list_buckets().into_paginator().items().send();
+        let mut pages = clients.s3().list_buckets().into_paginator().items().send();
         let mut names = Vec::new();
         while let Some(bucket) = pages.next().await {
             let bucket = bucket.map_err(|e| scan_error(classify("ListBuckets", region, &e)))?;
@@ -84,7 +84,7 @@ impl AwsCheck for PublicBuckets {
 /// The region a bucket lives in; S3 reports us-east-1 as no location at all.
 async fn bucket_region(clients: &AwsClients, bucket: &str) -> Result<String, ScanError> {
     let out = clients
-        .s3
+        .s3()
         .get_bucket_location()
         .bucket(bucket)
         .send()

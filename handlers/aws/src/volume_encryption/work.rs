@@ -96,7 +96,7 @@ impl Work<'_> {
                 "DescribeVolumes",
                 id,
                 Access::Read,
-                self.clients.ec2.describe_volumes().volume_ids(id).send(),
+                self.clients.ec2().describe_volumes().volume_ids(id).send(),
             )
             .await;
         match out {
@@ -123,7 +123,7 @@ impl Work<'_> {
                 &self.source,
                 Access::Read,
                 self.clients
-                    .ec2
+                    .ec2()
                     .describe_snapshots()
                     .owner_ids("self")
                     .set_filters(Some(filters(&self.source, &self.event_id, stage)))
@@ -146,7 +146,7 @@ impl Work<'_> {
                 &self.source,
                 Access::Read,
                 self.clients
-                    .ec2
+                    .ec2()
                     .describe_volumes()
                     .set_filters(Some(filters(
                         &self.source,
@@ -177,7 +177,7 @@ impl Work<'_> {
                     snapshot,
                     Access::Read,
                     self.clients
-                        .ec2
+                        .ec2()
                         .describe_snapshots()
                         .snapshot_ids(snapshot)
                         .send(),
@@ -239,7 +239,7 @@ impl Work<'_> {
                 "GetEbsEncryptionByDefault",
                 &region,
                 Access::Read,
-                self.clients.ec2.get_ebs_encryption_by_default().send(),
+                self.clients.ec2().get_ebs_encryption_by_default().send(),
             )
             .await?;
         Ok(out.ebs_encryption_by_default().unwrap_or(false))
@@ -293,7 +293,7 @@ impl Work<'_> {
                 &source,
                 Access::Write,
                 self.clients
-                    .ec2
+                    .ec2()
                     .create_snapshot()
                     .volume_id(&source)
                     .description(format!(
@@ -325,7 +325,7 @@ impl Work<'_> {
                 snapshot,
                 Access::Write,
                 self.clients
-                    .ec2
+                    .ec2()
                     .copy_snapshot()
                     .source_region(&self.region)
                     .source_snapshot_id(snapshot)
@@ -368,7 +368,7 @@ impl Work<'_> {
                 encrypted,
                 Access::Write,
                 self.clients
-                    .ec2
+                    .ec2()
                     .create_volume()
                     .availability_zone(original.availability_zone().unwrap_or_default())
                     .snapshot_id(encrypted)
@@ -489,7 +489,7 @@ impl Work<'_> {
                 "EnableEbsEncryptionByDefault",
                 &region,
                 Access::Write,
-                self.clients.ec2.enable_ebs_encryption_by_default().send(),
+                self.clients.ec2().enable_ebs_encryption_by_default().send(),
             )
             .await?;
         let _ = out.ebs_encryption_by_default();

@@ -17,7 +17,8 @@ help:
 	@echo "             then of a 3 040-resource estate: findings exactly once, wall time, our CPU"
 	@echo "             1 000 alerts delivered 3 times, 16 in flight: exactly-once checked, throughput, CPU"
 	@echo "             the Azure handler's start and CPU per event (against the Resource Manager stand-in)"
-	@echo "             escher-provision events handle as a whole process: wall time and peak memory"
+	@echo "             escher-provision events handle as a whole process (its release build, LTO):"
+	@echo "             wall time and peak memory"
 	@echo "make faults  the alert handler under faults: every step x every fault kind through a proxy"
 	@echo "             in front of moto, redelivered until handled; then the Google Cloud service, its"
 	@echo "             stores on fake-gcs-server and Google's APIs each behind a proxy; then the Azure"
@@ -81,18 +82,22 @@ emulators-stop:
 	bash tests/emulators.sh stop
 
 # The approvals, handler and scan benchmarks run against moto, so the emulators run for
-# their duration. The handler bench spawns the release-built escher-alert (the bench profile).
+# their duration. The benchmarks build with the release-no-lto profile (release without the
+# whole-program link); the handler benches spawn the binaries of that build. The events
+# handle bench measures the CLI's release build, as users run it (ESCHER_BENCH_CLI).
+BENCH := $(CARGO) bench --profile release-no-lto
 bench:
-	$(CARGO) bench -p escher-core --bench normalize
-	$(CARGO) bench -p escher-core --bench incidents
+	$(BENCH) -p escher-core --bench normalize
+	$(BENCH) -p escher-core --bench incidents
+	$(CARGO) build --release -p escher-provision --bin escher-provision
 	bash tests/emulators.sh start
-	set -a && . ./.emulators/env && set +a && $(CARGO) bench -p escher-core --bench approvals \
-	  && $(CARGO) bench -p escher-aws --bench handler \
-	  && $(CARGO) bench -p escher-aws --bench scan \
-	  && $(CARGO) bench -p escher-aws --bench load \
-	  && $(CARGO) bench -p escher-azure --bench handler \
-	  && $(CARGO) bench -p escher-gcp --bench handler \
-	  && $(CARGO) bench -p escher-provision --bench events_handle; \
+	set -a && . ./.emulators/env && set +a && $(BENCH) -p escher-core --bench approvals \
+	  && $(BENCH) -p escher-aws --bench handler \
+	  && $(BENCH) -p escher-aws --bench scan \
+	  && $(BENCH) -p escher-aws --bench load \
+	  && $(BENCH) -p escher-azure --bench handler \
+	  && $(BENCH) -p escher-gcp --bench handler \
+	  && ESCHER_BENCH_CLI=$(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/release/escher-provision $(BENCH) -p escher-provision --bench events_handle; \
 	  status=$$?; bash tests/emulators.sh stop; exit $$status
 
 # Every target (tests/fuzz.sh lists them), each seeded at run time from the repository's own

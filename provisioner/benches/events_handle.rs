@@ -1,10 +1,11 @@
 //! What one `escher-provision events handle alert.json` costs as a whole process, as a user
-//! on a laptop (or a script) runs it: the release build, against moto (`make bench` starts
-//! it), stores in local folders (`fs://`), a `make_bucket_private` approval in place, and a
-//! CloudTrail alert that the bucket was made public. Each run fixes the bucket (public access
-//! block, ACL), verifies it (every check of the fix), seals the audit record and prints the
-//! story; before each run the bucket is made public again and the alert gets a new event id,
-//! so no run is a duplicate of another.
+//! on a laptop (or a script) runs it: the release build (`ESCHER_BENCH_CLI`, which `make
+//! bench` sets; else the binary built with this bench's profile), against moto (`make
+//! bench` starts it), stores in local folders (`fs://`), a `make_bucket_private` approval in
+//! place, and a CloudTrail alert that the bucket was made public. Each run fixes the bucket
+//! (public access block, ACL), verifies it (every check of the fix), seals the audit record
+//! and prints the story; before each run the bucket is made public again and the alert gets
+//! a new event id, so no run is a duplicate of another.
 //!
 //! Printed, hyperfine-style: wall time from spawn to exit (p50, p90, min, max) and the
 //! process's peak resident memory (`ru_maxrss` of the child, from `wait4`), against the
@@ -116,7 +117,17 @@ fn main() {
 }
 
 fn bench(endpoint: &str, runtime: &tokio::runtime::Runtime) -> Result<(), String> {
-    let binary = PathBuf::from(env!("CARGO_BIN_EXE_escher-provision"));
+    // The release build users run (`make bench` builds it and names it); else the build
+    // this bench was compiled with.
+    let binary = std::env::var_os("ESCHER_BENCH_CLI")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_escher-provision")));
+    if !binary.is_file() {
+        return Err(format!(
+            "{} does not exist: build it first (cargo build --release -p escher-provision)",
+            binary.display()
+        ));
+    }
     let dir = tempfile::tempdir().map_err(|e| format!("a temporary folder: {e}"))?;
     let uri = |name: &str| format!("fs://{}", dir.path().join(name).display());
     let (state, audit, approvals) = (uri("state"), uri("audit"), uri("approvals"));
@@ -177,7 +188,9 @@ fn bench(endpoint: &str, runtime: &tokio::runtime::Runtime) -> Result<(), String
     let p50 = percentile(&walls, 0.50);
     let peak = peaks.last().copied().unwrap_or_default();
     println!(
-        "\nescher-provision events handle, whole process (release build; an approved public bucket made private, verified and audited; fs stores; against moto; {RUNS} runs after a warm-up, the bucket made public again before each):"
+        "\nescher-provision events handle, whole process ({}, {:.1} MB; an approved public bucket made private, verified and audited; fs stores; against moto; {RUNS} runs after a warm-up, the bucket made public again before each):",
+        binary.display(),
+        std::fs::metadata(&binary).map(|m| m.len()).unwrap_or_default() as f64 / 1e6,
     );
     println!(
         "  wall, spawn → exit: p50 {}, p90 {}, min {}, max {} (target p50 ≤ {}): {}",

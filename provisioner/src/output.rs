@@ -61,10 +61,17 @@ pub fn table(header: Vec<&str>) -> comfy_table::Table {
 /// Exit status of a command that could not run (bad input, unreachable service, …).
 pub const EXIT_ERROR: u8 = 2;
 
+/// At most this many blocking threads (tokio's default is 512).
+const BLOCKING_THREADS: usize = 8;
+
 /// Runs an async command to its exit status; an error is printed on stderr and exits 2.
 pub fn run_async(body: impl std::future::Future<Output = anyhow::Result<ExitCode>>) -> ExitCode {
+    // File reads and writes run on blocking threads; a command's concurrent reads (the
+    // incident memory's files, the approvals index) would otherwise start a thread each,
+    // every one with its own stack and allocator pages, for no gain on a laptop's disk.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .max_blocking_threads(BLOCKING_THREADS)
         .build()
     {
         Ok(runtime) => runtime,

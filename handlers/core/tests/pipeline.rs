@@ -195,13 +195,17 @@ fn approval(id: &str, max_per_day: Option<u32>) -> Approval {
 }
 
 async fn setup(approvals: Vec<Approval>, mode: Mode, tags: &[(&str, &str)]) -> Setup {
+    setup_with_store(approvals_in_memory(approvals).await, mode, tags)
+}
+
+async fn approvals_in_memory(approvals: Vec<Approval>) -> ApprovalStore {
     let approvals_op = escher_core::store::open("memory://").expect("memory");
     let store = ApprovalStore::with_operator(approvals_op, "memory://approvals".into());
     store
         .apply(&Change::Init { approvals }, "ana")
         .await
         .expect("init");
-    setup_with_store(store, mode, tags)
+    store
 }
 
 fn setup_with_store(store: ApprovalStore, mode: Mode, tags: &[(&str, &str)]) -> Setup {
@@ -944,25 +948,31 @@ async fn state_behind_a_proxy(what: &str) -> Option<(opendal::Operator, FaultPro
     Some((state, proxy))
 }
 
-async fn approved_in_memory() -> ApprovalStore {
-    let store = ApprovalStore::with_operator(
-        escher_core::store::open("memory://").expect("memory"),
-        "memory://approvals".into(),
-    );
-    store
-        .apply(
-            &Change::Init {
-                approvals: vec![approval("apr-1", None)],
-            },
-            "ana",
-        )
-        .await
-        .expect("init");
-    store
-}
-
 fn is_marker(r: &Request) -> bool {
     r.key().contains("/markers/")
+}
+
+/// Delivers the alert, which fails (to be retried) with the request `faulted` names faulted
+/// by `proxy` on its way; then delivers it again and gives back what that delivery did.
+async fn failed_then_redelivered(
+    s: &Setup,
+    proxy: &FaultProxy,
+    faulted: &str,
+) -> escher_core::pipeline::EventResult {
+    s.pipeline
+        .handle(PUBLIC_BUCKET.as_bytes())
+        .await
+        .expect_err("retry");
+    assert!(
+        proxy.log().iter().any(|x| x.fault.is_some()),
+        "{faulted} was faulted"
+    );
+    let mut handled = s
+        .pipeline
+        .handle(PUBLIC_BUCKET.as_bytes())
+        .await
+        .expect("handled");
+    handled.results.remove(0)
 }
 
 #[tokio::test]
@@ -972,32 +982,20 @@ async fn a_claim_whose_release_meets_a_passing_store_fault_is_still_given_back()
     else {
         return;
     };
-    let s = setup_with_stores(approved_in_memory().await, state, Mode::Apply, &[]);
+    let s = setup_with_stores(
+        approvals_in_memory(vec![approval("apr-1", None)]).await,
+        state,
+        Mode::Apply,
+        &[],
+    );
     // The fix fails for a passing reason before changing anything, so the delivery removes
     // its claim; that removal's first try has its connection reset.
     s.fix.fail_first.store(1, Ordering::SeqCst);
     proxy.add(Rule::new(Fault::Reset, 1, |r| {
         r.method == "DELETE" && is_marker(r)
     }));
-    s.pipeline
-        .handle(PUBLIC_BUCKET.as_bytes())
-        .await
-        .expect_err("retry");
-    assert!(
-        proxy.log().iter().any(|x| x.fault.is_some()),
-        "the claim's removal was faulted"
-    );
-    let handled = s
-        .pipeline
-        .handle(PUBLIC_BUCKET.as_bytes())
-        .await
-        .expect("handled");
-    assert_eq!(
-        handled.results[0].outcome,
-        Outcome::Remediated,
-        "the redelivery found the event given back: {:#?}",
-        handled.results[0].steps
-    );
+    let result = failed_then_redelivered(&s, &proxy, "the claim's removal").await;
+    assert_eq!(result.outcome, Outcome::Remediated, "{:#?}", result.steps);
     assert_eq!(s.fix.calls.load(Ordering::SeqCst), 1);
 }
 
@@ -1008,26 +1006,18 @@ async fn changes_given_back_under_a_passing_store_fault_reach_the_redelivery() {
     else {
         return;
     };
-    let s = setup_with_stores(approved_in_memory().await, state, Mode::Apply, &[]);
+    let s = setup_with_stores(
+        approvals_in_memory(vec![approval("apr-1", None)]).await,
+        state,
+        Mode::Apply,
+        &[],
+    );
     // The fix changes the bucket and then fails, so the delivery gives the event back with
     // the change it attempted (the marker rewritten, after the claim's own write); that
     // rewrite's first try is answered 503.
     s.fix.change_then_fail.store(1, Ordering::SeqCst);
     proxy.add(Rule::new(Fault::Unavailable, 1, |r| r.method == "PUT" && is_marker(r)).after(1));
-    s.pipeline
-        .handle(PUBLIC_BUCKET.as_bytes())
-        .await
-        .expect_err("retry");
-    assert!(
-        proxy.log().iter().any(|x| x.fault.is_some()),
-        "the marker's rewrite was faulted"
-    );
-    let handled = s
-        .pipeline
-        .handle(PUBLIC_BUCKET.as_bytes())
-        .await
-        .expect("handled");
-    let result = &handled.results[0];
+    let result = failed_then_redelivered(&s, &proxy, "the marker's rewrite").await;
     assert_eq!(result.outcome, Outcome::Remediated, "{:#?}", result.steps);
     let report = result
         .record

@@ -929,9 +929,9 @@ async fn an_event_claimed_within_the_lease_is_left_to_its_delivery() {
     assert_eq!(s.fix.calls.load(Ordering::SeqCst), 0);
 }
 
-/// The state store in moto's bucket, its requests sent through a fault proxy; `None` (after
-/// a notice) without moto.
-async fn state_behind_a_proxy(what: &str) -> Option<(opendal::Operator, FaultProxy)> {
+/// An approved pipeline whose state store is in moto's bucket, its requests sent through a
+/// fault proxy; `None` (after a notice) without moto.
+async fn pipeline_with_state_behind_a_proxy(what: &str) -> Option<(Setup, FaultProxy)> {
     let uri = escher_test_support::moto::s3_store(what)?;
     let uri = escher_test_support::emulator::sub_store(&uri, &unique("release"));
     let (path, options) = uri.split_once('?').expect("an S3 store URI has options");
@@ -945,7 +945,8 @@ async fn state_behind_a_proxy(what: &str) -> Option<(opendal::Operator, FaultPro
         &format!("endpoint={}", proxy.url()),
     );
     let state = escher_core::store::open(&format!("{path}?{options}")).expect("the state store");
-    Some((state, proxy))
+    let approvals = approvals_in_memory(vec![approval("apr-1", None)]).await;
+    Some((setup_with_stores(approvals, state, Mode::Apply, &[]), proxy))
 }
 
 fn is_marker(r: &Request) -> bool {
@@ -977,17 +978,11 @@ async fn failed_then_redelivered(
 
 #[tokio::test]
 async fn a_claim_whose_release_meets_a_passing_store_fault_is_still_given_back() {
-    let Some((state, proxy)) =
-        state_behind_a_proxy("the release of a claim under a store fault").await
+    let Some((s, proxy)) =
+        pipeline_with_state_behind_a_proxy("the release of a claim under a store fault").await
     else {
         return;
     };
-    let s = setup_with_stores(
-        approvals_in_memory(vec![approval("apr-1", None)]).await,
-        state,
-        Mode::Apply,
-        &[],
-    );
     // The fix fails for a passing reason before changing anything, so the delivery removes
     // its claim; that removal's first try has its connection reset.
     s.fix.fail_first.store(1, Ordering::SeqCst);
@@ -1001,17 +996,13 @@ async fn a_claim_whose_release_meets_a_passing_store_fault_is_still_given_back()
 
 #[tokio::test]
 async fn changes_given_back_under_a_passing_store_fault_reach_the_redelivery() {
-    let Some((state, proxy)) =
-        state_behind_a_proxy("the release of a claim with its changes under a store fault").await
+    let Some((s, proxy)) = pipeline_with_state_behind_a_proxy(
+        "the release of a claim with its changes under a store fault",
+    )
+    .await
     else {
         return;
     };
-    let s = setup_with_stores(
-        approvals_in_memory(vec![approval("apr-1", None)]).await,
-        state,
-        Mode::Apply,
-        &[],
-    );
     // The fix changes the bucket and then fails, so the delivery gives the event back with
     // the change it attempted (the marker rewritten, after the claim's own write); that
     // rewrite's first try is answered 503.

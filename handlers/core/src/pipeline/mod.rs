@@ -446,7 +446,7 @@ impl Pipeline {
         let attempted: Vec<ApiCall> = run.carried.iter().chain(&run.attempted).cloned().collect();
         if attempted.is_empty() {
             if let Err(e) = state.delete(&path).await {
-                tracing::error!(event_id = %event.event_id, error = %e, "cannot remove the idempotency marker; the retry will be recorded as a duplicate");
+                tracing::error!(event_id = %event.event_id, marker = %path, lease_secs = self.claim_lease.as_secs(), error = %e, "cannot remove the idempotency marker after four tries: until the claim's lease ends, redeliveries find the event at work (a duplicate where each delivery is retried, deliver-again where one acknowledgement ends the message); deleting the marker from the state store lets the next delivery handle it");
             }
             return;
         }

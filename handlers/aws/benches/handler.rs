@@ -1,9 +1,10 @@
 //! What the AWS alert handler costs, against moto (`ESCHER_TEST_AWS_ENDPOINT`, set by
 //! `make bench`, which starts the emulators):
 //!
-//! - Cold start: the real `escher-alert` binary (built by this bench's profile, i.e.
-//!   release, as Lambda runs it) spawned against a local Runtime API stand-in with stores on
-//!   moto S3 and topics on moto SNS; wall time from spawn to the stand-in receiving the
+//! - Cold start: the real `escher-alert` binary (the release build `make package` zips for
+//!   Lambda when `ESCHER_BENCH_BIN_DIR` names its folder, as `make bench` does; else this
+//!   bench's build) spawned against a local Runtime API stand-in with stores on moto S3 and
+//!   topics on moto SNS; wall time from spawn to the stand-in receiving the
 //!   response to the first invocation. Once per payload of the fixture corpus (every fix
 //!   approved, bucket events finding their bucket public), p50/p99 over them; then the
 //!   heaviest first event alone, an approved public bucket made private. Split into spawn →
@@ -11,7 +12,7 @@
 //!   remote-call meter splits into the wait on moto and the rest (it returns the figures
 //!   with its answer). Target: p50 ≤ 25 ms. Each function's peak resident memory (`VmHWM`, what
 //!   Lambda reports as Max Memory Used) once it answered, and that of one warm function after
-//!   the whole corpus three times over. Target: ≤ 30 MB.
+//!   each of three passes over the whole corpus. Target: ≤ 30 MB.
 //! - CPU per event: the same pipeline in this process on a current-thread runtime, over
 //!   every payload in `tests/fixtures/aws/`, measuring the thread's CPU time
 //!   (`CLOCK_THREAD_CPUTIME_ID`, user and system from `getrusage`) and, with
@@ -20,10 +21,11 @@
 //!   their transmission, with the incident memory holding 100 000 incidents. Target: p99 ≤
 //!   1 ms (own CPU, excluding remote calls).
 //!
-//! Without moto the bench prints a notice and measures nothing.
+//! Without moto the bench prints a notice and measures nothing. A filter argument runs only
+//! the parts whose name holds it: `cold-start`, `warm-memory`, `cpu`.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -36,6 +38,9 @@ use escher_test_support::fixtures::{self, FIXTURE_ACCOUNT};
 use escher_test_support::lambda_runtime_api::RuntimeApi;
 use escher_test_support::moto::{self, s3, Moto};
 use escher_test_support::names::unique;
+use escher_test_support::process_memory::{
+    bench_binary, memory_line, peak_mb, warm_lines, ProcessMemory,
+};
 use serde_json::Value;
 
 // The allocator escher-alert ships with, so the CPU measured here is the function's.
@@ -51,8 +56,6 @@ const CORPUS_ROUNDS: usize = 3;
 const CPU_PASSES: usize = 20;
 const START_TARGET: Duration = Duration::from_millis(25);
 const CPU_TARGET: Duration = Duration::from_millis(1);
-/// Peak resident memory of a deployed function (what Lambda's "Max Memory Used" reports).
-const MEMORY_TARGET_MB: f64 = 30.0;
 
 /// Stores on one moto S3 bucket, approvals for every action, SNS topics.
 struct Setup {
@@ -164,29 +167,27 @@ struct ColdStart {
     peak_rss_mb: Option<f64>,
 }
 
-/// The peak resident memory of a running process so far (`VmHWM`), in MB.
-fn peak_rss_mb(pid: Option<u32>) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
-
 fn ms_field(remote: &Value, name: &str) -> Duration {
     Duration::from_secs_f64(remote[name].as_f64().unwrap_or_default().max(0.0) / 1e3)
+}
+
+/// The `escher-alert` to spawn: the release build when `make bench` names it, else this
+/// bench's.
+fn alert_binary() -> PathBuf {
+    bench_binary("escher-alert", env!("CARGO_BIN_EXE_escher-alert"))
 }
 
 /// Spawns the function, hands it `payload` as its first invocation and times the answer.
 async fn one_cold_start(setup: &Setup, run: &str, payload: Value) -> Result<ColdStart, String> {
     let api = RuntimeApi::start(vec![payload]).await;
-    let mut function = api.function(Path::new(env!("CARGO_BIN_EXE_escher-alert")));
+    let mut function = api.function(&alert_binary());
     function.envs(setup.env(&format!("state-cold-{run}")));
     let spawned = Instant::now();
     let mut child = function
         .spawn()
         .map_err(|e| format!("start escher-alert: {e}"))?;
     let answers = api.wait_for_answers(1, Duration::from_secs(30)).await;
-    let peak_rss_mb = peak_rss_mb(child.id());
+    let peak_rss_mb = peak_mb(child.id());
     let _ = child.kill().await;
     let answer = answers
         .first()
@@ -325,25 +326,9 @@ fn cold_start_corpus(runtime: &tokio::runtime::Runtime, setup: &Setup) -> Vec<St
     ]
 }
 
-/// p50 and max of peak memory figures against the target.
-fn memory_line(what: &str, peaks: &mut [f64]) -> String {
-    peaks.sort_by(f64::total_cmp);
-    match (peaks.get(peaks.len() / 2), peaks.last()) {
-        (Some(p50), Some(max)) => format!(
-            "{what}: p50 {p50:.1} MB, max {max:.1} MB (target ≤ {MEMORY_TARGET_MB:.0} MB): {}",
-            if *max <= MEMORY_TARGET_MB {
-                "PASS"
-            } else {
-                "FAIL"
-            }
-        ),
-        _ => format!("{what}: not measured (no /proc/<pid>/status here)"),
-    }
-}
-
 /// One warm function handling the whole corpus `CORPUS_ROUNDS` times over, one invocation
-/// after the other as Lambda hands them to one instance: its peak memory afterwards, so a
-/// leak or a cache that grows per event shows.
+/// after the other as Lambda hands them to one instance: its peak memory after each round,
+/// so a leak or a cache that grows per event shows as a rising line.
 fn warm_instance_memory(runtime: &tokio::runtime::Runtime, setup: &Setup) -> Vec<String> {
     let run = runtime.block_on(async {
         let corpus = corpus()?;
@@ -361,27 +346,36 @@ fn warm_instance_memory(runtime: &tokio::runtime::Runtime, setup: &Setup) -> Vec
         }
         let count = payloads.len();
         let api = RuntimeApi::start(payloads).await;
-        let mut function = api.function(Path::new(env!("CARGO_BIN_EXE_escher-alert")));
+        let mut function = api.function(&alert_binary());
         function.envs(setup.env(&unique("state-warm")));
         let mut child = function
             .spawn()
             .map_err(|e| format!("start escher-alert: {e}"))?;
-        let answers = api.wait_for_answers(count, Duration::from_secs(120)).await;
-        let peak = peak_rss_mb(child.id());
+        // Each round's peak once its last answer arrived; the function keeps polling, so the
+        // next round's first events may already count (a peak never goes down).
+        let mut passes = Vec::with_capacity(CORPUS_ROUNDS);
+        let mut answered = 0;
+        for round in 1..=CORPUS_ROUNDS {
+            let wanted = count * round / CORPUS_ROUNDS;
+            answered = api
+                .wait_for_answers(wanted, Duration::from_secs(120))
+                .await
+                .len();
+            if answered < wanted {
+                break;
+            }
+            passes.extend(ProcessMemory::of(child.id()));
+        }
         let _ = child.kill().await;
-        if answers.len() != count {
+        if answered != count {
             return Err(format!(
-                "{} of {count} invocations answered within 120 s",
-                answers.len()
+                "{answered} of {count} invocations answered within 120 s each round"
             ));
         }
-        Ok((count, peak))
+        Ok((count, passes))
     });
     match run {
-        Ok((count, peak)) => vec![memory_line(
-            &format!("peak resident memory of one warm function after {count} events"),
-            &mut peak.into_iter().collect::<Vec<_>>(),
-        )],
+        Ok((count, passes)) => warm_lines(count, &passes),
         Err(e) => vec![format!("warm function memory: failed: {e}")],
     }
 }
@@ -742,8 +736,24 @@ fn cpu_per_event(setup: &Setup) -> Vec<String> {
     ]
 }
 
+/// The bench's parts, each selectable by a filter argument
+/// (`cargo bench --bench handler -- warm`); no filter runs all.
+const PARTS: [&str; 3] = ["cold-start", "warm-memory", "cpu"];
+
 fn main() {
-    // `cargo bench` passes `--bench`; a filter argument selects nothing here.
+    // `cargo bench` passes `--bench`; any other argument selects the parts whose name holds it.
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let selected = |part: &str| filters.is_empty() || filters.iter().any(|f| part.contains(f));
+    if !PARTS.iter().any(|p| selected(p)) {
+        println!(
+            "handler benchmark: no part matches {filters:?}; the parts are {}",
+            PARTS.join(", ")
+        );
+        return;
+    }
     let Some((endpoint, runtime)) = moto::bench_start("the handler benchmark") else {
         return;
     };
@@ -754,11 +764,21 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let mut report = cold_start_corpus(&runtime, &setup);
-    report.extend(cold_start(&runtime, &setup));
-    report.extend(warm_instance_memory(&runtime, &setup));
-    report.extend(cpu_per_event(&setup));
-    println!("\nAlert handler (escher-alert, release build, against moto):");
+    let mut report = Vec::new();
+    if selected("cold-start") {
+        report.extend(cold_start_corpus(&runtime, &setup));
+        report.extend(cold_start(&runtime, &setup));
+    }
+    if selected("warm-memory") {
+        report.extend(warm_instance_memory(&runtime, &setup));
+    }
+    if selected("cpu") {
+        report.extend(cpu_per_event(&setup));
+    }
+    println!(
+        "\nAlert handler (escher-alert against moto; the processes run {}):",
+        alert_binary().display()
+    );
     for line in report {
         println!("  {line}");
     }

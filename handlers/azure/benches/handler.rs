@@ -1,10 +1,13 @@
 //! What the Azure handler costs, against the Resource Manager stand-in (no Azure account):
 //!
-//! - Start: the real `escher-azure-functions` binary (built by this bench's profile, i.e.
-//!   release) spawned as the Functions host spawns it, with stores on local files and the
-//!   stand-in as Resource Manager and identity endpoint; wall time from spawn to the answer to
-//!   the first invocation (an approved public-storage policy alert, fixed and verified), split
-//!   into spawn → listening and the first event. p50/p99 over the runs.
+//! - Start: the real `escher-azure-functions` binary (the release build `make package-azure`
+//!   publishes when `ESCHER_BENCH_BIN_DIR` names its folder, as `make bench` does; else this
+//!   bench's build) spawned as the Functions host spawns it, with stores on local files and
+//!   the stand-in as Resource Manager and identity endpoint; wall time from spawn to the answer
+//!   to the first invocation (an approved public-storage policy alert, fixed and verified),
+//!   split into spawn → listening and the first event. p50/p99 over the runs.
+//! - Memory: each start's peak resident memory (`VmHWM`) once the first event is answered, and
+//!   one warm handler's after each of three passes over the corpus. Target: ≤ 30 MB.
 //! - CPU per event: the same pipeline in this process on a current-thread runtime, over every
 //!   payload in `tests/fixtures/azure/` (each pass on fresh stores, every fix approved, the
 //!   resources the payloads name seeded), measuring the thread's CPU and, with
@@ -26,6 +29,9 @@ use escher_test_support::azure_arm::{public_storage_policy_event, ArmDouble};
 use escher_test_support::figures::{ms, percentile, verdict};
 use escher_test_support::fixtures;
 use escher_test_support::http::closed_port;
+use escher_test_support::process_memory::{
+    bench_binary, memory_line, peak_mb, warm_lines, ProcessMemory,
+};
 use serde_json::{json, Value};
 
 #[global_allocator]
@@ -33,6 +39,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const SUBSCRIPTION: &str = "6f1c2d3e-4a5b-4c6d-8e7f-901a2b3c4d5e";
 const STARTS: usize = 20;
+/// Passes of one warm handler over the corpus.
+const WARM_PASSES: usize = 3;
 const CPU_PASSES: usize = 20;
 const START_TARGET: Duration = Duration::from_millis(25);
 const CPU_TARGET: Duration = Duration::from_millis(1);
@@ -91,33 +99,53 @@ fn policy_alert(account: &str) -> Value {
     json!({"Data": {"event": public_storage_policy_event(SUBSCRIPTION, account, &delivery)}})
 }
 
-/// Spawn → listening → the first event answered, once.
-async fn one_start(double: &ArmDouble) -> (Duration, Duration) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    approve_everything(&uri(dir.path(), "approvals")).await;
-    let account = seed(double);
-    let port = closed_port();
-    let started = Instant::now();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_escher-azure-functions"))
-        .env_clear()
-        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
-        .env("IDENTITY_ENDPOINT", double.identity_endpoint())
-        .env("IDENTITY_HEADER", double.identity_header())
-        .env("ESCHER_ARM_ENDPOINT", double.endpoint())
-        .env("ESCHER_STATE_URI", uri(dir.path(), "state"))
-        .env("ESCHER_AUDIT_URI", uri(dir.path(), "audit"))
-        .env("ESCHER_APPROVALS_URI", uri(dir.path(), "approvals"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the handler starts");
+/// The handler spawned as the Functions host spawns it, on `port`, with stores under `dir`.
+fn spawn_handler(double: &ArmDouble, dir: &Path, port: u16) -> tokio::process::Child {
+    tokio::process::Command::new(bench_binary(
+        "escher-azure-functions",
+        env!("CARGO_BIN_EXE_escher-azure-functions"),
+    ))
+    .env_clear()
+    .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+    .env("IDENTITY_ENDPOINT", double.identity_endpoint())
+    .env("IDENTITY_HEADER", double.identity_header())
+    .env("ESCHER_ARM_ENDPOINT", double.endpoint())
+    .env("ESCHER_STATE_URI", uri(dir, "state"))
+    .env("ESCHER_AUDIT_URI", uri(dir, "audit"))
+    .env("ESCHER_APPROVALS_URI", uri(dir, "approvals"))
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .kill_on_drop(true)
+    .spawn()
+    .expect("the handler starts")
+}
+
+async fn wait_until_listening(port: u16) {
     while tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .is_err()
     {
         tokio::time::sleep(Duration::from_micros(200)).await;
     }
+}
+
+/// One start's figures: spawn → listening, spawn → first event answered, and the process's
+/// peak memory then.
+struct Start {
+    listening: Duration,
+    first: Duration,
+    peak_mb: Option<f64>,
+}
+
+/// Spawn → listening → the first event answered, once.
+async fn one_start(double: &ArmDouble) -> Start {
+    let dir = tempfile::tempdir().expect("temp dir");
+    approve_everything(&uri(dir.path(), "approvals")).await;
+    let account = seed(double);
+    let port = closed_port();
+    let started = Instant::now();
+    let mut child = spawn_handler(double, dir.path(), port);
+    wait_until_listening(port).await;
     let listening = started.elapsed();
     let answer = reqwest::Client::new()
         .post(format!("http://127.0.0.1:{port}/events"))
@@ -127,15 +155,59 @@ async fn one_start(double: &ArmDouble) -> (Duration, Duration) {
         .expect("answered");
     assert!(answer.status().is_success(), "{}", answer.status());
     let first = started.elapsed();
+    let peak_mb = peak_mb(child.id());
     let _ = child.kill().await;
-    (listening, first)
+    Start {
+        listening,
+        first,
+        peak_mb,
+    }
+}
+
+/// One warm handler given every payload of the Azure corpus `WARM_PASSES` times over, one
+/// request after the other as the action group posts them (passes after the first are
+/// redeliveries, answered as duplicates): its memory after each pass.
+async fn warm_memory(double: &ArmDouble) -> Vec<String> {
+    let payloads = corpus();
+    let dir = tempfile::tempdir().expect("temp dir");
+    approve_everything(&uri(dir.path(), "approvals")).await;
+    let port = closed_port();
+    let mut child = spawn_handler(double, dir.path(), port);
+    wait_until_listening(port).await;
+    let client = reqwest::Client::new();
+    let mut passes = Vec::with_capacity(WARM_PASSES);
+    for _ in 0..WARM_PASSES {
+        seed(double);
+        for payload in &payloads {
+            let request = json!({"Data": {"req": {
+                "Method": "POST",
+                "Body": String::from_utf8_lossy(payload),
+                "Headers": {}
+            }}});
+            let answer = client
+                .post(format!("http://127.0.0.1:{port}/alert"))
+                .json(&request)
+                .send()
+                .await
+                .expect("answered");
+            assert!(answer.status().is_success(), "{}", answer.status());
+        }
+        passes.extend(ProcessMemory::of(child.id()));
+    }
+    let _ = child.kill().await;
+    warm_lines(payloads.len() * WARM_PASSES, &passes)
+}
+
+/// Every payload of `tests/fixtures/azure/`.
+fn corpus() -> Vec<Vec<u8>> {
+    fixtures::inputs(&fixtures::dir("azure"))
+        .iter()
+        .map(|p| std::fs::read(p).expect("fixture"))
+        .collect()
 }
 
 async fn cpu_per_event(double: &ArmDouble) -> Vec<Duration> {
-    let payloads: Vec<Vec<u8>> = fixtures::inputs(&fixtures::dir("azure"))
-        .iter()
-        .map(|p| std::fs::read(p).expect("fixture"))
-        .collect();
+    let payloads = corpus();
     let mut own = Vec::new();
     for _ in 0..CPU_PASSES {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -185,14 +257,20 @@ fn main() {
         }
         let mut listening = Vec::new();
         let mut first = Vec::new();
+        let mut peaks = Vec::new();
         for _ in 0..STARTS {
-            let (l, f) = one_start(&double).await;
-            listening.push(l);
-            first.push(f);
+            let start = one_start(&double).await;
+            listening.push(start.listening);
+            first.push(start.first);
+            peaks.extend(start.peak_mb);
         }
         listening.sort();
         first.sort();
-        println!("Azure handler start (release escher-azure-functions, {STARTS} runs, stand-in Resource Manager, local stores):");
+        println!(
+            "Azure handler start ({}, {STARTS} runs, stand-in Resource Manager, local stores):",
+            bench_binary("escher-azure-functions", env!("CARGO_BIN_EXE_escher-azure-functions"))
+                .display()
+        );
         println!(
             "  spawn → listening        p50 {}  p99 {}",
             ms(percentile(&listening, 0.5)),
@@ -206,6 +284,13 @@ fn main() {
             ms(START_TARGET),
             verdict(p50, START_TARGET)
         );
+        println!(
+            "  {}",
+            memory_line("peak resident memory after the first event", &mut peaks)
+        );
+        for line in warm_memory(&double).await {
+            println!("  {line}");
+        }
         let own = cpu_per_event(&double).await;
         let p99 = percentile(&own, 0.99);
         println!(

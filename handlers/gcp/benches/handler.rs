@@ -1,12 +1,15 @@
 //! What the Google Cloud handler costs, against the contract server (no Google account):
 //!
-//! - Start: the real `escher-gcp-service` binary (built by this bench's profile, i.e.
-//!   release) spawned as Cloud Run spawns it (`PORT` set, nothing else but the service's
+//! - Start: the real `escher-gcp-service` binary (the release build the service's image holds
+//!   when `ESCHER_BENCH_BIN_DIR` names its folder, as `make bench` does; else this bench's
+//!   build) spawned as Cloud Run spawns it (`PORT` set, nothing else but the service's
 //!   settings), with stores on local files, the contract server as every Google API and as
 //!   the metadata server, and a loopback JWKS publishing the committed test signer; wall time
 //!   from spawn to the answer to the first push (an approved public-bucket alert, fixed and
 //!   verified, its OIDC token checked), split into spawn → listening and the first event.
 //!   p50/p99 over the runs.
+//! - Memory: each start's peak resident memory (`VmHWM`) once the first push is answered, and
+//!   one warm service's after each of three passes over the corpus. Target: ≤ 30 MB.
 //! - CPU per event: the same pipeline (`build_service`, as the binary assembles it) in this
 //!   process on a current-thread runtime, over every payload in `tests/fixtures/gcp/` (each
 //!   pass on fresh stores, every fix approved, the resources the payloads name seeded),
@@ -21,7 +24,7 @@ mod tokens;
 mod kit;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -36,6 +39,9 @@ use escher_runtime::{HandlerConfig, RemoteCallMeter, ThreadCpu};
 use escher_test_support::figures::{ms, percentile, verdict};
 use escher_test_support::fixtures;
 use escher_test_support::http::closed_port;
+use escher_test_support::process_memory::{
+    bench_binary, memory_line, peak_mb, warm_lines, ProcessMemory,
+};
 use kit::{public_grant, pushed, GcpApi, PROJECT};
 use serde_json::json;
 use tokens::{bearer, valid_token, Jwks, AUDIENCE, INVOKER};
@@ -44,6 +50,8 @@ use tokens::{bearer, valid_token, Jwks, AUDIENCE, INVOKER};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const STARTS: usize = 20;
+/// Passes of one warm service over the corpus.
+const WARM_PASSES: usize = 3;
 const CPU_PASSES: usize = 20;
 const START_TARGET: Duration = Duration::from_millis(25);
 const CPU_TARGET: Duration = Duration::from_millis(1);
@@ -101,8 +109,56 @@ fn uri(dir: &Path, name: &str) -> String {
     format!("fs://{}", dir.join(name).display())
 }
 
+/// The service spawned as Cloud Run spawns it (`PORT` set, nothing else but the service's
+/// settings), with stores under `dir`.
+fn spawn_service(api: &GcpApi, jwks: &Jwks, dir: &Path, port: u16) -> tokio::process::Child {
+    tokio::process::Command::new(service_binary())
+        .env_clear()
+        .env("PORT", port.to_string())
+        .env("GCE_METADATA_HOST", api.metadata_host())
+        .env("ESCHER_GCP_API_ENDPOINT", api.endpoint())
+        .env("ESCHER_GCP_PROJECT", PROJECT)
+        .env("ESCHER_OIDC_AUDIENCE", AUDIENCE)
+        .env("ESCHER_INVOKER_SERVICE_ACCOUNT", INVOKER)
+        .env("ESCHER_OIDC_JWKS_URL", &jwks.url)
+        .env("ESCHER_STATE_URI", uri(dir, "state"))
+        .env("ESCHER_AUDIT_URI", uri(dir, "audit"))
+        .env("ESCHER_APPROVALS_URI", uri(dir, "approvals"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the service starts")
+}
+
+/// The `escher-gcp-service` to spawn: the release build when `make bench` names it, else
+/// this bench's.
+fn service_binary() -> PathBuf {
+    bench_binary(
+        "escher-gcp-service",
+        env!("CARGO_BIN_EXE_escher-gcp-service"),
+    )
+}
+
+async fn wait_until_listening(port: u16) {
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+}
+
+/// One start's figures: spawn → listening, spawn → first push answered, and the process's
+/// peak memory then.
+struct Start {
+    listening: Duration,
+    first: Duration,
+    peak_mb: Option<f64>,
+}
+
 /// Spawn → listening → the first push answered, once.
-async fn one_start(api: &GcpApi, jwks: &Jwks) -> (Duration, Duration) {
+async fn one_start(api: &GcpApi, jwks: &Jwks) -> Start {
     let dir = tempfile::tempdir().expect("temp dir");
     approve_everything(&uri(dir.path(), "approvals")).await;
     api.bucket(START_BUCKET, true);
@@ -114,29 +170,8 @@ async fn one_start(api: &GcpApi, jwks: &Jwks) -> (Duration, Duration) {
     let authorization = bearer(&valid_token());
     let port = closed_port();
     let started = Instant::now();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_escher-gcp-service"))
-        .env_clear()
-        .env("PORT", port.to_string())
-        .env("GCE_METADATA_HOST", api.metadata_host())
-        .env("ESCHER_GCP_API_ENDPOINT", api.endpoint())
-        .env("ESCHER_GCP_PROJECT", PROJECT)
-        .env("ESCHER_OIDC_AUDIENCE", AUDIENCE)
-        .env("ESCHER_INVOKER_SERVICE_ACCOUNT", INVOKER)
-        .env("ESCHER_OIDC_JWKS_URL", &jwks.url)
-        .env("ESCHER_STATE_URI", uri(dir.path(), "state"))
-        .env("ESCHER_AUDIT_URI", uri(dir.path(), "audit"))
-        .env("ESCHER_APPROVALS_URI", uri(dir.path(), "approvals"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the service starts");
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        tokio::time::sleep(Duration::from_micros(200)).await;
-    }
+    let mut child = spawn_service(api, jwks, dir.path(), port);
+    wait_until_listening(port).await;
     let listening = started.elapsed();
     let answer = reqwest::Client::new()
         .post(format!("http://127.0.0.1:{port}/alerts"))
@@ -146,6 +181,7 @@ async fn one_start(api: &GcpApi, jwks: &Jwks) -> (Duration, Duration) {
         .await
         .expect("answered");
     let first = started.elapsed();
+    let peak_mb = peak_mb(child.id());
     let status = answer.status();
     let body: serde_json::Value = answer.json().await.unwrap_or_default();
     assert!(status.is_success(), "{status} {body}");
@@ -155,15 +191,69 @@ async fn one_start(api: &GcpApi, jwks: &Jwks) -> (Duration, Duration) {
         "the first push is fixed: {body}"
     );
     let _ = child.kill().await;
-    (listening, first)
+    Start {
+        listening,
+        first,
+        peak_mb,
+    }
+}
+
+/// One warm service given every payload of the Google Cloud corpus `WARM_PASSES` times over,
+/// one push after the other (passes after the first are redeliveries, answered as
+/// duplicates): its memory after each pass.
+async fn warm_memory(api: &GcpApi, jwks: &Jwks) -> Vec<String> {
+    let payloads = corpus();
+    let dir = tempfile::tempdir().expect("temp dir");
+    approve_everything(&uri(dir.path(), "approvals")).await;
+    api.lro_polls(0);
+    let port = closed_port();
+    let mut child = spawn_service(api, jwks, dir.path(), port);
+    wait_until_listening(port).await;
+    let client = reqwest::Client::new();
+    let mut passes = Vec::with_capacity(WARM_PASSES);
+    let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
+    for _ in 0..WARM_PASSES {
+        seed(api);
+        for payload in &payloads {
+            let answer = client
+                .post(format!("http://127.0.0.1:{port}/alerts"))
+                .header("authorization", bearer(&valid_token()))
+                .header("content-type", "application/json")
+                .body(payload.clone())
+                .send()
+                .await
+                .expect("answered");
+            // An event not handled is answered for redelivery (counted as "error"); the pass
+            // goes on.
+            let status = answer.status();
+            let body: serde_json::Value = answer.json().await.unwrap_or_default();
+            if status.is_success() {
+                for outcome in kit::outcomes(&body) {
+                    *outcomes.entry(outcome).or_default() += 1;
+                }
+            } else {
+                *outcomes.entry("error".to_string()).or_default() += 1;
+            }
+        }
+        passes.extend(ProcessMemory::of(child.id()));
+    }
+    let _ = child.kill().await;
+    let mut lines = warm_lines(payloads.len() * WARM_PASSES, &passes);
+    lines.push(format!("  its outcomes: {outcomes:?}"));
+    lines
+}
+
+/// Every payload of `tests/fixtures/gcp/`.
+fn corpus() -> Vec<Vec<u8>> {
+    fixtures::inputs(&fixtures::dir("gcp"))
+        .iter()
+        .map(|p| std::fs::read(p).expect("fixture"))
+        .collect()
 }
 
 /// The handler's own CPU per payload, sorted, and how often each outcome came out.
 async fn cpu_per_event(api: &GcpApi, jwks: &Jwks) -> (Vec<Duration>, BTreeMap<String, usize>) {
-    let payloads: Vec<Vec<u8>> = fixtures::inputs(&fixtures::dir("gcp"))
-        .iter()
-        .map(|p| std::fs::read(p).expect("fixture"))
-        .collect();
+    let payloads = corpus();
     // A firewall fix polls Compute's operation; answered done at once, the pass does not
     // sleep through poll intervals (no CPU is spent there either way).
     api.lro_polls(0);
@@ -231,14 +321,19 @@ fn main() {
         let jwks = Jwks::start().await;
         let mut listening = Vec::new();
         let mut first = Vec::new();
+        let mut peaks = Vec::new();
         for _ in 0..STARTS {
-            let (l, f) = one_start(&api, &jwks).await;
-            listening.push(l);
-            first.push(f);
+            let start = one_start(&api, &jwks).await;
+            listening.push(start.listening);
+            first.push(start.first);
+            peaks.extend(start.peak_mb);
         }
         listening.sort();
         first.sort();
-        println!("Google Cloud handler start (escher-gcp-service of this profile, {STARTS} runs, contract server as Google's APIs, local stores):");
+        println!(
+            "Google Cloud handler start ({}, {STARTS} runs, contract server as Google's APIs, local stores):",
+            service_binary().display()
+        );
         println!(
             "  spawn → listening        p50 {}  p99 {}",
             ms(percentile(&listening, 0.5)),
@@ -252,6 +347,13 @@ fn main() {
             ms(START_TARGET),
             verdict(p50, START_TARGET)
         );
+        println!(
+            "  {}",
+            memory_line("peak resident memory after the first push", &mut peaks)
+        );
+        for line in warm_memory(&api, &jwks).await {
+            println!("  {line}");
+        }
         let (own, outcomes) = cpu_per_event(&api, &jwks).await;
         let p99 = percentile(&own, 0.99);
         println!(

@@ -65,5 +65,6 @@ pub mod http;
 pub mod lambda_runtime_api;
 pub mod moto;
 pub mod names;
+pub mod process_memory;
 #[cfg(feature = "schema")]
 pub mod schema;

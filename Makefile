@@ -11,12 +11,14 @@ help:
 	@echo "make test    format check, clippy (warnings are errors), all tests"
 	@echo "make bench   normalizer throughput vs. a plain JSON parse; approvals decide and cold load;"
 	@echo "             the incident memory's look-up, load and fold at 100 000 incidents;"
-	@echo "             the alert handler's cold start and CPU per event (release build, against moto)"
-	@echo "             its peak memory once it answered and after the corpus three times over"
+	@echo "             the AWS alert handler's cold start and CPU per event (against moto), its peak"
+	@echo "             memory once it answered and after each of three passes over the corpus"
 	@echo "             the nightly scan of a 304-resource estate: our CPU vs waiting on the API, wall time;"
 	@echo "             then of a 3 040-resource estate: findings exactly once, wall time, our CPU"
 	@echo "             1 000 alerts delivered 3 times, 16 in flight: exactly-once checked, throughput, CPU"
-	@echo "             the Azure handler's start and CPU per event (against the Resource Manager stand-in)"
+	@echo "             the Azure and Google Cloud handlers' start, peak memory (first event, three"
+	@echo "             passes over the corpus) and CPU per event (against the API stand-ins)"
+	@echo "             (the functions' and the CLI's release builds, LTO, as deployed and installed)"
 	@echo "             escher-provision events handle as a whole process (its release build, LTO):"
 	@echo "             wall time and peak memory"
 	@echo "make faults  the alert handler under faults: every step x every fault kind through a proxy"
@@ -25,7 +27,7 @@ help:
 	@echo "             handler, its stores on azurite, Resource Manager behind a proxy; prints events"
 	@echo "             lost, double fixes and unaudited fixes (all must be 0)"
 	@echo "make fuzz    run every fuzz target for FUZZ_SECONDS each (default 120), one after the other:"
-	@echo "             alerts, Lambda and Functions payloads, approvals, policies, report settings,"
+	@echo "             alerts, Lambda and Functions payloads, Google Cloud requests, approvals, policies, report settings,"
 	@echo "             escher.toml; prints each target's executions (by hand; 'cargo install cargo-fuzz')"
 	@echo "make schema  regenerate schemas/unified-event.schema.json from the Rust type"
 	@echo "make package build the functions' zips for extend (cargo lambda, release; not part of make test)"
@@ -83,21 +85,25 @@ emulators-stop:
 
 # The approvals, handler and scan benchmarks run against moto, so the emulators run for
 # their duration. The benchmarks build with the release-no-lto profile (release without the
-# whole-program link); the handler benches spawn the binaries of that build. The events
-# handle bench measures the CLI's release build, as users run it (ESCHER_BENCH_CLI).
+# whole-program link). What users run is measured on the release builds: the handler benches
+# spawn the functions' release binaries (ESCHER_BENCH_BIN_DIR), as the clouds run them, and
+# the events handle bench runs the CLI's (ESCHER_BENCH_CLI).
 BENCH := $(CARGO) bench --profile release-no-lto
+RELEASE_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/release
 bench:
 	$(BENCH) -p escher-core --bench normalize
 	$(BENCH) -p escher-core --bench incidents
-	$(CARGO) build --release -p escher-provision --bin escher-provision
+	$(CARGO) build --release --bin escher-provision --bin escher-alert \
+	  --bin escher-azure-functions --bin escher-gcp-service
 	bash tests/emulators.sh start
-	set -a && . ./.emulators/env && set +a && $(BENCH) -p escher-core --bench approvals \
+	set -a && . ./.emulators/env && set +a && export ESCHER_BENCH_BIN_DIR=$(RELEASE_DIR) \
+	  && $(BENCH) -p escher-core --bench approvals \
 	  && $(BENCH) -p escher-aws --bench handler \
 	  && $(BENCH) -p escher-aws --bench scan \
 	  && $(BENCH) -p escher-aws --bench load \
 	  && $(BENCH) -p escher-azure --bench handler \
 	  && $(BENCH) -p escher-gcp --bench handler \
-	  && ESCHER_BENCH_CLI=$(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/release/escher-provision $(BENCH) -p escher-provision --bench events_handle; \
+	  && ESCHER_BENCH_CLI=$(RELEASE_DIR)/escher-provision $(BENCH) -p escher-provision --bench events_handle; \
 	  status=$$?; bash tests/emulators.sh stop; exit $$status
 
 # Every target (tests/fuzz.sh lists them), each seeded at run time from the repository's own

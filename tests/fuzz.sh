@@ -21,9 +21,9 @@ declare -A PROJECT=(
   [normalize]=handlers/core [lambda_alert]=handlers/core [approval]=handlers/core
   [policies]=handlers/core [report_settings]=handlers/core
   [scan_invocation]=handlers/scan [azure_functions]=handlers/azure
-  [escher_toml]=provisioner
+  [gcp_service]=handlers/gcp [escher_toml]=provisioner
 )
-ORDER=(normalize lambda_alert approval policies report_settings scan_invocation azure_functions escher_toml)
+ORDER=(normalize lambda_alert approval policies report_settings scan_invocation azure_functions gcp_service escher_toml)
 read -r -a TARGETS <<<"${FUZZ_TARGETS:-${ORDER[*]}}"
 
 corpus() { # target → its corpus folder, created
@@ -73,6 +73,22 @@ seed() {
           >"$dir/alert-$name.json"
       done
       echo '{"Data":{"timer":{"IsPastDue":false}},"Metadata":{}}' >"$dir/nightly.json" ;;
+    gcp_service)
+      # A request as the target reads it: the Authorization header's value, a newline, the
+      # body. The header holds a token shaped like Google's (RS256, a key id, its claims;
+      # the signature is made up), the bodies are the Google Cloud samples (push envelopes
+      # and what they carry) and the Scheduler job's marker.
+      local b64 header claims bearer
+      b64() { base64 -w0 | tr '+/' '-_' | tr -d '='; }
+      header=$(printf '{"alg":"RS256","kid":"6f7254101f56e41cf35c9926de84a2d552b4c6f1","typ":"JWT"}' | b64)
+      claims=$(printf '{"aud":"https://escher-abc-ew.a.run.app","email":"escher-invoker@acme-prod.iam.gserviceaccount.com","email_verified":true,"exp":1764754364,"iat":1764750764,"iss":"https://accounts.google.com","sub":"1"}' | b64)
+      bearer="Bearer $header.$claims.c2lnbmF0dXJl"
+      for f in "$FIXTURES"/gcp/*.json; do
+        case $f in *.expected.json) continue ;; esac
+        { echo "$bearer"; cat "$f"; } >"$dir/$(basename "$f")"
+      done
+      { echo "$bearer"; echo '{"escher":"nightly-scan"}'; } >"$dir/scan.json"
+      { echo "Bearer $header"; echo '{}'; } >"$dir/two-parts.json" ;;
   esac
 }
 

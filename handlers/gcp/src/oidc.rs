@@ -293,6 +293,51 @@ fn jwt_part(token: &str, index: usize) -> Result<Value, OidcError> {
         .map_err(|e| OidcError::Malformed(format!("part {} is not JSON: {e}", index + 1)))
 }
 
+/// A bearer token as read from an `Authorization` header, nothing in it trusted yet.
+#[derive(Debug, PartialEq, Eq)]
+pub struct UnverifiedToken<'a> {
+    pub token: &'a str,
+    /// The key id its header names.
+    pub kid: String,
+}
+
+/// What `OidcVerifier::verify` reads before it looks up a key: a `Bearer` JWT of three parts
+/// whose header says RS256 and names a key. Only RS256 is accepted, so `none` and HMAC tokens
+/// (signed with a public key as a secret) fail here. Bytes from the network: fuzzed.
+pub fn read_bearer(authorization: Option<&str>) -> Result<UnverifiedToken<'_>, OidcError> {
+    let header = authorization.ok_or(OidcError::MissingToken)?;
+    let token = match header.trim().split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+        _ => return Err(OidcError::NotBearer),
+    };
+    if token.split('.').count() != 3 {
+        return Err(OidcError::Malformed(
+            "a JWT has three dot-separated parts".into(),
+        ));
+    }
+    let header = jwt_part(token, 0)?;
+    let alg = header
+        .get("alg")
+        .and_then(Value::as_str)
+        .unwrap_or("(none)");
+    if alg != "RS256" {
+        return Err(OidcError::UnsupportedAlgorithm(alg.to_string()));
+    }
+    let kid = header
+        .get("kid")
+        .and_then(Value::as_str)
+        .ok_or_else(|| OidcError::Malformed("the header names no key (kid)".into()))?;
+    Ok(UnverifiedToken {
+        token,
+        kid: kid.to_string(),
+    })
+}
+
+/// The claims of a token whose check failed, read unverified for the refusal's message only.
+pub fn unverified_claims(token: &str) -> Value {
+    jwt_part(token, 1).unwrap_or(Value::Null)
+}
+
 /// A claim as text for a refusal's message (`aud` may be a list).
 fn claim_text(claims: &Value, name: &str) -> String {
     match claims.get(name) {
@@ -317,30 +362,8 @@ impl OidcVerifier {
 
     /// Checks the request's `Authorization` header value.
     pub async fn verify(&self, authorization: Option<&str>) -> Result<Caller, OidcError> {
-        let header = authorization.ok_or(OidcError::MissingToken)?;
-        let token = match header.trim().split_once(' ') {
-            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
-            _ => return Err(OidcError::NotBearer),
-        };
-        if token.split('.').count() != 3 {
-            return Err(OidcError::Malformed(
-                "a JWT has three dot-separated parts".into(),
-            ));
-        }
-        // The algorithm and key id are read before anything is trusted: only RS256 is
-        // accepted, so `none` and HMAC tokens (signed with a public key as a secret) fail here.
-        let header = jwt_part(token, 0)?;
-        let alg = header
-            .get("alg")
-            .and_then(Value::as_str)
-            .unwrap_or("(none)");
-        if alg != "RS256" {
-            return Err(OidcError::UnsupportedAlgorithm(alg.to_string()));
-        }
-        let kid = header
-            .get("kid")
-            .and_then(Value::as_str)
-            .ok_or_else(|| OidcError::Malformed("the header names no key (kid)".into()))?;
+        let UnverifiedToken { token, kid } = read_bearer(authorization)?;
+        let kid = kid.as_str();
         let key = self.keys.key(kid).await?;
 
         let mut validation = Validation::new(Algorithm::RS256);
@@ -353,7 +376,7 @@ impl OidcVerifier {
             Err(e) => {
                 use jsonwebtoken::errors::ErrorKind;
                 // Only read for the message once the signature is known good or irrelevant.
-                let unverified = jwt_part(token, 1).unwrap_or(Value::Null);
+                let unverified = unverified_claims(token);
                 return Err(match e.kind() {
                     ErrorKind::InvalidSignature => OidcError::BadSignature {
                         kid: kid.to_string(),
@@ -366,7 +389,7 @@ impl OidcVerifier {
                         found: claim_text(&unverified, "aud"),
                         expected: self.policy.audience.clone(),
                     },
-                    ErrorKind::InvalidAlgorithm => OidcError::UnsupportedAlgorithm(alg.to_string()),
+                    ErrorKind::InvalidAlgorithm => OidcError::UnsupportedAlgorithm("RS256".into()),
                     _ => OidcError::BadClaims(e.to_string()),
                 });
             }
@@ -394,6 +417,37 @@ impl OidcVerifier {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_token_is_read_up_to_its_key_id_and_only_rs256_passes() {
+        let part =
+            |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        let token = format!(
+            "{}.{}.c2ln",
+            part(json!({"alg": "RS256", "kid": "k1"})),
+            part(json!({"aud": "https://elsewhere"}))
+        );
+        let header = format!(" Bearer {token} ");
+        let read = read_bearer(Some(&header)).expect("read");
+        assert_eq!(read.kid, "k1");
+        assert_eq!(unverified_claims(read.token)["aud"], "https://elsewhere");
+        let unsigned = format!("{}.{}.", part(json!({"alg": "none"})), part(json!({})));
+        assert_eq!(
+            read_bearer(Some(&format!("bearer {unsigned}"))),
+            Err(OidcError::UnsupportedAlgorithm("none".into()))
+        );
+        let no_key = format!("{}.{}.c2ln", part(json!({"alg": "RS256"})), part(json!({})));
+        assert!(matches!(
+            read_bearer(Some(&format!("Bearer {no_key}"))),
+            Err(OidcError::Malformed(_))
+        ));
+        assert_eq!(
+            read_bearer(Some("Basic dXNlcjpwdw==")),
+            Err(OidcError::NotBearer)
+        );
+        assert_eq!(read_bearer(None), Err(OidcError::MissingToken));
+        assert_eq!(unverified_claims("not-a-jwt"), Value::Null);
+    }
 
     #[test]
     fn only_rsa_keys_with_an_id_are_kept() {

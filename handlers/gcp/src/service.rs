@@ -119,8 +119,9 @@ async fn caller(service: &Service, headers: &HeaderMap, path: &str) -> Result<()
     }
 }
 
-/// What the push envelope says about the delivery, for the log (the pipeline reads the rest).
-fn delivery_of(body: &[u8]) -> (Option<String>, Option<u64>) {
+/// What the push envelope says about the delivery, for the log (the pipeline reads the rest):
+/// its message id and delivery attempt, when present.
+pub fn delivery_of(body: &[u8]) -> (Option<String>, Option<u64>) {
     let Ok(envelope) = serde_json::from_slice::<Value>(body) else {
         return (None, None);
     };

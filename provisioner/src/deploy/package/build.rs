@@ -43,7 +43,8 @@ pub fn freshness(
 }
 
 /// The most recently modified file under `roots` (files or folders, relative to `base`),
-/// skipping build output (`target/`) and hidden entries.
+/// skipping build output (`target/`), hidden entries and the fuzz projects (`fuzz/`: not
+/// part of any function, and their corpus changes all the time while `make fuzz` runs).
 pub fn newest_source(base: &Path, roots: &[&str]) -> anyhow::Result<Option<(PathBuf, SystemTime)>> {
     let mut newest: Option<(PathBuf, SystemTime)> = None;
     for root in roots {
@@ -52,6 +53,7 @@ pub fn newest_source(base: &Path, roots: &[&str]) -> anyhow::Result<Option<(Path
             .filter_entry(|e| {
                 e.depth() == 0
                     || !(e.file_name() == "target"
+                        || e.file_name() == "fuzz"
                         || e.file_name().to_string_lossy().starts_with('.'))
             });
         for entry in walk {
@@ -511,7 +513,7 @@ mod tests {
     }
 
     #[test]
-    fn the_newest_source_ignores_build_output_hidden_folders_and_the_cli() {
+    fn the_newest_source_ignores_build_output_hidden_folders_fuzzing_and_the_cli() {
         let base = tempfile::tempdir().expect("dir");
         touch(&base.path().join("Cargo.lock"), at(10));
         touch(&base.path().join("handlers/aws/src/lib.rs"), at(20));
@@ -520,6 +522,12 @@ mod tests {
             at(99),
         );
         touch(&base.path().join("handlers/.cache/x"), at(98));
+        touch(
+            &base
+                .path()
+                .join("handlers/gcp/fuzz/corpus/gcp_service/3f2a"),
+            at(95),
+        );
         touch(&base.path().join("provisioner/src/main.rs"), at(97));
         touch(&base.path().join("templates/aws/stack.yaml.hbs"), at(96));
         let (path, when) = newest_source(base.path(), FUNCTION_SOURCES)

@@ -28,7 +28,7 @@ use escher_runtime::{build_pipeline, HandlerConfig, RemoteCallMeter, ThreadCpu};
 use escher_test_support::azure_arm::{public_storage_policy_event, ArmDouble};
 use escher_test_support::figures::{ms, percentile, verdict};
 use escher_test_support::fixtures;
-use escher_test_support::http::closed_port;
+use escher_test_support::http::{closed_port, wait_until_listening};
 use escher_test_support::process_memory::{
     bench_binary, memory_line, peak_mb, warm_lines, ProcessMemory,
 };
@@ -118,15 +118,6 @@ fn spawn_handler(double: &ArmDouble, dir: &Path, port: u16) -> tokio::process::C
     .kill_on_drop(true)
     .spawn()
     .expect("the handler starts")
-}
-
-async fn wait_until_listening(port: u16) {
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        tokio::time::sleep(Duration::from_micros(200)).await;
-    }
 }
 
 /// One start's figures: spawn → listening, spawn → first event answered, and the process's

@@ -38,7 +38,7 @@ use escher_gcp::{Endpoints, LoggedNotices, StaticToken};
 use escher_runtime::{HandlerConfig, RemoteCallMeter, ThreadCpu};
 use escher_test_support::figures::{ms, percentile, verdict};
 use escher_test_support::fixtures;
-use escher_test_support::http::closed_port;
+use escher_test_support::http::{closed_port, wait_until_listening};
 use escher_test_support::process_memory::{
     bench_binary, memory_line, peak_mb, warm_lines, ProcessMemory,
 };
@@ -138,15 +138,6 @@ fn service_binary() -> PathBuf {
         "escher-gcp-service",
         env!("CARGO_BIN_EXE_escher-gcp-service"),
     )
-}
-
-async fn wait_until_listening(port: u16) {
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        tokio::time::sleep(Duration::from_micros(200)).await;
-    }
 }
 
 /// One start's figures: spawn → listening, spawn → first push answered, and the process's

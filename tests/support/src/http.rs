@@ -45,6 +45,14 @@ pub fn closed_port() -> u16 {
     listener.local_addr().expect("its address").port()
 }
 
+/// Returns once something accepts connections on 127.0.0.1:`port` (a spawned server is up),
+/// polling every 200 µs so a start's time is measured closely.
+pub async fn wait_until_listening(port: u16) {
+    while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        tokio::time::sleep(std::time::Duration::from_micros(200)).await;
+    }
+}
+
 /// The request target (path) of a request line.
 pub fn path(head: &str) -> &str {
     head.split_whitespace().nth(1).unwrap_or_default()

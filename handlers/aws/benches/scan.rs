@@ -19,7 +19,6 @@
 //! shipped concurrency.
 //! Without moto the bench prints a notice and measures nothing.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,8 +27,8 @@ use escher_core::scan::{
     run_scan, CheckScope, ReportSettings, ScanCheck, ScanContext, ScanThresholds,
 };
 use escher_test_support::estate::{Estate, REGIONS};
+use escher_test_support::load::{self, LargeScan};
 use escher_test_support::moto;
-use futures::StreamExt;
 
 const PASSES: usize = 5;
 
@@ -151,26 +150,22 @@ async fn findings_once(estate: &Estate, concurrency: usize) -> Result<usize, Str
         .iter()
         .flat_map(|region| checks.iter().map(move |c| (Arc::clone(c), *region)))
         .collect();
-    let results: Vec<_> = futures::stream::iter(pairs)
-        .map(|(check, region)| {
-            let context = context.clone();
-            async move { (check.id(), region, check.run(region, &context).await) }
-        })
-        .buffer_unordered(concurrency.max(1))
-        .collect()
-        .await;
-    let mut reported: BTreeMap<String, usize> = BTreeMap::new();
-    for (check, region, result) in results {
-        let findings = result.map_err(|e| format!("{check} in {region} failed: {e}"))?;
-        for finding in findings {
-            *reported.entry(finding.key).or_default() += 1;
+    let reported = load::count_reported(pairs, concurrency, |(check, region)| {
+        let context = context.clone();
+        async move {
+            let findings = check
+                .run(region, &context)
+                .await
+                .map_err(|e| format!("{} in {region} failed: {e}", check.id()))?;
+            Ok(findings.into_iter().map(|f| f.key).collect())
         }
-    }
+    })
+    .await?;
     estate.check_reported(&reported)
 }
 
-/// The large estate: one pass on one thread at concurrency 1 (wall, our CPU), one at the
-/// shipped concurrency on `runtime` (wall).
+/// The large estate, built on `runtime`: one pass on one thread at concurrency 1 (wall, our
+/// CPU), one at the shipped concurrency on a multi-thread runtime (wall).
 fn large_estate(
     runtime: &tokio::runtime::Runtime,
     endpoint: &str,
@@ -181,43 +176,25 @@ fn large_estate(
         .block_on(Estate::build_scaled(endpoint, LARGE_SCALE))
         .map_err(|e| format!("building the large estate on moto failed: {e}"))?;
     let built = building.elapsed();
-    let one_thread = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start a runtime: {e}"))?;
-    // A warm-up pass is not worth its minutes here: the first connections are a few among
-    // thousands of calls.
-    let started = Instant::now();
-    let cpu = escher_runtime::ThreadCpu::now();
-    let findings = one_thread
-        .block_on(findings_once(&estate, 1))
-        .map_err(|e| format!("concurrency 1: {e}"))?;
-    let (serial_cpu, serial_wall) = (
-        escher_runtime::ThreadCpu::now().since(&cpu).total,
-        started.elapsed(),
+    let timed = load::time_scan(
+        |concurrency| findings_once(&estate, concurrency),
+        concurrency,
+        || escher_runtime::ThreadCpu::now().total,
+    )?;
+    let estate_where = format!(
+        "in {}, against moto, the checks' own page size",
+        REGIONS.join(" and ")
     );
-    let started = Instant::now();
-    runtime
-        .block_on(findings_once(&estate, concurrency))
-        .map_err(|e| format!("concurrency {concurrency}: {e}"))?;
-    let concurrent_wall = started.elapsed();
-    println!(
-        "\nNightly scan of a large estate ({} resources in {}, {findings} findings, each reported exactly once; the checks' own page size; against moto; estate built in {}):",
-        estate.resources,
-        REGIONS.join(" and "),
-        secs(built),
-    );
-    println!(
-        "  concurrency 1, one thread: wall {}; our CPU {} ({:.0} % of it; {:.2} ms per resource)",
-        secs(serial_wall),
-        secs(serial_cpu),
-        100.0 * serial_cpu.as_secs_f64() / serial_wall.as_secs_f64().max(f64::EPSILON),
-        1000.0 * serial_cpu.as_secs_f64() / estate.resources.max(1) as f64,
-    );
-    println!(
-        "  concurrency {concurrency} (the shipped scan.concurrency), multi-thread runtime: wall {}",
-        secs(concurrent_wall),
-    );
+    let figures = LargeScan {
+        estate: &estate_where,
+        resources: estate.resources,
+        built,
+        timed,
+    };
+    println!();
+    for line in figures.lines("AWS") {
+        println!("{line}");
+    }
     Ok(())
 }
 

@@ -55,7 +55,7 @@ use escher_runtime::{build_pipeline, HandlerConfig, RemoteCallMeter};
 use escher_test_support::audit_findings;
 use escher_test_support::azure_arm::{public_storage_policy_event, ArmDouble};
 use escher_test_support::azurite;
-use escher_test_support::emulator::sub_store;
+use escher_test_support::emulator::{origin_and_path, store_endpoint, store_through, sub_store};
 use escher_test_support::fault_proxy::{Fault, FaultProxy, Request, Rule};
 use escher_test_support::fault_suite::{self, Answer, Found};
 use escher_test_support::names::unique;
@@ -198,35 +198,6 @@ struct Shared {
     double: ArmDouble,
 }
 
-/// `uri`'s `endpoint` option.
-fn endpoint_of(uri: &str) -> Option<&str> {
-    let (_, options) = uri.split_once('?')?;
-    options.split('&').find_map(|o| o.strip_prefix("endpoint="))
-}
-
-/// An endpoint's origin (`http://host:port`) and the path after it (azurite's account).
-fn origin_and_path(endpoint: &str) -> (&str, &str) {
-    let after_scheme = endpoint.find("://").map_or(0, |i| i + 3);
-    match endpoint[after_scheme..].find('/') {
-        Some(i) => endpoint.split_at(after_scheme + i),
-        None => (endpoint, ""),
-    }
-}
-
-/// `uri` with its requests sent to `origin`, the endpoint's path kept.
-fn through(uri: &str, origin: &str) -> String {
-    let (path, options) = uri.split_once('?').unwrap_or((uri, ""));
-    let options: Vec<String> = options
-        .split('&')
-        .filter(|o| !o.is_empty())
-        .map(|o| match o.strip_prefix("endpoint=") {
-            Some(endpoint) => format!("endpoint={origin}{}", origin_and_path(endpoint).1),
-            None => o.to_string(),
-        })
-        .collect();
-    format!("{path}?{}", options.join("&"))
-}
-
 async fn approve_private_storage(uri: &str) -> Result<(), String> {
     let approval = Approval {
         id: "apr-faults".into(),
@@ -255,22 +226,6 @@ async fn approve_private_storage(uri: &str) -> Result<(), String> {
         .await
         .map(|_| ())
         .map_err(|e| e.to_string())
-}
-
-/// Whether the account still allows anonymous blob access or its container is still public.
-fn unfixed(double: &ArmDouble, account: &str, container: &str) -> Result<bool, String> {
-    let account_state = double
-        .resource(account)
-        .ok_or_else(|| format!("storage account {account} is gone from the stand-in"))?;
-    let container_state = double
-        .resource(container)
-        .ok_or_else(|| format!("container {container} is gone from the stand-in"))?;
-    let open = account_state.pointer("/properties/allowBlobPublicAccess") != Some(&json!(false));
-    let public = container_state
-        .pointer("/properties/publicAccess")
-        .and_then(Value::as_str)
-        .is_none_or(|level| !level.eq_ignore_ascii_case("None"));
-    Ok(open || public)
 }
 
 /// The outcomes in the host's answer: each log line is `<event id> <outcome>: …`.
@@ -304,11 +259,11 @@ async fn scenario(shared: &Shared, step: Step, fault: Fault) -> Result<Found, St
     let direct_uri = |prefix: &str| sub_store(&shared.stores, &format!("{folder}/{prefix}"));
     approve_private_storage(&direct_uri("approvals")).await?;
 
-    let azurite = endpoint_of(&shared.stores)
+    let azurite = store_endpoint(&shared.stores)
         .ok_or_else(|| format!("{} names no endpoint", shared.stores))?;
     let stores = FaultProxy::start(origin_and_path(azurite).0).await?;
     let azure = FaultProxy::start(double.endpoint()).await?;
-    let uri = |prefix: &str| through(&direct_uri(prefix), stores.url());
+    let uri = |prefix: &str| store_through(&direct_uri(prefix), stores.url());
     // As `escher-provision extend` configures the Function App; the stand-in's vault and
     // ingestion endpoint are reached through the proxy like Resource Manager.
     let env = [
@@ -393,7 +348,7 @@ async fn scenario(shared: &Shared, step: Step, fault: Fault) -> Result<Found, St
     }
 
     // The verdict, read from the stand-in and azurite (not through a proxy).
-    let unfixed = unfixed(double, &account, &container)?;
+    let unfixed = double.storage_still_public(&account, &container)?;
     let audit = audit_findings!(&direct_uri("audit"), &name).await?;
     let container_path = format!("{account}/blobServices/default/containers/{CONTAINER}");
     let changes = fault_suite::changes(&azure.log(), |r: &Request| {
@@ -426,22 +381,5 @@ async fn every_step_under_every_fault_keeps_exactly_once() {
     assert!(
         violations.is_empty(),
         "every call the handler made under faults was one Azure publishes: {violations:?}"
-    );
-}
-
-#[test]
-fn a_store_is_sent_through_the_proxy_with_its_account_and_options_kept() {
-    let uri = "azblob://escher-conformance/conformance/f1/state?account=devstoreaccount1&endpoint=http://127.0.0.1:10055/devstoreaccount1";
-    assert_eq!(
-        endpoint_of(uri),
-        Some("http://127.0.0.1:10055/devstoreaccount1")
-    );
-    assert_eq!(
-        origin_and_path("http://127.0.0.1:10055/devstoreaccount1"),
-        ("http://127.0.0.1:10055", "/devstoreaccount1")
-    );
-    assert_eq!(
-        through(uri, "http://127.0.0.1:9"),
-        "azblob://escher-conformance/conformance/f1/state?account=devstoreaccount1&endpoint=http://127.0.0.1:9/devstoreaccount1"
     );
 }

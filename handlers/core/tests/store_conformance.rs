@@ -8,6 +8,8 @@
 //! writes cannot be proven against it here: `make test` sets `ESCHER_TEST_GCS_CONDITIONS=skip`
 //! and the suite says so in its output instead of passing silently.
 
+use escher_test_support::emulator::{store_endpoint, store_through};
+use escher_test_support::fault_proxy::FaultProxy;
 use escher_test_support::{azurite, fake_gcs, moto};
 use opendal::{ErrorKind, Operator};
 
@@ -31,6 +33,7 @@ async fn conformance(uri: &str, conditions: Conditions) {
     round_trip_and_listing(&op, uri, &run).await;
     if conditions == Conditions::Enforced {
         create_only_once(&op, uri, &run).await;
+        racing_creates_leave_one_winner(&op, uri, &run).await;
         replace_only_the_version_read(&op, uri, &run).await;
     } else {
         use std::io::Write as _;
@@ -122,6 +125,46 @@ async fn create_only_once(op: &Operator, uri: &str, run: &str) {
     assert_eq!(kept.to_vec(), b"first", "{uri}: the first write is kept");
 }
 
+/// Deliveries of one event handled side by side race to create its marker: exactly one
+/// create wins, every other is told the object exists, and the winner's bytes are kept.
+async fn racing_creates_leave_one_winner(op: &Operator, uri: &str, run: &str) {
+    const WRITERS: usize = 16;
+    let path = format!("{run}raced-marker");
+    let writes = (0..WRITERS).map(|i| {
+        let path = path.clone();
+        async move {
+            let body = format!("writer {i}");
+            let written = op.write_with(&path, body.clone()).if_not_exists(true).await;
+            (body, written)
+        }
+    });
+    let results = futures::future::join_all(writes).await;
+    let mut winners = Vec::new();
+    for (body, written) in results {
+        match written {
+            Ok(_) => winners.push(body),
+            Err(e) if e.kind() == ErrorKind::ConditionNotMatch => {}
+            Err(e) => {
+                panic!("{uri}: a racing create failed with {e}, expected a condition failure")
+            }
+        }
+    }
+    assert_eq!(
+        winners.len(),
+        1,
+        "{uri}: racing creates that succeeded: {winners:?}"
+    );
+    let kept = op
+        .read(&path)
+        .await
+        .unwrap_or_else(|e| panic!("{uri}: {e}"));
+    assert_eq!(
+        kept.to_vec(),
+        winners[0].as_bytes(),
+        "{uri}: the winner's write is kept"
+    );
+}
+
 /// The index manifest moves only from the version the writer read (If-Match on its ETag).
 /// Backends without If-Match (fs, memory) must say so, and the index uses its fallback.
 async fn replace_only_the_version_read(op: &Operator, uri: &str, run: &str) {
@@ -210,4 +253,28 @@ async fn gcs_store() {
     if let Some(uri) = fake_gcs::gcs_store("the GCS store's conformance") {
         conformance(&uri, conditions).await;
     }
+}
+
+/// The Google Cloud fault suite and load bench put fake-gcs-server behind the fault proxy,
+/// which refuses a create-only upload of an object that exists, as Cloud Storage does: the
+/// markers' and audit records' create-once promise holds there, racing writers included.
+#[tokio::test]
+async fn gcs_store_behind_the_create_only_proxy() {
+    let Some(uri) = fake_gcs::gcs_store("the GCS store behind the fault proxy") else {
+        return;
+    };
+    let endpoint = store_endpoint(&uri).unwrap_or_else(|| panic!("{uri} names no endpoint"));
+    let proxy = FaultProxy::start_in_front_of_fake_gcs(endpoint)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let uri = store_through(&uri, proxy.url());
+    let op = escher_core::store::open(&uri).unwrap_or_else(|e| panic!("{uri}: {e}"));
+    let run = format!(
+        "conformance-proxied-{}-{}/",
+        std::process::id(),
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+    );
+    create_only_once(&op, &uri, &run).await;
+    racing_creates_leave_one_winner(&op, &uri, &run).await;
+    delete_everything_written(&op, &uri, &run).await;
 }

@@ -52,7 +52,7 @@ use escher_gcp::service::{build_service, ServiceSettings};
 use escher_gcp::{Endpoints, LoggedNotices, StaticToken};
 use escher_runtime::{HandlerConfig, RemoteCallMeter};
 use escher_test_support::audit_findings;
-use escher_test_support::emulator::sub_store;
+use escher_test_support::emulator::{store_endpoint, store_through, sub_store};
 use escher_test_support::fake_gcs;
 use escher_test_support::fault_proxy::{Fault, FaultProxy, Request, Rule};
 use escher_test_support::fault_suite::{self, Answer, Found};
@@ -183,26 +183,6 @@ struct Shared {
     jwks: Jwks,
 }
 
-/// `uri`'s `endpoint` option.
-fn endpoint_of(uri: &str) -> Option<&str> {
-    let (_, options) = uri.split_once('?')?;
-    options.split('&').find_map(|o| o.strip_prefix("endpoint="))
-}
-
-/// `uri` with its requests sent to `endpoint`.
-fn through(uri: &str, endpoint: &str) -> String {
-    let (path, options) = uri.split_once('?').unwrap_or((uri, ""));
-    let options: Vec<String> = options
-        .split('&')
-        .filter(|o| !o.is_empty())
-        .map(|o| match o.strip_prefix("endpoint=") {
-            Some(_) => format!("endpoint={endpoint}"),
-            None => o.to_string(),
-        })
-        .collect();
-    format!("{path}?{}", options.join("&"))
-}
-
 async fn approve_private_buckets(uri: &str) -> Result<(), String> {
     let approval = Approval {
         id: "apr-faults".into(),
@@ -233,25 +213,6 @@ async fn approve_private_buckets(uri: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// Whether the bucket still grants a public member or lacks public access prevention.
-fn unfixed(api: &GcpApi, bucket: &str) -> Result<bool, String> {
-    let (resource, policy) = api
-        .bucket_state(bucket)
-        .ok_or_else(|| format!("bucket {bucket} is gone from the contract server"))?;
-    let public_member = policy["bindings"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|b| b["members"].as_array())
-        .flatten()
-        .any(|m| m == "allUsers" || m == "allAuthenticatedUsers");
-    let prevented = resource
-        .pointer("/iamConfiguration/publicAccessPrevention")
-        .and_then(Value::as_str)
-        == Some("enforced");
-    Ok(public_member || !prevented)
-}
-
 fn outcomes(answer: &Value) -> String {
     kit::outcomes(answer).join("+")
 }
@@ -263,11 +224,11 @@ async fn scenario(shared: &Shared, step: Step, fault: Fault) -> Result<Found, St
     let direct_uri = |prefix: &str| sub_store(&shared.stores, &format!("{folder}/{prefix}"));
     approve_private_buckets(&direct_uri("approvals")).await?;
 
-    let gcs = endpoint_of(&shared.stores)
+    let gcs = store_endpoint(&shared.stores)
         .ok_or_else(|| format!("{} names no endpoint", shared.stores))?;
     let stores = FaultProxy::start_in_front_of_fake_gcs(gcs).await?;
     let apis = FaultProxy::start(shared.api.endpoint()).await?;
-    let uri = |prefix: &str| through(&direct_uri(prefix), stores.url());
+    let uri = |prefix: &str| store_through(&direct_uri(prefix), stores.url());
     let env = [
         ("ESCHER_STATE_URI", uri("state")),
         ("ESCHER_AUDIT_URI", uri("audit")),
@@ -328,7 +289,7 @@ async fn scenario(shared: &Shared, step: Step, fault: Fault) -> Result<Found, St
     .await;
 
     // The verdict, read from the contract server and fake-gcs-server (not through a proxy).
-    let unfixed = unfixed(&shared.api, &bucket)?;
+    let unfixed = shared.api.bucket_still_public(&bucket)?;
     let audit = audit_findings!(&direct_uri("audit"), &bucket).await?;
     let changes = fault_suite::changes(&apis.log(), |r: &Request| {
         if r.gcs_bucket() != Some(bucket.as_str()) {
@@ -364,15 +325,5 @@ async fn every_step_under_every_fault_keeps_exactly_once() {
     assert!(
         violations.is_empty(),
         "every call the service made under faults was one Google publishes: {violations:?}"
-    );
-}
-
-#[test]
-fn a_store_is_sent_through_the_proxy_with_its_other_options_kept() {
-    let uri = "gcs://escher-conformance/conformance/f1/state?endpoint=http://127.0.0.1:4455&anonymous=true";
-    assert_eq!(endpoint_of(uri), Some("http://127.0.0.1:4455"));
-    assert_eq!(
-        through(uri, "http://127.0.0.1:9"),
-        "gcs://escher-conformance/conformance/f1/state?endpoint=http://127.0.0.1:9&anonymous=true"
     );
 }

@@ -14,7 +14,7 @@
 //! for the two data planes the handler calls: Key Vault's secret read (`/secrets/{name}`) and
 //! Application Insights' ingestion (`/v2/track`), which records each telemetry item.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::body::Bytes;
@@ -329,6 +329,24 @@ impl ArmDouble {
             }
         }
         self.put(&id, body)
+    }
+
+    /// Whether a storage account and its container are not as the public-storage fix leaves
+    /// them: the account still allows anonymous blob access, or the container still offers it.
+    pub fn storage_still_public(&self, account: &str, container: &str) -> Result<bool, String> {
+        let account_state = self
+            .resource(account)
+            .ok_or_else(|| format!("storage account {account} is gone from the stand-in"))?;
+        let container_state = self
+            .resource(container)
+            .ok_or_else(|| format!("container {container} is gone from the stand-in"))?;
+        let open =
+            account_state.pointer("/properties/allowBlobPublicAccess") != Some(&json!(false));
+        let public = container_state
+            .pointer("/properties/publicAccess")
+            .and_then(Value::as_str)
+            .is_none_or(|level| !level.eq_ignore_ascii_case("None"));
+        Ok(open || public)
     }
 
     /// A blob container with public access `None`, `Blob` or `Container`.
@@ -1381,6 +1399,146 @@ fn metrics(inner: &Inner, resource: &str, query: &[(String, String)]) -> Respons
             "namespace": "Microsoft.Compute/virtualMachines"
         }),
     )
+}
+
+/// An inbound rule allowing `port` from the internet.
+fn open_rule(port: &str) -> serde_json::Value {
+    json!({"protocol": "Tcp", "sourcePortRange": "*", "destinationPortRange": port,
+           "sourceAddressPrefix": "Internet", "destinationAddressPrefix": "*",
+           "access": "Allow", "priority": 200, "direction": "Inbound"})
+}
+
+/// A subscription of about 340 resources on the stand-in for the Azure scan's tests and
+/// bench: most fine, a few of each problem every check reports. [`AzureEstate::expected`]
+/// holds the key of every finding the checks must report about it, and nothing else is there
+/// to report; compare with [`AzureEstate::check_reported`].
+pub struct AzureEstate {
+    pub expected: BTreeSet<String>,
+    pub resources: usize,
+}
+
+impl AzureEstate {
+    /// Seeds `subscription`'s resource group `group` on `double`: network security groups
+    /// (some open to RDP from the internet), storage accounts (some public), managed disks
+    /// (some unattached), snapshots (some old with their disk gone), VMs (idle,
+    /// over-provisioned, busy and deallocated), forty days of cost with yesterday's spike and
+    /// a budget the month runs past.
+    pub fn seed(double: &ArmDouble, subscription: &str, group: &str) -> AzureEstate {
+        Self::seed_scaled(double, subscription, group, 1)
+    }
+
+    /// [`AzureEstate::seed`] with every kind of resource `scale` times over (10: about 3,400
+    /// resources, for the scan bench); the cost and the budget once.
+    pub fn seed_scaled(
+        double: &ArmDouble,
+        subscription: &str,
+        group: &str,
+        scale: usize,
+    ) -> AzureEstate {
+        let scale = scale.max(1);
+        let mut expected = BTreeSet::new();
+        let mut resources = 0;
+        for i in 0..100 * scale {
+            let nsg = double.nsg(subscription, group, &format!("nsg-{i:03}"));
+            let port = if i % 10 == 0 { "3389" } else { "443" };
+            double.security_rule(&nsg, "inbound", open_rule(port));
+            if i % 10 == 0 {
+                expected.insert(format!("open_admin_port:{nsg}"));
+            }
+            resources += 1;
+        }
+        for i in 0..20 * scale {
+            // Public: the account allows it and a container offers it. Not public: the account
+            // refuses anonymous access (whatever the container says), or no container offers it.
+            let allow = i % 4 != 1;
+            let account =
+                double.storage_account(subscription, group, &format!("store{i:03}"), Some(allow));
+            let level = if i % 4 == 2 { "None" } else { "Blob" };
+            double.blob_container(&account, "assets", level);
+            if allow && level != "None" {
+                expected.insert(format!("public_storage:{account}"));
+            }
+            resources += 2;
+        }
+        let mut disks = Vec::new();
+        for i in 0..100 * scale {
+            let disk = double.disk(subscription, group, &format!("disk-{i:03}"));
+            let state = if i % 10 == 3 {
+                "Unattached"
+            } else {
+                "Attached"
+            };
+            double.update(&disk, |d| {
+                d["properties"]["diskState"] = json!(state);
+                d["properties"]["diskSizeGB"] = json!(128);
+                d["sku"] = json!({"name": "Premium_LRS"});
+            });
+            if state == "Unattached" {
+                expected.insert(format!("unattached_disk:{disk}"));
+            }
+            disks.push(disk);
+            resources += 1;
+        }
+        for (i, live_disk) in disks.iter().take(40 * scale).enumerate() {
+            // Old snapshots of deleted disks are reported; recent ones, or of live disks, not.
+            let (source, age) = match i % 8 {
+            0 => (format!("/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.Compute/disks/deleted-{i}"), 200),
+            1 => (format!("/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.Compute/disks/deleted-{i}"), 10),
+            _ => (live_disk.clone(), 400),
+        };
+            let snapshot =
+                double.snapshot(subscription, group, &format!("snap-{i:03}"), &source, age);
+            double.update(&snapshot, |s| s["properties"]["diskSizeGB"] = json!(64));
+            if i % 8 == 0 {
+                expected.insert(format!("old_snapshot:{snapshot}"));
+            }
+            resources += 1;
+        }
+        for i in 0..60 * scale {
+            let power = if i % 20 == 19 {
+                "deallocated"
+            } else {
+                "running"
+            };
+            let vm = double.vm(subscription, group, &format!("vm-{i:03}"), power);
+            let cpu = match i % 10 {
+                1 => 0.7,  // idle
+                2 => 14.0, // over-provisioned
+                _ => 55.0,
+            };
+            double.cpu(&vm, Some(cpu));
+            if power == "running" && i % 10 == 1 {
+                expected.insert(format!("instance_usage:{vm}"));
+            }
+            if power == "running" && i % 10 == 2 {
+                expected.insert(format!("overprovisioned_instance:{vm}"));
+            }
+            resources += 1;
+        }
+        // Cost: yesterday jumped from 100 to 400 USD (a spike); the month, projected, runs far
+        // past the subscription's 1 000 USD budget.
+        let today = chrono::Utc::now().date_naive();
+        for back in 1..=40 {
+            let day = today - chrono::Duration::days(back);
+            let compute = if back == 1 { 400.0 } else { 100.0 };
+            double.cost(day, "Virtual Machines", compute);
+            double.cost(day, "Storage", 5.0);
+        }
+        double.budget(subscription, "monthly", 1000.0);
+        let subscription = format!("/subscriptions/{subscription}");
+        expected.insert(format!("cost_spike:{subscription}"));
+        expected.insert(format!("budget_exceeded:{subscription}"));
+        AzureEstate {
+            expected,
+            resources,
+        }
+    }
+
+    /// `Ok(n)` when `reported` (finding key → times reported) holds each expected finding
+    /// exactly once and nothing else; else what differs.
+    pub fn check_reported(&self, reported: &BTreeMap<String, usize>) -> Result<usize, String> {
+        crate::load::reported_once(&self.expected, reported)
+    }
 }
 
 #[cfg(test)]

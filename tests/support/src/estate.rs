@@ -227,19 +227,7 @@ impl Estate {
     /// counts each finding's key as the checks gave it (before any merge by key). The number
     /// of findings, or what was reported twice, missed or unexpected.
     pub fn check_reported(&self, reported: &BTreeMap<String, usize>) -> Result<usize, String> {
-        let twice: Vec<(&String, &usize)> = reported.iter().filter(|(_, n)| **n > 1).collect();
-        let found: BTreeSet<&String> = reported.keys().collect();
-        let expected: BTreeSet<&String> = self.expected.iter().collect();
-        let missing: Vec<&&String> = expected.difference(&found).collect();
-        let unexpected: Vec<&&String> = found.difference(&expected).collect();
-        if twice.is_empty() && missing.is_empty() && unexpected.is_empty() {
-            return Ok(found.len());
-        }
-        Err(format!(
-            "reported more than once: {twice:?}\nmissing {} findings: {missing:#?}\nunexpected {} findings: {unexpected:#?}",
-            missing.len(),
-            unexpected.len()
-        ))
+        crate::load::reported_once(&self.expected, reported)
     }
 
     /// Builds the estate on moto at `endpoint`, in a new account.

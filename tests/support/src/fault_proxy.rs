@@ -336,6 +336,54 @@ struct Upstream {
     proxy: String,
     /// Refuse create-only uploads of existing objects (for fake-gcs-server).
     create_only: bool,
+    /// Held by a create-only write from its existence check to its answer.
+    creating: Arc<tokio::sync::Mutex<()>>,
+    /// Create-only resumable uploads begun, by `upload_id`: the request that began each.
+    sessions: Arc<Mutex<std::collections::HashMap<String, Request>>>,
+}
+
+impl Upstream {
+    /// The create-only upload `request` begins or finishes (a resumable session's `PUT`
+    /// carries no object name: the request that began it does).
+    fn create_only(&self, request: &Request) -> Option<Request> {
+        if !self.create_only {
+            return None;
+        }
+        if request.is_gcs_create_only() {
+            return Some(request.clone());
+        }
+        if request.method != "PUT" || !request.path.starts_with("/upload/") {
+            return None;
+        }
+        let id = request.query_param("upload_id")?;
+        let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        sessions.get(&id).cloned()
+    }
+
+    /// Remembers the session a create-only upload's first request opened (its `Location`).
+    fn opened(&self, request: &Request, answer: &Answer) {
+        if !(self.create_only && request.is_gcs_create_only()) {
+            return;
+        }
+        let location = answer
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("location"))
+            .map(|(_, v)| v.as_str());
+        let id = location
+            .and_then(|l| l.split_once('?'))
+            .and_then(|(_, query)| {
+                form_urlencoded::parse(query.as_bytes())
+                    .find(|(k, _)| k == "upload_id")
+                    .map(|(_, v)| v.into_owned())
+            });
+        if let Some(id) = id {
+            self.sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id, request.clone());
+        }
+    }
 }
 
 impl FaultProxy {
@@ -346,8 +394,10 @@ impl FaultProxy {
 
     /// In front of fake-gcs-server: forwards to `upstream` and refuses a create-only upload
     /// (`ifGenerationMatch=0`) of an object that exists with Cloud Storage's 412, which
-    /// fake-gcs-server up to v1.54 does not (see the module's doc). Checked when the upload
-    /// starts, which is enough for one writer at a time.
+    /// fake-gcs-server up to v1.54 does not (see the module's doc). Create-only writes go
+    /// one at a time, from the check to the answer, so of writers racing to create one object
+    /// only the first does, as on Cloud Storage; a resumable upload (opendal's) is checked
+    /// when it begins and when its data arrives.
     pub async fn start_in_front_of_fake_gcs(upstream: &str) -> Result<FaultProxy, String> {
         FaultProxy::listen(upstream, true).await
     }
@@ -371,6 +421,8 @@ impl FaultProxy {
             origin: upstream.trim_end_matches('/').to_string(),
             proxy: proxy.url.clone(),
             create_only,
+            creating: Arc::new(tokio::sync::Mutex::new(())),
+            sessions: Arc::default(),
         };
         let shared = Arc::clone(&proxy.shared);
         tokio::spawn(async move {
@@ -689,6 +741,20 @@ async fn serve(
             upstream_status: None,
             answered: None,
         };
+        // A create-only write, checked and made under one lock, so of writers racing to
+        // create one object only the first does; a resumable upload is checked when it
+        // begins and again when its data arrives, where Cloud Storage decides.
+        let creates = upstream
+            .create_only(&incoming.request)
+            .filter(|_| matches!(fault, None | Some(Fault::TruncatedAnswer)));
+        let _creating = match &creates {
+            Some(_) => Some(upstream.creating.lock().await),
+            None => None,
+        };
+        let exists = match &creates {
+            Some(created) => object_exists(&client, &upstream, created).await,
+            None => false,
+        };
         let answer = match fault {
             Some(Fault::Close) => None,
             Some(Fault::Reset) => {
@@ -704,11 +770,7 @@ async fn serve(
             Some(Fault::Unavailable) => Some(canned(503, &[], "")),
             Some(Fault::TooManyRequests) => Some(canned(429, &[("retry-after", "1")], "")),
             Some(Fault::SlowDown) => Some(canned(503, &[], SLOW_DOWN)),
-            Some(Fault::TruncatedAnswer) | None
-                if upstream.create_only
-                    && incoming.request.is_gcs_create_only()
-                    && object_exists(&client, &upstream, &incoming.request).await =>
-            {
+            Some(Fault::TruncatedAnswer) | None if exists => {
                 exchange.upstream_status = Some(412);
                 Some(canned(
                     412,
@@ -720,6 +782,7 @@ async fn serve(
                 match forward(&client, &upstream, &incoming).await {
                     Ok(answer) => {
                         exchange.upstream_status = Some(answer.status);
+                        upstream.opened(&incoming.request, &answer);
                         Some(answer)
                     }
                     // The service unreachable: the client sees a closed connection, as it would.

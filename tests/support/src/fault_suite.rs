@@ -13,7 +13,7 @@
 //! by the macro [`audit_findings!`](crate::audit_findings), expanded in the suite, where
 //! `escher_core` is at hand.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::time::Duration;
 
@@ -127,36 +127,100 @@ pub struct AuditFindings {
     pub unclean: Vec<String>,
 }
 
+/// What an audit trail holds: per resource name, its records by outcome (`remediated`,
+/// `duplicate`, …); and the days whose `audit verify` is not clean, with the report.
+#[derive(Debug, Default)]
+pub struct AuditTally {
+    pub per_resource: BTreeMap<String, BTreeMap<String, usize>>,
+    pub unclean: Vec<String>,
+}
+
+impl AuditTally {
+    /// Counts one record of `resource` with `outcome`.
+    pub fn add(&mut self, resource: &str, outcome: &str) {
+        *self
+            .per_resource
+            .entry(resource.to_string())
+            .or_default()
+            .entry(outcome.to_string())
+            .or_default() += 1;
+    }
+
+    /// The records of `resource` with `outcome`.
+    pub fn count(&self, resource: &str, outcome: &str) -> usize {
+        self.per_resource
+            .get(resource)
+            .and_then(|o| o.get(outcome))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The records with `outcome`, every resource's.
+    pub fn total(&self, outcome: &str) -> usize {
+        self.per_resource
+            .values()
+            .filter_map(|o| o.get(outcome))
+            .sum()
+    }
+
+    /// Every record.
+    pub fn records(&self) -> usize {
+        self.per_resource.values().flat_map(|o| o.values()).sum()
+    }
+
+    /// What the trail says about one resource.
+    pub fn findings(self, resource: &str) -> AuditFindings {
+        AuditFindings {
+            remediated: self.count(resource, REMEDIATED),
+            unclean: self.unclean,
+        }
+    }
+}
+
+/// The outcome of a record that fixed its resource.
+pub const REMEDIATED: &str = "remediated";
+
 /// Reads the audit store at `$uri` (a `&str`, read straight from the emulator, not through
-/// a proxy) into an [`AuditFindings`] for the resource named `$resource`: its `remediated`
-/// records, and every day's `verify_day`. An `async` block giving `Result<AuditFindings,
+/// a proxy) into an [`AuditTally`]: every record, counted by its event's resource name and
+/// its outcome, and every day's `verify_day`. An `async` block giving `Result<AuditTally,
 /// String>`; the expanding crate depends on `escher_core`.
+#[macro_export]
+macro_rules! audit_tally {
+    ($uri:expr) => {
+        async {
+            let uri: &str = $uri;
+            let store = ::escher_core::store::open(uri).map_err(|e| e.to_string())?;
+            let log = ::escher_core::pipeline::audit::AuditLog::new(store, uri.to_string());
+            let mut tally = $crate::fault_suite::AuditTally::default();
+            for day in log.days().await.map_err(|e| e.to_string())? {
+                for record in log.records(day).await.map_err(|e| e.to_string())? {
+                    let resource = record
+                        .event
+                        .as_ref()
+                        .map(|e| e.resource.name.as_str())
+                        .unwrap_or_default();
+                    tally.add(resource, record.outcome.as_str());
+                }
+                let verified = log.verify_day(day).await.map_err(|e| e.to_string())?;
+                if !verified.is_clean() {
+                    tally.unclean.push(format!("{day}: {verified:?}"));
+                }
+            }
+            Ok::<_, String>(tally)
+        }
+    };
+}
+
+/// [`audit_tally!`](crate::audit_tally) for the resource named `$resource`: its
+/// `remediated` records and the unclean days, as an [`AuditFindings`].
 #[macro_export]
 macro_rules! audit_findings {
     ($uri:expr, $resource:expr) => {
         async {
-            let uri: &str = $uri;
             let resource: &str = $resource;
-            let store = ::escher_core::store::open(uri).map_err(|e| e.to_string())?;
-            let log = ::escher_core::pipeline::audit::AuditLog::new(store, uri.to_string());
-            let mut found = $crate::fault_suite::AuditFindings::default();
-            for day in log.days().await.map_err(|e| e.to_string())? {
-                for record in log.records(day).await.map_err(|e| e.to_string())? {
-                    let ours = record
-                        .event
-                        .as_ref()
-                        .is_some_and(|e| e.resource.name == resource);
-                    if ours && record.outcome == ::escher_core::pipeline::audit::Outcome::Remediated
-                    {
-                        found.remediated += 1;
-                    }
-                }
-                let verified = log.verify_day(day).await.map_err(|e| e.to_string())?;
-                if !verified.is_clean() {
-                    found.unclean.push(format!("{day}: {verified:?}"));
-                }
-            }
-            Ok::<_, String>(found)
+            $crate::audit_tally!($uri)
+                .await
+                .map(|t| t.findings(resource))
         }
     };
 }

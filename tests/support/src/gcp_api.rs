@@ -266,6 +266,27 @@ impl GcpApi {
         ))
     }
 
+    /// Whether the bucket is not as the public-bucket fix leaves it: a public member
+    /// (`allUsers`, `allAuthenticatedUsers`) left in its policy, or public access
+    /// prevention not enforced.
+    pub fn bucket_still_public(&self, name: &str) -> Result<bool, String> {
+        let (resource, policy) = self
+            .bucket_state(name)
+            .ok_or_else(|| format!("bucket {name} is gone from the contract server"))?;
+        let public_member = policy["bindings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|b| b["members"].as_array())
+            .flatten()
+            .any(|m| m == "allUsers" || m == "allAuthenticatedUsers");
+        let prevented = resource
+            .pointer("/iamConfiguration/publicAccessPrevention")
+            .and_then(Value::as_str)
+            == Some("enforced");
+        Ok(public_member || !prevented)
+    }
+
     /// Changes a bucket's resource and policy as a person would (the policy's etag moves).
     pub fn update_bucket(&self, name: &str, change: impl FnOnce(&mut Value, &mut Value)) {
         let mut inner = self.lock();
@@ -1123,10 +1144,17 @@ impl GcpEstate {
     /// disk gone, some recent, most of live disks), VMs (idle, over-provisioned, busy and
     /// stopped), a month of billing export with yesterday's spike and a budget it runs past.
     pub fn seed(api: &GcpApi, project: &str) -> GcpEstate {
+        Self::seed_scaled(api, project, 1)
+    }
+
+    /// [`GcpEstate::seed`] with every kind of resource `scale` times over (10: about 3,000
+    /// resources, for the scan bench); the cost and the budget once.
+    pub fn seed_scaled(api: &GcpApi, project: &str, scale: usize) -> GcpEstate {
+        let scale = scale.max(1);
         let mut expected = BTreeSet::new();
         let mut resources = 0;
         let zone = |i: usize| Self::ZONES[i % Self::ZONES.len()];
-        for i in 0..40 {
+        for i in 0..40 * scale {
             let public = i % 8 == 0;
             let bucket = api.bucket(&format!("{project}-estate-{i:03}"), public);
             if i % 8 == 4 {
@@ -1140,7 +1168,7 @@ impl GcpEstate {
             }
             resources += 1;
         }
-        for i in 0..80 {
+        for i in 0..80 * scale {
             let fields = match i % 10 {
                 0 => {
                     json!({"sourceRanges": ["0.0.0.0/0"], "allowed": [{"IPProtocol": "tcp", "ports": ["22", "443"]}]})
@@ -1168,7 +1196,7 @@ impl GcpEstate {
             resources += 1;
         }
         let mut live_disks = Vec::new();
-        for i in 0..80 {
+        for i in 0..80 * scale {
             let disk = api.disk(project, zone(i), &format!("estate-disk-{i:03}"), None);
             let attached = i % 10 != 3;
             let users = if attached {
@@ -1189,7 +1217,7 @@ impl GcpEstate {
             live_disks.push(disk);
             resources += 1;
         }
-        for (i, live_disk) in live_disks.iter().take(40).enumerate() {
+        for (i, live_disk) in live_disks.iter().take(40 * scale).enumerate() {
             let gone = format!("projects/{project}/zones/{}/disks/deleted-{i:03}", zone(i));
             let (source, age) = match i % 8 {
                 0 => (gone, 200),
@@ -1202,7 +1230,7 @@ impl GcpEstate {
             }
             resources += 1;
         }
-        for i in 0..60 {
+        for i in 0..60 * scale {
             let stopped = i % 20 == 19;
             let vm = api.instance(
                 project,
@@ -1259,19 +1287,7 @@ impl GcpEstate {
     /// `Ok(n)` when `reported` (finding key → times reported) holds each expected finding
     /// exactly once and nothing else; else what differs (as the AWS estate's comparison).
     pub fn check_reported(&self, reported: &BTreeMap<String, usize>) -> Result<usize, String> {
-        let twice: Vec<(&String, &usize)> = reported.iter().filter(|(_, n)| **n > 1).collect();
-        let found: BTreeSet<&String> = reported.keys().collect();
-        let expected: BTreeSet<&String> = self.expected.iter().collect();
-        let missing: Vec<&&String> = expected.difference(&found).collect();
-        let unexpected: Vec<&&String> = found.difference(&expected).collect();
-        if twice.is_empty() && missing.is_empty() && unexpected.is_empty() {
-            return Ok(found.len());
-        }
-        Err(format!(
-            "reported more than once: {twice:?}\nmissing {} findings: {missing:#?}\nunexpected {} findings: {unexpected:#?}",
-            missing.len(),
-            unexpected.len()
-        ))
+        crate::load::reported_once(&self.expected, reported)
     }
 }
 

@@ -21,7 +21,8 @@
 //! - [`fault_proxy`] (`faults`, with `aws` or `gcp`): a proxy in front of an emulator or a
 //!   contract server that logs every request and answers the ones its rules pick with a
 //!   fault (closed, reset, hung, 5xx, 429, `SlowDown`, cut short); [`fault_suite`]: what every
-//!   cloud's fault suite shares (scenarios, deliveries, the verdict, the table).
+//!   cloud's fault suite shares (scenarios, deliveries, the verdict, the table); [`load`]:
+//!   what every cloud's load bench shares (the shuffled deliveries, the exactly-once verdict).
 //! - [`lambda_runtime_api`] (`aws`): a stand-in for the Lambda Runtime API, to run the
 //!   functions' binaries as Lambda does.
 //!
@@ -63,6 +64,8 @@ pub mod golden;
 pub mod http;
 #[cfg(feature = "aws")]
 pub mod lambda_runtime_api;
+#[cfg(feature = "faults")]
+pub mod load;
 pub mod moto;
 pub mod names;
 pub mod process_memory;

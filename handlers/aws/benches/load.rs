@@ -166,5 +166,8 @@ fn main() {
             return;
         }
     };
-    load::conclude(runtime.block_on(run(&endpoint, load::alerts())));
+    load::conclude(
+        "AWS load benchmark",
+        runtime.block_on(run(&endpoint, load::alerts())),
+    );
 }

@@ -242,10 +242,7 @@ fn main() {
     runtime.block_on(async {
         let double = ArmDouble::start().await;
         // SAFETY: set before any other thread reads the environment (one runtime thread).
-        unsafe {
-            std::env::set_var("IDENTITY_ENDPOINT", double.identity_endpoint());
-            std::env::set_var("IDENTITY_HEADER", double.identity_header());
-        }
+        unsafe { double.serve_identity_to_this_process() };
         let mut listening = Vec::new();
         let mut first = Vec::new();
         let mut peaks = Vec::new();

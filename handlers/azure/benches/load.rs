@@ -188,14 +188,14 @@ fn main() {
     let Some(stores) = azurite::blob_store("the Azure load bench") else {
         return;
     };
-    load::conclude((|| {
-        let beside = load::beside()?;
-        let double = beside.block_on(ArmDouble::start());
-        // SAFETY: the stand-in's thread reads no environment; nothing else runs yet.
-        unsafe {
-            std::env::set_var("IDENTITY_ENDPOINT", double.identity_endpoint());
-            std::env::set_var("IDENTITY_HEADER", double.identity_header());
-        }
-        load::one_thread()?.block_on(run(&double, &stores, load::alerts()))
-    })());
+    load::conclude(
+        "Azure load benchmark",
+        (|| {
+            let beside = load::beside()?;
+            let double = beside.block_on(ArmDouble::start());
+            // SAFETY: the stand-in's thread reads no environment; nothing else runs yet.
+            unsafe { double.serve_identity_to_this_process() };
+            load::one_thread()?.block_on(run(&double, &stores, load::alerts()))
+        })(),
+    );
 }

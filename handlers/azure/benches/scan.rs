@@ -19,7 +19,7 @@ use escher_azure::{managed_identity_on, ArmClient, AzureScan};
 use escher_core::scan::{ReportSettings, ScanCheck, ScanContext, ACCOUNT_WIDE};
 use escher_runtime::ThreadCpu;
 use escher_test_support::azure_arm::{ArmDouble, AzureEstate};
-use escher_test_support::load::{self, LargeScan};
+use escher_test_support::load::{self, Figures, LargeScan};
 
 const SUBSCRIPTION: &str = "6f1c2d3e-4a5b-4c6d-8e7f-901a2b3c4d5e";
 const GROUP: &str = "estate-rg";
@@ -60,10 +60,7 @@ fn large_estate() -> Result<Vec<String>, String> {
     let beside = load::beside()?;
     let double = beside.block_on(ArmDouble::start());
     // SAFETY: the stand-in's thread reads no environment; nothing else runs yet.
-    unsafe {
-        std::env::set_var("IDENTITY_ENDPOINT", double.identity_endpoint());
-        std::env::set_var("IDENTITY_HEADER", double.identity_header());
-    }
+    unsafe { double.serve_identity_to_this_process() };
     double.page_size(PAGE_SIZE);
     let building = Instant::now();
     let estate = AzureEstate::seed_scaled(&double, SUBSCRIPTION, GROUP, LARGE_SCALE);
@@ -93,15 +90,5 @@ fn large_estate() -> Result<Vec<String>, String> {
 }
 
 fn main() {
-    match large_estate() {
-        Ok(lines) => {
-            for line in lines {
-                println!("{line}");
-            }
-        }
-        Err(e) => {
-            println!("Azure scan benchmark: {e}");
-            std::process::exit(1);
-        }
-    }
+    load::conclude("Azure scan benchmark", large_estate().map(Figures::from));
 }

@@ -13,10 +13,7 @@ use escher_test_support::azure_arm::ArmDouble;
 async fn the_managed_identity_token_opens_resource_manager() {
     let double = ArmDouble::start().await;
     // SAFETY: the only test in this binary; nothing else reads the environment concurrently.
-    unsafe {
-        std::env::set_var("IDENTITY_ENDPOINT", double.identity_endpoint());
-        std::env::set_var("IDENTITY_HEADER", double.identity_header());
-    }
+    unsafe { double.serve_identity_to_this_process() };
     let credential = escher_azure::managed_identity().expect("a managed identity credential");
     let arm = ArmClient::new(double.endpoint(), credential).with_patience(quick());
     let account = double.storage_account(SUBSCRIPTION, GROUP, "identity", Some(false));

@@ -182,15 +182,19 @@ fn main() {
     let Some(stores) = fake_gcs::gcs_store("the Google Cloud load bench") else {
         return;
     };
-    load::conclude((|| {
-        let gcs = store_endpoint(&stores).ok_or_else(|| format!("{stores} names no endpoint"))?;
-        let beside = load::beside()?;
-        let (api, proxy) = beside.block_on(async {
-            let api = GcpApi::start().await;
-            FaultProxy::start_in_front_of_fake_gcs(gcs)
-                .await
-                .map(|proxy| (api, proxy))
-        })?;
-        load::one_thread()?.block_on(run(&api, &proxy, &stores, load::alerts()))
-    })());
+    load::conclude(
+        "Google Cloud load benchmark",
+        (|| {
+            let gcs =
+                store_endpoint(&stores).ok_or_else(|| format!("{stores} names no endpoint"))?;
+            let beside = load::beside()?;
+            let (api, proxy) = beside.block_on(async {
+                let api = GcpApi::start().await;
+                FaultProxy::start_in_front_of_fake_gcs(gcs)
+                    .await
+                    .map(|proxy| (api, proxy))
+            })?;
+            load::one_thread()?.block_on(run(&api, &proxy, &stores, load::alerts()))
+        })(),
+    );
 }

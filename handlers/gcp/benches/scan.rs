@@ -21,7 +21,7 @@ use escher_runtime::ThreadCpu;
 use escher_test_support::gcp_api::{
     GcpApi, GcpEstate, ESTATE_BILLING_ACCOUNT, ESTATE_EXPORT_TABLE,
 };
-use escher_test_support::load::{self, LargeScan};
+use escher_test_support::load::{self, Figures, LargeScan};
 
 const PROJECT: &str = "shop-prod-4711";
 /// The large estate's size, as a multiple of the estate the scan test seeds.
@@ -95,15 +95,8 @@ fn large_estate() -> Result<Vec<String>, String> {
 }
 
 fn main() {
-    match large_estate() {
-        Ok(lines) => {
-            for line in lines {
-                println!("{line}");
-            }
-        }
-        Err(e) => {
-            println!("Google Cloud scan benchmark: {e}");
-            std::process::exit(1);
-        }
-    }
+    load::conclude(
+        "Google Cloud scan benchmark",
+        large_estate().map(Figures::from),
+    );
 }

@@ -250,6 +250,20 @@ impl ArmDouble {
         IDENTITY_HEADER
     }
 
+    /// Makes the stand-in this process's managed identity: sets `IDENTITY_ENDPOINT` and
+    /// `IDENTITY_HEADER` as App Service sets them for a function.
+    ///
+    /// # Safety
+    /// As [`std::env::set_var`]: no other thread may read or write the environment
+    /// meanwhile.
+    pub unsafe fn serve_identity_to_this_process(&self) {
+        // SAFETY: the caller holds off every other thread's use of the environment.
+        unsafe {
+            std::env::set_var("IDENTITY_ENDPOINT", self.identity_endpoint());
+            std::env::set_var("IDENTITY_HEADER", self.identity_header());
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }

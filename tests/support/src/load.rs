@@ -221,21 +221,32 @@ pub fn judge(
     figures
 }
 
-/// Prints the figures; exits non-zero when a promise was broken or the run could not be
-/// made.
-pub fn conclude(run: Result<Figures, String>) {
+impl From<Vec<String>> for Figures {
+    /// Figures with no promise of their own to break (a measurement that checked what it
+    /// measured before it printed).
+    fn from(lines: Vec<String>) -> Self {
+        Figures {
+            lines,
+            broken: Vec::new(),
+        }
+    }
+}
+
+/// Prints `bench`'s figures; exits non-zero when a promise was broken or the run could not
+/// be made.
+pub fn conclude(bench: &str, run: Result<Figures, String>) {
     match run {
         Ok(figures) => {
             for line in &figures.lines {
                 println!("{line}");
             }
             if !figures.broken.is_empty() {
-                eprintln!("load: FAIL: {}", figures.broken.join("; "));
+                eprintln!("{bench}: FAIL: {}", figures.broken.join("; "));
                 std::process::exit(1);
             }
         }
         Err(e) => {
-            eprintln!("load: could not run: {e}");
+            eprintln!("{bench}: could not run: {e}");
             std::process::exit(1);
         }
     }

@@ -14,7 +14,6 @@
 //!
 //! Without moto the bench prints a notice and measures nothing.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use aws_sdk_s3::types::{BucketCannedAcl, Permission, Type};
@@ -107,15 +106,7 @@ async fn run(endpoint: &str, count: usize) -> Result<Figures, String> {
         .await;
     made.into_iter().collect::<Result<Vec<()>, String>>()?;
 
-    let env: BTreeMap<&str, String> = [
-        ("ESCHER_STATE_URI", uri("state")),
-        ("ESCHER_AUDIT_URI", uri("audit")),
-        ("ESCHER_APPROVALS_URI", uri("approvals")),
-    ]
-    .into_iter()
-    .collect();
-    let config =
-        HandlerConfig::from_lookup(|name| env.get(name).cloned()).map_err(|e| e.to_string())?;
+    let config = HandlerConfig::with_stores(uri("state"), uri("audit"), uri("approvals"));
     let meter = RemoteCallMeter::new();
     let pipeline =
         Arc::new(build_metered_pipeline(&config, &sdk, &meter).map_err(|e| e.to_string())?);

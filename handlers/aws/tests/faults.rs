@@ -19,7 +19,6 @@
 //! `escher_test_support::fault_suite`'s, shared with Google Cloud's suite; this file holds
 //! what is AWS's: the steps and their requests, moto's set-up, the Lambda alert.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -181,18 +180,12 @@ async fn scenario(shared: &Shared, step: Step, fault: Fault) -> Result<Found, St
             &format!("{folder}/{prefix}"),
         )
     };
-    let env: BTreeMap<&str, String> = [
-        ("ESCHER_STATE_URI", uri("state")),
-        ("ESCHER_AUDIT_URI", uri("audit")),
-        ("ESCHER_APPROVALS_URI", uri("approvals")),
-        ("ESCHER_CRITICAL_TOPIC", shared.topic.clone()),
-        ("ESCHER_HIGH_TOPIC", shared.topic.clone()),
-        ("ESCHER_SECRETS_PREFIX", "/escher/faults/".to_string()),
-    ]
-    .into_iter()
-    .collect();
-    let config =
-        HandlerConfig::from_lookup(|name| env.get(name).cloned()).map_err(|e| e.to_string())?;
+    let config = HandlerConfig {
+        critical_topic: Some(shared.topic.clone()),
+        high_topic: Some(shared.topic.clone()),
+        secrets_prefix: Some("/escher/faults/".into()),
+        ..HandlerConfig::with_stores(uri("state"), uri("audit"), uri("approvals"))
+    };
     let sdk = load_sdk_config(Some(REGION), Some(proxy.url()))
         .await
         .to_builder()

@@ -101,17 +101,7 @@ async fn run(double: &ArmDouble, stores: &str, count: usize) -> Result<Figures, 
     approve_private_storage(&uri("approvals")).await?;
     let (alerts, ids) = public_accounts(double, count);
 
-    let env = [
-        ("ESCHER_STATE_URI", uri("state")),
-        ("ESCHER_AUDIT_URI", uri("audit")),
-        ("ESCHER_APPROVALS_URI", uri("approvals")),
-    ];
-    let config = HandlerConfig::from_lookup(|k| {
-        env.iter()
-            .find(|(name, _)| *name == k)
-            .map(|(_, v)| v.clone())
-    })
-    .map_err(|e| e.to_string())?;
+    let config = HandlerConfig::with_stores(uri("state"), uri("audit"), uri("approvals"));
     let http = reqwest::Client::new();
     let identity = managed_identity_on(http.clone()).map_err(|e| e.to_string())?;
     let arm = ArmClient::on(http, double.endpoint(), identity.clone());

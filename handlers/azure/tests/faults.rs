@@ -266,20 +266,12 @@ async fn scenario(shared: &Shared, step: Step, fault: Fault) -> Result<Found, St
     let uri = |prefix: &str| store_through(&direct_uri(prefix), stores.url());
     // As `escher-provision extend` configures the Function App; the stand-in's vault and
     // ingestion endpoint are reached through the proxy like Resource Manager.
-    let env = [
-        ("ESCHER_STATE_URI", uri("state")),
-        ("ESCHER_AUDIT_URI", uri("audit")),
-        ("ESCHER_APPROVALS_URI", uri("approvals")),
-        ("ESCHER_SECRETS_PREFIX", format!("{}/secrets/", azure.url())),
-        ("ESCHER_CRITICAL_TOPIC", "critical".into()),
-        ("ESCHER_HIGH_TOPIC", "high".into()),
-    ];
-    let config = HandlerConfig::from_lookup(|k| {
-        env.iter()
-            .find(|(name, _)| *name == k)
-            .map(|(_, v)| v.clone())
-    })
-    .map_err(|e| e.to_string())?;
+    let config = HandlerConfig {
+        secrets_prefix: Some(format!("{}/secrets/", azure.url())),
+        critical_topic: Some("critical".into()),
+        high_topic: Some("high".into()),
+        ..HandlerConfig::with_stores(uri("state"), uri("audit"), uri("approvals"))
+    };
     let http = reqwest::Client::builder()
         .connect_timeout(ATTEMPT_TIMEOUT)
         .timeout(ATTEMPT_TIMEOUT)

@@ -94,17 +94,7 @@ async fn run(
     kit::approve_private_buckets(&direct("approvals")).await;
     let alerts = public_buckets(api, count);
 
-    let env = [
-        ("ESCHER_STATE_URI", uri("state")),
-        ("ESCHER_AUDIT_URI", uri("audit")),
-        ("ESCHER_APPROVALS_URI", uri("approvals")),
-    ];
-    let config = HandlerConfig::from_lookup(|k| {
-        env.iter()
-            .find(|(name, _)| *name == k)
-            .map(|(_, v)| v.clone())
-    })
-    .map_err(|e| e.to_string())?;
+    let config = HandlerConfig::with_stores(uri("state"), uri("audit"), uri("approvals"));
     let settings = ServiceSettings {
         project: PROJECT.into(),
         oidc: OidcPolicy {

@@ -229,17 +229,7 @@ async fn scenario(shared: &Shared, step: Step, fault: Fault) -> Result<Found, St
     let stores = FaultProxy::start_in_front_of_fake_gcs(gcs).await?;
     let apis = FaultProxy::start(shared.api.endpoint()).await?;
     let uri = |prefix: &str| store_through(&direct_uri(prefix), stores.url());
-    let env = [
-        ("ESCHER_STATE_URI", uri("state")),
-        ("ESCHER_AUDIT_URI", uri("audit")),
-        ("ESCHER_APPROVALS_URI", uri("approvals")),
-    ];
-    let config = HandlerConfig::from_lookup(|k| {
-        env.iter()
-            .find(|(name, _)| *name == k)
-            .map(|(_, v)| v.clone())
-    })
-    .map_err(|e| e.to_string())?;
+    let config = HandlerConfig::with_stores(uri("state"), uri("audit"), uri("approvals"));
     let settings = ServiceSettings {
         project: PROJECT.into(),
         oidc: OidcPolicy {

@@ -143,6 +143,24 @@ impl HandlerConfig {
         })
     }
 
+    /// The settings of a function given its three stores and nothing else (as `from_lookup`
+    /// reads an environment holding only those): no secrets, no topics, fixes applied, the
+    /// default refresh and claim lease. Other settings can be set on the result.
+    pub fn with_stores(state_uri: String, audit_uri: String, approvals_uri: String) -> Self {
+        HandlerConfig {
+            state_uri,
+            approvals_uri,
+            audit_uri,
+            secrets_prefix: None,
+            critical_topic: None,
+            high_topic: None,
+            dry_run: false,
+            pagerduty_url: None,
+            approvals_refresh: DEFAULT_APPROVALS_REFRESH,
+            claim_lease: DEFAULT_CLAIM_LEASE,
+        }
+    }
+
     /// The full name of one secret in the cloud's secret store, when a prefix is configured.
     pub fn secret_name(&self, secret: &str) -> Option<String> {
         self.secrets_prefix
@@ -185,6 +203,20 @@ mod tests {
         ("ESCHER_APPROVALS_URI", "memory://"),
         ("ESCHER_AUDIT_URI", "memory://"),
     ];
+
+    #[test]
+    fn a_function_given_only_its_stores_reads_as_one_whose_environment_names_only_them() {
+        let env = [
+            ("ESCHER_STATE_URI", "fs:///s"),
+            ("ESCHER_AUDIT_URI", "fs:///a"),
+            ("ESCHER_APPROVALS_URI", "fs:///p"),
+        ];
+        let read = HandlerConfig::from_lookup(lookup(&env)).expect("config");
+        let given =
+            HandlerConfig::with_stores("fs:///s".into(), "fs:///a".into(), "fs:///p".into());
+        assert_eq!(given, read);
+        assert_eq!(given.mode(), Mode::Apply);
+    }
 
     #[test]
     fn the_function_environment_gives_the_settings() {

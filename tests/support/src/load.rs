@@ -28,6 +28,11 @@ pub const IN_FLIGHT: usize = 16;
 /// Redeliveries of one delivery answered "retry" before the bench gives up on it (Lambda
 /// tries an asynchronous event three times in all; Event Grid and Pub/Sub keep trying).
 pub const MAX_REDELIVERIES: usize = 5;
+/// The wait before the first redelivery, doubled before each next one. The clouds wait
+/// seconds to minutes (Lambda a minute, Event Grid 10 s, Pub/Sub's push backoff 10 s at
+/// first); a bench cannot, but a copy answered "retry" because another copy holds the
+/// claim must not be spent before that copy can finish, as it would be with no wait at all.
+pub const FIRST_REDELIVERY_AFTER: Duration = Duration::from_millis(25);
 const DEFAULT_ALERTS: usize = 1_000;
 const DUPLICATE: &str = "duplicate";
 
@@ -72,7 +77,8 @@ pub fn shuffled(alerts: &[Alert]) -> Vec<Arc<[u8]>> {
 }
 
 /// Delivers `deliveries` through `handle`, [`IN_FLIGHT`] at a time; an `Err` answer is
-/// delivered again, up to [`MAX_REDELIVERIES`] times.
+/// delivered again, up to [`MAX_REDELIVERIES`] times, after [`FIRST_REDELIVERY_AFTER`]
+/// doubled each time.
 pub async fn deliver<F, Fut>(deliveries: Vec<Arc<[u8]>>, handle: F) -> Delivered
 where
     F: Fn(Arc<[u8]>) -> Fut,
@@ -87,7 +93,10 @@ where
             loop {
                 match handle(Arc::clone(&payload)).await {
                     Ok(()) => return (retried, Ok(())),
-                    Err(_) if retried < MAX_REDELIVERIES => retried += 1,
+                    Err(_) if retried < MAX_REDELIVERIES => {
+                        tokio::time::sleep(FIRST_REDELIVERY_AFTER * (1u32 << retried)).await;
+                        retried += 1;
+                    }
                     Err(e) => return (retried, Err(e)),
                 }
             }

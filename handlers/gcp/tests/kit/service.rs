@@ -115,17 +115,7 @@ pub async fn start(api: &GcpApi, jwks: &Jwks, stores: &Path) -> Running {
 pub async fn assemble(api: &GcpApi, jwks: &Jwks, stores: &Path) -> (Service, Captured) {
     let uri = |name: &str| format!("fs://{}", stores.join(name).display());
     approve_private_buckets(&uri("approvals")).await;
-    let env = [
-        ("ESCHER_STATE_URI", uri("state")),
-        ("ESCHER_AUDIT_URI", uri("audit")),
-        ("ESCHER_APPROVALS_URI", uri("approvals")),
-    ];
-    let config = HandlerConfig::from_lookup(|k| {
-        env.iter()
-            .find(|(name, _)| *name == k)
-            .map(|(_, v)| v.clone())
-    })
-    .expect("config");
+    let config = HandlerConfig::with_stores(uri("state"), uri("audit"), uri("approvals"));
     let settings = ServiceSettings {
         project: PROJECT.into(),
         oidc: OidcPolicy {

@@ -44,6 +44,8 @@ const WARM_PASSES: usize = 3;
 const CPU_PASSES: usize = 20;
 const START_TARGET: Duration = Duration::from_millis(25);
 const CPU_TARGET: Duration = Duration::from_millis(1);
+/// How long a spawned binary may take to listen before the bench says it did not start.
+const LISTEN_PATIENCE: Duration = Duration::from_secs(10);
 
 /// The resources the corpus's fixable payloads name, in the state they alert about.
 fn seed(double: &ArmDouble) -> String {
@@ -136,7 +138,9 @@ async fn one_start(double: &ArmDouble) -> Start {
     let port = closed_port();
     let started = Instant::now();
     let mut child = spawn_handler(double, dir.path(), port);
-    wait_until_listening(port).await;
+    wait_until_listening(port, LISTEN_PATIENCE)
+        .await
+        .expect("the spawned binary listens");
     let listening = started.elapsed();
     let answer = reqwest::Client::new()
         .post(format!("http://127.0.0.1:{port}/events"))
@@ -164,7 +168,9 @@ async fn warm_memory(double: &ArmDouble) -> Vec<String> {
     approve_everything(&uri(dir.path(), "approvals")).await;
     let port = closed_port();
     let mut child = spawn_handler(double, dir.path(), port);
-    wait_until_listening(port).await;
+    wait_until_listening(port, LISTEN_PATIENCE)
+        .await
+        .expect("the spawned binary listens");
     let client = reqwest::Client::new();
     let mut passes = Vec::with_capacity(WARM_PASSES);
     for _ in 0..WARM_PASSES {

@@ -17,13 +17,14 @@
 //!
 //! Without azurite the bench prints a notice and measures nothing.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use chrono::Utc;
+use common::SUBSCRIPTION;
 use escher_azure::{azure_bindings, managed_identity_on, ArmClient};
-use escher_core::approvals::{Action, Approval, ApprovalStore, Change, Conditions, Scope};
-use escher_core::CloudProvider;
 use escher_runtime::{build_pipeline, HandlerConfig, RemoteCallMeter, ThreadCpu};
 use escher_test_support::audit_tally;
 use escher_test_support::azure_arm::{public_storage_policy_event, ArmDouble};
@@ -36,39 +37,8 @@ use escher_test_support::names::unique;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const SUBSCRIPTION: &str = "6f1c2d3e-4a5b-4c6d-8e7f-901a2b3c4d5e";
 const GROUP: &str = "load-rg";
 const CONTAINER: &str = "exports";
-
-async fn approve_private_storage(uri: &str) -> Result<(), String> {
-    let approval = Approval {
-        id: "apr-load".into(),
-        action: Action::MakeBucketPrivate,
-        scope: Scope {
-            clouds: vec![CloudProvider::Azure],
-            ..Scope::default()
-        },
-        conditions: Conditions::default(),
-        approved_by: "load bench".into(),
-        approved_at: Utc::now() - chrono::Duration::minutes(5),
-        expires_at: None,
-        reason: "every public storage account is made private".into(),
-        revoked_at: None,
-        revoked_by: None,
-        revoke_reason: None,
-    };
-    ApprovalStore::open(uri)
-        .map_err(|e| e.to_string())?
-        .apply(
-            &Change::Init {
-                approvals: vec![approval],
-            },
-            "load bench",
-        )
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-}
 
 /// `count` public storage accounts on the stand-in (a container offering anonymous reads in
 /// each), with one alert each; and each account's and container's ids, by account name.
@@ -98,7 +68,7 @@ fn public_accounts(
 async fn run(double: &ArmDouble, stores: &str, count: usize) -> Result<Figures, String> {
     let folder = sub_store(stores, &unique("load"));
     let uri = |prefix: &str| sub_store(&folder, prefix);
-    approve_private_storage(&uri("approvals")).await?;
+    common::approve_private_storage(&uri("approvals"), "load bench").await?;
     let (alerts, ids) = public_accounts(double, count);
 
     let config = HandlerConfig::with_stores(uri("state"), uri("audit"), uri("approvals"));

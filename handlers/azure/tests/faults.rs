@@ -45,12 +45,9 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
-use common::{quick, TestToken, GROUP, SUBSCRIPTION};
+use common::{approve_private_storage, quick, TestToken, GROUP, SUBSCRIPTION};
 use escher_azure::functions::{router, Handler};
 use escher_azure::{azure_bindings, ArmClient};
-use escher_core::approvals::{Action, Approval, ApprovalStore, Change, Conditions, Scope};
-use escher_core::CloudProvider;
 use escher_runtime::{build_pipeline, HandlerConfig, RemoteCallMeter};
 use escher_test_support::audit_findings;
 use escher_test_support::azure_arm::{public_storage_policy_event, ArmDouble};
@@ -198,36 +195,6 @@ struct Shared {
     double: ArmDouble,
 }
 
-async fn approve_private_storage(uri: &str) -> Result<(), String> {
-    let approval = Approval {
-        id: "apr-faults".into(),
-        action: Action::MakeBucketPrivate,
-        scope: Scope {
-            clouds: vec![CloudProvider::Azure],
-            ..Scope::default()
-        },
-        conditions: Conditions::default(),
-        approved_by: "fault suite".into(),
-        approved_at: Utc::now() - chrono::Duration::minutes(5),
-        expires_at: None,
-        reason: "no storage account is public".into(),
-        revoked_at: None,
-        revoked_by: None,
-        revoke_reason: None,
-    };
-    ApprovalStore::open(uri)
-        .map_err(|e| e.to_string())?
-        .apply(
-            &Change::Init {
-                approvals: vec![approval],
-            },
-            "fault suite",
-        )
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-}
-
 /// The outcomes in the host's answer: each log line is `<event id> <outcome>: …`.
 fn outcomes(answer: &Value) -> String {
     answer["Logs"]
@@ -257,7 +224,7 @@ async fn scenario(shared: &Shared, step: Step, fault: Fault) -> Result<Found, St
     let account = double.storage_account(SUBSCRIPTION, GROUP, &name, Some(true));
     let container = double.blob_container(&account, CONTAINER, "Container");
     let direct_uri = |prefix: &str| sub_store(&shared.stores, &format!("{folder}/{prefix}"));
-    approve_private_storage(&direct_uri("approvals")).await?;
+    approve_private_storage(&direct_uri("approvals"), "fault suite").await?;
 
     let azurite = store_endpoint(&shared.stores)
         .ok_or_else(|| format!("{} names no endpoint", shared.stores))?;

@@ -14,11 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use common::{GROUP, SUBSCRIPTION};
-use escher_core::approvals::{Action, Approval, ApprovalStore, Change, Conditions, Scope};
-use escher_core::CloudProvider;
+use common::{approve_private_storage, GROUP, SUBSCRIPTION};
 use escher_test_support::azure_arm::{public_storage_policy_event, ArmDouble};
-use escher_test_support::http::closed_port;
+use escher_test_support::http::{closed_port, wait_until_listening};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -83,22 +81,15 @@ impl Handler {
                 }
             }
         });
-        let base = format!("http://127.0.0.1:{port}");
-        for _ in 0..300 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return Handler {
-                    child,
-                    base,
-                    http: reqwest::Client::new(),
-                    logs,
-                };
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        if let Err(e) = wait_until_listening(port, Duration::from_secs(6)).await {
+            panic!("the handler: {e}");
         }
-        panic!("the handler did not listen on {port} within 6 s");
+        Handler {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+            logs,
+        }
     }
 
     /// Waits (at most 10 s) for a log line containing `text`.
@@ -131,34 +122,6 @@ fn policy_event(account: &str, delivery: &str) -> Value {
     public_storage_policy_event(SUBSCRIPTION, account, delivery)
 }
 
-async fn approve_private_storage(uri: &str) {
-    ApprovalStore::open(uri)
-        .expect("approvals store")
-        .apply(
-            &Change::Init {
-                approvals: vec![Approval {
-                    id: "apr-azure-storage".into(),
-                    action: Action::MakeBucketPrivate,
-                    scope: Scope {
-                        clouds: vec![CloudProvider::Azure],
-                        ..Scope::default()
-                    },
-                    conditions: Conditions::default(),
-                    approved_by: "ana".into(),
-                    approved_at: Utc::now() - chrono::Duration::minutes(5),
-                    expires_at: None,
-                    reason: "our storage accounts are never public".into(),
-                    revoked_at: None,
-                    revoked_by: None,
-                    revoke_reason: None,
-                }],
-            },
-            "ana",
-        )
-        .await
-        .expect("approved");
-}
-
 #[tokio::test]
 async fn a_public_storage_alert_is_fixed_once_and_notified() {
     let double = ArmDouble::start().await;
@@ -166,7 +129,9 @@ async fn a_public_storage_alert_is_fixed_once_and_notified() {
     double.blob_container(&account, "invoices", "Container");
     let dir = tempfile::tempdir().expect("temp dir");
     let approvals = format!("fs://{}", dir.path().join("approvals").display());
-    approve_private_storage(&approvals).await;
+    approve_private_storage(&approvals, "ana")
+        .await
+        .expect("approved");
     let handler = Handler::start(&double, dir.path(), &approvals).await;
 
     // Event Grid delivers the same event twice (its delivery is at least once).
@@ -216,7 +181,9 @@ async fn the_handler_reads_its_token_and_approvals_at_start_not_at_the_first_eve
     let account = double.storage_account(SUBSCRIPTION, GROUP, "warmexports", Some(true));
     let dir = tempfile::tempdir().expect("temp dir");
     let approvals = format!("fs://{}", dir.path().join("approvals").display());
-    approve_private_storage(&approvals).await;
+    approve_private_storage(&approvals, "ana")
+        .await
+        .expect("approved");
     let handler = Handler::start(&double, dir.path(), &approvals).await;
     let warmed = handler.logged("warmed up").await;
     assert!(warmed.contains(r#""approvals":1"#), "{warmed}");
@@ -241,7 +208,9 @@ async fn the_webhook_answers_event_grids_validation_and_monitor_alerts() {
     let double = ArmDouble::start().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let approvals = format!("fs://{}", dir.path().join("approvals").display());
-    approve_private_storage(&approvals).await;
+    approve_private_storage(&approvals, "ana")
+        .await
+        .expect("approved");
     let handler = Handler::start(&double, dir.path(), &approvals).await;
 
     let validation = json!([{
@@ -348,7 +317,9 @@ async fn the_hourly_timer_runs_the_nights_scan_once_in_the_users_zone() {
     });
     let dir = tempfile::tempdir().expect("temp dir");
     let approvals = format!("fs://{}", dir.path().join("approvals").display());
-    approve_private_storage(&approvals).await;
+    approve_private_storage(&approvals, "ana")
+        .await
+        .expect("approved");
 
     let noon = Handler::start_in(&double, dir.path(), &approvals, zone_at_hour(12)).await;
     let (status, answer) = noon

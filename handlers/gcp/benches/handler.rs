@@ -55,6 +55,8 @@ const WARM_PASSES: usize = 3;
 const CPU_PASSES: usize = 20;
 const START_TARGET: Duration = Duration::from_millis(25);
 const CPU_TARGET: Duration = Duration::from_millis(1);
+/// How long a spawned binary may take to listen before the bench says it did not start.
+const LISTEN_PATIENCE: Duration = Duration::from_secs(10);
 /// The bucket the start's alert makes public.
 const START_BUCKET: &str = "crm-exports";
 
@@ -162,7 +164,9 @@ async fn one_start(api: &GcpApi, jwks: &Jwks) -> Start {
     let port = closed_port();
     let started = Instant::now();
     let mut child = spawn_service(api, jwks, dir.path(), port);
-    wait_until_listening(port).await;
+    wait_until_listening(port, LISTEN_PATIENCE)
+        .await
+        .expect("the spawned binary listens");
     let listening = started.elapsed();
     let answer = reqwest::Client::new()
         .post(format!("http://127.0.0.1:{port}/alerts"))
@@ -199,7 +203,9 @@ async fn warm_memory(api: &GcpApi, jwks: &Jwks) -> Vec<String> {
     api.lro_polls(0);
     let port = closed_port();
     let mut child = spawn_service(api, jwks, dir.path(), port);
-    wait_until_listening(port).await;
+    wait_until_listening(port, LISTEN_PATIENCE)
+        .await
+        .expect("the spawned binary listens");
     let client = reqwest::Client::new();
     let mut passes = Vec::with_capacity(WARM_PASSES);
     let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();

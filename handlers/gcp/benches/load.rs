@@ -91,7 +91,7 @@ async fn run(
     let folder = sub_store(stores, &unique("load"));
     let direct = |prefix: &str| sub_store(&folder, prefix);
     let uri = |prefix: &str| store_through(&direct(prefix), proxy.url());
-    kit::approve_private_buckets(&direct("approvals")).await;
+    kit::approve_private_buckets(&direct("approvals"), "load bench").await?;
     let alerts = public_buckets(api, count);
 
     let config = HandlerConfig::with_stores(uri("state"), uri("audit"), uri("approvals"));

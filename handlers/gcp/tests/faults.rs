@@ -44,9 +44,6 @@ mod kit;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::Utc;
-use escher_core::approvals::{Action, Approval, ApprovalStore, Change, Conditions, Scope};
-use escher_core::CloudProvider;
 use escher_gcp::oidc::OidcPolicy;
 use escher_gcp::service::{build_service, ServiceSettings};
 use escher_gcp::{Endpoints, LoggedNotices, StaticToken};
@@ -183,36 +180,6 @@ struct Shared {
     jwks: Jwks,
 }
 
-async fn approve_private_buckets(uri: &str) -> Result<(), String> {
-    let approval = Approval {
-        id: "apr-faults".into(),
-        action: Action::MakeBucketPrivate,
-        scope: Scope {
-            clouds: vec![CloudProvider::Gcp],
-            ..Scope::default()
-        },
-        conditions: Conditions::default(),
-        approved_by: "fault suite".into(),
-        approved_at: Utc::now() - chrono::Duration::minutes(5),
-        expires_at: None,
-        reason: "every public bucket is made private".into(),
-        revoked_at: None,
-        revoked_by: None,
-        revoke_reason: None,
-    };
-    ApprovalStore::open(uri)
-        .map_err(|e| e.to_string())?
-        .apply(
-            &Change::Init {
-                approvals: vec![approval],
-            },
-            "fault suite",
-        )
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-}
-
 fn outcomes(answer: &Value) -> String {
     kit::outcomes(answer).join("+")
 }
@@ -222,7 +189,7 @@ async fn scenario(shared: &Shared, step: Step, fault: Fault) -> Result<Found, St
     let bucket = unique("escher-faults");
     shared.api.bucket(&bucket, true);
     let direct_uri = |prefix: &str| sub_store(&shared.stores, &format!("{folder}/{prefix}"));
-    approve_private_buckets(&direct_uri("approvals")).await?;
+    kit::approve_private_buckets(&direct_uri("approvals"), "fault suite").await?;
 
     let gcs = store_endpoint(&shared.stores)
         .ok_or_else(|| format!("{} names no endpoint", shared.stores))?;

@@ -1495,11 +1495,14 @@ impl AzureEstate {
         }
         for (i, live_disk) in disks.iter().take(40 * scale).enumerate() {
             // Old snapshots of deleted disks are reported; recent ones, or of live disks, not.
+            let deleted = format!(
+                "/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.Compute/disks/deleted-{i}"
+            );
             let (source, age) = match i % 8 {
-            0 => (format!("/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.Compute/disks/deleted-{i}"), 200),
-            1 => (format!("/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.Compute/disks/deleted-{i}"), 10),
-            _ => (live_disk.clone(), 400),
-        };
+                0 => (deleted, 200),
+                1 => (deleted, 10),
+                _ => (live_disk.clone(), 400),
+            };
             let snapshot =
                 double.snapshot(subscription, group, &format!("snap-{i:03}"), &source, age);
             double.update(&snapshot, |s| s["properties"]["diskSizeGB"] = json!(64));

@@ -46,11 +46,20 @@ pub fn closed_port() -> u16 {
 }
 
 /// Returns once something accepts connections on 127.0.0.1:`port` (a spawned server is up),
-/// polling every 200 µs so a start's time is measured closely.
-pub async fn wait_until_listening(port: u16) {
+/// polling every 200 µs so a start's time is measured closely; an error once `patience`
+/// passed with nothing listening (a server that failed to start).
+pub async fn wait_until_listening(port: u16, patience: std::time::Duration) -> Result<(), String> {
+    let started = std::time::Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        if started.elapsed() > patience {
+            return Err(format!(
+                "nothing listened on 127.0.0.1:{port} within {} s: the server did not start (its output says why)",
+                patience.as_secs_f64()
+            ));
+        }
         tokio::time::sleep(std::time::Duration::from_micros(200)).await;
     }
+    Ok(())
 }
 
 /// The request target (path) of a request line.

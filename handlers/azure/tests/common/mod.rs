@@ -7,8 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
+use chrono::Utc;
 use escher_azure::{ArmClient, Patience};
-use escher_core::{Normalized, UnifiedEvent};
+use escher_core::approvals::{Action, Approval, ApprovalStore, Change, Conditions, Scope};
+use escher_core::{CloudProvider, Normalized, UnifiedEvent};
 use escher_test_support::azure_arm::ArmDouble;
 use serde_json::json;
 
@@ -31,6 +33,38 @@ impl TokenCredential for TestToken {
             azure_core::time::OffsetDateTime::now_utc() + azure_core::time::Duration::hours(1),
         ))
     }
+}
+
+/// Approves making any public Azure storage account private (`make_bucket_private`, every
+/// Azure resource), as `who` in the approvals store at `uri`.
+pub async fn approve_private_storage(uri: &str, who: &str) -> Result<(), String> {
+    let approval = Approval {
+        id: "apr-azure-storage".into(),
+        action: Action::MakeBucketPrivate,
+        scope: Scope {
+            clouds: vec![CloudProvider::Azure],
+            ..Scope::default()
+        },
+        conditions: Conditions::default(),
+        approved_by: who.into(),
+        approved_at: Utc::now() - chrono::Duration::minutes(5),
+        expires_at: None,
+        reason: "our storage accounts are never public".into(),
+        revoked_at: None,
+        revoked_by: None,
+        revoke_reason: None,
+    };
+    ApprovalStore::open(uri)
+        .map_err(|e| format!("the approvals store {uri}: {e}"))?
+        .apply(
+            &Change::Init {
+                approvals: vec![approval],
+            },
+            who,
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("approving in {uri}: {e}"))
 }
 
 /// Short waits: the stand-in's long-running operations end after a poll or two.

@@ -78,32 +78,36 @@ impl Running {
     }
 }
 
-pub async fn approve_private_buckets(uri: &str) {
+/// Approves making any public bucket private (`make_bucket_private`, every Google Cloud
+/// resource), as `who` in the approvals store at `uri`.
+pub async fn approve_private_buckets(uri: &str, who: &str) -> Result<(), String> {
+    let approval = Approval {
+        id: "apr-gcp-buckets".into(),
+        action: Action::MakeBucketPrivate,
+        scope: Scope {
+            clouds: vec![CloudProvider::Gcp],
+            ..Scope::default()
+        },
+        conditions: Conditions::default(),
+        approved_by: who.into(),
+        approved_at: Utc::now() - chrono::Duration::minutes(5),
+        expires_at: None,
+        reason: "our buckets are never public".into(),
+        revoked_at: None,
+        revoked_by: None,
+        revoke_reason: None,
+    };
     ApprovalStore::open(uri)
-        .expect("approvals store")
+        .map_err(|e| format!("the approvals store {uri}: {e}"))?
         .apply(
             &Change::Init {
-                approvals: vec![Approval {
-                    id: "apr-gcp-buckets".into(),
-                    action: Action::MakeBucketPrivate,
-                    scope: Scope {
-                        clouds: vec![CloudProvider::Gcp],
-                        ..Scope::default()
-                    },
-                    conditions: Conditions::default(),
-                    approved_by: "ana".into(),
-                    approved_at: Utc::now() - chrono::Duration::minutes(5),
-                    expires_at: None,
-                    reason: "our buckets are never public".into(),
-                    revoked_at: None,
-                    revoked_by: None,
-                    revoke_reason: None,
-                }],
+                approvals: vec![approval],
             },
-            "ana",
+            who,
         )
         .await
-        .expect("approved");
+        .map(|_| ())
+        .map_err(|e| format!("approving in {uri}: {e}"))
 }
 
 pub async fn start(api: &GcpApi, jwks: &Jwks, stores: &Path) -> Running {
@@ -114,7 +118,9 @@ pub async fn start(api: &GcpApi, jwks: &Jwks, stores: &Path) -> Running {
 /// The service as the binary builds it, its fix approved, not yet serving.
 pub async fn assemble(api: &GcpApi, jwks: &Jwks, stores: &Path) -> (Service, Captured) {
     let uri = |name: &str| format!("fs://{}", stores.join(name).display());
-    approve_private_buckets(&uri("approvals")).await;
+    approve_private_buckets(&uri("approvals"), "ana")
+        .await
+        .expect("approved");
     let config = HandlerConfig::with_stores(uri("state"), uri("audit"), uri("approvals"));
     let settings = ServiceSettings {
         project: PROJECT.into(),
